@@ -1,0 +1,1 @@
+"""Aiguillage's entry points: the ``aiguillage`` command and the demo."""

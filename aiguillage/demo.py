@@ -1,0 +1,205 @@
+"""``aiguillage demo``: the whole flow on this machine, accounted for referral by referral."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import statistics
+import time
+import uuid
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import aio_pika
+from rich.console import Console
+from rich.table import Table
+
+from aiguillage.observer import FINAL, Observer
+from aiguillage.processes import ServiceProcesses
+from aiguillage.scenario import demo_centres, demo_referral
+from shared.events import Envelope, ReferralSubmitted, new_id
+from shared.publisher import EventPublisher
+from shared.settings import ServiceName, Settings
+from shared.topology import SUBSCRIPTIONS, declare_topology, delete_topology
+
+console = Console()
+
+NO_BROKER = """[bold red]No RabbitMQ answers at {url}.[/]
+Start one, then run the demo again:
+  - on this machine:   rabbitmq-server -detached
+  - with Docker:       docker compose up -d rabbitmq
+or point AIGUILLAGE_BROKER_URL at a running broker."""
+
+
+async def broker_reachable(url: str, timeout: float = 5.0) -> bool:
+    try:
+        connection = await asyncio.wait_for(aio_pika.connect(url), timeout)
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+        return False
+    await connection.close()
+    return True
+
+
+async def wait_for_consumers(url: str, namespace: str, timeout: float = 60.0) -> None:
+    """Every service queue has a consumer: the services are up."""
+    names = [spec.name(namespace) for specs in SUBSCRIPTIONS.values() for spec in specs]
+    deadline = time.monotonic() + timeout
+    connection = await aio_pika.connect(url)
+    try:
+        while True:
+            missing = []
+            for name in names:
+                # A passive declare of a missing queue closes the channel: one per queue.
+                channel = await connection.channel()
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                    if not queue.declaration_result.consumer_count:
+                        missing.append(name)
+                    await channel.close()
+                except aio_pika.exceptions.ChannelNotFoundEntity:
+                    missing.append(name)
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"services not consuming: {', '.join(missing)}")
+            await asyncio.sleep(0.3)
+    finally:
+        await connection.close()
+
+
+async def wait_for_drain(url: str, queue_name: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        while time.monotonic() < deadline:
+            queue = await channel.declare_queue(queue_name, passive=True)
+            if queue.declaration_result.message_count == 0:
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()
+
+
+async def _run(settings: Settings, referrals: int, seed: int, timeout: float,
+               keep: bool) -> int:
+    if not await broker_reachable(settings.broker_url):
+        console.print(NO_BROKER.format(url=settings.broker_url))
+        return 2
+    run_id = f"demo-{uuid.uuid4().hex[:8]}"
+    namespace = f"{settings.namespace}-{run_id}"
+    run_dir = settings.data_dir / run_id
+    env = {
+        "AIGUILLAGE_NAMESPACE": namespace,
+        "AIGUILLAGE_DATA_DIR": str(run_dir),
+        "AIGUILLAGE_BROKER_URL": settings.broker_url,
+    }
+    console.print(f"[bold]Aiguillage demo[/] {run_id}: namespace {namespace}, data in {run_dir}")
+    await declare_topology(settings.broker_url, namespace)
+    observer = Observer(settings.broker_url, namespace)
+    await observer.start()
+    services = ServiceProcesses(env, run_dir / "logs")
+    today = date.today()
+    try:
+        services.start()
+        with console.status("starting the four services..."):
+            await wait_for_consumers(settings.broker_url, namespace)
+        centres = demo_centres(today)
+        async with EventPublisher(settings.broker_url, namespace, "ars") as ars:
+            for centre in centres:
+                await ars.publish(centre, correlation_id=centre.centre_id)
+        await wait_for_drain(settings.broker_url, f"{namespace}.scheduler.centres")
+        console.print(f"ARS activated {len(centres)} centres (Rennes and Île-de-France)")
+        rng = random.Random(seed)
+        started = time.monotonic()
+        async with EventPublisher(settings.broker_url, namespace, "referrers") as referrers:
+            for i in range(referrals):
+                reference, referral = demo_referral(rng, i, today)
+                observer.submitted(reference)
+                if isinstance(referral, ReferralSubmitted):
+                    await referrers.publish(referral, correlation_id=new_id())
+                else:
+                    envelope = Envelope(type="referral.submitted", source="referrers",
+                                        correlation_id=new_id(), data=referral)
+                    await referrers.publish_envelope(envelope, "referral.submitted")
+        console.print(f"{referrals} referrals pushed by Centre 15, GPs, SOS Médecins and "
+                      "emergency departments")
+        deadline = time.monotonic() + timeout
+        with console.status("waiting for every referral to reach a final state...") as status:
+            while not observer.done() and time.monotonic() < deadline:
+                if services.dead():
+                    raise RuntimeError(f"a service died: {services.dead()}")
+                final = sum(t.state in FINAL for t in observer.tracks.values())
+                status.update(f"{final}/{referrals} referrals in a final state")
+                observer.changed.clear()
+                try:
+                    await asyncio.wait_for(observer.changed.wait(), 1.0)
+                except TimeoutError:
+                    pass
+        elapsed = time.monotonic() - started
+        return _report(observer, referrals, elapsed)
+    finally:
+        services.stop()
+        await observer.stop()
+        if not keep:
+            await delete_topology(settings.broker_url, namespace,
+                                  [c.centre_id for c in demo_centres(today)])
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            console.print(f"kept: namespace {namespace}, data in {run_dir}")
+
+
+def _report(observer: Observer, submitted: int, elapsed: float) -> int:
+    states = Counter(t.state or "unaccounted" for t in observer.tracks.values())
+    received = submitted - states["rejected"]
+    table = Table(title="What became of each referral")
+    table.add_column("state")
+    table.add_column("referrals", justify="right")
+    for state in ["rejected", *[s for s in FINAL if s != "rejected"], "unaccounted"]:
+        if states[state] or state != "unaccounted":
+            table.add_row(state, str(states[state]))
+    table.add_row("[bold]submitted[/]", f"[bold]{submitted}[/]")
+    console.print(table)
+    downstream = sum(states[s] for s in FINAL if s != "rejected")
+    console.print(
+        f"received {received} = refused {states['refused']} + escalated {states['escalated']}"
+        f" + assigned {states['assigned']} + waitlisted {states['waitlisted']}"
+        f" + home follow-up {states['home_follow_up']} + held {states['held']}"
+        f" = {downstream}"
+    )
+    per_centre = Counter(t.centre for t in observer.tracks.values() if t.state == "assigned")
+    centres = Table(title="Assignments per centre")
+    centres.add_column("centre")
+    centres.add_column("patients", justify="right")
+    for centre, count in sorted(per_centre.items(), key=lambda kv: (-kv[1], kv[0] or "")):
+        centres.add_row(centre or "?", str(count))
+    console.print(centres)
+    latencies = sorted(
+        (t.notified_at - t.submitted_at) * 1000
+        for t in observer.tracks.values()
+        if t.notified_at is not None
+    )
+    if latencies:
+        p50 = statistics.median(latencies)
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        console.print(f"submission → centre notified: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+                      f"over {len(latencies)} assigned referrals")
+    console.print(f"{submitted} referrals in {elapsed:.1f} s")
+    ok = states["unaccounted"] == 0 and received == downstream
+    console.print("[bold green]every referral accounted for[/]" if ok
+                  else "[bold red]some referrals are unaccounted for[/]")
+    return 0 if ok else 1
+
+
+def run_demo(settings: Settings, *, referrals: int, seed: int, timeout: float,
+             keep: bool) -> int:
+    try:
+        return asyncio.run(_run(settings, referrals, seed, timeout, keep))
+    except KeyboardInterrupt:
+        console.print("interrupted: services stopped")
+        return 130
+
+
+__all__ = ["ServiceName", "run_demo"]

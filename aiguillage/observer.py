@@ -1,0 +1,111 @@
+"""Watches every event on the exchange and tracks what became of each referral."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import aio_pika
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+
+from shared.events import Envelope
+from shared.topology import events_exchange
+
+FINAL = ("rejected", "refused", "escalated", "home_follow_up", "held", "assigned", "waitlisted")
+
+
+@dataclass
+class Track:
+    reference: str
+    submitted_at: float
+    referral_id: str | None = None
+    state: str | None = None
+    centre: str | None = None
+    notified_at: float | None = None
+
+
+@dataclass
+class Observer:
+    url: str
+    namespace: str
+    tracks: dict[str, Track] = field(default_factory=dict)  # by reference
+    by_referral: dict[str, Track] = field(default_factory=dict)
+    events: list[Envelope] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    _connection: AbstractConnection | None = None
+    _pending: dict[str, list[Envelope]] = field(default_factory=lambda: defaultdict(list))
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.url)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=1000)
+        exchange = await channel.get_exchange(events_exchange(self.namespace))
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def stop(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    def submitted(self, reference: str) -> None:
+        self.tracks[reference] = Track(reference, time.monotonic())
+
+    def done(self) -> bool:
+        return all(t.state in FINAL for t in self.tracks.values())
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+        except ValueError:
+            return
+        self.events.append(envelope)
+        self.counts[envelope.type] += 1
+        self._apply(envelope)
+        self.changed.set()
+
+    def _apply(self, env: Envelope) -> None:
+        data = env.data
+        if env.type == "submission.acknowledged":
+            track = self.tracks.get(data["reference"])
+            if track is not None and track.referral_id is None:
+                track.referral_id = data["referral_id"]
+                self.by_referral[track.referral_id] = track
+                for pending in self._pending.pop(track.referral_id, []):
+                    self._apply(pending)
+            return
+        if env.type == "submission.error":
+            track = self.tracks.get(data.get("reference") or "")
+            if track is not None:
+                track.state = "rejected"
+            return
+        referral_id = data.get("referral_id") or env.correlation_id
+        track = self.by_referral.get(referral_id)
+        if track is None:
+            # The acknowledgement may come after the first downstream event.
+            self._pending[referral_id].append(env)
+            return
+        if env.type == "referral.regulated":
+            state = {
+                "escalate": "escalated",
+                "home_follow_up": "home_follow_up",
+                "refuse": "refused",
+                "hold": "held",
+            }.get(data["decision"])
+            if state is not None:
+                track.state = state
+        elif env.type == "referral.waitlisted":
+            track.state = "waitlisted"
+        elif env.type == "slot.assigned":
+            track.centre = data["centre_id"]
+            track.state = track.state if track.state == "assigned" else "booked"
+        elif (
+            env.type == "notification.sent"
+            and data["recipient_kind"] == "centre"
+            and track.notified_at is None
+        ):
+            track.notified_at = time.monotonic()
+            track.state = "assigned"

@@ -1,0 +1,1 @@
+"""The four Aiguillage services. None imports another."""

@@ -1,0 +1,1 @@
+"""Intake: takes referrals in, keeps identity, passes a pseudonymous referral on."""

@@ -1,0 +1,14 @@
+"""The intake service process."""
+
+from __future__ import annotations
+
+from services.intake.handlers import IntakeHandlers
+from shared.runtime import ServiceRuntime
+from shared.settings import ServiceName, Settings
+
+
+def build(settings: Settings) -> ServiceRuntime:
+    runtime = ServiceRuntime(ServiceName.INTAKE, settings, "services.intake:migrations")
+    handlers = IntakeHandlers(settings)
+    runtime.consume("submissions", handlers.on_submitted)
+    return runtime

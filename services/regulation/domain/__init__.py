@@ -1,0 +1,1 @@
+"""Regulation's domain: the protocol as data, and the decision it gives."""

@@ -1,0 +1,1 @@
+"""Regulation protocol versions, as data (one JSON document per version)."""

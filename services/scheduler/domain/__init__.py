@@ -1,0 +1,1 @@
+"""The scheduler's domain: slots from opening hours, and the choice of a slot."""

@@ -1,0 +1,421 @@
+"""The scheduler's consumers: centres from the ARS, slots for oriented referrals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, insert, select, update
+
+from services.scheduler import store
+from services.scheduler.domain.assignment import Candidate, Weights, rank_candidates
+from services.scheduler.domain.slots import capacity_between
+from services.scheduler.tables import appointments, bookings, capacity_changes, centres, waitlist
+from shared.consumer import Delivery, PermanentError
+from shared.db import as_utc
+from shared.events import (
+    AlertKind,
+    AppointmentCancelled,
+    AppointmentRescheduled,
+    CancelledBy,
+    CapacityAlert,
+    CentreActivated,
+    CentreCapacityChanged,
+    CentreClosed,
+    CentreSuspended,
+    Decision,
+    Priority,
+    ReferralRegulated,
+    ReferralWaitlisted,
+    SlotAssigned,
+    new_id,
+    utcnow,
+)
+from shared.geo import commune
+
+log = structlog.get_logger(__name__)
+
+# A patient drained from the waiting list has often passed their deadline: they get
+# the soonest slot within this horizon rather than none.
+DRAIN_HORIZON = timedelta(hours=48)
+SATURATION_THRESHOLD = 0.9
+CONTENTION_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class Patient:
+    referral_id: str
+    patient_ref: str
+    priority: Priority
+    deadline: datetime
+    departement: str
+    commune_insee: str
+
+
+@dataclass(frozen=True)
+class Booked:
+    appointment_id: str
+    slot: Candidate
+    centre: Any  # the centre's row
+
+
+def _place(insee: str) -> tuple[float, float]:
+    found = commune(insee)
+    if found is None:
+        raise PermanentError("unknown_commune", f"no commune with INSEE code {insee}")
+    return found.lat, found.lon
+
+
+class SchedulerHandlers:
+    def __init__(
+        self, weights: Weights | None = None, saturation_threshold: float = SATURATION_THRESHOLD
+    ) -> None:
+        self.weights = weights or Weights()
+        self.saturation_threshold = saturation_threshold
+
+    # -- centres -----------------------------------------------------------------
+
+    async def on_centre(self, delivery: Delivery) -> None:
+        payload = delivery.envelope.payload()
+        now = utcnow()
+        if isinstance(payload, CentreActivated):
+            departement = await self._activate(delivery, payload, now)
+            await self._drain(delivery, departement, now)
+        elif isinstance(payload, CentreCapacityChanged):
+            row = await store.centre_row(delivery.session, payload.centre_id)
+            if row is None:
+                # Its activation may still be in flight: retried, then dead-lettered.
+                raise LookupError(f"unknown centre {payload.centre_id}")
+            await delivery.session.execute(
+                insert(capacity_changes).values(
+                    event_id=delivery.envelope.id,
+                    centre_id=payload.centre_id,
+                    from_date=payload.from_date,
+                    boxes=payload.boxes,
+                    opening_hours=[p.model_dump() for p in payload.opening_hours]
+                    if payload.opening_hours is not None
+                    else None,
+                    consultation_minutes=payload.consultation_minutes,
+                    recorded_at=now,
+                )
+            )
+            await self._drain(delivery, row.departement, now)
+        elif isinstance(payload, CentreSuspended | CentreClosed):
+            status = "suspended" if isinstance(payload, CentreSuspended) else "closed"
+            await self._withdraw(delivery, payload.centre_id, status, payload.reason, now)
+
+    async def _activate(self, delivery: Delivery, event: CentreActivated, now: datetime) -> str:
+        place = commune(event.commune_insee)
+        if place is None:
+            raise PermanentError("unknown_commune", f"no commune {event.commune_insee}")
+        values = {
+            "name": event.name,
+            "kind": event.kind.value,
+            "commune_insee": place.insee,
+            "departement": place.departement,
+            "lat": place.lat,
+            "lon": place.lon,
+            "address": event.address,
+            "opening_hours": [p.model_dump() for p in event.opening_hours],
+            "boxes": event.boxes,
+            "consultation_minutes": event.consultation_minutes,
+            "first_day": event.first_day,
+            "status": "active",
+            "updated_at": now,
+        }
+        if await store.centre_row(delivery.session, event.centre_id) is None:
+            await delivery.session.execute(insert(centres).values(id=event.centre_id, **values))
+        else:
+            await delivery.session.execute(
+                update(centres).where(centres.c.id == event.centre_id).values(**values)
+            )
+        log.info("centre active", centre_id=event.centre_id, departement=place.departement)
+        return place.departement
+
+    async def _withdraw(
+        self, delivery: Delivery, centre_id: str, status: str, reason: str, now: datetime
+    ) -> None:
+        """Suspend or close a centre: its future patients move, or wait; none is dropped."""
+        session = delivery.session
+        if await store.centre_row(session, centre_id) is None:
+            return
+        await session.execute(
+            update(centres).where(centres.c.id == centre_id).values(status=status, updated_at=now)
+        )
+        future = (
+            await session.execute(
+                select(appointments)
+                .where(
+                    appointments.c.centre_id == centre_id,
+                    appointments.c.status == "booked",
+                    appointments.c.start >= now,
+                )
+                .order_by(appointments.c.start)
+            )
+        ).all()
+        why = f"centre {status}: {reason}"
+        for appt in sorted(future, key=lambda a: Priority(a.priority).rank):
+            await self._cancel(session, appt.id)
+            patient = await self._patient_of(session, appt, now)
+            booked = await self._book(session, patient, now)
+            if booked is not None:
+                await delivery.emit(
+                    AppointmentRescheduled(
+                        centre_id=booked.slot.centre_id,
+                        appointment_id=booked.appointment_id,
+                        referral_id=appt.referral_id,
+                        patient_ref=appt.patient_ref,
+                        previous_centre_id=centre_id,
+                        previous_start=as_utc(appt.start),
+                        centre_name=booked.centre.name,
+                        centre_commune_insee=booked.centre.commune_insee,
+                        centre_address=booked.centre.address,
+                        start=booked.slot.start,
+                        end=booked.slot.end,
+                        box=booked.slot.box,
+                        priority=patient.priority,
+                        distance_km=round(booked.slot.distance_km, 2),
+                        reason=why,
+                    ),
+                    correlation_id=appt.referral_id,
+                )
+            else:
+                await delivery.emit(
+                    AppointmentCancelled(
+                        centre_id=centre_id,
+                        appointment_id=appt.id,
+                        referral_id=appt.referral_id,
+                        patient_ref=appt.patient_ref,
+                        start=as_utc(appt.start),
+                        cancelled_by=CancelledBy.SERVICE,
+                        reason=why,
+                    ),
+                    correlation_id=appt.referral_id,
+                )
+                await self._waitlist(delivery, patient, now, why)
+
+    async def _patient_of(self, session: Any, appt: Any, now: datetime) -> Patient:
+        origin = await store.referral_origin(session, appt.referral_id)
+        return Patient(
+            referral_id=appt.referral_id,
+            patient_ref=appt.patient_ref,
+            priority=Priority(appt.priority),
+            deadline=max(as_utc(appt.start), now + DRAIN_HORIZON),
+            departement=origin[0],
+            commune_insee=origin[1],
+        )
+
+    # -- referrals ---------------------------------------------------------------
+
+    async def on_regulated(self, delivery: Delivery) -> None:
+        event = delivery.payload_as(ReferralRegulated)
+        session = delivery.session
+        now = utcnow()
+        current = (
+            await session.execute(
+                select(appointments).where(
+                    appointments.c.referral_id == event.referral_id,
+                    appointments.c.status == "booked",
+                )
+            )
+        ).first()
+        if event.decision is not Decision.ORIENT:
+            # Not (or no longer) for a centre: leave the waiting list, give the slot back.
+            await session.execute(delete(waitlist).where(waitlist.c.referral_id == event.referral_id))
+            if current is not None:
+                await self._cancel(session, current.id)
+                await delivery.emit(
+                    AppointmentCancelled(
+                        centre_id=current.centre_id,
+                        appointment_id=current.id,
+                        referral_id=current.referral_id,
+                        patient_ref=current.patient_ref,
+                        start=as_utc(current.start),
+                        cancelled_by=CancelledBy.REGULATOR,
+                        reason=f"regulation decided {event.decision.value}",
+                    )
+                )
+                await self._drain(delivery, event.departement, now)
+            return
+        if current is not None:
+            return  # already booked: a regulator confirmed the orientation
+        await store.remember_origin(session, event.referral_id, event.departement,
+                                    event.commune_insee)
+        patient = Patient(
+            referral_id=event.referral_id,
+            patient_ref=event.patient_ref,
+            priority=event.priority or Priority.ROUTINE,
+            deadline=event.deadline or now + timedelta(hours=24),
+            departement=event.departement,
+            commune_insee=event.commune_insee,
+        )
+        booked = await self._book(session, patient, now)
+        if booked is None:
+            await self._waitlist(delivery, patient, now, "no free slot before the deadline")
+        else:
+            await self._announce(delivery, patient, booked)
+
+    # -- assignment --------------------------------------------------------------
+
+    async def _book(self, session: Any, patient: Patient, now: datetime) -> Booked | None:
+        """The best free slot before the patient's deadline, booked; None if none fits."""
+        schedules = await store.active_schedules(session, departement=patient.departement)
+        if not schedules:
+            return None
+        lat, lon = _place(patient.commune_insee)
+        ids = [s.centre_id for s in schedules]
+        for _ in range(CONTENTION_ROUNDS):
+            booked = await store.booked_slots(session, ids, now, patient.deadline)
+            candidates = rank_candidates(
+                patient_lat=lat,
+                patient_lon=lon,
+                now=now,
+                deadline=patient.deadline,
+                centres=schedules,
+                booked=booked,
+                weights=self.weights,
+            )
+            if not candidates:
+                return None
+            appointment_id = new_id()
+            for candidate in candidates:
+                if await store.try_book(
+                    session,
+                    candidate,
+                    appointment_id=appointment_id,
+                    referral_id=patient.referral_id,
+                    patient_ref=patient.patient_ref,
+                    priority=patient.priority.value,
+                    now=now,
+                ):
+                    centre = await store.centre_row(session, candidate.centre_id)
+                    return Booked(appointment_id, candidate, centre)
+        # Replicas took every candidate, several rounds running: hand the message back.
+        raise RuntimeError("slots taken by concurrent bookings; will retry")
+
+    async def _cancel(self, session: Any, appointment_id: str) -> None:
+        await store.release(session, appointment_id)
+        await session.execute(
+            update(appointments).where(appointments.c.id == appointment_id).values(
+                status="cancelled")
+        )
+
+    async def _announce(self, delivery: Delivery, patient: Patient, booked: Booked) -> None:
+        await delivery.emit(
+            SlotAssigned(
+                centre_id=booked.slot.centre_id,
+                appointment_id=booked.appointment_id,
+                referral_id=patient.referral_id,
+                patient_ref=patient.patient_ref,
+                centre_name=booked.centre.name,
+                centre_commune_insee=booked.centre.commune_insee,
+                centre_address=booked.centre.address,
+                start=booked.slot.start,
+                end=booked.slot.end,
+                box=booked.slot.box,
+                priority=patient.priority,
+                distance_km=round(booked.slot.distance_km, 2),
+            ),
+            correlation_id=patient.referral_id,
+        )
+
+    # -- waiting list ------------------------------------------------------------
+
+    async def _waitlist(
+        self, delivery: Delivery, patient: Patient, now: datetime, reason: str
+    ) -> None:
+        session = delivery.session
+        lat, lon = _place(patient.commune_insee)
+        await session.execute(delete(waitlist).where(waitlist.c.referral_id == patient.referral_id))
+        await session.execute(
+            insert(waitlist).values(
+                referral_id=patient.referral_id,
+                patient_ref=patient.patient_ref,
+                priority=patient.priority.value,
+                priority_rank=patient.priority.rank,
+                deadline=patient.deadline,
+                departement=patient.departement,
+                commune_insee=patient.commune_insee,
+                lat=lat,
+                lon=lon,
+                queued_at=now,
+            )
+        )
+        waiting = await self._waiting(session, patient.departement)
+        await delivery.emit(
+            ReferralWaitlisted(
+                referral_id=patient.referral_id,
+                patient_ref=patient.patient_ref,
+                priority=patient.priority,
+                departement=patient.departement,
+                reason=reason,
+                waiting_in_departement=waiting,
+            ),
+            correlation_id=patient.referral_id,
+        )
+        await self._alert(delivery, patient.departement, now, AlertKind.WAITING_LIST, waiting)
+
+    async def _waiting(self, session: Any, departement: str) -> int:
+        count = await session.scalar(
+            select(func.count()).select_from(waitlist).where(waitlist.c.departement == departement)
+        )
+        return int(count or 0)
+
+    async def _alert(
+        self, delivery: Delivery, departement: str, now: datetime, kind: AlertKind, waiting: int
+    ) -> None:
+        session = delivery.session
+        end = now + timedelta(hours=24)
+        schedules = await store.active_schedules(session, departement=departement)
+        capacity = sum(capacity_between(s, now, end) for s in schedules)
+        booked = await session.scalar(
+            select(func.count())
+            .select_from(bookings)
+            .join(centres, centres.c.id == bookings.c.centre_id)
+            .where(
+                centres.c.departement == departement,
+                bookings.c.start >= now,
+                bookings.c.start < end,
+            )
+        )
+        booked = int(booked or 0)
+        occupancy = booked / capacity if capacity else 1.0
+        await delivery.emit(
+            CapacityAlert(
+                departement=departement,
+                kind=kind,
+                occupancy_next_24h=round(occupancy, 3),
+                booked_next_24h=booked,
+                capacity_next_24h=capacity,
+                waiting=waiting,
+                threshold=self.saturation_threshold,
+            ),
+            correlation_id=f"departement-{departement}",
+        )
+
+    async def _drain(self, delivery: Delivery, departement: str, now: datetime) -> None:
+        """Capacity appeared: the waiting list of the département is served, most urgent first."""
+        session = delivery.session
+        rows = (
+            await session.execute(
+                select(waitlist)
+                .where(waitlist.c.departement == departement)
+                .order_by(waitlist.c.priority_rank, waitlist.c.deadline, waitlist.c.queued_at)
+            )
+        ).all()
+        for row in rows:
+            patient = Patient(
+                referral_id=row.referral_id,
+                patient_ref=row.patient_ref,
+                priority=Priority(row.priority),
+                deadline=max(as_utc(row.deadline), now + DRAIN_HORIZON),
+                departement=row.departement,
+                commune_insee=row.commune_insee,
+            )
+            booked = await self._book(session, patient, now)
+            if booked is None:
+                break  # the same centres serve everyone waiting here: they are full
+            await session.execute(delete(waitlist).where(waitlist.c.referral_id == row.referral_id))
+            await self._announce(delivery, patient, booked)

@@ -1,0 +1,105 @@
+"""The scheduler's tables: centres, their capacity changes, appointments, the
+bookings that hold slots, and the waiting list."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+centres = Table(
+    "centres",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("commune_insee", String(5), nullable=False),
+    Column("departement", String(3), nullable=False, index=True),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("address", Text, nullable=True),
+    Column("opening_hours", JSON, nullable=False),
+    Column("boxes", Integer, nullable=False),
+    Column("consultation_minutes", Integer, nullable=False),
+    Column("first_day", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+capacity_changes = Table(
+    "capacity_changes",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("centre_id", String(64), nullable=False, index=True),
+    Column("from_date", Date, nullable=False),
+    Column("boxes", Integer, nullable=True),
+    Column("opening_hours", JSON, nullable=True),
+    Column("consultation_minutes", Integer, nullable=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+appointments = Table(
+    "appointments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("referral_id", String(36), nullable=False, index=True),
+    Column("patient_ref", String(40), nullable=False),
+    Column("centre_id", String(64), nullable=False),
+    Column("start", DateTime(timezone=True), nullable=False),
+    Column("end", DateTime(timezone=True), nullable=False),
+    Column("box", Integer, nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("distance_km", Float, nullable=False),
+    # FHIR Appointment status: booked, cancelled, fulfilled, noshow...
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# The database itself forbids a double booking: one row per (centre, start, box),
+# deleted when the appointment is cancelled so that the slot is free again.
+bookings = Table(
+    "bookings",
+    metadata,
+    Column("centre_id", String(64), nullable=False),
+    Column("start", DateTime(timezone=True), nullable=False),
+    Column("box", Integer, nullable=False),
+    Column("appointment_id", String(36), nullable=False, unique=True),
+    PrimaryKeyConstraint("centre_id", "start", "box", name="pk_bookings_slot"),
+)
+
+waitlist = Table(
+    "waitlist",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("patient_ref", String(40), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("priority_rank", Integer, nullable=False),
+    Column("deadline", DateTime(timezone=True), nullable=False),
+    Column("departement", String(3), nullable=False),
+    Column("commune_insee", String(5), nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("queued_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_waitlist_order", waitlist.c.departement, waitlist.c.priority_rank, waitlist.c.deadline)
+
+origins = Table(
+    "origins",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("departement", String(3), nullable=False),
+    Column("commune_insee", String(5), nullable=False),
+)

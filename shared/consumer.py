@@ -1,0 +1,232 @@
+"""How every service consumes: parse, claim in the inbox, handle and stage the
+resulting events in one transaction, commit, then ack.
+
+- Not an event at all (not JSON, no envelope) or an event the handler rejects as
+  permanently invalid: dead-lettered at once, with the error in the headers.
+- Any other failure (database away, a bug hit by one message): handed back to the
+  queue after a backoff, and dead-lettered with its error after ``max_deliveries``
+  tries, so one bad message never blocks the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.annotations import RabbitMessage
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import Database
+from shared.events import Envelope, EventPayload, UnknownEventError, utcnow
+from shared.inbox import claim
+from shared.outbox import OutboxRelay, add_to_outbox
+from shared.topology import QueueSpec, dead_letter_exchange
+
+log = structlog.get_logger(__name__)
+
+P = TypeVar("P", bound=EventPayload)
+
+
+class PermanentError(Exception):
+    """This message will never be processed: dead-letter it now, do not retry."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Delivery:
+    """What a handler gets: the event, and a transaction to change state and emit in."""
+
+    session: AsyncSession
+    envelope: Envelope
+    source: str
+    emitted: list[Envelope] = field(default_factory=list)
+
+    def payload_as(self, cls: type[P]) -> P:
+        return self.envelope.payload_as(cls)
+
+    async def emit(
+        self,
+        payload: EventPayload,
+        *,
+        correlation_id: str | None = None,
+        routing_key: str | None = None,
+    ) -> Envelope:
+        envelope = await add_to_outbox(
+            self.session,
+            payload,
+            source=self.source,
+            correlation_id=correlation_id or self.envelope.correlation_id,
+            causation_id=self.envelope.id,
+            routing_key=routing_key,
+        )
+        self.emitted.append(envelope)
+        return envelope
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+@dataclass
+class ConsumerConfig:
+    namespace: str
+    service: str
+    max_deliveries: int = 5
+    retry_backoff_seconds: float = 0.5
+
+
+class Consumer:
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        spec: QueueSpec,
+        handler: Handler,
+        database: Database,
+        relay: OutboxRelay,
+        broker: RabbitBroker,
+    ) -> None:
+        self.config = config
+        self.spec = spec
+        self.handler = handler
+        self.database = database
+        self.relay = relay
+        self.broker = broker
+        self.name = f"{config.service}.{spec.subscription}"
+        self._dlx = RabbitExchange(dead_letter_exchange(config.namespace), declare=False)
+
+    async def __call__(self, message: RabbitMessage) -> None:
+        attempt = _delivery_count(message) + 1
+        structlog.contextvars.bind_contextvars(
+            consumer=self.name, message_id=message.message_id, attempt=attempt
+        )
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+        except ValidationError as exc:
+            await self._dead_letter(message, "invalid_envelope", _short(exc), attempt)
+            return
+        structlog.contextvars.bind_contextvars(
+            event_id=envelope.id, event_type=envelope.type, correlation_id=envelope.correlation_id
+        )
+        try:
+            delivery = await self._process(envelope)
+        except PermanentError as exc:
+            await self._dead_letter(message, exc.code, str(exc), attempt)
+            return
+        except (ValidationError, UnknownEventError) as exc:
+            await self._dead_letter(message, "invalid_payload", _short(exc), attempt)
+            return
+        except Exception as exc:
+            await self._retry_or_dead_letter(message, exc, attempt)
+            return
+        finally:
+            structlog.contextvars.unbind_contextvars("event_id", "event_type", "correlation_id")
+        if delivery is not None and delivery.emitted:
+            self.relay.notify()
+        await message.ack()
+
+    async def _process(self, envelope: Envelope) -> Delivery | None:
+        async with self.database.transaction() as session:
+            if not await claim(session, self.name, envelope):
+                log.info("duplicate event ignored")
+                return None
+            delivery = Delivery(session=session, envelope=envelope, source=self.config.service)
+            await self.handler(delivery)
+            return delivery
+
+    async def _retry_or_dead_letter(
+        self, message: RabbitMessage, exc: Exception, attempt: int
+    ) -> None:
+        if attempt >= self.config.max_deliveries:
+            await self._dead_letter(
+                message, "retries_exhausted", f"{type(exc).__name__}: {exc}", attempt,
+                detail="".join(traceback.format_exception(exc))[-4000:],
+            )
+            return
+        delay = self.config.retry_backoff_seconds * 2 ** (attempt - 1)
+        log.warning(
+            "handling failed; will retry", error=f"{type(exc).__name__}: {exc}", retry_in=delay
+        )
+        # The wait holds one prefetch slot: a failing dependency slows the consumer
+        # down instead of spinning on redeliveries.
+        await asyncio.sleep(delay)
+        await message.nack(requeue=True)
+
+    async def _dead_letter(
+        self,
+        message: RabbitMessage,
+        code: str,
+        error: str,
+        attempt: int,
+        detail: str | None = None,
+    ) -> None:
+        raw = message.raw_message
+        headers = dict(raw.headers or {})
+        headers.update(
+            {
+                "x-error-code": code,
+                "x-error": error[:2000],
+                "x-error-detail": (detail or "")[:4000],
+                "x-failed-consumer": self.name,
+                "x-failed-at": utcnow().isoformat(),
+                "x-attempts": attempt,
+                "x-original-exchange": raw.exchange or "",
+                "x-original-routing-key": raw.routing_key or "",
+            }
+        )
+        # Published with a confirm before the ack: a crash in between duplicates the
+        # dead letter rather than losing the message.
+        await self.broker.publish(
+            raw.body,
+            exchange=self._dlx,
+            routing_key=self.config.service,
+            headers=headers,
+            persist=True,
+            mandatory=False,
+            message_id=raw.message_id,
+            correlation_id=raw.correlation_id,
+            content_type=raw.content_type,
+            message_type=raw.type,
+        )
+        log.error("message dead-lettered", error_code=code, error=error)
+        await message.ack()
+
+
+def _delivery_count(message: RabbitMessage) -> int:
+    headers = message.raw_message.headers or {}
+    count = headers.get("x-delivery-count", 0)
+    return int(count) if isinstance(count, int | str) and str(count).isdigit() else 0
+
+
+def _short(exc: Exception) -> str:
+    return str(exc)[:2000]
+
+
+async def _raw_body(message: Any) -> bytes:
+    # The consumer parses the envelope itself, so that a body that is not even JSON
+    # reaches it (and the dead-letter queue) instead of failing inside FastStream.
+    body: bytes = message.body
+    return body
+
+
+def register(
+    broker: RabbitBroker,
+    consumer: Consumer,
+) -> None:
+    queue = RabbitQueue(consumer.spec.name(consumer.config.namespace), declare=False)
+    broker.subscriber(
+        queue,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw_body,
+        title=f"{consumer.name}:consume",
+        description=consumer.spec.description
+        + f" Bindings: {', '.join(consumer.spec.bindings)}.",
+    )(consumer.__call__)

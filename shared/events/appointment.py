@@ -1,0 +1,66 @@
+"""Appointments (FHIR Appointment vocabulary), routed per centre: ``<type>.<centre_id>``
+lets a centre's queue bind its own patients alone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from shared.events.base import EventPayload
+from shared.events.vocabulary import CancelledBy, Priority
+
+
+class _PerCentre(EventPayload):
+    centre_id: str
+
+    def routing_key(self) -> str:
+        return f"{self.event_type}.{self.centre_id}"
+
+
+class SlotAssigned(_PerCentre):
+    event_type: ClassVar[str] = "slot.assigned"
+
+    appointment_id: str
+    referral_id: str
+    patient_ref: str
+    centre_name: str
+    centre_commune_insee: str
+    centre_address: str | None = None
+    start: datetime
+    end: datetime
+    box: int
+    priority: Priority
+    distance_km: float
+    status: str = "booked"
+
+
+class AppointmentRescheduled(_PerCentre):
+    """Moved to ``centre_id`` (possibly another centre than before)."""
+
+    event_type: ClassVar[str] = "appointment.rescheduled"
+
+    appointment_id: str
+    referral_id: str
+    patient_ref: str
+    previous_centre_id: str
+    previous_start: datetime
+    centre_name: str
+    centre_commune_insee: str
+    centre_address: str | None = None
+    start: datetime
+    end: datetime
+    box: int
+    priority: Priority
+    distance_km: float
+    reason: str
+
+
+class AppointmentCancelled(_PerCentre):
+    event_type: ClassVar[str] = "appointment.cancelled"
+
+    appointment_id: str
+    referral_id: str
+    patient_ref: str
+    start: datetime
+    cancelled_by: CancelledBy
+    reason: str

@@ -1,0 +1,41 @@
+"""Signals for the ARS: saturation and staff shortages."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import Field
+
+from shared.events.base import EventPayload
+
+
+class AlertKind(StrEnum):
+    SATURATION = "saturation"  # next-24-hour occupancy over the threshold
+    WAITING_LIST = "waiting_list"  # patients waiting for a slot
+
+
+class CapacityAlert(EventPayload):
+    event_type: ClassVar[str] = "capacity.alert"
+
+    departement: str
+    kind: AlertKind
+    occupancy_next_24h: float = Field(ge=0)
+    booked_next_24h: int = Field(ge=0)
+    capacity_next_24h: int = Field(ge=0)
+    waiting: int = Field(ge=0)
+    threshold: float
+
+    def routing_key(self) -> str:
+        return f"{self.event_type}.{self.departement}"
+
+
+class ReinforcementRequested(EventPayload):
+    event_type: ClassVar[str] = "reinforcement.requested"
+
+    centre_id: str
+    count: int = Field(ge=1, le=100)
+    profession: str
+    from_date: date
+    note: str = ""

@@ -1,0 +1,88 @@
+"""The envelope every event travels in, and the base class of event payloads.
+
+On the wire an event is one JSON document: the envelope's fields, with the
+payload under ``data``. The payload's class is found from ``type`` and
+``version`` in the registry, so a consumer can read any version it knows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+P = TypeVar("P", bound="EventPayload")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class EventPayload(BaseModel):
+    """Base of every event payload: subclasses set ``event_type`` and ``version``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+
+    def routing_key(self) -> str:
+        """Routing key on the events exchange; per-centre events override it."""
+        return self.event_type
+
+
+class Envelope(BaseModel):
+    """Metadata common to every event (id, type, version, time, source, causality)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default_factory=new_id, description="Unique id of this event (UUID).")
+    type: str = Field(description="Event type, e.g. referral.received.", min_length=1)
+    version: int = Field(1, ge=1, description="Schema version of the payload.")
+    time: datetime = Field(default_factory=utcnow, description="When the event was produced.")
+    source: str = Field(description="Producing service or actor.", min_length=1)
+    correlation_id: str = Field(description="The referral (or centre) the event belongs to.")
+    causation_id: str | None = Field(None, description="Id of the event that caused this one.")
+    data: dict[str, Any] = Field(default_factory=dict, description="The payload.")
+
+    @classmethod
+    def wrap(
+        cls,
+        payload: EventPayload,
+        *,
+        source: str,
+        correlation_id: str,
+        causation_id: str | None = None,
+        event_id: str | None = None,
+        time: datetime | None = None,
+    ) -> Self:
+        return cls(
+            id=event_id or new_id(),
+            type=payload.event_type,
+            version=payload.version,
+            time=time or utcnow(),
+            source=source,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            data=payload.model_dump(mode="json"),
+        )
+
+    def payload(self) -> EventPayload:
+        """Parse ``data`` into the registered payload class (raises on unknown or invalid)."""
+        from shared.events.registry import payload_class
+
+        return payload_class(self.type, self.version).model_validate(self.data)
+
+    def payload_as(self, cls: type[P]) -> P:
+        if (self.type, self.version) != (cls.event_type, cls.version):
+            raise ValueError(
+                f"expected {cls.event_type} v{cls.version}, got {self.type} v{self.version}"
+            )
+        return cls.model_validate(self.data)

@@ -1,0 +1,49 @@
+"""What the notifier sent, or failed to send."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+from shared.events.base import EventPayload
+
+
+class RecipientKind(StrEnum):
+    CENTRE = "centre"
+    REFERRER = "referrer"
+    PATIENT = "patient"
+    CENTRE_15 = "centre_15"
+
+
+class Channel(StrEnum):
+    BROKER = "broker"
+    WEBHOOK = "webhook"
+    SMS = "sms"
+    EMAIL = "email"
+    RECORD = "record"  # kept in a table and the log, for demos
+
+
+class NotificationSent(EventPayload):
+    event_type: ClassVar[str] = "notification.sent"
+
+    notification_id: str
+    referral_id: str | None
+    recipient_kind: RecipientKind
+    recipient: str  # a centre id, a referrer id, a patient_ref: never contact details
+    channel: Channel
+    template: str
+    attempts: int = 1
+
+
+class NotificationFailed(EventPayload):
+    event_type: ClassVar[str] = "notification.failed"
+
+    notification_id: str
+    referral_id: str | None
+    recipient_kind: RecipientKind
+    recipient: str
+    channel: Channel
+    template: str
+    attempts: int
+    error: str
+    final: bool

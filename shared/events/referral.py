@@ -1,0 +1,163 @@
+"""Referral events: from submission at intake to the referral's end."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import ClassVar
+
+from pydantic import EmailStr, Field
+
+from shared.events.base import EventPayload
+from shared.events.vocabulary import (
+    CancelledBy,
+    Clinical,
+    Decision,
+    Frozen,
+    Priority,
+    Purpose,
+    Reason,
+    ReferrerKind,
+    ReferrerRef,
+    Sex,
+)
+
+
+class PatientIdentity(Frozen):
+    """Who the patient is and how to reach them. Stays in intake; never travels further."""
+
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    birth_date: date
+    sex: Sex = Sex.UNKNOWN
+    nir: str | None = Field(None, description="Numéro d'inscription au répertoire (15 digits).")
+    phone: str | None = Field(None, max_length=32)
+    email: EmailStr | None = None
+    sms_consent: bool = False
+    commune_insee: str | None = Field(None, pattern=r"^(\d{5}|2[AB]\d{3})$")
+    postcode: str | None = Field(None, pattern=r"^\d{5}$")
+    commune_name: str | None = Field(None, max_length=100)
+    address: str | None = Field(None, max_length=300)
+
+
+class Referrer(Frozen):
+    kind: ReferrerKind
+    identifier: str = Field(min_length=1, max_length=64, description="RPPS, FINESS...")
+    name: str | None = Field(None, max_length=200)
+    reply_to: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    webhook_url: str | None = Field(None, max_length=500)
+
+    def ref(self) -> ReferrerRef:
+        return ReferrerRef(
+            kind=self.kind,
+            identifier=self.identifier,
+            reply_to=self.reply_to,
+            webhook_url=self.webhook_url,
+        )
+
+
+class ReferralSubmitted(EventPayload):
+    """A referral from outside (Centre 15, GP, SOS Médecins, emergency department).
+
+    The only event that carries the patient's identity; only intake consumes it.
+    """
+
+    event_type: ClassVar[str] = "referral.submitted"
+
+    referrer: Referrer
+    reference: str = Field(
+        min_length=1, max_length=100, description="The referrer's own reference: idempotency key."
+    )
+    patient: PatientIdentity
+    clinical: Clinical
+    purpose: Purpose = Purpose.CONSULTATION
+
+
+class ReferralReceived(EventPayload):
+    """A referral accepted by intake, with a pseudonymous patient reference only."""
+
+    event_type: ClassVar[str] = "referral.received"
+
+    referral_id: str
+    patient_ref: str
+    age: int = Field(ge=0, le=130)
+    sex: Sex
+    commune_insee: str
+    departement: str
+    clinical: Clinical
+    referrer: ReferrerRef
+    purpose: Purpose
+    submitted_at: datetime
+
+
+class ReferralRejected(EventPayload):
+    """Intake refused a submission; the reasons say why, each with a stable code."""
+
+    event_type: ClassVar[str] = "referral.rejected"
+
+    referral_id: str | None = None
+    reference: str | None = None
+    referrer: ReferrerRef | None = None
+    source_message_id: str | None = None
+    reasons: tuple[Reason, ...]
+
+
+class ReferralRegulated(EventPayload):
+    """The decision that stands for a referral (automatic, or a regulator's)."""
+
+    event_type: ClassVar[str] = "referral.regulated"
+
+    referral_id: str
+    patient_ref: str
+    decision: Decision
+    priority: Priority | None = None
+    deadline: datetime | None = Field(None, description="Latest acceptable appointment start.")
+    test_eligible: bool = False
+    reasons: tuple[Reason, ...] = ()
+    protocol_version: str
+    decided_by: str = Field(description="'protocol' or the regulator's identifier.")
+    decision_id: str
+    supersedes: str | None = Field(None, description="The decision this one replaces.")
+    age: int
+    commune_insee: str
+    departement: str
+
+
+class ReferralWaitlisted(EventPayload):
+    event_type: ClassVar[str] = "referral.waitlisted"
+
+    referral_id: str
+    patient_ref: str
+    priority: Priority
+    departement: str
+    reason: str
+    waiting_in_departement: int = Field(ge=0)
+
+
+class ReferralCancelled(EventPayload):
+    event_type: ClassVar[str] = "referral.cancelled"
+
+    referral_id: str
+    cancelled_by: CancelledBy
+    reason: str
+
+
+class PatientContact(EventPayload):
+    """The patient's contact details, for the notifier alone.
+
+    Routed on ``contact.notifier``, a key only the notifier's queue binds (and, with
+    broker permissions, only the notifier may read), so identity never reaches
+    regulation or the scheduler.
+    """
+
+    event_type: ClassVar[str] = "patient.contact"
+
+    referral_id: str
+    patient_ref: str
+    first_name: str
+    last_name: str
+    phone: str | None = None
+    email: str | None = None
+    sms_consent: bool = False
+
+    def routing_key(self) -> str:
+        return "contact.notifier"

@@ -1,0 +1,69 @@
+"""Every event of the catalogue, found by (type, version)."""
+
+from __future__ import annotations
+
+from shared.events.appointment import AppointmentCancelled, AppointmentRescheduled, SlotAssigned
+from shared.events.ars import CapacityAlert, ReinforcementRequested
+from shared.events.base import EventPayload
+from shared.events.centre import (
+    CentreActivated,
+    CentreCapacityChanged,
+    CentreClosed,
+    CentreSuspended,
+)
+from shared.events.consultation import ConsultationCompleted, ConsultationNoShow, PatientEscalated
+from shared.events.notification import NotificationFailed, NotificationSent
+from shared.events.referral import (
+    PatientContact,
+    ReferralCancelled,
+    ReferralReceived,
+    ReferralRegulated,
+    ReferralRejected,
+    ReferralSubmitted,
+    ReferralWaitlisted,
+)
+from shared.events.regulation import ProtocolPublished, RegulationDecided
+from shared.events.submission import SubmissionAcknowledged, SubmissionError
+
+CATALOGUE: tuple[type[EventPayload], ...] = (
+    ReferralSubmitted,
+    ReferralReceived,
+    ReferralRejected,
+    ReferralRegulated,
+    ReferralWaitlisted,
+    ReferralCancelled,
+    PatientContact,
+    SubmissionAcknowledged,
+    SubmissionError,
+    RegulationDecided,
+    ProtocolPublished,
+    SlotAssigned,
+    AppointmentRescheduled,
+    AppointmentCancelled,
+    CentreActivated,
+    CentreCapacityChanged,
+    CentreSuspended,
+    CentreClosed,
+    ConsultationCompleted,
+    ConsultationNoShow,
+    PatientEscalated,
+    CapacityAlert,
+    ReinforcementRequested,
+    NotificationSent,
+    NotificationFailed,
+)
+
+_BY_KEY: dict[tuple[str, int], type[EventPayload]] = {
+    (cls.event_type, cls.version): cls for cls in CATALOGUE
+}
+
+
+class UnknownEventError(ValueError):
+    pass
+
+
+def payload_class(event_type: str, version: int) -> type[EventPayload]:
+    try:
+        return _BY_KEY[(event_type, version)]
+    except KeyError:
+        raise UnknownEventError(f"unknown event {event_type} v{version}") from None

@@ -1,0 +1,36 @@
+"""Answers to every submission on the broker, in the manner of the SAMU's Hub Santé:
+an acknowledgement or an error that names the message it answers."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from shared.events.base import EventPayload
+from shared.events.vocabulary import Reason
+
+
+class _Reply(EventPayload):
+    reply_to: str
+
+    def routing_key(self) -> str:
+        return f"reply.{self.reply_to}.{self.event_type}"
+
+
+class SubmissionAcknowledged(_Reply):
+    event_type: ClassVar[str] = "submission.acknowledged"
+
+    source_message_id: str
+    referral_id: str
+    reference: str
+    duplicate: bool = False
+
+
+class SubmissionError(_Reply):
+    event_type: ClassVar[str] = "submission.error"
+
+    source_message_id: str | None
+    reference: str | None = None
+    referral_id: str | None = None
+    error_code: str
+    cause: str
+    reasons: tuple[Reason, ...] = ()

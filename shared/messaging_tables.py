@@ -1,0 +1,49 @@
+"""The outbox and inbox tables every service has in its own database."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants a BIGINT.
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("event_type", String(100), nullable=False),
+    Column("routing_key", String(255), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+)
+Index("ix_outbox_pending", outbox.c.published_at, outbox.c.seq)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", String(100), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", JSON, nullable=True),
+    PrimaryKeyConstraint("consumer", "event_id"),
+)

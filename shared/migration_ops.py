@@ -1,0 +1,41 @@
+"""Alembic operations for the outbox and inbox tables, shared by every service's
+first migration (each service has its own database, so each creates its own)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from shared.messaging_tables import _SEQ
+
+
+def create_messaging_tables() -> None:
+    op.create_table(
+        "outbox",
+        sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("routing_key", sa.String(255), nullable=False),
+        sa.Column("correlation_id", sa.String(64), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text, nullable=True),
+    )
+    op.create_index("ix_outbox_pending", "outbox", ["published_at", "seq"])
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(100), nullable=False),
+        sa.Column("event_id", sa.String(36), nullable=False),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("outcome", sa.JSON, nullable=True),
+        sa.PrimaryKeyConstraint("consumer", "event_id"),
+    )
+
+
+def drop_messaging_tables() -> None:
+    op.drop_table("inbox")
+    op.drop_index("ix_outbox_pending", "outbox")
+    op.drop_table("outbox")

@@ -1,0 +1,153 @@
+"""Transactional outbox: an event is written in the same transaction as the state
+it describes, then relayed to RabbitMQ with publisher confirms.
+
+If the process dies between the publish and the mark, the event is published
+again on restart: delivery is at least once, and consumers are idempotent on the
+event id (see ``shared.inbox``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import Database
+from shared.events import Envelope, EventPayload, utcnow
+from shared.messaging_tables import outbox
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[Envelope, str], Awaitable[None]]
+
+
+async def add_to_outbox(
+    session: AsyncSession,
+    payload: EventPayload,
+    *,
+    source: str,
+    correlation_id: str,
+    causation_id: str | None = None,
+    routing_key: str | None = None,
+    event_id: str | None = None,
+) -> Envelope:
+    """Stage an event in the caller's transaction; it leaves only if that commits."""
+    envelope = Envelope.wrap(
+        payload,
+        source=source,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        event_id=event_id,
+    )
+    await session.execute(
+        insert(outbox).values(
+            event_id=envelope.id,
+            event_type=envelope.type,
+            routing_key=routing_key or payload.routing_key(),
+            correlation_id=correlation_id,
+            body=envelope.model_dump_json(),
+            created_at=envelope.time,
+            attempts=0,
+        )
+    )
+    return envelope
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows, oldest first.
+
+    It wakes at once when its own process commits (``notify``) and also polls, so
+    rows left by a crashed process or another replica are relayed too. On
+    PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets replicas relay side by side
+    without publishing the same row at the same time.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        publish: Publish,
+        *,
+        poll_seconds: float = 0.5,
+        batch: int = 200,
+    ) -> None:
+        self._db = database
+        self._publish = publish
+        self._poll = poll_seconds
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Relay what is pending (best effort), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, timeout=10)
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = self._poll
+        while True:
+            try:
+                while await self.relay_once() == self._batch:
+                    pass
+                backoff = self._poll
+            except Exception as exc:  # the broker or the database is away: try again later
+                log.warning("outbox relay failed; retrying", error=str(exc))
+                backoff = min(backoff * 2, 10.0)
+            if self._stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of pending rows; returns how many were published."""
+        async with self._db.transaction() as session:
+            query = (
+                select(outbox.c.seq, outbox.c.body, outbox.c.routing_key)
+                .where(outbox.c.published_at.is_(None))
+                .order_by(outbox.c.seq)
+                .limit(self._batch)
+            )
+            if not self._db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).all()
+            if not rows:
+                return 0
+            # Confirms are awaited concurrently: one round trip for the batch, not per
+            # event. Frames still leave in order on the channel.
+            results = await asyncio.gather(
+                *(self._publish(Envelope.model_validate_json(r.body), r.routing_key) for r in rows),
+                return_exceptions=True,
+            )
+            published = [r.seq for r, res in zip(rows, results, strict=True) if res is None]
+            now: datetime = utcnow()
+            if published:
+                await session.execute(
+                    update(outbox).where(outbox.c.seq.in_(published)).values(published_at=now)
+                )
+            failed = [(r.seq, res) for r, res in zip(rows, results, strict=True) if res is not None]
+            for seq, error in failed:
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.seq == seq)
+                    .values(attempts=outbox.c.attempts + 1, last_error=str(error)[:1000])
+                )
+            if failed:
+                log.warning("outbox publish failed", failed=len(failed), error=str(failed[0][1]))
+            return len(published) if not failed else 0

@@ -1,0 +1,78 @@
+"""Settings read from the environment (prefix ``AIGUILLAGE_``).
+
+Every service reads the same settings class and uses the part it needs, so one
+``.env`` or one set of variables configures a whole deployment.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceName(StrEnum):
+    INTAKE = "intake"
+    REGULATION = "regulation"
+    SCHEDULER = "scheduler"
+    NOTIFIER = "notifier"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIGUILLAGE_", env_file=".env", extra="ignore")
+
+    broker_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/", description="AMQP URL of the RabbitMQ broker."
+    )
+    namespace: str = Field(
+        "aiguillage",
+        description="Prefix of every exchange and queue, so that deployments and test runs "
+        "sharing a broker do not collide.",
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+    )
+    data_dir: Path = Field(
+        Path("data"), description="Folder of the SQLite files when no database URL is given."
+    )
+    intake_database_url: str | None = Field(None, description="Intake's database (SQLAlchemy URL).")
+    regulation_database_url: str | None = Field(None, description="Regulation's database.")
+    scheduler_database_url: str | None = Field(None, description="Scheduler's database.")
+    notifier_database_url: str | None = Field(None, description="Notifier's database.")
+
+    log_level: str = Field("INFO", description="Log level.")
+    log_json: bool = Field(True, description="JSON log lines (false: readable console lines).")
+
+    prefetch: int = Field(
+        32, ge=1, description="Unacknowledged deliveries a consumer holds at once (its concurrency)."
+    )
+    max_deliveries: int = Field(
+        5, ge=1, description="Tries of a message that fails for a possibly temporary reason "
+        "before it is dead-lettered with its error."
+    )
+    retry_backoff_seconds: float = Field(
+        0.5, ge=0, description="First wait before a failed message is handed back; doubles per try."
+    )
+    outbox_poll_seconds: float = Field(
+        0.5, gt=0, description="How often the outbox relay looks for events committed by "
+        "another process (events committed by its own process are relayed at once)."
+    )
+    outbox_batch: int = Field(200, ge=1, description="Events the outbox relay publishes per batch.")
+
+    pseudonym_secret: str = Field(
+        "change-me-in-production",
+        description="Secret key of the HMAC that turns a patient's identity into the "
+        "pseudonymous reference carried downstream.",
+    )
+
+    def database_url(self, service: ServiceName | str) -> str:
+        url: str | None = getattr(self, f"{ServiceName(service).value}_database_url")
+        if url:
+            return url
+        return f"sqlite+aiosqlite:///{self.data_dir / f'{ServiceName(service).value}.db'}"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

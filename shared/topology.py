@@ -1,0 +1,176 @@
+"""The broker topology, declared in one place.
+
+- one durable topic exchange for events (``<ns>.events``): the event type is the
+  routing key, with a centre id appended where a centre must receive it alone;
+- one durable quorum queue per (service, subscription), dead-lettering to
+- one direct dead-letter exchange (``<ns>.dlx``) and a dead-letter queue per
+  service (``<ns>.<service>.dlq``), where the consumer puts what it cannot
+  process, with the error in the headers;
+- one queue per centre (``<ns>.centre.<centre_id>``) bound to that centre's keys.
+
+Every service declares the whole topology at start (declarations are idempotent),
+so no start order between services is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel
+
+from shared.settings import ServiceName
+
+# Deliveries a quorum queue allows before the broker itself dead-letters a message.
+# The consumer dead-letters earlier (after ``max_deliveries``) with the error
+# attached; this is the net under a consumer that dies on the message every time.
+BROKER_DELIVERY_LIMIT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    service: str
+    subscription: str
+    bindings: tuple[str, ...]
+    description: str = ""
+
+    def name(self, namespace: str) -> str:
+        return f"{namespace}.{self.service}.{self.subscription}"
+
+
+SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
+    ServiceName.INTAKE: (
+        QueueSpec(
+            "intake",
+            "submissions",
+            ("referral.submitted",),
+            "Referrals pushed by Centre 15, GPs, SOS Médecins and emergency departments.",
+        ),
+    ),
+    ServiceName.REGULATION: (
+        QueueSpec(
+            "regulation",
+            "referrals",
+            ("referral.received",),
+            "Referrals accepted by intake, to regulate with the protocol.",
+        ),
+    ),
+    ServiceName.SCHEDULER: (
+        QueueSpec(
+            "scheduler",
+            "centres",
+            ("centre.activated", "centre.capacity_changed", "centre.suspended", "centre.closed"),
+            "The ARS's decisions about centres (one queue, so that they apply in order).",
+        ),
+        QueueSpec(
+            "scheduler",
+            "referrals",
+            ("referral.regulated",),
+            "Regulated referrals: those oriented to a centre get a slot.",
+        ),
+    ),
+    ServiceName.NOTIFIER: (
+        QueueSpec(
+            "notifier",
+            "assignments",
+            ("slot.assigned.*", "appointment.rescheduled.*", "appointment.cancelled.*"),
+            "Appointments, to tell the centre, the referrer and the patient.",
+        ),
+        QueueSpec(
+            "notifier",
+            "contacts",
+            ("contact.notifier",),
+            "The patient's contact details, which only the notifier receives.",
+        ),
+    ),
+}
+
+
+def events_exchange(namespace: str) -> str:
+    return f"{namespace}.events"
+
+
+def dead_letter_exchange(namespace: str) -> str:
+    return f"{namespace}.dlx"
+
+
+def dead_letter_queue(namespace: str, service: str) -> str:
+    return f"{namespace}.{service}.dlq"
+
+
+CENTRE_EVENT_TYPES = ("slot.assigned", "appointment.rescheduled", "appointment.cancelled")
+
+
+def centre_queue(namespace: str, centre_id: str) -> QueueSpec:
+    """A centre's own queue: its assignments, reschedules and cancellations, nothing else."""
+    return QueueSpec(
+        "centre",
+        centre_id,
+        tuple(f"{t}.{centre_id}" for t in CENTRE_EVENT_TYPES),
+        f"Patients of centre {centre_id}.",
+    )
+
+
+def queue_arguments(namespace: str, service: str) -> dict[str, object]:
+    return {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": dead_letter_exchange(namespace),
+        "x-dead-letter-routing-key": service,
+        "x-delivery-limit": BROKER_DELIVERY_LIMIT,
+    }
+
+
+async def declare_queue(channel: AbstractChannel, namespace: str, spec: QueueSpec) -> None:
+    exchange = await channel.get_exchange(events_exchange(namespace), ensure=True)
+    queue = await channel.declare_queue(
+        spec.name(namespace), durable=True, arguments=queue_arguments(namespace, spec.service)
+    )
+    for key in spec.bindings:
+        await queue.bind(exchange, routing_key=key)
+
+
+async def declare_topology(
+    url: str, namespace: str, extra: Iterable[QueueSpec] = ()
+) -> None:
+    """Declare exchanges, every service's queues and dead-letter queues (idempotent)."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_exchange(
+            events_exchange(namespace), aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        dlx = await channel.declare_exchange(
+            dead_letter_exchange(namespace), aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        services = {s.value for s in ServiceName} | {"centre"}
+        for service in sorted(services):
+            dlq = await channel.declare_queue(
+                dead_letter_queue(namespace, service),
+                durable=True,
+                arguments={"x-queue-type": "quorum"},
+            )
+            await dlq.bind(dlx, routing_key=service)
+        for specs in SUBSCRIPTIONS.values():
+            for spec in specs:
+                await declare_queue(channel, namespace, spec)
+        for spec in extra:
+            await declare_queue(channel, namespace, spec)
+    finally:
+        await connection.close()
+
+
+async def delete_topology(url: str, namespace: str, centre_ids: Iterable[str] = ()) -> None:
+    """Remove a namespace's exchanges and queues (tests and demos clean up with it)."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        names = [spec.name(namespace) for specs in SUBSCRIPTIONS.values() for spec in specs]
+        names += [centre_queue(namespace, c).name(namespace) for c in centre_ids]
+        names += [dead_letter_queue(namespace, s) for s in [*ServiceName, "centre"]]
+        for name in names:
+            await channel.queue_delete(name)
+        await channel.exchange_delete(events_exchange(namespace))
+        await channel.exchange_delete(dead_letter_exchange(namespace))
+    finally:
+        await connection.close()

@@ -1,0 +1,130 @@
+"""Fixtures: the real RabbitMQ and PostgreSQL from the environment (the local servers
+by default); testcontainers only where none answers and Docker runs; otherwise a
+clear failure, never a silent skip."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import asyncpg
+import pytest
+
+from shared.settings import Settings
+from shared.topology import delete_topology
+
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _answers(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), 2):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_runs() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> Iterator[str]:
+    url = os.environ.get("AIGUILLAGE_TEST_BROKER_URL", DEFAULT_BROKER)
+    if _answers(url):
+        yield url
+        return
+    if _docker_runs():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with RabbitMqContainer("rabbitmq:3.13-management") as rabbit:
+            params = rabbit.get_connection_params()
+            yield f"amqp://guest:guest@{params.host}:{params.port}/"
+        return
+    pytest.fail(
+        f"No RabbitMQ answers at {url} and no Docker engine runs to start one. "
+        "Start it (rabbitmq-server -detached) or set AIGUILLAGE_TEST_BROKER_URL.",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    url = os.environ.get("AIGUILLAGE_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    if _answers(url):
+        yield url
+        return
+    if _docker_runs():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    pytest.fail(
+        f"No PostgreSQL answers at {url} and no Docker engine runs to start one. Start it "
+        "(pg_ctlcluster ... main start) or set AIGUILLAGE_TEST_POSTGRES_URL.",
+        pytrace=False,
+    )
+
+
+class PostgresDatabases:
+    """Creates throw-away databases on the test server, and drops them afterwards."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.created: list[str] = []
+
+    async def create(self, label: str) -> str:
+        name = f"aig_{label}_{uuid.uuid4().hex[:8]}"
+        connection = await asyncpg.connect(self.admin_url)
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+        self.created.append(name)
+        parsed = urlparse(self.admin_url)
+        return parsed._replace(scheme="postgresql+asyncpg", path=f"/{name}").geturl()
+
+    async def drop_all(self) -> None:
+        connection = await asyncpg.connect(self.admin_url)
+        try:
+            for name in self.created:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+
+@pytest.fixture
+async def postgres(postgres_admin_url: str) -> AsyncIterator[PostgresDatabases]:
+    databases = PostgresDatabases(postgres_admin_url)
+    yield databases
+    await databases.drop_all()
+
+
+@pytest.fixture
+async def settings(broker_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings of an isolated deployment: its own namespace on the broker, its own files."""
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    yield Settings(
+        broker_url=broker_url,
+        namespace=namespace,
+        data_dir=tmp_path / "data",
+        retry_backoff_seconds=0.05,
+        outbox_poll_seconds=0.2,
+        max_deliveries=3,
+        log_json=True,
+    )
+    await asyncio.wait_for(delete_topology(broker_url, namespace), 30)

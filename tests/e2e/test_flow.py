@@ -1,0 +1,104 @@
+"""The four services as separate processes, driven through RabbitMQ only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiguillage.demo import wait_for_consumers, wait_for_drain
+from aiguillage.processes import ServiceProcesses
+from shared.events import Purpose
+from shared.publisher import EventPublisher
+from shared.settings import Settings
+from tests.helpers import Tap, centre, referral
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def processes(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcesses]:
+    env = {
+        "AIGUILLAGE_BROKER_URL": settings.broker_url,
+        "AIGUILLAGE_NAMESPACE": settings.namespace,
+        "AIGUILLAGE_DATA_DIR": str(settings.data_dir),
+        "AIGUILLAGE_OUTBOX_POLL_SECONDS": "0.2",
+    }
+    procs = ServiceProcesses(env, tmp_path / "logs")
+    procs.start()
+    try:
+        yield procs
+    finally:
+        procs.stop()
+        for service in ["intake", "regulation", "scheduler", "notifier"]:
+            print(f"--- {service} log ---\n{procs.log(service)[-3000:]}")
+
+
+async def test_referral_goes_from_intake_to_the_centres_notification(
+    settings: Settings, processes: ServiceProcesses
+) -> None:
+    s = settings
+    await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    async with Tap(s.broker_url, s.namespace) as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
+            await ars.publish(centre("rennes-e2e", "35238"), correlation_id="rennes-e2e")
+        await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+        async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
+            mild = await gp.publish(referral("e2e-mild"), correlation_id="c-1")
+            severe = await gp.publish(referral("e2e-severe", severe=True), correlation_id="c-2")
+            invalid = await gp.publish(
+                referral("e2e-screening").model_copy(update={"purpose": Purpose.SCREENING}),
+                correlation_id="c-3",
+            )
+
+        def finished(events: list) -> bool:
+            types = [e.type for e in events]
+            return (
+                "notification.sent" in types
+                and types.count("referral.regulated") == 2
+                and "referral.rejected" in types
+            )
+
+        await tap.wait_for(finished, timeout=60)
+        await asyncio.sleep(0.5)
+
+    acks = {e.data["reference"]: e for e in tap.of_type("submission.acknowledged")}
+    assert set(acks) == {"e2e-mild", "e2e-severe"}
+    assert acks["e2e-mild"].data["source_message_id"] == mild.id
+    [error] = tap.of_type("submission.error")
+    assert error.data["source_message_id"] == invalid.id
+    assert error.data["error_code"] == "screening_not_offered"
+
+    mild_id = acks["e2e-mild"].data["referral_id"]
+    severe_id = acks["e2e-severe"].data["referral_id"]
+    decisions = {e.data["referral_id"]: e.data for e in tap.of_type("referral.regulated")}
+    assert decisions[mild_id]["decision"] == "orient"
+    assert decisions[severe_id]["decision"] == "escalate"
+
+    [slot] = tap.of_type("slot.assigned")
+    assert slot.data["referral_id"] == mild_id and slot.data["centre_id"] == "rennes-e2e"
+    assert slot.correlation_id == mild_id
+    [notice] = [e for e in tap.of_type("notification.sent")
+                if e.data["recipient_kind"] == "centre"]
+    assert notice.data["recipient"] == "rennes-e2e" and notice.causation_id == slot.id
+    # The per-centre routing key carries the centre id.
+    assert any(m.routing_key == "slot.assigned.rennes-e2e" for m in tap.messages)
+
+    # The whole trail is linked by correlation and causation ids.
+    trail = [e for e in tap.envelopes if e.correlation_id == mild_id]
+    ids = {e.id for e in trail} | {mild.id}
+    assert all(e.causation_id in ids for e in trail)
+
+    # Identity stays in intake: only the notifier's contact channel carries it.
+    for message in tap.messages:
+        if message.routing_key in ("referral.submitted", "contact.notifier"):
+            continue
+        body = message.body.decode()
+        for secret in ["Éloïse", "Dupont-Lajoie", "285057800608491", "0612345678",
+                       "eloise.dl@exemple.fr"]:
+            assert secret not in body and json.dumps(secret)[1:-1] not in body, (
+                message.routing_key
+            )

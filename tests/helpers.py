@@ -1,0 +1,134 @@
+"""Test helpers that talk to the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from shared.events import (
+    CentreActivated,
+    CentreKind,
+    Clinical,
+    Envelope,
+    OpeningPeriod,
+    PatientIdentity,
+    ReferralSubmitted,
+    Referrer,
+    ReferrerKind,
+    Vitals,
+)
+from shared.topology import dead_letter_queue, events_exchange
+
+
+class Tap:
+    """A private queue bound to the events exchange: sees what the services publish."""
+
+    def __init__(self, url: str, namespace: str, *keys: str) -> None:
+        self.url, self.namespace, self.keys = url, namespace, keys or ("#",)
+        self.messages: list[AbstractIncomingMessage] = []
+        self.envelopes: list[Envelope] = []
+        self._arrived = asyncio.Event()
+
+    async def __aenter__(self) -> Tap:
+        self._connection = await aio_pika.connect_robust(self.url)
+        channel = await self._connection.channel()
+        exchange = await channel.get_exchange(events_exchange(self.namespace))
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for key in self.keys:
+            await queue.bind(exchange, routing_key=key)
+        await queue.consume(self._on_message, no_ack=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._connection.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.messages.append(message)
+        try:
+            self.envelopes.append(Envelope.model_validate_json(message.body))
+        except ValueError:
+            pass
+        self._arrived.set()
+
+    def of_type(self, event_type: str) -> list[Envelope]:
+        return [e for e in self.envelopes if e.type == event_type]
+
+    async def wait_for(
+        self, predicate: Callable[[list[Envelope]], bool], timeout: float = 20.0
+    ) -> list[Envelope]:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.envelopes):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                types = [e.type for e in self.envelopes]
+                raise TimeoutError(f"condition not met in {timeout}s; saw {types}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.5))
+            except TimeoutError:
+                pass
+        return self.envelopes
+
+
+async def dead_letters(url: str, namespace: str, service: str, expected: int,
+                       timeout: float = 20.0) -> list[AbstractIncomingMessage]:
+    """Read (and ack) what the service dead-lettered."""
+    connection = await aio_pika.connect(url)
+    got: list[AbstractIncomingMessage] = []
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(dead_letter_queue(namespace, service), passive=True)
+        deadline = time.monotonic() + timeout
+        while len(got) < expected and time.monotonic() < deadline:
+            message = await queue.get(fail=False, timeout=5)
+            if message is None:
+                await asyncio.sleep(0.2)
+                continue
+            await message.ack()
+            got.append(message)
+    finally:
+        await connection.close()
+    return got
+
+
+def centre(centre_id: str, insee: str = "35238", boxes: int = 2, hours: str = "00:00-24:00",
+           minutes: int = 20) -> CentreActivated:
+    opens, closes = hours.split("-")
+    return CentreActivated(
+        centre_id=centre_id,
+        name=f"Centre {centre_id}",
+        kind=CentreKind.TEMPORARY_DEDICATED,
+        commune_insee=insee,
+        opening_hours=tuple(OpeningPeriod(weekday=d, opens=opens, closes=closes)
+                            for d in range(7)),
+        boxes=boxes,
+        consultation_minutes=minutes,
+        first_day=date.today() - timedelta(days=1),
+    )
+
+
+def referral(reference: str, *, insee: str = "35238", severe: bool = False,
+             reply_to: str | None = "tests", **patient: Any) -> ReferralSubmitted:
+    identity = {
+        "first_name": "Éloïse", "last_name": "Dupont-Lajoie", "birth_date": date(1985, 5, 17),
+        "nir": "285057800608491", "phone": "0612345678", "email": "eloise.dl@exemple.fr",
+        "sms_consent": True, "commune_insee": insee, **patient,
+    }
+    return ReferralSubmitted(
+        referrer=Referrer(kind=ReferrerKind.GP, identifier="10001234567", reply_to=reply_to),
+        reference=reference,
+        patient=PatientIdentity.model_validate(identity),
+        clinical=Clinical(
+            symptomatic=True,
+            symptoms=("fever", "cough"),
+            onset_date=date.today() - timedelta(days=2),
+            vitals=Vitals(spo2=88.0 if severe else 97.0, respiratory_rate=18,
+                          systolic_bp=120, temperature_c=38.2),
+        ),
+    )

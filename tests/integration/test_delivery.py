@@ -1,0 +1,151 @@
+"""The delivery guarantees of shared.consumer and shared.outbox, on the real broker
+and both databases: inbox idempotency, dead letters with the error, bounded retry,
+outbox atomicity."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from services.notifier.tables import contacts
+from shared.consumer import Delivery
+from shared.events import Envelope, NotificationSent, PatientContact, RecipientKind
+from shared.messaging_tables import outbox
+from shared.publisher import EventPublisher
+from shared.runtime import ServiceRuntime
+from shared.settings import ServiceName, Settings
+from tests.helpers import Tap, dead_letters
+
+CONTACT = PatientContact(
+    referral_id="r-1", patient_ref="pat-1", first_name="A", last_name="B", phone=None
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def runtime_settings(request: Any, settings: Settings, postgres: Any) -> Settings:
+    if request.param == "postgres":
+        return settings.model_copy(
+            update={"notifier_database_url": await postgres.create("notifier")}
+        )
+    return settings
+
+
+class Probe:
+    """A handler that stores the contact and emits an event, failing on demand."""
+
+    def __init__(self, fail_times: int = 0) -> None:
+        self.calls = 0
+        self.fail_times = fail_times
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.calls += 1
+        contact = delivery.payload_as(PatientContact)
+        await delivery.session.execute(contacts.insert().values(**contact.model_dump()))
+        await delivery.emit(
+            NotificationSent(
+                notification_id=f"n-{contact.referral_id}", referral_id=contact.referral_id,
+                recipient_kind=RecipientKind.PATIENT, recipient=contact.patient_ref,
+                channel="record", template="probe",
+            )
+        )
+        if self.calls <= self.fail_times:
+            raise ConnectionError("database went away")  # after the writes: all roll back
+
+
+async def _running(settings: Settings, probe: Probe) -> AsyncIterator[ServiceRuntime]:
+    runtime = ServiceRuntime(ServiceName.NOTIFIER, settings, "services.notifier:migrations")
+    runtime.consume("contacts", probe)
+    app = runtime.app()
+    await app.start()
+    try:
+        yield runtime
+    finally:
+        await app.stop()
+
+
+async def _count(runtime: ServiceRuntime, table: Any) -> int:
+    async with runtime.database.transaction() as session:
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def test_duplicate_event_is_processed_once(runtime_settings: Settings) -> None:
+    probe = Probe()
+    async for runtime in _running(runtime_settings, probe):
+        async with (
+            Tap(runtime_settings.broker_url, runtime_settings.namespace, "notification.#") as tap,
+            EventPublisher(runtime_settings.broker_url, runtime_settings.namespace, "t") as pub,
+        ):
+            envelope = Envelope.wrap(CONTACT, source="intake", correlation_id="r-1")
+            for _ in range(3):
+                await pub.publish_envelope(envelope, "contact.notifier")
+            await tap.wait_for(lambda es: len(es) >= 1)
+            await asyncio.sleep(1.0)  # room for a wrong second publication to show up
+            assert len(tap.of_type("notification.sent")) == 1
+            assert probe.calls == 1
+            assert await _count(runtime, contacts) == 1
+            sent = tap.of_type("notification.sent")[0]
+            assert sent.causation_id == envelope.id and sent.correlation_id == "r-1"
+
+
+async def test_poison_messages_are_dead_lettered_and_the_queue_keeps_flowing(
+    runtime_settings: Settings,
+) -> None:
+    probe = Probe()
+    s = runtime_settings
+    async for runtime in _running(s, probe):
+        async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+            await pub.publish_raw(b"\xff not json", "contact.notifier", message_id="m-notjson")
+            wrong = Envelope(type="patient.contact", source="t", correlation_id="x",
+                             data={"referral_id": 3})
+            await pub.publish_envelope(wrong, "contact.notifier")
+            good = Envelope.wrap(CONTACT, source="intake", correlation_id="r-1")
+            await pub.publish_envelope(good, "contact.notifier")
+        letters = await dead_letters(s.broker_url, s.namespace, "notifier", expected=2)
+        by_code = {m.headers["x-error-code"]: m for m in letters}
+        assert set(by_code) == {"invalid_envelope", "invalid_payload"}
+        assert by_code["invalid_envelope"].body == b"\xff not json"
+        assert by_code["invalid_envelope"].headers["x-original-routing-key"] == "contact.notifier"
+        assert "referral_id" in str(by_code["invalid_payload"].headers["x-error"])
+        for _ in range(50):
+            if await _count(runtime, contacts) == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert await _count(runtime, contacts) == 1
+
+
+async def test_temporary_failure_is_retried_then_succeeds(runtime_settings: Settings) -> None:
+    probe = Probe(fail_times=2)  # max_deliveries is 3 in the test settings
+    s = runtime_settings
+    async for runtime in _running(s, probe):
+        async with Tap(s.broker_url, s.namespace, "notification.#") as tap:
+            async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+                await pub.publish(CONTACT, correlation_id="r-1")
+            await tap.wait_for(lambda es: len(es) == 1)
+        assert probe.calls == 3
+        assert await _count(runtime, contacts) == 1
+        async with runtime.database.transaction() as session:
+            rows = (await session.execute(select(outbox.c.event_type))).all()
+        # The two failed tries rolled back their outbox rows with everything else.
+        assert [r.event_type for r in rows] == ["notification.sent"]
+
+
+async def test_permanent_failure_is_dead_lettered_after_bounded_tries(
+    runtime_settings: Settings,
+) -> None:
+    probe = Probe(fail_times=1000)
+    s = runtime_settings
+    async for runtime in _running(s, probe):
+        async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+            await pub.publish(CONTACT, correlation_id="r-1")
+        [letter] = await dead_letters(s.broker_url, s.namespace, "notifier", expected=1)
+        assert letter.headers["x-error-code"] == "retries_exhausted"
+        assert "database went away" in str(letter.headers["x-error"])
+        assert letter.headers["x-attempts"] == s.max_deliveries
+        assert probe.calls == s.max_deliveries
+        assert Envelope.model_validate_json(letter.body).payload() == CONTACT
+        assert await _count(runtime, contacts) == 0
+        assert await _count(runtime, outbox) == 0
