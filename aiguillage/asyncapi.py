@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 
+import yaml
+
 from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI
 
@@ -12,22 +14,24 @@ from shared.contracts import PUBLISHERS, routing_key_pattern, typed_envelope
 from shared.runtime import events_exchange_ref
 from shared.settings import ServiceName, Settings
 
-DESCRIPTION = """Aiguillage routes Covid-19 patients, after medical regulation by Centre 15,
-to the ambulatory consultation centres the ARS activates. One topic exchange carries
-every event; the event type is the routing key (with the centre id appended where a
-centre must receive it alone). Every message is an envelope (id, type, version, time,
-source, correlation id, causation id) with the payload under `data`."""
+DESCRIPTION = " ".join(
+    """Aiguillage routes Covid-19 patients, after medical regulation by Centre 15,
+    to the ambulatory consultation centres the ARS activates. One topic exchange carries
+    every event; the event type is the routing key (with the centre id appended where a
+    centre must receive it alone). Every message is an envelope (id, type, version, time,
+    source, correlation id, causation id) with the payload under `data`.""".split()
+)
 
 
 def build_brokers(settings: Settings) -> list[RabbitBroker]:
-    brokers = []
+    by_service: dict[str, RabbitBroker] = {}
     for service in ServiceName:
         module = importlib.import_module(f"services.{service.value}.app")
-        brokers.append(module.build(settings).broker)
-    external = RabbitBroker(settings.broker_url, description="External actors")
-    brokers.append(external)
+        by_service[service.value] = module.build(settings).broker
+    external = RabbitBroker(
+        settings.broker_url, description="External actors: referrers, Centre 15, the ARS, centres"
+    )
     exchange = events_exchange_ref(settings.namespace)
-    by_service = {b.config.app_id if hasattr(b, "config") else "": b for b in brokers}
     for producer, events in PUBLISHERS.items():
         broker = by_service.get(producer, external)
         for cls in events:
@@ -39,7 +43,7 @@ def build_brokers(settings: Settings) -> list[RabbitBroker]:
                 description=(cls.__doc__ or cls.event_type).strip(),
                 schema=typed_envelope(cls),
             )
-    return brokers
+    return [*by_service.values(), external]
 
 
 def render() -> str:
@@ -51,4 +55,6 @@ def render() -> str:
         description=DESCRIPTION,
         schema_version="3.0.0",
     )
-    return spec.to_specification().to_yaml()
+    # Sorted keys: the same code gives the same document, whatever the registration order.
+    document = spec.to_specification().to_jsonable()
+    return yaml.safe_dump(document, sort_keys=True, allow_unicode=True, width=100)

@@ -18,6 +18,8 @@ class _PerCentre(EventPayload):
 
 
 class SlotAssigned(_PerCentre):
+    """A patient booked at a centre (FHIR Appointment status: booked)."""
+
     event_type: ClassVar[str] = "slot.assigned"
 
     appointment_id: str
@@ -56,6 +58,8 @@ class AppointmentRescheduled(_PerCentre):
 
 
 class AppointmentCancelled(_PerCentre):
+    """An appointment cancelled, with who cancelled it and why; the slot is free again."""
+
     event_type: ClassVar[str] = "appointment.cancelled"
 
     appointment_id: str

@@ -17,6 +17,8 @@ class AlertKind(StrEnum):
 
 
 class CapacityAlert(EventPayload):
+    """Saturation or a waiting list in a département, with the numbers, for the ARS."""
+
     event_type: ClassVar[str] = "capacity.alert"
 
     departement: str
@@ -32,6 +34,8 @@ class CapacityAlert(EventPayload):
 
 
 class ReinforcementRequested(EventPayload):
+    """A centre short of staff asks the ARS for health professionals."""
+
     event_type: ClassVar[str] = "reinforcement.requested"
 
     centre_id: str

@@ -12,6 +12,8 @@ from shared.events.vocabulary import CentreKind, OpeningPeriod
 
 
 class CentreActivated(EventPayload):
+    """The ARS activates a centre: where it is, when it receives, how many at once."""
+
     event_type: ClassVar[str] = "centre.activated"
 
     centre_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -26,6 +28,8 @@ class CentreActivated(EventPayload):
 
 
 class CentreCapacityChanged(EventPayload):
+    """The ARS ramps a centre up or down from a date (boxes, hours, length)."""
+
     event_type: ClassVar[str] = "centre.capacity_changed"
 
     centre_id: str
@@ -36,6 +40,8 @@ class CentreCapacityChanged(EventPayload):
 
 
 class CentreSuspended(EventPayload):
+    """A centre stops receiving for now; its future patients are moved or waitlisted."""
+
     event_type: ClassVar[str] = "centre.suspended"
 
     centre_id: str
@@ -43,6 +49,8 @@ class CentreSuspended(EventPayload):
 
 
 class CentreClosed(EventPayload):
+    """A centre closes for good; its future patients are moved or waitlisted."""
+
     event_type: ClassVar[str] = "centre.closed"
 
     centre_id: str

@@ -8,6 +8,8 @@ from shared.events.base import EventPayload
 
 
 class ConsultationCompleted(EventPayload):
+    """The centre saw the patient (FHIR Appointment status: fulfilled)."""
+
     event_type: ClassVar[str] = "consultation.completed"
 
     appointment_id: str
@@ -18,6 +20,8 @@ class ConsultationCompleted(EventPayload):
 
 
 class ConsultationNoShow(EventPayload):
+    """The patient did not come (FHIR Appointment status: noshow)."""
+
     event_type: ClassVar[str] = "consultation.no_show"
 
     appointment_id: str

@@ -24,6 +24,8 @@ class Channel(StrEnum):
 
 
 class NotificationSent(EventPayload):
+    """Someone was told (recipient by id or pseudonym, never by contact details)."""
+
     event_type: ClassVar[str] = "notification.sent"
 
     notification_id: str
@@ -36,6 +38,8 @@ class NotificationSent(EventPayload):
 
 
 class NotificationFailed(EventPayload):
+    """A send failed; ``final`` once the retries are spent."""
+
     event_type: ClassVar[str] = "notification.failed"
 
     notification_id: str

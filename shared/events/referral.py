@@ -123,6 +123,8 @@ class ReferralRegulated(EventPayload):
 
 
 class ReferralWaitlisted(EventPayload):
+    """No slot fits before the deadline: the patient waits (FHIR status: waitlist)."""
+
     event_type: ClassVar[str] = "referral.waitlisted"
 
     referral_id: str
@@ -134,6 +136,8 @@ class ReferralWaitlisted(EventPayload):
 
 
 class ReferralCancelled(EventPayload):
+    """A referral withdrawn, by whom and why."""
+
     event_type: ClassVar[str] = "referral.cancelled"
 
     referral_id: str

@@ -17,6 +17,8 @@ class _Reply(EventPayload):
 
 
 class SubmissionAcknowledged(_Reply):
+    """A submission was accepted: here is the referral id."""
+
     event_type: ClassVar[str] = "submission.acknowledged"
 
     source_message_id: str
@@ -26,6 +28,8 @@ class SubmissionAcknowledged(_Reply):
 
 
 class SubmissionError(_Reply):
+    """A submission was refused: error code, cause, and the message it answers."""
+
     event_type: ClassVar[str] = "submission.error"
 
     source_message_id: str | None

@@ -26,7 +26,7 @@ def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
         raise ValueError("bad value 185057800608491 for Dupont-Lajoie")
     except ValueError:
         log.exception("failed")
-    logging.getLogger("faststream").warning("stdlib: mail eloise@exemple.fr tel 0612345678")
+    logging.getLogger("aiguillage.stdlib").warning("stdlib: mail eloise@exemple.fr tel 0612345678")
     structlog.contextvars.clear_contextvars()
     err = capsys.readouterr().err
     return [json.loads(line) for line in err.splitlines() if line.strip()]
