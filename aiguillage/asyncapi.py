@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 
 import yaml
-
 from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI
 
@@ -14,12 +13,12 @@ from shared.contracts import PUBLISHERS, routing_key_pattern, typed_envelope
 from shared.runtime import events_exchange_ref
 from shared.settings import ServiceName, Settings
 
-DESCRIPTION = " ".join(
-    """Aiguillage routes Covid-19 patients, after medical regulation by Centre 15,
-    to the ambulatory consultation centres the ARS activates. One topic exchange carries
-    every event; the event type is the routing key (with the centre id appended where a
-    centre must receive it alone). Every message is an envelope (id, type, version, time,
-    source, correlation id, causation id) with the payload under `data`.""".split()
+DESCRIPTION = (
+    "Aiguillage routes Covid-19 patients, after medical regulation by Centre 15, to the "
+    "ambulatory consultation centres the ARS activates. One topic exchange carries every "
+    "event; the event type is the routing key (with the centre id appended where a centre "
+    "must receive it alone). Every message is an envelope (id, type, version, time, source, "
+    "correlation id, causation id) with the payload under `data`."
 )
 
 

@@ -17,8 +17,9 @@ from shared.publisher import EventPublisher
 from shared.settings import ServiceName, Settings, get_settings
 from shared.topology import declare_topology
 
-app = typer.Typer(help="Aiguillage: routes Covid-19 patients to consultation centres.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Aiguillage: routes Covid-19 patients to consultation centres.", no_args_is_help=True
+)
 ars = typer.Typer(help="What the ARS does: activate centres.", no_args_is_help=True)
 app.add_typer(ars, name="ars")
 
@@ -33,8 +34,12 @@ def run(service: ServiceName) -> None:
     asyncio.run(runtime.app().run())
 
 
-async def _publish(settings: Settings, source: str, payload: CentreActivated | ReferralSubmitted,
-                   correlation_id: str) -> str:
+async def _publish(
+    settings: Settings,
+    source: str,
+    payload: CentreActivated | ReferralSubmitted,
+    correlation_id: str,
+) -> str:
     await declare_topology(settings.broker_url, settings.namespace)
     async with EventPublisher(settings.broker_url, settings.namespace, source) as publisher:
         envelope = await publisher.publish(payload, correlation_id=correlation_id)
@@ -81,9 +86,7 @@ def refer(
 ) -> None:
     """Submit a referral (publishes referral.submitted)."""
     payload = ReferralSubmitted.model_validate(json.loads(file.read_text()))
-    event_id = asyncio.run(
-        _publish(get_settings(), payload.referrer.kind.value, payload, new_id())
-    )
+    event_id = asyncio.run(_publish(get_settings(), payload.referrer.kind.value, payload, new_id()))
     typer.echo(f"referral.submitted {payload.reference} published (event {event_id})")
 
 
@@ -97,8 +100,9 @@ def demo(
     """Run the whole flow: four services, the ARS's centres, N referrals, a summary."""
     from aiguillage.demo import run_demo
 
-    raise typer.Exit(run_demo(get_settings(), referrals=referrals, seed=seed, timeout=timeout,
-                              keep=keep))
+    raise typer.Exit(
+        run_demo(get_settings(), referrals=referrals, seed=seed, timeout=timeout, keep=keep)
+    )
 
 
 @app.command()

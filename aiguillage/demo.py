@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
 import statistics
@@ -10,7 +11,6 @@ import time
 import uuid
 from collections import Counter
 from datetime import date
-from pathlib import Path
 
 import aio_pika
 from rich.console import Console
@@ -83,8 +83,7 @@ async def wait_for_drain(url: str, queue_name: str, timeout: float = 30.0) -> No
         await connection.close()
 
 
-async def _run(settings: Settings, referrals: int, seed: int, timeout: float,
-               keep: bool) -> int:
+async def _run(settings: Settings, referrals: int, seed: int, timeout: float, keep: bool) -> int:
     if not await broker_reachable(settings.broker_url):
         console.print(NO_BROKER.format(url=settings.broker_url))
         return 2
@@ -121,11 +120,17 @@ async def _run(settings: Settings, referrals: int, seed: int, timeout: float,
                 if isinstance(referral, ReferralSubmitted):
                     await referrers.publish(referral, correlation_id=new_id())
                 else:
-                    envelope = Envelope(type="referral.submitted", source="referrers",
-                                        correlation_id=new_id(), data=referral)
+                    envelope = Envelope(
+                        type="referral.submitted",
+                        source="referrers",
+                        correlation_id=new_id(),
+                        data=referral,
+                    )
                     await referrers.publish_envelope(envelope, "referral.submitted")
-        console.print(f"{referrals} referrals pushed by Centre 15, GPs, SOS Médecins and "
-                      "emergency departments")
+        console.print(
+            f"{referrals} referrals pushed by Centre 15, GPs, SOS Médecins and "
+            "emergency departments"
+        )
         deadline = time.monotonic() + timeout
         with console.status("waiting for every referral to reach a final state...") as status:
             while not observer.done() and time.monotonic() < deadline:
@@ -134,18 +139,17 @@ async def _run(settings: Settings, referrals: int, seed: int, timeout: float,
                 final = sum(t.state in FINAL for t in observer.tracks.values())
                 status.update(f"{final}/{referrals} referrals in a final state")
                 observer.changed.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(observer.changed.wait(), 1.0)
-                except TimeoutError:
-                    pass
         elapsed = time.monotonic() - started
         return _report(observer, referrals, elapsed)
     finally:
         services.stop()
         await observer.stop()
         if not keep:
-            await delete_topology(settings.broker_url, namespace,
-                                  [c.centre_id for c in demo_centres(today)])
+            await delete_topology(
+                settings.broker_url, namespace, [c.centre_id for c in demo_centres(today)]
+            )
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
             console.print(f"kept: namespace {namespace}, data in {run_dir}")
@@ -184,17 +188,21 @@ def _report(observer: Observer, submitted: int, elapsed: float) -> int:
     if latencies:
         p50 = statistics.median(latencies)
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        console.print(f"submission → centre notified: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
-                      f"over {len(latencies)} assigned referrals")
+        console.print(
+            f"submission → centre notified: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+            f"over {len(latencies)} assigned referrals"
+        )
     console.print(f"{submitted} referrals in {elapsed:.1f} s")
     ok = states["unaccounted"] == 0 and received == downstream
-    console.print("[bold green]every referral accounted for[/]" if ok
-                  else "[bold red]some referrals are unaccounted for[/]")
+    console.print(
+        "[bold green]every referral accounted for[/]"
+        if ok
+        else "[bold red]some referrals are unaccounted for[/]"
+    )
     return 0 if ok else 1
 
 
-def run_demo(settings: Settings, *, referrals: int, seed: int, timeout: float,
-             keep: bool) -> int:
+def run_demo(settings: Settings, *, referrals: int, seed: int, timeout: float, keep: bool) -> int:
     try:
         return asyncio.run(_run(settings, referrals, seed, timeout, keep))
     except KeyboardInterrupt:

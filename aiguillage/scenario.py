@@ -27,45 +27,137 @@ from shared.geo import communes_in_departement
 # garde, the école de la Poterie; outside Rennes, two sites at the Centre hospitalier
 # privé de Saint-Grégoire. Out-of-hours services keep evening and night hours.
 RENNES = [
-    ("rennes-sos-cleunay", "SOS Médecins Rennes (Cleunay)", CentreKind.GROUP_PRACTICE,
-     "35238", "all 00:00-24:00", 3),
-    ("rennes-chu-pontchaillou", "Maison médicale de garde, CHU Pontchaillou",
-     CentreKind.HOSPITAL_ATTACHED, "35238", "all 00:00-24:00", 4),
-    ("rennes-ecole-poterie", "École de la Poterie", CentreKind.TEMPORARY_DEDICATED,
-     "35238", "all 08:00-20:00", 4),
-    ("st-gregoire-chp-1", "CHP Saint-Grégoire, site 1", CentreKind.HOSPITAL_ATTACHED,
-     "35278", "all 08:00-22:00", 3),
-    ("st-gregoire-chp-2", "CHP Saint-Grégoire, site 2", CentreKind.HOSPITAL_ATTACHED,
-     "35278", "all 08:00-22:00", 2),
+    (
+        "rennes-sos-cleunay",
+        "SOS Médecins Rennes (Cleunay)",
+        CentreKind.GROUP_PRACTICE,
+        "35238",
+        "all 00:00-24:00",
+        3,
+    ),
+    (
+        "rennes-chu-pontchaillou",
+        "Maison médicale de garde, CHU Pontchaillou",
+        CentreKind.HOSPITAL_ATTACHED,
+        "35238",
+        "all 00:00-24:00",
+        4,
+    ),
+    (
+        "rennes-ecole-poterie",
+        "École de la Poterie",
+        CentreKind.TEMPORARY_DEDICATED,
+        "35238",
+        "all 08:00-20:00",
+        4,
+    ),
+    (
+        "st-gregoire-chp-1",
+        "CHP Saint-Grégoire, site 1",
+        CentreKind.HOSPITAL_ATTACHED,
+        "35278",
+        "all 08:00-22:00",
+        3,
+    ),
+    (
+        "st-gregoire-chp-2",
+        "CHP Saint-Grégoire, site 2",
+        CentreKind.HOSPITAL_ATTACHED,
+        "35278",
+        "all 08:00-22:00",
+        2,
+    ),
 ]
 
 # A sample of the Île-de-France offer of 29 March 2020 (155 centres in all).
 ILE_DE_FRANCE = [
-    ("paris-15-vaugirard", "Centre Covid Paris 15e", CentreKind.TEMPORARY_DEDICATED,
-     "75115", "all 00:00-24:00", 4),
-    ("paris-20-msp-belleville", "MSP Belleville", CentreKind.MSP, "75120",
-     "all 08:00-20:00", 2),
-    ("seine-st-denis-st-denis", "Centre municipal de Saint-Denis",
-     CentreKind.CENTRE_DE_SANTE, "93066", "all 00:00-24:00", 3),
-    ("hauts-de-seine-nanterre", "Centre Covid de Nanterre", CentreKind.TEMPORARY_DEDICATED,
-     "92050", "all 08:00-22:00", 2),
-    ("val-de-marne-creteil", "Centre de santé de Créteil", CentreKind.CENTRE_DE_SANTE,
-     "94028", "all 00:00-24:00", 2),
+    (
+        "paris-15-vaugirard",
+        "Centre Covid Paris 15e",
+        CentreKind.TEMPORARY_DEDICATED,
+        "75115",
+        "all 00:00-24:00",
+        4,
+    ),
+    ("paris-20-msp-belleville", "MSP Belleville", CentreKind.MSP, "75120", "all 08:00-20:00", 2),
+    (
+        "seine-st-denis-st-denis",
+        "Centre municipal de Saint-Denis",
+        CentreKind.CENTRE_DE_SANTE,
+        "93066",
+        "all 00:00-24:00",
+        3,
+    ),
+    (
+        "hauts-de-seine-nanterre",
+        "Centre Covid de Nanterre",
+        CentreKind.TEMPORARY_DEDICATED,
+        "92050",
+        "all 08:00-22:00",
+        2,
+    ),
+    (
+        "val-de-marne-creteil",
+        "Centre de santé de Créteil",
+        CentreKind.CENTRE_DE_SANTE,
+        "94028",
+        "all 00:00-24:00",
+        2,
+    ),
 ]
 
 DEMO_DEPARTEMENTS = {"35": 0.35, "75": 0.3, "93": 0.15, "92": 0.1, "94": 0.1}
 
-FIRST = ["Camille", "Louise", "Léa", "Manon", "Inès", "Jules", "Lucas", "Hugo", "Arthur",
-         "Louis", "Chloé", "Gabriel", "Emma", "Nathan", "Sarah", "Yanis", "Mathilde", "Paul"]
-LAST = ["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand",
-        "Leroy", "Moreau", "Simon", "Laurent", "Lefebvre", "Michel", "Garcia", "Le Goff"]
+FIRST = [
+    "Camille",
+    "Louise",
+    "Léa",
+    "Manon",
+    "Inès",
+    "Jules",
+    "Lucas",
+    "Hugo",
+    "Arthur",
+    "Louis",
+    "Chloé",
+    "Gabriel",
+    "Emma",
+    "Nathan",
+    "Sarah",
+    "Yanis",
+    "Mathilde",
+    "Paul",
+]
+LAST = [
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Simon",
+    "Laurent",
+    "Lefebvre",
+    "Michel",
+    "Garcia",
+    "Le Goff",
+]
 
 
 def demo_centres(today: date) -> list[CentreActivated]:
     return [
         CentreActivated(
-            centre_id=cid, name=name, kind=kind, commune_insee=insee,
-            opening_hours=parse_hours(hours), boxes=boxes, consultation_minutes=20,
+            centre_id=cid,
+            name=name,
+            kind=kind,
+            commune_insee=insee,
+            opening_hours=parse_hours(hours),
+            boxes=boxes,
+            consultation_minutes=20,
             first_day=today,
         )
         for cid, name, kind, insee, hours, boxes in RENNES + ILE_DE_FRANCE
@@ -97,15 +189,21 @@ def _commune(rng: random.Random) -> str:
     return chosen.insee
 
 
-def demo_referral(rng: random.Random, index: int, today: date) -> tuple[str, ReferralSubmitted
-                                                                          | dict[str, object]]:
+def demo_referral(
+    rng: random.Random, index: int, today: date
+) -> tuple[str, ReferralSubmitted | dict[str, object]]:
     """One referral of the mix; 'invalid' ones are dicts a schema refuses."""
     profile = rng.choices(PROFILES, weights=[p.weight for p in PROFILES])[0].name
     kind = rng.choice(list(ReferrerKind))
     age = rng.randint(18, 68)
-    symptomatic, signs, risks = True, (), ()
-    vitals = Vitals(spo2=rng.choice([95.0, 97.0, 98.0]), respiratory_rate=rng.randint(14, 20),
-                    temperature_c=round(rng.uniform(37.5, 38.8), 1))
+    symptomatic = True
+    signs: tuple[SeveritySign, ...] = ()
+    risks: tuple[RiskFactor, ...] = ()
+    vitals = Vitals(
+        spo2=rng.choice([95.0, 97.0, 98.0]),
+        respiratory_rate=rng.randint(14, 20),
+        temperature_c=round(rng.uniform(37.5, 38.8), 1),
+    )
     pregnancy, purpose = None, Purpose.CONSULTATION
     if profile == "at_risk":
         age = rng.randint(70, 92) if rng.random() < 0.5 else age
@@ -122,34 +220,43 @@ def demo_referral(rng: random.Random, index: int, today: date) -> tuple[str, Ref
     elif profile == "pregnant":
         pregnancy = rng.choice([1, 2, 3])
     birth = today - timedelta(days=age * 365 + rng.randint(1, 300))
-    referrer = Referrer(kind=kind, identifier=f"{kind.value}-{rng.randint(1, 40):03d}",
-                        reply_to="demo")
+    referrer = Referrer(
+        kind=kind, identifier=f"{kind.value}-{rng.randint(1, 40):03d}", reply_to="demo"
+    )
     reference = f"demo-{index:06d}"
     first, last = rng.choice(FIRST), rng.choice(LAST)
     if profile == "invalid":
         return reference, {
             "referrer": referrer.model_dump(mode="json"),
             "reference": reference,
-            "patient": {"first_name": first, "last_name": last,
-                        "birth_date": (today + timedelta(days=30)).isoformat(),
-                        "commune_insee": "99999"},
+            "patient": {
+                "first_name": first,
+                "last_name": last,
+                "birth_date": (today + timedelta(days=30)).isoformat(),
+                "commune_insee": "99999",
+            },
             "clinical": {"symptomatic": True, "vitals": {"spo2": 140}},
         }
     return reference, ReferralSubmitted(
         referrer=referrer,
         reference=reference,
         patient=PatientIdentity(
-            first_name=first, last_name=last, birth_date=birth,
+            first_name=first,
+            last_name=last,
+            birth_date=birth,
             sex=rng.choice([Sex.FEMALE, Sex.MALE]) if pregnancy is None else Sex.FEMALE,
             phone=f"06{rng.randint(10000000, 99999999)}",
             email=f"{first.lower()}.{index}@exemple.fr".encode("ascii", "ignore").decode(),
-            sms_consent=rng.random() < 0.7, commune_insee=_commune(rng),
+            sms_consent=rng.random() < 0.7,
+            commune_insee=_commune(rng),
         ),
         clinical=Clinical(
             symptomatic=symptomatic,
             symptoms=("fever", "cough") if symptomatic else (),
             onset_date=today - timedelta(days=rng.randint(0, 6)) if symptomatic else None,
-            severity_signs=signs, vitals=vitals, risk_factors=risks,
+            severity_signs=signs,
+            vitals=vitals,
+            risk_factors=risks,
             pregnancy_trimester=pregnancy,
             health_professional=rng.random() < 0.05,
         ),

@@ -147,7 +147,10 @@ class Consumer:
     ) -> None:
         if attempt >= self.config.max_deliveries:
             await self._dead_letter(
-                message, "retries_exhausted", f"{type(exc).__name__}: {exc}", attempt,
+                message,
+                "retries_exhausted",
+                f"{type(exc).__name__}: {exc}",
+                attempt,
                 detail="".join(traceback.format_exception(exc))[-4000:],
             )
             return
@@ -227,6 +230,5 @@ def register(
         ack_policy=AckPolicy.MANUAL,
         decoder=_raw_body,
         title=f"{consumer.name}:consume",
-        description=consumer.spec.description
-        + f" Bindings: {', '.join(consumer.spec.bindings)}.",
+        description=consumer.spec.description + f" Bindings: {', '.join(consumer.spec.bindings)}.",
     )(consumer.__call__)

@@ -46,7 +46,12 @@ PUBLISHERS: dict[str, tuple[type[EventPayload], ...]] = {
         CentreClosed,
     ),
     "centre_15": (RegulationDecided, ProtocolPublished),
-    "centres": (ConsultationCompleted, ConsultationNoShow, PatientEscalated, ReinforcementRequested),
+    "centres": (
+        ConsultationCompleted,
+        ConsultationNoShow,
+        PatientEscalated,
+        ReinforcementRequested,
+    ),
     "intake": (
         ReferralReceived,
         ReferralRejected,
@@ -88,7 +93,7 @@ def typed_envelope(cls: type[EventPayload]) -> type[Envelope]:
         "version": (Literal[cls.version], cls.version),
         "data": (cls, ...),
     }
-    model: type[Envelope] = create_model(  # type: ignore[call-overload]
+    model: type[Envelope] = create_model(
         f"{name}V{cls.version}", __base__=Envelope, __doc__=cls.__doc__, **fields
     )
     return model

@@ -92,9 +92,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         structlog.processors.format_exc_info,
         PersonalDataRedactor(),
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
             *shared,

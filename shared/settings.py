@@ -45,18 +45,24 @@ class Settings(BaseSettings):
     log_json: bool = Field(True, description="JSON log lines (false: readable console lines).")
 
     prefetch: int = Field(
-        32, ge=1, description="Unacknowledged deliveries a consumer holds at once (its concurrency)."
+        32,
+        ge=1,
+        description="Unacknowledged deliveries a consumer holds at once (its concurrency).",
     )
     max_deliveries: int = Field(
-        5, ge=1, description="Tries of a message that fails for a possibly temporary reason "
-        "before it is dead-lettered with its error."
+        5,
+        ge=1,
+        description="Tries of a message that fails for a possibly temporary reason "
+        "before it is dead-lettered with its error.",
     )
     retry_backoff_seconds: float = Field(
         0.5, ge=0, description="First wait before a failed message is handed back; doubles per try."
     )
     outbox_poll_seconds: float = Field(
-        0.5, gt=0, description="How often the outbox relay looks for events committed by "
-        "another process (events committed by its own process are relayed at once)."
+        0.5,
+        gt=0,
+        description="How often the outbox relay looks for events committed by "
+        "another process (events committed by its own process are relayed at once).",
     )
     outbox_batch: int = Field(200, ge=1, description="Events the outbox relay publishes per batch.")
 

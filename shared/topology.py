@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
@@ -112,7 +113,7 @@ def centre_queue(namespace: str, centre_id: str) -> QueueSpec:
     )
 
 
-def queue_arguments(namespace: str, service: str) -> dict[str, object]:
+def queue_arguments(namespace: str, service: str) -> dict[str, Any]:
     return {
         "x-queue-type": "quorum",
         "x-dead-letter-exchange": dead_letter_exchange(namespace),
@@ -130,9 +131,7 @@ async def declare_queue(channel: AbstractChannel, namespace: str, spec: QueueSpe
         await queue.bind(exchange, routing_key=key)
 
 
-async def declare_topology(
-    url: str, namespace: str, extra: Iterable[QueueSpec] = ()
-) -> None:
+async def declare_topology(url: str, namespace: str, extra: Iterable[QueueSpec] = ()) -> None:
     """Declare exchanges, every service's queues and dead-letter queues (idempotent)."""
     connection = await aio_pika.connect(url)
     try:

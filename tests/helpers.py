@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -50,10 +51,8 @@ class Tap:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self.messages.append(message)
-        try:
+        with contextlib.suppress(ValueError):
             self.envelopes.append(Envelope.model_validate_json(message.body))
-        except ValueError:
-            pass
         self._arrived.set()
 
     def of_type(self, event_type: str) -> list[Envelope]:
@@ -69,15 +68,14 @@ class Tap:
                 types = [e.type for e in self.envelopes]
                 raise TimeoutError(f"condition not met in {timeout}s; saw {types}")
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.5))
-            except TimeoutError:
-                pass
         return self.envelopes
 
 
-async def dead_letters(url: str, namespace: str, service: str, expected: int,
-                       timeout: float = 20.0) -> list[AbstractIncomingMessage]:
+async def dead_letters(
+    url: str, namespace: str, service: str, expected: int, timeout: float = 20.0
+) -> list[AbstractIncomingMessage]:
     """Read (and ack) what the service dead-lettered."""
     connection = await aio_pika.connect(url)
     got: list[AbstractIncomingMessage] = []
@@ -97,28 +95,44 @@ async def dead_letters(url: str, namespace: str, service: str, expected: int,
     return got
 
 
-def centre(centre_id: str, insee: str = "35238", boxes: int = 2, hours: str = "00:00-24:00",
-           minutes: int = 20) -> CentreActivated:
+def centre(
+    centre_id: str,
+    insee: str = "35238",
+    boxes: int = 2,
+    hours: str = "00:00-24:00",
+    minutes: int = 20,
+) -> CentreActivated:
     opens, closes = hours.split("-")
     return CentreActivated(
         centre_id=centre_id,
         name=f"Centre {centre_id}",
         kind=CentreKind.TEMPORARY_DEDICATED,
         commune_insee=insee,
-        opening_hours=tuple(OpeningPeriod(weekday=d, opens=opens, closes=closes)
-                            for d in range(7)),
+        opening_hours=tuple(OpeningPeriod(weekday=d, opens=opens, closes=closes) for d in range(7)),
         boxes=boxes,
         consultation_minutes=minutes,
         first_day=date.today() - timedelta(days=1),
     )
 
 
-def referral(reference: str, *, insee: str = "35238", severe: bool = False,
-             reply_to: str | None = "tests", **patient: Any) -> ReferralSubmitted:
+def referral(
+    reference: str,
+    *,
+    insee: str = "35238",
+    severe: bool = False,
+    reply_to: str | None = "tests",
+    **patient: Any,
+) -> ReferralSubmitted:
     identity = {
-        "first_name": "Éloïse", "last_name": "Dupont-Lajoie", "birth_date": date(1985, 5, 17),
-        "nir": "285057800608491", "phone": "0612345678", "email": "eloise.dl@exemple.fr",
-        "sms_consent": True, "commune_insee": insee, **patient,
+        "first_name": "Éloïse",
+        "last_name": "Dupont-Lajoie",
+        "birth_date": date(1985, 5, 17),
+        "nir": "285057800608491",
+        "phone": "0612345678",
+        "email": "eloise.dl@exemple.fr",
+        "sms_consent": True,
+        "commune_insee": insee,
+        **patient,
     }
     return ReferralSubmitted(
         referrer=Referrer(kind=ReferrerKind.GP, identifier="10001234567", reply_to=reply_to),
@@ -128,7 +142,11 @@ def referral(reference: str, *, insee: str = "35238", severe: bool = False,
             symptomatic=True,
             symptoms=("fever", "cough"),
             onset_date=date.today() - timedelta(days=2),
-            vitals=Vitals(spo2=88.0 if severe else 97.0, respiratory_rate=18,
-                          systolic_bp=120, temperature_c=38.2),
+            vitals=Vitals(
+                spo2=88.0 if severe else 97.0,
+                respiratory_rate=18,
+                systolic_bp=120,
+                temperature_c=38.2,
+            ),
         ),
     )

@@ -78,30 +78,45 @@ def check(submission: ReferralSubmitted, today: date) -> Accepted | Refused:
         )
     if patient.birth_date > today:
         reasons.append(
-            Reason(code="birth_date_in_future", field="patient.birth_date",
-                   message="The birth date is in the future.")
+            Reason(
+                code="birth_date_in_future",
+                field="patient.birth_date",
+                message="The birth date is in the future.",
+            )
         )
     elif age_on(patient.birth_date, today) > 125:
         reasons.append(
-            Reason(code="birth_date_implausible", field="patient.birth_date",
-                   message="The birth date gives an age over 125 years.")
+            Reason(
+                code="birth_date_implausible",
+                field="patient.birth_date",
+                message="The birth date gives an age over 125 years.",
+            )
         )
     if clinical.onset_date is not None and clinical.onset_date > today:
         reasons.append(
-            Reason(code="onset_in_future", field="clinical.onset_date",
-                   message="The onset date of symptoms is in the future.")
+            Reason(
+                code="onset_in_future",
+                field="clinical.onset_date",
+                message="The onset date of symptoms is in the future.",
+            )
         )
     for name, (low, high) in VITAL_LIMITS.items():
         value = getattr(clinical.vitals, name)
         if value is not None and not low <= value <= high:
             reasons.append(
-                Reason(code="vital_out_of_range", field=f"clinical.vitals.{name}",
-                       message=f"{name} = {value} is outside the plausible range {low}-{high}.")
+                Reason(
+                    code="vital_out_of_range",
+                    field=f"clinical.vitals.{name}",
+                    message=f"{name} = {value} is outside the plausible range {low}-{high}.",
+                )
             )
     if patient.sms_consent and not patient.phone:
         reasons.append(
-            Reason(code="missing_consent_field", field="patient.phone",
-                   message="SMS consent was given without a phone number.")
+            Reason(
+                code="missing_consent_field",
+                field="patient.phone",
+                message="SMS consent was given without a phone number.",
+            )
         )
     resolution = resolve_commune(
         insee=patient.commune_insee, postcode=patient.postcode, name=patient.commune_name
@@ -116,8 +131,9 @@ def check(submission: ReferralSubmitted, today: date) -> Accepted | Refused:
             "missing": "Give the commune by INSEE code, or by postcode and name.",
         }.get(resolution.error or "", f"The commune cannot be resolved ({resolution.error}).")
         reasons.append(
-            Reason(code=f"commune_{resolution.error}", field="patient.commune_insee",
-                   message=message)
+            Reason(
+                code=f"commune_{resolution.error}", field="patient.commune_insee", message=message
+            )
         )
     if reasons:
         return Refused(tuple(reasons))

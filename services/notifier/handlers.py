@@ -96,5 +96,9 @@ class NotifierHandlers:
                 template=template,
             )
         )
-        log.info("notification recorded", recipient_kind=recipient_kind.value,
-                 recipient=recipient, template=template)
+        log.info(
+            "notification recorded",
+            recipient_kind=recipient_kind.value,
+            recipient=recipient,
+            template=template,
+        )

@@ -223,7 +223,9 @@ class SchedulerHandlers:
         ).first()
         if event.decision is not Decision.ORIENT:
             # Not (or no longer) for a centre: leave the waiting list, give the slot back.
-            await session.execute(delete(waitlist).where(waitlist.c.referral_id == event.referral_id))
+            await session.execute(
+                delete(waitlist).where(waitlist.c.referral_id == event.referral_id)
+            )
             if current is not None:
                 await self._cancel(session, current.id)
                 await delivery.emit(
@@ -241,8 +243,9 @@ class SchedulerHandlers:
             return
         if current is not None:
             return  # already booked: a regulator confirmed the orientation
-        await store.remember_origin(session, event.referral_id, event.departement,
-                                    event.commune_insee)
+        await store.remember_origin(
+            session, event.referral_id, event.departement, event.commune_insee
+        )
         patient = Patient(
             referral_id=event.referral_id,
             patient_ref=event.patient_ref,
@@ -298,8 +301,9 @@ class SchedulerHandlers:
     async def _cancel(self, session: Any, appointment_id: str) -> None:
         await store.release(session, appointment_id)
         await session.execute(
-            update(appointments).where(appointments.c.id == appointment_id).values(
-                status="cancelled")
+            update(appointments)
+            .where(appointments.c.id == appointment_id)
+            .values(status="cancelled")
         )
 
     async def _announce(self, delivery: Delivery, patient: Patient, booked: Booked) -> None:

@@ -153,7 +153,5 @@ async def remember_origin(
 
 
 async def referral_origin(session: AsyncSession, referral_id: str) -> tuple[str, str]:
-    row = (
-        await session.execute(select(origins).where(origins.c.referral_id == referral_id))
-    ).one()
+    row = (await session.execute(select(origins).where(origins.c.referral_id == referral_id))).one()
     return row.departement, row.commune_insee

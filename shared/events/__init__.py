@@ -18,9 +18,9 @@ from shared.events.referral import (
     ReferralReceived,
     ReferralRegulated,
     ReferralRejected,
-    Referrer,
     ReferralSubmitted,
     ReferralWaitlisted,
+    Referrer,
 )
 from shared.events.registry import CATALOGUE, UnknownEventError, payload_class
 from shared.events.regulation import ProtocolPublished, RegulationDecided

@@ -7,12 +7,12 @@ payload under ``data``. The payload's class is found from ``type`` and
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-
 
 P = TypeVar("P", bound="EventPayload")
 
@@ -80,7 +80,7 @@ class Envelope(BaseModel):
 
         return payload_class(self.type, self.version).model_validate(self.data)
 
-    def payload_as(self, cls: type[P]) -> P:
+    def payload_as(self, cls: builtins.type[P]) -> P:
         if (self.type, self.version) != (cls.event_type, cls.version):
             raise ValueError(
                 f"expected {cls.event_type} v{cls.version}, got {self.type} v{self.version}"

@@ -114,7 +114,7 @@ class CentreKind(StrEnum):
 
 
 class OpeningPeriod(Frozen):
-    """Opening hours on one weekday (0 = Monday), local time, ``HH:MM``; 24:00 closes at midnight."""
+    """Opening hours on one weekday (0 = Monday), local time, ``HH:MM``; 24:00 is midnight."""
 
     weekday: int = Field(ge=0, le=6)
     opens: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")

@@ -68,9 +68,7 @@ class GridIndex(Generic[K]):
         found: list[tuple[float, K]] = []
         rows = {c[0] for c in self._cells}
         cols = {c[1] for c in self._cells}
-        max_ring = max(
-            max(abs(r - ci) for r in rows), max(abs(c - cj) for c in cols)
-        )
+        max_ring = max(max(abs(r - ci) for r in rows), max(abs(c - cj) for c in cols))
         for ring in range(max_ring + 1):
             bound = self._ring_lower_bound_km(lat, ring)
             if max_km is not None and bound > max_km:

@@ -48,7 +48,7 @@ async def test_referral_goes_from_intake_to_the_centres_notification(
         await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
         async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
             mild = await gp.publish(referral("e2e-mild"), correlation_id="c-1")
-            severe = await gp.publish(referral("e2e-severe", severe=True), correlation_id="c-2")
+            await gp.publish(referral("e2e-severe", severe=True), correlation_id="c-2")
             invalid = await gp.publish(
                 referral("e2e-screening").model_copy(update={"purpose": Purpose.SCREENING}),
                 correlation_id="c-3",
@@ -81,8 +81,7 @@ async def test_referral_goes_from_intake_to_the_centres_notification(
     [slot] = tap.of_type("slot.assigned")
     assert slot.data["referral_id"] == mild_id and slot.data["centre_id"] == "rennes-e2e"
     assert slot.correlation_id == mild_id
-    [notice] = [e for e in tap.of_type("notification.sent")
-                if e.data["recipient_kind"] == "centre"]
+    [notice] = [e for e in tap.of_type("notification.sent") if e.data["recipient_kind"] == "centre"]
     assert notice.data["recipient"] == "rennes-e2e" and notice.causation_id == slot.id
     # The per-centre routing key carries the centre id.
     assert any(m.routing_key == "slot.assigned.rennes-e2e" for m in tap.messages)
@@ -97,8 +96,11 @@ async def test_referral_goes_from_intake_to_the_centres_notification(
         if message.routing_key in ("referral.submitted", "contact.notifier"):
             continue
         body = message.body.decode()
-        for secret in ["Éloïse", "Dupont-Lajoie", "285057800608491", "0612345678",
-                       "eloise.dl@exemple.fr"]:
-            assert secret not in body and json.dumps(secret)[1:-1] not in body, (
-                message.routing_key
-            )
+        for secret in [
+            "Éloïse",
+            "Dupont-Lajoie",
+            "285057800608491",
+            "0612345678",
+            "eloise.dl@exemple.fr",
+        ]:
+            assert secret not in body and json.dumps(secret)[1:-1] not in body, message.routing_key

@@ -47,9 +47,12 @@ class Probe:
         await delivery.session.execute(contacts.insert().values(**contact.model_dump()))
         await delivery.emit(
             NotificationSent(
-                notification_id=f"n-{contact.referral_id}", referral_id=contact.referral_id,
-                recipient_kind=RecipientKind.PATIENT, recipient=contact.patient_ref,
-                channel="record", template="probe",
+                notification_id=f"n-{contact.referral_id}",
+                referral_id=contact.referral_id,
+                recipient_kind=RecipientKind.PATIENT,
+                recipient=contact.patient_ref,
+                channel="record",
+                template="probe",
             )
         )
         if self.calls <= self.fail_times:
@@ -99,8 +102,9 @@ async def test_poison_messages_are_dead_lettered_and_the_queue_keeps_flowing(
     async for runtime in _running(s, probe):
         async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
             await pub.publish_raw(b"\xff not json", "contact.notifier", message_id="m-notjson")
-            wrong = Envelope(type="patient.contact", source="t", correlation_id="x",
-                             data={"referral_id": 3})
+            wrong = Envelope(
+                type="patient.contact", source="t", correlation_id="x", data={"referral_id": 3}
+            )
             await pub.publish_envelope(wrong, "contact.notifier")
             good = Envelope.wrap(CONTACT, source="intake", correlation_id="r-1")
             await pub.publish_envelope(good, "contact.notifier")

@@ -18,10 +18,14 @@ def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
     configure_logging("test", "DEBUG", json=True)
     log = structlog.get_logger("t")
     structlog.contextvars.bind_contextvars(_sensitive=("Dupont-Lajoie", "Éloïse"))
-    log.info("patient Éloïse DUPONT-LAJOIE, NIR 1 85 05 78 006 084 91, tel +33 6 12 34 56 78",
-             first_name="Éloïse", email="eloise@exemple.fr", nir="185057800608491",
-             detail={"phone": "0612345678", "note": "écrire à eloise@exemple.fr"},
-             items=["06.12.34.56.78"])
+    log.info(
+        "patient Éloïse DUPONT-LAJOIE, NIR 1 85 05 78 006 084 91, tel +33 6 12 34 56 78",
+        first_name="Éloïse",
+        email="eloise@exemple.fr",
+        nir="185057800608491",
+        detail={"phone": "0612345678", "note": "écrire à eloise@exemple.fr"},
+        items=["06.12.34.56.78"],
+    )
     try:
         raise ValueError("bad value 185057800608491 for Dupont-Lajoie")
     except ValueError:

@@ -53,23 +53,32 @@ def severity_reasons(clinical: Clinical, protocol: Protocol) -> list[Reason]:
         for sign in clinical.severity_signs
         if sign in rules.signs
     ]
-    if vitals.respiratory_rate is not None and vitals.respiratory_rate > rules.respiratory_rate_above:
-        found.append(Reason(
-            code="severity.respiratory_rate",
-            message=f"Respiratory rate {vitals.respiratory_rate}/min is above "
-            f"{rules.respiratory_rate_above}/min.",
-        ))
+    if (
+        vitals.respiratory_rate is not None
+        and vitals.respiratory_rate > rules.respiratory_rate_above
+    ):
+        found.append(
+            Reason(
+                code="severity.respiratory_rate",
+                message=f"Respiratory rate {vitals.respiratory_rate}/min is above "
+                f"{rules.respiratory_rate_above}/min.",
+            )
+        )
     if vitals.spo2 is not None and vitals.spo2 < rules.spo2_below:
-        found.append(Reason(
-            code="severity.spo2",
-            message=f"SpO2 {vitals.spo2} % in ambient air is below {rules.spo2_below} %.",
-        ))
+        found.append(
+            Reason(
+                code="severity.spo2",
+                message=f"SpO2 {vitals.spo2} % in ambient air is below {rules.spo2_below} %.",
+            )
+        )
     if vitals.systolic_bp is not None and vitals.systolic_bp < rules.systolic_bp_below:
-        found.append(Reason(
-            code="severity.systolic_bp",
-            message=f"Systolic pressure {vitals.systolic_bp} mmHg is below "
-            f"{rules.systolic_bp_below} mmHg.",
-        ))
+        found.append(
+            Reason(
+                code="severity.systolic_bp",
+                message=f"Systolic pressure {vitals.systolic_bp} mmHg is below "
+                f"{rules.systolic_bp_below} mmHg.",
+            )
+        )
     return found
 
 
@@ -77,14 +86,28 @@ def minor_reasons(clinical: Clinical, protocol: Protocol) -> list[Reason]:
     rules, temperature = protocol.minor_factors, clinical.vitals.temperature_c
     found = []
     if temperature is not None and temperature >= rules.fever_at_or_above:
-        found.append(Reason(code="minor.fever", message=f"Temperature {temperature} °C is at "
-                            f"or above {rules.fever_at_or_above} °C."))
+        found.append(
+            Reason(
+                code="minor.fever",
+                message=f"Temperature {temperature} °C is at "
+                f"or above {rules.fever_at_or_above} °C.",
+            )
+        )
     if temperature is not None and temperature <= rules.hypothermia_at_or_below:
-        found.append(Reason(code="minor.hypothermia", message=f"Temperature {temperature} °C "
-                            f"is at or below {rules.hypothermia_at_or_below} °C."))
+        found.append(
+            Reason(
+                code="minor.hypothermia",
+                message=f"Temperature {temperature} °C "
+                f"is at or below {rules.hypothermia_at_or_below} °C.",
+            )
+        )
     if rules.fatigue_bedridden and clinical.fatigue_bedridden:
-        found.append(Reason(code="minor.fatigue", message="Fatigue keeps the patient resting "
-                            "more than half the day."))
+        found.append(
+            Reason(
+                code="minor.fatigue",
+                message="Fatigue keeps the patient resting more than half the day.",
+            )
+        )
     return found
 
 
@@ -92,8 +115,9 @@ def risk_reasons(case: Case, protocol: Protocol) -> list[Reason]:
     rules, clinical = protocol.at_risk, case.clinical
     found = []
     if case.age >= rules.age_at_or_above:
-        found.append(Reason(code="risk.age", message=f"Age {case.age} is "
-                            f"{rules.age_at_or_above} or over."))
+        found.append(
+            Reason(code="risk.age", message=f"Age {case.age} is {rules.age_at_or_above} or over.")
+        )
     found += [
         Reason(code=f"risk.factor.{factor.value}", message=f"Risk factor: {factor.value}.")
         for factor in clinical.risk_factors
@@ -118,8 +142,9 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
         or (eligible_by.health_professional and clinical.health_professional)
     )
 
-    def outcome(decision: Decision, reasons: list[Reason],
-                rule: PriorityRule | None = None) -> Outcome:
+    def outcome(
+        decision: Decision, reasons: list[Reason], rule: PriorityRule | None = None
+    ) -> Outcome:
         return Outcome(
             decision=decision,
             priority=rule.priority if rule else None,
@@ -130,41 +155,84 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
         )
 
     if case.purpose is Purpose.SCREENING:
-        return outcome(Decision.REFUSE, [Reason(
-            code="screening", message="Centres are not screening centres.")])
+        return outcome(
+            Decision.REFUSE,
+            [Reason(code="screening", message="Centres are not screening centres.")],
+        )
     if severe:
         return outcome(Decision.ESCALATE, severe, protocol.priorities.escalate)
     if not clinical.symptomatic:
-        return outcome(Decision.REFUSE, [Reason(
-            code="asymptomatic",
-            message="No symptoms: a person without symptoms is not oriented to a centre.")])
+        return outcome(
+            Decision.REFUSE,
+            [
+                Reason(
+                    code="asymptomatic",
+                    message="No symptoms: a person without symptoms is not oriented to a centre.",
+                )
+            ],
+        )
     if case.age < protocol.paediatric_age_below:
-        return outcome(Decision.HOME_FOLLOW_UP, [Reason(
-            code="paediatric",
-            message=f"Age {case.age} is under {protocol.paediatric_age_below}: outside the "
-            "adult centres' scope; back to the GP or Centre 15.")])
+        return outcome(
+            Decision.HOME_FOLLOW_UP,
+            [
+                Reason(
+                    code="paediatric",
+                    message=f"Age {case.age} is under {protocol.paediatric_age_below}: outside the "
+                    "adult centres' scope; back to the GP or Centre 15.",
+                )
+            ],
+        )
     if not clinical.consultation_needed:
-        return outcome(Decision.HOME_FOLLOW_UP, [Reason(
-            code="home.not_needed", message="The referrer judges a consultation unnecessary: "
-            "home follow-up by the GP.")])
+        return outcome(
+            Decision.HOME_FOLLOW_UP,
+            [
+                Reason(
+                    code="home.not_needed",
+                    message="The referrer judges a consultation unnecessary: "
+                    "home follow-up by the GP.",
+                )
+            ],
+        )
     vitals = clinical.vitals
-    no_vitals = vitals.spo2 is None and vitals.respiratory_rate is None and (
-        vitals.systolic_bp is None)
+    no_vitals = (
+        vitals.spo2 is None and vitals.respiratory_rate is None and (vitals.systolic_bp is None)
+    )
     if risks and no_vitals and protocol.hold_when_at_risk_without_vitals:
-        return outcome(Decision.HOLD, [*risks, Reason(
-            code="hold.no_vitals", message="At risk with no vital sign: a regulator decides.")])
+        return outcome(
+            Decision.HOLD,
+            [
+                *risks,
+                Reason(
+                    code="hold.no_vitals",
+                    message="At risk with no vital sign: a regulator decides.",
+                ),
+            ],
+        )
     raised = bool(risks) or pregnant or bool(minor)
-    if (case.referrer_kind is ReferrerKind.CENTRE_15 and not raised
-            and protocol.home_follow_up_for_mild_centre_15):
-        return outcome(Decision.HOME_FOLLOW_UP, [Reason(
-            code="home.mild_centre_15", message="Mild picture referred by Centre 15: home "
-            "follow-up by the GP.")])
+    if (
+        case.referrer_kind is ReferrerKind.CENTRE_15
+        and not raised
+        and protocol.home_follow_up_for_mild_centre_15
+    ):
+        return outcome(
+            Decision.HOME_FOLLOW_UP,
+            [
+                Reason(
+                    code="home.mild_centre_15",
+                    message="Mild picture referred by Centre 15: home follow-up by the GP.",
+                )
+            ],
+        )
     reasons = [*risks, *minor]
     if pregnant and not any(r.code == "risk.pregnancy" for r in risks):
         reasons.append(Reason(code="pregnant", message="Pregnant: seen within hours."))
     if clinical.health_professional:
         reasons.append(Reason(code="health_professional", message="Health professional."))
     rule = protocol.priorities.raised if raised else protocol.priorities.default
-    reasons.append(Reason(code="orient", message=f"Oriented to a consultation centre, "
-                          f"priority {rule.priority.value}."))
+    reasons.append(
+        Reason(
+            code="orient",
+            message=f"Oriented to a consultation centre, priority {rule.priority.value}.",
+        )
+    )
     return outcome(Decision.ORIENT, reasons, rule)

@@ -72,15 +72,14 @@ def rank_candidates(
                 break
             wait = (start - now).total_seconds() / 60
             candidates.append(
-                Candidate(centre.centre_id, start, end, box, distance, wait,
-                          weights.cost(distance, wait))
+                Candidate(
+                    centre.centre_id, start, end, box, distance, wait, weights.cost(distance, wait)
+                )
             )
     candidates.sort(key=lambda c: (c.cost, c.start, c.centre_id, c.box))
     return candidates[:limit]
 
 
-def order_patients(
-    items: Iterable[T], key: Callable[[T], tuple[Priority, datetime]]
-) -> list[T]:
+def order_patients(items: Iterable[T], key: Callable[[T], tuple[Priority, datetime]]) -> list[T]:
     """Most urgent first: priority, then the earliest deadline."""
     return sorted(items, key=lambda item: (key(item)[0].rank, key(item)[1]))

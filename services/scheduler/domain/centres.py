@@ -47,8 +47,6 @@ class CentreSchedule:
             boxes = change.boxes if change.boxes is not None else boxes
             hours = change.opening_hours if change.opening_hours is not None else hours
             minutes = (
-                change.consultation_minutes
-                if change.consultation_minutes is not None
-                else minutes
+                change.consultation_minutes if change.consultation_minutes is not None else minutes
             )
         return DaySchedule(boxes, hours, minutes)

@@ -38,9 +38,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "identities",
-        sa.Column(
-            "referral_id", sa.String(36), sa.ForeignKey("referrals.id"), primary_key=True
-        ),
+        sa.Column("referral_id", sa.String(36), sa.ForeignKey("referrals.id"), primary_key=True),
         sa.Column("first_name", sa.String(100), nullable=False),
         sa.Column("last_name", sa.String(100), nullable=False),
         sa.Column("birth_date", sa.Date, nullable=False),

@@ -84,9 +84,7 @@ def upgrade() -> None:
         sa.Column("lon", sa.Float, nullable=False),
         sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_index(
-        "ix_waitlist_order", "waitlist", ["departement", "priority_rank", "deadline"]
-    )
+    op.create_index("ix_waitlist_order", "waitlist", ["departement", "priority_rank", "deadline"])
     op.create_table(
         "origins",
         sa.Column("referral_id", sa.String(36), primary_key=True),
