@@ -96,12 +96,22 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the scenario.")] = 2020,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for final states.")] = 180.0,
     keep: Annotated[bool, typer.Option(help="Keep the demo's queues and databases.")] = False,
+    in_memory: Annotated[
+        bool, typer.Option("--in-memory", help="One process, FastStream's in-memory broker.")
+    ] = False,
 ) -> None:
     """Run the whole flow: four services, the ARS's centres, N referrals, a summary."""
     from aiguillage.demo import run_demo
 
     raise typer.Exit(
-        run_demo(get_settings(), referrals=referrals, seed=seed, timeout=timeout, keep=keep)
+        run_demo(
+            get_settings(),
+            referrals=referrals,
+            seed=seed,
+            timeout=timeout,
+            keep=keep,
+            in_memory=in_memory,
+        )
     )
 
 

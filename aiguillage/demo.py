@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import random
 import shutil
 import statistics
+import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import date
+from pathlib import Path
 
 import aio_pika
+from faststream.rabbit.annotations import RabbitMessage
 from rich.console import Console
 from rich.table import Table
 
@@ -20,6 +25,7 @@ from aiguillage.observer import FINAL, Observer
 from aiguillage.processes import ServiceProcesses
 from aiguillage.scenario import demo_centres, demo_referral
 from shared.events import Envelope, ReferralSubmitted, new_id
+from shared.logging import configure_logging
 from shared.publisher import EventPublisher
 from shared.settings import ServiceName, Settings
 from shared.topology import SUBSCRIPTIONS, declare_topology, delete_topology
@@ -30,7 +36,8 @@ NO_BROKER = """[bold red]No RabbitMQ answers at {url}.[/]
 Start one, then run the demo again:
   - on this machine:   rabbitmq-server -detached
   - with Docker:       docker compose up -d rabbitmq
-or point AIGUILLAGE_BROKER_URL at a running broker."""
+or point AIGUILLAGE_BROKER_URL at a running broker.
+To see the flow without a broker: aiguillage demo --in-memory"""
 
 
 async def broker_reachable(url: str, timeout: float = 5.0) -> bool:
@@ -83,6 +90,57 @@ async def wait_for_drain(url: str, queue_name: str, timeout: float = 30.0) -> No
         await connection.close()
 
 
+Publish = Callable[[Envelope, str], Awaitable[None]]
+
+
+async def _drive(
+    publish: Publish,
+    observer: Observer,
+    referrals: int,
+    seed: int,
+    timeout: float,
+    centres_ready: Callable[[], Awaitable[None]],
+    alive: Callable[[], None],
+) -> int:
+    """The scenario, whatever carries it: centres, referrals, wait, report."""
+    today = date.today()
+    centres = demo_centres(today)
+    for centre in centres:
+        await publish(
+            Envelope.wrap(centre, source="ars", correlation_id=centre.centre_id),
+            centre.routing_key(),
+        )
+    await centres_ready()
+    console.print(f"ARS activated {len(centres)} centres (Rennes and Île-de-France)")
+    rng = random.Random(seed)
+    started = time.monotonic()
+    for i in range(referrals):
+        reference, referral = demo_referral(rng, i, today)
+        observer.submitted(reference)
+        if isinstance(referral, ReferralSubmitted):
+            envelope = Envelope.wrap(
+                referral, source=referral.referrer.kind.value, correlation_id=new_id()
+            )
+        else:  # a malformed referral, as a schema would never let us build it
+            envelope = Envelope(
+                type="referral.submitted", source="gp", correlation_id=new_id(), data=referral
+            )
+        await publish(envelope, "referral.submitted")
+    console.print(
+        f"{referrals} referrals pushed by Centre 15, GPs, SOS Médecins and emergency departments"
+    )
+    deadline = time.monotonic() + timeout
+    with console.status("waiting for every referral to reach a final state...") as status:
+        while not observer.done() and time.monotonic() < deadline:
+            alive()
+            final = sum(t.state in FINAL for t in observer.tracks.values())
+            status.update(f"{final}/{referrals} referrals in a final state")
+            observer.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(observer.changed.wait(), 1.0)
+    return _report(observer, referrals, time.monotonic() - started)
+
+
 async def _run(settings: Settings, referrals: int, seed: int, timeout: float, keep: bool) -> int:
     if not await broker_reachable(settings.broker_url):
         console.print(NO_BROKER.format(url=settings.broker_url))
@@ -100,59 +158,88 @@ async def _run(settings: Settings, referrals: int, seed: int, timeout: float, ke
     observer = Observer(settings.broker_url, namespace)
     await observer.start()
     services = ServiceProcesses(env, run_dir / "logs")
-    today = date.today()
+
+    def alive() -> None:
+        if services.dead():
+            raise RuntimeError(f"a service stopped: {services.dead()}; logs in {run_dir}/logs")
+
     try:
         services.start()
         with console.status("starting the four services..."):
             await wait_for_consumers(settings.broker_url, namespace)
-        centres = demo_centres(today)
-        async with EventPublisher(settings.broker_url, namespace, "ars") as ars:
-            for centre in centres:
-                await ars.publish(centre, correlation_id=centre.centre_id)
-        await wait_for_drain(settings.broker_url, f"{namespace}.scheduler.centres")
-        console.print(f"ARS activated {len(centres)} centres (Rennes and Île-de-France)")
-        rng = random.Random(seed)
-        started = time.monotonic()
-        async with EventPublisher(settings.broker_url, namespace, "referrers") as referrers:
-            for i in range(referrals):
-                reference, referral = demo_referral(rng, i, today)
-                observer.submitted(reference)
-                if isinstance(referral, ReferralSubmitted):
-                    await referrers.publish(referral, correlation_id=new_id())
-                else:
-                    envelope = Envelope(
-                        type="referral.submitted",
-                        source="referrers",
-                        correlation_id=new_id(),
-                        data=referral,
-                    )
-                    await referrers.publish_envelope(envelope, "referral.submitted")
-        console.print(
-            f"{referrals} referrals pushed by Centre 15, GPs, SOS Médecins and "
-            "emergency departments"
-        )
-        deadline = time.monotonic() + timeout
-        with console.status("waiting for every referral to reach a final state...") as status:
-            while not observer.done() and time.monotonic() < deadline:
-                if services.dead():
-                    raise RuntimeError(f"a service died: {services.dead()}")
-                final = sum(t.state in FINAL for t in observer.tracks.values())
-                status.update(f"{final}/{referrals} referrals in a final state")
-                observer.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(observer.changed.wait(), 1.0)
-        elapsed = time.monotonic() - started
-        return _report(observer, referrals, elapsed)
+        async with EventPublisher(settings.broker_url, namespace, "demo") as publisher:
+            return await _drive(
+                publisher.publish_envelope,
+                observer,
+                referrals,
+                seed,
+                timeout,
+                lambda: wait_for_drain(settings.broker_url, f"{namespace}.scheduler.centres"),
+                alive,
+            )
     finally:
         services.stop()
         await observer.stop()
         if not keep:
-            await delete_topology(
-                settings.broker_url, namespace, [c.centre_id for c in demo_centres(today)]
-            )
+            centre_ids = [c.centre_id for c in demo_centres(date.today())]
+            await delete_topology(settings.broker_url, namespace, centre_ids)
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
             console.print(f"kept: namespace {namespace}, data in {run_dir}")
+
+
+async def _run_in_memory(settings: Settings, referrals: int, seed: int, timeout: float) -> int:
+    """The same services and scenario in one process, on FastStream's in-memory broker.
+
+    Deliveries are direct calls: nothing is durable and nothing is retried, so this shows
+    the flow, not the guarantees.
+    """
+    from faststream.rabbit import RabbitBroker, RabbitQueue, TestRabbitBroker
+
+    from shared.runtime import events_exchange_ref
+
+    with tempfile.TemporaryDirectory(prefix="aiguillage-demo-") as tmp:
+        local = settings.model_copy(
+            update={
+                "data_dir": Path(tmp),
+                **{f"{s.value}_database_url": None for s in ServiceName},
+            }
+        )
+        # The services share this process: their logs, redacted, only for what goes wrong.
+        configure_logging("demo", "WARNING", json=False)
+        console.print("[bold]Aiguillage demo[/] on the in-memory broker (one process)")
+        runtimes = [
+            importlib.import_module(f"services.{s.value}.app").build(local, in_memory=True)
+            for s in ServiceName
+        ]
+        observer = Observer(settings.broker_url, local.namespace)
+        exchange = events_exchange_ref(local.namespace)
+        outside = RabbitBroker()
+
+        @outside.subscriber(RabbitQueue("observer", routing_key="#", declare=False), exchange)
+        async def watch(message: RabbitMessage) -> None:
+            observer.feed(message.body)
+
+        async def publish(envelope: Envelope, routing_key: str) -> None:
+            await outside.publish(
+                envelope.model_dump_json().encode(), exchange=exchange, routing_key=routing_key
+            )
+
+        async def nothing() -> None:
+            return None
+
+        async with TestRabbitBroker(*(r.broker for r in runtimes), outside):
+            for runtime in runtimes:
+                await runtime.prepare()
+                await runtime.started()
+            try:
+                return await _drive(
+                    publish, observer, referrals, seed, timeout, nothing, lambda: None
+                )
+            finally:
+                for runtime in runtimes:
+                    await runtime.stopping()
+                    await runtime.stopped()
 
 
 def _report(observer: Observer, submitted: int, elapsed: float) -> int:
@@ -202,12 +289,19 @@ def _report(observer: Observer, submitted: int, elapsed: float) -> int:
     return 0 if ok else 1
 
 
-def run_demo(settings: Settings, *, referrals: int, seed: int, timeout: float, keep: bool) -> int:
+def run_demo(
+    settings: Settings,
+    *,
+    referrals: int,
+    seed: int,
+    timeout: float,
+    keep: bool,
+    in_memory: bool = False,
+) -> int:
     try:
+        if in_memory:
+            return asyncio.run(_run_in_memory(settings, referrals, seed, timeout))
         return asyncio.run(_run(settings, referrals, seed, timeout, keep))
     except KeyboardInterrupt:
         console.print("interrupted: services stopped")
         return 130
-
-
-__all__ = ["ServiceName", "run_demo"]

@@ -58,8 +58,11 @@ class Observer:
         return all(t.state in FINAL for t in self.tracks.values())
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.feed(message.body)
+
+    def feed(self, body: bytes) -> None:
         try:
-            envelope = Envelope.model_validate_json(message.body)
+            envelope = Envelope.model_validate_json(body)
         except ValueError:
             return
         self.events.append(envelope)

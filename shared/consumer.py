@@ -33,6 +33,16 @@ log = structlog.get_logger(__name__)
 
 P = TypeVar("P", bound=EventPayload)
 
+_MESSAGE_CONTEXT = (
+    "consumer",
+    "message_id",
+    "attempt",
+    "event_id",
+    "event_type",
+    "correlation_id",
+    "_sensitive",
+)
+
 
 class PermanentError(Exception):
     """This message will never be processed: dead-letter it now, do not retry."""
@@ -104,6 +114,14 @@ class Consumer:
         self._dlx = RabbitExchange(dead_letter_exchange(config.namespace), declare=False)
 
     async def __call__(self, message: RabbitMessage) -> None:
+        try:
+            await self._consume(message)
+        finally:
+            # Handlers may bind more (intake binds the names it must redact): none of
+            # it may outlive the message, whatever task runs the next one.
+            structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
+
+    async def _consume(self, message: RabbitMessage) -> None:
         attempt = _delivery_count(message) + 1
         structlog.contextvars.bind_contextvars(
             consumer=self.name, message_id=message.message_id, attempt=attempt
@@ -127,8 +145,6 @@ class Consumer:
         except Exception as exc:
             await self._retry_or_dead_letter(message, exc, attempt)
             return
-        finally:
-            structlog.contextvars.unbind_contextvars("event_id", "event_type", "correlation_id")
         if delivery is not None and delivery.emitted:
             self.relay.notify()
         await message.ack()
@@ -223,12 +239,27 @@ async def _raw_body(message: Any) -> bytes:
 def register(
     broker: RabbitBroker,
     consumer: Consumer,
+    in_memory_exchange: RabbitExchange | None = None,
 ) -> None:
-    queue = RabbitQueue(consumer.spec.name(consumer.config.namespace), declare=False)
-    broker.subscriber(
-        queue,
-        ack_policy=AckPolicy.MANUAL,
-        decoder=_raw_body,
-        title=f"{consumer.name}:consume",
-        description=consumer.spec.description + f" Bindings: {', '.join(consumer.spec.bindings)}.",
-    )(consumer.__call__)
+    """Consume the queue the topology declared (passively: its arguments live there)."""
+    name = consumer.spec.name(consumer.config.namespace)
+    description = f"{consumer.spec.description} Bindings: {', '.join(consumer.spec.bindings)}."
+    if in_memory_exchange is None:
+        broker.subscriber(
+            RabbitQueue(name, declare=False),
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_raw_body,
+            title=f"{consumer.name}:consume",
+            description=description,
+        )(consumer.__call__)
+        return
+    # The in-memory broker knows nothing of bindings declared elsewhere: one subscriber
+    # per binding lets it route by routing key.
+    for index, key in enumerate(consumer.spec.bindings):
+        broker.subscriber(
+            RabbitQueue(f"{name}.{index}", routing_key=key, declare=False),
+            in_memory_exchange,
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_raw_body,
+            title=f"{consumer.name}:{key}",
+        )(consumer.__call__)

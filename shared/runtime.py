@@ -45,6 +45,9 @@ class ServiceRuntime:
     service: ServiceName
     settings: Settings
     migrations: str  # Alembic script location, e.g. "services.intake:migrations"
+    # On FastStream's in-memory broker (TestRabbitBroker): no topology to declare, and
+    # subscribers bound by routing key so that the fake broker routes like the real one.
+    in_memory: bool = False
     broker: RabbitBroker = field(init=False)
     database: Database = field(init=False)
     relay: OutboxRelay = field(init=False)
@@ -94,7 +97,7 @@ class ServiceRuntime:
             self.relay,
             self.broker,
         )
-        register(self.broker, consumer)
+        register(self.broker, consumer, self._exchange if self.in_memory else None)
         self.consumers.append(consumer)
 
     def on_startup(self, hook: Callable[[], Awaitable[None]]) -> None:
@@ -106,7 +109,8 @@ class ServiceRuntime:
     async def prepare(self) -> None:
         """Migrate the database and declare the topology, before any consumer starts."""
         await upgrade(self.database, self.migrations)
-        await declare_topology(self.settings.broker_url, self.settings.namespace)
+        if not self.in_memory:
+            await declare_topology(self.settings.broker_url, self.settings.namespace)
         for hook in self._startup:
             await hook()
 

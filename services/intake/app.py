@@ -7,8 +7,8 @@ from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 
 
-def build(settings: Settings) -> ServiceRuntime:
-    runtime = ServiceRuntime(ServiceName.INTAKE, settings, "services.intake:migrations")
+def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
+    runtime = ServiceRuntime(ServiceName.INTAKE, settings, "services.intake:migrations", in_memory)
     handlers = IntakeHandlers(settings)
     runtime.consume("submissions", handlers.on_submitted)
     return runtime

@@ -8,8 +8,10 @@ from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 
 
-def build(settings: Settings) -> ServiceRuntime:
-    runtime = ServiceRuntime(ServiceName.REGULATION, settings, "services.regulation:migrations")
+def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
+    runtime = ServiceRuntime(
+        ServiceName.REGULATION, settings, "services.regulation:migrations", in_memory
+    )
     handlers = RegulationHandlers(default_protocol())
     runtime.consume("referrals", handlers.on_received)
     return runtime

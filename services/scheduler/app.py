@@ -7,8 +7,10 @@ from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 
 
-def build(settings: Settings) -> ServiceRuntime:
-    runtime = ServiceRuntime(ServiceName.SCHEDULER, settings, "services.scheduler:migrations")
+def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
+    runtime = ServiceRuntime(
+        ServiceName.SCHEDULER, settings, "services.scheduler:migrations", in_memory
+    )
     handlers = SchedulerHandlers()
     runtime.consume("centres", handlers.on_centre)
     runtime.consume("referrals", handlers.on_regulated)
