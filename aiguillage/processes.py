@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from shared.http import free_port
 from shared.settings import ServiceName
 
 
@@ -17,7 +18,12 @@ class ServiceProcesses:
     """The four services, each a child process with its own log file."""
 
     def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
-        self.env = {**os.environ, **env}
+        # Free HTTP ports unless the caller chose: two runs on one machine do not collide.
+        ports = {f"AIGUILLAGE_{s.value.upper()}_HTTP_PORT": str(free_port()) for s in ServiceName}
+        self.env = {**os.environ, **ports, **env}
+        self.ports = {
+            s.value: int(self.env[f"AIGUILLAGE_{s.value.upper()}_HTTP_PORT"]) for s in ServiceName
+        }
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 

@@ -7,12 +7,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
+from fastapi import FastAPI
 from faststream import FastStream
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 from faststream.rabbit.schemas import Channel
+from sqlalchemy import text
 
 from shared.consumer import Consumer, ConsumerConfig, Handler, register
 from shared.db import Database
+from shared.http import HttpServer, add_health_routes
 from shared.events import Envelope
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay
@@ -58,6 +61,19 @@ class ServiceRuntime:
     def __post_init__(self) -> None:
         self.broker = make_broker(self.settings, self.service.value)
         self.database = Database(self.settings.database_url(self.service))
+        self.http_app = FastAPI(
+            title=f"Aiguillage {self.service.value}",
+            description=f"HTTP API of the {self.service.value} service.",
+        )
+        add_health_routes(
+            self.http_app,
+            {
+                "broker": self._broker_ready,
+                "database": self._database_ready,
+                "consumers": self._consumers_ready,
+            },
+        )
+        self.http: HttpServer | None = None
         self._exchange = events_exchange_ref(self.settings.namespace)
         self.relay = OutboxRelay(
             self.database,
@@ -114,8 +130,23 @@ class ServiceRuntime:
         for hook in self._startup:
             await hook()
 
+    async def _broker_ready(self) -> bool:
+        return await self.broker.ping(timeout=2)
+
+    async def _database_ready(self) -> bool:
+        async with self.database.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return True
+
+    async def _consumers_ready(self) -> bool:
+        return all(subscriber.running for subscriber in self.broker.subscribers)
+
     async def started(self) -> None:
         self.relay.start()
+        port = self.settings.http_port(self.service)
+        if port is not None and not self.in_memory:
+            self.http = HttpServer(self.http_app, self.settings.http_host, port)
+            await self.http.start()
         log.info("service started", namespace=self.settings.namespace)
 
     async def stopping(self) -> None:
@@ -124,6 +155,8 @@ class ServiceRuntime:
         for subscriber in self.broker.subscribers:
             await subscriber.stop()
         await self.relay.stop()
+        if self.http is not None:
+            await self.http.stop()
         for hook in self._shutdown:
             await hook()
 

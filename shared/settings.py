@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     scheduler_database_url: str | None = Field(None, description="Scheduler's database.")
     notifier_database_url: str | None = Field(None, description="Notifier's database.")
 
+    http_host: str = Field("127.0.0.1", description="Interface the services' HTTP APIs listen on.")
+    intake_http_port: int | None = Field(8001, description="Intake's HTTP port (empty: no HTTP).")
+    regulation_http_port: int | None = Field(8002, description="Regulation's HTTP port.")
+    scheduler_http_port: int | None = Field(8003, description="The scheduler's HTTP port.")
+    notifier_http_port: int | None = Field(8004, description="The notifier's HTTP port.")
+
     log_level: str = Field("INFO", description="Log level.")
     log_json: bool = Field(True, description="JSON log lines (false: readable console lines).")
 
@@ -71,6 +77,10 @@ class Settings(BaseSettings):
         description="Secret key of the HMAC that turns a patient's identity into the "
         "pseudonymous reference carried downstream.",
     )
+
+    def http_port(self, service: ServiceName | str) -> int | None:
+        port: int | None = getattr(self, f"{ServiceName(service).value}_http_port")
+        return port
 
     def database_url(self, service: ServiceName | str) -> str:
         url: str | None = getattr(self, f"{ServiceName(service).value}_database_url")

@@ -126,5 +126,10 @@ async def settings(broker_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
         outbox_poll_seconds=0.2,
         max_deliveries=3,
         log_json=True,
+        # Services started in the test process serve no HTTP unless a test asks.
+        intake_http_port=None,
+        regulation_http_port=None,
+        scheduler_http_port=None,
+        notifier_http_port=None,
     )
     await asyncio.wait_for(delete_topology(broker_url, namespace), 30)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aiguillage.demo import wait_for_consumers, wait_for_drain
@@ -42,6 +43,11 @@ async def test_referral_goes_from_intake_to_the_centres_notification(
 ) -> None:
     s = settings
     await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    async with httpx.AsyncClient() as http:
+        for service, port in processes.ports.items():
+            ready = await http.get(f"http://127.0.0.1:{port}/ready")
+            assert ready.status_code == 200, (service, ready.text)
+            assert ready.json()["checks"] == {"broker": True, "database": True, "consumers": True}
     async with Tap(s.broker_url, s.namespace) as tap:
         async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
             await ars.publish(centre("rennes-e2e", "35238"), correlation_id="rennes-e2e")

@@ -54,3 +54,12 @@ def test_asyncapi_document_is_up_to_date() -> None:
 
     current = (ROOT / "docs" / "asyncapi.yaml").read_text()
     assert current == render(), "docs/asyncapi.yaml is stale: run `make asyncapi`"
+
+
+def test_compose_publishes_each_services_http_port() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    defaults = Settings()
+    for service in ServiceName:
+        port = defaults.http_port(service)
+        assert f"{port}:{port}" in compose["services"][service.value]["ports"]
+        assert compose["services"][service.value]["environment"]["AIGUILLAGE_HTTP_HOST"] == "0.0.0.0"
