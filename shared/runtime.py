@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from shared.consumer import Consumer, ConsumerConfig, Handler, register
 from shared.db import Database
-from shared.http import HttpServer, add_health_routes
 from shared.events import Envelope
+from shared.http import HttpServer, add_health_routes
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceName, Settings

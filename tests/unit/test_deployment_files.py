@@ -62,4 +62,5 @@ def test_compose_publishes_each_services_http_port() -> None:
     for service in ServiceName:
         port = defaults.http_port(service)
         assert f"{port}:{port}" in compose["services"][service.value]["ports"]
-        assert compose["services"][service.value]["environment"]["AIGUILLAGE_HTTP_HOST"] == "0.0.0.0"
+        environment = compose["services"][service.value]["environment"]
+        assert environment["AIGUILLAGE_HTTP_HOST"] == "0.0.0.0"
