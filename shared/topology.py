@@ -48,6 +48,22 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             ("referral.submitted",),
             "Referrals pushed by Centre 15, GPs, SOS Médecins and emergency departments.",
         ),
+        QueueSpec(
+            "intake",
+            "outcomes",
+            (
+                "referral.regulated",
+                "referral.waitlisted",
+                "referral.cancelled",
+                "slot.assigned.*",
+                "appointment.rescheduled.*",
+                "appointment.cancelled.*",
+                "consultation.completed",
+                "consultation.no_show",
+                "patient.escalated",
+            ),
+            "What became of each referral downstream, for its referrer to read.",
+        ),
     ),
     ServiceName.REGULATION: (
         QueueSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.intake.api import build_router, document_referral_schema
 from services.intake.handlers import IntakeHandlers
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
@@ -11,4 +12,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime = ServiceRuntime(ServiceName.INTAKE, settings, "services.intake:migrations", in_memory)
     handlers = IntakeHandlers(settings)
     runtime.consume("submissions", handlers.on_submitted)
+    runtime.consume("outcomes", handlers.on_outcome)
+    runtime.http_app.include_router(build_router(handlers, runtime.database, runtime.relay))
+    document_referral_schema(runtime.http_app)
     return runtime

@@ -1,18 +1,23 @@
-"""Intake's consumers: a submitted referral becomes a received one (or is refused)."""
+"""Intake's use cases: a submitted referral becomes a received one (or is refused),
+whichever door it came through; downstream events keep its status current."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from services.intake import domain
-from services.intake.tables import identities, referrals
+from services.intake.tables import identities, referrals, rejections, status_history
 from shared.consumer import Delivery, PermanentError
+from shared.db import as_utc
 from shared.events import (
     PatientContact,
     Reason,
@@ -31,6 +36,21 @@ log = structlog.get_logger(__name__)
 _REPLY_TO = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    referral_id: str | None = None
+    reasons: tuple[Reason, ...] = ()
+    identifiable: bool = True
+
+
 def _reply_to(data: dict[str, Any]) -> str | None:
     referrer = data.get("referrer")
     value = referrer.get("reply_to") if isinstance(referrer, dict) else None
@@ -38,11 +58,14 @@ def _reply_to(data: dict[str, Any]) -> str | None:
 
 
 def _referrer_ref(data: dict[str, Any]) -> ReferrerRef | None:
+    referrer = data.get("referrer")
+    if not isinstance(referrer, dict):
+        return None
     try:
         return ReferrerRef.model_validate(
-            {k: v for k, v in (data.get("referrer") or {}).items() if k in ReferrerRef.model_fields}
+            {k: v for k, v in referrer.items() if k in ReferrerRef.model_fields}
         )
-    except (ValidationError, AttributeError):
+    except ValidationError:
         return None
 
 
@@ -51,31 +74,39 @@ def _reference(data: dict[str, Any]) -> str | None:
     return value[:100] if isinstance(value, str) and value else None
 
 
+@dataclass
 class IntakeHandlers:
-    def __init__(self, settings: Settings, today: Any = date.today) -> None:
-        self._secret = settings.pseudonym_secret
-        self._today = today
+    settings: Settings
+    today: Callable[[], date] = field(default=date.today)
 
     async def on_submitted(self, delivery: Delivery) -> None:
-        envelope = delivery.envelope
-        data = envelope.data
-        if envelope.type != ReferralSubmitted.event_type:
-            raise PermanentError("unexpected_event", f"{envelope.type} is not a referral")
+        """The broker door: every submission is answered on the referrer's reply key."""
+        if delivery.envelope.type != ReferralSubmitted.event_type:
+            raise PermanentError("unexpected_event", f"{delivery.envelope.type} is not a referral")
+        outcome = await self.submit(delivery)
+        if not outcome.identifiable:
+            # Nobody to answer: the dead-letter queue keeps it, with the reasons.
+            raise PermanentError(
+                "unidentifiable_submission",
+                "; ".join(f"{r.field}: {r.message}" for r in outcome.reasons),
+            )
+
+    async def submit(self, delivery: Delivery) -> Outcome:
+        """Both doors: validate, de-duplicate, keep the identity, pass a pseudonym on."""
+        data = delivery.envelope.data
         try:
             submission = ReferralSubmitted.model_validate(data)
         except ValidationError as exc:
-            await self._refuse(delivery, domain.reasons_from_validation_error(exc))
-            return
+            return await self._refuse(delivery, domain.reasons_from_validation_error(exc))
         structlog.contextvars.bind_contextvars(
             _sensitive=(submission.patient.first_name, submission.patient.last_name)
         )
-        result = domain.check(submission, self._today())
+        result = domain.check(submission, self.today())
         if isinstance(result, domain.Refused):
-            await self._refuse(delivery, result.reasons)
-            return
-        await self._accept(delivery, result)
+            return await self._refuse(delivery, result.reasons)
+        return await self._accept(delivery, result)
 
-    async def _accept(self, delivery: Delivery, accepted: domain.Accepted) -> None:
+    async def _accept(self, delivery: Delivery, accepted: domain.Accepted) -> Outcome:
         submission = accepted.submission
         referrer = submission.referrer
         fingerprint = domain.fingerprint(submission)
@@ -92,23 +123,18 @@ class IntakeHandlers:
             if existing.fingerprint == fingerprint:
                 log.info("resubmission of a known referral", referral_id=existing.id)
                 await self._reply_ack(delivery, existing.id, submission, duplicate=True)
-            else:
-                await self._refuse(
-                    delivery,
-                    (
-                        Reason(
-                            code="reference_conflict",
-                            field="reference",
-                            message=f"Reference {submission.reference!r} was already used for "
-                            f"referral {existing.id} with different content.",
-                        ),
-                    ),
-                    referral_id=existing.id,
-                )
-            return
+                return Outcome(Verdict.DUPLICATE, existing.id)
+            conflict = Reason(
+                code="reference_conflict",
+                field="reference",
+                message=f"Reference {submission.reference!r} was already used for referral "
+                f"{existing.id} with different content.",
+            )
+            outcome = await self._refuse(delivery, (conflict,), referral_id=existing.id)
+            return Outcome(Verdict.CONFLICT, existing.id, outcome.reasons)
 
         referral_id = new_id()
-        patient_ref = domain.pseudonym(self._secret, submission)
+        patient_ref = domain.pseudonym(self.settings.pseudonym_secret, submission)
         patient, commune = submission.patient, accepted.commune
         now = delivery.envelope.time
         await delivery.session.execute(
@@ -122,8 +148,10 @@ class IntakeHandlers:
                 commune_insee=commune.insee,
                 departement=commune.departement,
                 status="received",
+                detail={},
                 source_message_id=delivery.envelope.id,
                 received_at=now,
+                updated_at=now,
             )
         )
         await delivery.session.execute(
@@ -139,6 +167,7 @@ class IntakeHandlers:
                 address=patient.address,
             )
         )
+        await _record_status(delivery, referral_id, "received", {}, delivery.envelope.id)
         await delivery.emit(
             ReferralReceived(
                 referral_id=referral_id,
@@ -168,6 +197,7 @@ class IntakeHandlers:
         )
         await self._reply_ack(delivery, referral_id, submission, duplicate=False)
         log.info("referral received", referral_id=referral_id, departement=commune.departement)
+        return Outcome(Verdict.ACCEPTED, referral_id)
 
     async def _reply_ack(
         self,
@@ -195,15 +225,23 @@ class IntakeHandlers:
         delivery: Delivery,
         reasons: tuple[Reason, ...],
         referral_id: str | None = None,
-    ) -> None:
+    ) -> Outcome:
         data = delivery.envelope.data
         reply_to, referrer, reference = _reply_to(data), _referrer_ref(data), _reference(data)
         if reply_to is None and referrer is None and reference is None:
-            # Nobody to answer: the dead-letter queue keeps it, with the reasons.
-            raise PermanentError(
-                "unidentifiable_submission", "; ".join(f"{r.field}: {r.message}" for r in reasons)
-            )
+            return Outcome(Verdict.REJECTED, referral_id, reasons, identifiable=False)
         correlation = referral_id or delivery.envelope.correlation_id
+        await delivery.session.execute(
+            insert(rejections).values(
+                id=delivery.envelope.id,
+                referrer_kind=referrer.kind.value if referrer else None,
+                referrer_id=referrer.identifier if referrer else None,
+                reference=reference,
+                referral_id=referral_id,
+                reasons=[r.model_dump(mode="json") for r in reasons],
+                rejected_at=delivery.envelope.time,
+            )
+        )
         await delivery.emit(
             ReferralRejected(
                 referral_id=referral_id,
@@ -228,3 +266,66 @@ class IntakeHandlers:
                 correlation_id=correlation,
             )
         log.info("referral rejected", codes=[r.code for r in reasons])
+        return Outcome(Verdict.REJECTED, referral_id, reasons)
+
+    async def on_outcome(self, delivery: Delivery) -> None:
+        """What became of a referral downstream: the status its referrer reads."""
+        envelope = delivery.envelope
+        data = envelope.data
+        referral_id = data.get("referral_id")
+        if not isinstance(referral_id, str):
+            return
+        status, detail = status_from_event(envelope.type, data)
+        if status is None:
+            return
+        await _record_status(delivery, referral_id, status, detail, envelope.id)
+
+
+def status_from_event(event_type: str, data: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The referrer-facing status an event implies, and what to show with it."""
+    if event_type == "referral.regulated":
+        status = {
+            "orient": "regulated",
+            "escalate": "escalated",
+            "home_follow_up": "home_follow_up",
+            "refuse": "refused",
+            "hold": "held_for_regulator",
+        }[data["decision"]]
+        keys = ("decision", "priority", "deadline", "reasons", "protocol_version", "decided_by")
+        return status, {k: data.get(k) for k in keys}
+    if event_type in ("slot.assigned", "appointment.rescheduled"):
+        keys = ("appointment_id", "centre_id", "centre_name", "centre_address", "start", "end")
+        status = "appointment" if event_type == "slot.assigned" else "rescheduled"
+        return status, {k: data.get(k) for k in keys}
+    if event_type == "referral.waitlisted":
+        return "waitlisted", {"priority": data.get("priority"), "reason": data.get("reason")}
+    if event_type in ("appointment.cancelled", "referral.cancelled"):
+        return "cancelled", {"by": data.get("cancelled_by"), "reason": data.get("reason")}
+    if event_type == "patient.escalated":
+        return "escalated", {"by": data.get("centre_id"), "reason": data.get("reason")}
+    if event_type == "consultation.completed":
+        return "seen", {"centre_id": data.get("centre_id")}
+    if event_type == "consultation.no_show":
+        return "no_show", {"centre_id": data.get("centre_id")}
+    return None, {}
+
+
+async def _record_status(
+    delivery: Delivery, referral_id: str, status: str, detail: dict[str, Any], event_id: str
+) -> None:
+    now = delivery.envelope.time
+    await delivery.session.execute(
+        insert(status_history).values(
+            referral_id=referral_id, event_id=event_id, status=status, detail=detail, at=now
+        )
+    )
+    current = await delivery.session.scalar(
+        select(referrals.c.updated_at).where(referrals.c.id == referral_id)
+    )
+    # Events of one referral may arrive out of order: the newest one sets the status.
+    if current is not None and as_utc(current) <= now:
+        await delivery.session.execute(
+            update(referrals)
+            .where(referrals.c.id == referral_id)
+            .values(status=status, detail=detail, updated_at=now)
+        )

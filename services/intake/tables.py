@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     Column,
     Date,
     DateTime,
     ForeignKey,
+    Index,
     MetaData,
     String,
     Table,
@@ -28,8 +30,10 @@ referrals = Table(
     Column("commune_insee", String(5), nullable=False),
     Column("departement", String(3), nullable=False),
     Column("status", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
     Column("source_message_id", String(64), nullable=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("referrer_kind", "referrer_id", "reference", name="uq_referrals_reference"),
 )
 
@@ -45,4 +49,29 @@ identities = Table(
     Column("phone", String(32), nullable=True),
     Column("email", String(320), nullable=True),
     Column("address", Text, nullable=True),
+)
+
+# Every status a referral went through, for its referrer.
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("referral_id", String(36), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_status_history_referral", status_history.c.referral_id, status_history.c.at)
+
+# Submissions refused, by the id of the message (or HTTP request) that carried them.
+rejections = Table(
+    "rejections",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("referrer_kind", String(32), nullable=True),
+    Column("referrer_id", String(64), nullable=True),
+    Column("reference", String(100), nullable=True),
+    Column("referral_id", String(36), nullable=True),
+    Column("reasons", JSON, nullable=False),
+    Column("rejected_at", DateTime(timezone=True), nullable=False),
 )

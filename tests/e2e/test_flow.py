@@ -19,6 +19,8 @@ from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
 
+SECRETS = ["Éloïse", "Dupont-Lajoie", "285057800608491", "0612345678", "eloise.dl@exemple.fr"]
+
 
 @pytest.fixture
 def processes(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcesses]:
@@ -97,16 +99,17 @@ async def test_referral_goes_from_intake_to_the_centres_notification(
     ids = {e.id for e in trail} | {mild.id}
     assert all(e.causation_id in ids for e in trail)
 
-    # Identity stays in intake: only the notifier's contact channel carries it.
+    # Identity stays in intake: only the notifier's contact channel carries it, and no
+    # log line of any service holds it.
+    logs = {service: processes.log(service) for service in processes.ports}
+    assert "referral received" in logs["intake"]
+    for service, text in logs.items():
+        for secret in SECRETS:
+            assert secret not in text, (service, secret)
+            assert json.dumps(secret)[1:-1] not in text, (service, secret)
     for message in tap.messages:
         if message.routing_key in ("referral.submitted", "contact.notifier"):
             continue
         body = message.body.decode()
-        for secret in [
-            "Éloïse",
-            "Dupont-Lajoie",
-            "285057800608491",
-            "0612345678",
-            "eloise.dl@exemple.fr",
-        ]:
+        for secret in SECRETS:
             assert secret not in body and json.dumps(secret)[1:-1] not in body, message.routing_key

@@ -1,0 +1,164 @@
+"""The HTTP door: the same submission as on the broker, and the status of a referral."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from services.intake.handlers import IntakeHandlers, Verdict
+from services.intake.tables import referrals, rejections, status_history
+from shared.consumer import Delivery
+from shared.db import Database, as_utc
+from shared.events import Envelope, Reason, ReferralSubmitted, new_id
+from shared.outbox import OutboxRelay
+
+_REFERRAL_SCHEMA = {"$ref": "#/components/schemas/ReferralSubmitted"}
+
+
+def _problem(code: int, error_code: str, reasons: tuple[Reason, ...], **extra: Any) -> Response:
+    return JSONResponse(
+        status_code=code,
+        content={
+            "error_code": error_code,
+            "reasons": [r.model_dump(mode="json") for r in reasons],
+            **extra,
+        },
+    )
+
+
+def build_router(handlers: IntakeHandlers, database: Database, relay: OutboxRelay) -> APIRouter:
+    router = APIRouter(tags=["referrals"])
+
+    @router.post(
+        "/referrals",
+        summary="Submit a referral",
+        status_code=status.HTTP_201_CREATED,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _REFERRAL_SCHEMA}},
+            }
+        },
+        responses={
+            200: {"description": "Already submitted with this reference: the same referral."},
+            409: {"description": "This reference was used for another referral."},
+            422: {"description": "Refused: every reason, each with a stable code and field."},
+        },
+    )
+    async def submit(request: Request) -> Response:
+        submission_id = new_id()
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            reason = Reason(code="invalid_json", message=f"The body is not JSON: {exc}")
+            return _problem(422, "invalid_json", (reason,), submission_id=submission_id)
+        if not isinstance(body, dict):
+            reason = Reason(code="invalid_type", message="The body must be a JSON object.")
+            return _problem(422, "invalid_type", (reason,), submission_id=submission_id)
+        envelope = Envelope(
+            id=submission_id,
+            type=ReferralSubmitted.event_type,
+            source="http",
+            correlation_id=submission_id,
+            data=body,
+        )
+        for attempt in range(2):
+            try:
+                async with database.transaction() as session:
+                    delivery = Delivery(session=session, envelope=envelope, source="intake")
+                    outcome = await handlers.submit(delivery)
+                break
+            except IntegrityError:
+                # The same reference submitted twice at once: the second sees the first.
+                if attempt:
+                    raise
+        relay.notify()
+        if outcome.verdict is Verdict.ACCEPTED:
+            return JSONResponse(
+                status_code=201,
+                content={"referral_id": outcome.referral_id, "status": "received"},
+                headers={"Location": f"/referrals/{outcome.referral_id}"},
+            )
+        if outcome.verdict is Verdict.DUPLICATE:
+            return JSONResponse(
+                status_code=200,
+                content={
+                    "referral_id": outcome.referral_id,
+                    "status": "received",
+                    "duplicate": True,
+                },
+            )
+        if outcome.verdict is Verdict.CONFLICT:
+            return _problem(
+                409, "reference_conflict", outcome.reasons, referral_id=outcome.referral_id
+            )
+        code = outcome.reasons[0].code if len(outcome.reasons) == 1 else "invalid_referral"
+        return _problem(422, code, outcome.reasons, submission_id=submission_id)
+
+    @router.get("/referrals/{referral_id}", summary="What became of a referral")
+    async def read(referral_id: str) -> dict[str, Any]:
+        async with database.transaction() as session:
+            row = (
+                await session.execute(select(referrals).where(referrals.c.id == referral_id))
+            ).first()
+            if row is None:
+                refused = (
+                    await session.execute(select(rejections).where(rejections.c.id == referral_id))
+                ).first()
+                if refused is None:
+                    raise HTTPException(404, f"no referral or submission {referral_id}")
+                return {
+                    "submission_id": refused.id,
+                    "reference": refused.reference,
+                    "referral_id": refused.referral_id,
+                    "status": "rejected",
+                    "reasons": refused.reasons,
+                    "at": as_utc(refused.rejected_at).isoformat(),
+                }
+            history = (
+                await session.execute(
+                    select(status_history)
+                    .where(status_history.c.referral_id == referral_id)
+                    .order_by(status_history.c.at)
+                )
+            ).all()
+        return {
+            "referral_id": row.id,
+            "reference": row.reference,
+            "referrer": {"kind": row.referrer_kind, "identifier": row.referrer_id},
+            "status": row.status,
+            "detail": row.detail,
+            "received_at": as_utc(row.received_at).isoformat(),
+            "updated_at": as_utc(row.updated_at).isoformat(),
+            "history": [
+                {"status": h.status, "detail": h.detail, "at": as_utc(h.at).isoformat()}
+                for h in history
+            ],
+        }
+
+    return router
+
+
+def document_referral_schema(app: FastAPI) -> None:
+    """Put the referral's JSON schema in the OpenAPI components: the route reads the raw
+    body itself (so that every error gets our reason codes), but documents the model."""
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = default()
+            schema = ReferralSubmitted.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            components.update(schema.pop("$defs", {}))
+            components["ReferralSubmitted"] = schema
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
