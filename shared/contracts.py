@@ -25,6 +25,7 @@ from shared.events import (
     PatientEscalated,
     ProtocolPublished,
     ReferralCancelled,
+    ReferralOutcome,
     ReferralReceived,
     ReferralRegulated,
     ReferralRejected,
@@ -67,7 +68,7 @@ PUBLISHERS: dict[str, tuple[type[EventPayload], ...]] = {
         ReferralWaitlisted,
         CapacityAlert,
     ),
-    "notifier": (NotificationSent, NotificationFailed),
+    "notifier": (NotificationSent, NotificationFailed, ReferralOutcome),
 }
 
 _PER_CENTRE = {SlotAssigned, AppointmentRescheduled, AppointmentCancelled}
@@ -78,7 +79,7 @@ def routing_key_pattern(cls: type[EventPayload]) -> str:
         return f"{cls.event_type}.{{centre_id}}"
     if cls is CapacityAlert:
         return f"{cls.event_type}.{{departement}}"
-    if cls in (SubmissionAcknowledged, SubmissionError):
+    if cls in (SubmissionAcknowledged, SubmissionError, ReferralOutcome):
         return f"reply.{{reply_to}}.{cls.event_type}"
     if cls is PatientContact:
         return "contact.notifier"

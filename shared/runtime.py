@@ -154,11 +154,11 @@ class ServiceRuntime:
         # committed while the connection is still open.
         for subscriber in self.broker.subscribers:
             await subscriber.stop()
+        for hook in self._shutdown:
+            await hook()
         await self.relay.stop()
         if self.http is not None:
             await self.http.stop()
-        for hook in self._shutdown:
-            await hook()
 
     async def stopped(self) -> None:
         await self.database.dispose()

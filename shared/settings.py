@@ -9,9 +9,10 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ServiceName(StrEnum):
@@ -77,6 +78,41 @@ class Settings(BaseSettings):
         description="Secret key of the HMAC that turns a patient's identity into the "
         "pseudonymous reference carried downstream.",
     )
+
+    auth_secret: str = Field(
+        "change-me-too",
+        description="Key of the HMAC in the per-actor bearer tokens of the HTTP APIs "
+        "(issue them with `aiguillage token`).",
+    )
+
+    patient_channels: Annotated[list[str], NoDecode] = Field(
+        ["record"],
+        description="How the notifier reaches patients: any of record (a table and the "
+        "log, for demos), email, sms; comma-separated.",
+    )
+    smtp_host: str = Field("127.0.0.1", description="SMTP server for e-mails to patients.")
+    smtp_port: int = Field(25, description="SMTP port.")
+    smtp_username: str | None = Field(None, description="SMTP user, if the server wants one.")
+    smtp_password: str | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    mail_from: str = Field("ne-pas-repondre@aiguillage.example", description="Sender address.")
+    sms_gateway_url: str | None = Field(None, description="HTTP SMS gateway (POST JSON).")
+    sms_api_key: str | None = Field(None, description="Bearer key of the SMS gateway.")
+    webhook_secret: str = Field(
+        "change-me-webhooks",
+        description="Key of the HMAC-SHA256 signature (X-Aiguillage-Signature) on webhooks.",
+    )
+    notify_max_attempts: int = Field(5, ge=1, description="Tries of a notification.")
+    notify_backoff_seconds: float = Field(
+        1.0, ge=0, description="First wait before a failed notification is tried again; doubles."
+    )
+
+    @field_validator("patient_channels", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     def http_port(self, service: ServiceName | str) -> int | None:
         port: int | None = getattr(self, f"{ServiceName(service).value}_http_port")

@@ -86,6 +86,12 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             ("referral.regulated",),
             "Regulated referrals: those oriented to a centre get a slot.",
         ),
+        QueueSpec(
+            "scheduler",
+            "consultations",
+            ("consultation.completed", "consultation.no_show", "patient.escalated"),
+            "What centres report: a no-show or an escalation frees the slot.",
+        ),
     ),
     ServiceName.NOTIFIER: (
         QueueSpec(
@@ -99,6 +105,26 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             "contacts",
             ("contact.notifier",),
             "The patient's contact details, which only the notifier receives.",
+        ),
+        QueueSpec(
+            "notifier",
+            "referrals",
+            (
+                "referral.received",
+                "referral.rejected",
+                "referral.regulated",
+                "referral.waitlisted",
+                "patient.escalated",
+                "consultation.no_show",
+                "consultation.completed",
+            ),
+            "What the referrer (and Centre 15, for escalations) must be told.",
+        ),
+        QueueSpec(
+            "notifier",
+            "centres",
+            ("centre.activated",),
+            "Centres to provision a queue for, and to name in messages.",
         ),
     ),
 }

@@ -2,16 +2,93 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import aio_pika
+from faststream.rabbit import RabbitExchange
+
+from services.notifier.api import build_router
+from services.notifier.channels import HttpSms, PatientChannel, RecordChannel, SmtpEmail, Webhook
+from services.notifier.dispatcher import Dispatcher
 from services.notifier.handlers import NotifierHandlers
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
+from shared.topology import centre_queue, dead_letter_exchange, declare_queue
+
+
+def patient_channels(settings: Settings) -> list[PatientChannel]:
+    channels: list[PatientChannel] = []
+    for name in settings.patient_channels:
+        if name == "record":
+            channels.append(RecordChannel())
+        elif name == "email":
+            channels.append(
+                SmtpEmail(
+                    settings.smtp_host,
+                    settings.smtp_port,
+                    settings.mail_from,
+                    settings.smtp_username,
+                    settings.smtp_password,
+                    settings.smtp_starttls,
+                )
+            )
+        elif name == "sms":
+            if not settings.sms_gateway_url:
+                raise ValueError("AIGUILLAGE_SMS_GATEWAY_URL is needed for the sms channel")
+            channels.append(HttpSms(settings.sms_gateway_url, settings.sms_api_key))
+        else:
+            raise ValueError(f"unknown patient channel {name!r} (record, email, sms)")
+    return channels
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime = ServiceRuntime(
         ServiceName.NOTIFIER, settings, "services.notifier:migrations", in_memory
     )
-    handlers = NotifierHandlers()
+    channels = patient_channels(settings)
+
+    async def provision_centre(centre_id: str) -> None:
+        """A centre's own queue exists from its activation: nothing for it is unroutable."""
+        if in_memory:
+            return
+        connection = await aio_pika.connect(settings.broker_url)
+        async with connection:
+            channel = await connection.channel()
+            await declare_queue(
+                channel, settings.namespace, centre_queue(settings.namespace, centre_id)
+            )
+
+    dlx = RabbitExchange(dead_letter_exchange(settings.namespace), declare=False)
+
+    async def dead_letter(document: dict[str, Any], error: str) -> None:
+        await runtime.broker.publish(
+            json.dumps(document).encode(),
+            exchange=dlx,
+            routing_key=ServiceName.NOTIFIER.value,
+            headers={"x-error-code": "notification_failed", "x-error": error[:2000]},
+            persist=True,
+            mandatory=False,
+        )
+
+    dispatcher = Dispatcher(
+        runtime.database,
+        runtime.relay,
+        {c.name: c for c in channels},
+        Webhook(settings.webhook_secret),
+        dead_letter,
+        max_attempts=settings.notify_max_attempts,
+        backoff_seconds=settings.notify_backoff_seconds,
+        poll_seconds=min(settings.outbox_poll_seconds, 0.5),
+    )
+    handlers = NotifierHandlers(channels, provision_centre)
     runtime.consume("assignments", handlers.on_assignment)
     runtime.consume("contacts", handlers.on_contact)
+    runtime.consume("referrals", handlers.on_referral)
+    runtime.consume("centres", handlers.on_centre)
+    runtime.on_startup(dispatcher.start)
+    runtime.on_shutdown(dispatcher.stop)
+    runtime.http_app.include_router(
+        build_router(runtime.database, runtime.relay, settings.auth_secret)
+    )
     return runtime

@@ -1,20 +1,47 @@
-"""The notifier's consumers: tell each centre of its patients."""
+"""The notifier's consumers: tell each centre of its patients, each referrer of the
+outcome of its referral, each patient of the appointment, Centre 15 of escalations.
+
+Sends to the outside world (e-mail, SMS, webhooks) are not made here: the handler
+records them as pending in its transaction, and the dispatcher sends them with retries.
+What travels on the broker (centre, referrer reply key, Centre 15) is staged in the
+outbox in the same transaction, so it is as reliable as every other event.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
 import structlog
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from services.notifier import templates
-from services.notifier.tables import contacts, notifications
+from services.notifier.channels import PatientChannel
+from services.notifier.tables import (
+    centre_appointments,
+    centres,
+    contacts,
+    notifications,
+    referrers,
+)
 from shared.consumer import Delivery
 from shared.events import (
     AppointmentCancelled,
     AppointmentRescheduled,
+    CentreActivated,
     Channel,
+    ConsultationCompleted,
+    ConsultationNoShow,
     NotificationSent,
     PatientContact,
+    PatientEscalated,
     RecipientKind,
+    ReferralOutcome,
+    ReferralReceived,
+    ReferralRegulated,
+    ReferralRejected,
+    ReferralWaitlisted,
     SlotAssigned,
     new_id,
     utcnow,
@@ -22,33 +49,182 @@ from shared.events import (
 
 log = structlog.get_logger(__name__)
 
+CENTRE_15 = "centre-15"  # Centre 15's reply key: reply.centre-15.referral.outcome
+
+REGULATED_STATUS = {
+    "escalate": "escalated",
+    "home_follow_up": "home_follow_up",
+    "refuse": "refused",
+    "hold": "held_for_regulator",
+}
+
 
 class NotifierHandlers:
+    def __init__(
+        self,
+        patient_channels: Sequence[PatientChannel],
+        provision_centre: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.patient_channels = list(patient_channels)
+        self.provision_centre = provision_centre
+
+    # -- appointments --------------------------------------------------------------
+
     async def on_assignment(self, delivery: Delivery) -> None:
         payload = delivery.envelope.payload()
-        if isinstance(payload, SlotAssigned):
-            body = templates.centre_new_patient(
-                payload.patient_ref, payload.start, payload.priority.value, payload.box
+        session = delivery.session
+        if isinstance(payload, SlotAssigned | AppointmentRescheduled):
+            if isinstance(payload, AppointmentRescheduled) and payload.previous_appointment_id:
+                await self._appointment_status(
+                    session, payload.previous_appointment_id, "cancelled"
+                )
+            await session.execute(
+                insert(centre_appointments).values(
+                    appointment_id=payload.appointment_id,
+                    centre_id=payload.centre_id,
+                    referral_id=payload.referral_id,
+                    patient_ref=payload.patient_ref,
+                    start=payload.start,
+                    end=payload.end,
+                    box=payload.box,
+                    priority=payload.priority.value,
+                    status="booked",
+                )
             )
-            template = "centre.new_patient"
-        elif isinstance(payload, AppointmentRescheduled):
-            body = templates.centre_rescheduled(
-                payload.patient_ref, payload.start, payload.previous_centre_id
+            where = templates.place(
+                payload.centre_name, payload.centre_address, payload.centre_commune_insee
             )
-            template = "centre.rescheduled"
+            if isinstance(payload, SlotAssigned):
+                centre_text = templates.centre_new_patient(
+                    payload.patient_ref, payload.start, payload.priority.value, payload.box
+                )
+                template, status = "new_patient", "appointment"
+                patient_text = templates.patient_appointment(payload.start, where)
+            else:
+                centre_text = templates.centre_rescheduled(
+                    payload.patient_ref, payload.start, payload.previous_centre_id
+                )
+                template, status = "rescheduled", "rescheduled"
+                patient_text = templates.patient_rescheduled(payload.start, where)
+            detail = {
+                "appointment_id": payload.appointment_id,
+                "centre_id": payload.centre_id,
+                "centre_name": payload.centre_name,
+                "where": where,
+                "start": payload.start.isoformat(),
+                "end": payload.end.isoformat(),
+            }
         elif isinstance(payload, AppointmentCancelled):
-            body = templates.centre_cancelled(payload.patient_ref, payload.start, payload.reason)
-            template = "centre.cancelled"
+            await self._appointment_status(session, payload.appointment_id, "cancelled")
+            centre_text = templates.centre_cancelled(
+                payload.patient_ref, payload.start, payload.reason
+            )
+            template, status = "cancelled", "cancelled"
+            patient_text = templates.patient_cancelled(payload.start)
+            detail = {"reason": payload.reason, "by": payload.cancelled_by.value}
         else:
             return
-        await self._record(
+        await self._sent_on_broker(
             delivery,
             referral_id=payload.referral_id,
             recipient_kind=RecipientKind.CENTRE,
             recipient=payload.centre_id,
-            template=template,
-            body=body,
+            template=f"centre.{template}",
+            body=centre_text,
         )
+        await self._to_patient(delivery, payload.referral_id, f"patient.{template}", patient_text)
+        await self._to_referrer(delivery, payload.referral_id, status, detail)
+
+    async def _appointment_status(self, session: Any, appointment_id: str, status: str) -> None:
+        await session.execute(
+            update(centre_appointments)
+            .where(centre_appointments.c.appointment_id == appointment_id)
+            .values(status=status)
+        )
+
+    # -- referrals -----------------------------------------------------------------
+
+    async def on_referral(self, delivery: Delivery) -> None:
+        payload = delivery.envelope.payload()
+        session = delivery.session
+        if isinstance(payload, ReferralReceived):
+            known = await session.scalar(
+                select(referrers.c.referral_id).where(
+                    referrers.c.referral_id == payload.referral_id
+                )
+            )
+            if known is None:
+                await session.execute(
+                    insert(referrers).values(
+                        referral_id=payload.referral_id,
+                        kind=payload.referrer.kind.value,
+                        identifier=payload.referrer.identifier,
+                        reply_to=payload.referrer.reply_to,
+                        webhook_url=payload.referrer.webhook_url,
+                    )
+                )
+        elif isinstance(payload, ReferralRejected):
+            # Broker referrers were answered by intake (submission.error); a webhook is
+            # the only channel a refused referral still needs.
+            if payload.referrer and payload.referrer.webhook_url:
+                reasons = "; ".join(r.message for r in payload.reasons)
+                await self._pending(
+                    delivery,
+                    referral_id=payload.referral_id,
+                    recipient_kind=RecipientKind.REFERRER,
+                    recipient=payload.referrer.identifier,
+                    channel=Channel.WEBHOOK,
+                    template="referrer.rejected",
+                    body=f"Demande refusée : {reasons}",
+                    target={
+                        "url": payload.referrer.webhook_url,
+                        "payload": {
+                            "status": "rejected",
+                            "reference": payload.reference,
+                            "referral_id": payload.referral_id,
+                            "reasons": [r.model_dump(mode="json") for r in payload.reasons],
+                        },
+                    },
+                )
+        elif isinstance(payload, ReferralRegulated):
+            status = REGULATED_STATUS.get(payload.decision.value)
+            if status is not None:  # an orientation is told with its appointment
+                reasons = "; ".join(r.message for r in payload.reasons)
+                await self._to_referrer(
+                    delivery,
+                    payload.referral_id,
+                    status,
+                    {"reasons": reasons, "protocol_version": payload.protocol_version},
+                )
+        elif isinstance(payload, ReferralWaitlisted):
+            await self._to_referrer(
+                delivery,
+                payload.referral_id,
+                "waitlisted",
+                {"reason": payload.reason, "priority": payload.priority.value},
+            )
+        elif isinstance(payload, PatientEscalated):
+            detail = {"reason": payload.reason, "centre_id": payload.centre_id}
+            if payload.appointment_id:
+                await self._appointment_status(session, payload.appointment_id, "escalated")
+            # Centre 15 first: an escalation cannot wait for anything else.
+            await self._outcome_on_broker(
+                delivery,
+                CENTRE_15,
+                payload.referral_id,
+                "escalated_by_centre",
+                detail,
+                recipient_kind=RecipientKind.CENTRE_15,
+                recipient=CENTRE_15,
+            )
+            await self._to_referrer(delivery, payload.referral_id, "escalated_by_centre", detail)
+        elif isinstance(payload, ConsultationNoShow):
+            await self._appointment_status(session, payload.appointment_id, "noshow")
+            await self._to_referrer(
+                delivery, payload.referral_id, "no_show", {"centre_id": payload.centre_id}
+            )
+        elif isinstance(payload, ConsultationCompleted):
+            await self._appointment_status(session, payload.appointment_id, "fulfilled")
 
     async def on_contact(self, delivery: Delivery) -> None:
         contact = delivery.payload_as(PatientContact)
@@ -60,7 +236,112 @@ class NotifierHandlers:
                 insert(contacts).values(**contact.model_dump(mode="json"))
             )
 
-    async def _record(
+    async def on_centre(self, delivery: Delivery) -> None:
+        centre = delivery.payload_as(CentreActivated)
+        values = {
+            "name": centre.name,
+            "address": centre.address,
+            "commune_insee": centre.commune_insee,
+        }
+        exists = await delivery.session.scalar(
+            select(centres.c.id).where(centres.c.id == centre.centre_id)
+        )
+        if exists is None:
+            await delivery.session.execute(insert(centres).values(id=centre.centre_id, **values))
+        else:
+            await delivery.session.execute(
+                update(centres).where(centres.c.id == centre.centre_id).values(**values)
+            )
+        if self.provision_centre is not None:
+            await self.provision_centre(centre.centre_id)
+
+    # -- recipients ----------------------------------------------------------------
+
+    async def _to_referrer(
+        self, delivery: Delivery, referral_id: str, status: str, detail: dict[str, Any]
+    ) -> None:
+        referrer = (
+            await delivery.session.execute(
+                select(referrers).where(referrers.c.referral_id == referral_id)
+            )
+        ).first()
+        if referrer is None:
+            # Its referral.received travels on another queue and may still be on its way:
+            # retried, then dead-lettered rather than told to nobody.
+            raise LookupError(f"referrer of {referral_id} not known yet")
+        if referrer.reply_to:
+            await self._outcome_on_broker(
+                delivery,
+                referrer.reply_to,
+                referral_id,
+                status,
+                detail,
+                recipient_kind=RecipientKind.REFERRER,
+                recipient=referrer.identifier,
+            )
+        if referrer.webhook_url:
+            await self._pending(
+                delivery,
+                referral_id=referral_id,
+                recipient_kind=RecipientKind.REFERRER,
+                recipient=referrer.identifier,
+                channel=Channel.WEBHOOK,
+                template=f"referrer.{status}",
+                body=templates.referrer_outcome(status, detail),
+                target={
+                    "url": referrer.webhook_url,
+                    "payload": {"referral_id": referral_id, "status": status, "detail": detail},
+                },
+            )
+
+    async def _outcome_on_broker(
+        self,
+        delivery: Delivery,
+        reply_to: str,
+        referral_id: str,
+        status: str,
+        detail: dict[str, Any],
+        *,
+        recipient_kind: RecipientKind,
+        recipient: str,
+    ) -> None:
+        text = templates.referrer_outcome(status, detail)
+        await delivery.emit(
+            ReferralOutcome(
+                reply_to=reply_to,
+                referral_id=referral_id,
+                status=status,
+                message=text,
+                detail=detail,
+            ),
+            correlation_id=referral_id,
+        )
+        await self._sent_on_broker(
+            delivery,
+            referral_id=referral_id,
+            recipient_kind=recipient_kind,
+            recipient=recipient,
+            template=f"referrer.{status}",
+            body=text,
+        )
+
+    async def _to_patient(
+        self, delivery: Delivery, referral_id: str, template: str, text: str
+    ) -> None:
+        for channel in self.patient_channels:
+            await self._pending(
+                delivery,
+                referral_id=referral_id,
+                recipient_kind=RecipientKind.PATIENT,
+                recipient=referral_id,
+                channel=Channel(channel.name),
+                template=template,
+                body=text,
+                target={"referral_id": referral_id},
+                subject=templates.SUBJECT,
+            )
+
+    async def _sent_on_broker(
         self,
         delivery: Delivery,
         *,
@@ -70,7 +351,9 @@ class NotifierHandlers:
         template: str,
         body: str,
     ) -> None:
+        """A message that travels on the broker: sent when this transaction commits."""
         notification_id = new_id()
+        now = utcnow()
         await delivery.session.execute(
             insert(notifications).values(
                 id=notification_id,
@@ -78,12 +361,13 @@ class NotifierHandlers:
                 referral_id=referral_id,
                 recipient_kind=recipient_kind.value,
                 recipient=recipient,
-                channel=Channel.RECORD.value,
+                channel=Channel.BROKER.value,
                 template=template,
                 body=body,
                 status="sent",
                 attempts=1,
-                created_at=utcnow(),
+                created_at=now,
+                sent_at=now,
             )
         )
         await delivery.emit(
@@ -92,13 +376,47 @@ class NotifierHandlers:
                 referral_id=referral_id,
                 recipient_kind=recipient_kind,
                 recipient=recipient,
-                channel=Channel.RECORD,
+                channel=Channel.BROKER,
                 template=template,
             )
         )
         log.info(
-            "notification recorded",
+            "notification sent",
             recipient_kind=recipient_kind.value,
             recipient=recipient,
             template=template,
+        )
+
+    async def _pending(
+        self,
+        delivery: Delivery,
+        *,
+        referral_id: str | None,
+        recipient_kind: RecipientKind,
+        recipient: str,
+        channel: Channel,
+        template: str,
+        body: str,
+        target: dict[str, Any],
+        subject: str = "",
+        due: datetime | None = None,
+    ) -> None:
+        """A message for the outside world: the dispatcher sends it after the commit."""
+        await delivery.session.execute(
+            insert(notifications).values(
+                id=new_id(),
+                cause_event_id=delivery.envelope.id,
+                referral_id=referral_id,
+                recipient_kind=recipient_kind.value,
+                recipient=recipient,
+                channel=channel.value,
+                template=template,
+                subject=subject,
+                body=body,
+                target=target,
+                status="pending",
+                attempts=0,
+                next_attempt_at=due or utcnow(),
+                created_at=utcnow(),
+            )
         )

@@ -1,9 +1,22 @@
-"""The notifier's tables: every notification it made, and the patients' contacts
-(the only copy of contact details outside intake)."""
+"""The notifier's tables: every notification and each try, the patients' contacts (the
+only copy of contact details outside intake), what it needs to know of each referral
+and centre, and each centre's appointments."""
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -17,10 +30,28 @@ notifications = Table(
     Column("recipient", String(64), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("template", String(64), nullable=False),
+    Column("subject", String(200), nullable=False, server_default=""),
     Column("body", Text, nullable=False),
+    Column("target", JSON, nullable=False, server_default="{}"),
+    # pending -> sending -> sent | failed (pending again after a temporary failure)
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("cause_event_id", "recipient_kind", "channel", name="uq_notification"),
+)
+Index("ix_notifications_due", notifications.c.status, notifications.c.next_attempt_at)
+
+attempts = Table(
+    "notification_attempts",
+    metadata,
+    Column("notification_id", String(36), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("notification_id", "attempt", name="uq_attempt"),
 )
 
 contacts = Table(
@@ -33,4 +64,38 @@ contacts = Table(
     Column("phone", String(32), nullable=True),
     Column("email", String(320), nullable=True),
     Column("sms_consent", Boolean, nullable=False),
+)
+
+referrers = Table(
+    "referrers",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("identifier", String(64), nullable=False),
+    Column("reply_to", String(64), nullable=True),
+    Column("webhook_url", Text, nullable=True),
+)
+
+centre_appointments = Table(
+    "centre_appointments",
+    metadata,
+    Column("appointment_id", String(36), primary_key=True),
+    Column("centre_id", String(64), nullable=False),
+    Column("referral_id", String(36), nullable=False),
+    Column("patient_ref", String(40), nullable=False),
+    Column("start", DateTime(timezone=True), nullable=False),
+    Column("end", DateTime(timezone=True), nullable=False),
+    Column("box", Integer, nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+)
+Index("ix_centre_appointments_day", centre_appointments.c.centre_id, centre_appointments.c.start)
+
+centres = Table(
+    "centres",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("address", Text, nullable=True),
+    Column("commune_insee", String(5), nullable=False),
 )

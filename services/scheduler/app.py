@@ -14,4 +14,5 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     handlers = SchedulerHandlers()
     runtime.consume("centres", handlers.on_centre)
     runtime.consume("referrals", handlers.on_regulated)
+    runtime.consume("consultations", handlers.on_consultation)
     return runtime

@@ -25,7 +25,10 @@ from shared.events import (
     CentreCapacityChanged,
     CentreClosed,
     CentreSuspended,
+    ConsultationCompleted,
+    ConsultationNoShow,
     Decision,
+    PatientEscalated,
     Priority,
     ReferralRegulated,
     ReferralWaitlisted,
@@ -169,6 +172,7 @@ class SchedulerHandlers:
                         patient_ref=appt.patient_ref,
                         previous_centre_id=centre_id,
                         previous_start=as_utc(appt.start),
+                        previous_appointment_id=appt.id,
                         centre_name=booked.centre.name,
                         centre_commune_insee=booked.centre.commune_insee,
                         centre_address=booked.centre.address,
@@ -259,6 +263,29 @@ class SchedulerHandlers:
             await self._waitlist(delivery, patient, now, "no free slot before the deadline")
         else:
             await self._announce(delivery, patient, booked)
+
+    # -- consultations -----------------------------------------------------------
+
+    async def on_consultation(self, delivery: Delivery) -> None:
+        """What a centre reports: the appointment's status; a no-show or an escalation
+        gives the slot back."""
+        payload = delivery.envelope.payload()
+        if isinstance(payload, ConsultationCompleted):
+            status, release = "fulfilled", False
+        elif isinstance(payload, ConsultationNoShow):
+            status, release = "noshow", True
+        elif isinstance(payload, PatientEscalated):
+            status, release = "escalated", True
+        else:
+            return
+        appointment_id = payload.appointment_id
+        if appointment_id is None:  # an escalation outside any appointment
+            return
+        if release:
+            await store.release(delivery.session, appointment_id)
+        await delivery.session.execute(
+            update(appointments).where(appointments.c.id == appointment_id).values(status=status)
+        )
 
     # -- assignment --------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class AppointmentRescheduled(_PerCentre):
     patient_ref: str
     previous_centre_id: str
     previous_start: datetime
+    previous_appointment_id: str | None = None
     centre_name: str
     centre_commune_insee: str
     centre_address: str | None = None

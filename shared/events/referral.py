@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import EmailStr, Field
 
@@ -165,3 +165,18 @@ class PatientContact(EventPayload):
 
     def routing_key(self) -> str:
         return "contact.notifier"
+
+
+class ReferralOutcome(EventPayload):
+    """What became of a referral, told to its referrer on its own key (or webhook)."""
+
+    event_type: ClassVar[str] = "referral.outcome"
+
+    reply_to: str
+    referral_id: str
+    status: str
+    message: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    def routing_key(self) -> str:
+        return f"reply.{self.reply_to}.{self.event_type}"

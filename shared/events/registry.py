@@ -16,6 +16,7 @@ from shared.events.notification import NotificationFailed, NotificationSent
 from shared.events.referral import (
     PatientContact,
     ReferralCancelled,
+    ReferralOutcome,
     ReferralReceived,
     ReferralRegulated,
     ReferralRejected,
@@ -32,6 +33,7 @@ CATALOGUE: tuple[type[EventPayload], ...] = (
     ReferralRegulated,
     ReferralWaitlisted,
     ReferralCancelled,
+    ReferralOutcome,
     PatientContact,
     SubmissionAcknowledged,
     SubmissionError,

@@ -1,22 +1,29 @@
-"""The decision for one referral, from the protocol in force.
+"""The decision for one referral under a given protocol: a pure function of its inputs.
 
-Precedence, first match wins (each rule that fired is kept as a reason):
+Precedence, first match decides:
 
-1. a screening request: REFUSE (centres are not screening centres);
-2. a severity sign, or a vital beyond its threshold: ESCALATE to SAMU / the emergency
-   department, priority STAT, whatever else (even a child, even "asymptomatic");
-3. no symptom: REFUSE (a person without symptoms is never oriented to a centre);
-4. a child under the paediatric age: HOME_FOLLOW_UP (the adult centres are not for
-   them: back to the GP or Centre 15);
-5. the referrer says no consultation is needed: HOME_FOLLOW_UP;
-6. at risk and no vital sign at all: HOLD for a regulator (not safe to decide);
-7. Centre 15 refers a mild picture (not at risk, not pregnant, no minor factor):
-   HOME_FOLLOW_UP by the GP;
-8. otherwise ORIENT to a centre: ASAP when at risk, pregnant or with a minor
-   severity factor, else ROUTINE, with the protocol's deadline.
+1. purpose is screening -> REFUSE ``screening`` (centres are not screening centres);
+2. a severity sign, or a vital beyond its threshold -> ESCALATE to SAMU / the
+   emergency department, priority STAT, deadline now; this beats everything below,
+   even a child or a patient reported without symptoms, because a severe patient
+   must never wait for a data quality question to be settled;
+3. not symptomatic -> REFUSE ``asymptomatic`` (never oriented to a centre);
+4. younger than the paediatric age -> HOME_FOLLOW_UP ``paediatric``. The SPEC sends
+   children "back to the GP or Centre 15 with that reason": that is the GP's follow-up,
+   not a refusal of care, so it is not REFUSE;
+5. the referrer judges no consultation needed -> HOME_FOLLOW_UP ``home.not_needed``;
+6. at risk with none of the protocol's hold vitals measured -> HOLD ``hold.no_vitals``
+   for a regulator (too little to decide safely);
+7. a mild picture (not at risk, not pregnant, no minor factor, no severity sign) from a
+   referrer the protocol lists (Centre 15 in v1) -> HOME_FOLLOW_UP ``home.mild_centre_15``;
+8. otherwise ORIENT to a centre: the raised priority (ASAP in v1) when at risk, pregnant
+   or with a minor severity factor, else the default one (ROUTINE), with its deadline.
 
-Test eligibility is computed for every referral: symptomatic and (at risk, or
-pregnant, or a health professional), as the protocol enables each.
+``Outcome.reasons`` starts with the reason of the rule that decided, followed by every
+other criterion the case meets (severity findings, asymptomatic, paediatric,
+consultation not needed, risk, pregnancy, minor factors, health professional), in that
+stable order: an escalated child still tells Centre 15 it is a child, and an audit sees
+the whole picture. Test eligibility is computed whatever the decision.
 """
 
 from __future__ import annotations
@@ -27,32 +34,79 @@ from datetime import datetime, timedelta
 from services.regulation.domain.protocol import PriorityRule, Protocol
 from shared.events import Clinical, Decision, Priority, Purpose, Reason, ReferrerKind
 
+_VITAL_LABELS = {
+    "spo2": "SpO2",
+    "respiratory_rate": "respiratory rate",
+    "systolic_bp": "systolic blood pressure",
+    "temperature_c": "temperature",
+}
+
+_REFERRER_LABELS = {
+    ReferrerKind.GP: "the GP",
+    ReferrerKind.CENTRE_15: "Centre 15",
+    ReferrerKind.SOS_MEDECINS: "SOS Médecins",
+    ReferrerKind.EMERGENCY_DEPARTMENT: "an emergency department",
+}
+
 
 @dataclass(frozen=True)
 class Case:
+    """What regulation needs to know about one referral, and nothing that identifies it."""
+
     age: int
     clinical: Clinical
     referrer_kind: ReferrerKind
     purpose: Purpose
+
+    def __post_init__(self) -> None:
+        if self.age < 0:
+            raise ValueError(f"age must not be negative, got {self.age}")
 
 
 @dataclass(frozen=True)
 class Outcome:
     decision: Decision
     priority: Priority | None
+    # ORIENT: now + the priority's deadline; ESCALATE: now; None for the other decisions.
     deadline: datetime | None
     test_eligible: bool
     reasons: tuple[Reason, ...]
     protocol_version: str
 
 
-def severity_reasons(clinical: Clinical, protocol: Protocol) -> list[Reason]:
+def _num(value: float) -> str:
+    # 39.0 reads "39" and 89.9 reads "89.9": the value as a clinician would write it.
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class _Findings:
+    """Every criterion of the protocol evaluated once, before any precedence applies."""
+
+    severity: tuple[Reason, ...]
+    asymptomatic: Reason | None
+    paediatric: Reason | None
+    not_needed: Reason | None
+    risks: tuple[Reason, ...]
+    pregnant: Reason | None
+    minor: tuple[Reason, ...]
+    health_professional: Reason | None
+
+    def in_order(self) -> tuple[Reason, ...]:
+        optional = (self.asymptomatic, self.paediatric, self.not_needed)
+        return (
+            *self.severity,
+            *(r for r in optional if r is not None),
+            *self.risks,
+            *((self.pregnant,) if self.pregnant else ()),
+            *self.minor,
+            *((self.health_professional,) if self.health_professional else ()),
+        )
+
+
+def _severity(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
     rules, vitals = protocol.severity, clinical.vitals
-    found = [
-        Reason(code=f"severity.sign.{sign.value}", message=f"Severity sign: {sign.value}.")
-        for sign in clinical.severity_signs
-        if sign in rules.signs
-    ]
+    found: list[Reason] = []
     if (
         vitals.respiratory_rate is not None
         and vitals.respiratory_rate > rules.respiratory_rate_above
@@ -60,6 +114,7 @@ def severity_reasons(clinical: Clinical, protocol: Protocol) -> list[Reason]:
         found.append(
             Reason(
                 code="severity.respiratory_rate",
+                field="clinical.vitals.respiratory_rate",
                 message=f"Respiratory rate {vitals.respiratory_rate}/min is above "
                 f"{rules.respiratory_rate_above}/min.",
             )
@@ -68,171 +123,238 @@ def severity_reasons(clinical: Clinical, protocol: Protocol) -> list[Reason]:
         found.append(
             Reason(
                 code="severity.spo2",
-                message=f"SpO2 {vitals.spo2} % in ambient air is below {rules.spo2_below} %.",
+                field="clinical.vitals.spo2",
+                message=f"SpO2 {_num(vitals.spo2)} % in ambient air is below "
+                f"{_num(rules.spo2_below)} %.",
             )
         )
     if vitals.systolic_bp is not None and vitals.systolic_bp < rules.systolic_bp_below:
         found.append(
             Reason(
                 code="severity.systolic_bp",
-                message=f"Systolic pressure {vitals.systolic_bp} mmHg is below "
+                field="clinical.vitals.systolic_bp",
+                message=f"Systolic blood pressure {vitals.systolic_bp} mmHg is below "
                 f"{rules.systolic_bp_below} mmHg.",
             )
         )
-    return found
+    # The protocol's order, not the referrer's, so that equal cases give equal reasons.
+    found += [
+        Reason(
+            code=f"severity.sign.{sign.value}",
+            field="clinical.severity_signs",
+            message=f"Severity sign: {label}.",
+        )
+        for sign, label in rules.signs.items()
+        if sign in clinical.severity_signs
+    ]
+    return tuple(found)
 
 
-def minor_reasons(clinical: Clinical, protocol: Protocol) -> list[Reason]:
+def _minor(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
     rules, temperature = protocol.minor_factors, clinical.vitals.temperature_c
-    found = []
+    found: list[Reason] = []
     if temperature is not None and temperature >= rules.fever_at_or_above:
         found.append(
             Reason(
                 code="minor.fever",
-                message=f"Temperature {temperature} °C is at "
-                f"or above {rules.fever_at_or_above} °C.",
+                field="clinical.vitals.temperature_c",
+                message=f"Temperature {_num(temperature)} °C is at or above "
+                f"{_num(rules.fever_at_or_above)} °C: minor severity factor.",
             )
         )
     if temperature is not None and temperature <= rules.hypothermia_at_or_below:
         found.append(
             Reason(
                 code="minor.hypothermia",
-                message=f"Temperature {temperature} °C "
-                f"is at or below {rules.hypothermia_at_or_below} °C.",
+                field="clinical.vitals.temperature_c",
+                message=f"Temperature {_num(temperature)} °C is at or below "
+                f"{_num(rules.hypothermia_at_or_below)} °C: minor severity factor.",
             )
         )
     if rules.fatigue_bedridden and clinical.fatigue_bedridden:
         found.append(
             Reason(
                 code="minor.fatigue",
-                message="Fatigue keeps the patient resting more than half the day.",
+                field="clinical.fatigue_bedridden",
+                message="Fatigue keeps the patient resting more than half the day: "
+                "minor severity factor.",
             )
         )
-    return found
+    return tuple(found)
 
 
-def risk_reasons(case: Case, protocol: Protocol) -> list[Reason]:
+def _risks(case: Case, protocol: Protocol) -> tuple[Reason, ...]:
     rules, clinical = protocol.at_risk, case.clinical
-    found = []
+    found: list[Reason] = []
     if case.age >= rules.age_at_or_above:
         found.append(
-            Reason(code="risk.age", message=f"Age {case.age} is {rules.age_at_or_above} or over.")
+            Reason(
+                code="risk.age",
+                field="age",
+                message=f"Age {case.age} is {rules.age_at_or_above} or over: "
+                "at risk of a severe form.",
+            )
         )
     found += [
-        Reason(code=f"risk.factor.{factor.value}", message=f"Risk factor: {factor.value}.")
-        for factor in clinical.risk_factors
-        if factor in rules.risk_factors
+        Reason(
+            code=f"risk.factor.{factor.value}",
+            field="clinical.risk_factors",
+            message=f"At risk of a severe form: {label}.",
+        )
+        for factor, label in rules.risk_factors.items()
+        if factor in clinical.risk_factors
     ]
     trimester = clinical.pregnancy_trimester
-    if trimester is not None and trimester >= rules.pregnancy_trimester_at_or_above:
-        found.append(Reason(code="risk.pregnancy", message=f"Pregnancy, trimester {trimester}."))
-    return found
+    if trimester is not None and trimester in rules.pregnancy_trimesters:
+        found.append(
+            Reason(
+                code="risk.pregnancy",
+                field="clinical.pregnancy_trimester",
+                message=f"Pregnancy in trimester {trimester}: at risk of a severe form.",
+            )
+        )
+    return tuple(found)
+
+
+def _findings(case: Case, protocol: Protocol) -> _Findings:
+    clinical = case.clinical
+    limit = protocol.paediatric.age_below
+    return _Findings(
+        severity=_severity(clinical, protocol),
+        asymptomatic=None
+        if clinical.symptomatic
+        else Reason(
+            code="asymptomatic",
+            field="clinical.symptomatic",
+            message="No symptoms: a person without symptoms is never oriented to a "
+            "consultation centre, and centres do not screen.",
+        ),
+        paediatric=Reason(
+            code="paediatric",
+            field="age",
+            message=f"Age {case.age} is under {limit}: outside the adult centres' scope; "
+            "back to the GP or Centre 15.",
+        )
+        if case.age < limit
+        else None,
+        not_needed=None
+        if clinical.consultation_needed
+        else Reason(
+            code="home.not_needed",
+            field="clinical.consultation_needed",
+            message="The referrer judges a consultation unnecessary: home follow-up by the GP.",
+        ),
+        risks=_risks(case, protocol),
+        pregnant=Reason(
+            code="pregnant",
+            field="clinical.pregnancy_trimester",
+            message=f"Pregnant, trimester {clinical.pregnancy_trimester}.",
+        )
+        if clinical.pregnancy_trimester is not None
+        else None,
+        minor=_minor(clinical, protocol),
+        health_professional=Reason(
+            code="health_professional",
+            field="clinical.health_professional",
+            message="Health professional.",
+        )
+        if clinical.health_professional
+        else None,
+    )
 
 
 def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
+    """The protocol's decision for ``case``; ``now`` must be timezone-aware."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        # A naive deadline would be read in whatever zone the reader happens to be in.
+        raise ValueError("now must be timezone-aware")
     clinical = case.clinical
-    severe = severity_reasons(clinical, protocol)
-    minor = minor_reasons(clinical, protocol)
-    risks = risk_reasons(case, protocol)
-    pregnant = clinical.pregnancy_trimester is not None
-    eligible_by = protocol.test_eligibility
-    test_eligible = clinical.symptomatic and (
-        (eligible_by.at_risk and bool(risks))
-        or (eligible_by.pregnant and pregnant)
-        or (eligible_by.health_professional and clinical.health_professional)
+    found = _findings(case, protocol)
+    criteria = {
+        "at_risk": bool(found.risks),
+        "pregnant": found.pregnant is not None,
+        "health_professional": found.health_professional is not None,
+        "minor_factor": bool(found.minor),
+    }
+    test_eligible = clinical.symptomatic and any(
+        criteria[name] for name in protocol.test_eligibility.any_of
     )
 
-    def outcome(
-        decision: Decision, reasons: list[Reason], rule: PriorityRule | None = None
-    ) -> Outcome:
+    def conclude(decision: Decision, lead: Reason, rule: PriorityRule | None = None) -> Outcome:
         return Outcome(
             decision=decision,
-            priority=rule.priority if rule else None,
-            deadline=now + timedelta(hours=rule.deadline_hours) if rule else None,
+            priority=rule.priority if rule is not None else None,
+            deadline=now + timedelta(hours=rule.deadline_hours) if rule is not None else None,
             test_eligible=test_eligible,
-            reasons=tuple(reasons),
+            reasons=(lead, *(r for r in found.in_order() if r.code != lead.code)),
             protocol_version=protocol.version,
         )
 
     if case.purpose is Purpose.SCREENING:
-        return outcome(
+        return conclude(
             Decision.REFUSE,
-            [Reason(code="screening", message="Centres are not screening centres.")],
+            Reason(
+                code="screening",
+                field="purpose",
+                message="Screening request: consultation centres are not screening centres.",
+            ),
         )
-    if severe:
-        return outcome(Decision.ESCALATE, severe, protocol.priorities.escalate)
-    if not clinical.symptomatic:
-        return outcome(
-            Decision.REFUSE,
-            [
-                Reason(
-                    code="asymptomatic",
-                    message="No symptoms: a person without symptoms is not oriented to a centre.",
-                )
-            ],
+    if found.severity:
+        stat = protocol.priorities.escalate
+        return conclude(
+            Decision.ESCALATE,
+            Reason(
+                code="escalate",
+                message=f"Severity: to SAMU / the emergency department now (priority "
+                f"{stat.priority.value}), never to a consultation centre.",
+            ),
+            stat,
         )
-    if case.age < protocol.paediatric_age_below:
-        return outcome(
-            Decision.HOME_FOLLOW_UP,
-            [
-                Reason(
-                    code="paediatric",
-                    message=f"Age {case.age} is under {protocol.paediatric_age_below}: outside the "
-                    "adult centres' scope; back to the GP or Centre 15.",
-                )
-            ],
-        )
-    if not clinical.consultation_needed:
-        return outcome(
-            Decision.HOME_FOLLOW_UP,
-            [
-                Reason(
-                    code="home.not_needed",
-                    message="The referrer judges a consultation unnecessary: "
-                    "home follow-up by the GP.",
-                )
-            ],
-        )
-    vitals = clinical.vitals
-    no_vitals = (
-        vitals.spo2 is None and vitals.respiratory_rate is None and (vitals.systolic_bp is None)
-    )
-    if risks and no_vitals and protocol.hold_when_at_risk_without_vitals:
-        return outcome(
-            Decision.HOLD,
-            [
-                *risks,
-                Reason(
-                    code="hold.no_vitals",
-                    message="At risk with no vital sign: a regulator decides.",
-                ),
-            ],
-        )
-    raised = bool(risks) or pregnant or bool(minor)
+    if found.asymptomatic is not None:
+        return conclude(Decision.REFUSE, found.asymptomatic)
+    if found.paediatric is not None:
+        return conclude(Decision.HOME_FOLLOW_UP, found.paediatric)
+    if found.not_needed is not None:
+        return conclude(Decision.HOME_FOLLOW_UP, found.not_needed)
+    hold = protocol.hold
     if (
-        case.referrer_kind is ReferrerKind.CENTRE_15
-        and not raised
-        and protocol.home_follow_up_for_mild_centre_15
+        hold is not None
+        and found.risks
+        and all(getattr(clinical.vitals, name) is None for name in hold.when_at_risk_and_none_of)
     ):
-        return outcome(
-            Decision.HOME_FOLLOW_UP,
-            [
-                Reason(
-                    code="home.mild_centre_15",
-                    message="Mild picture referred by Centre 15: home follow-up by the GP.",
-                )
-            ],
+        missing = ", ".join(_VITAL_LABELS[name] for name in hold.when_at_risk_and_none_of)
+        return conclude(
+            Decision.HOLD,
+            Reason(
+                code="hold.no_vitals",
+                field="clinical.vitals",
+                message=f"At risk of a severe form and none of {missing} measured: "
+                "a regulator decides.",
+            ),
         )
-    reasons = [*risks, *minor]
-    if pregnant and not any(r.code == "risk.pregnancy" for r in risks):
-        reasons.append(Reason(code="pregnant", message="Pregnant: seen within hours."))
-    if clinical.health_professional:
-        reasons.append(Reason(code="health_professional", message="Health professional."))
-    rule = protocol.priorities.raised if raised else protocol.priorities.default
-    reasons.append(
+    mild = not (found.risks or found.pregnant or found.minor)
+    if mild and case.referrer_kind in protocol.home_follow_up.mild_from_referrers:
+        return conclude(
+            Decision.HOME_FOLLOW_UP,
+            Reason(
+                code=f"home.mild_{case.referrer_kind.value}",
+                field="referrer.kind",
+                message="Mild picture (not at risk, not pregnant, no minor severity factor) "
+                f"referred by {_REFERRER_LABELS[case.referrer_kind]}: home follow-up by the GP.",
+            ),
+        )
+    raised = protocol.priorities.raised
+    rule = (
+        raised
+        if any(criteria[name] for name in raised.when_any_of)
+        else protocol.priorities.default
+    )
+    return conclude(
+        Decision.ORIENT,
         Reason(
             code="orient",
-            message=f"Oriented to a consultation centre, priority {rule.priority.value}.",
-        )
+            message=f"Oriented to a consultation centre, priority {rule.priority.value}: "
+            f"to be seen within {_num(rule.deadline_hours)} h.",
+        ),
+        rule,
     )
-    return outcome(Decision.ORIENT, reasons, rule)

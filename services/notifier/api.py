@@ -1,0 +1,158 @@
+"""The centres' HTTP API: the day's patients (its own only), and what happened to them."""
+
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from services.notifier.tables import centre_appointments, contacts
+from shared.auth import Principal, Role, authenticator, forbid
+from shared.db import Database, as_utc
+from shared.events import (
+    ConsultationCompleted,
+    ConsultationNoShow,
+    EventPayload,
+    PatientEscalated,
+    ReinforcementRequested,
+)
+from shared.outbox import OutboxRelay, add_to_outbox
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+class Outcome(StrEnum):
+    SEEN = "seen"
+    NO_SHOW = "no_show"
+    ESCALATED = "escalated"
+
+
+class OutcomeReport(BaseModel):
+    outcome: Outcome
+    reason: str = Field("", max_length=500)
+    test_prescribed: bool = False
+
+
+class ReinforcementRequest(BaseModel):
+    count: int = Field(ge=1, le=100)
+    profession: str = Field(min_length=2, max_length=100)
+    from_date: date
+    note: str = Field("", max_length=500)
+
+
+def build_router(database: Database, relay: OutboxRelay, auth_secret: str) -> APIRouter:
+    router = APIRouter(tags=["centres"])
+    Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
+
+    def own_centre(caller: Principal, centre_id: str) -> None:
+        if not caller.may_act_as(Role.CENTRE, centre_id):
+            raise forbid("a centre sees and reports on its own patients only")
+
+    async def publish(payload: EventPayload, correlation_id: str, source: str) -> str:
+        async with database.transaction() as session:
+            envelope = await add_to_outbox(
+                session, payload, source=source, correlation_id=correlation_id
+            )
+        relay.notify()
+        return envelope.id
+
+    @router.get("/centres/{centre_id}/appointments", summary="The centre's patients of a day")
+    async def day_list(centre_id: str, caller: Caller, day: date | None = None) -> dict[str, Any]:
+        own_centre(caller, centre_id)
+        local_day = day or datetime.now(PARIS).date()
+        start = datetime.combine(local_day, time(0), PARIS)
+        end = start + timedelta(days=1)
+        async with database.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(centre_appointments, contacts.c.first_name, contacts.c.last_name)
+                    .outerjoin(
+                        contacts, contacts.c.referral_id == centre_appointments.c.referral_id
+                    )
+                    .where(
+                        centre_appointments.c.centre_id == centre_id,
+                        centre_appointments.c.start >= start,
+                        centre_appointments.c.start < end,
+                    )
+                    .order_by(centre_appointments.c.start, centre_appointments.c.box)
+                )
+            ).all()
+        return {
+            "centre_id": centre_id,
+            "day": local_day.isoformat(),
+            "appointments": [
+                {
+                    "appointment_id": r.appointment_id,
+                    "referral_id": r.referral_id,
+                    "patient_ref": r.patient_ref,
+                    # The centre receives the patient: it may know who is coming.
+                    "patient_name": f"{r.first_name} {r.last_name}" if r.first_name else None,
+                    "start": as_utc(r.start).isoformat(),
+                    "end": as_utc(r.end).isoformat(),
+                    "box": r.box,
+                    "priority": r.priority,
+                    "status": r.status,
+                }
+                for r in rows
+            ],
+        }
+
+    @router.post(
+        "/centres/{centre_id}/appointments/{appointment_id}/outcome",
+        status_code=202,
+        summary="Seen, no-show, or escalated to Centre 15",
+    )
+    async def report(
+        centre_id: str, appointment_id: str, body: OutcomeReport, caller: Caller
+    ) -> dict[str, str]:
+        own_centre(caller, centre_id)
+        async with database.transaction() as session:
+            row = (
+                await session.execute(
+                    select(centre_appointments).where(
+                        centre_appointments.c.appointment_id == appointment_id
+                    )
+                )
+            ).first()
+        if row is None or row.centre_id != centre_id:
+            raise HTTPException(404, f"no appointment {appointment_id} at {centre_id}")
+        payload: EventPayload
+        if body.outcome is Outcome.SEEN:
+            payload = ConsultationCompleted(
+                appointment_id=appointment_id,
+                referral_id=row.referral_id,
+                centre_id=centre_id,
+                test_prescribed=body.test_prescribed,
+                note=body.reason,
+            )
+        elif body.outcome is Outcome.NO_SHOW:
+            payload = ConsultationNoShow(
+                appointment_id=appointment_id, referral_id=row.referral_id, centre_id=centre_id
+            )
+        else:
+            payload = PatientEscalated(
+                referral_id=row.referral_id,
+                centre_id=centre_id,
+                appointment_id=appointment_id,
+                reason=body.reason or "deterioration",
+            )
+        event_id = await publish(payload, row.referral_id, f"centre:{centre_id}")
+        return {"event_id": event_id, "event_type": payload.event_type}
+
+    @router.post(
+        "/centres/{centre_id}/reinforcements",
+        status_code=202,
+        summary="Ask the ARS for health professionals",
+    )
+    async def reinforce(
+        centre_id: str, body: ReinforcementRequest, caller: Caller
+    ) -> dict[str, str]:
+        own_centre(caller, centre_id)
+        payload = ReinforcementRequested(centre_id=centre_id, **body.model_dump())
+        event_id = await publish(payload, centre_id, f"centre:{centre_id}")
+        return {"event_id": event_id, "event_type": payload.event_type}
+
+    return router

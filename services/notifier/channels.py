@@ -1,0 +1,173 @@
+"""The ways the notifier reaches people, behind one interface. Each raises
+``TemporaryFailure`` (try again later) or ``PermanentFailure`` (no use trying again)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import smtplib
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import httpx
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class TemporaryFailure(Exception):
+    pass
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Contact:
+    first_name: str
+    last_name: str
+    phone: str | None
+    email: str | None
+    sms_consent: bool
+
+
+@dataclass(frozen=True)
+class PatientMessage:
+    notification_id: str  # the idempotency key a receiver can de-duplicate on
+    subject: str
+    text: str
+
+
+class PatientChannel(Protocol):
+    name: str
+
+    def reaches(self, contact: Contact) -> bool: ...
+
+    async def send(self, contact: Contact, message: PatientMessage) -> None: ...
+
+
+class RecordChannel:
+    """Keeps the message (in the notifications table) and logs that it was sent:
+    for demos, where nobody should get a real SMS."""
+
+    name = "record"
+
+    def reaches(self, contact: Contact) -> bool:
+        return True
+
+    async def send(self, contact: Contact, message: PatientMessage) -> None:
+        log.info(
+            "patient notice recorded", notification_id=message.notification_id, text=message.text
+        )
+
+
+class SmtpEmail:
+    name = "email"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+    ) -> None:
+        self.host, self.port, self.sender = host, port, sender
+        self.username, self.password, self.starttls = username, password, starttls
+
+    def reaches(self, contact: Contact) -> bool:
+        return bool(contact.email)
+
+    async def send(self, contact: Contact, message: PatientMessage) -> None:
+        mail = EmailMessage()
+        mail["From"] = self.sender
+        mail["To"] = contact.email
+        mail["Subject"] = message.subject
+        # A stable Message-ID: a resend after a crash can be recognised downstream.
+        mail["Message-ID"] = f"<{message.notification_id}@aiguillage>"
+        mail.set_content(message.text)
+        await asyncio.to_thread(self._deliver, mail)
+
+    def _deliver(self, mail: EmailMessage) -> None:
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=15) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                if self.username and self.password:
+                    smtp.login(self.username, self.password)
+                smtp.send_message(mail)
+        except smtplib.SMTPResponseException as exc:
+            error = f"SMTP {exc.smtp_code} {exc.smtp_error!r}"
+            if 400 <= exc.smtp_code < 500:
+                raise TemporaryFailure(error) from exc
+            raise PermanentFailure(error) from exc
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            error = f"SMTP recipients refused {codes}"
+            if all(400 <= code < 500 for code in codes):
+                raise TemporaryFailure(error) from exc
+            raise PermanentFailure(error) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryFailure(f"SMTP: {type(exc).__name__}: {exc}") from exc
+
+
+class HttpSms:
+    """An SMS gateway reached over HTTP: POST {to, text, id} with a bearer key."""
+
+    name = "sms"
+
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        self.url, self.api_key = url, api_key
+
+    def reaches(self, contact: Contact) -> bool:
+        return bool(contact.phone) and contact.sms_consent
+
+    async def send(self, contact: Contact, message: PatientMessage) -> None:
+        headers = {"Idempotency-Key": message.notification_id}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        body = {"to": contact.phone, "text": message.text, "id": message.notification_id}
+        await post(self.url, json.dumps(body).encode(), headers)
+
+
+async def post(url: str, body: bytes, headers: dict[str, str]) -> None:
+    """POST JSON; 5xx, 429 and network errors are temporary, other 4xx permanent."""
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(
+                url, content=body, headers={"content-type": "application/json", **headers}
+            )
+    except httpx.HTTPError as exc:
+        raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 500 or response.status_code == 429:
+        raise TemporaryFailure(f"HTTP {response.status_code}")
+    if response.status_code >= 400:
+        raise PermanentFailure(f"HTTP {response.status_code}: {response.text[:200]}")
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Webhook:
+    """A referrer's webhook: the outcome as JSON, signed so that the receiver can check
+    it came from us (``X-Aiguillage-Signature: sha256=<HMAC of the body>``)."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    async def send(self, url: str, notification_id: str, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, sort_keys=True).encode()
+        await post(
+            url,
+            body,
+            {
+                "X-Aiguillage-Signature": signature(self.secret, body),
+                "X-Aiguillage-Delivery": notification_id,
+            },
+        )

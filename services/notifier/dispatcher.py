@@ -1,0 +1,240 @@
+"""Sends what the handlers recorded as pending: to patients (e-mail, SMS, record) and
+to referrers' webhooks, with retries and backoff, once per notification.
+
+A notification is claimed (``sending``) in one transaction, sent outside any
+transaction, and its result recorded with its event (sent or failed) in another.
+A crash between the send and the record leaves it ``sending``; at the next start it is
+sent again, with the same Message-ID / idempotency key, so that the receiver can
+recognise the repeat: at least once, never silently lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select, update
+
+from services.notifier.channels import (
+    Contact,
+    PatientChannel,
+    PatientMessage,
+    PermanentFailure,
+    TemporaryFailure,
+    Webhook,
+)
+from services.notifier.tables import attempts, contacts, notifications
+from shared.db import Database
+from shared.events import Channel, NotificationFailed, NotificationSent, RecipientKind, utcnow
+from shared.outbox import OutboxRelay, add_to_outbox
+
+log = structlog.get_logger(__name__)
+
+DeadLetter = Callable[[dict[str, Any], str], Awaitable[None]]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        database: Database,
+        relay: OutboxRelay,
+        patient_channels: Mapping[str, PatientChannel],
+        webhook: Webhook,
+        dead_letter: DeadLetter,
+        *,
+        max_attempts: int = 5,
+        backoff_seconds: float = 1.0,
+        poll_seconds: float = 0.5,
+        concurrency: int = 16,
+    ) -> None:
+        self.database = database
+        self.relay = relay
+        self.channels = patient_channels
+        self.webhook = webhook
+        self.dead_letter = dead_letter
+        self.max_attempts = max_attempts
+        self.backoff = backoff_seconds
+        self.poll = poll_seconds
+        self._limit = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        async with self.database.transaction() as session:
+            # Left mid-send by a crash: send again (same idempotency key).
+            await session.execute(
+                update(notifications)
+                .where(notifications.c.status == "sending")
+                .values(status="pending")
+            )
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, timeout=20)
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                while await self.dispatch_once():
+                    pass
+            except Exception as exc:
+                log.warning("dispatcher failed; retrying", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+            self._wake.clear()
+
+    async def dispatch_once(self, batch: int = 50) -> int:
+        """Claim and send the notifications that are due; returns how many."""
+        async with self.database.transaction() as session:
+            query = (
+                select(notifications)
+                .where(
+                    notifications.c.status == "pending",
+                    notifications.c.next_attempt_at <= utcnow(),
+                )
+                .order_by(notifications.c.next_attempt_at)
+                .limit(batch)
+            )
+            if not self.database.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).all()
+            if rows:
+                await session.execute(
+                    update(notifications)
+                    .where(notifications.c.id.in_([r.id for r in rows]))
+                    .values(status="sending")
+                )
+        await asyncio.gather(*(self._send(row) for row in rows))
+        if rows:
+            self.relay.notify()
+        return len(rows)
+
+    async def _send(self, row: Any) -> None:
+        async with self._limit:
+            error: str | None = None
+            permanent = False
+            try:
+                await self._deliver(row)
+            except TemporaryFailure as exc:
+                error = str(exc)
+            except PermanentFailure as exc:
+                error, permanent = str(exc), True
+            except Exception as exc:  # a bug must not stop the others
+                error = f"{type(exc).__name__}: {exc}"
+            await self._record(row, error, permanent)
+
+    async def _deliver(self, row: Any) -> None:
+        if row.channel == Channel.WEBHOOK.value:
+            await self.webhook.send(row.target["url"], row.id, row.target["payload"])
+            return
+        channel = self.channels.get(row.channel)
+        if channel is None:
+            raise PermanentFailure(f"no {row.channel} channel configured")
+        async with self.database.transaction() as session:
+            found = (
+                await session.execute(
+                    select(contacts).where(contacts.c.referral_id == row.target["referral_id"])
+                )
+            ).first()
+        if found is None:
+            raise TemporaryFailure("the patient's contact has not arrived yet")
+        contact = Contact(
+            found.first_name, found.last_name, found.phone, found.email, found.sms_consent
+        )
+        if not channel.reaches(contact):
+            raise PermanentFailure(f"the patient cannot be reached by {row.channel}")
+        await channel.send(contact, PatientMessage(row.id, row.subject, row.body))
+
+    async def _record(self, row: Any, error: str | None, permanent: bool) -> None:
+        attempt = row.attempts + 1
+        now = utcnow()
+        final = error is not None and (permanent or attempt >= self.max_attempts)
+        async with self.database.transaction() as session:
+            await session.execute(
+                insert(attempts).values(
+                    notification_id=row.id, attempt=attempt, at=now, error=error
+                )
+            )
+            if error is None:
+                status, due = "sent", None
+            elif final:
+                status, due = "failed", None
+            else:
+                status = "pending"
+                due = now + timedelta(seconds=self.backoff * 2 ** (attempt - 1))
+            await session.execute(
+                update(notifications)
+                .where(notifications.c.id == row.id)
+                .values(
+                    status=status,
+                    attempts=attempt,
+                    next_attempt_at=due,
+                    last_error=error,
+                    sent_at=now if error is None else None,
+                )
+            )
+            common = {
+                "notification_id": row.id,
+                "referral_id": row.referral_id,
+                "recipient_kind": RecipientKind(row.recipient_kind),
+                "recipient": row.recipient,
+                "channel": Channel(row.channel),
+                "template": row.template,
+                "attempts": attempt,
+            }
+            correlation = row.referral_id or row.cause_event_id
+            if error is None:
+                payload: NotificationSent | NotificationFailed = NotificationSent(**common)
+            else:
+                payload = NotificationFailed(**common, error=error[:500], final=final)
+            await add_to_outbox(
+                session,
+                payload,
+                source="notifier",
+                correlation_id=correlation,
+                causation_id=row.cause_event_id,
+            )
+        if error is None:
+            log.info(
+                "notification sent", channel=row.channel, template=row.template, attempts=attempt
+            )
+        else:
+            log.warning(
+                "notification failed",
+                channel=row.channel,
+                error=error,
+                attempts=attempt,
+                final=final,
+            )
+        if final:
+            # The last try failed: the notification goes to the dead-letter queue, with
+            # its error, for someone to act on.
+            document = {
+                "notification_id": row.id,
+                "cause_event_id": row.cause_event_id,
+                "referral_id": row.referral_id,
+                "recipient_kind": row.recipient_kind,
+                "channel": row.channel,
+                "template": row.template,
+                "attempts": attempt,
+            }
+            await self.dead_letter(document, error or "")
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True).encode()

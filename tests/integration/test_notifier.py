@@ -1,0 +1,319 @@
+"""The notifier's sends: once per event whatever the redeliveries, retried with
+backoff on temporary failure, recorded; and the centres' authenticated day list."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi import FastAPI, Request
+from sqlalchemy import select
+
+from services.notifier.app import build
+from services.notifier.channels import signature
+from services.notifier.tables import attempts, notifications
+from shared.auth import Role, issue_token
+from shared.events import (
+    Envelope,
+    PatientContact,
+    Priority,
+    ReferralReceived,
+    ReferrerKind,
+    ReferrerRef,
+    SlotAssigned,
+)
+from shared.http import HttpServer, free_port
+from shared.publisher import EventPublisher
+from shared.runtime import ServiceRuntime
+from shared.settings import Settings
+from tests.helpers import Tap, dead_letters
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) that refuses the first ``failures`` mails (451)."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.refused = 0
+        self.delivered: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refused < self.failures:
+            self.refused += 1
+            return "451 4.3.0 try again later"
+        self.delivered.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def mailbox(request: pytest.FixtureRequest) -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox(getattr(request, "param", 0))
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+class Gateway:
+    """A fake SMS gateway and webhook receiver, over real HTTP."""
+
+    def __init__(self) -> None:
+        self.sms: list[dict[str, Any]] = []
+        self.hooks: list[tuple[bytes, dict[str, str]]] = []
+        self.app = FastAPI()
+
+        @self.app.post("/sms")
+        async def sms(request: Request) -> dict[str, str]:
+            self.sms.append(await request.json())
+            return {"status": "queued"}
+
+        @self.app.post("/hook")
+        async def hook(request: Request) -> dict[str, str]:
+            self.hooks.append((await request.body(), dict(request.headers)))
+            return {"status": "ok"}
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[tuple[Gateway, int]]:
+    fake = Gateway()
+    server = HttpServer(fake.app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        yield fake, server.port
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def notifier(
+    settings: Settings, mailbox: tuple[Mailbox, int], gateway: tuple[Gateway, int]
+) -> AsyncIterator[ServiceRuntime]:
+    configured = settings.model_copy(
+        update={
+            "patient_channels": ["email", "sms"],
+            "smtp_port": mailbox[1],
+            "sms_gateway_url": f"http://127.0.0.1:{gateway[1]}/sms",
+            "notify_backoff_seconds": 0.2,
+            "notify_max_attempts": 4,
+        }
+    )
+    runtime = build(configured)
+    app = runtime.app()
+    await app.start()
+    try:
+        yield runtime
+    finally:
+        await app.stop()
+
+
+REFERRAL = "ref-notif-1"
+
+
+def _events(webhook: str | None = None) -> list[tuple[Envelope, str]]:
+    received = ReferralReceived(
+        referral_id=REFERRAL,
+        patient_ref="pat-1",
+        age=50,
+        sex="female",
+        commune_insee="35238",
+        departement="35",
+        clinical={"symptomatic": True},
+        referrer=ReferrerRef(
+            kind=ReferrerKind.GP, identifier="gp-1", reply_to="gp-1", webhook_url=webhook
+        ),
+        purpose="consultation",
+        submitted_at=datetime.now(UTC),
+    )
+    contact = PatientContact(
+        referral_id=REFERRAL,
+        patient_ref="pat-1",
+        first_name="Éloïse",
+        last_name="Dupont",
+        phone="0612345678",
+        email="eloise@exemple.fr",
+        sms_consent=True,
+    )
+    start = datetime.now(UTC) + timedelta(hours=2)
+    slot = SlotAssigned(
+        centre_id="rennes-1",
+        appointment_id="appt-1",
+        referral_id=REFERRAL,
+        patient_ref="pat-1",
+        centre_name="École de la Poterie",
+        centre_commune_insee="35238",
+        centre_address="12 rue de la Poterie",
+        start=start,
+        end=start + timedelta(minutes=20),
+        box=1,
+        priority=Priority.ROUTINE,
+        distance_km=2.5,
+    )
+    return [
+        (Envelope.wrap(p, source="t", correlation_id=REFERRAL), p.routing_key())
+        for p in (received, contact, slot)
+    ]
+
+
+async def _rows(runtime: ServiceRuntime, table: Any) -> list[Any]:
+    async with runtime.database.transaction() as session:
+        return list((await session.execute(select(table))).all())
+
+
+async def _until(predicate: Any, timeout: float = 20) -> None:
+    for _ in range(int(timeout / 0.1)):
+        if await predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("condition not met")
+
+
+async def test_same_event_three_times_gives_one_sms_and_one_email(
+    settings: Settings,
+    notifier: ServiceRuntime,
+    mailbox: tuple[Mailbox, int],
+    gateway: tuple[Gateway, int],
+) -> None:
+    s = settings
+    events = _events()
+    async with Tap(s.broker_url, s.namespace, "notification.#", "reply.#") as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+            for envelope, key in events[:2]:
+                await pub.publish_envelope(envelope, key)
+            await asyncio.sleep(0.5)
+            for _ in range(3):
+                await pub.publish_envelope(*events[2])
+
+        async def sent() -> bool:
+            rows = await _rows(notifier, notifications)
+            return sum(r.status == "sent" for r in rows) == 4  # centre, referrer, e-mail, SMS
+
+        await _until(sent)
+        await asyncio.sleep(1.0)  # room for a wrong second send
+    assert len(mailbox[0].delivered) == 1
+    assert len(gateway[0].sms) == 1
+    mail = mailbox[0].delivered[0]
+    assert mail.rcpt_tos == ["eloise@exemple.fr"]
+    text = mail.content.decode()
+    assert "12 rue de la Poterie" in text and "Rennes" in text
+    sms = gateway[0].sms[0]
+    assert sms["to"] == "0612345678" and "rendez-vous" in sms["text"]
+    kinds = sorted(e.data["recipient_kind"] for e in tap.of_type("notification.sent"))
+    assert kinds == ["centre", "patient", "patient", "referrer"]
+    [outcome] = tap.of_type("referral.outcome")
+    assert outcome.data["status"] == "appointment"
+    assert any(m.routing_key == "reply.gp-1.referral.outcome" for m in tap.messages)
+
+
+@pytest.mark.parametrize("mailbox", [2], indirect=True)
+async def test_smtp_fails_twice_then_accepts(
+    settings: Settings, notifier: ServiceRuntime, mailbox: tuple[Mailbox, int]
+) -> None:
+    s = settings
+    async with Tap(s.broker_url, s.namespace, "notification.#") as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+            for envelope, key in _events():
+                await pub.publish_envelope(envelope, key)
+                await asyncio.sleep(0.3)
+
+        async def mailed() -> bool:
+            rows = await _rows(notifier, notifications)
+            return any(r.channel == "email" and r.status == "sent" for r in rows)
+
+        await _until(mailed)
+        await tap.wait_for(
+            lambda es: any(
+                e.type == "notification.sent" and e.data["channel"] == "email" for e in es
+            )
+        )
+    assert len(mailbox[0].delivered) == 1 and mailbox[0].refused == 2
+    [email] = [r for r in await _rows(notifier, notifications) if r.channel == "email"]
+    assert email.attempts == 3
+    tries = sorted(
+        (r.attempt, r.error)
+        for r in await _rows(notifier, attempts)
+        if r.notification_id == email.id
+    )
+    assert [t[0] for t in tries] == [1, 2, 3]
+    assert "451" in (tries[0][1] or "") and "451" in (tries[1][1] or "") and tries[2][1] is None
+    failed = [e for e in tap.of_type("notification.failed") if e.data["channel"] == "email"]
+    assert [e.data["final"] for e in failed] == [False, False]
+
+
+@pytest.mark.parametrize("mailbox", [100], indirect=True)
+async def test_last_failure_is_dead_lettered(
+    settings: Settings, notifier: ServiceRuntime, mailbox: tuple[Mailbox, int]
+) -> None:
+    s = settings
+    async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+        for envelope, key in _events():
+            await pub.publish_envelope(envelope, key)
+            await asyncio.sleep(0.3)
+    [letter] = await dead_letters(s.broker_url, s.namespace, "notifier", expected=1, timeout=30)
+    assert letter.headers["x-error-code"] == "notification_failed"
+    assert "451" in letter.headers["x-error"]
+    [email] = [r for r in await _rows(notifier, notifications) if r.channel == "email"]
+    assert email.status == "failed" and email.attempts == 4
+
+
+async def test_webhook_is_signed(
+    settings: Settings, notifier: ServiceRuntime, gateway: tuple[Gateway, int]
+) -> None:
+    s = settings
+    async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+        for envelope, key in _events(webhook=f"http://127.0.0.1:{gateway[1]}/hook"):
+            await pub.publish_envelope(envelope, key)
+            await asyncio.sleep(0.3)
+
+    async def hooked() -> bool:
+        return bool(gateway[0].hooks)
+
+    await _until(hooked)
+    body, headers = gateway[0].hooks[0]
+    assert headers["x-aiguillage-signature"] == signature(s.webhook_secret, body)
+    assert b'"status": "appointment"' in body
+
+
+async def test_centre_day_list_is_its_own_only(
+    settings: Settings, notifier: ServiceRuntime
+) -> None:
+    s = settings
+    async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+        for envelope, key in _events():
+            await pub.publish_envelope(envelope, key)
+
+    async def booked() -> bool:
+        from services.notifier.tables import centre_appointments
+
+        return bool(await _rows(notifier, centre_appointments))
+
+    await _until(booked)
+    transport = httpx.ASGITransport(app=notifier.http_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as http:
+        url = "/centres/rennes-1/appointments"
+        assert (await http.get(url)).status_code == 401
+        bad = {"Authorization": "Bearer centre:rennes-1:forged"}
+        assert (await http.get(url, headers=bad)).status_code == 401
+        other = {"Authorization": f"Bearer {issue_token(s.auth_secret, Role.CENTRE, 'paris-1')}"}
+        assert (await http.get(url, headers=other)).status_code == 403
+        ars = {"Authorization": f"Bearer {issue_token(s.auth_secret, Role.ARS, 'idf')}"}
+        assert (await http.get(url, headers=ars)).status_code == 403
+        own = {"Authorization": f"Bearer {issue_token(s.auth_secret, Role.CENTRE, 'rennes-1')}"}
+        response = await http.get(url, headers=own)
+        assert response.status_code == 200
+        [appointment] = response.json()["appointments"]
+        assert appointment["appointment_id"] == "appt-1"
+        assert appointment["patient_name"] == "Éloïse Dupont"
+        report = await http.post(f"{url}/appt-1/outcome", json={"outcome": "no_show"}, headers=own)
+        assert report.status_code == 202 and report.json()["event_type"] == "consultation.no_show"
+        foreign = await http.post(
+            "/centres/paris-1/appointments/appt-1/outcome", json={"outcome": "seen"}, headers=other
+        )
+        assert foreign.status_code == 404
