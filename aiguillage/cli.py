@@ -5,23 +5,23 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from shared.events import CentreActivated, CentreKind, ReferralSubmitted, new_id
+from shared.auth import Role, issue_token
+from shared.events import ReferralSubmitted, new_id
 from shared.logging import configure_logging
-from shared.publisher import EventPublisher
-from shared.settings import ServiceName, Settings, get_settings
-from shared.topology import declare_topology
+from shared.settings import ServiceName, get_settings
 
 app = typer.Typer(
     help="Aiguillage: routes Covid-19 patients to consultation centres.", no_args_is_help=True
 )
-ars = typer.Typer(help="What the ARS does: activate centres.", no_args_is_help=True)
-app.add_typer(ars, name="ars")
+# Each area's commands live in their own module under aiguillage/commands.
+for _name in ("ars", "centre", "regulate", "broker"):
+    _module = importlib.import_module(f"aiguillage.commands.{_name}")
+    app.add_typer(_module.app, name=_name)
 
 
 @app.command()
@@ -34,59 +34,13 @@ def run(service: ServiceName) -> None:
     asyncio.run(runtime.app().run())
 
 
-async def _publish(
-    settings: Settings,
-    source: str,
-    payload: CentreActivated | ReferralSubmitted,
-    correlation_id: str,
-) -> str:
-    await declare_topology(settings.broker_url, settings.namespace)
-    async with EventPublisher(settings.broker_url, settings.namespace, source) as publisher:
-        envelope = await publisher.publish(payload, correlation_id=correlation_id)
-    return envelope.id
-
-
-@ars.command("activate")
-def activate(
-    centre_id: Annotated[str, typer.Option("--id", help="The centre's identifier.")],
-    name: Annotated[str, typer.Option(help="The centre's name.")],
-    commune: Annotated[str, typer.Option(help="INSEE code of the centre's commune.")],
-    boxes: Annotated[int, typer.Option(help="Consultations held in parallel.")] = 2,
-    minutes: Annotated[int, typer.Option(help="Length of a consultation.")] = 20,
-    hours: Annotated[str, typer.Option(help="e.g. 'mon-fri 09:00-19:00; sat 09:00-12:00'")] = (
-        "all 08:00-20:00"
-    ),
-    kind: Annotated[CentreKind, typer.Option(help="Kind of centre.")] = (
-        CentreKind.TEMPORARY_DEDICATED
-    ),
-    address: Annotated[str | None, typer.Option(help="Street address.")] = None,
-    first_day: Annotated[str | None, typer.Option(help="YYYY-MM-DD, default today.")] = None,
-) -> None:
-    """Activate a centre (publishes centre.activated)."""
-    from aiguillage.hours import parse_hours
-
-    payload = CentreActivated(
-        centre_id=centre_id,
-        name=name,
-        kind=kind,
-        commune_insee=commune,
-        address=address,
-        opening_hours=parse_hours(hours),
-        boxes=boxes,
-        consultation_minutes=minutes,
-        first_day=date.fromisoformat(first_day) if first_day else date.today(),
-    )
-    event_id = asyncio.run(_publish(get_settings(), "ars", payload, centre_id))
-    typer.echo(f"centre.activated {centre_id} published (event {event_id})")
-
-
 @app.command()
 def refer(
     file: Annotated[Path, typer.Argument(help="A referral as JSON (see docs/examples).")],
 ) -> None:
     """Submit a referral (publishes referral.submitted)."""
     payload = ReferralSubmitted.model_validate(json.loads(file.read_text()))
-    event_id = asyncio.run(_publish(get_settings(), payload.referrer.kind.value, payload, new_id()))
+    event_id = publish(get_settings(), payload.referrer.kind.value, payload, new_id())
     typer.echo(f"referral.submitted {payload.reference} published (event {event_id})")
 
 
@@ -139,6 +93,12 @@ def health(service: ServiceName) -> None:
         typer.echo(f"no consumer on {', '.join(missing)}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{service.value}: consuming")
+
+
+@app.command()
+def token(role: Role, subject: str) -> None:
+    """Issue a bearer token for an actor of the HTTP APIs (e.g. centre rennes-poterie)."""
+    typer.echo(issue_token(get_settings().auth_secret, role, subject))
 
 
 def main() -> None:

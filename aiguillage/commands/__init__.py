@@ -1,0 +1,1 @@
+"""The ``aiguillage`` sub-commands, one module per area (ars, centre, regulate, broker)."""
