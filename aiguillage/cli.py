@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from aiguillage.commands.common import publish
 from shared.auth import Role, issue_token
 from shared.events import ReferralSubmitted, new_id
 from shared.logging import configure_logging
