@@ -1,20 +1,19 @@
 """The HTTP door: the same submission as on the broker, and the status of a referral."""
 
-from __future__ import annotations
-
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from services.intake.handlers import IntakeHandlers, Verdict
 from services.intake.tables import referrals, rejections, status_history
+from shared.auth import Principal, Role, authenticator, forbid
 from shared.consumer import Delivery
 from shared.db import Database, as_utc
-from shared.events import Envelope, Reason, ReferralSubmitted, new_id
+from shared.events import Envelope, Reason, ReferralSubmitted, ReferrerKind, new_id
 from shared.outbox import OutboxRelay
 
 _REFERRAL_SCHEMA = {"$ref": "#/components/schemas/ReferralSubmitted"}
@@ -31,8 +30,22 @@ def _problem(code: int, error_code: str, reasons: tuple[Reason, ...], **extra: A
     )
 
 
-def build_router(handlers: IntakeHandlers, database: Database, relay: OutboxRelay) -> APIRouter:
+def _referrer_of(principal: Principal) -> tuple[str, str]:
+    """(kind, identifier) a caller may refer as: a referrer's token names both
+    (``gp:10001234567``); Centre 15's names its identifier."""
+    if principal.role is Role.CENTRE_15:
+        return "centre_15", principal.subject
+    if principal.role is Role.REFERRER:
+        kind, _, identifier = principal.subject.partition(":")
+        return kind, identifier
+    raise forbid("only referrers and Centre 15 submit and read referrals")
+
+
+def build_router(
+    handlers: IntakeHandlers, database: Database, relay: OutboxRelay, auth_secret: str
+) -> APIRouter:
     router = APIRouter(tags=["referrals"])
+    Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
 
     @router.post(
         "/referrals",
@@ -50,7 +63,8 @@ def build_router(handlers: IntakeHandlers, database: Database, relay: OutboxRela
             422: {"description": "Refused: every reason, each with a stable code and field."},
         },
     )
-    async def submit(request: Request) -> Response:
+    async def submit(request: Request, caller: Caller) -> Response:
+        allowed = _referrer_of(caller)
         submission_id = new_id()
         try:
             body = json.loads(await request.body())
@@ -60,6 +74,13 @@ def build_router(handlers: IntakeHandlers, database: Database, relay: OutboxRela
         if not isinstance(body, dict):
             reason = Reason(code="invalid_type", message="The body must be a JSON object.")
             return _problem(422, "invalid_type", (reason,), submission_id=submission_id)
+        referrer = body.get("referrer")
+        if isinstance(referrer, dict):
+            named = (referrer.get("kind"), referrer.get("identifier"))
+            # An unknown kind is a validation error (422), reported with the others.
+            known_kind = isinstance(named[0], str) and named[0] in {k.value for k in ReferrerKind}
+            if known_kind and isinstance(named[1], str) and named != allowed:
+                raise forbid("a referrer submits in its own name only")
         envelope = Envelope(
             id=submission_id,
             type=ReferralSubmitted.event_type,
@@ -71,7 +92,7 @@ def build_router(handlers: IntakeHandlers, database: Database, relay: OutboxRela
             try:
                 async with database.transaction() as session:
                     delivery = Delivery(session=session, envelope=envelope, source="intake")
-                    outcome = await handlers.submit(delivery)
+                    outcome = await handlers.submit(delivery, owner=allowed)
                 break
             except IntegrityError:
                 # The same reference submitted twice at once: the second sees the first.
@@ -101,7 +122,8 @@ def build_router(handlers: IntakeHandlers, database: Database, relay: OutboxRela
         return _problem(422, code, outcome.reasons, submission_id=submission_id)
 
     @router.get("/referrals/{referral_id}", summary="What became of a referral")
-    async def read(referral_id: str) -> dict[str, Any]:
+    async def read(referral_id: str, caller: Caller) -> dict[str, Any]:
+        kind, identifier = _referrer_of(caller)
         async with database.transaction() as session:
             row = (
                 await session.execute(select(referrals).where(referrals.c.id == referral_id))
@@ -110,7 +132,11 @@ def build_router(handlers: IntakeHandlers, database: Database, relay: OutboxRela
                 refused = (
                     await session.execute(select(rejections).where(rejections.c.id == referral_id))
                 ).first()
-                if refused is None:
+                if refused is None or (refused.referrer_kind, refused.referrer_id) != (
+                    kind,
+                    identifier,
+                ):
+                    # Another referrer's referral is as invisible as a missing one.
                     raise HTTPException(404, f"no referral or submission {referral_id}")
                 return {
                     "submission_id": refused.id,
@@ -120,6 +146,8 @@ def build_router(handlers: IntakeHandlers, database: Database, relay: OutboxRela
                     "reasons": refused.reasons,
                     "at": as_utc(refused.rejected_at).isoformat(),
                 }
+            if (row.referrer_kind, row.referrer_id) != (kind, identifier):
+                raise HTTPException(404, f"no referral or submission {referral_id}")
             history = (
                 await session.execute(
                     select(status_history)

@@ -13,6 +13,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     handlers = IntakeHandlers(settings)
     runtime.consume("submissions", handlers.on_submitted)
     runtime.consume("outcomes", handlers.on_outcome)
-    runtime.http_app.include_router(build_router(handlers, runtime.database, runtime.relay))
+    runtime.http_app.include_router(
+        build_router(handlers, runtime.database, runtime.relay, settings.auth_secret)
+    )
     document_referral_schema(runtime.http_app)
     return runtime

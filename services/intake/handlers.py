@@ -91,19 +91,24 @@ class IntakeHandlers:
                 "; ".join(f"{r.field}: {r.message}" for r in outcome.reasons),
             )
 
-    async def submit(self, delivery: Delivery) -> Outcome:
-        """Both doors: validate, de-duplicate, keep the identity, pass a pseudonym on."""
+    async def submit(self, delivery: Delivery, owner: tuple[str, str] | None = None) -> Outcome:
+        """Both doors: validate, de-duplicate, keep the identity, pass a pseudonym on.
+
+        ``owner`` is the authenticated caller (HTTP door): a refusal is filed under it,
+        so that it can read it back even when the body named no valid referrer.
+        """
         data = delivery.envelope.data
         try:
             submission = ReferralSubmitted.model_validate(data)
         except ValidationError as exc:
-            return await self._refuse(delivery, domain.reasons_from_validation_error(exc))
+            reasons = domain.reasons_from_validation_error(exc)
+            return await self._refuse(delivery, reasons, owner=owner)
         structlog.contextvars.bind_contextvars(
             _sensitive=(submission.patient.first_name, submission.patient.last_name)
         )
         result = domain.check(submission, self.today())
         if isinstance(result, domain.Refused):
-            return await self._refuse(delivery, result.reasons)
+            return await self._refuse(delivery, result.reasons, owner=owner)
         return await self._accept(delivery, result)
 
     async def _accept(self, delivery: Delivery, accepted: domain.Accepted) -> Outcome:
@@ -225,17 +230,21 @@ class IntakeHandlers:
         delivery: Delivery,
         reasons: tuple[Reason, ...],
         referral_id: str | None = None,
+        owner: tuple[str, str] | None = None,
     ) -> Outcome:
         data = delivery.envelope.data
         reply_to, referrer, reference = _reply_to(data), _referrer_ref(data), _reference(data)
+        filed_under: tuple[str | None, str | None] = owner or (
+            (referrer.kind.value, referrer.identifier) if referrer else (None, None)
+        )
         if reply_to is None and referrer is None and reference is None:
             return Outcome(Verdict.REJECTED, referral_id, reasons, identifiable=False)
         correlation = referral_id or delivery.envelope.correlation_id
         await delivery.session.execute(
             insert(rejections).values(
                 id=delivery.envelope.id,
-                referrer_kind=referrer.kind.value if referrer else None,
-                referrer_id=referrer.identifier if referrer else None,
+                referrer_kind=filed_under[0],
+                referrer_id=filed_under[1],
                 reference=reference,
                 referral_id=referral_id,
                 reasons=[r.model_dump(mode="json") for r in reasons],

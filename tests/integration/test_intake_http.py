@@ -13,6 +13,7 @@ from hypothesis import settings as hsettings
 from starlette.testclient import TestClient
 
 from services.intake.app import build
+from shared.auth import Role, issue_token
 from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
@@ -30,11 +31,51 @@ async def intake(settings: Settings) -> AsyncIterator[ServiceRuntime]:
         await app.stop()
 
 
+def bearer(settings: Settings, role: Role, subject: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(settings.auth_secret, role, subject)}"}
+
+
 @pytest.fixture
-async def http(intake: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
+async def http(intake: ServiceRuntime, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A GP's client: the referrals are submitted as gp:10001234567."""
     transport = httpx.ASGITransport(app=intake.http_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://intake",
+        headers=bearer(settings, Role.REFERRER, "gp:10001234567"),
+    ) as client:
         yield client
+
+
+async def test_a_referrer_submits_and_reads_its_own_referrals_only(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    created = await http.post("/referrals", json=valid_referral("own-1"))
+    referral_id = created.json()["referral_id"]
+    anonymous = {"Authorization": ""}
+    assert (
+        await http.post("/referrals", json=valid_referral("x"), headers=anonymous)
+    ).status_code == 401
+    assert (await http.get(f"/referrals/{referral_id}", headers=anonymous)).status_code == 401
+    forged = {"Authorization": "Bearer referrer:gp:10001234567:0000"}
+    assert (await http.get(f"/referrals/{referral_id}", headers=forged)).status_code == 401
+    other = bearer(settings, Role.REFERRER, "gp:999")
+    assert (await http.get(f"/referrals/{referral_id}", headers=other)).status_code == 404
+    # Submitting in another referrer's name is refused.
+    assert (
+        await http.post("/referrals", json=valid_referral("x"), headers=other)
+    ).status_code == 403
+    ars = bearer(settings, Role.ARS, "idf")
+    assert (await http.post("/referrals", json=valid_referral("x"), headers=ars)).status_code == 403
+    centre = bearer(settings, Role.CENTRE, "rennes")
+    assert (await http.get(f"/referrals/{referral_id}", headers=centre)).status_code == 403
+    # Centre 15 refers in its own name.
+    samu = valid_referral("samu-1")
+    samu["referrer"] = {"kind": "centre_15", "identifier": "samu-35"}
+    response = await http.post(
+        "/referrals", json=samu, headers=bearer(settings, Role.CENTRE_15, "samu-35")
+    )
+    assert response.status_code == 201
 
 
 async def test_submit_read_duplicate_and_conflict(http: httpx.AsyncClient) -> None:
@@ -110,7 +151,8 @@ async def test_openapi_documents_the_referral(http: httpx.AsyncClient) -> None:
 def sync_client(settings: Settings) -> Iterator[TestClient]:
     """The HTTP door alone, for hypothesis (which drives synchronous tests)."""
     runtime = build(settings)
-    with TestClient(runtime.http_app, raise_server_exceptions=False) as client:
+    headers = bearer(settings, Role.REFERRER, "gp:10001234567")
+    with TestClient(runtime.http_app, raise_server_exceptions=False, headers=headers) as client:
         client.portal.call(upgrade, runtime.database, runtime.migrations)
         yield client
         client.portal.call(runtime.database.dispose)
@@ -122,7 +164,8 @@ def sync_client(settings: Settings) -> Iterator[TestClient]:
 @given(payload=referral_payloads)
 def test_arbitrary_payloads_never_500(sync_client: TestClient, payload: Any) -> None:
     response = sync_client.post("/referrals", json=copy.deepcopy(payload))
-    assert response.status_code in (200, 201, 409, 422), response.text
+    # 403: the payload names another referrer than the caller's token.
+    assert response.status_code in (200, 201, 403, 409, 422), response.text
     body = response.json()
     if response.status_code == 422:
         assert body["reasons"], body
