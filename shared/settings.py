@@ -107,6 +107,26 @@ class Settings(BaseSettings):
         1.0, ge=0, description="First wait before a failed notification is tried again; doubles."
     )
 
+    travel_weight: float = Field(
+        1.0, ge=0, description="Scheduler cost of one kilometre between patient and centre."
+    )
+    wait_weight: float = Field(
+        0.1, ge=0, description="Scheduler cost of one minute of waiting for the slot."
+    )
+    max_travel_km: float = Field(
+        60.0, gt=0, description="Farthest centre the scheduler proposes to a patient."
+    )
+    candidate_centres: int = Field(
+        8, ge=1, description="Nearest centres the scheduler weighs for each patient."
+    )
+    saturation_threshold: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Occupancy of a département's next 24 hours that "
+        "raises a capacity.alert for the ARS.",
+    )
+
     @field_validator("patient_channels", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.scheduler.handlers import SchedulerHandlers
+from services.scheduler.domain.assignment import Weights
+from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 
@@ -11,7 +12,16 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime = ServiceRuntime(
         ServiceName.SCHEDULER, settings, "services.scheduler:migrations", in_memory
     )
-    handlers = SchedulerHandlers()
+    handlers = SchedulerHandlers(
+        SchedulerConfig(
+            weights=Weights(
+                travel_per_km=settings.travel_weight, wait_per_minute=settings.wait_weight
+            ),
+            max_travel_km=settings.max_travel_km,
+            candidate_centres=settings.candidate_centres,
+            saturation_threshold=settings.saturation_threshold,
+        )
+    )
     runtime.consume("centres", handlers.on_centre)
     runtime.consume("referrals", handlers.on_regulated)
     runtime.consume("consultations", handlers.on_consultation)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,8 +12,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from services.scheduler import store
 from services.scheduler.domain.assignment import Candidate, Weights, rank_candidates
-from services.scheduler.domain.slots import capacity_between
-from services.scheduler.tables import appointments, bookings, capacity_changes, centres, waitlist
+from services.scheduler.tables import appointments, capacity_changes, centres, waitlist
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
 from shared.events import (
@@ -45,6 +45,7 @@ log = structlog.get_logger(__name__)
 DRAIN_HORIZON = timedelta(hours=48)
 SATURATION_THRESHOLD = 0.9
 CONTENTION_ROUNDS = 5
+DRAIN_MISSES = 5
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,22 @@ def _place(insee: str) -> tuple[float, float]:
     return found.lat, found.lon
 
 
+@dataclass(frozen=True)
+class SchedulerConfig:
+    weights: Weights = field(default_factory=Weights)
+    max_travel_km: float = 60.0
+    candidate_centres: int = 8
+    saturation_threshold: float = SATURATION_THRESHOLD
+    # A département's saturation is checked at most this often (per process), and an
+    # alert repeated at most this often while it lasts.
+    saturation_check_seconds: float = 30.0
+    saturation_repeat: timedelta = timedelta(hours=1)
+
+
 class SchedulerHandlers:
-    def __init__(
-        self, weights: Weights | None = None, saturation_threshold: float = SATURATION_THRESHOLD
-    ) -> None:
-        self.weights = weights or Weights()
-        self.saturation_threshold = saturation_threshold
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.config = config or SchedulerConfig()
+        self._checked: dict[str, float] = {}
 
     # -- centres -----------------------------------------------------------------
 
@@ -84,8 +95,8 @@ class SchedulerHandlers:
         payload = delivery.envelope.payload()
         now = utcnow()
         if isinstance(payload, CentreActivated):
-            departement = await self._activate(delivery, payload, now)
-            await self._drain(delivery, departement, now)
+            await self._activate(delivery, payload, now)
+            await self._drain(delivery, payload.centre_id, now)
         elif isinstance(payload, CentreCapacityChanged):
             row = await store.centre_row(delivery.session, payload.centre_id)
             if row is None:
@@ -104,7 +115,7 @@ class SchedulerHandlers:
                     recorded_at=now,
                 )
             )
-            await self._drain(delivery, row.departement, now)
+            await self._drain(delivery, payload.centre_id, now)
         elif isinstance(payload, CentreSuspended | CentreClosed):
             status = "suspended" if isinstance(payload, CentreSuspended) else "closed"
             await self._withdraw(delivery, payload.centre_id, status, payload.reason, now)
@@ -243,7 +254,7 @@ class SchedulerHandlers:
                         reason=f"regulation decided {event.decision.value}",
                     )
                 )
-                await self._drain(delivery, event.departement, now)
+                await self._drain(delivery, current.centre_id, now)
             return
         if current is not None:
             return  # already booked: a regulator confirmed the orientation
@@ -263,6 +274,7 @@ class SchedulerHandlers:
             await self._waitlist(delivery, patient, now, "no free slot before the deadline")
         else:
             await self._announce(delivery, patient, booked)
+            await self._check_saturation(delivery, patient.departement, now)
 
     # -- consultations -----------------------------------------------------------
 
@@ -290,12 +302,17 @@ class SchedulerHandlers:
     # -- assignment --------------------------------------------------------------
 
     async def _book(self, session: Any, patient: Patient, now: datetime) -> Booked | None:
-        """The best free slot before the patient's deadline, booked; None if none fits."""
-        schedules = await store.active_schedules(session, departement=patient.departement)
-        if not schedules:
-            return None
+        """The best free slot before the patient's deadline at a centre within reach,
+        booked; None if none fits."""
         lat, lon = _place(patient.commune_insee)
-        ids = [s.centre_id for s in schedules]
+        nearby = await store.nearby_centre_ids(
+            session, lat, lon, k=self.config.candidate_centres, max_km=self.config.max_travel_km
+        )
+        if not nearby:
+            return None
+        ids = [centre_id for centre_id, _ in nearby]
+        await store.lock_centres(session, ids)
+        schedules = await store.active_schedules(session, ids=ids)
         for _ in range(CONTENTION_ROUNDS):
             booked = await store.booked_slots(session, ids, now, patient.deadline)
             candidates = rank_candidates(
@@ -305,7 +322,7 @@ class SchedulerHandlers:
                 deadline=patient.deadline,
                 centres=schedules,
                 booked=booked,
-                weights=self.weights,
+                weights=self.config.weights,
             )
             if not candidates:
                 return None
@@ -397,45 +414,55 @@ class SchedulerHandlers:
     async def _alert(
         self, delivery: Delivery, departement: str, now: datetime, kind: AlertKind, waiting: int
     ) -> None:
-        session = delivery.session
-        end = now + timedelta(hours=24)
-        schedules = await store.active_schedules(session, departement=departement)
-        capacity = sum(capacity_between(s, now, end) for s in schedules)
-        booked = await session.scalar(
-            select(func.count())
-            .select_from(bookings)
-            .join(centres, centres.c.id == bookings.c.centre_id)
-            .where(
-                centres.c.departement == departement,
-                bookings.c.start >= now,
-                bookings.c.start < end,
-            )
-        )
-        booked = int(booked or 0)
-        occupancy = booked / capacity if capacity else 1.0
+        load = await store.departement_load(delivery.session, departement, now)
+        occupancy = load.booked / load.capacity if load.capacity else 1.0
+        await store.record_alert(delivery.session, departement, kind.value, now)
         await delivery.emit(
             CapacityAlert(
                 departement=departement,
                 kind=kind,
                 occupancy_next_24h=round(occupancy, 3),
-                booked_next_24h=booked,
-                capacity_next_24h=capacity,
+                booked_next_24h=load.booked,
+                capacity_next_24h=load.capacity,
                 waiting=waiting,
-                threshold=self.saturation_threshold,
+                threshold=self.config.saturation_threshold,
             ),
             correlation_id=f"departement-{departement}",
         )
 
-    async def _drain(self, delivery: Delivery, departement: str, now: datetime) -> None:
-        """Capacity appeared: the waiting list of the département is served, most urgent first."""
+    async def _check_saturation(self, delivery: Delivery, departement: str, now: datetime) -> None:
+        """Alert the ARS when the next 24 hours of a département are nearly full."""
+        last = self._checked.get(departement, 0.0)
+        if time.monotonic() - last < self.config.saturation_check_seconds:
+            return
+        self._checked[departement] = time.monotonic()
+        load = await store.departement_load(delivery.session, departement, now)
+        if load.capacity and load.booked / load.capacity < self.config.saturation_threshold:
+            return
+        if await store.alerted_since(
+            delivery.session,
+            departement,
+            AlertKind.SATURATION.value,
+            now - self.config.saturation_repeat,
+        ):
+            return
+        await self._alert(
+            delivery,
+            departement,
+            now,
+            AlertKind.SATURATION,
+            await self._waiting(delivery.session, departement),
+        )
+
+    async def _drain(self, delivery: Delivery, centre_id: str, now: datetime) -> None:
+        """Capacity appeared at a centre: the patients waiting within reach of it are
+        served, most urgent first."""
         session = delivery.session
-        rows = (
-            await session.execute(
-                select(waitlist)
-                .where(waitlist.c.departement == departement)
-                .order_by(waitlist.c.priority_rank, waitlist.c.deadline, waitlist.c.queued_at)
-            )
-        ).all()
+        centre = await store.centre_row(session, centre_id)
+        if centre is None or centre.status != "active":
+            return
+        rows = await store.waiting_near(session, centre.lat, centre.lon, self.config.max_travel_km)
+        misses = 0
         for row in rows:
             patient = Patient(
                 referral_id=row.referral_id,
@@ -447,6 +474,9 @@ class SchedulerHandlers:
             )
             booked = await self._book(session, patient, now)
             if booked is None:
-                break  # the same centres serve everyone waiting here: they are full
+                misses += 1
+                if misses >= DRAIN_MISSES:
+                    break  # the centres around are full again
+                continue
             await session.execute(delete(waitlist).where(waitlist.c.referral_id == row.referral_id))
             await self._announce(delivery, patient, booked)

@@ -5,18 +5,32 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from math import cos, radians
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scheduler.domain.assignment import Candidate
 from services.scheduler.domain.centres import CentreSchedule, ScheduleChange
-from services.scheduler.tables import appointments, bookings, capacity_changes, centres, origins
+from services.scheduler.domain.slots import capacity_between
+from services.scheduler.tables import (
+    alerts,
+    appointments,
+    bookings,
+    capacity_changes,
+    centres,
+    origins,
+    waitlist,
+)
 from shared.db import as_utc
 from shared.events import OpeningPeriod
+from shared.geo import haversine_km
+
+KM_PER_DEGREE = 111.195  # of latitude, on the mean Earth radius
 
 
 def _hours(raw: Any) -> tuple[OpeningPeriod, ...]:
@@ -63,6 +77,49 @@ async def active_schedules(
         )
         for r in rows
     ]
+
+
+async def nearby_centre_ids(
+    session: AsyncSession, lat: float, lon: float, *, k: int, max_km: float
+) -> list[tuple[str, float]]:
+    """The ``k`` active centres nearest (lat, lon) within ``max_km``, nearest first.
+
+    The spatial prefilter: a bounding box on the indexed (lat, lon) columns, widened
+    until it holds ``k`` centres or reaches ``max_km``, so that the cost depends on the
+    centres near the patient, not on how many there are in France.
+    """
+    radius = min(20.0, max_km)
+    while True:
+        dlat = radius / KM_PER_DEGREE
+        dlon = radius / (KM_PER_DEGREE * max(0.1, cos(radians(abs(lat) + dlat))))
+        rows = (
+            await session.execute(
+                select(centres.c.id, centres.c.lat, centres.c.lon).where(
+                    centres.c.status == "active",
+                    centres.c.lat.between(lat - dlat, lat + dlat),
+                    centres.c.lon.between(lon - dlon, lon + dlon),
+                )
+            )
+        ).all()
+        found = sorted(
+            (d, r.id) for r in rows if (d := haversine_km(lat, lon, r.lat, r.lon)) <= radius
+        )
+        if len(found) >= k or radius >= max_km:
+            return [(centre_id, d) for d, centre_id in found[:k]]
+        radius = min(max_km, radius * 2)
+
+
+async def lock_centres(session: AsyncSession, centre_ids: Sequence[str]) -> None:
+    """Serialise bookings at these centres across scheduler replicas (PostgreSQL row
+    locks, in id order so that two replicas never deadlock). The unique key on
+    (centre, start, box) stays the last word; this only spares wasted retries."""
+    if session.get_bind().dialect.name == "postgresql" and centre_ids:
+        await session.execute(
+            select(centres.c.id)
+            .where(centres.c.id.in_(sorted(centre_ids)))
+            .order_by(centres.c.id)
+            .with_for_update()
+        )
 
 
 async def booked_slots(
@@ -155,3 +212,70 @@ async def remember_origin(
 async def referral_origin(session: AsyncSession, referral_id: str) -> tuple[str, str]:
     row = (await session.execute(select(origins).where(origins.c.referral_id == referral_id))).one()
     return row.departement, row.commune_insee
+
+
+async def waiting_near(session: AsyncSession, lat: float, lon: float, max_km: float) -> list[Any]:
+    """Patients waiting within ``max_km``, most urgent first."""
+    dlat = max_km / KM_PER_DEGREE
+    dlon = max_km / (KM_PER_DEGREE * max(0.1, cos(radians(abs(lat) + dlat))))
+    rows = (
+        await session.execute(
+            select(waitlist)
+            .where(
+                waitlist.c.lat.between(lat - dlat, lat + dlat),
+                waitlist.c.lon.between(lon - dlon, lon + dlon),
+            )
+            .order_by(waitlist.c.priority_rank, waitlist.c.deadline, waitlist.c.queued_at)
+        )
+    ).all()
+    return [r for r in rows if haversine_km(lat, lon, r.lat, r.lon) <= max_km]
+
+
+@dataclass(frozen=True)
+class Load:
+    capacity: int
+    booked: int
+    centres: int
+    boxes: int
+
+
+async def departement_load(
+    session: AsyncSession, departement: str, start: datetime, hours: int = 24
+) -> Load:
+    """Places and bookings at a département's active centres in the next ``hours``."""
+    end = start + timedelta(hours=hours)
+    schedules = await active_schedules(session, departement=departement)
+    capacity = sum(capacity_between(s, start, end) for s in schedules)
+    booked = await session.scalar(
+        select(func.count())
+        .select_from(bookings)
+        .join(centres, centres.c.id == bookings.c.centre_id)
+        .where(
+            centres.c.departement == departement,
+            centres.c.status == "active",
+            bookings.c.start >= start,
+            bookings.c.start < end,
+        )
+    )
+    return Load(capacity, int(booked or 0), len(schedules), sum(s.boxes for s in schedules))
+
+
+async def alerted_since(
+    session: AsyncSession, departement: str, kind: str, since: datetime
+) -> bool:
+    last = await session.scalar(
+        select(alerts.c.sent_at).where(alerts.c.departement == departement, alerts.c.kind == kind)
+    )
+    return last is not None and as_utc(last) >= since
+
+
+async def record_alert(session: AsyncSession, departement: str, kind: str, now: datetime) -> None:
+    updated = await session.execute(
+        update(alerts)
+        .where(alerts.c.departement == departement, alerts.c.kind == kind)
+        .values(sent_at=now)
+    )
+    if not updated.rowcount:  # type: ignore[attr-defined]
+        await session.execute(
+            insert(alerts).values(departement=departement, kind=kind, sent_at=now)
+        )

@@ -96,6 +96,21 @@ waitlist = Table(
 )
 Index("ix_waitlist_order", waitlist.c.departement, waitlist.c.priority_rank, waitlist.c.deadline)
 
+# The spatial prefilter's bounding boxes.
+Index("ix_centres_location", centres.c.status, centres.c.lat, centres.c.lon)
+Index("ix_waitlist_location", waitlist.c.lat, waitlist.c.lon)
+
+# The last alert sent per département and kind, so that a lasting saturation is
+# reported once an hour, not on every booking.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("departement", String(3), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("departement", "kind", name="pk_alerts"),
+)
+
 origins = Table(
     "origins",
     metadata,

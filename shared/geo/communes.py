@@ -10,6 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from importlib.resources.abc import Traversable
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,34 +36,55 @@ class Departement:
 
 @dataclass(frozen=True, slots=True)
 class CommuneResolution:
+    """The commune a referral designates, or why there is none.
+
+    ``error`` is a stable code callers turn into messages: ``unknown_insee``,
+    ``unknown_postcode``, ``ambiguous_postcode`` (``candidates`` lists the communes
+    the postcode covers) or ``missing`` (neither an INSEE code nor a postcode).
+    """
+
     commune: Commune | None
     candidates: tuple[Commune, ...] = ()
-    error: str | None = None  # unknown_insee, unknown_postcode, ambiguous_postcode, missing
+    error: str | None = None
 
 
-@dataclass(frozen=True)
+UNKNOWN_INSEE: Final = "unknown_insee"
+UNKNOWN_POSTCODE: Final = "unknown_postcode"
+AMBIGUOUS_POSTCODE: Final = "ambiguous_postcode"
+MISSING: Final = "missing"
+
+
+@dataclass(frozen=True, slots=True)
 class _Index:
     by_insee: dict[str, Commune]
     by_postcode: dict[str, tuple[Commune, ...]]
     by_departement: dict[str, tuple[Commune, ...]]
 
 
+def _data(name: str) -> Traversable:
+    return files("shared.geo") / "data" / name
+
+
 @cache
 def _index() -> _Index:
-    raw = (files("shared.geo") / "data" / "communes-fr.csv.gz").read_bytes()
     by_insee: dict[str, Commune] = {}
     by_postcode: dict[str, list[Commune]] = defaultdict(list)
     by_departement: dict[str, list[Commune]] = defaultdict(list)
-    with io.TextIOWrapper(gzip.GzipFile(fileobj=io.BytesIO(raw)), encoding="utf-8") as text:
+    with (
+        _data("communes-fr.csv.gz").open("rb") as compressed,
+        io.TextIOWrapper(gzip.GzipFile(fileobj=compressed), encoding="utf-8") as text,
+    ):
         for row in csv.DictReader(text):
             commune = Commune(
                 insee=row["insee"],
                 kind=row["kind"],
                 name=row["name"],
                 departement=row["departement"],
+                # Mayotte's communes and Hauts-Talican have no population in the source.
                 population=int(row["population"] or 0),
                 lat=float(row["lat"]),
                 lon=float(row["lon"]),
+                # Paris, Lyon and Marseille carry their postcodes on their arrondissements.
                 postcodes=tuple(p for p in row["postcodes"].split("|") if p),
             )
             by_insee[commune.insee] = commune
@@ -71,7 +94,9 @@ def _index() -> _Index:
     return _Index(
         by_insee=by_insee,
         by_postcode={
-            p: tuple(sorted(cs, key=lambda c: -c.population)) for p, cs in by_postcode.items()
+            # The most populous first: the likeliest when a person gives only the postcode.
+            p: tuple(sorted(cs, key=lambda c: (-c.population, c.insee)))
+            for p, cs in by_postcode.items()
         },
         by_departement={d: tuple(cs) for d, cs in by_departement.items()},
     )
@@ -79,13 +104,19 @@ def _index() -> _Index:
 
 @cache
 def _departements() -> dict[str, Departement]:
-    text = (files("shared.geo") / "data" / "departements-fr.csv").read_text(encoding="utf-8")
+    text = _data("departements-fr.csv").read_text(encoding="utf-8")
     return {
         row["departement"]: Departement(
-            row["departement"], row["name"], row["region_code"], row["region_name"]
+            code=row["departement"],
+            name=row["name"],
+            region_code=row["region_code"],
+            region_name=row["region_name"],
         )
         for row in csv.DictReader(io.StringIO(text))
     }
+
+
+# The public functions return fresh lists so that callers cannot alter the cache.
 
 
 def commune(insee: str) -> Commune | None:
@@ -93,6 +124,7 @@ def commune(insee: str) -> Commune | None:
 
 
 def communes() -> list[Commune]:
+    """Every commune and municipal arrondissement, by INSEE code."""
     return list(_index().by_insee.values())
 
 
@@ -101,6 +133,7 @@ def communes_in_departement(code: str) -> list[Commune]:
 
 
 def communes_for_postcode(postcode: str) -> list[Commune]:
+    """The communes a postcode covers, the most populous first."""
     return list(_index().by_postcode.get(postcode, ()))
 
 
@@ -112,25 +145,49 @@ def departements() -> list[Departement]:
     return list(_departements().values())
 
 
+# Letters NFKD leaves whole; dropping them as non-ASCII would turn "Œuilly" into "uilly".
+_LIGATURES = str.maketrans({"œ": "oe", "æ": "ae", "ß": "ss"})
+# Typographic apostrophes are what word processors and phones type.
+_SEPARATORS = str.maketrans({"-": " ", "'": " ", "\u2019": " ", "\u2018": " "})
+_ABBREVIATIONS = {"st": "saint", "ste": "sainte"}
+# The source stores names without their leading article ("Couronne" for La Couronne,
+# "Aigle" for L'Aigle), while people write it.
+_ARTICLES = frozenset({"le", "la", "les", "l"})
+
+
 def normalise_name(name: str) -> str:
-    """Case, accents, hyphens and 'St'/'Ste' do not matter when people write a commune."""
-    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
-    text = text.replace("-", " ").replace("'", " ")
-    words = [{"st": "saint", "ste": "sainte"}.get(w, w) for w in text.split()]
-    return " ".join(words)
+    """Case, accents, hyphens, apostrophes, 'St'/'Ste' and a leading article do not
+    matter when people write a commune's name."""
+    decomposed = unicodedata.normalize("NFKD", name.lower().translate(_LIGATURES))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    words = bare.translate(_SEPARATORS).split()
+    if len(words) > 1 and words[0] in _ARTICLES:
+        words = words[1:]
+    return " ".join(_ABBREVIATIONS.get(word, word) for word in words)
 
 
 def resolve_commune(
     *, insee: str | None = None, postcode: str | None = None, name: str | None = None
 ) -> CommuneResolution:
+    """The commune designated by an INSEE code, else by a postcode and, when the
+    postcode covers several communes, the commune's name.
+
+    A given INSEE code decides alone: the postcode and name are not checked against
+    it, and an unknown code is an error rather than a reason to fall back on the
+    postcode, since it means the sender's data is wrong.
+    """
+    insee = (insee or "").strip()
+    postcode = (postcode or "").strip()
     if insee:
         found = commune(insee)
-        return CommuneResolution(found) if found else CommuneResolution(None, (), "unknown_insee")
+        if found is None:
+            return CommuneResolution(None, (), UNKNOWN_INSEE)
+        return CommuneResolution(found)
     if not postcode:
-        return CommuneResolution(None, (), "missing")
+        return CommuneResolution(None, (), MISSING)
     candidates = tuple(communes_for_postcode(postcode))
     if not candidates:
-        return CommuneResolution(None, (), "unknown_postcode")
+        return CommuneResolution(None, (), UNKNOWN_POSTCODE)
     if len(candidates) == 1:
         return CommuneResolution(candidates[0], candidates)
     if name:
@@ -138,4 +195,4 @@ def resolve_commune(
         matches = [c for c in candidates if normalise_name(c.name) == wanted]
         if len(matches) == 1:
             return CommuneResolution(matches[0], candidates)
-    return CommuneResolution(None, candidates, "ambiguous_postcode")
+    return CommuneResolution(None, candidates, AMBIGUOUS_POSTCODE)

@@ -3,23 +3,38 @@ search for nearby points independent of how many points there are in France."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Hashable
-from math import cos, floor, radians
+from collections.abc import Hashable, Iterator
+from math import asin, cos, floor, radians, sin
 from typing import Generic, TypeVar
 
 from shared.geo.distance import EARTH_RADIUS_KM, haversine_km
 
 K = TypeVar("K", bound=Hashable)
 
-KM_PER_DEGREE = EARTH_RADIUS_KM * 3.141592653589793 / 180
+Cell = tuple[int, int]
+
+# Float rounding in floor(lat / cell) or in haversine must never turn the lower bound
+# into an overestimate that stops the search one ring too early.
+_BOUND_SAFETY = 1 - 1e-9
 
 
 class GridIndex(Generic[K]):
+    """Points by key, bucketed into square cells of ``cell_degrees``.
+
+    Longitudes are not wrapped at ±180°: French territory (−62° to 56°) never
+    straddles the antimeridian, and wrapping would complicate every ring walk.
+    """
+
     def __init__(self, cell_degrees: float = 0.25) -> None:
-        self.cell = cell_degrees
-        self._cells: dict[tuple[int, int], dict[K, tuple[float, float]]] = defaultdict(dict)
-        self._where: dict[K, tuple[int, int]] = {}
+        if not 0 < cell_degrees <= 90:
+            raise ValueError(f"cell_degrees must be in (0, 90], not {cell_degrees}")
+        self._cell = cell_degrees
+        self._cells: dict[Cell, dict[K, tuple[float, float]]] = {}
+        self._where: dict[K, Cell] = {}
+
+    @property
+    def cell_degrees(self) -> float:
+        return self._cell
 
     def __len__(self) -> int:
         return len(self._where)
@@ -27,66 +42,105 @@ class GridIndex(Generic[K]):
     def __contains__(self, key: object) -> bool:
         return key in self._where
 
-    def _cell_of(self, lat: float, lon: float) -> tuple[int, int]:
-        return floor(lat / self.cell), floor(lon / self.cell)
+    def _cell_of(self, lat: float, lon: float) -> Cell:
+        return floor(lat / self._cell), floor(lon / self._cell)
 
     def add(self, key: K, lat: float, lon: float) -> None:
+        """Add ``key`` at (lat, lon), moving it if it is already there."""
+        # Written as negated ranges so that NaN is refused too.
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValueError(f"not a WGS84 position: ({lat}, {lon})")
         self.remove(key)
         cell = self._cell_of(lat, lon)
-        self._cells[cell][key] = (lat, lon)
+        self._cells.setdefault(cell, {})[key] = (lat, lon)
         self._where[key] = cell
 
     def remove(self, key: K) -> None:
+        """Remove ``key``; absent keys are ignored so callers need not check first."""
         cell = self._where.pop(key, None)
-        if cell is not None:
-            del self._cells[cell][key]
-            if not self._cells[cell]:
-                del self._cells[cell]
+        if cell is None:
+            return
+        members = self._cells[cell]
+        del members[key]
+        if not members:
+            # Empty cells would make the fallback scan in nearest() grow with churn.
+            del self._cells[cell]
 
-    def _ring_lower_bound_km(self, lat: float, ring: int) -> float:
-        """No point in ring ``ring`` (Chebyshev distance in cells) is nearer than this.
+    def _lower_bound_km(self, lat: float, ring: int) -> float:
+        """No point ``ring`` or more cells away (Chebyshev distance) is nearer than this.
 
-        A point ``ring`` cells away is at least ``ring - 1`` whole cells away along
-        latitude or longitude. A longitude cell is narrowest at the highest latitude
-        the ring reaches, so that latitude bounds its width from below.
+        Such a point is at least ``gap = (ring - 1)`` cells away in latitude or in
+        longitude: query and point may sit anywhere in their own cells. A latitude gap
+        costs at least ``gap`` of arc. A longitude gap puts the point beyond the
+        meridian ``gap`` degrees from the query, and the spherical distance from the
+        query to that meridian is ``asin(cos(lat) * sin(gap))`` whatever the point's
+        own latitude. That is never more than ``gap`` itself, so it bounds both cases,
+        and it only grows with ``ring``, so one ring beyond the k-th best rules out all
+        the rings after it.
         """
         if ring <= 1:
             return 0.0
-        gap = (ring - 1) * self.cell
-        lat_km = gap * KM_PER_DEGREE
-        highest = min(89.9, abs(lat) + (ring + 1) * self.cell)
-        lon_km = gap * KM_PER_DEGREE * cos(radians(highest))
-        return min(lat_km, lon_km)
+        # Beyond 90° of longitude the lune only shrinks, so the 90° bound stays valid.
+        gap = radians(min((ring - 1) * self._cell, 90.0))
+        return EARTH_RADIUS_KM * asin(cos(radians(lat)) * sin(gap)) * _BOUND_SAFETY
 
     def nearest(
         self, lat: float, lon: float, k: int, max_km: float | None = None
     ) -> list[tuple[K, float]]:
-        """Up to ``k`` keys nearest to (lat, lon), with their distance in km, nearest first."""
+        """Up to ``k`` keys nearest to (lat, lon), with their great-circle distance in
+        km, nearest first; only keys within ``max_km`` when it is given."""
         if k <= 0 or not self._where:
             return []
         ci, cj = self._cell_of(lat, lon)
-        found: list[tuple[float, K]] = []
-        rows = {c[0] for c in self._cells}
-        cols = {c[1] for c in self._cells}
-        max_ring = max(max(abs(r - ci) for r in rows), max(abs(c - cj) for c in cols))
-        for ring in range(max_ring + 1):
-            bound = self._ring_lower_bound_km(lat, ring)
+        best: list[tuple[float, K]] = []
+        seen = 0
+
+        def consider(members: dict[K, tuple[float, float]]) -> None:
+            for key, (plat, plon) in members.items():
+                distance = haversine_km(lat, lon, plat, plon)
+                if max_km is None or distance <= max_km:
+                    best.append((distance, key))
+
+        ring = 0
+        while seen < len(self._where):
+            bound = self._lower_bound_km(lat, ring)
             if max_km is not None and bound > max_km:
                 break
-            if len(found) >= k and bound > found[k - 1][0]:
+            if len(best) >= k and bound > best[k - 1][0]:
+                break
+            if 8 * ring > len(self._cells):
+                # The ring now has more cells than the index has occupied ones: walking
+                # the occupied cells directly caps a query with few points near it (or
+                # fewer than k in all) at the cost of the index size, instead of the
+                # area up to the farthest point.
+                for (i, j), members in self._cells.items():
+                    if max(abs(i - ci), abs(j - cj)) >= ring:
+                        consider(members)
                 break
             for cell in _ring_cells(ci, cj, ring):
-                for key, (plat, plon) in self._cells.get(cell, {}).items():
-                    distance = haversine_km(lat, lon, plat, plon)
-                    if max_km is None or distance <= max_km:
-                        found.append((distance, key))
-            found.sort(key=lambda item: item[0])
-        return [(key, distance) for distance, key in found[:k]]
+                occupants = self._cells.get(cell)
+                if occupants:
+                    seen += len(occupants)
+                    consider(occupants)
+            best.sort(key=_distance)
+            del best[k:]
+            ring += 1
+        best.sort(key=_distance)
+        return [(key, distance) for distance, key in best[:k]]
 
 
-def _ring_cells(ci: int, cj: int, ring: int) -> list[tuple[int, int]]:
+def _distance(item: tuple[float, object]) -> float:
+    return item[0]
+
+
+def _ring_cells(ci: int, cj: int, ring: int) -> Iterator[Cell]:
+    """The cells exactly ``ring`` cells away (Chebyshev distance) from (ci, cj)."""
     if ring == 0:
-        return [(ci, cj)]
-    cells = [(ci + d, cj + e) for d in (-ring, ring) for e in range(-ring, ring + 1)]
-    cells += [(ci + d, cj + e) for e in (-ring, ring) for d in range(-ring + 1, ring)]
-    return cells
+        yield ci, cj
+        return
+    for j in range(cj - ring, cj + ring + 1):
+        yield ci - ring, j
+        yield ci + ring, j
+    for i in range(ci - ring + 1, ci + ring):
+        yield i, cj - ring
+        yield i, cj + ring
