@@ -127,6 +127,18 @@ class Settings(BaseSettings):
         "raises a capacity.alert for the ARS.",
     )
 
+    @field_validator(
+        "intake_http_port",
+        "regulation_http_port",
+        "scheduler_http_port",
+        "notifier_http_port",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # AIGUILLAGE_<SERVICE>_HTTP_PORT= (empty) turns the service's HTTP API off.
+        return None if value == "" else value
+
     @field_validator("patient_channels", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.scheduler.api import build_router
 from services.scheduler.domain.assignment import Weights
 from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
 from shared.runtime import ServiceRuntime
@@ -25,4 +26,5 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.consume("centres", handlers.on_centre)
     runtime.consume("referrals", handlers.on_regulated)
     runtime.consume("consultations", handlers.on_consultation)
+    runtime.http_app.include_router(build_router(runtime.database, settings.auth_secret))
     return runtime
