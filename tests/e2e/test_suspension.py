@@ -1,0 +1,122 @@
+"""A centre suspended with booked appointments: each is moved to another centre or
+waitlisted, never dropped, and the people concerned are told. The ARS sees it all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aiguillage.demo import wait_for_consumers, wait_for_drain
+from aiguillage.processes import ServiceProcesses
+from shared.auth import Role, issue_token
+from shared.events import CentreSuspended, Envelope
+from shared.publisher import EventPublisher
+from shared.settings import Settings
+from tests.helpers import Tap, centre, referral
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def processes(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcesses]:
+    procs = ServiceProcesses(
+        {
+            "AIGUILLAGE_BROKER_URL": settings.broker_url,
+            "AIGUILLAGE_NAMESPACE": settings.namespace,
+            "AIGUILLAGE_DATA_DIR": str(settings.data_dir),
+        },
+        tmp_path / "logs",
+    )
+    procs.start()
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
+    settings: Settings, processes: ServiceProcesses
+) -> None:
+    s = settings
+    await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    async with Tap(s.broker_url, s.namespace) as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
+            await ars.publish(centre("rennes-s", "35238", boxes=3), correlation_id="rennes-s")
+            await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+            async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
+                for i in range(6):
+                    await gp.publish(referral(f"s-{i}"), correlation_id=f"s-{i}")
+            await tap.wait_for(lambda es: len([e for e in es if e.type == "slot.assigned"]) == 6)
+            # A small second centre: it takes some patients, the others wait.
+            await ars.publish(
+                centre("st-gregoire-s", "35278", boxes=1, hours="08:00-08:40"),
+                correlation_id="st-gregoire-s",
+            )
+            await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+            await ars.publish(
+                CentreSuspended(centre_id="rennes-s", reason="no staff"),
+                correlation_id="rennes-s",
+            )
+
+        def settled(es: list[Envelope]) -> bool:
+            moved = [e for e in es if e.type == "appointment.rescheduled"]
+            waiting = [e for e in es if e.type == "referral.waitlisted"]
+            told = [
+                e
+                for e in es
+                if e.type == "referral.outcome" and e.data["status"] in ("rescheduled", "cancelled")
+            ]
+            patients = [
+                e
+                for e in es
+                if e.type == "notification.sent"
+                and e.data["template"] in ("patient.rescheduled", "patient.cancelled")
+            ]
+            return len(moved) + len(waiting) == 6 and len(told) == 6 and len(patients) == 6
+
+        await tap.wait_for(settled, timeout=60)
+    booked = {e.data["referral_id"] for e in tap.of_type("slot.assigned")}
+    moved = {e.data["referral_id"]: e.data for e in tap.of_type("appointment.rescheduled")}
+    waiting = {e.data["referral_id"] for e in tap.of_type("referral.waitlisted")}
+    assert moved.keys() | waiting == booked and not moved.keys() & waiting
+    assert all(m["centre_id"] == "st-gregoire-s" for m in moved.values())
+    assert all(m["previous_centre_id"] == "rennes-s" for m in moved.values())
+    cancelled = {e.data["referral_id"] for e in tap.of_type("appointment.cancelled")}
+    assert cancelled == waiting  # the old centre hears of each patient it loses
+    centre_notices = {
+        (e.data["recipient"], e.data["template"])
+        for e in tap.of_type("notification.sent")
+        if e.data["recipient_kind"] == "centre"
+    }
+    # The small centre has 2 to 6 places within the horizon: some move, some wait.
+    assert moved and waiting
+    assert ("st-gregoire-s", "centre.rescheduled") in centre_notices
+    assert ("rennes-s", "centre.cancelled") in centre_notices
+    patient_notices = [
+        e
+        for e in tap.of_type("notification.sent")
+        if e.data["recipient_kind"] == "patient"
+        and e.data["template"] in ("patient.rescheduled", "patient.cancelled")
+    ]
+    assert len(patient_notices) == 6
+
+    # The ARS's view: the suspended centre, the waiting list, the alerts.
+    token = issue_token(s.auth_secret, Role.ARS, "bretagne")
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{processes.ports['scheduler']}",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as http:
+        [dep] = (await http.get("/territory")).json()["departements"]
+        assert dep["departement"] == "35" and dep["name"] == "Ille-et-Vilaine"
+        assert dep["centres"] == 2 and dep["active_centres"] == 1
+        assert dep["waiting"] == len(waiting)
+        detail = (await http.get("/territory/35")).json()
+        statuses = {c["centre_id"]: c["status"] for c in detail["centres"]}
+        assert statuses == {"rennes-s": "suspended", "st-gregoire-s": "active"}
+        centre_token = issue_token(s.auth_secret, Role.CENTRE, "rennes-s")
+        refused = await http.get("/territory", headers={"Authorization": f"Bearer {centre_token}"})
+        assert refused.status_code == 403
+        assert (await http.get("/territory", headers={"Authorization": ""})).status_code == 401
