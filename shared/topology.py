@@ -72,6 +72,13 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             ("referral.received",),
             "Referrals accepted by intake, to regulate with the protocol.",
         ),
+        QueueSpec(
+            "regulation",
+            "decisions",
+            ("protocol.published", "regulation.decided"),
+            "New protocol versions, and Centre 15 regulators' decisions that supersede "
+            "the one that stands.",
+        ),
     ),
     ServiceName.SCHEDULER: (
         QueueSpec(

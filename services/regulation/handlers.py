@@ -1,23 +1,108 @@
-"""Regulation's consumers: each received referral gets a decision from the protocol."""
+"""Regulation's consumers: each received referral gets a decision from the protocol
+that applies; a published protocol becomes the one that applies; a regulator's
+decision supersedes the one that stood."""
 
 from __future__ import annotations
 
-from sqlalchemy import insert, update
+from dataclasses import dataclass
+from datetime import datetime
 
-from services.regulation.domain.protocol import Protocol
-from services.regulation.domain.rules import Case, Outcome, decide
-from services.regulation.tables import cases, decisions
-from shared.consumer import Delivery
-from shared.events import ReferralReceived, ReferralRegulated, new_id, utcnow
+import structlog
+from pydantic import ValidationError
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.regulation.domain.override import InvalidOverride, regulator_outcome
+from services.regulation.domain.protocol import load_protocol
+from services.regulation.domain.rules import decide
+from services.regulation.store import (
+    CaseRecord,
+    ProtocolBook,
+    ProtocolConflict,
+    load_case,
+    record_decision,
+)
+from services.regulation.tables import cases
+from shared.consumer import Delivery, PermanentError
+from shared.events import (
+    Decision,
+    Priority,
+    ProtocolPublished,
+    ReferralReceived,
+    ReferralRegulated,
+    RegulationDecided,
+    utcnow,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class UnknownReferral(LookupError):
+    """No case for this referral (yet: its referral.received may still be in flight)."""
+
+
+@dataclass(frozen=True)
+class Override:
+    referral_id: str
+    regulator_id: str
+    decision: Decision
+    priority: Priority | None
+    comment: str
+
+
+async def apply_override(
+    session: AsyncSession, book: ProtocolBook, override: Override, now: datetime
+) -> ReferralRegulated:
+    """Append the regulator's decision, superseding the one that stands, under the
+    protocol that applies now; the event to stage is returned.
+
+    Raises ``UnknownReferral`` and ``InvalidOverride``.
+    """
+    record = await load_case(session, override.referral_id, lock=True)
+    if record is None:
+        raise UnknownReferral(f"no referral {override.referral_id} in regulation")
+    protocol = await book.active(session)
+    outcome = regulator_outcome(
+        record.case(),
+        protocol,
+        decision=override.decision,
+        priority=override.priority,
+        regulator_id=override.regulator_id,
+        comment=override.comment,
+        now=now,
+    )
+    regulated = await record_decision(
+        session,
+        record,
+        outcome,
+        decided_by=override.regulator_id,
+        now=now,
+        supersedes=record.current_decision_id,
+        comment=override.comment,
+    )
+    log.info(
+        "regulator decided",
+        referral_id=override.referral_id,
+        decision=outcome.decision.value,
+        priority=outcome.priority.value if outcome.priority else None,
+        supersedes=record.current_decision_id,
+        protocol_version=outcome.protocol_version,
+    )
+    return regulated
 
 
 class RegulationHandlers:
-    def __init__(self, protocol: Protocol) -> None:
-        self.protocol = protocol
+    def __init__(self, book: ProtocolBook) -> None:
+        self.book = book
 
     async def on_received(self, delivery: Delivery) -> None:
         referral = delivery.payload_as(ReferralReceived)
-        await delivery.session.execute(
+        session = delivery.session
+        if await load_case(session, referral.referral_id) is not None:
+            # The same referral under another event id: its decision already stands.
+            log.info("referral already regulated", referral_id=referral.referral_id)
+            return
+        await session.execute(
             insert(cases).values(
                 referral_id=referral.referral_id,
                 patient_ref=referral.patient_ref,
@@ -30,67 +115,69 @@ class RegulationHandlers:
                 received_at=referral.submitted_at,
             )
         )
-        now = utcnow()
-        outcome = decide(
-            Case(
-                age=referral.age,
-                clinical=referral.clinical,
-                referrer_kind=referral.referrer.kind,
-                purpose=referral.purpose,
-            ),
-            self.protocol,
-            now,
-        )
-        await record_decision(delivery, referral, outcome, decided_by="protocol")
-
-
-async def record_decision(
-    delivery: Delivery,
-    referral: ReferralReceived,
-    outcome: Outcome,
-    *,
-    decided_by: str,
-    supersedes: str | None = None,
-    comment: str | None = None,
-) -> None:
-    decision_id = new_id()
-    await delivery.session.execute(
-        insert(decisions).values(
-            id=decision_id,
-            referral_id=referral.referral_id,
-            decision=outcome.decision.value,
-            priority=outcome.priority.value if outcome.priority else None,
-            deadline=outcome.deadline,
-            test_eligible=outcome.test_eligible,
-            reasons=[r.model_dump(mode="json") for r in outcome.reasons],
-            protocol_version=outcome.protocol_version,
-            decided_by=decided_by,
-            decided_at=utcnow(),
-            supersedes=supersedes,
-            comment=comment,
-        )
-    )
-    await delivery.session.execute(
-        update(cases)
-        .where(cases.c.referral_id == referral.referral_id)
-        .values(current_decision_id=decision_id)
-    )
-    await delivery.emit(
-        ReferralRegulated(
+        record = CaseRecord(
             referral_id=referral.referral_id,
             patient_ref=referral.patient_ref,
-            decision=outcome.decision,
-            priority=outcome.priority,
-            deadline=outcome.deadline,
-            test_eligible=outcome.test_eligible,
-            reasons=outcome.reasons,
-            protocol_version=outcome.protocol_version,
-            decided_by=decided_by,
-            decision_id=decision_id,
-            supersedes=supersedes,
             age=referral.age,
             commune_insee=referral.commune_insee,
             departement=referral.departement,
-        ),
-        correlation_id=referral.referral_id,
-    )
+            referrer_kind=referral.referrer.kind,
+            purpose=referral.purpose,
+            clinical=referral.clinical,
+        )
+        protocol = await self.book.active(session)
+        now = utcnow()
+        outcome = decide(record.case(), protocol, now)
+        regulated = await record_decision(
+            session, record, outcome, decided_by="protocol", now=now
+        )
+        await delivery.emit(regulated, correlation_id=referral.referral_id)
+
+    async def on_decision(self, delivery: Delivery) -> None:
+        """The ``decisions`` queue: protocol versions and regulators' decisions."""
+        payload = delivery.envelope.payload()
+        if isinstance(payload, ProtocolPublished):
+            await self._protocol(delivery, payload)
+        elif isinstance(payload, RegulationDecided):
+            await self._override(delivery, payload)
+
+    async def _protocol(self, delivery: Delivery, event: ProtocolPublished) -> None:
+        try:
+            protocol = load_protocol(event.document)
+        except ValidationError as exc:
+            raise PermanentError("invalid_protocol", str(exc)) from exc
+        if protocol.version != event.protocol_version:
+            raise PermanentError(
+                "protocol_version_mismatch",
+                f"protocol_version {event.protocol_version!r} but the document is version "
+                f"{protocol.version!r}",
+            )
+        try:
+            activated = await self.book.activate(
+                delivery.session,
+                protocol,
+                source=delivery.envelope.source,
+                event_id=delivery.envelope.id,
+                now=utcnow(),
+            )
+        except ProtocolConflict as exc:
+            raise PermanentError("protocol_version_conflict", str(exc)) from exc
+        log.info(
+            "protocol version applies" if activated else "protocol version already applies",
+            protocol_version=protocol.version,
+        )
+
+    async def _override(self, delivery: Delivery, event: RegulationDecided) -> None:
+        override = Override(
+            referral_id=event.referral_id,
+            regulator_id=event.regulator_id,
+            decision=event.decision,
+            priority=event.priority,
+            comment=event.comment,
+        )
+        try:
+            # UnknownReferral propagates: retried, then dead-lettered.
+            regulated = await apply_override(delivery.session, self.book, override, utcnow())
+        except InvalidOverride as exc:
+            raise PermanentError("invalid_decision", str(exc)) from exc
+        await delivery.emit(regulated, correlation_id=event.referral_id)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -39,10 +50,29 @@ decisions = Table(
     Column("comment", Text, nullable=True),
 )
 
+# A version identifies one document: the same version with other content is refused.
 protocols = Table(
     "protocols",
     metadata,
     Column("version", String(32), primary_key=True),
     Column("document", JSON, nullable=False),
     Column("loaded_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which version applies is the latest activation, read in each decision's transaction,
+# so that every replica decides with the same version and a restart keeps it. A
+# sequence, not a timestamp, orders them: replicas' clocks need not agree.
+protocol_activations = Table(
+    "protocol_activations",
+    metadata,
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("version", String(32), nullable=False),
+    Column("activated_at", DateTime(timezone=True), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("event_id", String(36), nullable=True),
 )

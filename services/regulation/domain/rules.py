@@ -263,6 +263,35 @@ def _findings(case: Case, protocol: Protocol) -> _Findings:
     )
 
 
+def _criteria(found: _Findings) -> dict[str, bool]:
+    return {
+        "at_risk": bool(found.risks),
+        "pregnant": found.pregnant is not None,
+        "health_professional": found.health_professional is not None,
+        "minor_factor": bool(found.minor),
+    }
+
+
+def _orientation_rule(criteria: dict[str, bool], protocol: Protocol) -> PriorityRule:
+    raised = protocol.priorities.raised
+    if any(criteria[name] for name in raised.when_any_of):
+        return raised
+    return protocol.priorities.default
+
+
+def findings(case: Case, protocol: Protocol) -> tuple[Reason, ...]:
+    """Every criterion of the protocol the case meets, in the stable order of ``decide``'s
+    reasons, without the verdict: what a regulator's decision is recorded with."""
+    return _findings(case, protocol).in_order()
+
+
+def orientation_rule(case: Case, protocol: Protocol) -> PriorityRule:
+    """The priority (and deadline) the protocol gives ``case`` if it is oriented to a
+    centre, whatever it decides: a regulator who orients a held case without naming a
+    priority gets this one."""
+    return _orientation_rule(_criteria(_findings(case, protocol)), protocol)
+
+
 def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
     """The protocol's decision for ``case``; ``now`` must be timezone-aware."""
     if now.tzinfo is None or now.utcoffset() is None:
@@ -270,12 +299,7 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
         raise ValueError("now must be timezone-aware")
     clinical = case.clinical
     found = _findings(case, protocol)
-    criteria = {
-        "at_risk": bool(found.risks),
-        "pregnant": found.pregnant is not None,
-        "health_professional": found.health_professional is not None,
-        "minor_factor": bool(found.minor),
-    }
+    criteria = _criteria(found)
     test_eligible = clinical.symptomatic and any(
         criteria[name] for name in protocol.test_eligibility.any_of
     )
@@ -343,12 +367,7 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
                 f"referred by {_REFERRER_LABELS[case.referrer_kind]}: home follow-up by the GP.",
             ),
         )
-    raised = protocol.priorities.raised
-    rule = (
-        raised
-        if any(criteria[name] for name in raised.when_any_of)
-        else protocol.priorities.default
-    )
+    rule = _orientation_rule(criteria, protocol)
     return conclude(
         Decision.ORIENT,
         Reason(

@@ -1,0 +1,119 @@
+"""Centre 15's HTTP API: a regulator's decision, the audit trail, the held queue."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.regulation.domain.override import InvalidOverride
+from services.regulation.handlers import Override, UnknownReferral, apply_override
+from services.regulation.store import ProtocolBook, decision_trail, held_cases
+from shared.auth import Principal, Role, authenticator, forbid
+from shared.db import Database
+from shared.events import Decision, Priority, utcnow
+from shared.outbox import OutboxRelay, add_to_outbox
+
+SOURCE = "regulation"
+
+
+class DecisionRequest(BaseModel):
+    """A regulator confirms, changes or releases the decision that stands."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision
+    priority: Priority | None = Field(
+        None, description="Orientations only; default: the protocol's priority for the case."
+    )
+    comment: str = Field("", max_length=2000)
+
+
+def build_router(
+    database: Database, relay: OutboxRelay, book: ProtocolBook, auth_secret: str
+) -> APIRouter:
+    router = APIRouter(tags=["regulation"])
+    Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
+
+    def regulator(caller: Principal) -> str:
+        if caller.role is not Role.CENTRE_15:
+            raise forbid("only Centre 15's regulators decide and read the regulation trail")
+        return caller.subject
+
+    @router.post(
+        "/referrals/{referral_id}/decision",
+        status_code=status.HTTP_201_CREATED,
+        summary="A regulator's decision: it supersedes the one that stands",
+        responses={
+            404: {"description": "No such referral in regulation (yet)."},
+            422: {"description": "The decision cannot stand as given."},
+        },
+    )
+    async def decide(referral_id: str, body: DecisionRequest, caller: Caller) -> dict[str, Any]:
+        # The token names the regulator: the trail records who decided, not what they say.
+        regulator_id = regulator(caller)
+        override = Override(
+            referral_id=referral_id,
+            regulator_id=regulator_id,
+            decision=body.decision,
+            priority=body.priority,
+            comment=body.comment,
+        )
+        try:
+            async with database.transaction() as session:
+                regulated = await apply_override(session, book, override, utcnow())
+                envelope = await add_to_outbox(
+                    session, regulated, source=SOURCE, correlation_id=referral_id
+                )
+        except UnknownReferral as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        except InvalidOverride as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        relay.notify()
+        return {
+            **regulated.model_dump(mode="json", include=_DECISION_FIELDS),
+            "event_id": envelope.id,
+        }
+
+    @router.get(
+        "/referrals/{referral_id}/decisions",
+        summary="The audit trail: every decision on the referral, oldest first",
+        responses={404: {"description": "No such referral in regulation."}},
+    )
+    async def trail(referral_id: str, caller: Caller) -> dict[str, Any]:
+        regulator(caller)
+        async with database.transaction() as session:
+            found = await decision_trail(session, referral_id)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no referral {referral_id}")
+        return found
+
+    @router.get("/held", summary="Referrals held for a regulator, longest waiting first")
+    async def held(caller: Caller) -> dict[str, Any]:
+        regulator(caller)
+        async with database.transaction() as session:
+            return {"held": await held_cases(session)}
+
+    @router.get("/protocols", summary="Protocol versions in the order they applied")
+    async def protocol_versions(caller: Caller) -> dict[str, Any]:
+        regulator(caller)
+        async with database.transaction() as session:
+            active = await book.active(session)
+            return {"active": active.version, "activations": await book.history(session)}
+
+    return router
+
+
+_DECISION_FIELDS = {
+    "referral_id",
+    "decision_id",
+    "decision",
+    "priority",
+    "deadline",
+    "test_eligible",
+    "reasons",
+    "protocol_version",
+    "decided_by",
+    "supersedes",
+}

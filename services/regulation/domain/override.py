@@ -1,0 +1,125 @@
+"""A regulator's decision: what it becomes under the active protocol.
+
+A Centre 15 regulator confirms the protocol's decision, changes it, or releases a
+decision the protocol held for them. The regulator chooses the decision and, for an
+orientation, may choose the priority; the protocol still supplies everything else,
+so that a human decision reads like an automatic one downstream:
+
+- ORIENT: the regulator's priority or, when none is given, the one the protocol gives
+  this case (``orientation_rule``); the deadline is that of the protocol's orientation
+  rule with this priority (see ``deadline_rule``). A priority as urgent as the
+  protocol's escalation is refused: that patient is escalated, not oriented.
+- ESCALATE: the protocol's escalation priority and deadline.
+- HOME_FOLLOW_UP, REFUSE, HOLD: no priority, no deadline; a priority is refused
+  rather than silently dropped, since it says the regulator meant something else.
+
+Test eligibility is recomputed under the protocol. The reasons start with the
+regulator's own, then what the protocol alone would have decided, then every
+criterion the case meets: the audit shows the human decision next to the machine's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from services.regulation.domain.protocol import PriorityRule, Protocol
+from services.regulation.domain.rules import Case, Outcome, decide, findings, orientation_rule
+from shared.events import Decision, Priority, Reason
+
+# The width of ``decisions.decided_by``.
+MAX_REGULATOR_ID = 64
+
+
+class InvalidOverride(ValueError):
+    """A regulator's decision that cannot stand as given (and never will: do not retry)."""
+
+
+def deadline_rule(protocol: Protocol, priority: Priority) -> PriorityRule:
+    """The orientation rule for ``priority``: the protocol's own when it has one.
+
+    Otherwise (``urgent`` under v1, whose orientations are ``asap`` and ``routine``) the
+    deadline of the least urgent orientation rule that is still at least as urgent as
+    the priority, so that the regulator's choice is never given more time than a
+    protocol priority of that urgency would get; a priority more urgent than every
+    orientation rule gets the most urgent one's deadline.
+    """
+    rules = (protocol.priorities.raised, protocol.priorities.default)
+    for rule in rules:
+        if rule.priority is priority:
+            return PriorityRule(priority=rule.priority, deadline_hours=rule.deadline_hours)
+    sooner = [rule for rule in rules if rule.priority.rank <= priority.rank]
+    base = max(sooner, key=lambda r: r.priority.rank) if sooner else protocol.priorities.raised
+    return PriorityRule(priority=priority, deadline_hours=base.deadline_hours)
+
+
+def check_override(
+    protocol: Protocol, decision: Decision, priority: Priority | None, regulator_id: str
+) -> None:
+    """Raise ``InvalidOverride`` when the decision cannot stand as given."""
+    if not regulator_id.strip():
+        raise InvalidOverride("the regulator's identifier is empty")
+    if len(regulator_id) > MAX_REGULATOR_ID:
+        raise InvalidOverride(
+            f"the regulator's identifier is longer than {MAX_REGULATOR_ID} characters"
+        )
+    if priority is None:
+        return
+    if decision is not Decision.ORIENT:
+        raise InvalidOverride(
+            f"a priority applies to an orientation only, not to {decision.value}"
+        )
+    escalation = protocol.priorities.escalate.priority
+    if priority.rank <= escalation.rank:
+        raise InvalidOverride(
+            f"priority {priority.value} is the escalation's (protocol {protocol.version}): "
+            "decide escalate rather than orient"
+        )
+
+
+def regulator_outcome(
+    case: Case,
+    protocol: Protocol,
+    *,
+    decision: Decision,
+    priority: Priority | None,
+    regulator_id: str,
+    comment: str,
+    now: datetime,
+) -> Outcome:
+    """The outcome of a regulator's decision on ``case`` under ``protocol``."""
+    check_override(protocol, decision, priority, regulator_id)
+    automatic = decide(case, protocol, now)  # refuses a naive ``now``
+    rule: PriorityRule | None
+    if decision is Decision.ORIENT:
+        rule = (
+            orientation_rule(case, protocol)
+            if priority is None
+            else deadline_rule(protocol, priority)
+        )
+    elif decision is Decision.ESCALATE:
+        rule = protocol.priorities.escalate
+    else:
+        rule = None
+    what = decision.value
+    if rule is not None:
+        what += f", priority {rule.priority.value} (within {rule.deadline_hours:g} h)"
+    note = comment.strip()
+    lead = Reason(
+        code=f"regulator.{decision.value}",
+        message=f"Decided by regulator {regulator_id}: {what}." + (f" {note}" if note else ""),
+    )
+    verdict = automatic.reasons[0]
+    protocol_view = Reason(
+        code=f"protocol.{automatic.decision.value}",
+        message=f"The protocol (version {protocol.version}) alone decides "
+        f"{automatic.decision.value}: {verdict.message}",
+        field=verdict.field,
+    )
+    return Outcome(
+        decision=decision,
+        priority=rule.priority if rule is not None else None,
+        deadline=now + timedelta(hours=rule.deadline_hours) if rule is not None else None,
+        test_eligible=automatic.test_eligible,
+        reasons=(lead, protocol_view, *findings(case, protocol)),
+        protocol_version=protocol.version,
+    )

@@ -1,0 +1,312 @@
+"""Regulation's state: the protocol versions and which one applies, the cases, and the
+append-only trail of decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.regulation.domain.protocol import Protocol, load_protocol
+from services.regulation.domain.rules import Case, Outcome
+from services.regulation.tables import cases, decisions, protocol_activations, protocols
+from shared.db import Database, as_utc
+from shared.events import Clinical, Purpose, ReferralRegulated, ReferrerKind, new_id, utcnow
+
+log = structlog.get_logger(__name__)
+
+
+class ProtocolConflict(ValueError):
+    """A stored version published again with other content."""
+
+
+class ProtocolBook:
+    """The protocol versions regulation knows, and the one that applies now.
+
+    The active version is read from the database in the caller's transaction, so
+    replicas never disagree and a restart keeps it; only the parsed documents are kept
+    in memory, by version, which is safe because a stored version never changes.
+    """
+
+    def __init__(self, fallback: Protocol) -> None:
+        self.fallback = fallback
+        self._parsed: dict[str, Protocol] = {fallback.version: fallback}
+
+    async def active(self, session: AsyncSession) -> Protocol:
+        version = await session.scalar(
+            select(protocol_activations.c.version)
+            .order_by(protocol_activations.c.seq.desc())
+            .limit(1)
+        )
+        if version is None:
+            return self.fallback
+        parsed = self._parsed.get(version)
+        if parsed is None:
+            document = await session.scalar(
+                select(protocols.c.document).where(protocols.c.version == version)
+            )
+            if document is None:
+                raise LookupError(f"protocol version {version} is active but not stored")
+            parsed = self._parsed[version] = load_protocol(document)
+        return parsed
+
+    async def activate(
+        self,
+        session: AsyncSession,
+        protocol: Protocol,
+        *,
+        source: str,
+        event_id: str | None,
+        now: datetime,
+    ) -> bool:
+        """Store ``protocol`` (once per version) and make it the one that applies.
+
+        Publishing a stored version again activates it again (going back to it);
+        with other content it raises ``ProtocolConflict``. False when it already applies.
+        """
+        document = protocol.model_dump(mode="json")
+        stored = await session.scalar(
+            select(protocols.c.document).where(protocols.c.version == protocol.version)
+        )
+        if stored is None:
+            await session.execute(
+                insert(protocols).values(
+                    version=protocol.version, document=document, loaded_at=now
+                )
+            )
+        elif load_protocol(stored) != protocol:
+            raise ProtocolConflict(
+                f"protocol version {protocol.version} is already stored with other content; "
+                "a new document needs a new version"
+            )
+        current = await self.active(session)
+        if current.version == protocol.version and stored is not None:
+            return False
+        await session.execute(
+            insert(protocol_activations).values(
+                version=protocol.version, activated_at=now, source=source, event_id=event_id
+            )
+        )
+        self._parsed[protocol.version] = protocol
+        return True
+
+    async def ensure_default(self, database: Database) -> Protocol:
+        """At start: the fallback (v1) stored and active if nothing is; the active one."""
+        try:
+            async with database.transaction() as session:
+                count = await session.scalar(
+                    select(func.count()).select_from(protocol_activations)
+                )
+                if not count:
+                    await self.activate(
+                        session, self.fallback, source="regulation", event_id=None, now=utcnow()
+                    )
+        except IntegrityError:
+            pass  # another replica stored it first, which is what was wanted
+        async with database.transaction() as session:
+            return await self.active(session)
+
+    async def history(self, session: AsyncSession) -> list[dict[str, Any]]:
+        rows = (
+            await session.execute(
+                select(protocol_activations, protocols.c.document)
+                .join(protocols, protocols.c.version == protocol_activations.c.version)
+                .order_by(protocol_activations.c.seq)
+            )
+        ).all()
+        return [
+            {
+                "version": r.version,
+                "activated_at": as_utc(r.activated_at).isoformat(),
+                "source": r.source,
+                "event_id": r.event_id,
+                "effective_from": r.document.get("effective_from"),
+                "description": r.document.get("description"),
+            }
+            for r in rows
+        ]
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """A referral as regulation keeps it: pseudonymous, with its clinical picture."""
+
+    referral_id: str
+    patient_ref: str
+    age: int
+    commune_insee: str
+    departement: str
+    referrer_kind: ReferrerKind
+    purpose: Purpose
+    clinical: Clinical
+    current_decision_id: str | None = None
+
+    def case(self) -> Case:
+        return Case(
+            age=self.age,
+            clinical=self.clinical,
+            referrer_kind=self.referrer_kind,
+            purpose=self.purpose,
+        )
+
+
+async def load_case(
+    session: AsyncSession, referral_id: str, *, lock: bool = False
+) -> CaseRecord | None:
+    """The case, or None; ``lock`` holds its row until the transaction ends (PostgreSQL),
+    so that two decisions on one referral line up instead of superseding the same one."""
+    query = select(cases).where(cases.c.referral_id == referral_id)
+    if lock:
+        query = query.with_for_update()  # compiled to nothing on SQLite: one writer anyway
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None
+    return CaseRecord(
+        referral_id=row.referral_id,
+        patient_ref=row.patient_ref,
+        age=row.age,
+        commune_insee=row.commune_insee,
+        departement=row.departement,
+        referrer_kind=ReferrerKind(row.referrer_kind),
+        purpose=Purpose(row.purpose),
+        clinical=Clinical.model_validate(row.clinical),
+        current_decision_id=row.current_decision_id,
+    )
+
+
+async def record_decision(
+    session: AsyncSession,
+    record: CaseRecord,
+    outcome: Outcome,
+    *,
+    decided_by: str,
+    now: datetime,
+    supersedes: str | None = None,
+    comment: str | None = None,
+) -> ReferralRegulated:
+    """Append the decision to the trail, make it the case's current one, and return the
+    event that announces it (for the caller to stage in the same transaction)."""
+    decision_id = new_id()
+    await session.execute(
+        insert(decisions).values(
+            id=decision_id,
+            referral_id=record.referral_id,
+            decision=outcome.decision.value,
+            priority=outcome.priority.value if outcome.priority else None,
+            deadline=outcome.deadline,
+            test_eligible=outcome.test_eligible,
+            reasons=[r.model_dump(mode="json") for r in outcome.reasons],
+            protocol_version=outcome.protocol_version,
+            decided_by=decided_by,
+            decided_at=now,
+            supersedes=supersedes,
+            comment=comment or None,
+        )
+    )
+    await session.execute(
+        update(cases)
+        .where(cases.c.referral_id == record.referral_id)
+        .values(current_decision_id=decision_id)
+    )
+    return ReferralRegulated(
+        referral_id=record.referral_id,
+        patient_ref=record.patient_ref,
+        decision=outcome.decision,
+        priority=outcome.priority,
+        deadline=outcome.deadline,
+        test_eligible=outcome.test_eligible,
+        reasons=outcome.reasons,
+        protocol_version=outcome.protocol_version,
+        decided_by=decided_by,
+        decision_id=decision_id,
+        supersedes=supersedes,
+        age=record.age,
+        commune_insee=record.commune_insee,
+        departement=record.departement,
+    )
+
+
+def decision_view(row: Any, current_decision_id: str | None) -> dict[str, Any]:
+    return {
+        "decision_id": row.id,
+        "referral_id": row.referral_id,
+        "decision": row.decision,
+        "priority": row.priority,
+        "deadline": as_utc(row.deadline).isoformat() if row.deadline else None,
+        "test_eligible": row.test_eligible,
+        "reasons": row.reasons,
+        "protocol_version": row.protocol_version,
+        "decided_by": row.decided_by,
+        "decided_at": as_utc(row.decided_at).isoformat(),
+        "supersedes": row.supersedes,
+        "comment": row.comment,
+        "current": row.id == current_decision_id,
+    }
+
+
+async def decision_trail(session: AsyncSession, referral_id: str) -> dict[str, Any] | None:
+    """Every decision on the referral, oldest first, or None for an unknown referral."""
+    current = (
+        await session.execute(
+            select(cases.c.current_decision_id).where(cases.c.referral_id == referral_id)
+        )
+    ).first()
+    if current is None:
+        return None
+    rows = (
+        await session.execute(
+            select(decisions)
+            .where(decisions.c.referral_id == referral_id)
+            .order_by(decisions.c.decided_at, decisions.c.id)
+        )
+    ).all()
+    return {
+        "referral_id": referral_id,
+        "current_decision_id": current.current_decision_id,
+        "decisions": [decision_view(r, current.current_decision_id) for r in rows],
+    }
+
+
+async def held_cases(session: AsyncSession) -> list[dict[str, Any]]:
+    """Referrals whose decision that stands is HOLD, longest waiting first."""
+    rows = (
+        await session.execute(
+            select(
+                cases.c.referral_id,
+                cases.c.age,
+                cases.c.commune_insee,
+                cases.c.departement,
+                cases.c.referrer_kind,
+                cases.c.received_at,
+                decisions.c.id,
+                decisions.c.decided_at,
+                decisions.c.reasons,
+                decisions.c.protocol_version,
+                decisions.c.test_eligible,
+            )
+            .join(decisions, decisions.c.id == cases.c.current_decision_id)
+            .where(decisions.c.decision == "hold")
+            .order_by(decisions.c.decided_at, cases.c.referral_id)
+        )
+    ).all()
+    return [
+        {
+            "referral_id": r.referral_id,
+            "decision_id": r.id,
+            "held_since": as_utc(r.decided_at).isoformat(),
+            "received_at": as_utc(r.received_at).isoformat(),
+            "age": r.age,
+            "commune_insee": r.commune_insee,
+            "departement": r.departement,
+            "referrer_kind": r.referrer_kind,
+            "test_eligible": r.test_eligible,
+            "protocol_version": r.protocol_version,
+            "reasons": r.reasons,
+        }
+        for r in rows
+    ]
