@@ -128,9 +128,7 @@ class RegulationHandlers:
         protocol = await self.book.active(session)
         now = utcnow()
         outcome = decide(record.case(), protocol, now)
-        regulated = await record_decision(
-            session, record, outcome, decided_by="protocol", now=now
-        )
+        regulated = await record_decision(session, record, outcome, decided_by="protocol", now=now)
         await delivery.emit(regulated, correlation_id=referral.referral_id)
 
     async def on_decision(self, delivery: Delivery) -> None:

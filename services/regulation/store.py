@@ -75,9 +75,7 @@ class ProtocolBook:
         )
         if stored is None:
             await session.execute(
-                insert(protocols).values(
-                    version=protocol.version, document=document, loaded_at=now
-                )
+                insert(protocols).values(version=protocol.version, document=document, loaded_at=now)
             )
         elif load_protocol(stored) != protocol:
             raise ProtocolConflict(
@@ -99,9 +97,7 @@ class ProtocolBook:
         """At start: the fallback (v1) stored and active if nothing is; the active one."""
         try:
             async with database.transaction() as session:
-                count = await session.scalar(
-                    select(func.count()).select_from(protocol_activations)
-                )
+                count = await session.scalar(select(func.count()).select_from(protocol_activations))
                 if not count:
                     await self.activate(
                         session, self.fallback, source="regulation", event_id=None, now=utcnow()

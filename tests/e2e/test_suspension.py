@@ -120,3 +120,42 @@ async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
         refused = await http.get("/territory", headers={"Authorization": f"Bearer {centre_token}"})
         assert refused.status_code == 403
         assert (await http.get("/territory", headers={"Authorization": ""})).status_code == 401
+
+
+async def test_waiting_list_drains_most_urgent_first_when_capacity_appears(
+    settings: Settings, processes: ServiceProcesses
+) -> None:
+    from shared.events import Clinical, RiskFactor, Vitals
+
+    s = settings
+    await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    async with Tap(s.broker_url, s.namespace) as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
+            # No centre yet: everyone waits, and the ARS is alerted.
+            await gp.publish(referral("w-routine-1"), correlation_id="a")
+            at_risk = referral("w-asap").model_copy(
+                update={
+                    "clinical": Clinical(
+                        symptomatic=True,
+                        risk_factors=(RiskFactor.CHRONIC_RESPIRATORY,),
+                        vitals=Vitals(spo2=95, respiratory_rate=18),
+                    )
+                }
+            )
+            await gp.publish(at_risk, correlation_id="b")
+            await gp.publish(referral("w-routine-2"), correlation_id="c")
+        await tap.wait_for(lambda es: len([e for e in es if e.type == "referral.waitlisted"]) == 3)
+        alerts = tap.of_type("capacity.alert")
+        assert alerts and alerts[-1].data["departement"] == "35"
+        assert alerts[-1].data["kind"] == "waiting_list" and alerts[-1].data["waiting"] == 3
+        async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
+            # One box, one slot a day: capacity for some, not all.
+            await ars.publish(
+                centre("rennes-w", "35238", boxes=1, hours="08:00-08:20"), correlation_id="w"
+            )
+        await tap.wait_for(lambda es: len([e for e in es if e.type == "slot.assigned"]) >= 1)
+    priorities = {
+        e.data["referral_id"]: e.data["priority"] for e in tap.of_type("referral.waitlisted")
+    }
+    [first] = tap.of_type("slot.assigned")[:1]
+    assert priorities[first.data["referral_id"]] == "asap", "the most urgent is served first"

@@ -65,9 +65,7 @@ def check_override(
     if priority is None:
         return
     if decision is not Decision.ORIENT:
-        raise InvalidOverride(
-            f"a priority applies to an orientation only, not to {decision.value}"
-        )
+        raise InvalidOverride(f"a priority applies to an orientation only, not to {decision.value}")
     escalation = protocol.priorities.escalate.priority
     if priority.rank <= escalation.rank:
         raise InvalidOverride(
