@@ -21,6 +21,8 @@ from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
@@ -135,7 +137,7 @@ class Consumer:
             event_id=envelope.id, event_type=envelope.type, correlation_id=envelope.correlation_id
         )
         try:
-            delivery = await self._process(envelope)
+            delivery = await self._process_while_database_away(envelope)
         except PermanentError as exc:
             await self._dead_letter(message, exc.code, str(exc), attempt)
             return
@@ -148,6 +150,28 @@ class Consumer:
         if delivery is not None and delivery.emitted:
             self.relay.notify()
         await message.ack()
+
+    async def _process_while_database_away(self, envelope: Envelope) -> Delivery | None:
+        """Process; while the database does not answer, hold the message and try again.
+
+        An outage is no fault of the message: it is neither acked nor handed back (which
+        would spend its tries and, past the queue's delivery limit, dead-letter it), and
+        the consumer's prefetch bounds how many messages wait like this.
+        """
+        delay = max(self.config.retry_backoff_seconds, 0.1)
+        while True:
+            try:
+                return await self._process(envelope)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                log.warning(
+                    "database unavailable; holding the message",
+                    error=str(exc)[:200],
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_OUTAGE_BACKOFF)
 
     async def _process(self, envelope: Envelope) -> Delivery | None:
         async with self.database.transaction() as session:
@@ -217,6 +241,27 @@ class Consumer:
         )
         log.error("message dead-lettered", error_code=code, error=error)
         await message.ack()
+
+
+MAX_OUTAGE_BACKOFF = 5.0
+
+
+# SQLSTATE classes of a database that is away rather than data that is wrong:
+# connection exceptions, insufficient resources, operator intervention (shutdown,
+# "cannot connect now"), and 55000 as raised by a database refusing connections.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "55000")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database is away (refused, dropped, restarting, locked), not the data wrong."""
+    if isinstance(exc, OperationalError | InterfaceError | SATimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return isinstance(exc, OSError | TimeoutError)
 
 
 def _delivery_count(message: RabbitMessage) -> int:

@@ -88,14 +88,17 @@ class Dispatcher:
             self._task = None
 
     async def _run(self) -> None:
+        pause = self.poll
         while not self._stopping:
             try:
                 while await self.dispatch_once():
                     pass
-            except Exception as exc:
-                log.warning("dispatcher failed; retrying", error=str(exc))
+                pause = self.poll
+            except Exception as exc:  # the database is away: back off, do not spin
+                log.warning("dispatcher failed; retrying", error=str(exc)[:200], retry_in=pause)
+                pause = min(pause * 2, 10.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+                await asyncio.wait_for(self._wake.wait(), timeout=pause)
             self._wake.clear()
 
     async def dispatch_once(self, batch: int = 50) -> int:

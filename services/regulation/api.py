@@ -1,6 +1,7 @@
 """Centre 15's HTTP API: a regulator's decision, the audit trail, the held queue."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: FastAPI reads the ``Caller`` dependency,
+# defined inside ``build_router``, from the live annotations.
 
 from typing import Annotated, Any
 
