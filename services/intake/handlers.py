@@ -280,6 +280,7 @@ class IntakeHandlers:
     async def on_outcome(self, delivery: Delivery) -> None:
         """What became of a referral downstream: the status its referrer reads."""
         envelope = delivery.envelope
+        envelope.payload()  # an invalid event is dead-lettered, not silently skipped
         data = envelope.data
         referral_id = data.get("referral_id")
         if not isinstance(referral_id, str):
@@ -287,6 +288,12 @@ class IntakeHandlers:
         status, detail = status_from_event(envelope.type, data)
         if status is None:
             return
+        known = await delivery.session.scalar(
+            select(referrals.c.id).where(referrals.c.id == referral_id)
+        )
+        if known is None:
+            # Not a referral of ours (or not yet committed): retried, then dead-lettered.
+            raise LookupError(f"outcome for unknown referral {referral_id}")
         await _record_status(delivery, referral_id, status, detail, envelope.id)
 
 
