@@ -34,6 +34,9 @@ class Observer:
     by_referral: dict[str, Track] = field(default_factory=dict)
     events: list[Envelope] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    # A named, durable queue survives a broker restart (fault tests); the default
+    # private queue lives and dies with the observer's connection.
+    durable_queue: str | None = None
     _connection: AbstractConnection | None = None
     _pending: dict[str, list[Envelope]] = field(default_factory=lambda: defaultdict(list))
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -43,12 +46,20 @@ class Observer:
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=1000)
         exchange = await channel.get_exchange(events_exchange(self.namespace))
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        if self.durable_queue:
+            queue = await channel.declare_queue(
+                self.durable_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+        else:
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key="#")
         await queue.consume(self._on_message, no_ack=True)
 
     async def stop(self) -> None:
         if self._connection is not None:
+            if self.durable_queue:
+                channel = await self._connection.channel()
+                await channel.queue_delete(self.durable_queue)
             await self._connection.close()
 
     def submitted(self, reference: str) -> None:

@@ -52,7 +52,9 @@ class Cluster:
             **{f"AIGUILLAGE_{s.upper()}_DATABASE_URL": url for s, url in urls.items()},
         }
         self.processes = ServiceProcesses(env, logs)
-        self.observer = Observer(settings.broker_url, settings.namespace)
+        self.observer = Observer(
+            settings.broker_url, settings.namespace, durable_queue=f"{settings.namespace}.observer"
+        )
         self.references: list[str] = []
 
     async def start(self) -> None:
