@@ -1,11 +1,12 @@
 """The ARS's read model: centres per département with capacity, occupancy today and
 tomorrow, and the waiting list."""
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from services.scheduler import store
@@ -13,7 +14,16 @@ from services.scheduler.domain.slots import capacity_between
 from services.scheduler.tables import alerts, bookings, centres, waitlist
 from shared.auth import Principal, Role, authenticator, forbid
 from shared.db import Database, as_utc
+from shared.events import (
+    CentreActivated,
+    CentreCapacityChanged,
+    CentreClosed,
+    CentreSuspended,
+    EventPayload,
+    OpeningPeriod,
+)
 from shared.geo import departement
+from shared.outbox import OutboxRelay, add_to_outbox
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -27,9 +37,55 @@ def _days() -> list[tuple[str, datetime, datetime]]:
     return out
 
 
-def build_router(database: Database, auth_secret: str) -> APIRouter:
+class CentreChange(BaseModel):
+    boxes: int | None = Field(None, ge=1, le=200)
+    consultation_minutes: int | None = Field(None, ge=5, le=240)
+    opening_hours: tuple[OpeningPeriod, ...] | None = None
+    from_date: date
+
+
+class Withdrawal(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def build_router(database: Database, relay: OutboxRelay, auth_secret: str) -> APIRouter:
     router = APIRouter(tags=["territory"])
     Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
+
+    async def decide(caller: Principal, payload: EventPayload, centre_id: str) -> dict[str, str]:
+        """The ARS's decision, as the event it publishes (through this service's outbox)."""
+        ars_only(caller)
+        async with database.transaction() as session:
+            envelope = await add_to_outbox(
+                session, payload, source=f"ars:{caller.subject}", correlation_id=centre_id
+            )
+        relay.notify()
+        return {"event_id": envelope.id, "event_type": envelope.type}
+
+    @router.post("/centres", status_code=202, summary="Activate a centre (ARS)")
+    async def activate(body: CentreActivated, caller: Caller) -> dict[str, str]:
+        return await decide(caller, body, body.centre_id)
+
+    @router.post(
+        "/centres/{centre_id}/capacity",
+        status_code=202,
+        summary="Ramp a centre up or down from a date (ARS)",
+    )
+    async def capacity(centre_id: str, body: CentreChange, caller: Caller) -> dict[str, str]:
+        payload = CentreCapacityChanged(centre_id=centre_id, **body.model_dump())
+        return await decide(caller, payload, centre_id)
+
+    @router.post("/centres/{centre_id}/suspend", status_code=202, summary="Suspend (ARS)")
+    async def suspend(centre_id: str, body: Withdrawal, caller: Caller) -> dict[str, str]:
+        return await decide(
+            caller, CentreSuspended(centre_id=centre_id, reason=body.reason), centre_id
+        )
+
+    @router.post("/centres/{centre_id}/close", status_code=202, summary="Close (ARS)")
+    async def close(centre_id: str, body: Withdrawal, caller: Caller) -> dict[str, str]:
+        return await decide(
+            caller, CentreClosed(centre_id=centre_id, reason=body.reason), centre_id
+        )
 
     def ars_only(caller: Principal) -> None:
         if caller.role is not Role.ARS:

@@ -26,5 +26,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.consume("centres", handlers.on_centre)
     runtime.consume("referrals", handlers.on_regulated)
     runtime.consume("consultations", handlers.on_consultation)
-    runtime.http_app.include_router(build_router(runtime.database, settings.auth_secret))
+    runtime.http_app.include_router(
+        build_router(runtime.database, runtime.relay, settings.auth_secret)
+    )
     return runtime

@@ -12,7 +12,7 @@ import pytest
 from aiguillage.demo import wait_for_consumers, wait_for_drain
 from aiguillage.processes import ServiceProcesses
 from shared.auth import Role, issue_token
-from shared.events import CentreSuspended, Envelope
+from shared.events import Envelope
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from tests.helpers import Tap, centre, referral
@@ -56,10 +56,22 @@ async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
                 correlation_id="st-gregoire-s",
             )
             await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
-            await ars.publish(
-                CentreSuspended(centre_id="rennes-s", reason="no staff"),
-                correlation_id="rennes-s",
+        # The ARS suspends over HTTP; a centre may not.
+        scheduler = f"http://127.0.0.1:{processes.ports['scheduler']}"
+        async with httpx.AsyncClient(base_url=scheduler) as http:
+            as_centre = {
+                "Authorization": f"Bearer {issue_token(s.auth_secret, Role.CENTRE, 'rennes-s')}"
+            }
+            refused = await http.post(
+                "/centres/rennes-s/suspend", json={"reason": "x"}, headers=as_centre
             )
+            assert refused.status_code == 403
+            as_ars = {"Authorization": f"Bearer {issue_token(s.auth_secret, Role.ARS, 'b')}"}
+            accepted = await http.post(
+                "/centres/rennes-s/suspend", json={"reason": "no staff"}, headers=as_ars
+            )
+            assert accepted.status_code == 202
+            assert accepted.json()["event_type"] == "centre.suspended"
 
         def settled(es: list[Envelope]) -> bool:
             moved = [e for e in es if e.type == "appointment.rescheduled"]
