@@ -70,7 +70,7 @@ def build_router(
         except UnknownReferral as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
         except InvalidOverride as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+            raise HTTPException(422, str(exc)) from exc
         relay.notify()
         return {
             **regulated.model_dump(mode="json", include=_DECISION_FIELDS),

@@ -342,3 +342,45 @@ async def test_the_command_refuses_an_invalid_file_and_publishes_a_valid_one(
     assert event.source == "centre_15"
     assert event.data["protocol_version"] == "2"
     assert event.data["document"]["severity"]["spo2_below"] == 92.0
+
+
+async def test_publishing_a_stored_version_again_goes_back_to_it(settings: Settings) -> None:
+    s = settings
+    async with (
+        running(s) as runtime,
+        Tap(s.broker_url, s.namespace, "referral.regulated") as tap,
+        EventPublisher(s.broker_url, s.namespace, "centre_15") as centre_15,
+        EventPublisher(s.broker_url, s.namespace, "intake") as intake,
+    ):
+        await centre_15.publish(
+            ProtocolPublished(protocol_version="2", document=v2_document()), correlation_id="p"
+        )
+        await wait_active(runtime, "2")
+        await intake.publish(received("under-v2", 91.0), correlation_id="under-v2")
+        await tap.wait_for(lambda es: len(es) == 1, timeout=20)
+        await centre_15.publish(
+            ProtocolPublished(protocol_version="1", document=V1), correlation_id="p"
+        )
+        await wait_active(runtime, "1")
+        await intake.publish(received("back-to-v1", 91.0), correlation_id="back-to-v1")
+        await tap.wait_for(lambda es: len(es) == 2, timeout=20)
+        async with runtime.database.transaction() as session:
+            history = (
+                await session.execute(
+                    select(protocol_activations.c.version, protocol_activations.c.source).order_by(
+                        protocol_activations.c.seq
+                    )
+                )
+            ).all()
+    events = regulated(tap)
+    assert (events["under-v2"].data["decision"], events["under-v2"].data["protocol_version"]) == (
+        "escalate",
+        "2",
+    )
+    back = events["back-to-v1"].data
+    assert (back["decision"], back["protocol_version"]) == ("orient", "1")
+    assert [tuple(r) for r in history] == [
+        ("1", "regulation"),
+        ("2", "centre_15"),
+        ("1", "centre_15"),
+    ]

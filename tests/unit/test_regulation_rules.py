@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.regulation.domain.override import InvalidOverride, regulator_outcome
 from services.regulation.domain.protocol import Protocol, default_protocol, load_protocol
-from services.regulation.domain.rules import Case, Outcome, decide
+from services.regulation.domain.rules import Case, Outcome, decide, orientation_rule
 from shared.events import (
     Clinical,
     Decision,
@@ -583,3 +584,108 @@ def test_a_naive_now_is_refused() -> None:
 def test_a_negative_age_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         case(age=-1)
+
+
+# --- a regulator's decision under the protocol --------------------------------------------
+
+HELD = case(age=75, measured={})  # at risk, no vitals: v1 holds it
+
+
+@pytest.mark.parametrize(
+    ("c", "decision", "priority", "expected_priority", "hours"),
+    [
+        pytest.param(HELD, Decision.ORIENT, None, Priority.ASAP, 6,
+                     id="orient-held-at-risk-gets-the-raised-priority"),
+        pytest.param(case(), Decision.ORIENT, None, Priority.ROUTINE, 24,
+                     id="orient-baseline-gets-the-default-priority"),
+        pytest.param(case(), Decision.ORIENT, Priority.ASAP, Priority.ASAP, 6,
+                     id="orient-with-the-regulators-priority"),
+        pytest.param(HELD, Decision.ORIENT, Priority.ROUTINE, Priority.ROUTINE, 24,
+                     id="orient-at-risk-made-routine-by-the-regulator"),
+        pytest.param(case(), Decision.ORIENT, Priority.URGENT, Priority.URGENT, 6,
+                     id="urgent-not-in-v1-gets-the-next-more-urgent-deadline"),
+        pytest.param(case(), Decision.ESCALATE, None, Priority.STAT, 0,
+                     id="escalate-is-stat-now"),
+        pytest.param(HELD, Decision.HOME_FOLLOW_UP, None, None, None, id="home-follow-up"),
+        pytest.param(case(), Decision.REFUSE, None, None, None, id="refuse"),
+        pytest.param(case(), Decision.HOLD, None, None, None, id="hold-again"),
+    ],
+)  # fmt: skip
+def test_a_regulators_decision_takes_the_rest_from_the_protocol(
+    c: Case,
+    decision: Decision,
+    priority: Priority | None,
+    expected_priority: Priority | None,
+    hours: float | None,
+) -> None:
+    outcome = regulator_outcome(
+        c, V1, decision=decision, priority=priority, regulator_id="DR-x", comment="", now=NOW
+    )
+    assert outcome.decision is decision
+    assert outcome.priority is expected_priority
+    assert outcome.deadline == (NOW + timedelta(hours=hours) if hours is not None else None)
+    assert outcome.protocol_version == "1"
+    assert outcome.test_eligible is run(c).test_eligible
+
+
+def test_a_regulators_decision_is_recorded_with_the_protocols_view() -> None:
+    outcome = regulator_outcome(
+        HELD,
+        V1,
+        decision=Decision.ORIENT,
+        priority=None,
+        regulator_id="DR-x",
+        comment=" SpO2 96 % by phone ",
+        now=NOW,
+    )
+    assert codes(outcome) == ["regulator.orient", "protocol.hold", "risk.age"]
+    assert outcome.reasons[0].message == (
+        "Decided by regulator DR-x: orient, priority asap (within 6 h). SpO2 96 % by phone"
+    )
+    assert "a regulator decides" in outcome.reasons[1].message
+    assert outcome.test_eligible is True
+
+
+def test_the_regulators_decision_follows_the_protocol_version() -> None:
+    document = v1_document()
+    document["version"] = "2"
+    document["priorities"]["raised"]["deadline_hours"] = 4
+    v2 = load_protocol(document)
+    outcome = regulator_outcome(
+        HELD, v2, decision=Decision.ORIENT, priority=None, regulator_id="DR-x", comment="",
+        now=NOW,
+    )  # fmt: skip
+    assert (outcome.protocol_version, outcome.deadline) == ("2", NOW + timedelta(hours=4))
+
+
+@pytest.mark.parametrize(
+    ("decision", "priority", "regulator", "words"),
+    [
+        pytest.param(Decision.REFUSE, Priority.ASAP, "DR-x", "orientation only", id="refuse+p"),
+        pytest.param(Decision.ESCALATE, Priority.STAT, "DR-x", "orientation only", id="esc+p"),
+        pytest.param(Decision.ORIENT, Priority.STAT, "DR-x", "decide escalate", id="orient-stat"),
+        pytest.param(Decision.ORIENT, None, " ", "empty", id="blank-regulator"),
+        pytest.param(Decision.ORIENT, None, "x" * 65, "longer than 64", id="long-regulator"),
+    ],
+)
+def test_a_decision_that_cannot_stand_is_refused(
+    decision: Decision, priority: Priority | None, regulator: str, words: str
+) -> None:
+    with pytest.raises(InvalidOverride, match=words):
+        regulator_outcome(
+            case(), V1, decision=decision, priority=priority, regulator_id=regulator,
+            comment="", now=NOW,
+        )  # fmt: skip
+
+
+def test_the_orientation_rule_is_the_one_decide_uses() -> None:
+    for c in (case(), HELD, case(pregnancy_trimester=1), case(vitals={"temperature_c": 39.5})):
+        rule = orientation_rule(c, V1)
+        oriented = regulator_outcome(
+            c, V1, decision=Decision.ORIENT, priority=None, regulator_id="DR-x", comment="",
+            now=NOW,
+        )  # fmt: skip
+        assert oriented.priority is rule.priority
+        automatic = run(c)
+        if automatic.decision is Decision.ORIENT:
+            assert automatic.priority is rule.priority
