@@ -114,6 +114,21 @@ class NotifierHandlers:
                 "start": payload.start.isoformat(),
                 "end": payload.end.isoformat(),
             }
+        elif isinstance(payload, AppointmentCancelled) and payload.replaced_by:
+            # Moved elsewhere: the patient and the referrer hear of the new appointment;
+            # the centre that loses the patient hears of it here.
+            await self._appointment_status(session, payload.appointment_id, "cancelled")
+            await self._sent_on_broker(
+                delivery,
+                referral_id=payload.referral_id,
+                recipient_kind=RecipientKind.CENTRE,
+                recipient=payload.centre_id,
+                template="centre.moved_away",
+                body=templates.centre_cancelled(
+                    payload.patient_ref, payload.start, f"déplacé : {payload.reason}"
+                ),
+            )
+            return
         elif isinstance(payload, AppointmentCancelled):
             await self._appointment_status(session, payload.appointment_id, "cancelled")
             centre_text = templates.centre_cancelled(

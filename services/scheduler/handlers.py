@@ -196,6 +196,19 @@ class SchedulerHandlers:
                     ),
                     correlation_id=appt.referral_id,
                 )
+                await delivery.emit(
+                    AppointmentCancelled(
+                        centre_id=centre_id,
+                        appointment_id=appt.id,
+                        referral_id=appt.referral_id,
+                        patient_ref=appt.patient_ref,
+                        start=as_utc(appt.start),
+                        cancelled_by=CancelledBy.SERVICE,
+                        reason=why,
+                        replaced_by=booked.appointment_id,
+                    ),
+                    correlation_id=appt.referral_id,
+                )
             else:
                 await delivery.emit(
                     AppointmentCancelled(
@@ -257,7 +270,8 @@ class SchedulerHandlers:
                 await self._drain(delivery, current.centre_id, now)
             return
         if current is not None:
-            return  # already booked: a regulator confirmed the orientation
+            await self._keep_or_move(delivery, event, current, now)
+            return
         await store.remember_origin(
             session, event.referral_id, event.departement, event.commune_insee
         )
@@ -275,6 +289,74 @@ class SchedulerHandlers:
         else:
             await self._announce(delivery, patient, booked)
             await self._check_saturation(delivery, patient.departement, now)
+
+    async def _keep_or_move(
+        self, delivery: Delivery, event: ReferralRegulated, current: Any, now: datetime
+    ) -> None:
+        """Still oriented, already booked: a regulator confirmed, or changed the priority.
+        A slot that now starts after the new deadline is moved earlier if one is free;
+        otherwise the patient keeps it (a later slot beats none)."""
+        priority = event.priority or Priority(current.priority)
+        if event.deadline is None or as_utc(current.start) <= event.deadline:
+            await delivery.session.execute(
+                update(appointments)
+                .where(appointments.c.id == current.id)
+                .values(priority=priority.value)
+            )
+            return
+        session = delivery.session
+        patient = Patient(
+            referral_id=event.referral_id,
+            patient_ref=event.patient_ref,
+            priority=priority,
+            deadline=event.deadline,
+            departement=event.departement,
+            commune_insee=event.commune_insee,
+        )
+        booked = await self._book(session, patient, now)
+        if booked is None:
+            log.warning(
+                "no earlier slot for a raised priority; the patient keeps theirs",
+                referral_id=event.referral_id,
+            )
+            return
+        await self._cancel(session, current.id)
+        await delivery.emit(
+            AppointmentRescheduled(
+                centre_id=booked.slot.centre_id,
+                appointment_id=booked.appointment_id,
+                referral_id=event.referral_id,
+                patient_ref=event.patient_ref,
+                previous_centre_id=current.centre_id,
+                previous_start=as_utc(current.start),
+                previous_appointment_id=current.id,
+                centre_name=booked.centre.name,
+                centre_commune_insee=booked.centre.commune_insee,
+                centre_address=booked.centre.address,
+                start=booked.slot.start,
+                end=booked.slot.end,
+                box=booked.slot.box,
+                priority=priority,
+                distance_km=round(booked.slot.distance_km, 2),
+                reason=f"priority {priority.value} decided by {event.decided_by}",
+            ),
+            correlation_id=event.referral_id,
+        )
+        if booked.slot.centre_id != current.centre_id:
+            # The first centre loses this patient: it hears of it on its own queue.
+            await delivery.emit(
+                AppointmentCancelled(
+                    centre_id=current.centre_id,
+                    appointment_id=current.id,
+                    referral_id=event.referral_id,
+                    patient_ref=event.patient_ref,
+                    start=as_utc(current.start),
+                    cancelled_by=CancelledBy.REGULATOR,
+                    reason="moved to another centre for a raised priority",
+                    replaced_by=booked.appointment_id,
+                ),
+                correlation_id=event.referral_id,
+            )
 
     # -- consultations -----------------------------------------------------------
 

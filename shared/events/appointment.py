@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
+from pydantic import Field
+
 from shared.events.base import EventPayload
 from shared.events.vocabulary import CancelledBy, Priority
 
@@ -69,3 +71,6 @@ class AppointmentCancelled(_PerCentre):
     start: datetime
     cancelled_by: CancelledBy
     reason: str
+    replaced_by: str | None = Field(
+        None, description="The appointment that replaces it elsewhere, when it was moved."
+    )

@@ -96,8 +96,11 @@ async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
     assert moved.keys() | waiting == booked and not moved.keys() & waiting
     assert all(m["centre_id"] == "st-gregoire-s" for m in moved.values())
     assert all(m["previous_centre_id"] == "rennes-s" for m in moved.values())
-    cancelled = {e.data["referral_id"] for e in tap.of_type("appointment.cancelled")}
-    assert cancelled == waiting  # the old centre hears of each patient it loses
+    cancelled = {e.data["referral_id"]: e.data for e in tap.of_type("appointment.cancelled")}
+    # The old centre hears of each patient it loses: moved (replaced) or waitlisted.
+    assert cancelled.keys() == booked
+    assert {r for r, c in cancelled.items() if not c["replaced_by"]} == waiting
+    assert {r for r, c in cancelled.items() if c["replaced_by"]} == moved.keys()
     centre_notices = {
         (e.data["recipient"], e.data["template"])
         for e in tap.of_type("notification.sent")
