@@ -9,7 +9,10 @@
 - one queue per centre (``<ns>.centre.<centre_id>``) bound to that centre's keys.
 
 Every service declares the whole topology at start (declarations are idempotent),
-so no start order between services is needed.
+so no start order between services is needed. Under least-privilege credentials
+(``aiguillage broker provision``, shared/provisioning.py) a service may configure its
+own queues only: the provisioning declares the whole topology, and what the broker
+refuses a caller must already exist.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
+from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 
 from shared.settings import ServiceName
 
@@ -149,6 +153,11 @@ def dead_letter_queue(namespace: str, service: str) -> str:
     return f"{namespace}.{service}.dlq"
 
 
+# Who has a dead-letter queue: each service, and the centres' queues (together).
+DEAD_LETTER_OWNERS: tuple[str, ...] = (*sorted(s.value for s in ServiceName), "centre")
+DEAD_LETTER_QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
+
+
 CENTRE_EVENT_TYPES = ("slot.assigned", "appointment.rescheduled", "appointment.cancelled")
 
 
@@ -180,30 +189,81 @@ async def declare_queue(channel: AbstractChannel, namespace: str, spec: QueueSpe
         await queue.bind(exchange, routing_key=key)
 
 
+class TopologyMissing(RuntimeError):
+    """A queue or exchange is missing, and these credentials may not declare it."""
+
+
+class _Declarer:
+    """Declares on one channel. Where the broker refuses (least-privilege credentials),
+    what it refused must exist already, and is left as it is; bindings are made only
+    on what this caller declared."""
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self.connection = connection
+        self.channel: AbstractChannel | None = None
+
+    async def _channel(self) -> AbstractChannel:
+        if self.channel is None or self.channel.is_closed:
+            self.channel = await self.connection.channel()
+        return self.channel
+
+    async def exchange(self, name: str, kind: aio_pika.ExchangeType) -> None:
+        channel = await self._channel()
+        try:
+            await channel.declare_exchange(name, kind, durable=True)
+        except ChannelAccessRefused as refused:
+            await self._must_exist("exchange", name, refused)
+
+    async def queue(self, name: str, arguments: dict[str, Any]) -> AbstractQueue | None:
+        channel = await self._channel()
+        try:
+            return await channel.declare_queue(name, durable=True, arguments=arguments)
+        except ChannelAccessRefused as refused:
+            await self._must_exist("queue", name, refused)
+            return None
+
+    async def _must_exist(self, kind: str, name: str, refused: Exception) -> None:
+        # The refusal closed the channel; a passive declaration needs no permission.
+        channel = self.channel = await self.connection.channel()
+        try:
+            if kind == "exchange":
+                await channel.get_exchange(name, ensure=True)
+            else:
+                await channel.declare_queue(name, passive=True)
+        except ChannelNotFoundEntity:
+            raise TopologyMissing(
+                f"{kind} {name!r} does not exist and these credentials may not declare it: "
+                "declare the topology with `aiguillage broker provision`"
+            ) from refused
+
+
 async def declare_topology(url: str, namespace: str, extra: Iterable[QueueSpec] = ()) -> None:
-    """Declare exchanges, every service's queues and dead-letter queues (idempotent)."""
+    """Declare exchanges, every service's queues and dead-letter queues (idempotent).
+
+    With least-privilege credentials, what the broker refuses must already exist
+    (``TopologyMissing`` otherwise); with full rights everything is declared and bound.
+    """
     connection = await aio_pika.connect(url)
     try:
-        channel = await connection.channel()
-        await channel.declare_exchange(
-            events_exchange(namespace), aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        dlx = await channel.declare_exchange(
-            dead_letter_exchange(namespace), aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        services = {s.value for s in ServiceName} | {"centre"}
-        for service in sorted(services):
-            dlq = await channel.declare_queue(
-                dead_letter_queue(namespace, service),
-                durable=True,
-                arguments={"x-queue-type": "quorum"},
+        declarer = _Declarer(connection)
+        events = events_exchange(namespace)
+        dlx = dead_letter_exchange(namespace)
+        await declarer.exchange(events, aio_pika.ExchangeType.TOPIC)
+        await declarer.exchange(dlx, aio_pika.ExchangeType.DIRECT)
+        for owner in DEAD_LETTER_OWNERS:
+            dlq = await declarer.queue(
+                dead_letter_queue(namespace, owner), DEAD_LETTER_QUEUE_ARGUMENTS
             )
-            await dlq.bind(dlx, routing_key=service)
-        for specs in SUBSCRIPTIONS.values():
-            for spec in specs:
-                await declare_queue(channel, namespace, spec)
-        for spec in extra:
-            await declare_queue(channel, namespace, spec)
+            if dlq is not None:
+                await dlq.bind(dlx, routing_key=owner)
+        specs = [spec for specs in SUBSCRIPTIONS.values() for spec in specs]
+        for spec in [*specs, *extra]:
+            queue = await declarer.queue(
+                spec.name(namespace), queue_arguments(namespace, spec.service)
+            )
+            if queue is not None:
+                for key in spec.bindings:
+                    await queue.bind(events, routing_key=key)
     finally:
         await connection.close()
 
@@ -215,7 +275,7 @@ async def delete_topology(url: str, namespace: str, centre_ids: Iterable[str] = 
         channel = await connection.channel()
         names = [spec.name(namespace) for specs in SUBSCRIPTIONS.values() for spec in specs]
         names += [centre_queue(namespace, c).name(namespace) for c in centre_ids]
-        names += [dead_letter_queue(namespace, s) for s in [*ServiceName, "centre"]]
+        names += [dead_letter_queue(namespace, s) for s in DEAD_LETTER_OWNERS]
         for name in names:
             await channel.queue_delete(name)
         await channel.exchange_delete(events_exchange(namespace))

@@ -1,7 +1,155 @@
-"""The `aiguillage broker` commands."""
+"""The `aiguillage broker` commands: users and permissions on the broker (least privilege)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="broker commands.", no_args_is_help=True)
+from shared.provisioning import (
+    Plan,
+    ProvisioningError,
+    Rabbitmqctl,
+    apply,
+    broker_url,
+    build_plan,
+    definitions,
+    new_password,
+)
+from shared.settings import get_settings
+from shared.topology import events_exchange
+
+app = typer.Typer(
+    help="The broker: a virtual host, one user per service and per actor, least privilege.",
+    no_args_is_help=True,
+)
+
+
+def read_passwords(path: Path | None) -> dict[str, str]:
+    """A JSON object {user: password}."""
+    if path is None:
+        return {}
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ProvisioningError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(document, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in document.items()
+    ):
+        raise ProvisioningError(f"{path}: expected a JSON object of user names to passwords")
+    return document
+
+
+def describe(plan: Plan) -> str:
+    """What each user may do, for people."""
+    exchange = events_exchange(plan.namespace)
+    width = max(len(a.user) for a in plan.accounts)
+    lines = [f"virtual host {plan.vhost!r}, namespace {plan.namespace!r}", ""]
+    lines.append(f"publishes: routing keys on {exchange}; reads: queues")
+    for account in plan.accounts:
+        lines.append(f"{account.user.ljust(width)}  ({account.kind.value})")
+        lines.append(f"{''.ljust(width)}    publishes  {', '.join(account.publishes)}")
+        lines.append(f"{''.ljust(width)}    reads      {', '.join(account.reads)}")
+    return "\n".join(lines)
+
+
+def describe_passwords(plan: Plan, passwords: Mapping[str, str | None], base_url: str) -> str:
+    width = max(len(user) for user in passwords)
+    lines = ["", "Passwords (shown once: store them now):"]
+    for user, password in passwords.items():
+        if password is None:
+            lines.append(f"  {user.ljust(width)}  unchanged")
+        else:
+            url = broker_url(base_url, user, password, plan.vhost)
+            lines.append(f"  {user.ljust(width)}  {password}  {url}")
+    lines.append("Each service takes its URL as AIGUILLAGE_BROKER_URL.")
+    return "\n".join(lines)
+
+
+@app.command()
+def provision(
+    centre: Annotated[
+        list[str] | None,
+        typer.Option("--centre", help="A centre's id: a user that reads its queue only. Repeat."),
+    ] = None,
+    referrer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--referrer",
+            help="A referrer's reply key (its reply_to): a user answered on it only. Repeat.",
+        ),
+    ] = None,
+    vhost: Annotated[
+        str | None, typer.Option(help="Virtual host (default: the namespace).")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="Namespace of exchanges and queues (AIGUILLAGE_NAMESPACE).")
+    ] = None,
+    user_suffix: Annotated[
+        str, typer.Option(help="Appended to every user name (several deployments, one broker).")
+    ] = "",
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help="JSON {user: password}: these passwords are set, the rest generated."),
+    ] = None,
+    rotate_passwords: Annotated[
+        bool, typer.Option(help="New passwords for existing users too (else they keep theirs).")
+    ] = False,
+    definitions_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--definitions",
+            help="Write a RabbitMQ definitions file (users, permissions, topology) instead "
+            "of changing the broker, for brokers that import definitions at boot.",
+        ),
+    ] = None,
+    administrator: Annotated[
+        str | None,
+        typer.Option(
+            "--administrator",
+            help="Also an administrator with every right on the virtual host (a broker that "
+            "imports definitions at boot creates no default user).",
+        ),
+    ] = None,
+    rabbitmqctl: Annotated[str, typer.Option(help="The rabbitmqctl to run.")] = "rabbitmqctl",
+    node: Annotated[str | None, typer.Option(help="RabbitMQ node (rabbitmqctl -n).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan, change nothing.")
+    ] = False,
+) -> None:
+    """Create the virtual host, the users and their permissions (idempotent)."""
+    settings = get_settings()
+    ns = namespace or settings.namespace
+    try:
+        plan = build_plan(
+            ns,
+            vhost or ns,
+            centres=centre or [],
+            referrers=referrer or [],
+            user_suffix=user_suffix,
+            administrator=administrator,
+        )
+        typer.echo(describe(plan))
+        if dry_run:
+            return
+        given = read_passwords(password_file)
+        unknown = sorted(set(given) - set(plan.users))
+        if unknown:
+            raise ProvisioningError(f"{password_file}: users not in the plan: {unknown}")
+        passwords: dict[str, str | None]
+        if definitions_file is not None:
+            passwords = {user: given.get(user) or new_password() for user in plan.users}
+            document = definitions(plan, {u: p for u, p in passwords.items() if p})
+            definitions_file.write_text(json.dumps(document, indent=2) + "\n")
+            typer.echo(f"\nwrote {definitions_file}")
+        else:
+            ctl = Rabbitmqctl(rabbitmqctl, node)
+            passwords = apply(plan, ctl, given, rotate=rotate_passwords)
+            typer.echo(f"\nprovisioned {plan.vhost!r} on the broker")
+    except ProvisioningError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(describe_passwords(plan, passwords, settings.broker_url))

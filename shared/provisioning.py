@@ -1,0 +1,550 @@
+"""Least privilege on the broker: one RabbitMQ user per service and per outside actor
+(Centre 15, each referrer, the ARS, each centre), each allowed to publish and read
+only what it must. ``aiguillage broker provision`` applies the plan with
+``rabbitmqctl`` or writes it as a definitions file.
+
+Nothing here restates the topology: queues and binding keys come from
+``shared.topology`` (SUBSCRIPTIONS, the centres' queues), the keys each actor may
+publish from ``shared.contracts`` (PUBLISHERS, routing_key_pattern). A new
+subscription or event changes the permissions with it.
+
+What RabbitMQ checks, per virtual host (regexes, anchored here):
+
+- configure (declare, delete), write (publish to an exchange; bind a queue) and read
+  (consume or get from a queue; bind from an exchange) on resource names;
+- topic permissions on the events exchange: ``write`` against the routing key of each
+  publish, ``read`` against the binding key of each binding. The second matters as
+  much as the first: whoever may bind its own queue could otherwise bind it to every
+  centre's keys.
+
+Only the operator configures the exchanges and the dead-letter queues: a service
+publishes its dead letters to the dead-letter exchange, and reads none of them (nobody
+can bind a queue to the dead-letter exchange and read another service's failures).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from shared.contracts import PUBLISHERS, routing_key_pattern
+from shared.events import CapacityAlert, EventPayload, ReinforcementRequested
+from shared.settings import ServiceName
+from shared.topology import (
+    DEAD_LETTER_OWNERS,
+    DEAD_LETTER_QUEUE_ARGUMENTS,
+    SUBSCRIPTIONS,
+    QueueSpec,
+    centre_queue,
+    dead_letter_exchange,
+    dead_letter_queue,
+    events_exchange,
+    queue_arguments,
+)
+
+# A centre id, a referrer's reply key, a département: one word of a routing key.
+WORD = r"[A-Za-z0-9_-]+"
+# A binding may also use a wildcard where a routing key has that word.
+BINDING_WORD = r"(?:[A-Za-z0-9_-]+|\*|#)"
+IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NOTHING = "^$"
+EVERYTHING = ".*"
+
+# The key the notifier answers Centre 15 on (reply.centre-15.referral.outcome).
+CENTRE_15_REPLY_TO = "centre-15"
+
+# The notifier's HTTP API is the centres' door (outcomes, reinforcement requests):
+# it publishes their events in their name.
+HTTP_DOORS: dict[ServiceName, tuple[str, ...]] = {ServiceName.NOTIFIER: ("centres",)}
+
+# What the ARS is told on the broker; the territory it reads over the scheduler's API.
+ARS_RECEIVES: tuple[type[EventPayload], ...] = (CapacityAlert, ReinforcementRequested)
+
+HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
+
+
+class AccountKind(StrEnum):
+    SERVICE = "service"
+    CENTRE_15 = "centre_15"
+    REFERRER = "referrer"
+    ARS = "ars"
+    CENTRE = "centre"
+    ADMINISTRATOR = "administrator"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One RabbitMQ user and what it may do in the plan's virtual host."""
+
+    user: str
+    kind: AccountKind
+    actor: str  # the user name without the deployment's suffix
+    configure: str
+    write: str
+    read: str
+    topic_write: str  # routing keys it may publish on the events exchange
+    topic_read: str  # binding keys it may bind on the events exchange
+    publishes: tuple[str, ...]  # for people: routing keys (contracts' patterns)
+    reads: tuple[str, ...]  # for people: queues, and what they may be bound to
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    namespace: str
+    vhost: str
+    accounts: tuple[Account, ...]
+    centres: tuple[str, ...]
+
+    def account(self, actor: str) -> Account:
+        """The account of an actor (``intake``, ``centre_15``, ``centre-<id>``...)."""
+        for account in self.accounts:
+            if account.actor == actor:
+                return account
+        raise KeyError(actor)
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        return tuple(a.user for a in self.accounts)
+
+    def queues(self) -> list[QueueSpec]:
+        """Every queue the provisioning declares: the services' and the centres'."""
+        specs = [spec for specs in SUBSCRIPTIONS.values() for spec in specs]
+        return specs + [centre_queue(self.namespace, c) for c in self.centres]
+
+
+class ProvisioningError(RuntimeError):
+    pass
+
+
+# -- regexes ------------------------------------------------------------------------
+
+
+def one_of(alternatives: Iterable[str]) -> str:
+    """An anchored regex matching any of ``alternatives`` (regexes), or nothing."""
+    unique = sorted(set(alternatives))
+    return f"^({'|'.join(unique)})$" if unique else NOTHING
+
+
+def pattern_regex(pattern: str, word: str = WORD) -> str:
+    """A contracts pattern (``slot.assigned.{centre_id}``) as a regex: each placeholder
+    is one word."""
+    return word.join(re.escape(part) for part in re.split(r"\{[a-z_]+\}", pattern))
+
+
+def _patterns(events: Iterable[type[EventPayload]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(routing_key_pattern(cls) for cls in events))
+
+
+def _reply_bindings(reply_to: str) -> tuple[str, ...]:
+    """The keys a referrer is answered on, and the wildcard over all of them."""
+    patterns = [
+        pattern
+        for events in PUBLISHERS.values()
+        for pattern in _patterns(events)
+        if "{reply_to}" in pattern
+    ]
+    keys = [pattern.replace("{reply_to}", reply_to) for pattern in patterns]
+    wildcards = [f"{pattern.split('{reply_to}')[0]}{reply_to}.#" for pattern in patterns]
+    return tuple(dict.fromkeys([*keys, *wildcards]))
+
+
+# -- the plan -----------------------------------------------------------------------
+
+
+def _service(namespace: str, service: ServiceName, suffix: str) -> Account:
+    specs = SUBSCRIPTIONS[service]
+    queues = [re.escape(spec.name(namespace)) for spec in specs]
+    bindings = [re.escape(key) for spec in specs for key in spec.bindings]
+    readable = [spec.name(namespace) for spec in specs]
+    if service is ServiceName.NOTIFIER:
+        # It declares each centre's queue when the ARS activates the centre.
+        template = centre_queue(namespace, "{centre_id}")
+        dlq = re.escape(dead_letter_queue(namespace, template.service))
+        queues.append(f"(?!{dlq}$){pattern_regex(template.name(namespace))}")
+        bindings += [pattern_regex(key) for key in template.bindings]
+        readable.append(f"{template.name(namespace)} (declares and binds them)")
+    producers = (service.value, *HTTP_DOORS.get(service, ()))
+    publishes = _patterns(cls for producer in producers for cls in PUBLISHERS[producer])
+    events = re.escape(events_exchange(namespace))
+    dlx = re.escape(dead_letter_exchange(namespace))
+    return Account(
+        user=f"{service.value}{suffix}",
+        kind=AccountKind.SERVICE,
+        actor=service.value,
+        configure=one_of(queues),
+        write=one_of([events, dlx, *queues]),
+        read=one_of([events, *queues]),
+        topic_write=one_of(pattern_regex(p) for p in publishes),
+        topic_read=one_of(bindings),
+        publishes=(*publishes, f"{dead_letter_exchange(namespace)} (its dead letters)"),
+        reads=tuple(readable),
+    )
+
+
+def actor_queue_prefix(namespace: str, actor: str) -> str:
+    """Where an outside actor may declare its own queues (``<ns>.actor.<actor>.``)."""
+    return f"{namespace}.actor.{actor}."
+
+
+def _outside(
+    namespace: str,
+    actor: str,
+    kind: AccountKind,
+    suffix: str,
+    producers: Sequence[str],
+    shown: Sequence[str],
+    binding_regexes: Sequence[str],
+) -> Account:
+    """An actor that declares its own queues under its prefix and binds them to its keys."""
+    prefix = actor_queue_prefix(namespace, actor)
+    queues = f"{re.escape(prefix)}.+"
+    events = re.escape(events_exchange(namespace))
+    publishes = _patterns(cls for producer in producers for cls in PUBLISHERS[producer])
+    return Account(
+        user=f"{actor}{suffix}",
+        kind=kind,
+        actor=actor,
+        configure=one_of([queues]),
+        write=one_of([events, queues]),
+        read=one_of([events, queues]),
+        topic_write=one_of(pattern_regex(p) for p in publishes),
+        topic_read=one_of(binding_regexes),
+        publishes=publishes,
+        reads=(f"{prefix}* bound to {', '.join(shown)}",),
+    )
+
+
+def _replies(
+    namespace: str,
+    actor: str,
+    kind: AccountKind,
+    suffix: str,
+    reply_to: str,
+    producers: Sequence[str],
+) -> Account:
+    bindings = _reply_bindings(reply_to)
+    shown = [key for key in bindings if key.endswith("#")]
+    return _outside(
+        namespace, actor, kind, suffix, producers, shown, [re.escape(b) for b in bindings]
+    )
+
+
+def _centre(namespace: str, centre_id: str, suffix: str) -> Account:
+    spec = centre_queue(namespace, centre_id)
+    queue = re.escape(spec.name(namespace))
+    events = re.escape(events_exchange(namespace))
+    publishes = _patterns(PUBLISHERS["centres"])
+    return Account(
+        user=f"centre-{centre_id}{suffix}",
+        kind=AccountKind.CENTRE,
+        actor=f"centre-{centre_id}",
+        configure=one_of([queue]),
+        write=one_of([events, queue]),
+        read=one_of([events, queue]),
+        topic_write=one_of(pattern_regex(p) for p in publishes),
+        topic_read=one_of(re.escape(key) for key in spec.bindings),
+        publishes=publishes,
+        reads=(f"{spec.name(namespace)} ({', '.join(spec.bindings)})",),
+    )
+
+
+def _administrator(user: str) -> Account:
+    return Account(
+        user=user,
+        kind=AccountKind.ADMINISTRATOR,
+        actor=user,
+        configure=EVERYTHING,
+        write=EVERYTHING,
+        read=EVERYTHING,
+        topic_write=EVERYTHING,
+        topic_read=EVERYTHING,
+        publishes=("everything",),
+        reads=("everything (administrator)",),
+    )
+
+
+def _check_identifiers(label: str, values: Sequence[str], reserved: Iterable[str]) -> None:
+    taken = set(reserved)
+    for value in values:
+        if not IDENTIFIER.match(value):
+            raise ProvisioningError(f"{label} {value!r}: letters, digits, '-' and '_' only")
+        if value in taken:
+            raise ProvisioningError(f"{label} {value!r} is reserved")
+    if len(set(values)) != len(values):
+        raise ProvisioningError(f"a {label} is given twice")
+
+
+def build_plan(
+    namespace: str,
+    vhost: str,
+    *,
+    centres: Sequence[str] = (),
+    referrers: Sequence[str] = (),
+    user_suffix: str = "",
+    administrator: str | None = None,
+) -> Plan:
+    """The users of one deployment (namespace in a virtual host) and their permissions."""
+    # "dlq" would name the centres' dead-letter queue; a referrer answered on Centre
+    # 15's key would read Centre 15's answers.
+    _check_identifiers("centre id", centres, ["dlq"])
+    _check_identifiers("referrer id", referrers, [CENTRE_15_REPLY_TO])
+    accounts = [_service(namespace, service, user_suffix) for service in ServiceName]
+    accounts.append(
+        _replies(
+            namespace,
+            "centre_15",
+            AccountKind.CENTRE_15,
+            user_suffix,
+            CENTRE_15_REPLY_TO,
+            ["centre_15", "referrers"],
+        )
+    )
+    accounts += [
+        _replies(namespace, f"referrer-{r}", AccountKind.REFERRER, user_suffix, r, ["referrers"])
+        for r in referrers
+    ]
+    alerts = _patterns(ARS_RECEIVES)
+    accounts.append(
+        _outside(
+            namespace,
+            "ars",
+            AccountKind.ARS,
+            user_suffix,
+            ["ars"],
+            alerts,
+            [pattern_regex(p, BINDING_WORD) for p in alerts],
+        )
+    )
+    accounts += [_centre(namespace, c, user_suffix) for c in centres]
+    if administrator is not None:
+        accounts.append(_administrator(administrator))
+    users = [a.user for a in accounts]
+    if len(set(users)) != len(users):
+        raise ProvisioningError("two accounts would have the same user name")
+    return Plan(namespace, vhost, tuple(accounts), tuple(centres))
+
+
+# -- definitions --------------------------------------------------------------------
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    salt = secrets.token_bytes(4) if salt is None else salt
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def topology_definitions(plan: Plan) -> dict[str, Any]:
+    """Exchanges, queues and bindings of the plan's namespace, as RabbitMQ definitions."""
+    vhost, ns = plan.vhost, plan.namespace
+    events, dlx = events_exchange(ns), dead_letter_exchange(ns)
+
+    def exchange(name: str, kind: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "vhost": vhost,
+            "type": kind,
+            "durable": True,
+            "auto_delete": False,
+            "internal": False,
+            "arguments": {},
+        }
+
+    def queue(name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "vhost": vhost,
+            "durable": True,
+            "auto_delete": False,
+            "arguments": dict(arguments),
+        }
+
+    def binding(source: str, queue_name: str, key: str) -> dict[str, Any]:
+        return {
+            "source": source,
+            "vhost": vhost,
+            "destination": queue_name,
+            "destination_type": "queue",
+            "routing_key": key,
+            "arguments": {},
+        }
+
+    queues = [
+        queue(dead_letter_queue(ns, owner), DEAD_LETTER_QUEUE_ARGUMENTS)
+        for owner in DEAD_LETTER_OWNERS
+    ]
+    bindings = [binding(dlx, dead_letter_queue(ns, owner), owner) for owner in DEAD_LETTER_OWNERS]
+    for spec in plan.queues():
+        queues.append(queue(spec.name(ns), queue_arguments(ns, spec.service)))
+        bindings += [binding(events, spec.name(ns), key) for key in spec.bindings]
+    return {
+        "exchanges": [exchange(events, "topic"), exchange(dlx, "direct")],
+        "queues": queues,
+        "bindings": bindings,
+    }
+
+
+def definitions(plan: Plan, passwords: Mapping[str, str]) -> dict[str, Any]:
+    """The plan as a RabbitMQ definitions document. Users are included only where
+    ``passwords`` gives one (a user left out keeps its password on import)."""
+    by_user = {a.user: a for a in plan.accounts}
+    unknown = set(passwords) - set(by_user)
+    if unknown:
+        raise ProvisioningError(f"passwords for users not in the plan: {sorted(unknown)}")
+    users = [
+        {
+            "name": user,
+            "password_hash": password_hash(password),
+            "hashing_algorithm": HASHING_ALGORITHM,
+            "tags": ["administrator"] if by_user[user].kind is AccountKind.ADMINISTRATOR else [],
+        }
+        for user, password in sorted(passwords.items())
+    ]
+    permissions = [
+        {
+            "user": a.user,
+            "vhost": plan.vhost,
+            "configure": a.configure,
+            "write": a.write,
+            "read": a.read,
+        }
+        for a in plan.accounts
+    ]
+    topic_permissions = [
+        {
+            "user": a.user,
+            "vhost": plan.vhost,
+            "exchange": events_exchange(plan.namespace),
+            "write": a.topic_write,
+            "read": a.topic_read,
+        }
+        for a in plan.accounts
+        if a.kind is not AccountKind.ADMINISTRATOR
+    ]
+    return {
+        "users": users,
+        "vhosts": [{"name": plan.vhost}],
+        "permissions": permissions,
+        "topic_permissions": topic_permissions,
+        **topology_definitions(plan),
+    }
+
+
+# -- rabbitmqctl --------------------------------------------------------------------
+
+
+class Rabbitmqctl:
+    """The broker's own command line (the management plugin is not needed)."""
+
+    def __init__(
+        self, executable: str = "rabbitmqctl", node: str | None = None, timeout: float = 120.0
+    ) -> None:
+        self.command = [executable, *(["--node", node] if node else [])]
+        self.timeout = timeout
+
+    def run(self, *args: str, stdin: str | None = None) -> str:
+        try:
+            done = subprocess.run(
+                [*self.command, *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise ProvisioningError(f"{self.command[0]} not found: {exc}") from exc
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip()
+            raise ProvisioningError(f"rabbitmqctl {args[0]} failed ({done.returncode}): {detail}")
+        return done.stdout
+
+    def _json(self, *args: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = json.loads(
+            self.run(*args, "--formatter", "json", "--quiet") or "[]"
+        )
+        return rows
+
+    def users(self) -> set[str]:
+        return {row["user"] for row in self._json("list_users")}
+
+    def vhosts(self) -> set[str]:
+        return {row["name"] for row in self._json("list_vhosts")}
+
+    def topic_permissions(self, vhost: str) -> list[tuple[str, str]]:
+        return [
+            (row["user"], row["exchange"])
+            for row in self._json("list_topic_permissions", "--vhost", vhost)
+        ]
+
+    def import_definitions(self, document: Mapping[str, Any]) -> None:
+        # On standard input: the hashes never appear in a file or a process list.
+        self.run("import_definitions", "--format", "json", stdin=json.dumps(document))
+
+
+def apply(
+    plan: Plan,
+    ctl: Rabbitmqctl,
+    given: Mapping[str, str] | None = None,
+    *,
+    rotate: bool = False,
+) -> dict[str, str | None]:
+    """Create or update the plan's virtual host, users, permissions and topology.
+
+    A new user gets the password ``given`` for it, or a generated one; an existing
+    user keeps its password unless one is given or ``rotate``. Every user's
+    permissions are reset to the plan. Returns the password set for each user
+    (None: unchanged).
+    """
+    given = dict(given or {})
+    existing = ctl.users()
+    passwords: dict[str, str | None] = {}
+    for user in plan.users:
+        if user in given:
+            passwords[user] = given[user]
+        elif user not in existing or rotate:
+            passwords[user] = new_password()
+        else:
+            passwords[user] = None
+    document = definitions(plan, {u: p for u, p in passwords.items() if p is not None})
+    ctl.import_definitions(document)
+    # Topic permissions on another exchange of this host (an older plan) go, now that
+    # those of the plan are in place: clearing first would leave a moment with none,
+    # which RabbitMQ reads as "every key".
+    keep = {(t["user"], t["exchange"]) for t in document["topic_permissions"]}
+    for user, exchange in ctl.topic_permissions(plan.vhost):
+        if user in passwords and (user, exchange) not in keep:
+            ctl.run("clear_topic_permissions", "--vhost", plan.vhost, user, exchange)
+    return passwords
+
+
+def remove(plan: Plan, ctl: Rabbitmqctl) -> None:
+    """Delete the plan's users and its virtual host (with everything in it)."""
+    existing = ctl.users()
+    for user in plan.users:
+        if user in existing:
+            ctl.run("delete_user", user)
+    if plan.vhost in ctl.vhosts():
+        ctl.run("delete_vhost", plan.vhost)
+
+
+def broker_url(base_url: str, user: str, password: str, vhost: str) -> str:
+    """``base_url``'s host and port, with these credentials and virtual host."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme or "amqp", netloc, "/" + quote(vhost, safe=""), "", ""))
