@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aio_pika
 import pytest
 from sqlalchemy import func, select
 
@@ -153,3 +154,35 @@ async def test_permanent_failure_is_dead_lettered_after_bounded_tries(
         assert Envelope.model_validate_json(letter.body).payload() == CONTACT
         assert await _count(runtime, contacts) == 0
         assert await _count(runtime, outbox) == 0
+
+
+async def test_graceful_shutdown_finishes_the_messages_in_hand(settings: Settings) -> None:
+    """A stop in the middle of handling waits for the handler, commits, acks, relays."""
+    started = asyncio.Event()
+
+    class Slow(Probe):
+        async def __call__(self, delivery: Delivery) -> None:
+            started.set()
+            await asyncio.sleep(1.5)
+            await super().__call__(delivery)
+
+    probe = Slow()
+    runtime = ServiceRuntime(ServiceName.NOTIFIER, settings, "services.notifier:migrations")
+    runtime.consume("contacts", probe)
+    app = runtime.app()
+    await app.start()
+    s = settings
+    async with Tap(s.broker_url, s.namespace, "notification.#") as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+            await pub.publish(CONTACT, correlation_id="r-1")
+        await asyncio.wait_for(started.wait(), 10)
+        await app.stop()  # while the handler sleeps
+        # The event it committed was relayed before the connection closed.
+        await tap.wait_for(lambda es: len(es) == 1, timeout=10)
+    assert probe.calls == 1
+    # Nothing left to redeliver: the message was acked, not abandoned.
+    connection = await aio_pika.connect(s.broker_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"{s.namespace}.notifier.contacts", passive=True)
+        assert queue.declaration_result.message_count == 0
