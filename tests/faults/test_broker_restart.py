@@ -7,6 +7,7 @@ its own, never beside other tests on the same broker."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 
@@ -19,10 +20,14 @@ pytestmark = pytest.mark.faults
 
 
 def rabbitmqctl(*args: str) -> None:
+    """On the broker the tests use: AIGUILLAGE_TEST_RABBITMQ_NODE names its node when it
+    is not the default one (a second node kept for fault tests, say)."""
     if shutil.which("rabbitmqctl") is None:
         pytest.fail("rabbitmqctl is needed to restart the broker (run on the broker's host)",
                     pytrace=False)
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+    node = os.environ.get("AIGUILLAGE_TEST_RABBITMQ_NODE")
+    command = ["rabbitmqctl", *(["-n", node] if node else []), *args]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
 
 
 async def test_broker_restart_mid_burst(cluster: Cluster) -> None:

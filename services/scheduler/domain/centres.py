@@ -27,6 +27,9 @@ class DaySchedule:
 
 @dataclass(frozen=True, slots=True)
 class CentreSchedule:
+    """An active centre: its place, its base schedule from ``first_day`` on, and the
+    ARS's later changes. Hours are local wall-clock times in ``timezone``."""
+
     centre_id: str
     lat: float
     lon: float
@@ -39,7 +42,9 @@ class CentreSchedule:
     timezone: str = "Europe/Paris"
 
     def on(self, day: date) -> DaySchedule:
-        """The schedule in force on a local day: the latest change per field wins."""
+        """The schedule in force on a local day: per field, the change with the latest
+        ``from_date`` not after ``day`` wins; on the same date, the later in ``changes``
+        (the caller passes them in the order they were recorded)."""
         boxes, hours, minutes = self.boxes, self.opening_hours, self.consultation_minutes
         for change in sorted(self.changes, key=lambda c: c.from_date):
             if change.from_date > day:

@@ -15,49 +15,75 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
+def _require_aware(*moments: datetime) -> None:
+    # A naive datetime would silently be read in the host's zone, which is not the
+    # centre's and not UTC: better to refuse it than to shift every slot.
+    for moment in moments:
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"naive datetime {moment.isoformat()}: give a time zone")
+
+
 def slot_starts(
     schedule: CentreSchedule, window_start: datetime, window_end: datetime
 ) -> Iterator[tuple[datetime, datetime, int]]:
-    """(start, end, boxes) of every slot starting in [window_start, window_end), in UTC,
-    chronological. A slot lies wholly inside an opening period."""
+    """(start, end, boxes that day) of every slot starting in [window_start, window_end),
+    in UTC, chronological.
+
+    A slot lies wholly inside an opening period, and none is on a day before the
+    centre's first day. Opening and closing are local wall-clock times; the slots
+    between them are laid out in elapsed time, so that on a DST day a centre open
+    01:00-04:00 receives for the two or four hours it is really open, and no two slots
+    share an instant or last more than the consultation.
+    """
+    _require_aware(window_start, window_end)
     zone = ZoneInfo(schedule.timezone)
     first = max(window_start.astimezone(zone).date(), schedule.first_day)
     last = window_end.astimezone(zone).date()
     day = first
     while day <= last:
-        yield from _day_slots(schedule, day, zone, window_start, window_end)
+        for start, end, boxes in _day_slots(schedule, day, zone):
+            if start >= window_end:
+                return
+            if start >= window_start:
+                yield start, end, boxes
         day += timedelta(days=1)
 
 
 def _day_slots(
-    schedule: CentreSchedule,
-    day: date,
-    zone: ZoneInfo,
-    window_start: datetime,
-    window_end: datetime,
+    schedule: CentreSchedule, day: date, zone: ZoneInfo
 ) -> Iterator[tuple[datetime, datetime, int]]:
     in_force = schedule.on(day)
-    length = in_force.consultation_minutes
-    periods = sorted(
-        (_minutes(p.opens), _minutes(p.closes))
-        for p in in_force.opening_hours
-        if p.weekday == day.weekday()
-    )
+    length = timedelta(minutes=in_force.consultation_minutes)
     midnight = datetime.combine(day, time(0), zone)
-    for opens, closes in periods:
-        minute = opens
-        while minute + length <= closes:
-            # Adding to an aware datetime is wall-clock arithmetic, and the zone gives
-            # each wall time its own offset: correct across DST changes.
-            local = midnight + timedelta(minutes=minute)
-            start = local.astimezone(UTC)
-            end = (local + timedelta(minutes=length)).astimezone(UTC)
-            minute += length
-            if start < window_start:
-                continue
-            if start >= window_end:
-                return
-            yield start, end, in_force.boxes
+    periods: list[tuple[datetime, datetime]] = []
+    for period in in_force.opening_hours:
+        if period.weekday != day.weekday():
+            continue
+        # Wall-clock arithmetic (an aware datetime plus a timedelta keeps the zone and
+        # takes the offset of the wall time reached), so 24:00 is the next midnight. A
+        # wall time the spring change skips maps to the instant an hour later; one the
+        # autumn change repeats maps to its first occurrence (fold=0).
+        opens = (midnight + timedelta(minutes=_minutes(period.opens))).astimezone(UTC)
+        closes = (midnight + timedelta(minutes=_minutes(period.closes))).astimezone(UTC)
+        if opens < closes:
+            periods.append((opens, closes))
+    for opens, closes in _merge(periods):
+        start = opens
+        while start + length <= closes:
+            yield start, start + length, in_force.boxes
+            start += length
+
+
+def _merge(periods: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    # Overlapping periods (a data-entry slip) would otherwise give a box two
+    # consultations at once and yield slots out of order.
+    merged: list[tuple[datetime, datetime]] = []
+    for opens, closes in sorted(periods):
+        if merged and opens < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], closes))
+        else:
+            merged.append((opens, closes))
+    return merged
 
 
 def free_slots(
@@ -66,13 +92,16 @@ def free_slots(
     window_end: datetime,
     booked: Collection[tuple[datetime, int]],
 ) -> Iterator[tuple[datetime, datetime, int]]:
-    """(start, end, box) not booked yet, chronological then by box."""
+    """(start, end, box) not booked yet, boxes numbered from 1, chronological then by
+    box. ``booked`` holds aware (start, box) pairs; any zone compares by instant."""
+    # Membership in a list is linear; the caller may hand over whatever it has.
+    taken = booked if isinstance(booked, set | frozenset) else frozenset(booked)
     for start, end, boxes in slot_starts(schedule, window_start, window_end):
         for box in range(1, boxes + 1):
-            if (start, box) not in booked:
+            if (start, box) not in taken:
                 yield start, end, box
 
 
 def capacity_between(schedule: CentreSchedule, start: datetime, end: datetime) -> int:
-    """Places (slot × box) starting in [start, end)."""
+    """Places (slot × box) starting in [start, end): the denominator of occupancy."""
     return sum(boxes for _, _, boxes in slot_starts(schedule, start, end))
