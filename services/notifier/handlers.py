@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from services.notifier import templates
 from services.notifier.channels import PatientChannel
@@ -22,6 +22,7 @@ from services.notifier.tables import (
     centre_appointments,
     centres,
     contacts,
+    deferred_outcomes,
     notifications,
     referrers,
 )
@@ -178,6 +179,7 @@ class NotifierHandlers:
                         webhook_url=payload.referrer.webhook_url,
                     )
                 )
+                await self._flush_deferred(delivery, payload.referral_id)
         elif isinstance(payload, ReferralRejected):
             # Broker referrers were answered by intake (submission.error); a webhook is
             # the only channel a refused referral still needs.
@@ -282,8 +284,51 @@ class NotifierHandlers:
         ).first()
         if referrer is None:
             # Its referral.received travels on another queue and may still be on its way:
-            # retried, then dead-lettered rather than told to nobody.
-            raise LookupError(f"referrer of {referral_id} not known yet")
+            # kept, and told as soon as the referrer is known (no ordering between queues
+            # can then spend this message's tries).
+            await delivery.session.execute(
+                insert(deferred_outcomes).values(
+                    cause_event_id=delivery.envelope.id,
+                    referral_id=referral_id,
+                    status=status,
+                    detail=detail,
+                    deferred_at=utcnow(),
+                )
+            )
+            return
+        await self._tell_referrer(delivery, referrer, status, detail, delivery.envelope.id)
+
+    async def _flush_deferred(self, delivery: Delivery, referral_id: str) -> None:
+        """Tell the referrer now known what was kept for it, in the order it happened."""
+        session = delivery.session
+        referrer = (
+            await session.execute(select(referrers).where(referrers.c.referral_id == referral_id))
+        ).one()
+        kept = (
+            await session.execute(
+                select(deferred_outcomes)
+                .where(deferred_outcomes.c.referral_id == referral_id)
+                .order_by(deferred_outcomes.c.deferred_at)
+            )
+        ).all()
+        for row in kept:
+            await self._tell_referrer(
+                delivery, referrer, row.status, row.detail, row.cause_event_id
+            )
+        if kept:
+            await session.execute(
+                delete(deferred_outcomes).where(deferred_outcomes.c.referral_id == referral_id)
+            )
+
+    async def _tell_referrer(
+        self,
+        delivery: Delivery,
+        referrer: Any,
+        status: str,
+        detail: dict[str, Any],
+        cause: str,
+    ) -> None:
+        referral_id = referrer.referral_id
         if referrer.reply_to:
             await self._outcome_on_broker(
                 delivery,
@@ -293,6 +338,7 @@ class NotifierHandlers:
                 detail,
                 recipient_kind=RecipientKind.REFERRER,
                 recipient=referrer.identifier,
+                cause=cause,
             )
         if referrer.webhook_url:
             await self._pending(
@@ -307,6 +353,7 @@ class NotifierHandlers:
                     "url": referrer.webhook_url,
                     "payload": {"referral_id": referral_id, "status": status, "detail": detail},
                 },
+                cause=cause,
             )
 
     async def _outcome_on_broker(
@@ -319,6 +366,7 @@ class NotifierHandlers:
         *,
         recipient_kind: RecipientKind,
         recipient: str,
+        cause: str | None = None,
     ) -> None:
         text = templates.referrer_outcome(status, detail)
         await delivery.emit(
@@ -338,6 +386,7 @@ class NotifierHandlers:
             recipient=recipient,
             template=f"referrer.{status}",
             body=text,
+            cause=cause,
         )
 
     async def _to_patient(
@@ -365,6 +414,7 @@ class NotifierHandlers:
         recipient: str,
         template: str,
         body: str,
+        cause: str | None = None,
     ) -> None:
         """A message that travels on the broker: sent when this transaction commits."""
         notification_id = new_id()
@@ -372,7 +422,7 @@ class NotifierHandlers:
         await delivery.session.execute(
             insert(notifications).values(
                 id=notification_id,
-                cause_event_id=delivery.envelope.id,
+                cause_event_id=cause or delivery.envelope.id,
                 referral_id=referral_id,
                 recipient_kind=recipient_kind.value,
                 recipient=recipient,
@@ -415,12 +465,13 @@ class NotifierHandlers:
         target: dict[str, Any],
         subject: str = "",
         due: datetime | None = None,
+        cause: str | None = None,
     ) -> None:
         """A message for the outside world: the dispatcher sends it after the commit."""
         await delivery.session.execute(
             insert(notifications).values(
                 id=new_id(),
-                cause_event_id=delivery.envelope.id,
+                cause_event_id=cause or delivery.envelope.id,
                 referral_id=referral_id,
                 recipient_kind=recipient_kind.value,
                 recipient=recipient,

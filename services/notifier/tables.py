@@ -99,3 +99,15 @@ centres = Table(
     Column("address", Text, nullable=True),
     Column("commune_insee", String(5), nullable=False),
 )
+
+# Outcomes for a referral whose referrer the notifier has not heard of yet (its
+# referral.received is on another queue): told when it arrives.
+deferred_outcomes = Table(
+    "deferred_outcomes",
+    metadata,
+    Column("cause_event_id", String(36), primary_key=True),
+    Column("referral_id", String(36), nullable=False, index=True),
+    Column("status", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("deferred_at", DateTime(timezone=True), nullable=False),
+)

@@ -23,8 +23,9 @@ def rabbitmqctl(*args: str) -> None:
     """On the broker the tests use: AIGUILLAGE_TEST_RABBITMQ_NODE names its node when it
     is not the default one (a second node kept for fault tests, say)."""
     if shutil.which("rabbitmqctl") is None:
-        pytest.fail("rabbitmqctl is needed to restart the broker (run on the broker's host)",
-                    pytrace=False)
+        pytest.fail(
+            "rabbitmqctl is needed to restart the broker (run on the broker's host)", pytrace=False
+        )
     node = os.environ.get("AIGUILLAGE_TEST_RABBITMQ_NODE")
     command = ["rabbitmqctl", *(["-n", node] if node else []), *args]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
@@ -47,6 +48,12 @@ async def test_broker_restart_mid_burst(cluster: Cluster) -> None:
     assert states["none"] == 0 and sum(states.values()) == 120
     assert cluster.duplicates() == {}
     assert not cluster.processes.dead(), "a service died instead of reconnecting"
-    record("RabbitMQ restarted mid-burst", {
-        "referrals": 120, "final_states": dict(states), "duplicate_effects": 0, "lost": 0,
-    })
+    record(
+        "RabbitMQ restarted mid-burst",
+        {
+            "referrals": 120,
+            "final_states": dict(states),
+            "duplicate_effects": 0,
+            "lost": 0,
+        },
+    )

@@ -30,10 +30,13 @@ pytestmark = pytest.mark.faults
 NOW = datetime.now(UTC)
 
 # A valid event that its handler cannot process, ever, on the queues where one exists.
+# (A centre never activated; identifiers longer than the columns that store them: the
+# contracts set no length and PostgreSQL refuses them, every time.)
+LONG = "x" * 100
 FAILS_EVERY_TIME: dict[str, EventPayload] = {
     "scheduler.centres": CentreCapacityChanged(centre_id="nowhere", boxes=2, from_date=NOW.date()),
     "notifier.assignments": SlotAssigned(
-        centre_id="paris-f1",
+        centre_id=LONG,
         appointment_id="a-x",
         referral_id="unknown-referral",
         patient_ref="pat-x",
@@ -46,7 +49,7 @@ FAILS_EVERY_TIME: dict[str, EventPayload] = {
         distance_km=1.0,
     ),
     "notifier.referrals": ReferralWaitlisted(
-        referral_id="unknown-referral",
+        referral_id=LONG,
         patient_ref="pat-x",
         priority="routine",
         departement="75",
