@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from shared.events import (
     ReferrerKind,
     Vitals,
 )
+from shared.runtime import ServiceRuntime
 from shared.topology import dead_letter_queue, events_exchange
 
 
@@ -150,3 +151,14 @@ def referral(
             ),
         ),
     )
+
+
+@contextlib.asynccontextmanager
+async def running(runtime: ServiceRuntime) -> AsyncIterator[ServiceRuntime]:
+    """A service started in the test's process (migrations, topology, consumers, relay)."""
+    app = runtime.app()
+    await asyncio.wait_for(app.start(), 60)
+    try:
+        yield runtime
+    finally:
+        await asyncio.wait_for(app.stop(), 60)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import aio_pika
 import pytest
@@ -19,23 +17,6 @@ from shared.topology import centre_queue
 from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def processes(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcesses]:
-    procs = ServiceProcesses(
-        {
-            "AIGUILLAGE_BROKER_URL": settings.broker_url,
-            "AIGUILLAGE_NAMESPACE": settings.namespace,
-            "AIGUILLAGE_DATA_DIR": str(settings.data_dir),
-        },
-        tmp_path / "logs",
-    )
-    procs.start()
-    try:
-        yield procs
-    finally:
-        procs.stop()
 
 
 async def _drain(url: str, name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,24 +18,6 @@ from tests.helpers import Tap, centre, referral
 pytestmark = pytest.mark.e2e
 
 SECRETS = ["Éloïse", "Dupont-Lajoie", "285057800608491", "0612345678", "eloise.dl@exemple.fr"]
-
-
-@pytest.fixture
-def processes(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcesses]:
-    env = {
-        "AIGUILLAGE_BROKER_URL": settings.broker_url,
-        "AIGUILLAGE_NAMESPACE": settings.namespace,
-        "AIGUILLAGE_DATA_DIR": str(settings.data_dir),
-        "AIGUILLAGE_OUTBOX_POLL_SECONDS": "0.2",
-    }
-    procs = ServiceProcesses(env, tmp_path / "logs")
-    procs.start()
-    try:
-        yield procs
-    finally:
-        procs.stop()
-        for service in ["intake", "regulation", "scheduler", "notifier"]:
-            print(f"--- {service} log ---\n{procs.log(service)[-3000:]}")
 
 
 async def test_referral_goes_from_intake_to_the_centres_notification(

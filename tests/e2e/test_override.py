@@ -5,9 +5,7 @@ the slot and the centre is told; a held patient released to a centre gets a slot
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import aio_pika
 import httpx
@@ -27,27 +25,6 @@ from shared.topology import centre_queue
 from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def processes(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcesses]:
-    procs = ServiceProcesses(
-        {
-            "AIGUILLAGE_BROKER_URL": settings.broker_url,
-            "AIGUILLAGE_NAMESPACE": settings.namespace,
-            "AIGUILLAGE_DATA_DIR": str(settings.data_dir),
-            "AIGUILLAGE_OUTBOX_POLL_SECONDS": "0.2",
-            "AIGUILLAGE_AUTH_SECRET": settings.auth_secret,
-        },
-        tmp_path / "logs",
-    )
-    procs.start()
-    try:
-        yield procs
-    finally:
-        procs.stop()
-        for service in ["regulation", "scheduler", "notifier"]:
-            print(f"--- {service} log ---\n{procs.log(service)[-3000:]}")
 
 
 async def _drain(url: str, name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:

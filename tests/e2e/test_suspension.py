@@ -3,9 +3,6 @@ waitlisted, never dropped, and the people concerned are told. The ARS sees it al
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
@@ -18,23 +15,6 @@ from shared.settings import Settings
 from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def processes(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcesses]:
-    procs = ServiceProcesses(
-        {
-            "AIGUILLAGE_BROKER_URL": settings.broker_url,
-            "AIGUILLAGE_NAMESPACE": settings.namespace,
-            "AIGUILLAGE_DATA_DIR": str(settings.data_dir),
-        },
-        tmp_path / "logs",
-    )
-    procs.start()
-    try:
-        yield procs
-    finally:
-        procs.stop()
 
 
 async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(

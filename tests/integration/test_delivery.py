@@ -19,7 +19,7 @@ from shared.messaging_tables import outbox
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
-from tests.helpers import Tap, dead_letters
+from tests.helpers import Tap, dead_letters, running
 
 CONTACT = PatientContact(
     referral_id="r-1", patient_ref="pat-1", first_name="A", last_name="B", phone=None
@@ -63,12 +63,8 @@ class Probe:
 async def _running(settings: Settings, probe: Probe) -> AsyncIterator[ServiceRuntime]:
     runtime = ServiceRuntime(ServiceName.NOTIFIER, settings, "services.notifier:migrations")
     runtime.consume("contacts", probe)
-    app = runtime.app()
-    await app.start()
-    try:
+    async with running(runtime):
         yield runtime
-    finally:
-        await app.stop()
 
 
 async def _count(runtime: ServiceRuntime, table: Any) -> int:

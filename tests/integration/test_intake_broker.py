@@ -10,18 +10,14 @@ from services.intake.app import build
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
-from tests.helpers import Tap, referral
+from tests.helpers import Tap, referral, running
 
 
 @pytest.fixture
 async def intake(settings: Settings) -> AsyncIterator[ServiceRuntime]:
     runtime = build(settings)
-    app = runtime.app()
-    await app.start()
-    try:
+    async with running(runtime):
         yield runtime
-    finally:
-        await app.stop()
 
 
 async def test_same_referral_twice_and_in_conflict(

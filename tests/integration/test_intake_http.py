@@ -17,18 +17,15 @@ from shared.auth import Role, issue_token
 from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
+from tests.helpers import running
 from tests.strategies import referral_payloads, valid_referral
 
 
 @pytest.fixture
 async def intake(settings: Settings) -> AsyncIterator[ServiceRuntime]:
     runtime = build(settings)
-    app = runtime.app()
-    await app.start()
-    try:
+    async with running(runtime):
         yield runtime
-    finally:
-        await app.stop()
 
 
 def bearer(settings: Settings, role: Role, subject: str) -> dict[str, str]:

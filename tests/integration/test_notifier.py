@@ -31,7 +31,7 @@ from shared.http import HttpServer, free_port
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
-from tests.helpers import Tap, dead_letters
+from tests.helpers import Tap, dead_letters, running
 
 
 class Mailbox:
@@ -106,12 +106,8 @@ async def notifier(
         }
     )
     runtime = build(configured)
-    app = runtime.app()
-    await app.start()
-    try:
+    async with running(runtime):
         yield runtime
-    finally:
-        await app.stop()
 
 
 REFERRAL = "ref-notif-1"

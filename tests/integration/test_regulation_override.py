@@ -41,6 +41,7 @@ from shared.runtime import ServiceRuntime
 from shared.settings import Settings, get_settings
 from shared.topology import declare_topology
 from tests.helpers import Tap, dead_letters
+from tests.helpers import running as started
 
 pytestmark = pytest.mark.integration
 
@@ -81,13 +82,8 @@ def mild_referral(referral_id: str) -> ReferralReceived:
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[ServiceRuntime]:
-    runtime = build(settings)
-    app = runtime.app()
-    await asyncio.wait_for(app.start(), 60)
-    try:
+    async with started(build(settings)) as runtime:
         yield runtime
-    finally:
-        await asyncio.wait_for(app.stop(), 60)
 
 
 def regulated_of(tap: Tap, referral_id: str) -> list[Envelope]:

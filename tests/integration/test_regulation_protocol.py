@@ -41,6 +41,7 @@ from shared.runtime import ServiceRuntime
 from shared.settings import Settings, get_settings
 from shared.topology import declare_topology
 from tests.helpers import Tap, dead_letters
+from tests.helpers import running as started
 
 pytestmark = pytest.mark.integration
 
@@ -77,13 +78,8 @@ def received(referral_id: str, spo2: float = 97.0, age: int = 45) -> ReferralRec
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[ServiceRuntime]:
-    runtime = build(settings)
-    app = runtime.app()
-    await asyncio.wait_for(app.start(), 60)
-    try:
+    async with started(build(settings)) as runtime:
         yield runtime
-    finally:
-        await asyncio.wait_for(app.stop(), 60)
 
 
 async def active_version(runtime: ServiceRuntime) -> str | None:
