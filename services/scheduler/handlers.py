@@ -175,53 +175,11 @@ class SchedulerHandlers:
             patient = await self._patient_of(session, appt, now)
             booked = await self._book(session, patient, now)
             if booked is not None:
-                await delivery.emit(
-                    AppointmentRescheduled(
-                        centre_id=booked.slot.centre_id,
-                        appointment_id=booked.appointment_id,
-                        referral_id=appt.referral_id,
-                        patient_ref=appt.patient_ref,
-                        previous_centre_id=centre_id,
-                        previous_start=as_utc(appt.start),
-                        previous_appointment_id=appt.id,
-                        centre_name=booked.centre.name,
-                        centre_commune_insee=booked.centre.commune_insee,
-                        centre_address=booked.centre.address,
-                        start=booked.slot.start,
-                        end=booked.slot.end,
-                        box=booked.slot.box,
-                        priority=patient.priority,
-                        distance_km=round(booked.slot.distance_km, 2),
-                        reason=why,
-                    ),
-                    correlation_id=appt.referral_id,
-                )
-                await delivery.emit(
-                    AppointmentCancelled(
-                        centre_id=centre_id,
-                        appointment_id=appt.id,
-                        referral_id=appt.referral_id,
-                        patient_ref=appt.patient_ref,
-                        start=as_utc(appt.start),
-                        cancelled_by=CancelledBy.SERVICE,
-                        reason=why,
-                        replaced_by=booked.appointment_id,
-                    ),
-                    correlation_id=appt.referral_id,
+                await self._announce_move(
+                    delivery, appt, booked, patient.priority, why, CancelledBy.SERVICE
                 )
             else:
-                await delivery.emit(
-                    AppointmentCancelled(
-                        centre_id=centre_id,
-                        appointment_id=appt.id,
-                        referral_id=appt.referral_id,
-                        patient_ref=appt.patient_ref,
-                        start=as_utc(appt.start),
-                        cancelled_by=CancelledBy.SERVICE,
-                        reason=why,
-                    ),
-                    correlation_id=appt.referral_id,
-                )
+                await self._announce_cancel(delivery, appt, CancelledBy.SERVICE, why)
                 await self._waitlist(delivery, patient, now, why)
 
     async def _patient_of(self, session: Any, appt: Any, now: datetime) -> Patient:
@@ -256,16 +214,11 @@ class SchedulerHandlers:
             )
             if current is not None:
                 await self._cancel(session, current.id)
-                await delivery.emit(
-                    AppointmentCancelled(
-                        centre_id=current.centre_id,
-                        appointment_id=current.id,
-                        referral_id=current.referral_id,
-                        patient_ref=current.patient_ref,
-                        start=as_utc(current.start),
-                        cancelled_by=CancelledBy.REGULATOR,
-                        reason=f"regulation decided {event.decision.value}",
-                    )
+                await self._announce_cancel(
+                    delivery,
+                    current,
+                    CancelledBy.REGULATOR,
+                    f"regulation decided {event.decision.value}",
                 )
                 await self._drain(delivery, current.centre_id, now)
             return
@@ -321,42 +274,14 @@ class SchedulerHandlers:
             )
             return
         await self._cancel(session, current.id)
-        await delivery.emit(
-            AppointmentRescheduled(
-                centre_id=booked.slot.centre_id,
-                appointment_id=booked.appointment_id,
-                referral_id=event.referral_id,
-                patient_ref=event.patient_ref,
-                previous_centre_id=current.centre_id,
-                previous_start=as_utc(current.start),
-                previous_appointment_id=current.id,
-                centre_name=booked.centre.name,
-                centre_commune_insee=booked.centre.commune_insee,
-                centre_address=booked.centre.address,
-                start=booked.slot.start,
-                end=booked.slot.end,
-                box=booked.slot.box,
-                priority=priority,
-                distance_km=round(booked.slot.distance_km, 2),
-                reason=f"priority {priority.value} decided by {event.decided_by}",
-            ),
-            correlation_id=event.referral_id,
+        await self._announce_move(
+            delivery,
+            current,
+            booked,
+            priority,
+            f"priority {priority.value} decided by {event.decided_by}",
+            CancelledBy.REGULATOR,
         )
-        if booked.slot.centre_id != current.centre_id:
-            # The first centre loses this patient: it hears of it on its own queue.
-            await delivery.emit(
-                AppointmentCancelled(
-                    centre_id=current.centre_id,
-                    appointment_id=current.id,
-                    referral_id=event.referral_id,
-                    patient_ref=event.patient_ref,
-                    start=as_utc(current.start),
-                    cancelled_by=CancelledBy.REGULATOR,
-                    reason="moved to another centre for a raised priority",
-                    replaced_by=booked.appointment_id,
-                ),
-                correlation_id=event.referral_id,
-            )
 
     # -- consultations -----------------------------------------------------------
 
@@ -430,6 +355,62 @@ class SchedulerHandlers:
             update(appointments)
             .where(appointments.c.id == appointment_id)
             .values(status="cancelled")
+        )
+
+    async def _announce_move(
+        self,
+        delivery: Delivery,
+        old: Any,
+        booked: Booked,
+        priority: Priority,
+        reason: str,
+        by: CancelledBy,
+    ) -> None:
+        """The new appointment to its centre (and so the patient and the referrer); the
+        old one, replaced, to the centre that loses the patient."""
+        await delivery.emit(
+            AppointmentRescheduled(
+                centre_id=booked.slot.centre_id,
+                appointment_id=booked.appointment_id,
+                referral_id=old.referral_id,
+                patient_ref=old.patient_ref,
+                previous_centre_id=old.centre_id,
+                previous_start=as_utc(old.start),
+                previous_appointment_id=old.id,
+                centre_name=booked.centre.name,
+                centre_commune_insee=booked.centre.commune_insee,
+                centre_address=booked.centre.address,
+                start=booked.slot.start,
+                end=booked.slot.end,
+                box=booked.slot.box,
+                priority=priority,
+                distance_km=round(booked.slot.distance_km, 2),
+                reason=reason,
+            ),
+            correlation_id=old.referral_id,
+        )
+        await self._announce_cancel(delivery, old, by, reason, replaced_by=booked.appointment_id)
+
+    async def _announce_cancel(
+        self,
+        delivery: Delivery,
+        old: Any,
+        by: CancelledBy,
+        reason: str,
+        replaced_by: str | None = None,
+    ) -> None:
+        await delivery.emit(
+            AppointmentCancelled(
+                centre_id=old.centre_id,
+                appointment_id=old.id,
+                referral_id=old.referral_id,
+                patient_ref=old.patient_ref,
+                start=as_utc(old.start),
+                cancelled_by=by,
+                reason=reason,
+                replaced_by=replaced_by,
+            ),
+            correlation_id=old.referral_id,
         )
 
     async def _announce(self, delivery: Delivery, patient: Patient, booked: Booked) -> None:
