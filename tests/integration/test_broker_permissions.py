@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -63,6 +64,9 @@ pytestmark = pytest.mark.integration
 CENTRES = ("poterie", "cleunay")
 REFERRER = "sos-rennes"
 
+# The broker's node, when the tests use another one than rabbitmqctl's default.
+NODE = os.environ.get("AIGUILLAGE_TEST_RABBITMQ_NODE")
+
 
 def _invoke(args: list[str], env: dict[str, str]) -> Any:
     # The commands read the environment through the cached settings: fresh each time.
@@ -99,6 +103,8 @@ class Deployment:
 
     def args(self, *extra: str) -> list[str]:
         args = ["--vhost", self.plan.vhost, "--namespace", self.namespace]
+        if NODE:
+            args += ["--node", NODE]
         args += ["--user-suffix", self.suffix, *extra]
         for c in CENTRES:
             args += ["--centre", c]
@@ -125,7 +131,7 @@ async def deployment(broker_url_: str, tmp_path: Path) -> AsyncIterator[Deployme
         assert result.exit_code == 0, result.output
         yield d
     finally:
-        await asyncio.to_thread(remove, plan, Rabbitmqctl())
+        await asyncio.to_thread(remove, plan, Rabbitmqctl(node=NODE))
 
 
 @pytest.fixture(scope="module")
@@ -523,7 +529,7 @@ async def test_provisioning_again_resets_permissions_and_keeps_passwords(
     broker_url: str, tmp_path: Path
 ) -> None:
     async with deployment(broker_url, tmp_path) as d:
-        ctl = Rabbitmqctl()
+        ctl = Rabbitmqctl(node=NODE)
         user, vhost = d.user("centre-poterie"), d.plan.vhost
         # Someone widened the centre's rights by hand.
         await asyncio.to_thread(ctl.run, "set_permissions", "-p", vhost, user, ".*", ".*", ".*")
@@ -573,7 +579,7 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
         administrator=f"admin{suffix}",
     )
     target = tmp_path / "definitions.json"
-    ctl = Rabbitmqctl()
+    ctl = Rabbitmqctl(node=NODE)
     try:
         result = await asyncio.to_thread(
             _provision,

@@ -40,6 +40,19 @@ async def _consumers(url: str, name: str) -> int:
         return int(queue.declaration_result.consumer_count or 0)
 
 
+async def _until_centres(url: str, count: int) -> None:
+    database = Database(url)
+    try:
+        for _ in range(100):
+            async with database.transaction() as session:
+                if len(await active_schedules(session)) >= count:
+                    return
+            await asyncio.sleep(0.1)
+        raise TimeoutError("centres not active")
+    finally:
+        await database.dispose()
+
+
 async def test_three_replicas_never_double_book(
     settings: Settings, postgres: Any, tmp_path: Path
 ) -> None:
@@ -77,6 +90,9 @@ async def test_three_replicas_never_double_book(
                 for name, insee in [("rennes-1", "35238"), ("st-gregoire-1", "35278")]:
                     await pub.publish(centre(name, insee, boxes=2), correlation_id=name)
                 await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+                # Delivered is not committed: wait until both centres are in the database,
+                # or early referrals would wait, then be served: two outcomes, rightly.
+                await _until_centres(url, 2)
                 for i in range(REFERRALS):
                     referral_id = f"r-{i:04d}"
                     await pub.publish(
