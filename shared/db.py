@@ -42,7 +42,10 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per transaction. A connection found dead
+    # raises a disconnect error, which invalidates the whole pool, and the consumer
+    # holds the message and tries again (database_unavailable).
+    return create_async_engine(url, pool_size=10, max_overflow=10)
 
 
 class Database:

@@ -6,35 +6,35 @@ that the event was handled commit (or roll back) together.
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events import Envelope, utcnow
 from shared.messaging_tables import inbox
 
 
-async def already_processed(session: AsyncSession, consumer: str, event_id: str) -> bool:
-    row = await session.execute(
-        select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id == event_id)
-    )
-    return row.first() is not None
-
-
 async def claim(session: AsyncSession, consumer: str, envelope: Envelope) -> bool:
     """Record the event as processed by ``consumer``; False if it already was.
 
-    Two replicas racing on the same id both pass the check, but only one commits:
-    the other's insert violates the primary key, its transaction rolls back and the
-    redelivered message then finds the row.
+    One statement, one round trip per message. On PostgreSQL a replica racing on the
+    same id waits on the other's uncommitted row: it gets False if that one commits,
+    and the claim if it rolls back.
     """
-    if await already_processed(session, consumer, envelope.id):
-        return False
-    await session.execute(
-        insert(inbox).values(
-            consumer=consumer,
-            event_id=envelope.id,
-            event_type=envelope.type,
-            processed_at=utcnow(),
-        )
-    )
-    return True
+    assert session.bind is not None
+    statement = _CLAIM[session.bind.dialect.name == "postgresql"]
+    row = {
+        "consumer": consumer,
+        "event_id": envelope.id,
+        "event_type": envelope.type,
+        "processed_at": utcnow(),
+    }
+    return (await session.execute(statement, row)).first() is not None
+
+
+# Built once per dialect (both spell ON CONFLICT the same way): parameters per call.
+_CLAIM = {
+    postgres: dialect.insert(inbox)
+    .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
+    .returning(inbox.c.event_id)
+    for postgres, dialect in ((True, postgresql), (False, sqlite))
+}

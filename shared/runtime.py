@@ -15,10 +15,9 @@ from sqlalchemy import text
 
 from shared.consumer import Consumer, ConsumerConfig, Handler, register
 from shared.db import Database
-from shared.events import Envelope
 from shared.http import HttpServer, add_health_routes
 from shared.migrations import upgrade
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.settings import ServiceName, Settings
 from shared.topology import SUBSCRIPTIONS, declare_topology, events_exchange
 
@@ -82,19 +81,18 @@ class ServiceRuntime:
             batch=self.settings.outbox_batch,
         )
 
-    async def publish(self, envelope: Envelope, routing_key: str) -> None:
+    async def publish(self, event: OutgoingEvent) -> None:
         """Publish one event, persistent, and wait for the broker's confirm."""
         await self.broker.publish(
-            envelope.model_dump_json().encode(),
+            event.body,
             exchange=self._exchange,
-            routing_key=routing_key,
+            routing_key=event.routing_key,
             persist=True,
             mandatory=False,
-            message_id=envelope.id,
-            correlation_id=envelope.correlation_id,
-            message_type=envelope.type,
+            message_id=event.event_id,
+            correlation_id=event.correlation_id,
+            message_type=event.event_type,
             content_type="application/json",
-            timestamp=envelope.time,
         )
 
     def consume(self, subscription: str, handler: Handler) -> None:

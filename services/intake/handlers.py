@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -172,7 +172,8 @@ class IntakeHandlers:
                 address=patient.address,
             )
         )
-        await _record_status(delivery, referral_id, "received", {}, delivery.envelope.id)
+        # The row above already holds the status: only its history is written.
+        await _history(delivery, referral_id, "received", {}, delivery.envelope.id)
         await delivery.emit(
             ReferralReceived(
                 referral_id=referral_id,
@@ -288,13 +289,13 @@ class IntakeHandlers:
         status, detail = status_from_event(envelope.type, data)
         if status is None:
             return
-        known = await delivery.session.scalar(
-            select(referrals.c.id).where(referrals.c.id == referral_id)
+        updated_at = await delivery.session.scalar(
+            select(referrals.c.updated_at).where(referrals.c.id == referral_id)
         )
-        if known is None:
+        if updated_at is None:
             # Not a referral of ours (or not yet committed): retried, then dead-lettered.
             raise LookupError(f"outcome for unknown referral {referral_id}")
-        await _record_status(delivery, referral_id, status, detail, envelope.id)
+        await _record_status(delivery, referral_id, status, detail, envelope.id, updated_at)
 
 
 def status_from_event(event_type: str, data: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -327,21 +328,33 @@ def status_from_event(event_type: str, data: dict[str, Any]) -> tuple[str | None
 
 
 async def _record_status(
-    delivery: Delivery, referral_id: str, status: str, detail: dict[str, Any], event_id: str
+    delivery: Delivery,
+    referral_id: str,
+    status: str,
+    detail: dict[str, Any],
+    event_id: str,
+    current: datetime,
 ) -> None:
     now = delivery.envelope.time
-    await delivery.session.execute(
-        insert(status_history).values(
-            referral_id=referral_id, event_id=event_id, status=status, detail=detail, at=now
-        )
-    )
-    current = await delivery.session.scalar(
-        select(referrals.c.updated_at).where(referrals.c.id == referral_id)
-    )
+    await _history(delivery, referral_id, status, detail, event_id)
     # Events of one referral may arrive out of order: the newest one sets the status.
-    if current is not None and as_utc(current) <= now:
+    if as_utc(current) <= now:
         await delivery.session.execute(
             update(referrals)
             .where(referrals.c.id == referral_id)
             .values(status=status, detail=detail, updated_at=now)
         )
+
+
+async def _history(
+    delivery: Delivery, referral_id: str, status: str, detail: dict[str, Any], event_id: str
+) -> None:
+    await delivery.session.execute(
+        insert(status_history).values(
+            referral_id=referral_id,
+            event_id=event_id,
+            status=status,
+            detail=detail,
+            at=delivery.envelope.time,
+        )
+    )
