@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REFERRALS ?= 200
 
-.PHONY: demo test lint asyncapi setup clean
+.PHONY: demo test lint asyncapi screenshots setup clean
 
 $(BIN)/aiguillage: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	# bench/ is scripts, not a package: they import each other from their folder.
+	MYPYPATH=bench $(BIN)/mypy bench/*.py
+
+# The console's three pages at the end of the Île-de-France scenario.
+screenshots: setup
+	$(BIN)/aiguillage demo --scenario idf-2020-03 --speed 10 --no-watch --console-port 0 \
+		--screenshots docs/screenshots
 
 asyncapi: setup
 	$(BIN)/aiguillage asyncapi --output docs/asyncapi.yaml

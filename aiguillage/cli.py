@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +20,17 @@ from shared.settings import ServiceName, get_settings
 app = typer.Typer(
     help="Aiguillage: routes Covid-19 patients to consultation centres.", no_args_is_help=True
 )
+
+
+class Scenario(StrEnum):
+    """The demo's scenarios (``aiguillage.wave``)."""
+
+    IDF_2020_03 = "idf-2020-03"
+    RENNES = "rennes"
+
+
 # Each area's commands live in their own module under aiguillage/commands.
-for _name in ("ars", "centre", "regulate", "broker"):
+for _name in ("ars", "centre", "regulate", "broker", "console"):
     _module = importlib.import_module(f"aiguillage.commands.{_name}")
     app.add_typer(_module.app, name=_name)
 
@@ -54,8 +64,44 @@ def demo(
     in_memory: Annotated[
         bool, typer.Option("--in-memory", help="One process, FastStream's in-memory broker.")
     ] = False,
+    scenario: Annotated[
+        Scenario | None,
+        typer.Option(help="A wave on a territory, the console open to watch it."),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(help="Scenario: simulated days per minute.", min=0.1)
+    ] = 1.0,
+    days: Annotated[int | None, typer.Option(help="Scenario: simulated days.", min=1)] = None,
+    watch: Annotated[
+        bool, typer.Option(help="Scenario: leave the console open at the end, until Ctrl-C.")
+    ] = True,
+    screenshots: Annotated[
+        Path | None, typer.Option(help="Scenario: PNGs of the console's pages at the end.")
+    ] = None,
+    console_port: Annotated[int, typer.Option(help="Scenario: the console's port.")] = 8080,
 ) -> None:
-    """Run the whole flow: four services, the ARS's centres, N referrals, a summary."""
+    """Run the whole flow: four services, the ARS's centres, N referrals, a summary.
+
+    With --scenario: the offer of a territory, a growing wave of referrals over simulated
+    days, the ARS opening centres on the scheduler's alerts, and the web console.
+    """
+    if scenario is not None:
+        from aiguillage.wave_run import play_scenario
+
+        raise typer.Exit(
+            play_scenario(
+                get_settings(),
+                scenario.value,
+                speed=speed,
+                seed=seed,
+                days=days,
+                watch=watch,
+                screenshots=screenshots,
+                console_port=console_port,
+                keep=keep,
+                timeout=timeout,
+            )
+        )
     from aiguillage.demo import run_demo
 
     raise typer.Exit(

@@ -19,6 +19,14 @@ from pathlib import Path
 import aio_pika
 from faststream.rabbit.annotations import RabbitMessage
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from aiguillage.observer import FINAL, Observer
@@ -130,14 +138,24 @@ async def _drive(
         f"{referrals} referrals pushed by Centre 15, GPs, SOS Médecins and emergency departments"
     )
     deadline = time.monotonic() + timeout
-    with console.status("waiting for every referral to reach a final state...") as status:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("referrals in a final state", total=referrals)
         while not observer.done() and time.monotonic() < deadline:
             alive()
             final = sum(t.state in FINAL for t in observer.tracks.values())
-            status.update(f"{final}/{referrals} referrals in a final state")
+            progress.update(task, completed=final)
             observer.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(observer.changed.wait(), 1.0)
+        final = sum(t.state in FINAL for t in observer.tracks.values())
+        progress.update(task, completed=final)
     return _report(observer, referrals, time.monotonic() - started)
 
 

@@ -98,7 +98,9 @@ def build_router(database: Database, relay: OutboxRelay, auth_secret: str) -> AP
         rows = (await session.execute(query.order_by(centres.c.departement, centres.c.id))).all()
         active = {s.centre_id: s for s in await store.active_schedules(session, departement=dep)}
         figures = []
+        today = datetime.now(PARIS).date()
         for row in rows:
+            schedule = active.get(row.id)
             entry: dict[str, Any] = {
                 "centre_id": row.id,
                 "name": row.name,
@@ -106,10 +108,10 @@ def build_router(database: Database, relay: OutboxRelay, auth_secret: str) -> AP
                 "departement": row.departement,
                 "commune_insee": row.commune_insee,
                 "status": row.status,
-                "boxes": row.boxes,
+                # In force today, the ARS's capacity changes included.
+                "boxes": schedule.on(today).boxes if schedule else row.boxes,
             }
             for label, start, end in _days():
-                schedule = active.get(row.id)
                 capacity = capacity_between(schedule, start, end) if schedule else 0
                 booked = await session.scalar(
                     select(func.count())

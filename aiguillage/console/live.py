@@ -1,0 +1,211 @@
+"""Live updates: one private queue on the events exchange, fanned out to the browsers.
+
+Each browser holds a server-sent-events stream; the hub tells it which parts of its
+page an event touches (``territory``, ``appointments``, ``escalations``, ``held``), and
+only what the actor may see: a centre hears of its own patients only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+
+from aiguillage.console.auth import Actor
+from shared.auth import Role
+from shared.events import Envelope
+from shared.topology import events_exchange
+
+# The keys the console listens to. Centre 15's replies carry the escalations and the
+# outcomes of the referrals it sent.
+BINDINGS = (
+    "centre.#",
+    "capacity.alert.#",
+    "reinforcement.requested",
+    "slot.assigned.#",
+    "appointment.#",
+    "referral.waitlisted",
+    "referral.regulated",
+    "consultation.#",
+    "patient.escalated",
+    "reply.centre-15.#",
+)
+# Kept for Centre 15's page: what centres hand back, and what it is told about its own.
+ESCALATION_TYPES = ("patient.escalated", "referral.outcome")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What changed, for whom: the page parts to refresh and a line for the journal."""
+
+    event_type: str
+    parts: tuple[str, ...]
+    centre_id: str | None
+    line: str
+
+    def concerns(self, actor: Actor) -> bool:
+        if actor.role is Role.ARS:
+            return "territory" in self.parts
+        if actor.role is Role.CENTRE:
+            return "appointments" in self.parts and self.centre_id == actor.subject
+        return bool({"escalations", "held"} & set(self.parts))
+
+    def sse(self) -> str:
+        data = json.dumps({"type": self.event_type, "parts": self.parts, "line": self.line})
+        return f"event: change\ndata: {data}\n\n"
+
+
+def classify(envelope: Envelope) -> Change | None:
+    """The page parts an event changes (a pure function, unit-tested)."""
+    data = envelope.data
+    kind = envelope.type
+    centre_id = data.get("centre_id")
+    if kind.startswith("centre."):
+        what = {
+            "centre.activated": "activé",
+            "centre.capacity_changed": "capacité modifiée",
+            "centre.suspended": "suspendu",
+            "centre.closed": "fermé",
+        }.get(kind, kind)
+        return Change(kind, ("territory",), centre_id, f"Centre {centre_id} {what}")
+    if kind == "capacity.alert":
+        label = "saturation" if data.get("kind") == "saturation" else "liste d'attente"
+        return Change(
+            kind,
+            ("territory",),
+            None,
+            f"Alerte {label} dans le {data.get('departement')} "
+            f"(occupation {float(data.get('occupancy_next_24h', 0)):.0%}, "
+            f"{data.get('waiting', 0)} en attente)",
+        )
+    if kind == "reinforcement.requested":
+        return Change(
+            kind,
+            ("territory",),
+            centre_id,
+            f"{centre_id} demande {data.get('count')} {data.get('profession')}",
+        )
+    if kind in ("slot.assigned", "appointment.rescheduled", "appointment.cancelled"):
+        return Change(kind, ("territory", "appointments"), centre_id, f"{kind} {centre_id}")
+    if kind in ("consultation.completed", "consultation.no_show"):
+        return Change(kind, ("territory", "appointments"), centre_id, f"{kind} {centre_id}")
+    if kind == "referral.waitlisted":
+        return Change(kind, ("territory",), None, "Patient en liste d'attente")
+    if kind == "referral.regulated":
+        if data.get("decision") == "escalate":
+            return Change(
+                kind,
+                ("escalations", "held"),
+                None,
+                f"Adressé au SAMU ({data.get('commune_insee', '')}, {data.get('age', '?')} ans)",
+            )
+        if data.get("decision") == "hold":
+            return Change(kind, ("held",), None, "Dossier en attente de régulateur")
+        if data.get("decided_by", "protocol") != "protocol":
+            return Change(kind, ("held",), None, "Décision d'un régulateur")
+        return None
+    if kind == "patient.escalated":
+        return Change(
+            kind,
+            ("escalations", "appointments", "territory"),
+            centre_id,
+            f"Escalade depuis {centre_id} : {data.get('reason', '')}",
+        )
+    if kind == "referral.outcome":
+        if data.get("status") == "escalated_by_centre":
+            return None  # the centre's own patient.escalated says it first
+        return Change(kind, ("escalations",), None, f"Suivi : {data.get('status', '')}")
+    return None
+
+
+@dataclass
+class EventHub:
+    url: str
+    namespace: str
+    escalations: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
+    reinforcements: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
+    _subscribers: set[asyncio.Queue[Change]] = field(default_factory=set)
+    _connection: AbstractConnection | None = None
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.url)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=500)
+        exchange = await channel.get_exchange(events_exchange(self.namespace))
+        # Private, exclusive: it lives and dies with the console, and never holds up the
+        # services' own queues.
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for key in BINDINGS:
+            await queue.bind(exchange, routing_key=key)
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def stop(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+        except ValueError:
+            return
+        self.feed(envelope)
+
+    def feed(self, envelope: Envelope) -> None:
+        change = classify(envelope)
+        if change is None:
+            return
+        data = envelope.data
+        if envelope.type == "referral.regulated" and data.get("decision") == "escalate":
+            self.escalations.appendleft(
+                {
+                    "at": envelope.time,
+                    "type": envelope.type,
+                    "referral_id": data.get("referral_id"),
+                    "centre_id": None,
+                    "status": "escalate",
+                    # The first reason restates the decision; the criteria follow it.
+                    "text": "; ".join(
+                        str(r.get("message", "")) for r in data.get("reasons", [])[1:]
+                    ),
+                    "departement": data.get("departement"),
+                }
+            )
+        if envelope.type in ESCALATION_TYPES:
+            self.escalations.appendleft(
+                {
+                    "at": envelope.time,
+                    "type": envelope.type,
+                    "referral_id": data.get("referral_id"),
+                    "centre_id": data.get("centre_id"),
+                    "status": data.get("status", "escalated"),
+                    "text": data.get("reason") or data.get("message", ""),
+                }
+            )
+        if envelope.type == "reinforcement.requested":
+            self.reinforcements.appendleft({"at": envelope.time, **envelope.data})
+        for queue in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(change)
+
+    async def stream(self, actor: Actor, heartbeat: float = 15.0) -> AsyncIterator[str]:
+        queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=1000)
+        self._subscribers.add(queue)
+        try:
+            yield "retry: 2000\n\n"
+            while True:
+                try:
+                    change = await asyncio.wait_for(queue.get(), heartbeat)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if change.concerns(actor):
+                    yield change.sse()
+        finally:
+            self._subscribers.discard(queue)

@@ -1,0 +1,66 @@
+// Live updates: the server says which parts of the page an event touches; each part
+// is fetched again as an HTML fragment. A second fetch a little later catches what
+// the services commit just after the event that announced it.
+(function () {
+  "use strict";
+  var timers = {};
+  var direct = document.getElementById("direct");
+  var journal = document.getElementById("journal");
+
+  function sections(part) {
+    return Array.prototype.filter.call(
+      document.querySelectorAll("[data-part]"),
+      function (el) { return el.getAttribute("data-part").split(" ").indexOf(part) >= 0; }
+    );
+  }
+
+  function refresh(el) {
+    // Never pull a form from under someone typing in it: try again shortly.
+    if (el.contains(document.activeElement) && document.activeElement.tagName === "INPUT") {
+      schedule(el, 3000);
+      return;
+    }
+    fetch(el.getAttribute("data-src"), { credentials: "same-origin", headers: { "X-Fragment": "1" } })
+      .then(function (r) {
+        if (r.redirected || !r.ok) { throw new Error("HTTP " + r.status); }
+        return r.text();
+      })
+      .then(function (html) { el.innerHTML = html; el.setAttribute("data-refreshed", String(Date.now())); })
+      .catch(function () { /* the next event tries again */ });
+  }
+
+  function schedule(el, delay) {
+    var key = el.id + ":" + delay;
+    if (timers[key]) { return; }
+    timers[key] = setTimeout(function () { delete timers[key]; refresh(el); }, delay);
+  }
+
+  function note(line) {
+    if (!journal || !line) { return; }
+    var li = document.createElement("li");
+    li.textContent = new Date().toLocaleTimeString("fr-FR") + " — " + line;
+    journal.insertBefore(li, journal.firstChild);
+    while (journal.children.length > 30) { journal.removeChild(journal.lastChild); }
+  }
+
+  if (!window.EventSource) { return; }
+  var source = new EventSource("/evenements");
+  source.onopen = function () {
+    if (direct) { direct.textContent = "● en direct"; direct.className = "direct en-ligne"; }
+    // What happened between the page's rendering and this (re)connection was not
+    // streamed to it: fetch every part once.
+    Array.prototype.forEach.call(document.querySelectorAll("[data-part]"), function (el) {
+      schedule(el, 300); schedule(el, 2000);
+    });
+  };
+  source.onerror = function () {
+    if (direct) { direct.textContent = "● reconnexion…"; direct.className = "direct"; }
+  };
+  source.addEventListener("change", function (message) {
+    var change = JSON.parse(message.data);
+    note(change.line);
+    change.parts.forEach(function (part) {
+      sections(part).forEach(function (el) { schedule(el, 300); schedule(el, 2000); });
+    });
+  });
+})();

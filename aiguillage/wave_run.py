@@ -1,0 +1,477 @@
+"""``aiguillage demo --scenario``: a wave on the real services, with the console open.
+
+The four services and the console run as processes in a namespace of their own. The
+scenario publishes the ARS's first centres, then each simulated day's referrals spread
+over the day's share of wall-clock time (``--speed``); the scheduler's alerts reach the
+scenario's ARS (``aiguillage.wave.ArsPolicy``), which opens or ramps up centres as the
+events the real ARS would publish. Simulated days compress the wave, not the calendar:
+appointments are booked on the real clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+from aio_pika.abc import AbstractIncomingMessage
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from aiguillage.console.auth import password_for
+from aiguillage.demo import NO_BROKER, broker_reachable, wait_for_consumers, wait_for_drain
+from aiguillage.observer import FINAL, Observer
+from aiguillage.processes import ServiceProcesses
+from aiguillage.wave import SCENARIOS, ArsPolicy, Scenario, daily_referrals, wave_referral
+from shared.auth import Role, issue_token
+from shared.events import Envelope, EventPayload, ReferralSubmitted, new_id
+from shared.http import free_port
+from shared.publisher import EventPublisher
+from shared.settings import Settings
+from shared.topology import declare_topology, delete_topology, events_exchange
+
+console = Console()
+
+# One simulated day at speed 1.
+DAY_SECONDS = 60.0
+
+
+@dataclass
+class Territory:
+    """What the ARS reads from the scheduler: waiting per département, the centres."""
+
+    waiting: dict[str, int] = field(default_factory=dict)
+    active: int = 0
+    centres: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    scenario: Scenario
+    settings: Settings
+    namespace: str
+    services: ServiceProcesses
+    publisher: EventPublisher
+    policy: ArsPolicy
+    alerts: asyncio.Queue[tuple[str, int]] = field(default_factory=asyncio.Queue)
+    alert_count: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)
+    peak_waiting: int = 0
+    territory: Territory = field(default_factory=Territory)
+
+    async def decide(self, payloads: list[EventPayload]) -> None:
+        for payload in payloads:
+            centre_id = str(getattr(payload, "centre_id", ""))
+            await self.publisher.publish_envelope(
+                Envelope.wrap(payload, source="ars", correlation_id=centre_id),
+                payload.routing_key(),
+            )
+            self.decisions[payload.event_type] += 1
+
+    async def read_territory(self, http: httpx.AsyncClient) -> Territory:
+        port = self.services.ports["scheduler"]
+        token = issue_token(self.settings.auth_secret, Role.ARS, "idf")
+        headers = {"Authorization": f"Bearer {token}"}
+        base = f"http://127.0.0.1:{port}"
+        overview = (await http.get(f"{base}/territory", headers=headers)).json()
+        deps = overview["departements"]
+        waiting = {d["departement"]: int(d["waiting"]) for d in deps}
+        details = await asyncio.gather(
+            *(http.get(f"{base}/territory/{d['departement']}", headers=headers) for d in deps)
+        )
+        centres = [c for r in details for c in r.json()["centres"]]
+        self.territory = Territory(
+            waiting=waiting,
+            active=sum(int(d["active_centres"]) for d in deps),
+            centres=centres,
+        )
+        self.peak_waiting = max(self.peak_waiting, sum(waiting.values()))
+        return self.territory
+
+
+async def _listen_alerts(run: Run) -> aio_pika.abc.AbstractConnection:
+    connection = await aio_pika.connect_robust(run.settings.broker_url)
+    channel = await connection.channel()
+    exchange = await channel.get_exchange(events_exchange(run.namespace))
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange, routing_key="capacity.alert.#")
+
+    async def on_alert(message: AbstractIncomingMessage) -> None:
+        with contextlib.suppress(ValueError):
+            envelope = Envelope.model_validate_json(message.body)
+            dep = str(envelope.data.get("departement"))
+            run.alert_count[dep] += 1
+            run.alerts.put_nowait((dep, int(envelope.data.get("waiting", 0))))
+
+    await queue.consume(on_alert, no_ack=True)
+    return connection
+
+
+async def _ars(run: Run, http: httpx.AsyncClient, poll: float) -> None:
+    """The scenario's ARS: answers alerts; a waiting list that stays counts as one."""
+    loop = asyncio.get_running_loop()
+    next_read = 0.0
+    while True:
+        with contextlib.suppress(TimeoutError):
+            dep, waiting = await asyncio.wait_for(run.alerts.get(), poll)
+            await run.decide(run.policy.on_alert(dep, waiting, loop.time()))
+        if loop.time() < next_read:
+            continue
+        next_read = loop.time() + poll
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            territory = await run.read_territory(http)
+            for dep, count in territory.waiting.items():
+                if count:
+                    await run.decide(run.policy.on_alert(dep, count, loop.time()))
+
+
+def _start_console(services: ServiceProcesses, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aiguillage", "console", "--port", str(port)],
+            env=services.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+async def _wait_console(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{url}/sante", timeout=2)).status_code == 200:
+                    return
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = await asyncio.to_thread(_tail, log)
+                raise RuntimeError(f"the console did not start on {url} (--console-port?):\n{tail}")
+            await asyncio.sleep(0.3)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else ""
+
+
+def busiest_centre(centres: list[dict[str, Any]]) -> str | None:
+    """The centre with the most patients today (its page is the one worth showing)."""
+    ranked = sorted(
+        centres,
+        key=lambda c: (-int(c.get("today", {}).get("booked", 0)), c["centre_id"]),
+    )
+    return ranked[0]["centre_id"] if ranked else None
+
+
+async def _centre_outcomes(run: Run, http: httpx.AsyncClient, centre_id: str) -> None:
+    """The centre's morning: a patient seen, one absent, one handed back to Centre 15,
+    and a request for reinforcement."""
+    port = run.services.ports["notifier"]
+    token = issue_token(run.settings.auth_secret, Role.CENTRE, centre_id)
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"http://127.0.0.1:{port}/centres/{centre_id}/appointments"
+    listing = (await http.get(base, headers=headers)).json()["appointments"]
+    outcomes = [
+        {"outcome": "seen", "reason": ""},
+        {"outcome": "no_show", "reason": ""},
+        {"outcome": "escalated", "reason": "SpO2 à 89 % à l'arrivée, dyspnée"},
+    ]
+    for appointment, body in zip(listing, outcomes, strict=False):
+        await http.post(
+            f"{base}/{appointment['appointment_id']}/outcome", json=body, headers=headers
+        )
+    await http.post(
+        f"http://127.0.0.1:{port}/centres/{centre_id}/reinforcements",
+        json={
+            "count": 2,
+            "profession": "infirmier",
+            "from_date": date.today().isoformat(),
+            "note": "deux boxes de plus si l'on nous envoie du monde",
+        },
+        headers=headers,
+    )
+
+
+async def run_scenario(
+    settings: Settings,
+    name: str,
+    *,
+    speed: float,
+    seed: int,
+    days: int | None,
+    watch: bool,
+    screenshots: Path | None,
+    console_port: int,
+    keep: bool,
+    timeout: float,
+) -> int:
+    if not await broker_reachable(settings.broker_url):
+        console.print(NO_BROKER.format(url=settings.broker_url))
+        return 2
+    today = date.today()
+    scenario = SCENARIOS[name](today)
+    days = days or scenario.days
+    day_seconds = DAY_SECONDS / speed
+    run_id = f"demo-{uuid.uuid4().hex[:8]}"
+    namespace = f"{settings.namespace}-{run_id}"
+    run_dir = settings.data_dir / run_id
+    env = {
+        "AIGUILLAGE_NAMESPACE": namespace,
+        "AIGUILLAGE_DATA_DIR": str(run_dir),
+        "AIGUILLAGE_BROKER_URL": settings.broker_url,
+        "AIGUILLAGE_AUTH_SECRET": settings.auth_secret,
+        "AIGUILLAGE_LOG_LEVEL": "WARNING",
+    }
+    console.print(
+        f"[bold]Aiguillage — {scenario.title}[/] ({run_id}): {len(scenario.centres)} centres "
+        f"prévus, {len(scenario.initially_open)} ouverts au départ; {days} jours simulés de "
+        f"{day_seconds:.0f} s"
+    )
+    await declare_topology(settings.broker_url, namespace)
+    observer = Observer(settings.broker_url, namespace, keep_events=False)
+    await observer.start()
+    services = ServiceProcesses(env, run_dir / "logs")
+    port = console_port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    console_proc: subprocess.Popen[bytes] | None = None
+    alerts_connection = None
+    ars_task: asyncio.Task[None] | None = None
+    try:
+        services.start()
+        with console.status("démarrage des quatre services et de la console..."):
+            await wait_for_consumers(settings.broker_url, namespace)
+            console_log = run_dir / "logs" / "console.log"
+            console_proc = _start_console(services, port, console_log)
+            await _wait_console(url, console_proc, console_log)
+        console.print(f"console : [bold]{url}/[/] (identifiants : voir la fin)")
+        async with (
+            EventPublisher(settings.broker_url, namespace, "demo") as publisher,
+            httpx.AsyncClient(timeout=10) as http,
+        ):
+            run = Run(
+                scenario,
+                settings,
+                namespace,
+                services,
+                publisher,
+                ArsPolicy.for_scenario(scenario, cooldown=day_seconds / 2),
+            )
+            alerts_connection = await _listen_alerts(run)
+            first: list[EventPayload] = list(scenario.first_centres())
+            await run.decide(first)
+            await wait_for_drain(settings.broker_url, f"{namespace}.scheduler.centres")
+            ars_task = asyncio.create_task(_ars(run, http, poll=min(2.0, day_seconds / 10)))
+            code = await _play(run, observer, http, days, day_seconds, seed, timeout)
+            if screenshots is not None:
+                await _screenshots(run, http, url, screenshots)
+            _summary(run, observer)
+            if watch:
+                _explain_console(run, url)
+                await asyncio.Event().wait()  # until Ctrl-C
+            return code
+    finally:
+        if ars_task is not None:
+            ars_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ars_task
+        if alerts_connection is not None:
+            await alerts_connection.close()
+        if console_proc is not None:
+            console_proc.terminate()
+            try:
+                console_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                console_proc.kill()
+        services.stop()
+        await observer.stop()
+        if not keep:
+            await delete_topology(
+                settings.broker_url, namespace, [c.centre_id for c in scenario.centres]
+            )
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            console.print(f"conservé : namespace {namespace}, données dans {run_dir}")
+
+
+async def _play(
+    run: Run,
+    observer: Observer,
+    http: httpx.AsyncClient,
+    days: int,
+    day_seconds: float,
+    seed: int,
+    timeout: float,
+) -> int:
+    counts = daily_referrals(days, run.scenario.first_day_referrals, run.scenario.growth)
+    rng = random.Random(seed)
+    today = date.today()
+    index = 0
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        wave = progress.add_task("vague", total=sum(counts), info="")
+        handled = progress.add_task("dossiers traités", total=sum(counts), info="")
+        for day, count in enumerate(counts, start=1):
+            today_task = progress.add_task(f"jour {day}/{days}", total=count, info="")
+            started = time.monotonic()
+            for i in range(count):
+                if run.services.dead():
+                    _raise_dead(run)
+                reference, referral = wave_referral(run.scenario, rng, index, today)
+                index += 1
+                observer.submitted(reference)
+                await run.publisher.publish_envelope(_envelope(referral), "referral.submitted")
+                progress.advance(today_task)
+                progress.advance(wave)
+                _status(progress, handled, wave, run, observer)
+                # The day's referrals spread over its share of wall-clock time.
+                pause = started + (i + 1) * day_seconds / count - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+            progress.remove_task(today_task)
+        # After the wave: the ARS keeps opening centres until the waiting list is empty.
+        deadline = time.monotonic() + timeout
+        drain = progress.add_task("liste d'attente résorbée", total=None, info="")
+        while time.monotonic() < deadline:
+            if run.services.dead():
+                _raise_dead(run)
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                await run.read_territory(http)
+            waiting = sum(run.territory.waiting.values())
+            progress.update(
+                drain,
+                total=max(run.peak_waiting, 1),
+                completed=run.peak_waiting - waiting,
+                info=f"{waiting} en attente",
+            )
+            _status(progress, handled, wave, run, observer)
+            if waiting == 0 and observer.done():
+                break
+            await asyncio.sleep(1.0)
+        _status(progress, handled, wave, run, observer)
+    waiting = sum(run.territory.waiting.values())
+    return 0 if waiting == 0 and observer.done() else 1
+
+
+def _raise_dead(run: Run) -> None:
+    raise RuntimeError(f"a service stopped: {run.services.dead()}")
+
+
+def _status(progress: Progress, handled: Any, wave: Any, run: Run, observer: Observer) -> None:
+    final = sum(t.state in FINAL for t in observer.tracks.values())
+    waiting = sum(run.territory.waiting.values())
+    progress.update(handled, completed=final, info=f"{waiting} en attente")
+    progress.update(
+        wave,
+        info=f"{run.territory.active} centres actifs, {sum(run.alert_count.values())} alertes",
+    )
+
+
+def _envelope(referral: ReferralSubmitted | dict[str, object]) -> Envelope:
+    if isinstance(referral, ReferralSubmitted):
+        return Envelope.wrap(referral, source=referral.referrer.kind.value, correlation_id=new_id())
+    # A malformed referral, as a schema would never let us build it.
+    return Envelope(type="referral.submitted", source="gp", correlation_id=new_id(), data=referral)
+
+
+async def _screenshots(run: Run, http: httpx.AsyncClient, url: str, out: Path) -> None:
+    from aiguillage.console.screenshots import take_screenshots
+
+    await run.read_territory(http)
+    centre_id = busiest_centre(run.territory.centres)
+    if centre_id is None:
+        console.print("[red]aucun centre : pas de captures[/]")
+        return
+    await _centre_outcomes(run, http, centre_id)
+    # The outcomes travel as events: let the notifier and the console's hub see them.
+    await asyncio.sleep(3)
+    paths = await asyncio.to_thread(
+        take_screenshots, url, run.settings.auth_secret, out, centre=centre_id
+    )
+    for path in paths:
+        console.print(f"capture : {path}")
+
+
+def _summary(run: Run, observer: Observer) -> None:
+    states = Counter(t.state or "en cours" for t in observer.tracks.values())
+    table = Table(title=f"{run.scenario.title} : ce que sont devenues les orientations")
+    table.add_column("état")
+    table.add_column("dossiers", justify="right")
+    for state, count in sorted(states.items(), key=lambda kv: -kv[1]):
+        table.add_row(state, str(count))
+    console.print(table)
+    deps = Table(title="Par département")
+    for column in ("département", "centres actifs", "alertes", "en attente"):
+        deps.add_column(column, justify="right")
+    active = Counter(
+        str(c.get("departement")) for c in run.territory.centres if c.get("status") == "active"
+    )
+    for dep in sorted(set(active) | set(run.alert_count)):
+        deps.add_row(
+            dep,
+            str(active[dep]),
+            str(run.alert_count[dep]),
+            str(run.territory.waiting.get(dep, 0)),
+        )
+    console.print(deps)
+    opened = run.decisions["centre.activated"] - len(run.scenario.initially_open)
+    console.print(
+        f"l'ARS a ouvert {opened} centres et renforcé {run.decisions['centre.capacity_changed']} "
+        f"fois sur alerte ; pic de la liste d'attente : {run.peak_waiting} patients"
+    )
+
+
+def _explain_console(run: Run, url: str) -> None:
+    secret = run.settings.auth_secret
+    table = Table(title=f"Console ouverte : {url}/  (Ctrl-C pour tout arrêter)")
+    for column in ("rôle", "identifiant", "mot de passe", "page"):
+        table.add_column(column)
+    table.add_row("ARS", "idf", password_for(secret, Role.ARS, "idf"), "/territoire")
+    centre_id = busiest_centre(run.territory.centres)
+    centres = [centre_id] if centre_id else []
+    centres += [c.centre_id for c in run.scenario.first_centres() if c.centre_id not in centres][:2]
+    for cid in centres:
+        table.add_row("Centre", cid, password_for(secret, Role.CENTRE, cid), "/centre")
+    table.add_row(
+        "Centre 15", "regulateur", password_for(secret, Role.CENTRE_15, "regulateur"), "/centre-15"
+    )
+    console.print(table)
+    console.print("autres centres : aiguillage console passwords --centre <identifiant>")
+
+
+def play_scenario(settings: Settings, name: str, **options: Any) -> int:
+    try:
+        return asyncio.run(run_scenario(settings, name, **options))
+    except KeyboardInterrupt:
+        console.print("interrompu : services et console arrêtés")
+        return 130
+    except RuntimeError as exc:
+        console.print(f"[bold red]{exc}[/]")
+        return 1

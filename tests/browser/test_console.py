@@ -1,0 +1,263 @@
+"""The console in a real browser, on the real services: the ARS activates a centre and
+sees it appear; a centre sees only its own patients and marks one seen; Centre 15
+decides on a referral held for a regulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import pytest
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from aiguillage.console.screenshots import log_in
+from aiguillage.demo import wait_for_consumers, wait_for_drain
+from shared.auth import Role
+from shared.events import RiskFactor, Vitals
+from shared.publisher import EventPublisher
+from shared.settings import Settings
+from shared.topology import centre_queue
+from tests.helpers import Tap, centre, referral
+
+if TYPE_CHECKING:
+    from tests.browser.conftest import Stack
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+
+def wait_until(driver: Any, condition: Callable[[Any], Any], timeout: float = 30.0) -> Any:
+    # A part of the page may be replaced while it is read: read it again.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    try:
+        return WebDriverWait(driver, timeout, 0.2, ignored_exceptions=ignored).until(condition)
+    except TimeoutException as exc:
+        # What the page showed, to tell a slow service from a wrong page.
+        body = driver.find_element(By.TAG_NAME, "body").text
+        raise AssertionError(f"{driver.current_url}:\n{body[:3000]}") from exc
+
+
+def rows(driver: Any, selector: str) -> list[Any]:
+    return list(driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+async def forget_centre_queues(settings: Settings, *centre_ids: str) -> None:
+    # The notifier declares a durable queue per centre; the namespace's clean-up does
+    # not know these centres.
+    connection = await aio_pika.connect(settings.broker_url)
+    async with connection:
+        channel = await connection.channel()
+        for centre_id in centre_ids:
+            await channel.queue_delete(
+                centre_queue(settings.namespace, centre_id).name(settings.namespace)
+            )
+
+
+async def test_the_ars_activates_a_centre_and_sees_it_appear(
+    settings: Settings, stack: Stack, browser: Any
+) -> None:
+    await wait_for_consumers(settings.broker_url, settings.namespace, timeout=60)
+    try:
+        log_in(browser, stack.url, settings.auth_secret, Role.ARS, "idf")
+        assert browser.current_url.endswith("/territoire")
+        assert "Aucun centre" in browser.find_element(By.ID, "departements").text
+
+        form = browser.find_element(By.ID, "form-activer")
+        for name, value in {
+            "centre_id": "paris-13-navigateur",
+            "nom": "Gymnase Paris 13e",
+            "commune": "75113",
+            "boxes": "3",
+        }.items():
+            field = form.find_element(By.NAME, name)
+            field.clear()
+            field.send_keys(value)
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_until(browser, lambda d: "Activation du centre" in d.page_source)
+
+        # The scheduler applies the activation after the page has loaded: the row comes
+        # in through the live stream, without a reload.
+        browser.execute_script("window.__noReload = true;")
+        row = wait_until(
+            browser,
+            lambda d: rows(d, '#centres tr[data-centre="paris-13-navigateur"]') or False,
+        )[0]
+        assert "Gymnase Paris 13e" in row.text
+        assert "actif" in row.text
+        assert rows(browser, '#departements tr[data-departement="75"]')
+        assert rows(browser, 'svg circle[data-centre="paris-13-navigateur"]')
+
+        # A decision published elsewhere reaches the open page too.
+        async with EventPublisher(settings.broker_url, settings.namespace, "ars") as ars:
+            await ars.publish(centre("creteil-ailleurs", "94028"), correlation_id="x")
+        wait_until(browser, lambda d: rows(d, '#centres tr[data-centre="creteil-ailleurs"]'))
+        assert browser.execute_script("return window.__noReload === true;")
+
+        # So does a change of capacity, from today.
+        form = browser.find_element(By.ID, "form-capacite")
+        form.find_element(By.NAME, "centre_id").send_keys("paris-13-navigateur")
+        form.find_element(By.NAME, "boxes").send_keys("5")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_until(
+            browser,
+            lambda d: (
+                d.find_elements(
+                    By.CSS_SELECTOR, '#centres tr[data-centre="paris-13-navigateur"] td.n'
+                )[0].text.strip()
+                == "5"
+            ),
+        )
+
+        # Suspending it goes through the same form-to-event path.
+        form = browser.find_element(By.ID, "form-suspendre")
+        form.find_element(By.NAME, "centre_id").send_keys("paris-13-navigateur")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_until(
+            browser,
+            lambda d: (
+                "suspendu"
+                in d.find_element(
+                    By.CSS_SELECTOR, '#centres tr[data-centre="paris-13-navigateur"]'
+                ).text
+            ),
+        )
+    finally:
+        await forget_centre_queues(settings, "paris-13-navigateur", "creteil-ailleurs")
+
+
+async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
+    settings: Settings, stack: Stack, browser: Any
+) -> None:
+    s = settings
+    await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    try:
+        async with Tap(s.broker_url, s.namespace) as tap:
+            async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
+                await ars.publish(centre("rennes-a", "35238"), correlation_id="rennes-a")
+                await ars.publish(centre("paris-b", "75115"), correlation_id="paris-b")
+            await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+            async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
+                for i, first in enumerate(["Annick", "Armelle"]):
+                    await gp.publish(
+                        referral(f"b-a-{i}", insee="35238", first_name=first),
+                        correlation_id=f"a{i}",
+                    )
+                await gp.publish(
+                    referral("b-b-0", insee="75115", first_name="Bérénice"), correlation_id="b0"
+                )
+
+            def all_told(events: list[Any]) -> bool:
+                told = [
+                    e
+                    for e in events
+                    if e.type == "notification.sent" and e.data.get("recipient_kind") == "centre"
+                ]
+                return len(told) >= 3
+
+            await tap.wait_for(all_told, timeout=90)
+        assigned = {e.data["centre_id"] for e in tap.of_type("slot.assigned")}
+        assert assigned == {"rennes-a", "paris-b"}
+
+        log_in(browser, stack.url, s.auth_secret, Role.CENTRE, "rennes-a")
+        assert browser.current_url.endswith("/centre")
+        table = wait_until(browser, lambda d: d.find_element(By.ID, "rdv"))
+        text = table.text
+        assert "Annick" in text
+        assert "Armelle" in text
+        assert "Bérénice" not in text  # the other centre's patient
+        assert len(rows(browser, "#rdv tr[data-appointment]")) == 2
+
+        # A centre is not the ARS.
+        browser.get(f"{stack.url}/territoire")
+        assert "rôle" in browser.page_source
+        browser.get(f"{stack.url}/centre")
+
+        first = rows(browser, "#rdv tr[data-appointment]")[0]
+        appointment = first.get_attribute("data-appointment")
+        first.find_element(By.CSS_SELECTOR, "button.vu").click()
+        selector = f'#rdv tr[data-appointment="{appointment}"]'
+        started = time.monotonic()
+        wait_until(
+            browser,
+            lambda d: d.find_element(By.CSS_SELECTOR, f"{selector} td.etat").text.strip() == "vu",
+        )
+        assert time.monotonic() - started < 30
+        other = [
+            r
+            for r in rows(browser, "#rdv tr[data-appointment]")
+            if r.get_attribute("data-appointment") != appointment
+        ]
+        assert other[0].find_element(By.CSS_SELECTOR, "td.etat").text.strip() == "prévu"
+
+        # The centre asks the ARS for staff: it goes out as reinforcement.requested.
+        async with Tap(s.broker_url, s.namespace, "reinforcement.requested") as asks:
+            form = browser.find_element(By.ID, "form-renforts")
+            count = form.find_element(By.NAME, "nombre")
+            count.clear()
+            count.send_keys("2")
+            Select(form.find_element(By.NAME, "profession")).select_by_visible_text("infirmier")
+            form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            wait_until(browser, lambda d: "Demande de renfort envoyée" in d.page_source)
+            await asks.wait_for(lambda events: bool(events), timeout=30)
+        request = asks.envelopes[0].data
+        assert (request["centre_id"], request["count"], request["profession"]) == (
+            "rennes-a",
+            2,
+            "infirmier",
+        )
+    finally:
+        await forget_centre_queues(s, "rennes-a", "paris-b")
+
+
+async def test_centre_15_decides_on_a_held_referral(
+    settings: Settings, stack: Stack, browser: Any
+) -> None:
+    s = settings
+    await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    try:
+        async with Tap(s.broker_url, s.namespace) as tap:
+            async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
+                await ars.publish(centre("rennes-c", "35238"), correlation_id="rennes-c")
+            await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+            # A patient at risk referred without vitals: the protocol holds it.
+            held = referral("b-h-0")
+            clinical = held.clinical.model_copy(
+                update={"risk_factors": (RiskFactor.CHRONIC_RESPIRATORY,), "vitals": Vitals()}
+            )
+            async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
+                await gp.publish(held.model_copy(update={"clinical": clinical}), correlation_id="h")
+            await tap.wait_for(
+                lambda events: any(
+                    e.type == "referral.regulated" and e.data.get("decision") == "hold"
+                    for e in events
+                ),
+                timeout=60,
+            )
+
+            log_in(browser, stack.url, s.auth_secret, Role.CENTRE_15, "regulateur")
+            assert browser.current_url.endswith("/centre-15")
+            row = wait_until(browser, lambda d: rows(d, "#en-attente tr[data-referral]"))[0]
+            referral_id = row.get_attribute("data-referral")
+            Select(row.find_element(By.NAME, "decision")).select_by_value("orient")
+            row.find_element(By.NAME, "commentaire").send_keys("Vu au téléphone, stable")
+            row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            wait_until(browser, lambda d: "Décision enregistrée" in d.page_source)
+            wait_until(browser, lambda d: not rows(d, "#en-attente tr[data-referral]"))
+
+            # The regulator's decision goes the whole way: the patient gets a slot.
+            await tap.wait_for(
+                lambda events: any(
+                    e.type == "slot.assigned" and e.data.get("referral_id") == referral_id
+                    for e in events
+                ),
+                timeout=60,
+            )
+    finally:
+        await forget_centre_queues(s, "rennes-c")
