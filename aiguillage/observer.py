@@ -37,6 +37,8 @@ class Observer:
     # A named, durable queue survives a broker restart (fault tests); the default
     # private queue lives and dies with the observer's connection.
     durable_queue: str | None = None
+    # A national wave is millions of events: keep the tracks, not every envelope.
+    keep_events: bool = True
     _connection: AbstractConnection | None = None
     _pending: dict[str, list[Envelope]] = field(default_factory=lambda: defaultdict(list))
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -76,7 +78,8 @@ class Observer:
             envelope = Envelope.model_validate_json(body)
         except ValueError:
             return
-        self.events.append(envelope)
+        if self.keep_events:
+            self.events.append(envelope)
         self.counts[envelope.type] += 1
         self._apply(envelope)
         self.changed.set()

@@ -1,0 +1,133 @@
+"""What the bench scripts share: the four services as processes on their own namespace
+(and PostgreSQL databases), an observer of the events, and the machine's figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from aiguillage.demo import wait_for_consumers
+from aiguillage.observer import Observer
+from aiguillage.processes import ServiceProcesses
+from shared.settings import ServiceName
+from shared.topology import declare_topology, delete_topology
+
+BROKER = os.environ.get("AIGUILLAGE_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
+POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass
+class Stack:
+    namespace: str
+    services: ServiceProcesses
+    observer: Observer
+    databases: list[str]
+
+
+@asynccontextmanager
+async def running_stack(
+    sqlite: bool,
+    centre_ids: Iterable[str],
+    observer: Observer | None = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[Stack]:
+    """The four services up and consuming; everything removed afterwards."""
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    tmp = tempfile.mkdtemp(prefix="bench-")
+    environment = {
+        "AIGUILLAGE_BROKER_URL": BROKER,
+        "AIGUILLAGE_NAMESPACE": namespace,
+        "AIGUILLAGE_LOG_LEVEL": "WARNING",
+        "AIGUILLAGE_OUTBOX_POLL_SECONDS": "0.5",
+        "AIGUILLAGE_DATA_DIR": tmp,
+        **(env or {}),
+    }
+    databases: list[str] = []
+    if not sqlite:
+        base = POSTGRES.rsplit("/", 1)[0]
+        admin = await asyncpg.connect(POSTGRES)
+        try:
+            for service in ServiceName:
+                name = f"{namespace.replace('-', '_')}_{service.value}"
+                await admin.execute(f'CREATE DATABASE "{name}"')
+                databases.append(name)
+                url = f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://")
+                environment[f"AIGUILLAGE_{service.value.upper()}_DATABASE_URL"] = url
+        finally:
+            await admin.close()
+    await declare_topology(BROKER, namespace)
+    observer = observer or Observer(BROKER, namespace)
+    observer.namespace = namespace
+    await observer.start()
+    services = ServiceProcesses(environment, Path(tmp) / "logs")
+    services.start()
+    try:
+        await wait_for_consumers(BROKER, namespace, timeout=90)
+        yield Stack(namespace, services, observer, databases)
+    finally:
+        services.stop()
+        await observer.stop()
+        await delete_topology(BROKER, namespace, centre_ids)
+        if databases:
+            admin = await asyncpg.connect(POSTGRES)
+            try:
+                for name in databases:
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time so far of the broker, the database and the services' processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if "beam.smp" in cmdline:
+            group = "rabbitmq"
+        elif raw.split(" (", 1)[1].startswith("postgres"):
+            group = "postgresql"
+        elif "aiguillage run" in cmdline:
+            group = cmdline.split("aiguillage run", 1)[1].split()[0]
+        else:
+            continue
+        totals[group] = totals.get(group, 0.0) + used
+    return totals
+
+
+def cpu_ms_per_item(before: dict[str, float], count: int) -> dict[str, float]:
+    """Milliseconds of CPU per item since ``before``, per process group."""
+    after = cpu_seconds()
+    return {k: round((after[k] - before.get(k, 0.0)) * 1000 / count, 2) for k in after}
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def write_results(name: str, result: dict[str, Any]) -> Path:
+    """The run's figures as JSON under bench/results/ (git-ignored), named by time."""
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(result, indent=2))
+    return path

@@ -1,0 +1,248 @@
+"""A national wave: N referrals (100,000 by default) spread over the 101 départements
+by population, in one burst, onto 2,000 active centres; time to drain, nothing lost,
+memory.
+
+    python bench/wave.py [--n 100000] [--centres 2000] [--sqlite]
+
+"Nothing lost": every referral reaches a final state the observer saw on the broker
+(the centre notified, waitlisted, escalated, home follow-up...), and every dead-letter
+queue is empty at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import aio_pika
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+from stack import (
+    BROKER,
+    cpu_ms_per_item,
+    cpu_seconds,
+    peak_rss_mb,
+    running_stack,
+    write_results,
+)
+
+from aiguillage.demo import wait_for_drain
+from aiguillage.observer import FINAL, Observer
+from shared.events import (
+    CentreActivated,
+    CentreKind,
+    Clinical,
+    Envelope,
+    OpeningPeriod,
+    PatientIdentity,
+    ReferralSubmitted,
+    Referrer,
+    ReferrerKind,
+    SeveritySign,
+    Vitals,
+)
+from shared.geo import Commune, communes, communes_in_departement, departements
+from shared.publisher import EventPublisher
+from shared.settings import ServiceName
+from shared.topology import dead_letter_queue
+
+console = Console()
+KINDS = [CentreKind.TEMPORARY_DEDICATED, CentreKind.MSP, CentreKind.CENTRE_DE_SANTE]
+
+
+def spread(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """``total`` split in proportion to ``weights``, at least one each (largest remainder)."""
+    whole = sum(weights.values())
+    shares = {k: max(1, total * w // whole) for k, w in weights.items()}
+    rest = sorted(weights, key=lambda k: (total * weights[k]) % whole, reverse=True)
+    for key in rest[: max(0, total - sum(shares.values()))]:
+        shares[key] += 1
+    return shares
+
+
+def wave_centres(count: int, rng: random.Random) -> list[CentreActivated]:
+    """Centres in each département's most populous communes, as many as its population
+    calls for."""
+    population = {
+        d.code: sum(c.population for c in communes_in_departement(d.code)) for d in departements()
+    }
+    hours = tuple(OpeningPeriod(weekday=d, opens="00:00", closes="24:00") for d in range(7))
+    first_day = date.today() - timedelta(days=1)
+    centres: list[CentreActivated] = []
+    for code, share in spread(count, population).items():
+        biggest = sorted(communes_in_departement(code), key=lambda c: -c.population)
+        for i in range(share):
+            place = biggest[i % len(biggest)]
+            centres.append(
+                CentreActivated(
+                    centre_id=f"wave-{code}-{i}",
+                    name=f"Centre {place.name} {i + 1}",
+                    kind=rng.choice(KINDS),
+                    commune_insee=place.insee,
+                    opening_hours=hours,
+                    boxes=rng.randint(2, 6),
+                    consultation_minutes=20,
+                    first_day=first_day,
+                )
+            )
+    return centres
+
+
+def wave_referral(rng: random.Random, home: Commune, reference: str) -> ReferralSubmitted:
+    # One in ten shows a severity sign: the protocol escalates it, no centre involved.
+    severe = rng.random() < 0.1
+    return ReferralSubmitted(
+        referrer=Referrer(kind=ReferrerKind.GP, identifier="10001234567", reply_to="wave"),
+        reference=reference,
+        patient=PatientIdentity(
+            first_name="Camille",
+            last_name="Martin",
+            birth_date=date(1955 + rng.randint(0, 45), rng.randint(1, 12), rng.randint(1, 28)),
+            phone="0612345678",
+            sms_consent=True,
+            commune_insee=home.insee,
+        ),
+        clinical=Clinical(
+            symptomatic=True,
+            symptoms=("fever", "cough"),
+            severity_signs=(SeveritySign.DYSPNOEA,) if severe else (),
+            vitals=Vitals(spo2=97, respiratory_rate=16, temperature_c=38.2),
+        ),
+    )
+
+
+async def dead_letters(namespace: str) -> dict[str, int]:
+    connection = await aio_pika.connect(BROKER)
+    async with connection:
+        channel = await connection.channel()
+        counts = {}
+        for service in ServiceName:
+            name = dead_letter_queue(namespace, service.value)
+            queue = await channel.declare_queue(name, passive=True)
+            counts[service.value] = queue.declaration_result.message_count or 0
+        return counts
+
+
+async def run(n: int, centre_count: int, sqlite: bool) -> dict[str, object]:
+    rng = random.Random(2020)
+    centres = wave_centres(centre_count, rng)
+    homes = communes()
+    weights = [c.population for c in homes]
+    observer = Observer(BROKER, "", keep_events=False)
+    results: dict[str, object] = {"n": n, "centres": len(centres)}
+    async with running_stack(sqlite, [c.centre_id for c in centres], observer) as stack:
+        async with EventPublisher(BROKER, stack.namespace, "bench") as publisher:
+            with console.status(f"activating {len(centres)} centres..."):
+                for chunk in range(0, len(centres), 100):
+                    await asyncio.gather(
+                        *(
+                            publisher.publish(c, correlation_id=c.centre_id)
+                            for c in centres[chunk : chunk + 100]
+                        )
+                    )
+                await wait_for_drain(BROKER, f"{stack.namespace}.scheduler.centres", 600)
+                await wait_for_drain(BROKER, f"{stack.namespace}.notifier.centres", 600)
+            cpu_before = cpu_seconds()
+            started = time.monotonic()
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                sent = progress.add_task("submitted", total=n)
+                final = progress.add_task("final state", total=n)
+                refs = [f"w-{uuid.uuid4().hex[:12]}" for _ in range(n)]
+                places = rng.choices(homes, weights=weights, k=n)
+
+                async def watch() -> None:
+                    while True:
+                        done = sum(t.state in FINAL for t in observer.tracks.values())
+                        progress.update(final, completed=done)
+                        await asyncio.sleep(1)
+
+                watcher = asyncio.create_task(watch())
+                for chunk in range(0, n, 200):
+                    batch = range(chunk, min(chunk + 200, n))
+                    for i in batch:
+                        observer.submitted(refs[i])
+                    await asyncio.gather(
+                        *(
+                            publisher.publish_envelope(
+                                Envelope.wrap(
+                                    wave_referral(rng, places[i], refs[i]),
+                                    source="gp",
+                                    correlation_id=refs[i],
+                                ),
+                                "referral.submitted",
+                            )
+                            for i in batch
+                        )
+                    )
+                    progress.update(sent, completed=batch.stop)
+                published = time.monotonic() - started
+                deadline = time.monotonic() + max(600.0, n * 0.2)
+                # Polled: a full scan of the tracks on every event would cost more than
+                # the wave itself.
+                while not observer.done() and time.monotonic() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(2)
+                watcher.cancel()
+                drained = time.monotonic() - started
+        states = Counter(t.state or "none" for t in observer.tracks.values())
+        lost = sum(t.state not in FINAL for t in observer.tracks.values())
+        results |= {
+            "publish_s": round(published, 1),
+            "drain_s": round(drained, 1),
+            "referrals_per_s": round(n / drained, 1),
+            "final_states": dict(states),
+            "not_final": lost,
+            "dead_letters": await dead_letters(stack.namespace),
+            "cpu_ms_per_referral": cpu_ms_per_item(cpu_before, n),
+            "peak_rss_mb": {
+                name: round(peak_rss_mb(proc.pid), 1) for name, proc in stack.services.procs.items()
+            },
+            "observer_rss_mb": round(_own_rss(), 1),
+        }
+    return results
+
+
+def _own_rss() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--centres", type=int, default=2000)
+    parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.n, args.centres, args.sqlite))
+    result |= {
+        "database": "sqlite" if args.sqlite else "postgresql",
+        "when": datetime.now(UTC).isoformat(),
+    }
+    table = Table(title=f"National wave: {args.n} referrals, {result['centres']} centres")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("publish_s", "drain_s", "referrals_per_s", "not_final", "observer_rss_mb"):
+        table.add_row(key, str(result[key]))
+    for group in ("final_states", "dead_letters", "cpu_ms_per_referral", "peak_rss_mb"):
+        for name, value in result[group].items():  # type: ignore[attr-defined]
+            table.add_row(f"{group}: {name}", str(value))
+    console.print(table)
+    console.print(f"written {write_results('wave', result)}")
+
+
+if __name__ == "__main__":
+    main()
