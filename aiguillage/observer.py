@@ -41,6 +41,7 @@ class Observer:
     keep_events: bool = True
     _connection: AbstractConnection | None = None
     _pending: dict[str, list[Envelope]] = field(default_factory=lambda: defaultdict(list))
+    _seen: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
@@ -55,7 +56,12 @@ class Observer:
         else:
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key="#")
-        await queue.consume(self._on_message, no_ack=True)
+        if self.durable_queue:
+            # Acknowledged once seen: what was in flight when the broker went down is
+            # delivered again, where an automatic ack would have lost it with the socket.
+            await queue.consume(self._on_acked_message)
+        else:
+            await queue.consume(self._on_message, no_ack=True)
 
     async def stop(self) -> None:
         if self._connection is not None:
@@ -72,6 +78,13 @@ class Observer:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self.feed(message.body)
+
+    async def _on_acked_message(self, message: AbstractIncomingMessage) -> None:
+        if message.message_id is None or message.message_id not in self._seen:
+            self.feed(message.body)
+            if message.message_id is not None:
+                self._seen.add(message.message_id)
+        await message.ack()
 
     def feed(self, body: bytes) -> None:
         try:
