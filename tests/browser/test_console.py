@@ -48,6 +48,14 @@ def rows(driver: Any, selector: str) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, selector))
 
 
+async def activate_centres(settings: Settings, *centres: tuple[str, str]) -> None:
+    """The ARS activates these (id, INSEE code) centres; returns once the scheduler has them."""
+    async with EventPublisher(settings.broker_url, settings.namespace, "ars") as ars:
+        for centre_id, insee in centres:
+            await ars.publish(centre(centre_id, insee), correlation_id=centre_id)
+    await wait_for_drain(settings.broker_url, f"{settings.namespace}.scheduler.centres")
+
+
 async def forget_centre_queues(settings: Settings, *centre_ids: str) -> None:
     # The notifier declares a durable queue per centre; the namespace's clean-up does
     # not know these centres.
@@ -139,10 +147,7 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
     await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
     try:
         async with Tap(s.broker_url, s.namespace) as tap:
-            async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
-                await ars.publish(centre("rennes-a", "35238"), correlation_id="rennes-a")
-                await ars.publish(centre("paris-b", "75115"), correlation_id="paris-b")
-            await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+            await activate_centres(s, ("rennes-a", "35238"), ("paris-b", "75115"))
             async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
                 for i, first in enumerate(["Annick", "Armelle"]):
                     await gp.publish(
@@ -223,9 +228,7 @@ async def test_centre_15_decides_on_a_held_referral(
     await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
     try:
         async with Tap(s.broker_url, s.namespace) as tap:
-            async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
-                await ars.publish(centre("rennes-c", "35238"), correlation_id="rennes-c")
-            await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+            await activate_centres(s, ("rennes-c", "35238"))
             # A patient at risk referred without vitals: the protocol holds it.
             held = referral("b-h-0")
             clinical = held.clinical.model_copy(
