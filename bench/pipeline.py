@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from rich.table import Table
 from stack import (  # bench/ is the script's folder, first on sys.path
     BROKER,
     POSTGRES,
+    bench_centre,
+    bench_referral,
     cpu_ms_per_item,
     cpu_seconds,
     peak_rss_mb,
@@ -47,15 +49,8 @@ from aiguillage.observer import Observer
 from aiguillage.processes import ServiceProcesses
 from shared.events import (
     CentreActivated,
-    CentreKind,
-    Clinical,
     Envelope,
-    OpeningPeriod,
-    PatientIdentity,
     ReferralSubmitted,
-    Referrer,
-    ReferrerKind,
-    Vitals,
 )
 from shared.publisher import EventPublisher
 
@@ -150,38 +145,13 @@ async def raw_ceiling(n: int, body: bytes) -> float:
 
 
 def referral(rng: random.Random, reference: str) -> ReferralSubmitted:
-    return ReferralSubmitted(
-        referrer=Referrer(kind=ReferrerKind.GP, identifier="10001234567", reply_to="bench"),
-        reference=reference,
-        patient=PatientIdentity(
-            first_name="Camille",
-            last_name="Martin",
-            birth_date=date(1970 + rng.randint(0, 30), rng.randint(1, 12), rng.randint(1, 28)),
-            phone="0612345678",
-            sms_consent=True,
-            commune_insee=rng.choice(HOMES),
-        ),
-        clinical=Clinical(
-            symptomatic=True,
-            symptoms=("fever", "cough"),
-            vitals=Vitals(spo2=97, respiratory_rate=16, temperature_c=38.0),
-        ),
-    )
+    born = date(1970 + rng.randint(0, 30), rng.randint(1, 12), rng.randint(1, 28))
+    return bench_referral(reference, rng.choice(HOMES), born, reply_to="bench")
 
 
 def centres() -> list[CentreActivated]:
-    hours = tuple(OpeningPeriod(weekday=d, opens="00:00", closes="24:00") for d in range(7))
     return [
-        CentreActivated(
-            centre_id=f"bench-{i}",
-            name=f"Centre {i}",
-            kind=CentreKind.TEMPORARY_DEDICATED,
-            commune_insee=HOMES[i % len(HOMES)],
-            opening_hours=hours,
-            boxes=20,
-            consultation_minutes=15,
-            first_day=date.today() - timedelta(days=1),
-        )
+        bench_centre(f"bench-{i}", f"Centre {i}", HOMES[i % len(HOMES)], 20, minutes=15)
         for i in range(21)
     ]
 

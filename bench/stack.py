@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,78 @@ import asyncpg
 from aiguillage.demo import wait_for_consumers
 from aiguillage.observer import Observer
 from aiguillage.processes import ServiceProcesses
+from shared.events import (
+    CentreActivated,
+    CentreKind,
+    Clinical,
+    OpeningPeriod,
+    PatientIdentity,
+    ReferralSubmitted,
+    Referrer,
+    ReferrerKind,
+    SeveritySign,
+    Vitals,
+)
 from shared.settings import ServiceName
 from shared.topology import declare_topology, delete_topology
 
 BROKER = os.environ.get("AIGUILLAGE_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+# Round the clock since yesterday: a bench's slots never depend on the hour it runs.
+ALWAYS_OPEN = tuple(OpeningPeriod(weekday=d, opens="00:00", closes="24:00") for d in range(7))
+
+
+def bench_centre(
+    centre_id: str,
+    name: str,
+    commune_insee: str,
+    boxes: int,
+    *,
+    minutes: int,
+    kind: CentreKind = CentreKind.TEMPORARY_DEDICATED,
+) -> CentreActivated:
+    return CentreActivated(
+        centre_id=centre_id,
+        name=name,
+        kind=kind,
+        commune_insee=commune_insee,
+        opening_hours=ALWAYS_OPEN,
+        boxes=boxes,
+        consultation_minutes=minutes,
+        first_day=date.today() - timedelta(days=1),
+    )
+
+
+def bench_referral(
+    reference: str,
+    commune_insee: str,
+    birth_date: date,
+    *,
+    reply_to: str,
+    severe: bool = False,
+) -> ReferralSubmitted:
+    """A GP's referral of a febrile patient; a severe one shows a sign the protocol
+    escalates."""
+    return ReferralSubmitted(
+        referrer=Referrer(kind=ReferrerKind.GP, identifier="10001234567", reply_to=reply_to),
+        reference=reference,
+        patient=PatientIdentity(
+            first_name="Camille",
+            last_name="Martin",
+            birth_date=birth_date,
+            phone="0612345678",
+            sms_consent=True,
+            commune_insee=commune_insee,
+        ),
+        clinical=Clinical(
+            symptomatic=True,
+            symptoms=("fever", "cough"),
+            severity_signs=(SeveritySign.DYSPNOEA,) if severe else (),
+            vitals=Vitals(spo2=97, respiratory_rate=16, temperature_c=38.2),
+        ),
+    )
 
 
 @dataclass

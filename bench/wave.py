@@ -17,7 +17,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import aio_pika
@@ -26,6 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 from stack import (
     BROKER,
+    bench_centre,
+    bench_referral,
     cpu_ms_per_item,
     cpu_seconds,
     peak_rss_mb,
@@ -38,15 +40,8 @@ from aiguillage.observer import FINAL, Observer
 from shared.events import (
     CentreActivated,
     CentreKind,
-    Clinical,
     Envelope,
-    OpeningPeriod,
-    PatientIdentity,
     ReferralSubmitted,
-    Referrer,
-    ReferrerKind,
-    SeveritySign,
-    Vitals,
 )
 from shared.geo import Commune, communes, communes_in_departement, departements
 from shared.publisher import EventPublisher
@@ -73,23 +68,19 @@ def wave_centres(count: int, rng: random.Random) -> list[CentreActivated]:
     population = {
         d.code: sum(c.population for c in communes_in_departement(d.code)) for d in departements()
     }
-    hours = tuple(OpeningPeriod(weekday=d, opens="00:00", closes="24:00") for d in range(7))
-    first_day = date.today() - timedelta(days=1)
     centres: list[CentreActivated] = []
     for code, share in spread(count, population).items():
         biggest = sorted(communes_in_departement(code), key=lambda c: -c.population)
         for i in range(share):
             place = biggest[i % len(biggest)]
             centres.append(
-                CentreActivated(
-                    centre_id=f"wave-{code}-{i}",
-                    name=f"Centre {place.name} {i + 1}",
+                bench_centre(
+                    f"wave-{code}-{i}",
+                    f"Centre {place.name} {i + 1}",
+                    place.insee,
+                    rng.randint(2, 6),
+                    minutes=20,
                     kind=rng.choice(KINDS),
-                    commune_insee=place.insee,
-                    opening_hours=hours,
-                    boxes=rng.randint(2, 6),
-                    consultation_minutes=20,
-                    first_day=first_day,
                 )
             )
     return centres
@@ -98,24 +89,8 @@ def wave_centres(count: int, rng: random.Random) -> list[CentreActivated]:
 def wave_referral(rng: random.Random, home: Commune, reference: str) -> ReferralSubmitted:
     # One in ten shows a severity sign: the protocol escalates it, no centre involved.
     severe = rng.random() < 0.1
-    return ReferralSubmitted(
-        referrer=Referrer(kind=ReferrerKind.GP, identifier="10001234567", reply_to="wave"),
-        reference=reference,
-        patient=PatientIdentity(
-            first_name="Camille",
-            last_name="Martin",
-            birth_date=date(1955 + rng.randint(0, 45), rng.randint(1, 12), rng.randint(1, 28)),
-            phone="0612345678",
-            sms_consent=True,
-            commune_insee=home.insee,
-        ),
-        clinical=Clinical(
-            symptomatic=True,
-            symptoms=("fever", "cough"),
-            severity_signs=(SeveritySign.DYSPNOEA,) if severe else (),
-            vitals=Vitals(spo2=97, respiratory_rate=16, temperature_c=38.2),
-        ),
-    )
+    born = date(1955 + rng.randint(0, 45), rng.randint(1, 12), rng.randint(1, 28))
+    return bench_referral(reference, home.insee, born, reply_to="wave", severe=severe)
 
 
 async def dead_letters(namespace: str) -> dict[str, int]:
