@@ -15,6 +15,7 @@ from aiguillage.commands.common import publish
 from shared.auth import Role, issue_token
 from shared.events import ReferralSubmitted, new_id
 from shared.logging import configure_logging
+from shared.memory import tune_allocator
 from shared.settings import ServiceName, get_settings
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ for _name in ("ars", "centre", "regulate", "broker", "console"):
 @app.command()
 def run(service: ServiceName) -> None:
     """Run one service (intake, regulation, scheduler or notifier) until stopped."""
+    tune_allocator()
     settings = get_settings()
     configure_logging(service.value, settings.log_level, settings.log_json)
     module = importlib.import_module(f"services.{service.value}.app")

@@ -40,6 +40,7 @@ from stack import (  # bench/ is the script's folder, first on sys.path
     cpu_ms_per_item,
     cpu_seconds,
     peak_rss_mb,
+    run_bench,
     running_stack,
     write_results,
 )
@@ -349,7 +350,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     # The figures are JSON-shaped: read them as such.
-    result: dict[str, Any] = asyncio.run(main_async(args))
+    result: dict[str, Any] = run_bench(main_async(args))
     table = Table(title=f"Pipeline vs raw four hops ({result['database']}, n={args.n})")
     table.add_column("figure")
     table.add_column("value", justify="right")

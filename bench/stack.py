@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -36,6 +38,25 @@ from shared.topology import declare_topology, delete_topology
 
 BROKER = os.environ.get("AIGUILLAGE_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+T = TypeVar("T")
+
+
+def run_bench(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, with SIGTERM (``kill``, ``timeout``) cancelling the bench like
+    Ctrl-C does: its services are stopped and its queues and databases removed, not
+    left behind to slow the broker down (2,000 quorum queues a wave)."""
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await main
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        raise SystemExit("stopped (SIGTERM): services stopped, queues and databases removed") from None
 
 
 # Round the clock since yesterday: a bench's slots never depend on the hour it runs.

@@ -31,6 +31,7 @@ from stack import (
     cpu_ms_per_item,
     cpu_seconds,
     peak_rss_mb,
+    run_bench,
     running_stack,
     write_results,
 )
@@ -202,7 +203,7 @@ def main() -> None:
     parser.add_argument("--centres", type=int, default=2000)
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     args = parser.parse_args()
-    result = asyncio.run(run(args.n, args.centres, args.sqlite))
+    result = run_bench(run(args.n, args.centres, args.sqlite))
     result |= {
         "database": "sqlite" if args.sqlite else "postgresql",
         "when": datetime.now(UTC).isoformat(),
