@@ -56,7 +56,7 @@ def run_bench(main: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(guarded())
     except asyncio.CancelledError:
-        raise SystemExit("stopped (SIGTERM): services stopped, queues and databases removed") from None
+        raise SystemExit("stopped (SIGTERM): services stopped, queues and databases gone") from None
 
 
 # Round the clock since yesterday: a bench's slots never depend on the hour it runs.
