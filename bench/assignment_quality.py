@@ -15,17 +15,16 @@ slots, with scipy.optimize.linear_sum_assignment.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 from scipy.optimize import linear_sum_assignment
+from stack import write_results
 
 from services.scheduler.domain.assignment import Weights, rank_candidates
 from services.scheduler.domain.centres import CentreSchedule
@@ -214,13 +213,8 @@ def main() -> None:
         f"online / optimum: travel {travel:.2f}, wait {wait:.2f}, total cost {ratio:.2f}"
         + ("" if same else " (not the same number assigned: compare with care)")
     )
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"assignment_quality-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    path.write_text(
-        json.dumps({"args": vars(args), "results": rows, "cost_ratio": ratio}, indent=2)
-    )
-    console.print(f"written {path}")
+    result = {"args": vars(args), "results": rows, "cost_ratio": ratio}
+    console.print(f"written {write_results('assignment_quality', result)}")
 
 
 if __name__ == "__main__":

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import insert
+from stack import write_results
 
 from services.scheduler.handlers import Patient, SchedulerHandlers
 from services.scheduler.tables import bookings, centres
@@ -160,11 +159,9 @@ def main() -> None:
         )
     console = Console()
     console.print(table)
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"slot_search-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    console.print(f"written {path}")
+    console.print(
+        f"written {write_results('slot_search', {'args': vars(args), 'results': results})}"
+    )
 
 
 if __name__ == "__main__":

@@ -141,6 +141,9 @@ class Consumer:
             structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
 
     async def _consume(self, message: RabbitMessage) -> None:
+        # While the relay is far behind, the message waits unprocessed (and unacked):
+        # the backlog stays in the queue rather than in the outbox (OutboxRelay).
+        await self.relay.room()
         attempt = _delivery_count(message) + 1
         structlog.contextvars.bind_contextvars(
             consumer=self.name, message_id=message.message_id, attempt=attempt
@@ -165,7 +168,7 @@ class Consumer:
             await self._retry_or_dead_letter(message, exc, attempt)
             return
         if delivery is not None and delivery.emitted:
-            self.relay.notify()
+            self.relay.notify(len(delivery.emitted))
         await message.ack()
 
     async def _process_while_database_away(self, envelope: Envelope) -> Delivery | None:

@@ -79,6 +79,7 @@ class ServiceRuntime:
             self.publish,
             poll_seconds=self.settings.outbox_poll_seconds,
             batch=self.settings.outbox_batch,
+            high_water=self.settings.outbox_high_water,
         )
 
     async def publish(self, event: OutgoingEvent) -> None:

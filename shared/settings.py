@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         "another process (events committed by its own process are relayed at once).",
     )
     outbox_batch: int = Field(200, ge=1, description="Events the outbox relay publishes per batch.")
+    outbox_high_water: int = Field(
+        2000,
+        ge=1,
+        description="Events staged and not yet relayed at which the service's consumers "
+        "pause (until half are relayed), so that a backlog stays in the broker's queues.",
+    )
 
     pseudonym_secret: str = Field(
         "change-me-in-production",

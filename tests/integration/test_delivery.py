@@ -182,3 +182,49 @@ async def test_graceful_shutdown_finishes_the_messages_in_hand(settings: Setting
         channel = await connection.channel()
         queue = await channel.declare_queue(f"{s.namespace}.notifier.contacts", passive=True)
         assert queue.declaration_result.message_count == 0
+
+
+def _after(gate: asyncio.Event, publish: Any) -> Any:
+    """The relay's publish, held until ``gate`` opens: a broker slower than the work."""
+
+    async def held(event: Any) -> None:
+        await gate.wait()
+        await publish(event)
+
+    return held
+
+
+async def test_consumers_pause_while_the_relay_is_far_behind(runtime_settings: Settings) -> None:
+    """A relay that cannot keep up stops the consumers at the high-water mark: the
+    backlog stays in the queue (ready, for any replica) instead of the outbox table,
+    and everything flows once the relay catches up."""
+    s = runtime_settings.model_copy(update={"outbox_high_water": 4, "prefetch": 1})
+    probe = Probe()
+    gate = asyncio.Event()
+    async for runtime in _running(s, probe):
+        runtime.relay._publish = _after(gate, runtime.relay._publish)
+        async with Tap(s.broker_url, s.namespace, "notification.#") as tap:
+            async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+                for i in range(20):
+                    contact = CONTACT.model_copy(update={"referral_id": f"r-{i}"})
+                    await pub.publish(contact, correlation_id=f"r-{i}")
+            for _ in range(50):
+                if probe.calls >= 4:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # room for a wrong fifth to be handled
+            assert probe.calls == 4
+            assert runtime.relay.backlog == 4
+            connection = await aio_pika.connect(s.broker_url)
+            async with connection:
+                channel = await connection.channel()
+                queue = await channel.declare_queue(
+                    f"{s.namespace}.notifier.contacts", passive=True
+                )
+                # 15 ready; the 16th is the one in hand, waiting for room.
+                assert queue.declaration_result.message_count == 15
+            gate.set()
+            await tap.wait_for(lambda es: len(es) == 20, timeout=30)
+        assert probe.calls == 20
+        assert await _count(runtime, contacts) == 20
+        assert runtime.relay.backlog == 0
