@@ -91,8 +91,10 @@ class Dispatcher:
         pause = self.poll
         while not self._stopping:
             try:
+                # A producer like the consumers: it waits while the relay is far behind.
+                await self.relay.room()
                 while await self.dispatch_once():
-                    pass
+                    await self.relay.room()
                 pause = self.poll
             except Exception as exc:  # the database is away: back off, do not spin
                 log.warning("dispatcher failed; retrying", error=str(exc)[:200], retry_in=pause)
@@ -124,7 +126,7 @@ class Dispatcher:
                 )
         await asyncio.gather(*(self._send(row) for row in rows))
         if rows:
-            self.relay.notify()
+            self.relay.notify(len(rows))  # each try records one event
         return len(rows)
 
     async def _send(self, row: Any) -> None:
