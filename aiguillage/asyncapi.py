@@ -6,19 +6,23 @@ from __future__ import annotations
 import importlib
 
 import yaml
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 from faststream.specification import AsyncAPI
 
-from shared.contracts import PUBLISHERS, routing_key_pattern, typed_envelope
+from shared.contracts import OUTSIDE_PRODUCERS, PUBLISHERS, routing_key_pattern, typed_envelope
 from shared.runtime import events_exchange_ref
 from shared.settings import ServiceName, Settings
+from shared.topology import ingress_exchange
 
 DESCRIPTION = (
     "Aiguillage routes Covid-19 patients, after medical regulation by Centre 15, to the "
-    "ambulatory consultation centres the ARS activates. One topic exchange carries every "
-    "event; the event type is the routing key (with the centre id appended where a centre "
-    "must receive it alone). Every message is an envelope (id, type, version, time, source, "
-    "correlation id, causation id) with the payload under `data`."
+    "ambulatory consultation centres the ARS activates. Two topic exchanges: outside actors "
+    "(referrers, Centre 15, the ARS, centres) publish on `<ns>.ingress` only, where each "
+    "message is checked against its sender (the AMQP user_id) by the service whose door it "
+    "is; the services publish on `<ns>.events`. The event type is the routing key (with "
+    "the centre id appended where a centre must receive it alone, or sends for itself). "
+    "Every message is an envelope (id, type, version, time, source, correlation id, "
+    "causation id) with the payload under `data`."
 )
 
 
@@ -30,9 +34,13 @@ def build_brokers(settings: Settings) -> list[RabbitBroker]:
     external = RabbitBroker(
         settings.broker_url, description="External actors: referrers, Centre 15, the ARS, centres"
     )
-    exchange = events_exchange_ref(settings.namespace)
+    bus = events_exchange_ref(settings.namespace)
+    ingress = RabbitExchange(
+        ingress_exchange(settings.namespace), type=ExchangeType.TOPIC, durable=True, declare=False
+    )
     for producer, events in PUBLISHERS.items():
         broker = by_service.get(producer, external)
+        exchange = ingress if producer in OUTSIDE_PRODUCERS else bus
         for cls in events:
             broker.publisher(
                 routing_key=routing_key_pattern(cls),

@@ -6,6 +6,16 @@ resulting events in one transaction, commit, then ack.
 - Any other failure (database away, a bug hit by one message): handed back to the
   queue after a backoff, and dead-lettered with its error after ``max_deliveries``
   tries, so one bad message never blocks the queue.
+- On a door's queue (one bound to the ingress exchange, where outsiders publish), the
+  sender is the AMQP ``user_id`` the broker checked (shared.senders), never what the
+  message says; a message too large, from an unknown sender, of a type its sender may
+  not send, routed on another key than its type's (a CC header), or whose claims the
+  handler finds inconsistent with its sender (``SenderRefused``) is answered with a
+  ``request.refused`` on the sender's own reply key, recorded in ``refusals`` and
+  logged with the sender's user, and never applied.
+
+Dead-letter headers carry codes, ids and field names, never a value of the message:
+no identity, no clinical data, no exception text with parameters.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import asyncio
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import structlog
@@ -22,14 +33,17 @@ from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.message import RabbitMessage as IncomingMessage
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
-from shared.events import Envelope, EventPayload, UnknownEventError, utcnow
-from shared.inbox import claim
+from shared.events import Envelope, EventPayload, RequestRefused, UnknownEventError, utcnow
+from shared.inbox import claim, claim_id
+from shared.messaging_tables import refusals
 from shared.outbox import OutboxRelay, add_to_outbox
+from shared.senders import ActorKind, Sender, SenderPolicy, SenderRefused
 from shared.topology import QueueSpec, dead_letter_exchange
 
 log = structlog.get_logger(__name__)
@@ -43,6 +57,7 @@ _MESSAGE_CONTEXT = (
     "event_id",
     "event_type",
     "correlation_id",
+    "sender_user",
     "_sensitive",
 )
 
@@ -73,12 +88,26 @@ class PermanentError(Exception):
 
 @dataclass
 class Delivery:
-    """What a handler gets: the event, and a transaction to change state and emit in."""
+    """What a handler gets: the event, and a transaction to change state and emit in.
+
+    ``sender`` is set on a door's queue only: who published the message, as the broker
+    proved it. ``received_at`` is when this service took it: the order of what outsiders
+    send is the order of receipt, not the time their envelope claims.
+    """
 
     session: AsyncSession
     envelope: Envelope
     source: str
     emitted: list[Envelope] = field(default_factory=list)
+    sender: Sender | None = None
+    routing_key: str = ""
+    received_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def occurred_at(self) -> datetime:
+        """When it happened, for ordering: our own services' clock for the bus's events,
+        the time of receipt for what came through a door."""
+        return self.envelope.time if self.sender is None else self.received_at
 
     def payload_as(self, cls: type[P]) -> P:
         return self.envelope.payload_as(cls)
@@ -111,6 +140,11 @@ class ConsumerConfig:
     service: str
     max_deliveries: int = 5
     retry_backoff_seconds: float = 0.5
+    senders: SenderPolicy = field(default_factory=lambda: SenderPolicy(frozenset({"guest"})))
+    max_message_bytes: int = 64 * 1024
+    # FastStream's in-memory broker (the one-process demo) carries no user_id: there is
+    # no broker to prove a sender, and nobody outside to send.
+    in_memory: bool = False
 
 
 class Consumer:
@@ -130,7 +164,9 @@ class Consumer:
         self.relay = relay
         self.broker = broker
         self.name = f"{config.service}.{spec.subscription}"
-        self._dlx = RabbitExchange(dead_letter_exchange(config.namespace), declare=False)
+        self._dlx = RabbitExchange(
+            dead_letter_exchange(config.namespace, config.service), declare=False
+        )
 
     async def __call__(self, message: RabbitMessage) -> None:
         try:
@@ -144,25 +180,46 @@ class Consumer:
         # While the relay is far behind, the message waits unprocessed (and unacked):
         # the backlog stays in the queue rather than in the outbox (OutboxRelay).
         await self.relay.room()
+        received_at = utcnow()
         attempt = _delivery_count(message) + 1
         structlog.contextvars.bind_contextvars(
             consumer=self.name, message_id=message.message_id, attempt=attempt
         )
+        raw = message.raw_message
+        sender: Sender | None = None
+        if self.spec.is_door:
+            try:
+                sender = self._sender(message)
+            except SenderRefused as refused:
+                await self._refuse(message, None, None, refused, received_at)
+                return
         try:
             envelope = Envelope.model_validate_json(message.body)
         except ValidationError as exc:
-            await self._dead_letter(message, "invalid_envelope", _short(exc), attempt)
+            await self._dead_letter(message, "invalid_envelope", safe_error(exc), attempt)
             return
         structlog.contextvars.bind_contextvars(
             event_id=envelope.id, event_type=envelope.type, correlation_id=envelope.correlation_id
         )
+        routing_key = raw.routing_key or ""
+        if sender is not None:
+            try:
+                _check_door(sender, envelope, routing_key)
+            except SenderRefused as refused:
+                await self._refuse(message, envelope, sender, refused, received_at)
+                return
         try:
-            delivery = await self._process_while_database_away(envelope)
+            delivery = await self._process_while_database_away(
+                envelope, sender, routing_key, received_at
+            )
+        except SenderRefused as refused:
+            await self._refuse(message, envelope, sender, refused, received_at)
+            return
         except PermanentError as exc:
             await self._dead_letter(message, exc.code, str(exc), attempt)
             return
         except (ValidationError, UnknownEventError) as exc:
-            await self._dead_letter(message, "invalid_payload", _short(exc), attempt)
+            await self._dead_letter(message, "invalid_payload", safe_error(exc), attempt)
             return
         except Exception as exc:
             await self._retry_or_dead_letter(message, exc, attempt)
@@ -171,7 +228,88 @@ class Consumer:
             self.relay.notify(len(delivery.emitted))
         await message.ack()
 
-    async def _process_while_database_away(self, envelope: Envelope) -> Delivery | None:
+    def _sender(self, message: RabbitMessage) -> Sender:
+        """Who published it, as the broker proved it (the door's first check)."""
+        raw = message.raw_message
+        if self.config.in_memory:
+            return Sender("in-memory", ActorKind.OPERATOR)
+        sender = self.config.senders.resolve(raw.user_id, raw.headers)
+        structlog.contextvars.bind_contextvars(sender_user=sender.user)
+        if len(message.body) > self.config.max_message_bytes:
+            raise SenderRefused(
+                "message_too_large",
+                f"the message exceeds {self.config.max_message_bytes} bytes",
+            )
+        return sender
+
+    async def _refuse(
+        self,
+        message: RabbitMessage,
+        envelope: Envelope | None,
+        sender: Sender | None,
+        refused: SenderRefused,
+        received_at: datetime,
+    ) -> None:
+        """Answer, record and log a refusal, once per message; nothing of it is applied."""
+        raw = message.raw_message
+        message_id = envelope.id if envelope is not None else (raw.message_id or "")
+        user = sender.user if sender is not None else (raw.user_id or "")
+        reply_key = sender.reply_key if sender is not None else None
+        log.warning(
+            "message refused",
+            error_code=refused.code,
+            cause=refused.cause,
+            field=refused.field,
+            sender_user=user or None,
+            sender=sender.name if sender is not None else None,
+            routing_key=raw.routing_key,
+        )
+        emitted = 0
+        async with self.database.transaction() as session:
+            # Once per message: a redelivered refusal is neither answered nor recorded again.
+            event_type = envelope.type if envelope is not None else "-"
+            if message_id and not await claim_id(session, self.name, message_id, event_type):
+                await message.ack()
+                return
+            await session.execute(
+                insert(refusals).values(
+                    consumer=self.name,
+                    message_id=message_id[:64],
+                    sender_user=user[:128],
+                    sender=(sender.name if sender is not None else "")[:128],
+                    error_code=refused.code,
+                    field=refused.field,
+                    event_type=(envelope.type if envelope is not None else None),
+                    routing_key=(raw.routing_key or "")[:255],
+                    received_at=received_at,
+                )
+            )
+            if reply_key is not None:
+                await add_to_outbox(
+                    session,
+                    RequestRefused(
+                        reply_to=reply_key,
+                        source_message_id=message_id or None,
+                        refused_type=envelope.type if envelope is not None else None,
+                        error_code=refused.code,
+                        cause=refused.cause,
+                    ),
+                    source=self.config.service,
+                    correlation_id=(envelope.correlation_id if envelope else message_id) or "-",
+                    causation_id=envelope.id if envelope is not None else None,
+                )
+                emitted = 1
+        if emitted:
+            self.relay.notify(emitted)
+        await message.ack()
+
+    async def _process_while_database_away(
+        self,
+        envelope: Envelope,
+        sender: Sender | None = None,
+        routing_key: str = "",
+        received_at: datetime | None = None,
+    ) -> Delivery | None:
         """Process; while the database does not answer, hold the message and try again.
 
         An outage is no fault of the message: it is neither acked nor handed back (which
@@ -181,7 +319,7 @@ class Consumer:
         delay = max(self.config.retry_backoff_seconds, 0.1)
         while True:
             try:
-                return await self._process(envelope)
+                return await self._process(envelope, sender, routing_key, received_at)
             except Exception as exc:
                 if not database_unavailable(exc):
                     raise
@@ -193,12 +331,25 @@ class Consumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_OUTAGE_BACKOFF)
 
-    async def _process(self, envelope: Envelope) -> Delivery | None:
+    async def _process(
+        self,
+        envelope: Envelope,
+        sender: Sender | None = None,
+        routing_key: str = "",
+        received_at: datetime | None = None,
+    ) -> Delivery | None:
         async with self.database.transaction() as session:
             if not await claim(session, self.name, envelope):
                 log.info("duplicate event ignored")
                 return None
-            delivery = Delivery(session=session, envelope=envelope, source=self.config.service)
+            delivery = Delivery(
+                session=session,
+                envelope=envelope,
+                source=self.config.service,
+                sender=sender,
+                routing_key=routing_key,
+                received_at=received_at or utcnow(),
+            )
             await self.handler(delivery)
             return delivery
 
@@ -207,17 +358,11 @@ class Consumer:
     ) -> None:
         if attempt >= self.config.max_deliveries:
             await self._dead_letter(
-                message,
-                "retries_exhausted",
-                f"{type(exc).__name__}: {exc}",
-                attempt,
-                detail="".join(traceback.format_exception(exc))[-4000:],
+                message, "retries_exhausted", safe_error(exc), attempt, detail=frames(exc)
             )
             return
         delay = self.config.retry_backoff_seconds * 2 ** (attempt - 1)
-        log.warning(
-            "handling failed; will retry", error=f"{type(exc).__name__}: {exc}", retry_in=delay
-        )
+        log.warning("handling failed; will retry", error=safe_error(exc), retry_in=delay)
         # The wait holds one prefetch slot: a failing dependency slows the consumer
         # down instead of spinning on redeliveries.
         await asyncio.sleep(delay)
@@ -232,7 +377,9 @@ class Consumer:
         detail: str | None = None,
     ) -> None:
         raw = message.raw_message
-        headers = dict(raw.headers or {})
+        # Of the message's own headers only the broker's delivery record goes along: a
+        # header may hold anything its sender put there.
+        headers = {k: v for k, v in (raw.headers or {}).items() if k in _KEPT_HEADERS}
         headers.update(
             {
                 "x-error-code": code,
@@ -243,6 +390,7 @@ class Consumer:
                 "x-attempts": attempt,
                 "x-original-exchange": raw.exchange or "",
                 "x-original-routing-key": raw.routing_key or "",
+                "x-sender-user": raw.user_id or "",
             }
         )
         # Published with a confirm before the ack: a crash in between duplicates the
@@ -264,6 +412,53 @@ class Consumer:
 
 
 MAX_OUTAGE_BACKOFF = 5.0
+_KEPT_HEADERS = frozenset({"x-delivery-count", "x-death", "x-first-death-queue"})
+
+
+def _check_door(sender: Sender, envelope: Envelope, routing_key: str) -> None:
+    """What every door checks before its handler: the sender may send this type, on its
+    type's key. The second check catches CC/BCC headers, which RabbitMQ before 4.0.3
+    routes without checking them against topic permissions: the message then arrives
+    with the key its sender was allowed, at a queue bound to another."""
+    if not sender.may_send(envelope.type):
+        raise SenderRefused(
+            "sender_not_allowed", f"{sender.kind.value} may not send {envelope.type}", "type"
+        )
+    if routing_key != envelope.type and not routing_key.startswith(f"{envelope.type}."):
+        raise SenderRefused(
+            "routing_inconsistent", "the routing key is not the event's type", "routing_key"
+        )
+
+
+def safe_error(exc: BaseException) -> str:
+    """An error as a dead-letter header or a log may carry it: codes, field names and
+    our own words, never a value of the message (no identity, no clinical data).
+
+    A validation error gives each field and error type (not pydantic's message, which
+    quotes the input); a database error its class and SQLSTATE (not its text, which
+    prints the statement's parameters); anything else its class and its text cut before
+    SQLAlchemy's ``[SQL:`` / ``[parameters:``."""
+    if isinstance(exc, ValidationError):
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '-'}: {e['type']}" for e in exc.errors()
+        )
+        return f"ValidationError: {fields}"[:2000]
+    if isinstance(exc, StatementError):
+        orig = getattr(exc, "orig", None)
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        kind = type(orig).__name__ if orig is not None else "-"
+        return f"{type(exc).__name__} ({kind}, sqlstate {sqlstate or '-'})"
+    text = str(exc).split("[SQL:")[0].split("[parameters:")[0].strip()
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def frames(exc: BaseException) -> str:
+    """Where it failed: file, line and function of each frame, without the exception's
+    text or any local value."""
+    summary = traceback.extract_tb(exc.__traceback__)
+    return " | ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in summary)[
+        -2000:
+    ]
 
 
 # SQLSTATE classes of a database that is away rather than data that is wrong:
@@ -288,10 +483,6 @@ def _delivery_count(message: RabbitMessage) -> int:
     headers = message.raw_message.headers or {}
     count = headers.get("x-delivery-count", 0)
     return int(count) if isinstance(count, int | str) and str(count).isdigit() else 0
-
-
-def _short(exc: Exception) -> str:
-    return str(exc)[:2000]
 
 
 async def _raw_body(message: Any) -> bytes:

@@ -1,5 +1,12 @@
 """Who publishes what: the producer side of the topology, for documentation
-(the AsyncAPI document) and for broker permissions."""
+(the AsyncAPI document), for broker permissions, and for the doors' checks.
+
+Outside actors publish on the ingress exchange only; the services on the events
+exchange only (and, where a service's HTTP API is an actor's door, on the ingress in
+that actor's name: ``HTTP_DOORS``). A door that accepts an actor's message applies it
+and publishes on the bus what follows, so the same event type may be sent by an actor
+on the ingress and by the door's service on the bus (``centre.activated``, say).
+"""
 
 from __future__ import annotations
 
@@ -33,45 +40,79 @@ from shared.events import (
     ReferralWaitlisted,
     RegulationDecided,
     ReinforcementRequested,
+    RequestRefused,
     SlotAssigned,
     SubmissionAcknowledged,
     SubmissionError,
 )
 
+_ARS = (CentreActivated, CentreCapacityChanged, CentreSuspended, CentreClosed)
+_CENTRES = (ConsultationCompleted, ConsultationNoShow, PatientEscalated, ReinforcementRequested)
+
 PUBLISHERS: dict[str, tuple[type[EventPayload], ...]] = {
+    # Outside actors, on the ingress exchange.
     "referrers": (ReferralSubmitted, ReferralCancelled),
-    "ars": (
-        CentreActivated,
-        CentreCapacityChanged,
-        CentreSuspended,
-        CentreClosed,
-    ),
+    "ars": _ARS,
     "centre_15": (RegulationDecided, ProtocolPublished),
-    "centres": (
-        ConsultationCompleted,
-        ConsultationNoShow,
-        PatientEscalated,
-        ReinforcementRequested,
-    ),
+    "centres": _CENTRES,
+    # The services, on the events exchange.
     "intake": (
         ReferralReceived,
         ReferralRejected,
+        ReferralCancelled,
         PatientContact,
         SubmissionAcknowledged,
         SubmissionError,
+        RequestRefused,
     ),
-    "regulation": (ReferralRegulated,),
+    "regulation": (ReferralRegulated, RequestRefused),
     "scheduler": (
         SlotAssigned,
         AppointmentRescheduled,
         AppointmentCancelled,
         ReferralWaitlisted,
         CapacityAlert,
+        *_ARS,
+        *_CENTRES,
+        RequestRefused,
     ),
     "notifier": (NotificationSent, NotificationFailed, ReferralOutcome),
 }
 
-_PER_CENTRE = {SlotAssigned, AppointmentRescheduled, AppointmentCancelled}
+# Who publishes on the ingress: the outside actors (producers of PUBLISHERS).
+OUTSIDE_PRODUCERS: tuple[str, ...] = ("referrers", "ars", "centre_15", "centres")
+
+# What an outside actor may send, by kind of actor (Centre 15 also refers patients).
+ACTOR_PRODUCERS: dict[str, tuple[str, ...]] = {
+    "centre_15": ("centre_15", "referrers"),
+    "referrer": ("referrers",),
+    "ars": ("ars",),
+    "centre": ("centres",),
+}
+
+# A service's HTTP API that is an actor's door publishes on the ingress in its name.
+HTTP_DOORS: dict[str, tuple[str, ...]] = {"notifier": ("centre",), "scheduler": ("ars",)}
+
+INGRESS_TYPES: frozenset[str] = frozenset(
+    cls.event_type for producer in OUTSIDE_PRODUCERS for cls in PUBLISHERS[producer]
+)
+
+
+def actor_may_send(actor_kind: str) -> frozenset[str]:
+    """The event types an actor of this kind may send on the ingress."""
+    return frozenset(
+        cls.event_type
+        for producer in ACTOR_PRODUCERS.get(actor_kind, ())
+        for cls in PUBLISHERS[producer]
+    )
+
+
+_PER_CENTRE = {
+    SlotAssigned,
+    AppointmentRescheduled,
+    AppointmentCancelled,
+    *_CENTRES,
+}
 
 
 def routing_key_pattern(cls: type[EventPayload]) -> str:
@@ -79,7 +120,7 @@ def routing_key_pattern(cls: type[EventPayload]) -> str:
         return f"{cls.event_type}.{{centre_id}}"
     if cls is CapacityAlert:
         return f"{cls.event_type}.{{departement}}"
-    if cls in (SubmissionAcknowledged, SubmissionError, ReferralOutcome):
+    if cls in (SubmissionAcknowledged, SubmissionError, ReferralOutcome, RequestRefused):
         return f"reply.{{reply_to}}.{cls.event_type}"
     if cls is PatientContact:
         return "contact.notifier"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,7 +24,11 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def add_health_routes(app: FastAPI, checks: dict[str, Check]) -> None:
+def add_health_routes(
+    app: FastAPI,
+    checks: dict[str, Check],
+    details: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+) -> None:
     @app.get("/health", tags=["operations"], summary="The process is up")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -37,7 +42,13 @@ def add_health_routes(app: FastAPI, checks: dict[str, Check]) -> None:
             except Exception:
                 results[name] = False
         status = 200 if all(results.values()) else 503
-        return JSONResponse({"ready": status == 200, "checks": results}, status_code=status)
+        body: dict[str, Any] = {"ready": status == 200, "checks": results}
+        if details is not None:
+            try:
+                body["details"] = await asyncio.wait_for(details(), timeout=5)
+            except Exception:
+                body["details"] = None
+        return JSONResponse(body, status_code=status)
 
 
 class HttpServer:

@@ -14,7 +14,12 @@ from shared.messaging_tables import inbox
 
 
 async def claim(session: AsyncSession, consumer: str, envelope: Envelope) -> bool:
-    """Record the event as processed by ``consumer``; False if it already was.
+    """Record the event as processed by ``consumer``; False if it already was."""
+    return await claim_id(session, consumer, envelope.id, envelope.type)
+
+
+async def claim_id(session: AsyncSession, consumer: str, event_id: str, event_type: str) -> bool:
+    """Record the message ``event_id`` as processed by ``consumer``; False if it already was.
 
     One statement, one round trip per message. On PostgreSQL a replica racing on the
     same id waits on the other's uncommitted row: it gets False if that one commits,
@@ -24,8 +29,8 @@ async def claim(session: AsyncSession, consumer: str, envelope: Envelope) -> boo
     statement = _CLAIM[session.bind.dialect.name == "postgresql"]
     row = {
         "consumer": consumer,
-        "event_id": envelope.id,
-        "event_type": envelope.type,
+        "event_id": event_id[:36],
+        "event_type": event_type[:100],
         "processed_at": utcnow(),
     }
     return (await session.execute(statement, row)).first() is not None

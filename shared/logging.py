@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any
 
 import structlog
@@ -31,9 +32,10 @@ PERSONAL_KEYS = frozenset(
     }
 )
 
-# NIR: sex digit, year, month, département (digits or 2A/2B), commune, order, optional key.
+# NIR: sex digit (3, 4, 7, 8 for special registrations), year, month, département
+# (digits or 2A/2B), commune, order, optional key.
 _NIR = re.compile(
-    r"\b[12]\s?\d{2}\s?(0[1-9]|1[0-2]|[2-9]\d)\s?(\d{2}|2[AB])\s?\d{3}\s?\d{3}(\s?\d{2})?\b"
+    r"\b[123478]\s?\d{2}\s?(0[1-9]|1[0-2]|[2-9]\d)\s?(\d{2}|2[AB])\s?\d{3}\s?\d{3}(\s?\d{2})?\b"
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 # French phone numbers, national or international form, with common separators.
@@ -41,43 +43,73 @@ _PHONE = re.compile(r"(?<!\w)(\+33\s?|0033\s?|0)[1-9]([\s.-]?\d{2}){4}(?!\w)")
 
 
 class PersonalDataRedactor:
-    """Redacts names, NIR, phone numbers and e-mails from a log event.
+    """Redacts names, birth dates, addresses, NIR, phone numbers and e-mails from a log
+    event.
 
-    Known personal keys are blanked whatever their value; every string anywhere in
-    the event is scrubbed of NIR, phone and e-mail patterns; and the values of
-    ``sensitive`` (names of the patients in hand, bound by intake) are replaced
-    wherever they appear, since a name has no pattern.
+    Known personal keys are blanked whatever their value; the values of ``_sensitive``
+    (the identity of the patient in hand, bound by intake) are replaced wherever they
+    appear, since a name or an address has no pattern; and every string anywhere in the
+    event is scrubbed of NIR, phone and e-mail patterns.
     """
 
     def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-        names = event_dict.pop("_sensitive", ())
-        return {k: self._clean(k, v, names) for k, v in event_dict.items()}
+        # One pattern per event, for every string in it.
+        sensitive = _literals(event_dict.pop("_sensitive", None) or ())
+        return {k: self._clean(k, v, sensitive) for k, v in event_dict.items()}
 
-    def _clean(self, key: str, value: Any, names: tuple[str, ...]) -> Any:
+    def _clean(self, key: str, value: Any, sensitive: re.Pattern[str] | None) -> Any:
         if key in PERSONAL_KEYS and value not in (None, "", False):
             return REDACTED
-        return self._scrub(value, names)
+        return self._scrub(value, sensitive)
 
-    def _scrub(self, value: Any, names: tuple[str, ...]) -> Any:
+    def _scrub(self, value: Any, sensitive: re.Pattern[str] | None) -> Any:
         if isinstance(value, str):
-            return scrub_text(value, names)
+            return _scrub(value, sensitive)
         if isinstance(value, Mapping):
-            return {str(k): self._clean(str(k), v, names) for k, v in value.items()}
+            return {str(k): self._clean(str(k), v, sensitive) for k, v in value.items()}
         if isinstance(value, list | tuple | set):
-            return [self._scrub(v, names) for v in value]
+            return [self._scrub(v, sensitive) for v in value]
         if isinstance(value, BaseException):
-            return scrub_text(repr(value), names)
+            return _scrub(repr(value), sensitive)
         return value
 
 
-def scrub_text(text: str, names: tuple[str, ...] = ()) -> str:
+def scrub_text(text: str, sensitive: Iterable[object] = ()) -> str:
+    """``text`` without personal data: the ``sensitive`` values, and the patterns."""
+    return _scrub(text, _literals(sensitive))
+
+
+def _scrub(text: str, sensitive: re.Pattern[str] | None) -> str:
+    # The known values first: a pattern replacing part of one (a phone number in an
+    # address) would leave the rest of it unmatched.
+    if sensitive is not None:
+        text = sensitive.sub(REDACTED, text)
     text = _EMAIL.sub(REDACTED, text)
     text = _NIR.sub(REDACTED, text)
-    text = _PHONE.sub(REDACTED, text)
-    for name in names:
-        if len(name) >= 2:
-            text = re.sub(re.escape(name), REDACTED, text, flags=re.IGNORECASE)
-    return text
+    return _PHONE.sub(REDACTED, text)
+
+
+def _forms(value: object) -> tuple[str, ...]:
+    """How a value may read in a log line. A date: ISO, French, and as Python prints it
+    (SQLAlchemy's errors quote their parameters so: ``datetime.date(1985, 5, 17)``)."""
+    if isinstance(value, date):
+        return (value.isoformat(), value.strftime("%d/%m/%Y"), repr(value))
+    if isinstance(value, str):
+        return (value, value.strip())
+    return ()
+
+
+def _literals(values: Iterable[object]) -> re.Pattern[str] | None:
+    """One pattern for every form of the values, taken literally (a name may hold a
+    regex's special characters); under 2 characters, a value would match everywhere."""
+    if isinstance(values, str | date):  # one value bound alone, not its characters
+        values = (values,)
+    forms = {form for value in values for form in _forms(value) if len(form) >= 2}
+    if not forms:
+        return None
+    # Longest first: "Dupont-Lajoie" whole, not "Dupont" and a leftover "-Lajoie".
+    alternatives = sorted(forms, key=lambda form: (-len(form), form))
+    return re.compile("|".join(map(re.escape, alternatives)), re.IGNORECASE)
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:

@@ -34,6 +34,9 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
+    # A row the broker refused (or this service may not publish) is set aside, so that
+    # it never blocks the rows behind it; an operator looks at it.
+    Column("set_aside_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_outbox_pending", outbox.c.published_at, outbox.c.seq)
 
@@ -46,4 +49,20 @@ inbox = Table(
     Column("processed_at", DateTime(timezone=True), nullable=False),
     Column("outcome", JSON, nullable=True),
     PrimaryKeyConstraint("consumer", "event_id"),
+)
+
+# What a door refused: recorded, never applied (shared.consumer).
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("consumer", String(100), nullable=False),
+    Column("message_id", String(64), nullable=False),
+    Column("sender_user", String(128), nullable=False),
+    Column("sender", String(128), nullable=False),
+    Column("error_code", String(64), nullable=False),
+    Column("field", String(100), nullable=True),
+    Column("event_type", String(100), nullable=True),
+    Column("routing_key", String(255), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
 )

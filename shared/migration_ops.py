@@ -39,3 +39,28 @@ def drop_messaging_tables() -> None:
     op.drop_table("inbox")
     op.drop_index("ix_outbox_pending", "outbox")
     op.drop_table("outbox")
+
+
+def add_door_tables() -> None:
+    """The door's record of refusals, and the outbox's set-aside rows (shared.outbox)."""
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("set_aside_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "refusals",
+        sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+        sa.Column("consumer", sa.String(100), nullable=False),
+        sa.Column("message_id", sa.String(64), nullable=False),
+        sa.Column("sender_user", sa.String(128), nullable=False),
+        sa.Column("sender", sa.String(128), nullable=False),
+        sa.Column("error_code", sa.String(64), nullable=False),
+        sa.Column("field", sa.String(100), nullable=True),
+        sa.Column("event_type", sa.String(100), nullable=True),
+        sa.Column("routing_key", sa.String(255), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def drop_door_tables() -> None:
+    op.drop_table("refusals")
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("set_aside_at")

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
 from shared.events import Envelope, EventPayload, utcnow
 from shared.messaging_tables import outbox
+from shared.publisher import PublishRefused
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,8 @@ class OutgoingEvent:
 
 
 Publish = Callable[[OutgoingEvent], Awaitable[None]]
+# Whether this service may publish on a routing key (its broker permissions' plan).
+MayPublish = Callable[[str], bool]
 
 
 async def add_to_outbox(
@@ -82,11 +85,19 @@ _PENDING = (
         outbox.c.event_type,
         outbox.c.correlation_id,
     )
-    .where(outbox.c.published_at.is_(None))
+    .where(outbox.c.published_at.is_(None), outbox.c.set_aside_at.is_(None))
     .order_by(outbox.c.seq)
     .limit(bindparam("batch"))
 )
 _PENDING_LOCKED = _PENDING.with_for_update(skip_locked=True)
+_SET_ASIDE = (
+    update(outbox)
+    .where(outbox.c.seq == bindparam("seq_"))
+    .values(set_aside_at=bindparam("now"), last_error=bindparam("error"))
+)
+_COUNT_SET_ASIDE = (
+    select(func.count()).select_from(outbox).where(outbox.c.set_aside_at.is_not(None))
+)
 _MARK_PUBLISHED = (
     update(outbox)
     .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
@@ -110,6 +121,12 @@ class OutboxRelay:
     downstream idled. Consumers now wait in ``room()`` while this process has
     ``high_water`` events or more staged and not yet relayed, and go on once that is
     down to half: the backlog stays in the broker's queue.
+
+    A row the broker refuses (``PublishRefused``), or whose routing key this service
+    may not publish (``may_publish``, from its permissions' plan: checked before the
+    broker closes the channel over it), is set aside: recorded with its error, logged,
+    counted (``/ready``), and never tried again, so that it does not block the rows
+    behind it. An operator looks at it.
     """
 
     def __init__(
@@ -120,9 +137,11 @@ class OutboxRelay:
         poll_seconds: float = 0.5,
         batch: int = 200,
         high_water: int = 2000,
+        may_publish: MayPublish | None = None,
     ) -> None:
         self._db = database
         self._publish = publish
+        self._may_publish = may_publish
         self._poll = poll_seconds
         self._batch = batch
         self._high_water = high_water
@@ -139,6 +158,10 @@ class OutboxRelay:
     @property
     def backlog(self) -> int:
         return self._backlog
+
+    async def set_aside_count(self) -> int:
+        async with self._db.transaction() as session:
+            return int(await session.scalar(_COUNT_SET_ASIDE) or 0)
 
     def notify(self, staged: int = 1) -> None:
         """``staged`` events were just committed to the outbox: relay them now."""
@@ -220,17 +243,29 @@ class OutboxRelay:
     async def _publish_all(self, rows: list[Any]) -> list[BaseException | None]:
         # Confirms are awaited concurrently: one round trip for the batch, not per event.
         # Frames still leave in order on the channel. The stored body goes as it is.
-        return await asyncio.gather(
-            *(
-                self._publish(
-                    OutgoingEvent(
-                        r.body.encode(), r.routing_key, r.event_id, r.event_type, r.correlation_id
-                    )
-                )
-                for r in rows
-            ),
-            return_exceptions=True,
+        results: list[BaseException | None] = [None] * len(rows)
+        sending = []
+        for index, row in enumerate(rows):
+            if self._may_publish is not None and not self._may_publish(row.routing_key):
+                results[index] = PublishRefused(f"not this service's key: {row.routing_key}")
+            else:
+                sending.append(index)
+        sent = await asyncio.gather(
+            *(self._publish(_outgoing(rows[i])) for i in sending), return_exceptions=True
         )
+        for index, result in zip(sending, sent, strict=True):
+            results[index] = result if isinstance(result, BaseException) else None
+        if any(isinstance(results[i], PublishRefused) for i in sending):
+            # A refusal closed the channel, and failed every publish in flight on it: which
+            # one the broker refused is found by trying the failed ones again, one by one.
+            for index in sending:
+                if results[index] is not None:
+                    try:
+                        await self._publish(_outgoing(rows[index]))
+                        results[index] = None
+                    except BaseException as exc:
+                        results[index] = exc
+        return results
 
     async def _mark(
         self, session: AsyncSession, rows: list[Any], results: list[BaseException | None]
@@ -238,7 +273,27 @@ class OutboxRelay:
         published = [r.seq for r, res in zip(rows, results, strict=True) if res is None]
         if published:
             await session.execute(_MARK_PUBLISHED, {"seqs": published, "now": utcnow()})
-        failed = [(r.seq, res) for r, res in zip(rows, results, strict=True) if res is not None]
+        refused = [
+            (r, res)
+            for r, res in zip(rows, results, strict=True)
+            if isinstance(res, PublishRefused)
+        ]
+        for row, refusal in refused:
+            await session.execute(
+                _SET_ASIDE, {"seq_": row.seq, "now": utcnow(), "error": str(refusal)[:1000]}
+            )
+            log.error(
+                "outbox row set aside: the broker refused it",
+                event_id=row.event_id,
+                event_type=row.event_type,
+                routing_key=row.routing_key,
+                error=str(refusal)[:300],
+            )
+        failed = [
+            (r.seq, res)
+            for r, res in zip(rows, results, strict=True)
+            if res is not None and not isinstance(res, PublishRefused)
+        ]
         for seq, error in failed:
             await session.execute(
                 update(outbox)
@@ -247,4 +302,11 @@ class OutboxRelay:
             )
         if failed:
             log.warning("outbox publish failed", failed=len(failed), error=str(failed[0][1]))
-        return len(published)
+        # Set aside counts as done: the relay goes on with the rows behind it.
+        return len(published) + len(refused)
+
+
+def _outgoing(row: Any) -> OutgoingEvent:
+    return OutgoingEvent(
+        row.body.encode(), row.routing_key, row.event_id, row.event_type, row.correlation_id
+    )

@@ -12,14 +12,17 @@ What RabbitMQ checks, per virtual host (regexes, anchored here):
 
 - configure (declare, delete), write (publish to an exchange; bind a queue) and read
   (consume or get from a queue; bind from an exchange) on resource names;
-- topic permissions on the events exchange: ``write`` against the routing key of each
-  publish, ``read`` against the binding key of each binding. The second matters as
-  much as the first: whoever may bind its own queue could otherwise bind it to every
-  centre's keys.
+- topic permissions on the events and ingress exchanges: ``write`` against the routing
+  key of each publish, ``read`` against the binding key of each binding. The second
+  matters as much as the first: whoever may bind its own queue could otherwise bind it
+  to every centre's keys.
 
-Only the operator configures the exchanges and the dead-letter queues: a service
-publishes its dead letters to the dead-letter exchange, and reads none of them (nobody
-can bind a queue to the dead-letter exchange and read another service's failures).
+Outside actors write to the ingress exchange only (their own keys: a centre's carry
+its id), read their own queue only (declared for them here: they configure nothing,
+so no queue of theirs can dead-letter into an exchange of ours), and are held to a
+few connections and channels. Only the services write to the events exchange. Only the
+operator configures the exchanges and the dead-letter queues: a service publishes its
+dead letters to its own dead-letter exchange only, and reads none of them.
 """
 
 from __future__ import annotations
@@ -36,19 +39,24 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from shared.contracts import PUBLISHERS, routing_key_pattern
+from shared.contracts import HTTP_DOORS, PUBLISHERS, routing_key_pattern
 from shared.events import CapacityAlert, EventPayload, ReinforcementRequested
+from shared.senders import CENTRE_15_KEY
 from shared.settings import ServiceName
 from shared.topology import (
     DEAD_LETTER_OWNERS,
     DEAD_LETTER_QUEUE_ARGUMENTS,
     SUBSCRIPTIONS,
     QueueSpec,
+    actor_queue,
     centre_queue,
     dead_letter_exchange,
     dead_letter_queue,
     events_exchange,
+    exchange_of,
+    ingress_exchange,
     queue_arguments,
+    reply_key,
 )
 
 # A centre id, a referrer's reply key, a département: one word of a routing key.
@@ -60,11 +68,13 @@ NOTHING = "^$"
 EVERYTHING = ".*"
 
 # The key the notifier answers Centre 15 on (reply.centre-15.referral.outcome).
-CENTRE_15_REPLY_TO = "centre-15"
+CENTRE_15_REPLY_TO = CENTRE_15_KEY
 
-# The notifier's HTTP API is the centres' door (outcomes, reinforcement requests):
-# it publishes their events in their name.
-HTTP_DOORS: dict[ServiceName, tuple[str, ...]] = {ServiceName.NOTIFIER: ("centres",)}
+# Each outside actor's user may hold this many connections and channels at once.
+OUTSIDER_LIMITS: dict[str, int] = {"max-connections": 5, "max-channels": 20}
+
+# What an actor kind of contracts.HTTP_DOORS publishes, as producers of PUBLISHERS.
+_DOOR_PRODUCERS = {"centre": "centres", "ars": "ars"}
 
 # What the ARS is told on the broker; the territory it reads over the scheduler's API.
 ARS_RECEIVES: tuple[type[EventPayload], ...] = (CapacityAlert, ReinforcementRequested)
@@ -95,6 +105,10 @@ class Account:
     topic_read: str  # binding keys it may bind on the events exchange
     publishes: tuple[str, ...]  # for people: routing keys (contracts' patterns)
     reads: tuple[str, ...]  # for people: queues, and what they may be bound to
+    ingress_write: str = NOTHING  # routing keys it may publish on the ingress exchange
+    ingress_read: str = NOTHING  # binding keys it may bind on the ingress exchange
+    limits: tuple[tuple[str, int], ...] = ()  # RabbitMQ user limits
+    reply_bindings: tuple[str, ...] = ()  # an outsider's reply queue's binding keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +130,19 @@ class Plan:
         return tuple(a.user for a in self.accounts)
 
     def queues(self) -> list[QueueSpec]:
-        """Every queue the provisioning declares: the services' and the centres'."""
+        """Every queue the provisioning declares: the services', the centres' and the
+        outside actors' reply queues."""
         specs = [spec for specs in SUBSCRIPTIONS.values() for spec in specs]
-        return specs + [centre_queue(self.namespace, c) for c in self.centres]
+        specs += [centre_queue(self.namespace, c) for c in self.centres]
+        return specs + list(self.actor_queues)
+
+    @property
+    def actor_queues(self) -> tuple[QueueSpec, ...]:
+        return tuple(
+            actor_queue(self.namespace, a.actor, a.reply_bindings)
+            for a in self.accounts
+            if a.reply_bindings
+        )
 
 
 class ProvisioningError(RuntimeError):
@@ -145,16 +169,8 @@ def _patterns(events: Iterable[type[EventPayload]]) -> tuple[str, ...]:
 
 
 def _reply_bindings(reply_to: str) -> tuple[str, ...]:
-    """The keys a referrer is answered on, and the wildcard over all of them."""
-    patterns = [
-        pattern
-        for events in PUBLISHERS.values()
-        for pattern in _patterns(events)
-        if "{reply_to}" in pattern
-    ]
-    keys = [pattern.replace("{reply_to}", reply_to) for pattern in patterns]
-    wildcards = [f"{pattern.split('{reply_to}')[0]}{reply_to}.#" for pattern in patterns]
-    return tuple(dict.fromkeys([*keys, *wildcards]))
+    """The keys an actor is answered on: every ``reply.<its key>.`` key."""
+    return (reply_key(reply_to),)
 
 
 # -- the plan -----------------------------------------------------------------------
@@ -163,36 +179,54 @@ def _reply_bindings(reply_to: str) -> tuple[str, ...]:
 def _service(namespace: str, service: ServiceName, suffix: str) -> Account:
     specs = SUBSCRIPTIONS[service]
     queues = [re.escape(spec.name(namespace)) for spec in specs]
-    bindings = [re.escape(key) for spec in specs for key in spec.bindings]
+    bus_bindings = [re.escape(k) for spec in specs if not spec.is_door for k in spec.bindings]
+    door_bindings = [re.escape(k) for spec in specs if spec.is_door for k in spec.bindings]
     readable = [spec.name(namespace) for spec in specs]
     if service is ServiceName.NOTIFIER:
         # It declares each centre's queue when the ARS activates the centre.
         template = centre_queue(namespace, "{centre_id}")
         dlq = re.escape(dead_letter_queue(namespace, template.service))
         queues.append(f"(?!{dlq}$){pattern_regex(template.name(namespace))}")
-        bindings += [pattern_regex(key) for key in template.bindings]
+        bus_bindings += [pattern_regex(key) for key in template.bindings]
         readable.append(f"{template.name(namespace)} (declares and binds them)")
-    producers = (service.value, *HTTP_DOORS.get(service, ()))
-    publishes = _patterns(cls for producer in producers for cls in PUBLISHERS[producer])
+    publishes = _patterns(PUBLISHERS[service.value])
+    door_keys = _patterns(
+        cls
+        for kind in HTTP_DOORS.get(service.value, ())
+        for cls in PUBLISHERS[_DOOR_PRODUCERS[kind]]
+    )
     events = re.escape(events_exchange(namespace))
-    dlx = re.escape(dead_letter_exchange(namespace))
+    ingress = re.escape(ingress_exchange(namespace))
+    dlx = re.escape(dead_letter_exchange(namespace, service.value))
+    written = [events, dlx, *queues] + ([ingress] if door_keys else [])
     return Account(
         user=f"{service.value}{suffix}",
         kind=AccountKind.SERVICE,
         actor=service.value,
         configure=one_of(queues),
-        write=one_of([events, dlx, *queues]),
-        read=one_of([events, *queues]),
+        write=one_of(written),
+        read=one_of([events, ingress, *queues]),
         topic_write=one_of(pattern_regex(p) for p in publishes),
-        topic_read=one_of(bindings),
-        publishes=(*publishes, f"{dead_letter_exchange(namespace)} (its dead letters)"),
+        topic_read=one_of(bus_bindings),
+        ingress_write=one_of(pattern_regex(p) for p in door_keys),
+        ingress_read=one_of(door_bindings),
+        publishes=(
+            *publishes,
+            *(f"{p} (on the ingress, as the door of its HTTP API)" for p in door_keys),
+            f"{dead_letter_exchange(namespace, service.value)} (its dead letters)",
+        ),
         reads=tuple(readable),
     )
 
 
+def service_account(namespace: str, service: ServiceName, suffix: str = "") -> Account:
+    """What a service's broker user may do (its runtime checks its outbox against it)."""
+    return _service(namespace, service, suffix)
+
+
 def actor_queue_prefix(namespace: str, actor: str) -> str:
-    """Where an outside actor may declare its own queues (``<ns>.actor.<actor>.``)."""
-    return f"{namespace}.actor.{actor}."
+    """The name of an outside actor's reply queue, without its last word."""
+    return actor_queue(namespace, actor, ()).name(namespace).removesuffix("replies")
 
 
 def _outside(
@@ -201,25 +235,25 @@ def _outside(
     kind: AccountKind,
     suffix: str,
     producers: Sequence[str],
-    shown: Sequence[str],
-    binding_regexes: Sequence[str],
+    bindings: Sequence[str],
 ) -> Account:
-    """An actor that declares its own queues under its prefix and binds them to its keys."""
-    prefix = actor_queue_prefix(namespace, actor)
-    queues = f"{re.escape(prefix)}.+"
-    events = re.escape(events_exchange(namespace))
+    """An actor that publishes on the ingress and reads the reply queue declared for it."""
+    queue = actor_queue(namespace, actor, tuple(bindings)).name(namespace)
     publishes = _patterns(cls for producer in producers for cls in PUBLISHERS[producer])
     return Account(
         user=f"{actor}{suffix}",
         kind=kind,
         actor=actor,
-        configure=one_of([queues]),
-        write=one_of([events, queues]),
-        read=one_of([events, queues]),
-        topic_write=one_of(pattern_regex(p) for p in publishes),
-        topic_read=one_of(binding_regexes),
-        publishes=publishes,
-        reads=(f"{prefix}* bound to {', '.join(shown)}",),
+        configure=NOTHING,
+        write=one_of([re.escape(ingress_exchange(namespace))]),
+        read=one_of([re.escape(queue)]),
+        topic_write=NOTHING,
+        topic_read=NOTHING,
+        ingress_write=one_of(pattern_regex(p) for p in publishes),
+        publishes=tuple(f"{p} (on the ingress)" for p in publishes),
+        reads=(f"{queue} ({', '.join(bindings)})",),
+        limits=tuple(OUTSIDER_LIMITS.items()),
+        reply_bindings=tuple(bindings),
     )
 
 
@@ -231,29 +265,27 @@ def _replies(
     reply_to: str,
     producers: Sequence[str],
 ) -> Account:
-    bindings = _reply_bindings(reply_to)
-    shown = [key for key in bindings if key.endswith("#")]
-    return _outside(
-        namespace, actor, kind, suffix, producers, shown, [re.escape(b) for b in bindings]
-    )
+    return _outside(namespace, actor, kind, suffix, producers, _reply_bindings(reply_to))
 
 
 def _centre(namespace: str, centre_id: str, suffix: str) -> Account:
     spec = centre_queue(namespace, centre_id)
     queue = re.escape(spec.name(namespace))
-    events = re.escape(events_exchange(namespace))
-    publishes = _patterns(PUBLISHERS["centres"])
+    # Its own id only: the broker refuses a report on another centre's key.
+    publishes = tuple(p.replace("{centre_id}", centre_id) for p in _patterns(PUBLISHERS["centres"]))
     return Account(
         user=f"centre-{centre_id}{suffix}",
         kind=AccountKind.CENTRE,
         actor=f"centre-{centre_id}",
-        configure=one_of([queue]),
-        write=one_of([events, queue]),
-        read=one_of([events, queue]),
-        topic_write=one_of(pattern_regex(p) for p in publishes),
-        topic_read=one_of(re.escape(key) for key in spec.bindings),
-        publishes=publishes,
+        configure=NOTHING,
+        write=one_of([re.escape(ingress_exchange(namespace))]),
+        read=one_of([queue]),
+        topic_write=NOTHING,
+        topic_read=NOTHING,
+        ingress_write=one_of(re.escape(p) for p in publishes),
+        publishes=tuple(f"{p} (on the ingress)" for p in publishes),
         reads=(f"{spec.name(namespace)} ({', '.join(spec.bindings)})",),
+        limits=tuple(OUTSIDER_LIMITS.items()),
     )
 
 
@@ -269,6 +301,8 @@ def _administrator(user: str) -> Account:
         topic_read=EVERYTHING,
         publishes=("everything",),
         reads=("everything (administrator)",),
+        ingress_write=EVERYTHING,
+        ingress_read=EVERYTHING,
     )
 
 
@@ -295,8 +329,12 @@ def build_plan(
     """The users of one deployment (namespace in a virtual host) and their permissions."""
     # "dlq" would name the centres' dead-letter queue; a referrer answered on Centre
     # 15's key would read Centre 15's answers.
-    _check_identifiers("centre id", centres, ["dlq"])
-    _check_identifiers("referrer id", referrers, [CENTRE_15_REPLY_TO])
+    _check_identifiers("centre id", centres, ["dlq", "dlx"])
+    # A referrer's id is its reply key: it must not be another actor's.
+    _check_identifiers("referrer id", referrers, [CENTRE_15_REPLY_TO, "ars"])
+    for referrer in referrers:
+        if referrer.startswith("centre-"):
+            raise ProvisioningError(f"referrer id {referrer!r}: 'centre-' is the centres' prefix")
     accounts = [_service(namespace, service, user_suffix) for service in ServiceName]
     accounts.append(
         _replies(
@@ -312,7 +350,7 @@ def build_plan(
         _replies(namespace, f"referrer-{r}", AccountKind.REFERRER, user_suffix, r, ["referrers"])
         for r in referrers
     ]
-    alerts = _patterns(ARS_RECEIVES)
+    alerts = [re.sub(r"\{[a-z_]+\}", "*", p) for p in _patterns(ARS_RECEIVES)]
     accounts.append(
         _outside(
             namespace,
@@ -320,8 +358,7 @@ def build_plan(
             AccountKind.ARS,
             user_suffix,
             ["ars"],
-            alerts,
-            [pattern_regex(p, BINDING_WORD) for p in alerts],
+            [*alerts, *_reply_bindings("ars")],
         )
     )
     accounts += [_centre(namespace, c, user_suffix) for c in centres]
@@ -349,7 +386,7 @@ def new_password() -> str:
 def topology_definitions(plan: Plan) -> dict[str, Any]:
     """Exchanges, queues and bindings of the plan's namespace, as RabbitMQ definitions."""
     vhost, ns = plan.vhost, plan.namespace
-    events, dlx = events_exchange(ns), dead_letter_exchange(ns)
+    events, ingress = events_exchange(ns), ingress_exchange(ns)
 
     def exchange(name: str, kind: str) -> dict[str, Any]:
         return {
@@ -385,12 +422,19 @@ def topology_definitions(plan: Plan) -> dict[str, Any]:
         queue(dead_letter_queue(ns, owner), DEAD_LETTER_QUEUE_ARGUMENTS)
         for owner in DEAD_LETTER_OWNERS
     ]
-    bindings = [binding(dlx, dead_letter_queue(ns, owner), owner) for owner in DEAD_LETTER_OWNERS]
+    bindings = [
+        binding(dead_letter_exchange(ns, owner), dead_letter_queue(ns, owner), "")
+        for owner in DEAD_LETTER_OWNERS
+    ]
     for spec in plan.queues():
-        queues.append(queue(spec.name(ns), queue_arguments(ns, spec.service)))
-        bindings += [binding(events, spec.name(ns), key) for key in spec.bindings]
+        queues.append(queue(spec.name(ns), queue_arguments(ns, spec)))
+        bindings += [binding(exchange_of(ns, spec), spec.name(ns), key) for key in spec.bindings]
     return {
-        "exchanges": [exchange(events, "topic"), exchange(dlx, "direct")],
+        "exchanges": [
+            exchange(events, "topic"),
+            exchange(ingress, "topic"),
+            *(exchange(dead_letter_exchange(ns, owner), "fanout") for owner in DEAD_LETTER_OWNERS),
+        ],
         "queues": queues,
         "bindings": bindings,
     }
@@ -409,6 +453,7 @@ def definitions(plan: Plan, passwords: Mapping[str, str]) -> dict[str, Any]:
             "password_hash": password_hash(password),
             "hashing_algorithm": HASHING_ALGORITHM,
             "tags": ["administrator"] if by_user[user].kind is AccountKind.ADMINISTRATOR else [],
+            "limits": dict(by_user[user].limits),
         }
         for user, password in sorted(passwords.items())
     ]
@@ -426,12 +471,16 @@ def definitions(plan: Plan, passwords: Mapping[str, str]) -> dict[str, Any]:
         {
             "user": a.user,
             "vhost": plan.vhost,
-            "exchange": events_exchange(plan.namespace),
-            "write": a.topic_write,
-            "read": a.topic_read,
+            "exchange": exchange,
+            "write": write,
+            "read": read,
         }
         for a in plan.accounts
         if a.kind is not AccountKind.ADMINISTRATOR
+        for exchange, write, read in (
+            (events_exchange(plan.namespace), a.topic_write, a.topic_read),
+            (ingress_exchange(plan.namespace), a.ingress_write, a.ingress_read),
+        )
     ]
     return {
         "users": users,
@@ -480,6 +529,16 @@ class Rabbitmqctl:
     def users(self) -> set[str]:
         return {row["user"] for row in self._json("list_users")}
 
+    def administrators(self) -> set[str]:
+        return {row["user"] for row in self._json("list_users") if "administrator" in row["tags"]}
+
+    def vhost_users(self, vhost: str) -> set[str]:
+        """Users with permissions on ``vhost``."""
+        return {row["user"] for row in self._json("list_permissions", "--vhost", vhost)}
+
+    def user_vhosts(self, user: str) -> set[str]:
+        return {row["vhost"] for row in self._json("list_user_permissions", user)}
+
     def vhosts(self) -> set[str]:
         return {row["name"] for row in self._json("list_vhosts")}
 
@@ -520,6 +579,10 @@ def apply(
             passwords[user] = None
     document = definitions(plan, {u: p for u, p in passwords.items() if p is not None})
     ctl.import_definitions(document)
+    for account in plan.accounts:
+        if account.limits:
+            ctl.run("set_user_limits", account.user, json.dumps(dict(account.limits)))
+    remove_stale_users(plan, ctl)
     # Topic permissions on another exchange of this host (an older plan) go, now that
     # those of the plan are in place: clearing first would leave a moment with none,
     # which RabbitMQ reads as "every key".
@@ -528,6 +591,21 @@ def apply(
         if user in passwords and (user, exchange) not in keep:
             ctl.run("clear_topic_permissions", "--vhost", plan.vhost, user, exchange)
     return passwords
+
+
+def remove_stale_users(plan: Plan, ctl: Rabbitmqctl) -> list[str]:
+    """Users of this virtual host that the plan no longer has (a centre closed, a
+    referrer struck off) lose their permissions here, and are deleted if they have none
+    elsewhere. Administrators are left alone. Returns the users removed from the host."""
+    keep = set(plan.users) | ctl.administrators()
+    stale = sorted(ctl.vhost_users(plan.vhost) - keep)
+    for user in stale:
+        ctl.run("clear_permissions", "--vhost", plan.vhost, user)
+        for _, exchange in [t for t in ctl.topic_permissions(plan.vhost) if t[0] == user]:
+            ctl.run("clear_topic_permissions", "--vhost", plan.vhost, user, exchange)
+        if not ctl.user_vhosts(user):
+            ctl.run("delete_user", user)
+    return stale
 
 
 def remove(plan: Plan, ctl: Rabbitmqctl) -> None:

@@ -3,8 +3,10 @@ assembled into one FastStream application."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -15,11 +17,15 @@ from sqlalchemy import text
 
 from shared.consumer import Consumer, ConsumerConfig, Handler, register
 from shared.db import Database
+from shared.events import Envelope, EventPayload
 from shared.http import HttpServer, add_health_routes
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
+from shared.provisioning import service_account
+from shared.publisher import ConfirmedChannel
+from shared.senders import ACTOR_HEADER, SenderPolicy
 from shared.settings import ServiceName, Settings
-from shared.topology import SUBSCRIPTIONS, declare_topology, events_exchange
+from shared.topology import SUBSCRIPTIONS, declare_topology, events_exchange, ingress_exchange
 
 log = structlog.get_logger(__name__)
 
@@ -71,30 +77,68 @@ class ServiceRuntime:
                 "database": self._database_ready,
                 "consumers": self._consumers_ready,
             },
+            self._ready_details,
         )
         self.http: HttpServer | None = None
         self._exchange = events_exchange_ref(self.settings.namespace)
+        # Publishes go on a channel of their own, in this service's user's name: a
+        # refusal closes that channel only, and it opens again for the next event.
+        self.channel = ConfirmedChannel(self.settings.broker_url, self.service.value)
+        # The keys this service's broker user may publish on the bus, as provisioned:
+        # the relay sets aside, without trying, a row the broker would refuse.
+        allowed = re.compile(service_account(self.settings.namespace, self.service).topic_write)
         self.relay = OutboxRelay(
             self.database,
             self.publish,
             poll_seconds=self.settings.outbox_poll_seconds,
             batch=self.settings.outbox_batch,
             high_water=self.settings.outbox_high_water,
+            may_publish=None if self.in_memory else lambda key: bool(allowed.search(key)),
+        )
+        self.senders = SenderPolicy(
+            frozenset(self.settings.broker_operators), self.settings.broker_user_suffix
         )
 
     async def publish(self, event: OutgoingEvent) -> None:
         """Publish one event, persistent, and wait for the broker's confirm."""
-        await self.broker.publish(
+        if self.in_memory:
+            await self.broker.publish(
+                event.body,
+                exchange=self._exchange,
+                routing_key=event.routing_key,
+                persist=True,
+                message_id=event.event_id,
+                correlation_id=event.correlation_id,
+                message_type=event.event_type,
+                content_type="application/json",
+            )
+            return
+        await self.channel.publish(
+            events_exchange(self.settings.namespace),
+            event.routing_key,
             event.body,
-            exchange=self._exchange,
-            routing_key=event.routing_key,
-            persist=True,
-            mandatory=False,
             message_id=event.event_id,
             correlation_id=event.correlation_id,
             message_type=event.event_type,
-            content_type="application/json",
         )
+
+    async def publish_at_door(
+        self, payload: EventPayload, *, actor: str, correlation_id: str
+    ) -> Envelope:
+        """An HTTP API that is an actor's door (contracts.HTTP_DOORS) sends what the actor
+        asked on the ingress, in the actor's name, to the door's consumer that checks and
+        applies it: the same path as the actor's own broker messages."""
+        envelope = Envelope.wrap(payload, source=self.service.value, correlation_id=correlation_id)
+        await self.channel.publish(
+            ingress_exchange(self.settings.namespace),
+            payload.routing_key(),
+            envelope.model_dump_json().encode(),
+            message_id=envelope.id,
+            correlation_id=correlation_id,
+            message_type=envelope.type,
+            headers={ACTOR_HEADER: actor},
+        )
+        return envelope
 
     def consume(self, subscription: str, handler: Handler) -> None:
         """Attach ``handler`` to this service's queue ``subscription`` (from the topology)."""
@@ -105,6 +149,9 @@ class ServiceRuntime:
                 service=self.service.value,
                 max_deliveries=self.settings.max_deliveries,
                 retry_backoff_seconds=self.settings.retry_backoff_seconds,
+                senders=self.senders,
+                max_message_bytes=self.settings.max_message_bytes,
+                in_memory=self.in_memory,
             ),
             spec,
             handler,
@@ -129,6 +176,10 @@ class ServiceRuntime:
         for hook in self._startup:
             await hook()
 
+    async def _ready_details(self) -> dict[str, Any]:
+        # Not a readiness failure (the service works on), but what an operator must see.
+        return {"outbox_set_aside": await self.relay.set_aside_count()}
+
     async def _broker_ready(self) -> bool:
         return await self.broker.ping(timeout=2)
 
@@ -141,6 +192,8 @@ class ServiceRuntime:
         return all(subscriber.running for subscriber in self.broker.subscribers)
 
     async def started(self) -> None:
+        if not self.in_memory:
+            await self.channel.open()
         self.relay.start()
         port = self.settings.http_port(self.service)
         if port is not None and not self.in_memory:
@@ -160,6 +213,7 @@ class ServiceRuntime:
             await self.http.stop()
 
     async def stopped(self) -> None:
+        await self.channel.close()
         await self.database.dispose()
         log.info("service stopped")
 

@@ -79,6 +79,22 @@ class Settings(BaseSettings):
         "pause (until half are relayed), so that a backlog stays in the broker's queues.",
     )
 
+    broker_operators: Annotated[list[str], NoDecode] = Field(
+        ["guest"],
+        description="Broker users trusted as operators (administrators): a door believes "
+        "what their messages say of the actor they act for; comma-separated.",
+    )
+    broker_user_suffix: str = Field(
+        "",
+        description="Suffix of this deployment's broker users (`aiguillage broker provision "
+        "--user-suffix`): a door maps `referrer-<id><suffix>` to referrer <id>.",
+    )
+    max_message_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest message a door takes from outside (larger ones are refused).",
+    )
+
     pseudonym_secret: str = Field(
         "change-me-in-production",
         description="Secret key of the HMAC that turns a patient's identity into the "
@@ -145,7 +161,7 @@ class Settings(BaseSettings):
         # AIGUILLAGE_<SERVICE>_HTTP_PORT= (empty) turns the service's HTTP API off.
         return None if value == "" else value
 
-    @field_validator("patient_channels", mode="before")
+    @field_validator("patient_channels", "broker_operators", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

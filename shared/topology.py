@@ -1,12 +1,22 @@
 """The broker topology, declared in one place.
 
-- one durable topic exchange for events (``<ns>.events``): the event type is the
-  routing key, with a centre id appended where a centre must receive it alone;
-- one durable quorum queue per (service, subscription), dead-lettering to
-- one direct dead-letter exchange (``<ns>.dlx``) and a dead-letter queue per
-  service (``<ns>.<service>.dlq``), where the consumer puts what it cannot
-  process, with the error in the headers;
-- one queue per centre (``<ns>.centre.<centre_id>``) bound to that centre's keys.
+Two topic exchanges, so that outsiders never publish on the services' bus:
+
+- ``<ns>.events``, the internal bus: only the services publish there. The event type
+  is the routing key, with a centre id appended where a centre must receive it alone
+  (and, for what a centre reports, so that the broker refuses a centre's key that is
+  not its own);
+- ``<ns>.ingress``, the outside actors' door (Centre 15, referrers, the ARS,
+  centres): its only queues are the doors' (``QueueSpec.exchange == INGRESS``), whose
+  consumers check each message against its sender (the AMQP ``user_id``) before any
+  of it is applied, and then publish on the events exchange what they accepted.
+
+Then one durable quorum queue per (service, subscription); a dead-letter exchange per
+owner (``<ns>.<owner>.dlx``, fanout) into its bounded dead-letter queue
+(``<ns>.<owner>.dlq``), so that a service, allowed to write its own only, cannot
+forge another's dead letters; one queue per centre (``<ns>.centre.<centre_id>``) and
+one reply queue per outside actor (``<ns>.actor.<actor>.replies``), both bounded,
+declared by the provisioning (outsiders configure nothing).
 
 Every service declares the whole topology at start (declarations are idempotent),
 so no start order between services is needed. Under least-privilege credentials
@@ -32,6 +42,19 @@ from shared.settings import ServiceName
 # attached; this is the net under a consumer that dies on the message every time.
 BROKER_DELIVERY_LIMIT = 20
 
+# Bounds. A door's queue refuses new messages when full (``reject-publish``): the
+# sender's publisher confirm is a nack, and it learns to slow down, while what is in
+# the queue is kept. A queue read by an outsider (a centre's, an actor's replies) drops
+# its oldest message into the dead letters instead: a centre that never listens must
+# not fill the broker (90,000 notices sat in centre queues in the national wave), and
+# it reads its day's list over HTTP anyway. Dead-letter queues drop their oldest too.
+INGRESS_MAX_LENGTH = 10_000
+OUTWARD_MAX_LENGTH = 10_000
+DEAD_LETTER_MAX_LENGTH = 10_000
+
+EVENTS = "events"
+INGRESS = "ingress"
+
 
 @dataclass(frozen=True, slots=True)
 class QueueSpec:
@@ -39,18 +62,35 @@ class QueueSpec:
     subscription: str
     bindings: tuple[str, ...]
     description: str = ""
+    # The exchange the bindings are on: the services' bus, or the outsiders' door.
+    exchange: str = EVENTS
 
     def name(self, namespace: str) -> str:
         return f"{namespace}.{self.service}.{self.subscription}"
 
+    @property
+    def is_door(self) -> bool:
+        return self.exchange == INGRESS
+
+
+# What a centre reports; the routing key ends with the centre's id, on the ingress
+# (where the broker lets a centre publish its own id only) and on the bus.
+CENTRE_REPORT_TYPES = (
+    "consultation.completed",
+    "consultation.no_show",
+    "patient.escalated",
+    "reinforcement.requested",
+)
 
 SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
     ServiceName.INTAKE: (
         QueueSpec(
             "intake",
             "submissions",
-            ("referral.submitted",),
-            "Referrals pushed by Centre 15, GPs, SOS Médecins and emergency departments.",
+            ("referral.submitted", "referral.cancelled"),
+            "The door of referrals and their cancellations, from Centre 15, GPs, SOS "
+            "Médecins and emergency departments: each is checked against its sender.",
+            INGRESS,
         ),
         QueueSpec(
             "intake",
@@ -58,13 +98,12 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             (
                 "referral.regulated",
                 "referral.waitlisted",
-                "referral.cancelled",
                 "slot.assigned.*",
                 "appointment.rescheduled.*",
                 "appointment.cancelled.*",
-                "consultation.completed",
-                "consultation.no_show",
-                "patient.escalated",
+                "consultation.completed.*",
+                "consultation.no_show.*",
+                "patient.escalated.*",
             ),
             "What became of each referral downstream, for its referrer to read.",
         ),
@@ -80,8 +119,9 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             "regulation",
             "decisions",
             ("protocol.published", "regulation.decided"),
-            "New protocol versions, and Centre 15 regulators' decisions that supersede "
-            "the one that stands.",
+            "The door of Centre 15: new protocol versions, and regulators' decisions that "
+            "supersede the one that stands.",
+            INGRESS,
         ),
     ),
     ServiceName.SCHEDULER: (
@@ -89,19 +129,24 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             "scheduler",
             "centres",
             ("centre.activated", "centre.capacity_changed", "centre.suspended", "centre.closed"),
-            "The ARS's decisions about centres (one queue, so that they apply in order).",
+            "The door of the ARS's decisions about centres (one queue, so that they apply "
+            "in order); applied, they go on the bus for the other services.",
+            INGRESS,
         ),
         QueueSpec(
             "scheduler",
             "referrals",
-            ("referral.regulated",),
-            "Regulated referrals: those oriented to a centre get a slot.",
+            ("referral.regulated", "referral.cancelled"),
+            "Regulated referrals (those oriented to a centre get a slot), and cancelled "
+            "ones (their slot is freed).",
         ),
         QueueSpec(
             "scheduler",
             "consultations",
-            ("consultation.completed", "consultation.no_show", "patient.escalated"),
-            "What centres report: a no-show or an escalation frees the slot.",
+            tuple(f"{t}.*" for t in CENTRE_REPORT_TYPES),
+            "The door of what centres report, each for its own appointments: a no-show or "
+            "an escalation frees the slot; applied, it goes on the bus.",
+            INGRESS,
         ),
     ),
     ServiceName.NOTIFIER: (
@@ -125,9 +170,9 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
                 "referral.rejected",
                 "referral.regulated",
                 "referral.waitlisted",
-                "patient.escalated",
-                "consultation.no_show",
-                "consultation.completed",
+                "patient.escalated.*",
+                "consultation.no_show.*",
+                "consultation.completed.*",
             ),
             "What the referrer (and Centre 15, for escalations) must be told.",
         ),
@@ -142,48 +187,92 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
 
 
 def events_exchange(namespace: str) -> str:
-    return f"{namespace}.events"
+    return f"{namespace}.{EVENTS}"
 
 
-def dead_letter_exchange(namespace: str) -> str:
-    return f"{namespace}.dlx"
+def ingress_exchange(namespace: str) -> str:
+    return f"{namespace}.{INGRESS}"
 
 
-def dead_letter_queue(namespace: str, service: str) -> str:
-    return f"{namespace}.{service}.dlq"
+def exchange_of(namespace: str, spec: QueueSpec) -> str:
+    return f"{namespace}.{spec.exchange}"
 
 
-# Who has a dead-letter queue: each service, and the centres' queues (together).
-DEAD_LETTER_OWNERS: tuple[str, ...] = (*sorted(s.value for s in ServiceName), "centre")
-DEAD_LETTER_QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
+def dead_letter_exchange(namespace: str, owner: str) -> str:
+    """The owner's own dead-letter exchange (fanout into its dead-letter queue only)."""
+    return f"{namespace}.{owner}.dlx"
+
+
+def dead_letter_queue(namespace: str, owner: str) -> str:
+    return f"{namespace}.{owner}.dlq"
+
+
+# Who has a dead-letter queue: each service, the centres' queues and the actors'
+# reply queues (each of the last two together).
+CENTRE_OWNER = "centre"
+ACTOR_OWNER = "actor"
+DEAD_LETTER_OWNERS: tuple[str, ...] = (
+    *sorted(s.value for s in ServiceName),
+    CENTRE_OWNER,
+    ACTOR_OWNER,
+)
+DEAD_LETTER_QUEUE_ARGUMENTS: dict[str, Any] = {
+    "x-queue-type": "quorum",
+    "x-max-length": DEAD_LETTER_MAX_LENGTH,
+    "x-overflow": "drop-head",
+}
 
 
 CENTRE_EVENT_TYPES = ("slot.assigned", "appointment.rescheduled", "appointment.cancelled")
 
 
+def reply_key(actor_key: str) -> str:
+    """The binding of every answer to an actor whose reply key is ``actor_key``."""
+    return f"reply.{actor_key}.#"
+
+
+def centre_reply_key(centre_id: str) -> str:
+    """What a centre is answered on (a refused report, say)."""
+    return f"centre-{centre_id}"
+
+
 def centre_queue(namespace: str, centre_id: str) -> QueueSpec:
-    """A centre's own queue: its assignments, reschedules and cancellations, nothing else."""
+    """A centre's own queue: its assignments, reschedules and cancellations, and the
+    answers to what it sent; nothing else."""
     return QueueSpec(
-        "centre",
+        CENTRE_OWNER,
         centre_id,
-        tuple(f"{t}.{centre_id}" for t in CENTRE_EVENT_TYPES),
+        (
+            *(f"{t}.{centre_id}" for t in CENTRE_EVENT_TYPES),
+            reply_key(centre_reply_key(centre_id)),
+        ),
         f"Patients of centre {centre_id}.",
     )
 
 
-def queue_arguments(namespace: str, service: str) -> dict[str, Any]:
-    return {
+def actor_queue(namespace: str, actor: str, bindings: tuple[str, ...]) -> QueueSpec:
+    """An outside actor's reply queue, declared for it by the provisioning (an outsider
+    configures nothing on the broker: no queue of its own, no argument of its choice)."""
+    return QueueSpec(ACTOR_OWNER, f"{actor}.replies", bindings, f"What {actor} is told.", EVENTS)
+
+
+def queue_arguments(namespace: str, spec: QueueSpec) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
         "x-queue-type": "quorum",
-        "x-dead-letter-exchange": dead_letter_exchange(namespace),
-        "x-dead-letter-routing-key": service,
+        "x-dead-letter-exchange": dead_letter_exchange(namespace, spec.service),
         "x-delivery-limit": BROKER_DELIVERY_LIMIT,
     }
+    if spec.is_door:
+        arguments |= {"x-max-length": INGRESS_MAX_LENGTH, "x-overflow": "reject-publish"}
+    elif spec.service in (CENTRE_OWNER, ACTOR_OWNER):
+        arguments |= {"x-max-length": OUTWARD_MAX_LENGTH, "x-overflow": "drop-head"}
+    return arguments
 
 
 async def declare_queue(channel: AbstractChannel, namespace: str, spec: QueueSpec) -> None:
-    exchange = await channel.get_exchange(events_exchange(namespace), ensure=True)
+    exchange = await channel.get_exchange(exchange_of(namespace, spec), ensure=True)
     queue = await channel.declare_queue(
-        spec.name(namespace), durable=True, arguments=queue_arguments(namespace, spec.service)
+        spec.name(namespace), durable=True, arguments=queue_arguments(namespace, spec)
     )
     for key in spec.bindings:
         await queue.bind(exchange, routing_key=key)
@@ -246,24 +335,22 @@ async def declare_topology(url: str, namespace: str, extra: Iterable[QueueSpec] 
     connection = await aio_pika.connect(url)
     try:
         declarer = _Declarer(connection)
-        events = events_exchange(namespace)
-        dlx = dead_letter_exchange(namespace)
-        await declarer.exchange(events, aio_pika.ExchangeType.TOPIC)
-        await declarer.exchange(dlx, aio_pika.ExchangeType.DIRECT)
+        for name in (events_exchange(namespace), ingress_exchange(namespace)):
+            await declarer.exchange(name, aio_pika.ExchangeType.TOPIC)
         for owner in DEAD_LETTER_OWNERS:
+            dlx = dead_letter_exchange(namespace, owner)
+            await declarer.exchange(dlx, aio_pika.ExchangeType.FANOUT)
             dlq = await declarer.queue(
                 dead_letter_queue(namespace, owner), DEAD_LETTER_QUEUE_ARGUMENTS
             )
             if dlq is not None:
-                await dlq.bind(dlx, routing_key=owner)
+                await dlq.bind(dlx, routing_key="")
         specs = [spec for specs in SUBSCRIPTIONS.values() for spec in specs]
         for spec in [*specs, *extra]:
-            queue = await declarer.queue(
-                spec.name(namespace), queue_arguments(namespace, spec.service)
-            )
+            queue = await declarer.queue(spec.name(namespace), queue_arguments(namespace, spec))
             if queue is not None:
                 for key in spec.bindings:
-                    await queue.bind(events, routing_key=key)
+                    await queue.bind(exchange_of(namespace, spec), routing_key=key)
     finally:
         await connection.close()
 
@@ -278,7 +365,9 @@ async def delete_topology(url: str, namespace: str, centre_ids: Iterable[str] = 
         names += [dead_letter_queue(namespace, s) for s in DEAD_LETTER_OWNERS]
         for name in names:
             await channel.queue_delete(name)
-        await channel.exchange_delete(events_exchange(namespace))
-        await channel.exchange_delete(dead_letter_exchange(namespace))
+        for exchange in (events_exchange(namespace), ingress_exchange(namespace)):
+            await channel.exchange_delete(exchange)
+        for owner in DEAD_LETTER_OWNERS:
+            await channel.exchange_delete(dead_letter_exchange(namespace, owner))
     finally:
         await connection.close()

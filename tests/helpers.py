@@ -25,14 +25,18 @@ from shared.events import (
     Vitals,
 )
 from shared.runtime import ServiceRuntime
-from shared.topology import dead_letter_queue, events_exchange
+from shared.topology import dead_letter_queue, events_exchange, ingress_exchange
 
 
 class Tap:
-    """A private queue bound to the events exchange: sees what the services publish."""
+    """A private queue bound to the events exchange: sees what the services publish
+    (``exchange="ingress"``: what outside actors send to the doors)."""
 
-    def __init__(self, url: str, namespace: str, *keys: str) -> None:
+    def __init__(self, url: str, namespace: str, *keys: str, exchange: str = "events") -> None:
         self.url, self.namespace, self.keys = url, namespace, keys or ("#",)
+        self.exchange_name = (
+            ingress_exchange(namespace) if exchange == "ingress" else events_exchange(namespace)
+        )
         self.messages: list[AbstractIncomingMessage] = []
         self.envelopes: list[Envelope] = []
         self._arrived = asyncio.Event()
@@ -40,7 +44,7 @@ class Tap:
     async def __aenter__(self) -> Tap:
         self._connection = await aio_pika.connect_robust(self.url)
         channel = await self._connection.channel()
-        exchange = await channel.get_exchange(events_exchange(self.namespace))
+        exchange = await channel.get_exchange(self.exchange_name)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         for key in self.keys:
             await queue.bind(exchange, routing_key=key)
@@ -128,7 +132,7 @@ def referral(
         "first_name": "Éloïse",
         "last_name": "Dupont-Lajoie",
         "birth_date": date(1985, 5, 17),
-        "nir": "285057800608491",
+        "nir": "285057800608441",
         "phone": "0612345678",
         "email": "eloise.dl@exemple.fr",
         "sms_consent": True,

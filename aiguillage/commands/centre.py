@@ -20,7 +20,7 @@ from shared.events import (
     ReinforcementRequested,
 )
 from shared.settings import Settings, get_settings
-from shared.topology import centre_queue, declare_queue, declare_topology
+from shared.topology import centre_queue, declare_topology
 
 app = typer.Typer(
     help="What a centre does: its patients, their outcomes, reinforcements.", no_args_is_help=True
@@ -51,14 +51,14 @@ async def listen_async(
     settings: Settings, centre_id: str, count: int | None, timeout: float | None
 ) -> int:
     """Print the centre's patients as they arrive (its own queue, nothing of others)."""
-    await declare_topology(settings.broker_url, settings.namespace)
     spec = centre_queue(settings.namespace, centre_id)
+    # A centre's own user may not declare anything: its queue then must exist already.
+    await declare_topology(settings.broker_url, settings.namespace, [spec])
     seen = 0
     done = asyncio.Event()
     connection = await aio_pika.connect_robust(settings.broker_url)
     async with connection:
         channel = await connection.channel()
-        await declare_queue(channel, settings.namespace, spec)
         queue = await channel.declare_queue(spec.name(settings.namespace), passive=True)
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:

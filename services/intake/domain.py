@@ -67,7 +67,35 @@ def check(submission: ReferralSubmitted, today: date) -> Accepted | Refused:
     """The checks a schema cannot express; all of them, so the sender fixes all at once."""
     reasons: list[Reason] = []
     patient, clinical = submission.patient, submission.clinical
-    if submission.purpose is Purpose.SCREENING:
+    # Intake does not own the protocol: the severity thresholds are regulation's data
+    # (services/regulation/protocols), and a new version may move them. So intake
+    # refuses a screening request only when the clinical picture shows nothing at all,
+    # which no protocol can read as severe; anything else goes on to regulation, which
+    # escalates a severity sign (and tells Centre 15) or refuses the plain screening.
+    # Refusing here a patient at SpO2 88 % would tell the referrer "we do not screen"
+    # and nobody "this patient goes to SAMU".
+    #
+    # The normal adult ranges, not a protocol's thresholds: a reading outside them is
+    # something to regulate, whatever the protocol version in force makes of it.
+    normal: dict[str, tuple[float, float]] = {
+        "spo2": (95.0, 100.0),
+        "respiratory_rate": (12, 20),
+        "systolic_bp": (100, 140),
+        "temperature_c": (36.0, 37.5),
+    }
+    measured = {name: getattr(clinical.vitals, name) for name in normal}
+    abnormal_vital = any(
+        value is not None and not normal[name][0] <= value <= normal[name][1]
+        for name, value in measured.items()
+    )
+    nothing_shown = not (
+        clinical.symptomatic
+        or clinical.symptoms
+        or clinical.severity_signs
+        or clinical.fatigue_bedridden
+        or abnormal_vital
+    )
+    if submission.purpose is Purpose.SCREENING and nothing_shown:
         reasons.append(
             Reason(
                 code="screening_not_offered",

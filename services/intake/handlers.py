@@ -19,8 +19,10 @@ from services.intake.tables import identities, referrals, rejections, status_his
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
 from shared.events import (
+    CancelledBy,
     PatientContact,
     Reason,
+    ReferralCancelled,
     ReferralReceived,
     ReferralRejected,
     ReferralSubmitted,
@@ -29,6 +31,7 @@ from shared.events import (
     SubmissionError,
     new_id,
 )
+from shared.senders import ActorKind, Sender, SenderRefused
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -81,15 +84,53 @@ class IntakeHandlers:
 
     async def on_submitted(self, delivery: Delivery) -> None:
         """The broker door: every submission is answered on the referrer's reply key."""
+        if delivery.envelope.type == ReferralCancelled.event_type:
+            await self.on_cancelled(delivery)
+            return
         if delivery.envelope.type != ReferralSubmitted.event_type:
             raise PermanentError("unexpected_event", f"{delivery.envelope.type} is not a referral")
+        if delivery.sender is not None and not delivery.sender.trusted:
+            delivery.envelope = delivery.envelope.model_copy(
+                update={"data": _in_own_name(delivery.sender, delivery.envelope.data)}
+            )
         outcome = await self.submit(delivery)
         if not outcome.identifiable:
-            # Nobody to answer: the dead-letter queue keeps it, with the reasons.
+            # Nobody to answer: the dead-letter queue keeps it, with the reasons' codes.
             raise PermanentError(
                 "unidentifiable_submission",
-                "; ".join(f"{r.field}: {r.message}" for r in outcome.reasons),
+                "; ".join(f"{r.field}: {r.code}" for r in outcome.reasons),
             )
+
+    async def on_cancelled(self, delivery: Delivery) -> None:
+        """A referrer withdraws a referral of its own: recorded here, then on the bus for
+        the scheduler (the slot is freed) and the notifier."""
+        cancel = delivery.payload_as(ReferralCancelled)
+        row = (
+            await delivery.session.execute(
+                select(referrals.c.referrer_kind, referrals.c.referrer_id).where(
+                    referrals.c.id == cancel.referral_id
+                )
+            )
+        ).first()
+        sender = delivery.sender
+        if row is None:
+            if sender is None or sender.trusted:
+                raise LookupError(f"cancellation of unknown referral {cancel.referral_id}")
+            raise SenderRefused("unknown_referral", "no such referral", "referral_id")
+        if sender is not None and not sender.trusted:
+            _check_owner(sender, row.referrer_kind, row.referrer_id)
+            if cancel.cancelled_by not in (CancelledBy.REFERRER, CancelledBy.PATIENT) and (
+                sender.kind is not ActorKind.CENTRE_15
+            ):
+                raise SenderRefused(
+                    "sender_inconsistent", "a referrer cancels as itself", "cancelled_by"
+                )
+        detail = {"by": cancel.cancelled_by.value, "reason": cancel.reason}
+        await _record_status(
+            delivery, cancel.referral_id, "cancelled", detail, delivery.envelope.id
+        )
+        await delivery.emit(cancel, correlation_id=cancel.referral_id)
+        log.info("referral cancelled", referral_id=cancel.referral_id, by=cancel.cancelled_by)
 
     async def submit(self, delivery: Delivery, owner: tuple[str, str] | None = None) -> Outcome:
         """Both doors: validate, de-duplicate, keep the identity, pass a pseudonym on.
@@ -104,7 +145,7 @@ class IntakeHandlers:
             reasons = domain.reasons_from_validation_error(exc)
             return await self._refuse(delivery, reasons, owner=owner)
         structlog.contextvars.bind_contextvars(
-            _sensitive=(submission.patient.first_name, submission.patient.last_name)
+            _sensitive=submission.patient.personal_values(given=data.get("patient"))
         )
         result = domain.check(submission, self.today())
         if isinstance(result, domain.Refused):
@@ -141,7 +182,7 @@ class IntakeHandlers:
         referral_id = new_id()
         patient_ref = domain.pseudonym(self.settings.pseudonym_secret, submission)
         patient, commune = submission.patient, accepted.commune
-        now = delivery.envelope.time
+        now = delivery.occurred_at
         await delivery.session.execute(
             insert(referrals).values(
                 id=referral_id,
@@ -249,7 +290,7 @@ class IntakeHandlers:
                 reference=reference,
                 referral_id=referral_id,
                 reasons=[r.model_dump(mode="json") for r in reasons],
-                rejected_at=delivery.envelope.time,
+                rejected_at=delivery.occurred_at,
             )
         )
         await delivery.emit(
@@ -298,6 +339,55 @@ class IntakeHandlers:
         await _record_status(delivery, referral_id, status, detail, envelope.id, updated_at)
 
 
+def _in_own_name(sender: Sender, data: dict[str, Any]) -> dict[str, Any]:
+    """A submission from an outside actor speaks for that actor alone: its referrer must
+    be the sender, and it is answered on the sender's own key whatever it names.
+    Anything else is refused (``sender_inconsistent``), never applied."""
+    referrer = data.get("referrer")
+    if not isinstance(referrer, dict):
+        # Validation refuses it (the referrer is missing), answered on the sender's key.
+        return {**data, "referrer": {"reply_to": sender.reply_key}}
+    kind, identifier = referrer.get("kind"), referrer.get("identifier")
+    if sender.kind is ActorKind.CENTRE_15:
+        if kind != ActorKind.CENTRE_15.value:
+            raise SenderRefused(
+                "sender_inconsistent", "Centre 15 refers as Centre 15", "referrer.kind"
+            )
+    elif sender.kind is ActorKind.REFERRER:
+        if kind == ActorKind.CENTRE_15.value:
+            raise SenderRefused(
+                "sender_inconsistent", "a referrer does not refer as Centre 15", "referrer.kind"
+            )
+        if identifier != sender.actor:
+            raise SenderRefused(
+                "sender_inconsistent",
+                "the referrer named is not the sender",
+                "referrer.identifier",
+            )
+    else:
+        raise SenderRefused("sender_not_allowed", "only referrers and Centre 15 refer", "type")
+    named = referrer.get("reply_to")
+    if named is not None and named != sender.reply_key:
+        raise SenderRefused(
+            "sender_inconsistent", "a referrer is answered on its own key only", "referrer.reply_to"
+        )
+    return {**data, "referrer": {**referrer, "reply_to": sender.reply_key}}
+
+
+def _check_owner(sender: Sender, referrer_kind: str | None, referrer_id: str | None) -> None:
+    """A referrer acts on its own referrals only; Centre 15 on Centre 15's."""
+    if sender.kind is ActorKind.CENTRE_15:
+        own = referrer_kind == ActorKind.CENTRE_15.value
+    elif sender.kind is ActorKind.REFERRER:
+        own = referrer_kind != ActorKind.CENTRE_15.value and referrer_id == sender.actor
+    else:
+        own = False
+    if not own:
+        raise SenderRefused(
+            "sender_inconsistent", "the referral is not the sender's", "referral_id"
+        )
+
+
 def status_from_event(event_type: str, data: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """The referrer-facing status an event implies, and what to show with it."""
     if event_type == "referral.regulated":
@@ -333,12 +423,17 @@ async def _record_status(
     status: str,
     detail: dict[str, Any],
     event_id: str,
-    current: datetime,
+    current: datetime | None = None,
 ) -> None:
-    now = delivery.envelope.time
+    now = delivery.occurred_at
+    if current is None:
+        current = await delivery.session.scalar(
+            select(referrals.c.updated_at).where(referrals.c.id == referral_id)
+        )
     await _history(delivery, referral_id, status, detail, event_id)
-    # Events of one referral may arrive out of order: the newest one sets the status.
-    if as_utc(current) <= now:
+    # Events of one referral may arrive out of order: the newest one sets the status
+    # (for what came through a door, newest by the time of receipt: shared.consumer).
+    if current is None or as_utc(current) <= now:
         await delivery.session.execute(
             update(referrals)
             .where(referrals.c.id == referral_id)
@@ -355,6 +450,6 @@ async def _history(
             event_id=event_id,
             status=status,
             detail=detail,
-            at=delivery.envelope.time,
+            at=delivery.occurred_at,
         )
     )

@@ -1,5 +1,6 @@
 """The centres' HTTP API: the day's patients (its own only), and what happened to them."""
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -15,11 +16,14 @@ from shared.db import Database, as_utc
 from shared.events import (
     ConsultationCompleted,
     ConsultationNoShow,
+    Envelope,
     EventPayload,
     PatientEscalated,
     ReinforcementRequested,
 )
-from shared.outbox import OutboxRelay, add_to_outbox
+
+# Sends an actor's request on the ingress, in its name (ServiceRuntime.publish_at_door).
+DoorPublish = Callable[..., Awaitable[Envelope]]
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -43,7 +47,7 @@ class ReinforcementRequest(BaseModel):
     note: str = Field("", max_length=500)
 
 
-def build_router(database: Database, relay: OutboxRelay, auth_secret: str) -> APIRouter:
+def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: str) -> APIRouter:
     router = APIRouter(tags=["centres"])
     Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
 
@@ -51,12 +55,13 @@ def build_router(database: Database, relay: OutboxRelay, auth_secret: str) -> AP
         if not caller.may_act_as(Role.CENTRE, centre_id):
             raise forbid("a centre sees and reports on its own patients only")
 
-    async def publish(payload: EventPayload, correlation_id: str, source: str) -> str:
-        async with database.transaction() as session:
-            envelope = await add_to_outbox(
-                session, payload, source=source, correlation_id=correlation_id
-            )
-        relay.notify()
+    async def publish(payload: EventPayload, correlation_id: str, centre_id: str) -> str:
+        """The centre's report, sent in its name through the centres' door (the
+        scheduler's ingress queue, which checks it against the appointment and applies
+        it), as if the centre had published it on the broker itself."""
+        envelope = await publish_at_door(
+            payload, actor=f"centre-{centre_id}", correlation_id=correlation_id
+        )
         return envelope.id
 
     @router.get("/centres/{centre_id}/appointments", summary="The centre's patients of a day")
@@ -139,7 +144,7 @@ def build_router(database: Database, relay: OutboxRelay, auth_secret: str) -> AP
                 appointment_id=appointment_id,
                 reason=body.reason or "deterioration",
             )
-        event_id = await publish(payload, row.referral_id, f"centre:{centre_id}")
+        event_id = await publish(payload, row.referral_id, centre_id)
         return {"event_id": event_id, "event_type": payload.event_type}
 
     @router.post(
@@ -152,7 +157,7 @@ def build_router(database: Database, relay: OutboxRelay, auth_secret: str) -> AP
     ) -> dict[str, str]:
         own_centre(caller, centre_id)
         payload = ReinforcementRequested(centre_id=centre_id, **body.model_dump())
-        event_id = await publish(payload, centre_id, f"centre:{centre_id}")
+        event_id = await publish(payload, centre_id, centre_id)
         return {"event_id": event_id, "event_type": payload.event_type}
 
     return router

@@ -59,7 +59,9 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
                 channel, settings.namespace, centre_queue(settings.namespace, centre_id)
             )
 
-    dlx = RabbitExchange(dead_letter_exchange(settings.namespace), declare=False)
+    dlx = RabbitExchange(
+        dead_letter_exchange(settings.namespace, ServiceName.NOTIFIER.value), declare=False
+    )
 
     async def dead_letter(document: dict[str, Any], error: str) -> None:
         await runtime.broker.publish(
@@ -89,6 +91,6 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.on_startup(dispatcher.start)
     runtime.on_shutdown(dispatcher.stop)
     runtime.http_app.include_router(
-        build_router(runtime.database, runtime.relay, settings.auth_secret)
+        build_router(runtime.database, runtime.publish_at_door, settings.auth_secret)
     )
     return runtime

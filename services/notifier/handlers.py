@@ -34,6 +34,7 @@ from shared.events import (
     Channel,
     ConsultationCompleted,
     ConsultationNoShow,
+    Decision,
     NotificationSent,
     PatientContact,
     PatientEscalated,
@@ -43,6 +44,7 @@ from shared.events import (
     ReferralRegulated,
     ReferralRejected,
     ReferralWaitlisted,
+    ReferrerKind,
     SlotAssigned,
     new_id,
     utcnow,
@@ -58,6 +60,13 @@ REGULATED_STATUS = {
     "refuse": "refused",
     "hold": "held_for_regulator",
 }
+
+
+def _told_as_centre_15(referrer: Any) -> bool:
+    """The referrer is Centre 15 and has a way to hear its outcomes."""
+    return referrer.kind == ReferrerKind.CENTRE_15.value and bool(
+        referrer.reply_to or referrer.webhook_url
+    )
 
 
 class NotifierHandlers:
@@ -206,13 +215,28 @@ class NotifierHandlers:
         elif isinstance(payload, ReferralRegulated):
             status = REGULATED_STATUS.get(payload.decision.value)
             if status is not None:  # an orientation is told with its appointment
-                reasons = "; ".join(r.message for r in payload.reasons)
-                await self._to_referrer(
-                    delivery,
-                    payload.referral_id,
-                    status,
-                    {"reasons": reasons, "protocol_version": payload.protocol_version},
-                )
+                detail: dict[str, Any] = {
+                    "reasons": "; ".join(r.message for r in payload.reasons),
+                    # Codes with their messages: what a machine acts on, and what the
+                    # French text names the severity signs from.
+                    "reason_details": [r.model_dump(mode="json") for r in payload.reasons],
+                    "protocol_version": payload.protocol_version,
+                }
+                if payload.decision is Decision.ESCALATE:
+                    detail |= {"patient_ref": payload.patient_ref, "decided_by": payload.decided_by}
+                    # Centre 15 first, as for a centre's hand-back: an escalated patient
+                    # is SAMU's, and must not depend on the referrer reading its answer.
+                    if not await self._centre_15_is_the_referrer(session, payload.referral_id):
+                        await self._outcome_on_broker(
+                            delivery,
+                            CENTRE_15,
+                            payload.referral_id,
+                            status,
+                            detail,
+                            recipient_kind=RecipientKind.CENTRE_15,
+                            recipient=CENTRE_15,
+                        )
+                await self._to_referrer(delivery, payload.referral_id, status, detail)
         elif isinstance(payload, ReferralWaitlisted):
             await self._to_referrer(
                 delivery,
@@ -274,6 +298,16 @@ class NotifierHandlers:
 
     # -- recipients ----------------------------------------------------------------
 
+    async def _centre_15_is_the_referrer(self, session: Any, referral_id: str) -> bool:
+        """Centre 15 referred this patient and hears the outcome as its referrer: a
+        second notice on its own key would tell it twice. An unknown referrer (its
+        referral.received still on its way) is not assumed to be Centre 15: Centre 15 is
+        told now, and ``_flush_deferred`` does not tell it again."""
+        referrer = (
+            await session.execute(select(referrers).where(referrers.c.referral_id == referral_id))
+        ).first()
+        return referrer is not None and _told_as_centre_15(referrer)
+
     async def _to_referrer(
         self, delivery: Delivery, referral_id: str, status: str, detail: dict[str, Any]
     ) -> None:
@@ -311,7 +345,21 @@ class NotifierHandlers:
                 .order_by(deferred_outcomes.c.deferred_at)
             )
         ).all()
+        told_centre_15: set[str] = set()
+        if _told_as_centre_15(referrer):
+            told_centre_15 = set(
+                (
+                    await session.scalars(
+                        select(notifications.c.cause_event_id).where(
+                            notifications.c.referral_id == referral_id,
+                            notifications.c.recipient_kind == RecipientKind.CENTRE_15.value,
+                        )
+                    )
+                ).all()
+            )
         for row in kept:
+            if row.cause_event_id in told_centre_15:
+                continue  # Centre 15, the referrer, heard of it on its own key already
             await self._tell_referrer(
                 delivery, referrer, row.status, row.detail, row.cause_event_id
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -72,6 +73,67 @@ def patient_cancelled(start: datetime) -> str:
 # -- referrers -----------------------------------------------------------------------
 
 
+# Regulation's reasons are written for the audit, in English; what a referrer reads is
+# French. Each severity finding is named here by its stable code; a measured vital
+# also gives its value and the protocol's threshold, the first two numbers of the
+# reason's message (value, then threshold: see services/regulation/domain/rules.py).
+_SEVERITY_SIGNS = {
+    "severity.sign.dyspnoea": "essoufflement inhabituel à la parole ou au moindre effort",
+    "severity.sign.confusion": "confusion, somnolence ou altération de la conscience",
+    "severity.sign.unable_to_eat_or_drink": "impossibilité de s'alimenter ou de boire "
+    "depuis 24 h ou plus",
+    "severity.sign.dehydration": "déshydratation",
+    "severity.sign.sudden_decline_elderly": "altération brutale de l'état général "
+    "d'une personne âgée",
+}
+_SEVERITY_VITALS = {
+    "severity.spo2": ("SpO2 {} % (< {} %)", "SpO2 sous le seuil"),
+    "severity.respiratory_rate": (
+        "fréquence respiratoire {}/min (> {}/min)",
+        "fréquence respiratoire au-dessus du seuil",
+    ),
+    "severity.systolic_bp": (
+        "pression artérielle systolique {} mmHg (< {} mmHg)",
+        "pression artérielle systolique sous le seuil",
+    ),
+}
+# A number on its own, not the 2 of "SpO2".
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+
+
+def _severity_fr(code: str, message: str) -> str | None:
+    if code in _SEVERITY_SIGNS:
+        return _SEVERITY_SIGNS[code]
+    if code in _SEVERITY_VITALS:
+        text, without_values = _SEVERITY_VITALS[code]
+        numbers = [n.replace(".", ",") for n in _NUMBER.findall(message)]
+        return text.format(*numbers[:2]) if len(numbers) >= 2 else without_values
+    if code.startswith("severity."):
+        # A sign of a later protocol this list does not know yet: named as regulation
+        # wrote it rather than not named at all.
+        return message.rstrip(".")
+    return None
+
+
+def severity_signs(detail: dict[str, object]) -> list[str]:
+    """The severity findings among an outcome's reasons, in French, in their order."""
+    found: list[str] = []
+    reasons = detail.get("reason_details")
+    for reason in reasons if isinstance(reasons, list) else []:
+        if isinstance(reason, dict):
+            named = _severity_fr(str(reason.get("code", "")), str(reason.get("message", "")))
+            if named is not None and named not in found:
+                found.append(named)
+    return found
+
+
+def _escalated(detail: dict[str, object]) -> str:
+    signs = severity_signs(detail)
+    if not signs:  # a regulator's escalation may name none
+        return "Orientation vers le SAMU / les urgences (signes de gravité)."
+    return f"Orientation vers le SAMU / les urgences : {' ; '.join(signs)}."
+
+
 def referrer_outcome(status: str, detail: dict[str, object]) -> str:
     when = detail.get("start")
     at = local_time(datetime.fromisoformat(str(when))) if when else ""
@@ -79,7 +141,7 @@ def referrer_outcome(status: str, detail: dict[str, object]) -> str:
     return {
         "appointment": f"Rendez-vous attribué le {at} ({detail.get('centre_name')}).",
         "rescheduled": f"Rendez-vous déplacé au {at} ({detail.get('centre_name')}).",
-        "escalated": "Orientation vers le SAMU / les urgences (signes de gravité).",
+        "escalated": _escalated(detail),
         "home_follow_up": "Suivi à domicile par le médecin traitant.",
         "refused": f"Demande refusée : {reasons}",
         "held_for_regulator": "En attente de la décision d'un médecin régulateur.",

@@ -73,6 +73,6 @@ protocol_activations = Table(
     ),
     Column("version", String(32), nullable=False),
     Column("activated_at", DateTime(timezone=True), nullable=False),
-    Column("source", String(64), nullable=False),
+    Column("source", String(100), nullable=False),  # an envelope's source
     Column("event_id", String(36), nullable=True),
 )

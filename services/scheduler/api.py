@@ -1,6 +1,7 @@
 """The ARS's read model: centres per département with capacity, occupancy today and
 tomorrow, and the waiting list."""
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -19,11 +20,14 @@ from shared.events import (
     CentreCapacityChanged,
     CentreClosed,
     CentreSuspended,
+    Envelope,
     EventPayload,
     OpeningPeriod,
 )
 from shared.geo import departement
-from shared.outbox import OutboxRelay, add_to_outbox
+
+# Sends an actor's request on the ingress, in its name (ServiceRuntime.publish_at_door).
+DoorPublish = Callable[..., Awaitable[Envelope]]
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -48,18 +52,17 @@ class Withdrawal(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-def build_router(database: Database, relay: OutboxRelay, auth_secret: str) -> APIRouter:
+def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: str) -> APIRouter:
     router = APIRouter(tags=["territory"])
     Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
 
     async def decide(caller: Principal, payload: EventPayload, centre_id: str) -> dict[str, str]:
-        """The ARS's decision, as the event it publishes (through this service's outbox)."""
+        """The ARS's decision, sent in the ARS's name through the ARS's door (the ingress
+        queue this service consumes), as if the ARS had published it on the broker: the
+        same checks, the same order. This service may not publish ``centre.*`` on the bus
+        but as the door's consumer, once the decision is applied."""
         ars_only(caller)
-        async with database.transaction() as session:
-            envelope = await add_to_outbox(
-                session, payload, source=f"ars:{caller.subject}", correlation_id=centre_id
-            )
-        relay.notify()
+        envelope = await publish_at_door(payload, actor="ars", correlation_id=centre_id)
         return {"event_id": envelope.id, "event_type": envelope.type}
 
     @router.post("/centres", status_code=202, summary="Activate a centre (ARS)")

@@ -24,9 +24,9 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         )
     )
     runtime.consume("centres", handlers.on_centre)
-    runtime.consume("referrals", handlers.on_regulated)
+    runtime.consume("referrals", handlers.on_referral)
     runtime.consume("consultations", handlers.on_consultation)
     runtime.http_app.include_router(
-        build_router(runtime.database, runtime.relay, settings.auth_secret)
+        build_router(runtime.database, runtime.publish_at_door, settings.auth_secret)
     )
     return runtime

@@ -30,13 +30,16 @@ from shared.events import (
     Decision,
     PatientEscalated,
     Priority,
+    ReferralCancelled,
     ReferralRegulated,
     ReferralWaitlisted,
+    ReinforcementRequested,
     SlotAssigned,
     new_id,
     utcnow,
 )
 from shared.geo import commune
+from shared.senders import ActorKind, SenderRefused
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +87,14 @@ class SchedulerConfig:
     saturation_repeat: timedelta = timedelta(hours=1)
 
 
+_CENTRE_REPORTS = (
+    ConsultationCompleted,
+    ConsultationNoShow,
+    PatientEscalated,
+    ReinforcementRequested,
+)
+
+
 class SchedulerHandlers:
     def __init__(self, config: SchedulerConfig | None = None) -> None:
         self.config = config or SchedulerConfig()
@@ -92,8 +103,14 @@ class SchedulerHandlers:
     # -- centres -----------------------------------------------------------------
 
     async def on_centre(self, delivery: Delivery) -> None:
+        """The ARS's door (its senders checked by the consumer): the decision applies, then
+        goes on the bus for the services that follow the centres (the notifier)."""
         payload = delivery.envelope.payload()
         now = utcnow()
+        await self._apply_centre(delivery, payload, now)
+        await delivery.emit(payload, correlation_id=delivery.envelope.correlation_id)
+
+    async def _apply_centre(self, delivery: Delivery, payload: Any, now: datetime) -> None:
         if isinstance(payload, CentreActivated):
             await self._activate(delivery, payload, now)
             await self._drain(delivery, payload.centre_id, now)
@@ -195,6 +212,12 @@ class SchedulerHandlers:
 
     # -- referrals ---------------------------------------------------------------
 
+    async def on_referral(self, delivery: Delivery) -> None:
+        if delivery.envelope.type == ReferralCancelled.event_type:
+            await self.on_cancelled(delivery)
+        else:
+            await self.on_regulated(delivery)
+
     async def on_regulated(self, delivery: Delivery) -> None:
         event = delivery.payload_as(ReferralRegulated)
         session = delivery.session
@@ -286,25 +309,86 @@ class SchedulerHandlers:
     # -- consultations -----------------------------------------------------------
 
     async def on_consultation(self, delivery: Delivery) -> None:
-        """What a centre reports: the appointment's status; a no-show or an escalation
-        gives the slot back."""
+        """The centres' door: what a centre reports, for its own appointments only (the
+        routing key names the centre, which the broker holds it to; the appointment's
+        centre is checked here). Then the appointment's status; a no-show or an
+        escalation gives the slot back; and the report goes on the bus."""
         payload = delivery.envelope.payload()
+        centre_id = getattr(payload, "centre_id", None)
+        if not isinstance(payload, _CENTRE_REPORTS) or centre_id is None:
+            raise PermanentError("unexpected_event", f"{delivery.envelope.type} is no report")
+        self._check_reporter(delivery, centre_id)
+        if isinstance(payload, ReinforcementRequested):
+            if await store.centre_row(delivery.session, centre_id) is None:
+                raise SenderRefused("unknown_centre", "no such centre", "centre_id")
+            await delivery.emit(payload, correlation_id=centre_id)
+            return
         if isinstance(payload, ConsultationCompleted):
             status, release = "fulfilled", False
         elif isinstance(payload, ConsultationNoShow):
             status, release = "noshow", True
-        elif isinstance(payload, PatientEscalated):
-            status, release = "escalated", True
         else:
-            return
+            status, release = "escalated", True
         appointment_id = payload.appointment_id
-        if appointment_id is None:  # an escalation outside any appointment
+        if appointment_id is not None:
+            appt = (
+                await delivery.session.execute(
+                    select(appointments.c.centre_id, appointments.c.referral_id).where(
+                        appointments.c.id == appointment_id
+                    )
+                )
+            ).first()
+            if appt is None:
+                if delivery.sender is None or delivery.sender.trusted:
+                    raise LookupError(f"report on unknown appointment {appointment_id}")
+                raise SenderRefused("unknown_appointment", "no such appointment", "appointment_id")
+            if appt.centre_id != centre_id or appt.referral_id != payload.referral_id:
+                raise SenderRefused(
+                    "sender_inconsistent",
+                    "the appointment is not the reporting centre's",
+                    "appointment_id",
+                )
+            if release:
+                await store.release(delivery.session, appointment_id)
+            await delivery.session.execute(
+                update(appointments)
+                .where(appointments.c.id == appointment_id)
+                .values(status=status)
+            )
+        await delivery.emit(payload, correlation_id=payload.referral_id)
+
+    @staticmethod
+    def _check_reporter(delivery: Delivery, centre_id: str) -> None:
+        """The centre named is the sender, and the key it came on names it."""
+        sender = delivery.sender
+        if delivery.routing_key and not delivery.routing_key.endswith(f".{centre_id}"):
+            raise SenderRefused("routing_inconsistent", "the key names another centre", "centre_id")
+        if sender is None or sender.trusted:
             return
-        if release:
-            await store.release(delivery.session, appointment_id)
-        await delivery.session.execute(
-            update(appointments).where(appointments.c.id == appointment_id).values(status=status)
-        )
+        if sender.kind is not ActorKind.CENTRE or sender.actor != centre_id:
+            raise SenderRefused(
+                "sender_inconsistent", "a centre reports for itself only", "centre_id"
+            )
+
+    async def on_cancelled(self, delivery: Delivery) -> None:
+        """A referral withdrawn (checked by intake's door): its slot is freed, its centre
+        and its patient told; off the waiting list."""
+        cancel = delivery.payload_as(ReferralCancelled)
+        session = delivery.session
+        await session.execute(delete(waitlist).where(waitlist.c.referral_id == cancel.referral_id))
+        current = (
+            await session.execute(
+                select(appointments).where(
+                    appointments.c.referral_id == cancel.referral_id,
+                    appointments.c.status == "booked",
+                )
+            )
+        ).first()
+        if current is None:
+            return
+        await self._cancel(session, current.id)
+        await self._announce_cancel(delivery, current, cancel.cancelled_by, cancel.reason)
+        await self._drain(delivery, current.centre_id, utcnow())
 
     # -- assignment --------------------------------------------------------------
 

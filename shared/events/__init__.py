@@ -25,7 +25,7 @@ from shared.events.referral import (
 )
 from shared.events.registry import CATALOGUE, UnknownEventError, payload_class
 from shared.events.regulation import ProtocolPublished, RegulationDecided
-from shared.events.submission import SubmissionAcknowledged, SubmissionError
+from shared.events.submission import RequestRefused, SubmissionAcknowledged, SubmissionError
 from shared.events.vocabulary import (
     CancelledBy,
     CentreKind,
@@ -85,6 +85,7 @@ __all__ = [
     "ReferrerRef",
     "RegulationDecided",
     "ReinforcementRequested",
+    "RequestRefused",
     "RiskFactor",
     "SeveritySign",
     "Sex",

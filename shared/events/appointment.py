@@ -9,11 +9,11 @@ from typing import ClassVar
 from pydantic import Field
 
 from shared.events.base import EventPayload
-from shared.events.vocabulary import CancelledBy, Priority
+from shared.events.vocabulary import CancelledBy, PatientRef, Priority, RecordId, RoutingWord
 
 
 class _PerCentre(EventPayload):
-    centre_id: str
+    centre_id: RoutingWord
 
     def routing_key(self) -> str:
         return f"{self.event_type}.{self.centre_id}"
@@ -24,9 +24,9 @@ class SlotAssigned(_PerCentre):
 
     event_type: ClassVar[str] = "slot.assigned"
 
-    appointment_id: str
-    referral_id: str
-    patient_ref: str
+    appointment_id: RecordId
+    referral_id: RecordId
+    patient_ref: PatientRef
     centre_name: str
     centre_commune_insee: str
     centre_address: str | None = None
@@ -43,12 +43,12 @@ class AppointmentRescheduled(_PerCentre):
 
     event_type: ClassVar[str] = "appointment.rescheduled"
 
-    appointment_id: str
-    referral_id: str
-    patient_ref: str
-    previous_centre_id: str
+    appointment_id: RecordId
+    referral_id: RecordId
+    patient_ref: PatientRef
+    previous_centre_id: RoutingWord
     previous_start: datetime
-    previous_appointment_id: str | None = None
+    previous_appointment_id: RecordId | None = None
     centre_name: str
     centre_commune_insee: str
     centre_address: str | None = None
@@ -65,12 +65,12 @@ class AppointmentCancelled(_PerCentre):
 
     event_type: ClassVar[str] = "appointment.cancelled"
 
-    appointment_id: str
-    referral_id: str
-    patient_ref: str
+    appointment_id: RecordId
+    referral_id: RecordId
+    patient_ref: PatientRef
     start: datetime
     cancelled_by: CancelledBy
     reason: str
-    replaced_by: str | None = Field(
+    replaced_by: RecordId | None = Field(
         None, description="The appointment that replaces it elsewhere, when it was moved."
     )

@@ -9,6 +9,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from shared.events.base import EventPayload
+from shared.events.vocabulary import RoutingWord
 
 
 class AlertKind(StrEnum):
@@ -38,8 +39,12 @@ class ReinforcementRequested(EventPayload):
 
     event_type: ClassVar[str] = "reinforcement.requested"
 
-    centre_id: str
+    centre_id: RoutingWord
     count: int = Field(ge=1, le=100)
-    profession: str
+    profession: str = Field(max_length=100)
     from_date: date
-    note: str = ""
+    note: str = Field("", max_length=500)
+
+    def routing_key(self) -> str:
+        # The centre's id, as for what a centre reports (shared.events.consultation).
+        return f"{self.event_type}.{self.centre_id}"

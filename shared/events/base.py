@@ -43,13 +43,26 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(default_factory=new_id, description="Unique id of this event (UUID).")
-    type: str = Field(description="Event type, e.g. referral.received.", min_length=1)
+    # Bounded by the columns that keep them (the inbox's event_id and event_type, the
+    # outbox's correlation_id...): tests/unit/test_bounds.py.
+    id: str = Field(
+        default_factory=new_id,
+        min_length=1,
+        max_length=36,
+        description="Unique id of this event (UUID).",
+    )
+    type: str = Field(
+        description="Event type, e.g. referral.received.", min_length=1, max_length=100
+    )
     version: int = Field(1, ge=1, description="Schema version of the payload.")
     time: datetime = Field(default_factory=utcnow, description="When the event was produced.")
-    source: str = Field(description="Producing service or actor.", min_length=1)
-    correlation_id: str = Field(description="The referral (or centre) the event belongs to.")
-    causation_id: str | None = Field(None, description="Id of the event that caused this one.")
+    source: str = Field(description="Producing service or actor.", min_length=1, max_length=100)
+    correlation_id: str = Field(
+        max_length=64, description="The referral (or centre) the event belongs to."
+    )
+    causation_id: str | None = Field(
+        None, max_length=64, description="Id of the event that caused this one."
+    )
     data: dict[str, Any] = Field(default_factory=dict, description="The payload.")
 
     @classmethod

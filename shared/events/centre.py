@@ -8,7 +8,10 @@ from typing import ClassVar
 from pydantic import Field
 
 from shared.events.base import EventPayload
-from shared.events.vocabulary import CentreKind, OpeningPeriod
+from shared.events.vocabulary import CentreKind, InseeCode, OpeningPeriod, RoutingWord
+
+# A week of split shifts, with room to spare.
+MAX_PERIODS = 50
 
 
 class CentreActivated(EventPayload):
@@ -16,12 +19,12 @@ class CentreActivated(EventPayload):
 
     event_type: ClassVar[str] = "centre.activated"
 
-    centre_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    name: str
+    centre_id: RoutingWord
+    name: str = Field(min_length=1, max_length=200)
     kind: CentreKind
-    commune_insee: str
-    address: str | None = None
-    opening_hours: tuple[OpeningPeriod, ...]
+    commune_insee: InseeCode
+    address: str | None = Field(None, max_length=300)
+    opening_hours: tuple[OpeningPeriod, ...] = Field(max_length=MAX_PERIODS)
     boxes: int = Field(ge=1, le=200, description="Consultations held in parallel.")
     consultation_minutes: int = Field(ge=5, le=240)
     first_day: date
@@ -32,9 +35,9 @@ class CentreCapacityChanged(EventPayload):
 
     event_type: ClassVar[str] = "centre.capacity_changed"
 
-    centre_id: str
+    centre_id: RoutingWord
     boxes: int | None = Field(None, ge=1, le=200)
-    opening_hours: tuple[OpeningPeriod, ...] | None = None
+    opening_hours: tuple[OpeningPeriod, ...] | None = Field(None, max_length=MAX_PERIODS)
     consultation_minutes: int | None = Field(None, ge=5, le=240)
     from_date: date
 
@@ -44,8 +47,8 @@ class CentreSuspended(EventPayload):
 
     event_type: ClassVar[str] = "centre.suspended"
 
-    centre_id: str
-    reason: str
+    centre_id: RoutingWord
+    reason: str = Field(max_length=500)
 
 
 class CentreClosed(EventPayload):
@@ -53,5 +56,5 @@ class CentreClosed(EventPayload):
 
     event_type: ClassVar[str] = "centre.closed"
 
-    centre_id: str
-    reason: str
+    centre_id: RoutingWord
+    reason: str = Field(max_length=500)

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from shared.events.base import EventPayload
+from shared.events.vocabulary import RecordId
 
 
 class RecipientKind(StrEnum):
@@ -29,7 +30,7 @@ class NotificationSent(EventPayload):
     event_type: ClassVar[str] = "notification.sent"
 
     notification_id: str
-    referral_id: str | None
+    referral_id: RecordId | None
     recipient_kind: RecipientKind
     recipient: str  # a centre id, a referrer id, a patient_ref: never contact details
     channel: Channel
@@ -43,7 +44,7 @@ class NotificationFailed(EventPayload):
     event_type: ClassVar[str] = "notification.failed"
 
     notification_id: str
-    referral_id: str | None
+    referral_id: RecordId | None
     recipient_kind: RecipientKind
     recipient: str
     channel: Channel

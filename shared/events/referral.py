@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import EmailStr, Field
+from pydantic import ConfigDict, EmailStr, Field
 
 from shared.events.base import EventPayload
+from shared.events.nir import Nir
 from shared.events.vocabulary import (
     CancelledBy,
     Clinical,
     Decision,
     Frozen,
+    InseeCode,
+    PatientRef,
     Priority,
     Purpose,
     Reason,
+    RecordId,
     ReferrerKind,
     ReferrerRef,
+    RoutingWord,
     Sex,
 )
+
+# RFC 5321's limit (email-validator's too), within the 320 characters of the columns.
+Email = Annotated[EmailStr, Field(max_length=254)]
 
 
 class PatientIdentity(Frozen):
@@ -29,21 +37,43 @@ class PatientIdentity(Frozen):
     last_name: str = Field(min_length=1, max_length=100)
     birth_date: date
     sex: Sex = Sex.UNKNOWN
-    nir: str | None = Field(None, description="Numéro d'inscription au répertoire (15 digits).")
+    nir: Nir | None = Field(
+        None,
+        description="Numéro d'inscription au répertoire: 13 characters and a 2-digit "
+        "control key, spaces allowed (kept without).",
+    )
     phone: str | None = Field(None, max_length=32)
-    email: EmailStr | None = None
+    email: Email | None = None
     sms_consent: bool = False
-    commune_insee: str | None = Field(None, pattern=r"^(\d{5}|2[AB]\d{3})$")
-    postcode: str | None = Field(None, pattern=r"^\d{5}$")
+    commune_insee: InseeCode | None = None
+    postcode: str | None = Field(None, max_length=5, pattern=r"^\d{5}$")
     commune_name: str | None = Field(None, max_length=100)
     address: str | None = Field(None, max_length=300)
+
+    def personal_values(self, given: object = None) -> tuple[str | date, ...]:
+        """What identifies the patient, for the log redactor to remove wherever it
+        appears (shared.logging): a name or an address has no pattern to match.
+        ``given`` is the identity as submitted, whose NIR, phone and e-mail may read
+        otherwise than once checked (spaces, case)."""
+        as_given = given if isinstance(given, dict) else {}
+        values = (
+            self.first_name,
+            self.last_name,
+            self.birth_date,
+            self.nir,
+            self.phone,
+            self.email,
+            self.address,
+            *(as_given.get(key) for key in ("nir", "phone", "email")),
+        )
+        return tuple(v for v in values if isinstance(v, str | date) and v)
 
 
 class Referrer(Frozen):
     kind: ReferrerKind
     identifier: str = Field(min_length=1, max_length=64, description="RPPS, FINESS...")
     name: str | None = Field(None, max_length=200)
-    reply_to: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    reply_to: RoutingWord | None = None
     webhook_url: str | None = Field(None, max_length=500)
 
     def ref(self) -> ReferrerRef:
@@ -62,6 +92,8 @@ class ReferralSubmitted(EventPayload):
     """
 
     event_type: ClassVar[str] = "referral.submitted"
+    # A validation error's text (a log line, a dead letter) names fields, never values.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     referrer: Referrer
     reference: str = Field(
@@ -77,8 +109,8 @@ class ReferralReceived(EventPayload):
 
     event_type: ClassVar[str] = "referral.received"
 
-    referral_id: str
-    patient_ref: str
+    referral_id: RecordId
+    patient_ref: PatientRef
     age: int = Field(ge=0, le=130)
     sex: Sex
     commune_insee: str
@@ -94,7 +126,7 @@ class ReferralRejected(EventPayload):
 
     event_type: ClassVar[str] = "referral.rejected"
 
-    referral_id: str | None = None
+    referral_id: RecordId | None = None
     reference: str | None = None
     referrer: ReferrerRef | None = None
     source_message_id: str | None = None
@@ -106,8 +138,8 @@ class ReferralRegulated(EventPayload):
 
     event_type: ClassVar[str] = "referral.regulated"
 
-    referral_id: str
-    patient_ref: str
+    referral_id: RecordId
+    patient_ref: PatientRef
     decision: Decision
     priority: Priority | None = None
     deadline: datetime | None = Field(None, description="Latest acceptable appointment start.")
@@ -115,8 +147,8 @@ class ReferralRegulated(EventPayload):
     reasons: tuple[Reason, ...] = ()
     protocol_version: str
     decided_by: str = Field(description="'protocol' or the regulator's identifier.")
-    decision_id: str
-    supersedes: str | None = Field(None, description="The decision this one replaces.")
+    decision_id: RecordId
+    supersedes: RecordId | None = Field(None, description="The decision this one replaces.")
     age: int
     commune_insee: str
     departement: str
@@ -127,8 +159,8 @@ class ReferralWaitlisted(EventPayload):
 
     event_type: ClassVar[str] = "referral.waitlisted"
 
-    referral_id: str
-    patient_ref: str
+    referral_id: RecordId
+    patient_ref: PatientRef
     priority: Priority
     departement: str
     reason: str
@@ -140,9 +172,9 @@ class ReferralCancelled(EventPayload):
 
     event_type: ClassVar[str] = "referral.cancelled"
 
-    referral_id: str
+    referral_id: RecordId
     cancelled_by: CancelledBy
-    reason: str
+    reason: str = Field(max_length=500)
 
 
 class PatientContact(EventPayload):
@@ -155,12 +187,13 @@ class PatientContact(EventPayload):
 
     event_type: ClassVar[str] = "patient.contact"
 
-    referral_id: str
-    patient_ref: str
-    first_name: str
-    last_name: str
-    phone: str | None = None
-    email: str | None = None
+    # The notifier keeps them (its contacts table): the bounds of PatientIdentity.
+    referral_id: RecordId
+    patient_ref: PatientRef
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    phone: str | None = Field(None, max_length=32)
+    email: str | None = Field(None, max_length=254)
     sms_consent: bool = False
 
     def routing_key(self) -> str:
@@ -172,8 +205,8 @@ class ReferralOutcome(EventPayload):
 
     event_type: ClassVar[str] = "referral.outcome"
 
-    reply_to: str
-    referral_id: str
+    reply_to: RoutingWord
+    referral_id: RecordId
     status: str
     message: str
     detail: dict[str, Any] = Field(default_factory=dict)

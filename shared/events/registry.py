@@ -24,7 +24,7 @@ from shared.events.referral import (
     ReferralWaitlisted,
 )
 from shared.events.regulation import ProtocolPublished, RegulationDecided
-from shared.events.submission import SubmissionAcknowledged, SubmissionError
+from shared.events.submission import RequestRefused, SubmissionAcknowledged, SubmissionError
 
 CATALOGUE: tuple[type[EventPayload], ...] = (
     ReferralSubmitted,
@@ -37,6 +37,7 @@ CATALOGUE: tuple[type[EventPayload], ...] = (
     PatientContact,
     SubmissionAcknowledged,
     SubmissionError,
+    RequestRefused,
     RegulationDecided,
     ProtocolPublished,
     SlotAssigned,

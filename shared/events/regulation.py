@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from shared.events.base import EventPayload
-from shared.events.vocabulary import Decision, Priority
+from shared.events.vocabulary import Decision, Priority, RecordId
 
 
 class RegulationDecided(EventPayload):
@@ -15,11 +15,12 @@ class RegulationDecided(EventPayload):
 
     event_type: ClassVar[str] = "regulation.decided"
 
-    referral_id: str
-    regulator_id: str = Field(min_length=1)
+    referral_id: RecordId
+    # Kept as the decision's decided_by (64) and its comment (the HTTP door's bound).
+    regulator_id: str = Field(min_length=1, max_length=64)
     decision: Decision
     priority: Priority | None = None
-    comment: str = ""
+    comment: str = Field("", max_length=2000)
 
 
 class ProtocolPublished(EventPayload):
@@ -27,5 +28,6 @@ class ProtocolPublished(EventPayload):
 
     event_type: ClassVar[str] = "protocol.published"
 
-    protocol_version: str
+    # As the document's own version must be (services.regulation.domain.protocol).
+    protocol_version: str = Field(min_length=1, max_length=32)
     document: dict[str, Any]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from shared.events.base import EventPayload
-from shared.events.vocabulary import Reason
+from shared.events.vocabulary import Reason, RecordId
 
 
 class _Reply(EventPayload):
@@ -22,7 +22,7 @@ class SubmissionAcknowledged(_Reply):
     event_type: ClassVar[str] = "submission.acknowledged"
 
     source_message_id: str
-    referral_id: str
+    referral_id: RecordId
     reference: str
     duplicate: bool = False
 
@@ -34,7 +34,21 @@ class SubmissionError(_Reply):
 
     source_message_id: str | None
     reference: str | None = None
-    referral_id: str | None = None
+    referral_id: RecordId | None = None
     error_code: str
     cause: str
     reasons: tuple[Reason, ...] = ()
+
+
+class RequestRefused(_Reply):
+    """A message a door did not apply: its claims disagree with its sender (the AMQP
+    user), or its sender may not send it. Like Hub Santé's error 200 (sender
+    inconsistency): the code, the cause, and the id of the message it answers. The
+    cause names fields, never their values."""
+
+    event_type: ClassVar[str] = "request.refused"
+
+    source_message_id: str | None
+    refused_type: str | None = None
+    error_code: str
+    cause: str

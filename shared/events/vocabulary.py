@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Bounds no larger than the columns the values are kept in (tests/unit/test_bounds.py):
+# too long is refused with a reason, where PostgreSQL would fail the insert, and the
+# message be retried, then dead-lettered.
+RecordId = Annotated[str, Field(min_length=1, max_length=36)]
+"""An id one of our services gave: a referral's, an appointment's (a UUID)."""
+RoutingWord = Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""A word of routing keys (a centre's id, a reply key): no dot, no wildcard."""
+PatientRef = Annotated[str, Field(min_length=1, max_length=40)]
+InseeCode = Annotated[str, Field(max_length=5, pattern=r"^(\d{5}|2[AB]\d{3})$")]
 
 
 class ReferrerKind(StrEnum):
@@ -68,14 +80,15 @@ class Clinical(Frozen):
     """The clinical picture: what regulation needs, nothing that identifies the patient."""
 
     symptomatic: bool
-    symptoms: tuple[str, ...] = ()
+    symptoms: tuple[Annotated[str, Field(max_length=100)], ...] = Field((), max_length=30)
     onset_date: date | None = None
-    severity_signs: tuple[SeveritySign, ...] = ()
+    # More than there are signs or factors: a repeat is harmless, a flood is not.
+    severity_signs: tuple[SeveritySign, ...] = Field((), max_length=20)
     vitals: Vitals = Vitals()
     fatigue_bedridden: bool = Field(
         False, description="Fatigue that keeps the patient resting more than half the day."
     )
-    risk_factors: tuple[RiskFactor, ...] = ()
+    risk_factors: tuple[RiskFactor, ...] = Field((), max_length=20)
     pregnancy_trimester: int | None = Field(None, ge=1, le=3)
     health_professional: bool = False
     consultation_needed: bool = Field(
@@ -117,8 +130,8 @@ class OpeningPeriod(Frozen):
     """Opening hours on one weekday (0 = Monday), local time, ``HH:MM``; 24:00 is midnight."""
 
     weekday: int = Field(ge=0, le=6)
-    opens: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    closes: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+    opens: str = Field(max_length=5, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    closes: str = Field(max_length=5, pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
 class CancelledBy(StrEnum):
@@ -141,10 +154,10 @@ class ReferrerRef(Frozen):
     """How to tell a referrer what became of its referral (no patient data)."""
 
     kind: ReferrerKind
-    identifier: str = Field(description="RPPS, FINESS or the Centre 15's own identifier.")
-    reply_to: str | None = Field(
-        None,
-        description="Routing-key suffix: replies go to reply.<reply_to>.",
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+    identifier: str = Field(
+        max_length=64, description="RPPS, FINESS or the Centre 15's own identifier."
     )
-    webhook_url: str | None = None
+    reply_to: RoutingWord | None = Field(
+        None, description="Routing-key suffix: replies go to reply.<reply_to>."
+    )
+    webhook_url: str | None = Field(None, max_length=500)

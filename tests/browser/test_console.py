@@ -202,7 +202,7 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
         assert other[0].find_element(By.CSS_SELECTOR, "td.etat").text.strip() == "prévu"
 
         # The centre asks the ARS for staff: it goes out as reinforcement.requested.
-        async with Tap(s.broker_url, s.namespace, "reinforcement.requested") as asks:
+        async with Tap(s.broker_url, s.namespace, "reinforcement.requested.*") as asks:
             form = browser.find_element(By.ID, "form-renforts")
             count = form.find_element(By.NAME, "nombre")
             count.clear()

@@ -10,14 +10,14 @@ import pytest
 
 from aiguillage.demo import wait_for_consumers, wait_for_drain
 from aiguillage.processes import ServiceProcesses
-from shared.events import Envelope, Purpose
+from shared.events import Clinical, Envelope, Purpose
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
 
-SECRETS = ["Éloïse", "Dupont-Lajoie", "285057800608491", "0612345678", "eloise.dl@exemple.fr"]
+SECRETS = ["Éloïse", "Dupont-Lajoie", "285057800608441", "0612345678", "eloise.dl@exemple.fr"]
 
 
 async def test_referral_goes_from_intake_to_the_centres_notification(
@@ -38,7 +38,11 @@ async def test_referral_goes_from_intake_to_the_centres_notification(
             mild = await gp.publish(referral("e2e-mild"), correlation_id="c-1")
             await gp.publish(referral("e2e-severe", severe=True), correlation_id="c-2")
             invalid = await gp.publish(
-                referral("e2e-screening").model_copy(update={"purpose": Purpose.SCREENING}),
+                # Nothing clinical at all: intake refuses it (with a picture, regulation
+                # judges it, since a severity sign wins over a screening request).
+                referral("e2e-screening").model_copy(
+                    update={"purpose": Purpose.SCREENING, "clinical": Clinical(symptomatic=False)}
+                ),
                 correlation_id="c-3",
             )
 

@@ -17,9 +17,9 @@ from hypothesis import settings as hsettings
 
 from aiguillage.processes import ServiceProcesses
 from shared.events import Envelope
-from shared.publisher import EventPublisher
+from shared.publisher import EventPublisher, broker_user
 from shared.settings import Settings
-from shared.topology import dead_letter_queue, declare_topology, events_exchange
+from shared.topology import dead_letter_queue, declare_topology, events_exchange, ingress_exchange
 from tests.helpers import referral
 from tests.strategies import broker_bodies
 
@@ -65,10 +65,12 @@ async def _fate(settings: Settings, body: bytes) -> str:
     connection = await aio_pika.connect(settings.broker_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(events_exchange(settings.namespace))
+        # Outsiders publish on the ingress, in their own name (the AMQP user_id).
+        exchange = await channel.get_exchange(ingress_exchange(settings.namespace))
+        bus = await channel.get_exchange(events_exchange(settings.namespace))
         answers = await channel.declare_queue(exclusive=True, auto_delete=True)
         for key in ("reply.#", "referral.rejected", "referral.received"):
-            await answers.bind(exchange, routing_key=key)
+            await answers.bind(bus, routing_key=key)
         dlq = await channel.declare_queue(
             dead_letter_queue(settings.namespace, "intake"), passive=True
         )
@@ -82,7 +84,12 @@ async def _fate(settings: Settings, body: bytes) -> str:
             envelope_id = document["id"] = str(uuid.uuid4())
             body = json.dumps(document).encode()
         await exchange.publish(
-            aio_pika.Message(body, message_id=message_id, delivery_mode=2),
+            aio_pika.Message(
+                body,
+                message_id=message_id,
+                delivery_mode=2,
+                user_id=broker_user(settings.broker_url),
+            ),
             routing_key="referral.submitted",
         )
         for _ in range(100):

@@ -19,9 +19,9 @@ from shared.events import (
     ReferralWaitlisted,
     SlotAssigned,
 )
-from shared.publisher import EventPublisher
+from shared.publisher import EventPublisher, broker_user
 from shared.settings import ServiceName
-from shared.topology import SUBSCRIPTIONS, dead_letter_queue, events_exchange
+from shared.topology import SUBSCRIPTIONS, dead_letter_queue, events_exchange, ingress_exchange
 from tests.faults.conftest import Cluster
 from tests.faults.test_crashes import record
 
@@ -148,9 +148,14 @@ async def test_every_event_delivered_twice(cluster: Cluster) -> None:
     duplicated = 0
     connection = await aio_pika.connect_robust(s.broker_url)
     channel = await connection.channel(publisher_confirms=True)
-    exchange = await channel.get_exchange(events_exchange(s.namespace))
+    # Both exchanges: what the services publish, and what outsiders send to the doors.
+    exchanges = {
+        name: await channel.get_exchange(name)
+        for name in (events_exchange(s.namespace), ingress_exchange(s.namespace))
+    }
     tap = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await tap.bind(exchange, routing_key="#")
+    for exchange in exchanges.values():
+        await tap.bind(exchange, routing_key="#")
 
     async def duplicate(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         nonlocal duplicated
@@ -164,7 +169,9 @@ async def test_every_event_delivered_twice(cluster: Cluster) -> None:
                 correlation_id=message.correlation_id,
                 type=message.type,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                user_id=broker_user(s.broker_url),
             )
+            exchange = exchanges[message.exchange or events_exchange(s.namespace)]
             await exchange.publish(copy, routing_key=message.routing_key or "")
             duplicated += 1
 

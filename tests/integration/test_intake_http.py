@@ -120,10 +120,17 @@ async def test_every_error_at_once_with_codes(http: httpx.AsyncClient) -> None:
     semantic["clinical"]["vitals"] = {"spo2": 130}
     response = await http.post("/referrals", json=semantic)
     assert response.status_code == 422
+    # A symptomatic screening request is regulation's to judge (a severity sign wins
+    # over screening): intake refuses only the rest, all at once.
+    assert {r["code"] for r in response.json()["reasons"]} == {
+        "birth_date_in_future",
+        "vital_out_of_range",
+    }
+    semantic["clinical"] = {"symptomatic": False}
+    response = await http.post("/referrals", json=semantic)
     assert {r["code"] for r in response.json()["reasons"]} == {
         "birth_date_in_future",
         "screening_not_offered",
-        "vital_out_of_range",
     }
 
 

@@ -17,15 +17,23 @@ from sqlalchemy import select
 from services.notifier.app import build
 from services.notifier.channels import signature
 from services.notifier.tables import attempts, notifications
+from services.regulation.domain.protocol import default_protocol
+from services.regulation.domain.rules import Case, decide
 from shared.auth import Role, issue_token
 from shared.events import (
+    Clinical,
     Envelope,
     PatientContact,
     Priority,
+    Purpose,
     ReferralReceived,
+    ReferralRegulated,
     ReferrerKind,
     ReferrerRef,
+    SeveritySign,
     SlotAssigned,
+    Vitals,
+    new_id,
 )
 from shared.http import HttpServer, free_port
 from shared.publisher import EventPublisher
@@ -313,3 +321,102 @@ async def test_centre_day_list_is_its_own_only(
             "/centres/paris-1/appointments/appt-1/outcome", json={"outcome": "seen"}, headers=other
         )
         assert foreign.status_code == 404
+
+
+def _escalation(referral_id: str, referrer: ReferrerRef) -> list[tuple[Envelope, str]]:
+    """A screening request at SpO2 88 % with confusion, received then escalated by the
+    protocol itself (its reasons are the rules' own)."""
+    clinical = Clinical(
+        symptomatic=True,
+        severity_signs=(SeveritySign.CONFUSION,),
+        vitals=Vitals(spo2=88.0),
+    )
+    now = datetime.now(UTC)
+    outcome = decide(
+        Case(age=81, clinical=clinical, referrer_kind=referrer.kind, purpose=Purpose.SCREENING),
+        default_protocol(),
+        now,
+    )
+    received = ReferralReceived(
+        referral_id=referral_id,
+        patient_ref="pat-esc",
+        age=81,
+        sex="female",
+        commune_insee="35238",
+        departement="35",
+        clinical=clinical,
+        referrer=referrer,
+        purpose="screening",
+        submitted_at=now,
+    )
+    regulated = ReferralRegulated(
+        referral_id=referral_id,
+        patient_ref="pat-esc",
+        decision=outcome.decision,
+        priority=outcome.priority,
+        deadline=outcome.deadline,
+        test_eligible=outcome.test_eligible,
+        reasons=outcome.reasons,
+        protocol_version=outcome.protocol_version,
+        decided_by="protocol",
+        decision_id=new_id(),
+        age=81,
+        commune_insee="35238",
+        departement="35",
+    )
+    return [
+        (Envelope.wrap(p, source="t", correlation_id=referral_id), p.routing_key())
+        for p in (received, regulated)
+    ]
+
+
+async def test_a_protocol_escalation_is_told_to_centre_15_once_naming_the_signs(
+    settings: Settings, notifier: ServiceRuntime
+) -> None:
+    s = settings
+    gp = ReferrerRef(kind=ReferrerKind.GP, identifier="gp-1", reply_to="gp-1")
+    received, regulated = _escalation("ref-esc-gp", gp)
+    async with Tap(s.broker_url, s.namespace, "reply.#") as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+            await pub.publish_envelope(*received)
+            await asyncio.sleep(0.5)
+            for _ in range(3):  # redelivered: still told once
+                await pub.publish_envelope(*regulated)
+        await tap.wait_for(lambda es: len(es) >= 2)
+        await asyncio.sleep(1.0)  # room for a wrong second notice
+    by_key = {m.routing_key: Envelope.model_validate_json(m.body) for m in tap.messages}
+    assert len(tap.messages) == 2
+    assert set(by_key) == {"reply.centre-15.referral.outcome", "reply.gp-1.referral.outcome"}
+    for outcome in by_key.values():
+        data = outcome.data
+        assert data["referral_id"] == "ref-esc-gp" and data["status"] == "escalated"
+        codes = [r["code"] for r in data["detail"]["reason_details"]]
+        assert codes[:3] == ["escalate", "severity.spo2", "severity.sign.confusion"]
+        assert "screening" in codes
+        assert "SpO2 88 %" in data["detail"]["reasons"]
+        assert data["detail"]["patient_ref"] == "pat-esc"
+        assert data["message"] == (
+            "Orientation vers le SAMU / les urgences : SpO2 88 % (< 90 %) ; "
+            "confusion, somnolence ou altération de la conscience."
+        )
+    rows = [r for r in await _rows(notifier, notifications) if r.referral_id == "ref-esc-gp"]
+    assert sorted(r.recipient_kind for r in rows) == ["centre_15", "referrer"]
+
+
+async def test_centre_15_referring_an_escalated_patient_is_told_once(
+    settings: Settings, notifier: ServiceRuntime
+) -> None:
+    s = settings
+    c15 = ReferrerRef(kind=ReferrerKind.CENTRE_15, identifier="samu-35", reply_to="centre-15")
+    async with Tap(s.broker_url, s.namespace, "reply.#") as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+            for envelope, key in _escalation("ref-esc-c15", c15):
+                await pub.publish_envelope(envelope, key)
+                await asyncio.sleep(0.3)
+        await tap.wait_for(lambda es: len(es) >= 1)
+        await asyncio.sleep(1.0)  # room for a wrong second notice
+    [message] = tap.messages
+    assert message.routing_key == "reply.centre-15.referral.outcome"
+    assert Envelope.model_validate_json(message.body).data["status"] == "escalated"
+    rows = [r for r in await _rows(notifier, notifications) if r.referral_id == "ref-esc-c15"]
+    assert [r.recipient_kind for r in rows] == ["referrer"]

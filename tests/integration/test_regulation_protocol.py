@@ -320,7 +320,8 @@ async def test_the_command_refuses_an_invalid_file_and_publishes_a_valid_one(
     good_file.write_text(json.dumps(v2_document(), indent=2))
     async with (
         running(s) as runtime,
-        Tap(s.broker_url, s.namespace, "protocol.published") as tap,
+        # The command speaks as Centre 15: on the ingress, to regulation's door.
+        Tap(s.broker_url, s.namespace, "protocol.published", exchange="ingress") as tap,
     ):
         refused = await asyncio.to_thread(
             _invoke, ["regulate", "protocol", "load", str(bad_file)], env

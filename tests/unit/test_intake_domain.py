@@ -56,7 +56,13 @@ def test_a_good_referral_is_accepted_with_its_commune_and_age() -> None:
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"purpose": "screening"}, {"screening_not_offered"}),
+        (
+            {
+                "purpose": "screening",
+                "clinical": {"symptomatic": False, "vitals": {"spo2": 98}},
+            },
+            {"screening_not_offered"},
+        ),
         ({"patient__birth_date": "2020-04-01"}, {"birth_date_in_future"}),
         ({"patient__birth_date": "1880-01-01"}, {"birth_date_implausible"}),
         ({"clinical__onset_date": "2020-03-26"}, {"onset_in_future"}),
@@ -78,15 +84,62 @@ def test_every_reason_at_once() -> None:
         submission(
             purpose="screening",
             patient__birth_date="2021-01-01",
-            clinical__vitals={"spo2": 20, "respiratory_rate": 200},
+            clinical={"symptomatic": False, "vitals": {"spo2": 20, "respiratory_rate": 200}},
         )
     )
-    assert codes(result) == {"screening_not_offered", "birth_date_in_future", "vital_out_of_range"}
+    # Not screening_not_offered: vitals this far out are a typing error or a severe
+    # patient, and the corrected referral must reach regulation, not a screening refusal.
+    assert codes(result) == {"birth_date_in_future", "vital_out_of_range"}
     assert isinstance(result, domain.Refused)
     assert {r.field for r in result.reasons} >= {
         "clinical.vitals.spo2",
         "clinical.vitals.respiratory_rate",
     }
+
+
+# --- a screening request: intake refuses it only when nothing clinical shows -----------
+
+NOTHING: dict[str, object] = {"symptomatic": False, "symptoms": [], "vitals": {"spo2": 98}}
+
+
+def test_a_screening_request_showing_nothing_at_all_is_refused() -> None:
+    for clinical in (NOTHING, {"symptomatic": False}):
+        result = check(submission(purpose="screening", clinical=clinical))
+        assert codes(result) == {"screening_not_offered"}
+
+
+@pytest.mark.parametrize(
+    "clinical",
+    [
+        pytest.param(NOTHING | {"vitals": {"spo2": 88}}, id="spo2-88"),
+        pytest.param(NOTHING | {"vitals": {"spo2": 94}}, id="spo2-below-normal"),
+        pytest.param(NOTHING | {"severity_signs": ["confusion"]}, id="confusion"),
+        pytest.param(NOTHING | {"vitals": {"respiratory_rate": 26}}, id="respiratory-rate"),
+        pytest.param(NOTHING | {"vitals": {"systolic_bp": 85}}, id="systolic-bp"),
+        pytest.param(NOTHING | {"vitals": {"temperature_c": 39.2}}, id="fever"),
+        pytest.param(NOTHING | {"fatigue_bedridden": True}, id="fatigue"),
+        pytest.param(NOTHING | {"symptoms": ["cough"]}, id="a-symptom"),
+        pytest.param(NOTHING | {"symptomatic": True}, id="symptomatic"),
+    ],
+)
+def test_a_screening_request_that_could_hold_a_sign_goes_on_to_regulation(
+    clinical: dict[str, object],
+) -> None:
+    # Regulation decides with the protocol: it escalates a sign, refuses plain screening.
+    result = check(submission(purpose="screening", clinical=clinical))
+    assert isinstance(result, domain.Accepted)
+    assert result.submission.purpose == "screening"
+
+
+def test_confusion_at_81_on_a_screening_request_goes_on_to_regulation() -> None:
+    result = check(
+        submission(
+            purpose="screening",
+            patient__birth_date="1939-01-10",
+            clinical={"symptomatic": False, "severity_signs": ["confusion"]},
+        )
+    )
+    assert isinstance(result, domain.Accepted) and result.age == 81
 
 
 def test_ambiguous_postcode_is_refused_with_the_candidates_or_resolved_by_name() -> None:

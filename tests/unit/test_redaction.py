@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 
 import pytest
 import structlog
+from sqlalchemy.exc import DataError
 
+from shared.events import PatientIdentity
 from shared.logging import REDACTED, configure_logging, scrub_text
 
 SECRETS = ["Dupont-Lajoie", "Éloïse", "185057800608491", "06 12 34 56 78", "eloise@exemple.fr"]
@@ -49,3 +52,75 @@ def test_no_personal_data_in_any_line(lines: list[dict[str, object]]) -> None:
 def test_redaction_keeps_what_is_not_personal() -> None:
     text = "referral 3f2b, centre rennes-chu, 12 patients, 2020-03-25 09:20, département 35"
     assert scrub_text(text) == text
+
+
+# What intake binds for the patient in hand, and an error quoting it the way SQLAlchemy
+# quotes a failed statement's parameters.
+PATIENT = ("Éloïse", "Dupont", date(1985, 5, 17), "285057800608491", "12 rue de la Paix, Rennes")
+SQL_ERROR = str(
+    DataError(
+        "INSERT INTO identities (first_name, last_name, birth_date, nir, address) "
+        "VALUES (?, ?, ?, ?, ?)",
+        PATIENT,
+        Exception("value too long for type character varying(21)"),
+    )
+)
+
+
+def test_a_failed_statement_s_parameters_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "datetime.date(1985, 5, 17)" in SQL_ERROR  # what the redactor must catch
+    configure_logging("test", "DEBUG", json=True)
+    structlog.contextvars.bind_contextvars(_sensitive=PATIENT)
+    log = structlog.get_logger("t")
+    try:
+        raise DataError("INSERT INTO identities ...", PATIENT, Exception("too long"))
+    except DataError:
+        log.exception("insert failed")
+    log.warning("retrying", error=SQL_ERROR)
+    logging.getLogger("sqlalchemy.engine").error(SQL_ERROR)
+    structlog.contextvars.clear_contextvars()
+    text = capsys.readouterr().err
+    assert text.count(REDACTED) >= 15
+    for fragment in ("Éloïse", "Dupont", "1985", "2850578", "rue de la Paix", "Rennes"):
+        assert fragment.lower() not in text.lower(), fragment
+    assert "INSERT INTO identities" in text  # the error itself stays readable
+
+
+def test_a_birth_date_is_redacted_in_every_form() -> None:
+    text = "born 1985-05-17, le 17/05/1985, datetime.date(1985, 5, 17); seen 2020-03-25"
+    assert scrub_text(text, [date(1985, 5, 17)]) == (
+        f"born {REDACTED}, le {REDACTED}, {REDACTED}; seen 2020-03-25"
+    )
+
+
+def test_intake_binds_the_identity_as_given_and_as_checked() -> None:
+    given = {
+        "first_name": "Éloïse",
+        "last_name": "Dupont-Lajoie",
+        "birth_date": "1985-05-17",
+        "nir": "2 85 05 78 006 084 41",
+        "phone": "06 12 34 56 78",
+        "email": "Eloise.DL@Exemple.FR",
+        "address": "12 rue de la Paix, Rennes",
+    }
+    patient = PatientIdentity.model_validate(given)
+    assert patient.nir == "285057800608441" and patient.email == "Eloise.DL@exemple.fr"
+    sensitive = patient.personal_values(given=given)
+    text = (
+        f"{given!r} {patient!r} 17/05/1985 Dupont-Lajoie eloise.dl@exemple.fr "
+        "12 RUE DE LA PAIX, RENNES"
+    )
+    scrubbed = scrub_text(text, sensitive)
+    for value in [*given.values(), patient.nir, patient.email, "17/05/1985", "1985, 5, 17"]:
+        assert str(value).lower() not in scrubbed.lower(), value
+
+
+def test_regex_characters_are_literal_and_short_values_ignored() -> None:
+    text = "M. O'Brien (Jr.) + [x]* a.b axb X, Obrien Jr"
+    assert scrub_text(text, ["O'Brien (Jr.)", "[x]*", "a.b", "X", "", " "]) == (
+        f"M. {REDACTED} + {REDACTED} {REDACTED} axb X, Obrien Jr"
+    )
+
+
+def test_the_longest_value_goes_whole() -> None:
+    assert scrub_text("Dupont-Lajoie", ["Dupont", "Dupont-Lajoie"]) == REDACTED

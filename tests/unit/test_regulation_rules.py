@@ -321,8 +321,11 @@ def test_test_eligibility_whatever_the_decision(
 @pytest.mark.parametrize(
     ("c", "decision", "lead"),
     [
+        # Was "screening-beats-severity" (REFUSE): a clinical safety fault. A referrer
+        # who ticked screening for a breathless patient was told centres do not screen,
+        # and Centre 15 heard nothing; severity now decides before the purpose.
         pytest.param(case(purpose=Purpose.SCREENING, severity_signs=["dyspnoea"]),
-                     Decision.REFUSE, "screening", id="screening-beats-severity"),
+                     Decision.ESCALATE, "escalate", id="severity-beats-screening"),
         pytest.param(case(purpose=Purpose.SCREENING, age=5), Decision.REFUSE, "screening",
                      id="screening-beats-paediatric"),
         pytest.param(case(purpose=Purpose.SCREENING, symptomatic=False), Decision.REFUSE,
@@ -385,6 +388,54 @@ def test_every_criterion_that_fired_is_a_reason_in_a_stable_order() -> None:
     ]
     assert all(r.message for r in outcome.reasons)
     assert outcome.test_eligible is False  # not symptomatic
+
+
+# --- a screening request with a severity sign ------------------------------------------
+
+
+def test_a_screening_request_with_spo2_88_is_escalated_naming_spo2() -> None:
+    outcome = run(case(purpose=Purpose.SCREENING, vitals={"spo2": 88}))
+    assert outcome.decision is Decision.ESCALATE
+    assert (outcome.priority, outcome.deadline) == (Priority.STAT, NOW)
+    lead = outcome.reasons[0]
+    assert lead.code == "escalate"
+    assert "SpO2 88 %" in lead.message and "below 90 %" in lead.message
+    # The finding itself, then the screening request: the audit sees both.
+    assert codes(outcome) == ["escalate", "severity.spo2", "screening"]
+
+
+def test_a_screening_request_with_confusion_at_81_is_escalated_naming_confusion() -> None:
+    outcome = run(case(purpose=Purpose.SCREENING, age=81, severity_signs=["confusion"]))
+    assert outcome.decision is Decision.ESCALATE
+    assert outcome.priority is Priority.STAT
+    assert "confusion" in outcome.reasons[0].message
+    assert codes(outcome) == ["escalate", "severity.sign.confusion", "screening", "risk.age"]
+
+
+def test_the_lead_reason_of_an_escalation_names_every_finding() -> None:
+    outcome = run(case(severity_signs=["dehydration"], vitals={"respiratory_rate": 30}))
+    lead = outcome.reasons[0].message
+    assert "Respiratory rate 30/min" in lead and "dehydration" in lead
+    for finding in outcome.reasons[1:3]:
+        assert finding.message in lead
+
+
+@pytest.mark.parametrize(
+    "c",
+    [
+        pytest.param(case(purpose=Purpose.SCREENING), id="symptomatic"),
+        pytest.param(case(purpose=Purpose.SCREENING, symptomatic=False, symptoms=[]),
+                     id="asymptomatic"),
+        pytest.param(case(purpose=Purpose.SCREENING, age=81), id="at-risk"),
+        pytest.param(case(purpose=Purpose.SCREENING, vitals={"spo2": 90}), id="spo2-90"),
+    ],
+)  # fmt: skip
+def test_a_screening_request_without_any_sign_is_still_refused(c: Case) -> None:
+    outcome = run(c)
+    assert outcome.decision is Decision.REFUSE
+    assert codes(outcome)[0] == "screening"
+    assert codes(outcome).count("screening") == 1
+    assert not any(code.startswith("severity.") for code in codes(outcome))
 
 
 # --- the hold rule ---------------------------------------------------------------------

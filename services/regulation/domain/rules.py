@@ -2,11 +2,13 @@
 
 Precedence, first match decides:
 
-1. purpose is screening -> REFUSE ``screening`` (centres are not screening centres);
-2. a severity sign, or a vital beyond its threshold -> ESCALATE to SAMU / the
+1. a severity sign, or a vital beyond its threshold -> ESCALATE to SAMU / the
    emergency department, priority STAT, deadline now; this beats everything below,
-   even a child or a patient reported without symptoms, because a severe patient
-   must never wait for a data quality question to be settled;
+   even a screening request, a child or a patient reported without symptoms, because
+   a severe patient must never wait for a data quality question to be settled, and a
+   referrer who ticked "screening" for a patient at SpO2 88 % must hear that the
+   patient goes to SAMU, not that centres do not screen;
+2. purpose is screening -> REFUSE ``screening`` (centres are not screening centres);
 3. not symptomatic -> REFUSE ``asymptomatic`` (never oriented to a centre);
 4. younger than the paediatric age -> HOME_FOLLOW_UP ``paediatric``. The SPEC sends
    children "back to the GP or Centre 15 with that reason": that is the GP's follow-up,
@@ -20,10 +22,13 @@ Precedence, first match decides:
    or with a minor severity factor, else the default one (ROUTINE), with its deadline.
 
 ``Outcome.reasons`` starts with the reason of the rule that decided, followed by every
-other criterion the case meets (severity findings, asymptomatic, paediatric,
-consultation not needed, risk, pregnancy, minor factors, health professional), in that
-stable order: an escalated child still tells Centre 15 it is a child, and an audit sees
-the whole picture. Test eligibility is computed whatever the decision.
+other criterion the case meets (severity findings, screening request, asymptomatic,
+paediatric, consultation not needed, risk, pregnancy, minor factors, health
+professional), in that stable order: an escalated child still tells Centre 15 it is a
+child, an escalated screening request still shows it was one, and an audit sees the
+whole picture. The lead reason of an escalation names every severity finding, so that
+whoever reads only the first reason still learns why the patient goes to SAMU. Test
+eligibility is computed whatever the decision.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ class _Findings:
     """Every criterion of the protocol evaluated once, before any precedence applies."""
 
     severity: tuple[Reason, ...]
+    screening: Reason | None
     asymptomatic: Reason | None
     paediatric: Reason | None
     not_needed: Reason | None
@@ -93,7 +99,7 @@ class _Findings:
     health_professional: Reason | None
 
     def in_order(self) -> tuple[Reason, ...]:
-        optional = (self.asymptomatic, self.paediatric, self.not_needed)
+        optional = (self.screening, self.asymptomatic, self.paediatric, self.not_needed)
         return (
             *self.severity,
             *(r for r in optional if r is not None),
@@ -221,6 +227,13 @@ def _findings(case: Case, protocol: Protocol) -> _Findings:
     limit = protocol.paediatric.age_below
     return _Findings(
         severity=_severity(clinical, protocol),
+        screening=Reason(
+            code="screening",
+            field="purpose",
+            message="Screening request: consultation centres are not screening centres.",
+        )
+        if case.purpose is Purpose.SCREENING
+        else None,
         asymptomatic=None
         if clinical.symptomatic
         else Reason(
@@ -314,26 +327,22 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
             protocol_version=protocol.version,
         )
 
-    if case.purpose is Purpose.SCREENING:
-        return conclude(
-            Decision.REFUSE,
-            Reason(
-                code="screening",
-                field="purpose",
-                message="Screening request: consultation centres are not screening centres.",
-            ),
-        )
+    # Severity first, before the screening request: a severe patient is escalated
+    # whatever the referral asked for (see the module docstring).
     if found.severity:
         stat = protocol.priorities.escalate
+        signs = " ".join(r.message for r in found.severity)
         return conclude(
             Decision.ESCALATE,
             Reason(
                 code="escalate",
-                message=f"Severity: to SAMU / the emergency department now (priority "
-                f"{stat.priority.value}), never to a consultation centre.",
+                message=f"Severity: {signs} To SAMU / the emergency department now "
+                f"(priority {stat.priority.value}), never to a consultation centre.",
             ),
             stat,
         )
+    if found.screening is not None:
+        return conclude(Decision.REFUSE, found.screening)
     if found.asymptomatic is not None:
         return conclude(Decision.REFUSE, found.asymptomatic)
     if found.paediatric is not None:
