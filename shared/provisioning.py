@@ -182,8 +182,9 @@ def _service(namespace: str, service: ServiceName, suffix: str) -> Account:
     bus_bindings = [re.escape(k) for spec in specs if not spec.is_door for k in spec.bindings]
     door_bindings = [re.escape(k) for spec in specs if spec.is_door for k in spec.bindings]
     readable = [spec.name(namespace) for spec in specs]
-    if service is ServiceName.NOTIFIER:
-        # It declares each centre's queue when the ARS activates the centre.
+    if service in (ServiceName.NOTIFIER, ServiceName.SCHEDULER):
+        # They declare each centre's queue when the ARS activates the centre (the
+        # scheduler before it books the centre's first patient).
         template = centre_queue(namespace, "{centre_id}")
         dlq = re.escape(dead_letter_queue(namespace, template.service))
         queues.append(f"(?!{dlq}$){pattern_regex(template.name(namespace))}")

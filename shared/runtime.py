@@ -3,11 +3,13 @@ assembled into one FastStream application."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aio_pika
 import structlog
 from fastapi import FastAPI
 from faststream import FastStream
@@ -25,9 +27,19 @@ from shared.provisioning import service_account
 from shared.publisher import ConfirmedChannel
 from shared.senders import ACTOR_HEADER, SenderPolicy
 from shared.settings import ServiceName, Settings
-from shared.topology import SUBSCRIPTIONS, declare_topology, events_exchange, ingress_exchange
+from shared.topology import (
+    DEAD_LETTER_MAX_LENGTH,
+    SUBSCRIPTIONS,
+    dead_letter_queue,
+    declare_topology,
+    events_exchange,
+    ingress_exchange,
+)
 
 log = structlog.get_logger(__name__)
+
+DEAD_LETTER_CHECK_SECONDS = 30.0
+DEAD_LETTER_ALERT = 0.8  # of the bound
 
 
 def make_broker(settings: Settings, service: str) -> RabbitBroker:
@@ -95,6 +107,7 @@ class ServiceRuntime:
             high_water=self.settings.outbox_high_water,
             may_publish=None if self.in_memory else lambda key: bool(allowed.search(key)),
         )
+        self._watcher: asyncio.Task[None] | None = None
         self.senders = SenderPolicy(
             frozenset(self.settings.broker_operators), self.settings.broker_user_suffix
         )
@@ -178,7 +191,43 @@ class ServiceRuntime:
 
     async def _ready_details(self) -> dict[str, Any]:
         # Not a readiness failure (the service works on), but what an operator must see.
-        return {"outbox_set_aside": await self.relay.set_aside_count()}
+        return {
+            "outbox_set_aside": await self.relay.set_aside_count(),
+            "dead_letters": await self._dead_letter_depth(),
+        }
+
+    async def _dead_letter_depth(self) -> int | None:
+        """Messages in this service's dead-letter queue (a passive declaration: no
+        permission needed). The queue is bounded and drops its oldest when full."""
+        if self.in_memory:
+            return None
+        connection = await aio_pika.connect(self.settings.broker_url)
+        try:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(
+                dead_letter_queue(self.settings.namespace, self.service.value), passive=True
+            )
+            return queue.declaration_result.message_count
+        finally:
+            await connection.close()
+
+    async def _watch_dead_letters(self) -> None:
+        """The alert when the dead-letter queue fills: an error log line every check while
+        it is over ``DEAD_LETTER_ALERT`` of its bound (past the bound the oldest go)."""
+        while True:
+            await asyncio.sleep(DEAD_LETTER_CHECK_SECONDS)
+            try:
+                depth = await self._dead_letter_depth()
+            except Exception as exc:  # the broker is away: the next check will tell
+                log.warning("dead-letter queue not checked", error=str(exc)[:200])
+                continue
+            if depth is not None and depth >= DEAD_LETTER_ALERT * DEAD_LETTER_MAX_LENGTH:
+                log.error(
+                    "dead-letter queue filling",
+                    dead_letters=depth,
+                    bound=DEAD_LETTER_MAX_LENGTH,
+                    queue=dead_letter_queue(self.settings.namespace, self.service.value),
+                )
 
     async def _broker_ready(self) -> bool:
         return await self.broker.ping(timeout=2)
@@ -194,6 +243,7 @@ class ServiceRuntime:
     async def started(self) -> None:
         if not self.in_memory:
             await self.channel.open()
+            self._watcher = asyncio.create_task(self._watch_dead_letters(), name="dlq-watch")
         self.relay.start()
         port = self.settings.http_port(self.service)
         if port is not None and not self.in_memory:
@@ -213,6 +263,8 @@ class ServiceRuntime:
             await self.http.stop()
 
     async def stopped(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.channel.close()
         await self.database.dispose()
         log.info("service stopped")

@@ -278,6 +278,16 @@ async def declare_queue(channel: AbstractChannel, namespace: str, spec: QueueSpe
         await queue.bind(exchange, routing_key=key)
 
 
+async def ensure_centre_queue(url: str, namespace: str, centre_id: str) -> None:
+    """A centre's own queue exists from its activation on: the scheduler declares it
+    before it books the centre's first patient (nothing for the centre is unroutable),
+    and the notifier again when it learns of the centre (declarations are idempotent)."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        await declare_queue(channel, namespace, centre_queue(namespace, centre_id))
+
+
 class TopologyMissing(RuntimeError):
     """A queue or exchange is missing, and these credentials may not declare it."""
 

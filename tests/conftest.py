@@ -50,7 +50,7 @@ def broker_url() -> Iterator[str]:
     if _docker_runs():
         from testcontainers.rabbitmq import RabbitMqContainer
 
-        with RabbitMqContainer("rabbitmq:3.13-management") as rabbit:
+        with RabbitMqContainer("rabbitmq:4.1-management") as rabbit:
             params = rabbit.get_connection_params()
             yield f"amqp://guest:guest@{params.host}:{params.port}/"
         return

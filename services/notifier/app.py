@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aio_pika
 from faststream.rabbit import RabbitExchange
 
 from services.notifier.api import build_router
@@ -14,7 +13,7 @@ from services.notifier.dispatcher import Dispatcher
 from services.notifier.handlers import NotifierHandlers
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
-from shared.topology import centre_queue, dead_letter_exchange, declare_queue
+from shared.topology import dead_letter_exchange, ensure_centre_queue
 
 
 def patient_channels(settings: Settings) -> list[PatientChannel]:
@@ -49,15 +48,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     channels = patient_channels(settings)
 
     async def provision_centre(centre_id: str) -> None:
-        """A centre's own queue exists from its activation: nothing for it is unroutable."""
-        if in_memory:
-            return
-        connection = await aio_pika.connect(settings.broker_url)
-        async with connection:
-            channel = await connection.channel()
-            await declare_queue(
-                channel, settings.namespace, centre_queue(settings.namespace, centre_id)
-            )
+        if not in_memory:
+            await ensure_centre_queue(settings.broker_url, settings.namespace, centre_id)
 
     dlx = RabbitExchange(
         dead_letter_exchange(settings.namespace, ServiceName.NOTIFIER.value), declare=False

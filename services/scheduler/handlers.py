@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,8 +97,13 @@ _CENTRE_REPORTS = (
 
 
 class SchedulerHandlers:
-    def __init__(self, config: SchedulerConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: SchedulerConfig | None = None,
+        provision_centre: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.config = config or SchedulerConfig()
+        self.provision_centre = provision_centre
         self._checked: dict[str, float] = {}
 
     # -- centres -----------------------------------------------------------------
@@ -112,6 +118,10 @@ class SchedulerHandlers:
 
     async def _apply_centre(self, delivery: Delivery, payload: Any, now: datetime) -> None:
         if isinstance(payload, CentreActivated):
+            if self.provision_centre is not None:
+                # Before the centre's first patient is booked (a drained waiting list,
+                # in this very transaction): its queue must be there to receive them.
+                await self.provision_centre(payload.centre_id)
             await self._activate(delivery, payload, now)
             await self._drain(delivery, payload.centre_id, now)
         elif isinstance(payload, CentreCapacityChanged):

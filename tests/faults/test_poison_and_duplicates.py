@@ -29,40 +29,54 @@ pytestmark = pytest.mark.faults
 
 NOW = datetime.now(UTC)
 
-# A valid event that its handler cannot process, ever, on the queues where one exists.
-# (A centre never activated; identifiers longer than the columns that store them: the
-# contracts set no length and PostgreSQL refuses them, every time.)
+# An event that its handler cannot process, ever, on the queues where one exists, and
+# the dead-letter code it gets: a centre never activated, or a referral never known, is
+# retried and then dead-lettered; identifiers longer than the columns that store them
+# (which PostgreSQL refused, every time, before the contracts bounded them) are now
+# refused by the contract at once.
 LONG = "x" * 100
-FAILS_EVERY_TIME: dict[str, EventPayload] = {
-    "scheduler.centres": CentreCapacityChanged(centre_id="nowhere", boxes=2, from_date=NOW.date()),
-    "notifier.assignments": SlotAssigned(
-        centre_id=LONG,
-        appointment_id="a-x",
-        referral_id="unknown-referral",
-        patient_ref="pat-x",
-        centre_name="x",
-        centre_commune_insee="75115",
-        start=NOW + timedelta(hours=1),
-        end=NOW + timedelta(hours=1, minutes=20),
-        box=1,
-        priority="routine",
-        distance_km=1.0,
+FAILS_EVERY_TIME: dict[str, tuple[EventPayload, str]] = {
+    "scheduler.centres": (
+        CentreCapacityChanged(centre_id="nowhere", boxes=2, from_date=NOW.date()),
+        "retries_exhausted",
     ),
-    "notifier.referrals": ReferralWaitlisted(
-        referral_id=LONG,
-        patient_ref="pat-x",
-        priority="routine",
-        departement="75",
-        reason="x",
-        waiting_in_departement=1,
+    "notifier.assignments": (
+        SlotAssigned.model_construct(
+            centre_id=LONG,
+            appointment_id="a-x",
+            referral_id="unknown-referral",
+            patient_ref="pat-x",
+            centre_name="x",
+            centre_commune_insee="75115",
+            start=NOW + timedelta(hours=1),
+            end=NOW + timedelta(hours=1, minutes=20),
+            box=1,
+            priority="routine",
+            distance_km=1.0,
+        ),
+        "invalid_payload",
     ),
-    "intake.outcomes": ReferralWaitlisted(
-        referral_id="unknown-referral",
-        patient_ref="pat-x",
-        priority="routine",
-        departement="75",
-        reason="x",
-        waiting_in_departement=1,
+    "notifier.referrals": (
+        ReferralWaitlisted.model_construct(
+            referral_id=LONG,
+            patient_ref="pat-x",
+            priority="routine",
+            departement="75",
+            reason="x",
+            waiting_in_departement=1,
+        ),
+        "invalid_payload",
+    ),
+    "intake.outcomes": (
+        ReferralWaitlisted(
+            referral_id="unknown-referral",
+            patient_ref="pat-x",
+            priority="routine",
+            departement="75",
+            reason="x",
+            waiting_in_departement=1,
+        ),
+        "retries_exhausted",
     ),
 }
 
@@ -103,13 +117,12 @@ async def test_poison_on_every_queue(cluster: Cluster) -> None:
                     ("invalid_envelope", not_json),
                     ("invalid_payload", wrong.model_dump_json().encode()),
                 ]
-                failing = FAILS_EVERY_TIME.get(f"{service.value}.{spec.subscription}")
-                if failing is not None:
+                case = FAILS_EVERY_TIME.get(f"{service.value}.{spec.subscription}")
+                if case is not None:
+                    failing, code = case
                     bad = Envelope.wrap(failing, source="poison", correlation_id="poison")
                     await pub.publish_envelope(bad, failing.routing_key())
-                    sent[service.value].append(
-                        ("retries_exhausted", bad.model_dump_json().encode())
-                    )
+                    sent[service.value].append((code, bad.model_dump_json().encode()))
     # The consumers keep serving.
     await cluster.burst(30, seed=11)
     await cluster.settle()
