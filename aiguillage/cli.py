@@ -12,15 +12,21 @@ from typing import Annotated
 import typer
 
 from aiguillage.commands.common import publish
+from aiguillage.errors import KnownErrors, quiet_broker_client
 from shared.auth import Role, issue_token
 from shared.events import ReferralSubmitted, new_id
 from shared.logging import configure_logging
 from shared.memory import tune_allocator
 from shared.settings import ServiceName, get_settings
 
+# KnownErrors: a broker refusing, a broker away, a topology not provisioned, Chromium
+# missing are said in one line with what to do (exit 1), in every command.
 app = typer.Typer(
-    help="Aiguillage: routes Covid-19 patients to consultation centres.", no_args_is_help=True
+    help="Aiguillage: routes Covid-19 patients to consultation centres.",
+    no_args_is_help=True,
+    cls=KnownErrors,
 )
+quiet_broker_client()
 
 
 class Scenario(StrEnum):

@@ -193,6 +193,14 @@ class Consumer:
             except SenderRefused as refused:
                 await self._refuse(message, None, None, refused, received_at)
                 return
+            if len(message.body) > self.config.max_message_bytes:
+                # Not even parsed; answered on the sender's own key all the same.
+                too_large = SenderRefused(
+                    "message_too_large",
+                    f"the message exceeds {self.config.max_message_bytes} bytes",
+                )
+                await self._refuse(message, None, sender, too_large, received_at)
+                return
         try:
             envelope = Envelope.model_validate_json(message.body)
         except ValidationError as exc:
@@ -204,7 +212,7 @@ class Consumer:
         routing_key = raw.routing_key or ""
         if sender is not None:
             try:
-                _check_door(sender, envelope, routing_key)
+                _check_door(sender, envelope, routing_key, self.spec)
             except SenderRefused as refused:
                 await self._refuse(message, envelope, sender, refused, received_at)
                 return
@@ -235,11 +243,6 @@ class Consumer:
             return Sender("in-memory", ActorKind.OPERATOR)
         sender = self.config.senders.resolve(raw.user_id, raw.headers)
         structlog.contextvars.bind_contextvars(sender_user=sender.user)
-        if len(message.body) > self.config.max_message_bytes:
-            raise SenderRefused(
-                "message_too_large",
-                f"the message exceeds {self.config.max_message_bytes} bytes",
-            )
         return sender
 
     async def _refuse(
@@ -415,11 +418,12 @@ MAX_OUTAGE_BACKOFF = 5.0
 _KEPT_HEADERS = frozenset({"x-delivery-count", "x-death", "x-first-death-queue"})
 
 
-def _check_door(sender: Sender, envelope: Envelope, routing_key: str) -> None:
+def _check_door(sender: Sender, envelope: Envelope, routing_key: str, spec: QueueSpec) -> None:
     """What every door checks before its handler: the sender may send this type, on its
-    type's key. The second check catches CC/BCC headers, which RabbitMQ before 4.0.3
-    routes without checking them against topic permissions: the message then arrives
-    with the key its sender was allowed, at a queue bound to another."""
+    type's key, and that key is one this door's queue is bound to. The last two catch
+    CC/BCC headers, which RabbitMQ before 4.0.3 routes without checking them against
+    topic permissions: the message then arrives with the key its sender was allowed (and
+    a body of its choosing), at a queue bound to another key."""
     if not sender.may_send(envelope.type):
         raise SenderRefused(
             "sender_not_allowed", f"{sender.kind.value} may not send {envelope.type}", "type"
@@ -428,6 +432,26 @@ def _check_door(sender: Sender, envelope: Envelope, routing_key: str) -> None:
         raise SenderRefused(
             "routing_inconsistent", "the routing key is not the event's type", "routing_key"
         )
+    if not any(topic_matches(binding, routing_key) for binding in spec.bindings):
+        raise SenderRefused(
+            "routing_inconsistent", "the routing key is not one of this door's", "routing_key"
+        )
+
+
+def topic_matches(binding: str, routing_key: str) -> bool:
+    """AMQP topic matching: ``*`` is one word, ``#`` zero or more."""
+
+    def match(pattern: list[str], words: list[str]) -> bool:
+        if not pattern:
+            return not words
+        head, rest = pattern[0], pattern[1:]
+        if head == "#":
+            return any(match(rest, words[i:]) for i in range(len(words) + 1))
+        if not words:
+            return False
+        return (head in ("*", words[0])) and match(rest, words[1:])
+
+    return match(binding.split("."), routing_key.split("."))
 
 
 def safe_error(exc: BaseException) -> str:
@@ -476,6 +500,9 @@ def database_unavailable(exc: BaseException) -> bool:
             return True
         sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    # A missing or unreadable file is no outage: it will not come back by waiting.
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+        return False
     return isinstance(exc, OSError | TimeoutError)
 
 

@@ -117,6 +117,7 @@ class Plan:
     vhost: str
     accounts: tuple[Account, ...]
     centres: tuple[str, ...]
+    suffix: str = ""  # of its users' names (``--user-suffix``)
 
     def account(self, actor: str) -> Account:
         """The account of an actor (``intake``, ``centre_15``, ``centre-<id>``...)."""
@@ -182,12 +183,17 @@ def _service(namespace: str, service: ServiceName, suffix: str) -> Account:
     bus_bindings = [re.escape(k) for spec in specs if not spec.is_door for k in spec.bindings]
     door_bindings = [re.escape(k) for spec in specs if spec.is_door for k in spec.bindings]
     readable = [spec.name(namespace) for spec in specs]
+    centre_dlx: list[str] = []
     if service in (ServiceName.NOTIFIER, ServiceName.SCHEDULER):
         # They declare each centre's queue when the ARS activates the centre (the
         # scheduler before it books the centre's first patient).
         template = centre_queue(namespace, "{centre_id}")
         dlq = re.escape(dead_letter_queue(namespace, template.service))
-        queues.append(f"(?!{dlq}$){pattern_regex(template.name(namespace))}")
+        dlx_ = re.escape(dead_letter_exchange(namespace, template.service))
+        # Any centre's queue, but not the centres' dead letters nor their exchange.
+        queues.append(f"(?!({dlq}|{dlx_})$){pattern_regex(template.name(namespace))}")
+        # Declaring a queue that dead-letters into it takes write on that exchange.
+        centre_dlx.append(dlx_)
         bus_bindings += [pattern_regex(key) for key in template.bindings]
         readable.append(f"{template.name(namespace)} (declares and binds them)")
     publishes = _patterns(PUBLISHERS[service.value])
@@ -199,7 +205,7 @@ def _service(namespace: str, service: ServiceName, suffix: str) -> Account:
     events = re.escape(events_exchange(namespace))
     ingress = re.escape(ingress_exchange(namespace))
     dlx = re.escape(dead_letter_exchange(namespace, service.value))
-    written = [events, dlx, *queues] + ([ingress] if door_keys else [])
+    written = [events, dlx, *centre_dlx, *queues] + ([ingress] if door_keys else [])
     return Account(
         user=f"{service.value}{suffix}",
         kind=AccountKind.SERVICE,
@@ -368,7 +374,7 @@ def build_plan(
     users = [a.user for a in accounts]
     if len(set(users)) != len(users):
         raise ProvisioningError("two accounts would have the same user name")
-    return Plan(namespace, vhost, tuple(accounts), tuple(centres))
+    return Plan(namespace, vhost, tuple(accounts), tuple(centres), user_suffix)
 
 
 # -- definitions --------------------------------------------------------------------
@@ -594,12 +600,29 @@ def apply(
     return passwords
 
 
+def plan_user_pattern(plan: Plan) -> re.Pattern[str]:
+    """The user names a plan of this deployment (its suffix) can give: another
+    deployment's users on the same virtual host (another suffix) never match."""
+    kinds = "|".join(
+        [
+            *(re.escape(s.value) for s in ServiceName),
+            "centre_15",
+            "ars",
+            f"referrer-{WORD}",
+            f"centre-{WORD}",
+        ]
+    )
+    return re.compile(f"^({kinds}){re.escape(plan.suffix)}$")
+
+
 def remove_stale_users(plan: Plan, ctl: Rabbitmqctl) -> list[str]:
-    """Users of this virtual host that the plan no longer has (a centre closed, a
-    referrer struck off) lose their permissions here, and are deleted if they have none
-    elsewhere. Administrators are left alone. Returns the users removed from the host."""
+    """Users of this deployment (its suffix) that the plan no longer has (a centre closed,
+    a referrer struck off) lose their permissions on its virtual host, and are deleted if
+    they have none elsewhere. Another deployment's users, and administrators, are left
+    alone. Returns the users removed from the host."""
+    mine = plan_user_pattern(plan)
     keep = set(plan.users) | ctl.administrators()
-    stale = sorted(ctl.vhost_users(plan.vhost) - keep)
+    stale = sorted(u for u in ctl.vhost_users(plan.vhost) - keep if mine.match(u))
     for user in stale:
         ctl.run("clear_permissions", "--vhost", plan.vhost, user)
         for _, exchange in [t for t in ctl.topic_permissions(plan.vhost) if t[0] == user]:

@@ -5,8 +5,11 @@ clear failure, never a silent skip."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -114,10 +117,60 @@ async def postgres(postgres_admin_url: str) -> AsyncIterator[PostgresDatabases]:
     await databases.drop_all()
 
 
+# Every namespace a test of this session used: what the services declared in them that
+# no fixture knows of (the centres' queues, declared on activation) goes at the end.
+_NAMESPACES: list[str] = []
+
+
+def _broker_queues() -> list[str] | None:
+    """The queues of the local broker's default virtual host (None: cannot tell)."""
+    if shutil.which("rabbitmqctl") is None:
+        return None
+    node = os.environ.get("AIGUILLAGE_TEST_RABBITMQ_NODE")
+    command = ["rabbitmqctl", *(["-n", node] if node else []), "list_queues", "-q", "name"]
+    try:
+        done = subprocess.run(
+            [*command, "--formatter", "json"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return [row["name"] for row in json.loads(done.stdout or "[]")]
+
+
+async def _delete_queues(url: str, names: list[str]) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind(broker_url: str) -> Iterator[None]:
+    """After the run, no queue of its namespaces is left on the broker."""
+    yield
+    if not _NAMESPACES:
+        return
+    queues = _broker_queues()
+    if queues is None:
+        return
+    prefixes = tuple(f"{ns}." for ns in _NAMESPACES)
+    left = [q for q in queues if q.startswith(prefixes)]
+    if left:
+        asyncio.run(_delete_queues(broker_url, left))
+
+
 @pytest.fixture
 async def settings(broker_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
     """Settings of an isolated deployment: its own namespace on the broker, its own files."""
     namespace = f"t-{uuid.uuid4().hex[:10]}"
+    _NAMESPACES.append(namespace)
     yield Settings(
         broker_url=broker_url,
         namespace=namespace,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
+import asyncio
+from datetime import date, datetime
 from typing import Annotated
 
 import typer
 
-from aiguillage.commands.common import publish
+from aiguillage.commands.common import ApiError, get_from_service, publish
 from aiguillage.hours import parse_hours
+from shared.auth import Role
 from shared.events import (
     CentreActivated,
     CentreCapacityChanged,
@@ -16,7 +18,8 @@ from shared.events import (
     CentreKind,
     CentreSuspended,
 )
-from shared.settings import get_settings
+from shared.paris import paris_fr
+from shared.settings import ServiceName, get_settings
 
 app = typer.Typer(
     help="What the ARS does: activate, ramp up or down, suspend, close centres.",
@@ -98,3 +101,25 @@ def close(
         get_settings(), "ars", CentreClosed(centre_id=centre_id, reason=reason), centre_id
     )
     typer.echo(f"centre.closed {centre_id} published (event {event_id})")
+
+
+@app.command("reinforcements")
+def list_reinforcements(
+    departement: Annotated[str | None, typer.Option(help="One département only.")] = None,
+) -> None:
+    """The centres' reinforcement requests, newest first (kept by the scheduler)."""
+    path = "/reinforcements" + (f"?departement={departement}" if departement else "")
+    try:
+        body = asyncio.run(
+            get_from_service(get_settings(), ServiceName.SCHEDULER, Role.ARS, "ars-cli", path)
+        )
+    except ApiError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for r in body["reinforcements"]:
+        at = paris_fr(datetime.fromisoformat(r["requested_at"]))
+        typer.echo(
+            f"{at}  {r['centre_id']} ({r['departement']}): "
+            f"{r['count']} {r['profession']} à partir du {r['from_date']}"
+            + (f" - {r['note']}" if r["note"] else "")
+        )

@@ -19,6 +19,7 @@ from shared.events import (
     PatientEscalated,
     ReinforcementRequested,
 )
+from shared.paris import paris_zone
 from shared.settings import Settings, get_settings
 from shared.topology import centre_queue, declare_topology
 
@@ -32,17 +33,29 @@ Referral = Annotated[str, typer.Option("--referral", help="The referral's id.")]
 
 
 def describe(envelope: Envelope) -> str:
+    """One line per message of the centre's queue. Times are Paris time, labelled: the
+    events carry UTC, the machine running this may be on any zone, the centre reads
+    the clock on its wall."""
     data = envelope.data
-    start = datetime.fromisoformat(data["start"]).astimezone().strftime("%d/%m %H:%M")
+    if envelope.type == "request.refused":
+        # The answer to a report of this centre's that a door did not apply.
+        return (
+            f"REFUSED    {data.get('refused_type') or 'message'} "
+            f"{data.get('source_message_id') or ''}  {data['error_code']}: {data['cause']}"
+        )
+    if "start" not in data:
+        return f"{envelope.type}  {envelope.correlation_id}"
+    start = paris_zone(datetime.fromisoformat(data["start"]))
+    test = "test to prescribe" if data.get("test_eligible") else "no test"
     if envelope.type == "slot.assigned":
         return (
             f"NEW        {start}  box {data['box']}  {data['patient_ref']}  "
-            f"priority {data['priority']}  appointment {data['appointment_id']}"
+            f"priority {data['priority']}  {test}  appointment {data['appointment_id']}"
         )
     if envelope.type == "appointment.rescheduled":
         return (
             f"MOVED IN   {start}  box {data['box']}  {data['patient_ref']}  "
-            f"from {data['previous_centre_id']}  appointment {data['appointment_id']}"
+            f"from {data['previous_centre_id']}  {test}  appointment {data['appointment_id']}"
         )
     return f"CANCELLED  {start}  {data['patient_ref']}  ({data['reason']})"
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import httpx
+
+from shared.auth import Role, issue_token
 from shared.events import EventPayload
 from shared.publisher import EventPublisher
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from shared.topology import declare_topology
 
 
@@ -22,3 +26,27 @@ async def publish_async(
 def publish(settings: Settings, source: str, payload: EventPayload, correlation_id: str) -> str:
     """Publish one event (persistent, confirmed); returns its id."""
     return asyncio.run(publish_async(settings, source, payload, correlation_id))
+
+
+class ApiError(Exception):
+    """A service's HTTP API did not answer as expected (said in one line)."""
+
+
+async def get_from_service(
+    settings: Settings, service: ServiceName, role: Role, subject: str, path: str
+) -> dict[str, Any]:
+    """GET on a local service's HTTP API, with a token issued from the auth secret."""
+    port = settings.http_port(service)
+    if port is None:
+        raise ApiError(f"{service.value} serves no HTTP API (its HTTP port setting is empty)")
+    url = f"http://127.0.0.1:{port}{path}"
+    token = issue_token(settings.auth_secret, role, subject)
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.get(url, headers={"Authorization": f"Bearer {token}"})
+    except httpx.TransportError as exc:
+        raise ApiError(f"{service.value} does not answer at {url}: {exc}") from exc
+    if response.status_code != 200:
+        raise ApiError(f"{url}: HTTP {response.status_code} {response.text[:200]}")
+    body: dict[str, Any] = response.json()
+    return body

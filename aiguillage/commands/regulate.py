@@ -17,6 +17,7 @@ from aiguillage.commands.common import publish
 from services.regulation.domain.protocol import Protocol, load_protocol
 from shared.auth import Role, issue_token
 from shared.events import Decision, Priority, ProtocolPublished, RegulationDecided
+from shared.paris import paris_zone
 from shared.settings import ServiceName, Settings, get_settings
 
 app = typer.Typer(
@@ -119,7 +120,8 @@ async def get_from_regulation(settings: Settings, path: str) -> dict[str, Any]:
 
 
 def _when(text: str | None) -> str:
-    return datetime.fromisoformat(text).astimezone().strftime("%Y-%m-%d %H:%M:%S") if text else "-"
+    # Paris time, labelled, whatever the zone of the machine running the command.
+    return paris_zone(datetime.fromisoformat(text), "%Y-%m-%d %H:%M:%S") if text else "-"
 
 
 def describe_trail(trail: dict[str, Any]) -> list[str]:

@@ -329,6 +329,8 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
     async def territory_context(actor: Actor) -> dict[str, Any]:
         try:
             overview = await console.call(actor, "GET", "scheduler", "/territory")
+            # Kept by the scheduler: a request sent while no console was open is there.
+            asked = await console.call(actor, "GET", "scheduler", "/reinforcements?limit=50")
             deps = overview["departements"]
             details = await asyncio.gather(
                 *(
@@ -343,7 +345,7 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             "departements": deps,
             "centres": centres,
             "maps": region_maps(centres),
-            "reinforcements": list(hub.reinforcements),
+            "reinforcements": asked["reinforcements"],
             "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
         }
 
@@ -496,12 +498,14 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
     async def desk_context(actor: Actor) -> dict[str, Any]:
         try:
             held = (await console.call(actor, "GET", "regulation", "/held"))["held"]
+            # Kept by intake: escalated while no console was open, still listed.
+            escalated = (await console.call(actor, "GET", "intake", "/escalations"))["escalations"]
             error = None
         except ServiceError as exc:
-            held, error = [], str(exc)
+            held, escalated, error = [], [], str(exc)
         return {
             "held": held,
-            "escalations": list(hub.escalations),
+            "escalations": escalated,
             "service_error": error,
             "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
         }

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
@@ -28,17 +26,15 @@ from shared.topology import events_exchange
 BINDINGS = (
     "centre.#",
     "capacity.alert.#",
-    "reinforcement.requested",
+    "reinforcement.requested.*",
     "slot.assigned.#",
     "appointment.#",
     "referral.waitlisted",
     "referral.regulated",
     "consultation.#",
-    "patient.escalated",
+    "patient.escalated.*",
     "reply.centre-15.#",
 )
-# Kept for Centre 15's page: what centres hand back, and what it is told about its own.
-ESCALATION_TYPES = ("patient.escalated", "referral.outcome")
 
 
 @dataclass(frozen=True)
@@ -77,6 +73,13 @@ def classify(envelope: Envelope) -> Change | None:
         return Change(kind, ("territory",), centre_id, f"Centre {centre_id} {what}")
     if kind == "capacity.alert":
         label = "saturation" if data.get("kind") == "saturation" else "liste d'attente"
+        if data.get("cleared"):
+            return Change(
+                kind,
+                ("territory",),
+                None,
+                f"Fin de l'alerte {label} dans le {data.get('departement')}",
+            )
         return Change(
             kind,
             ("territory",),
@@ -129,8 +132,6 @@ def classify(envelope: Envelope) -> Change | None:
 class EventHub:
     url: str
     namespace: str
-    escalations: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
-    reinforcements: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     _subscribers: set[asyncio.Queue[Change]] = field(default_factory=set)
     _connection: AbstractConnection | None = None
 
@@ -161,35 +162,6 @@ class EventHub:
         change = classify(envelope)
         if change is None:
             return
-        data = envelope.data
-        if envelope.type == "referral.regulated" and data.get("decision") == "escalate":
-            self.escalations.appendleft(
-                {
-                    "at": envelope.time,
-                    "type": envelope.type,
-                    "referral_id": data.get("referral_id"),
-                    "centre_id": None,
-                    "status": "escalate",
-                    # The first reason restates the decision; the criteria follow it.
-                    "text": "; ".join(
-                        str(r.get("message", "")) for r in data.get("reasons", [])[1:]
-                    ),
-                    "departement": data.get("departement"),
-                }
-            )
-        if envelope.type in ESCALATION_TYPES:
-            self.escalations.appendleft(
-                {
-                    "at": envelope.time,
-                    "type": envelope.type,
-                    "referral_id": data.get("referral_id"),
-                    "centre_id": data.get("centre_id"),
-                    "status": data.get("status", "escalated"),
-                    "text": data.get("reason") or data.get("message", ""),
-                }
-            )
-        if envelope.type == "reinforcement.requested":
-            self.reinforcements.appendleft({"at": envelope.time, **envelope.data})
         for queue in list(self._subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(change)

@@ -3,6 +3,7 @@ and the screenshots of the console's three pages."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,21 +30,62 @@ CHROMIUM_FLAGS = (
 )
 
 
+# Where Chromium and its driver are when not on the PATH (or to choose another build).
+BROWSER_SETTING = "AIGUILLAGE_CHROMIUM"
+DRIVER_SETTING = "AIGUILLAGE_CHROMEDRIVER"
+INSTALL = "apt-get install -y chromium chromium-driver"
+
+
+class ChromiumMissing(RuntimeError):
+    """No Chromium, no chromedriver or no Selenium where they are looked for; the message
+    says which, and how to get it."""
+
+
+def _executable(setting: str, *names: str) -> str | None:
+    given = os.environ.get(setting)
+    if given:
+        return shutil.which(given)  # a path or a name; None unless it is an executable
+    return next((found for name in names if (found := shutil.which(name))), None)
+
+
+def _missing(what: str, setting: str) -> ChromiumMissing:
+    given = os.environ.get(setting)
+    where = f"at {setting}={given}" if given else "on the PATH"
+    return ChromiumMissing(
+        f"no {what} {where}: install it (`{INSTALL}`) or set {setting} to its path"
+    )
+
+
+def find_chromium() -> tuple[str, str]:
+    """Chromium and chromedriver (``AIGUILLAGE_CHROMIUM`` / ``AIGUILLAGE_CHROMEDRIVER``
+    when set, else Debian's on the PATH), or ChromiumMissing saying what to do."""
+    browser = _executable(BROWSER_SETTING, "chromium", "chromium-browser")
+    if browser is None:
+        raise _missing("Chromium", BROWSER_SETTING)
+    driver = _executable(DRIVER_SETTING, "chromedriver")
+    if driver is None:
+        raise _missing("chromedriver", DRIVER_SETTING)
+    return browser, driver
+
+
 def chromium_paths() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
+    try:
+        return find_chromium()
+    except ChromiumMissing:
+        return None
 
 
 @contextmanager
 def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    paths = chromium_paths()
-    if paths is None:
-        raise RuntimeError("Chromium is not installed: apt-get install -y chromium chromium-driver")
-    browser, driver_path = paths
+    browser, driver_path = find_chromium()
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as exc:
+        # A development dependency: an installation without it has no browser driving.
+        raise ChromiumMissing(
+            "Selenium is not installed: `pip install selenium` (or `pip install -e '.[dev]'`)"
+        ) from exc
     profile = tempfile.mkdtemp(prefix="aiguillage-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
@@ -96,6 +138,7 @@ def take_screenshots(
     """Log in as each actor in turn and save its page: territoire, centre, centre-15."""
     import time
 
+    find_chromium()  # before anything is written: a missing browser is said at once
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with chromium() as driver:

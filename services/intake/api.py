@@ -3,18 +3,23 @@
 import json
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from services.intake.handlers import IntakeHandlers, Verdict
-from services.intake.tables import referrals, rejections, status_history
+from services.intake.status import State, message
+from services.intake.tables import identities, referrals, rejections, status_history
 from shared.auth import Principal, Role, authenticator, forbid
 from shared.consumer import Delivery
 from shared.db import Database, as_utc
 from shared.events import Envelope, Reason, ReferralSubmitted, ReferrerKind, new_id
+from shared.geo import commune
 from shared.outbox import OutboxRelay
+
+log = structlog.get_logger(__name__)
 
 _REFERRAL_SCHEMA = {"$ref": "#/components/schemas/ReferralSubmitted"}
 
@@ -106,11 +111,15 @@ def build_router(
                 headers={"Location": f"/referrals/{outcome.referral_id}"},
             )
         if outcome.verdict is Verdict.DUPLICATE:
+            # The same referral: where it stands now (it may have an appointment by now).
+            current = outcome.status or State.RECEIVED.value
             return JSONResponse(
                 status_code=200,
                 content={
                     "referral_id": outcome.referral_id,
-                    "status": "received",
+                    "status": current,
+                    "detail": outcome.detail,
+                    "message": message(current, outcome.detail),
                     "duplicate": True,
                 },
             )
@@ -142,11 +151,18 @@ def build_router(
                     "submission_id": refused.id,
                     "reference": refused.reference,
                     "referral_id": refused.referral_id,
-                    "status": "rejected",
+                    "status": State.REJECTED.value,
+                    "message": message(State.REJECTED.value, {}),
                     "reasons": refused.reasons,
                     "at": as_utc(refused.rejected_at).isoformat(),
                 }
-            if (row.referrer_kind, row.referrer_id) != (kind, identifier):
+            own = (row.referrer_kind, row.referrer_id) == (kind, identifier)
+            # Centre 15 calls back the patients escalated to it (by the protocol, a
+            # regulator or a centre), whoever referred them: it reads those, with the
+            # identity it needs to call; any other referral is as invisible to it as to
+            # a referrer that did not send it.
+            call_back = caller.role is Role.CENTRE_15 and row.status == State.ESCALATED.value
+            if not own and not call_back:
                 raise HTTPException(404, f"no referral or submission {referral_id}")
             history = (
                 await session.execute(
@@ -155,21 +171,94 @@ def build_router(
                     .order_by(status_history.c.at)
                 )
             ).all()
-        return {
+            person = (
+                (
+                    await session.execute(
+                        select(identities).where(identities.c.referral_id == referral_id)
+                    )
+                ).first()
+                if call_back
+                else None
+            )
+        body: dict[str, Any] = {
             "referral_id": row.id,
             "reference": row.reference,
             "referrer": {"kind": row.referrer_kind, "identifier": row.referrer_id},
             "status": row.status,
             "detail": row.detail,
+            "message": message(row.status, row.detail or {}),
             "received_at": as_utc(row.received_at).isoformat(),
             "updated_at": as_utc(row.updated_at).isoformat(),
             "history": [
-                {"status": h.status, "detail": h.detail, "at": as_utc(h.at).isoformat()}
+                {
+                    "status": h.status,
+                    "detail": h.detail,
+                    "message": message(h.status, h.detail or {}),
+                    "at": as_utc(h.at).isoformat(),
+                }
                 for h in history
             ],
         }
+        if person is not None:
+            body["identity"] = _call_back(person, row)
+            # Who read which patient's identity: the trail of an access to health data
+            # (the identity itself never goes to a log).
+            log.info("identity read by centre 15", referral_id=row.id, reader=caller.subject)
+        return body
+
+    @router.get(
+        "/escalations",
+        summary="Centre 15's list: the patients escalated to it, to call back (Centre 15)",
+    )
+    async def escalations(caller: Caller, limit: int = 100) -> dict[str, Any]:
+        """Every referral whose status is escalated (by the protocol, a regulator or a
+        centre), newest first, with what a regulator needs to call the patient back.
+        Kept here, so Centre 15 reads it whether or not a page was open when it came."""
+        if caller.role is not Role.CENTRE_15:
+            raise forbid("the escalations are Centre 15's")
+        async with database.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(referrals, identities)
+                    .join(identities, identities.c.referral_id == referrals.c.id)
+                    .where(referrals.c.status == State.ESCALATED.value)
+                    .order_by(referrals.c.updated_at.desc())
+                    .limit(max(1, min(limit, 500)))
+                )
+            ).all()
+        log.info("escalations read by centre 15", count=len(rows), reader=caller.subject)
+        return {
+            "escalations": [
+                {
+                    "referral_id": r.id,
+                    "referrer": {"kind": r.referrer_kind, "identifier": r.referrer_id},
+                    "detail": r.detail,
+                    "message": message(r.status, r.detail or {}),
+                    "updated_at": as_utc(r.updated_at).isoformat(),
+                    "identity": _call_back(r, r),
+                }
+                for r in rows
+            ]
+        }
 
     return router
+
+
+def _call_back(person: Any, row: Any) -> dict[str, Any]:
+    """What a regulator needs to call a patient back."""
+    town = commune(row.commune_insee)
+    return {
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "birth_date": person.birth_date.isoformat(),
+        "phone": person.phone,
+        "address": person.address,
+        "commune": {
+            "insee": row.commune_insee,
+            "name": town.name if town else None,
+            "departement": row.departement,
+        },
+    }
 
 
 def document_referral_schema(app: FastAPI) -> None:

@@ -7,15 +7,21 @@ import hashlib
 import hmac
 import json
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events import (
+    Clinical,
+    PatientIdentity,
     Purpose,
     Reason,
     ReferralSubmitted,
+    Vitals,
 )
 from shared.geo import Commune, resolve_commune
 
@@ -65,8 +71,92 @@ def reasons_from_validation_error(exc: ValidationError) -> tuple[Reason, ...]:
 
 def check(submission: ReferralSubmitted, today: date) -> Accepted | Refused:
     """The checks a schema cannot express; all of them, so the sender fixes all at once."""
-    reasons: list[Reason] = []
     patient, clinical = submission.patient, submission.clinical
+    reasons = [
+        *_screening(submission.purpose, clinical),
+        *_birth_date(patient.birth_date, today),
+        *_onset(clinical.onset_date, today),
+        *(r for name in VITAL_LIMITS for r in _vital(name, getattr(clinical.vitals, name))),
+        *_consent(patient.sms_consent, patient.phone),
+    ]
+    commune, commune_reasons = _commune(
+        patient.commune_insee, patient.postcode, patient.commune_name
+    )
+    reasons += commune_reasons
+    if reasons:
+        return Refused(tuple(reasons))
+    assert commune is not None
+    return Accepted(submission, commune, age_on(patient.birth_date, today))
+
+
+def reasons_beyond_schema(
+    data: Mapping[str, Any], today: date, schema_reasons: Iterable[Reason] = ()
+) -> tuple[Reason, ...]:
+    """The rules that can still run on a submission that fails the schema, on its raw
+    data, field by field: those whose fields did validate (birth date, onset, vitals,
+    consent, commune, and screening when the whole clinical picture validates). The
+    sender then gets every reason at once, not the schema's first and the rules' next.
+    A rule whose field the schema already refused says nothing more about it."""
+    patient = _mapping(data.get("patient"))
+    clinical = _mapping(data.get("clinical"))
+    vitals = _mapping(clinical.get("vitals", {})) if clinical is not None else None
+    reasons: list[Reason] = []
+    purpose = _field(ReferralSubmitted, "purpose", data)
+    picture = _field(ReferralSubmitted, "clinical", data)
+    if purpose and picture:
+        reasons += _screening(purpose[0], picture[0])
+    if patient is not None and (birth := _field(PatientIdentity, "birth_date", patient)):
+        reasons += _birth_date(birth[0], today)
+    if clinical is not None and (onset := _field(Clinical, "onset_date", clinical)):
+        reasons += _onset(onset[0], today)
+    if vitals is not None:
+        for name in VITAL_LIMITS:
+            if value := _field(Vitals, name, vitals):
+                reasons += _vital(name, value[0])
+    if patient is not None:
+        consent = _field(PatientIdentity, "sms_consent", patient)
+        phone = _field(PatientIdentity, "phone", patient)
+        if consent and phone:
+            reasons += _consent(consent[0], phone[0])
+        place = [_field(PatientIdentity, k, patient) for k in _COMMUNE_FIELDS]
+        if all(place):
+            insee, postcode, name = (found[0] for found in place if found)
+            reasons += _commune(insee, postcode, name)[1]
+    refused = {r.field for r in schema_reasons}
+    return tuple(r for r in reasons if r.field not in refused)
+
+
+_COMMUNE_FIELDS = ("commune_insee", "postcode", "commune_name")
+
+
+def _mapping(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+@cache
+def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    info = model.model_fields[name]
+    # The field's type with its constraints (bounds, patterns) and validators.
+    annotated: Any = Annotated[info.annotation, info]
+    return TypeAdapter(annotated)
+
+
+def _field(model: type[BaseModel], name: str, raw: Mapping[str, Any]) -> tuple[Any] | None:
+    """The field's value as the model would validate it (its default when absent), in
+    a 1-tuple so that a valid None or False reads as found; None when it is invalid."""
+    info = model.model_fields[name]
+    if name not in raw:
+        return None if info.is_required() else (info.get_default(call_default_factory=True),)
+    try:
+        return (_adapter(model, name).validate_python(raw[name]),)
+    except ValidationError:
+        return None
+
+
+# -- the rules, each on the values it needs (validated by the model, or field by field) --
+
+
+def _screening(purpose: Purpose, clinical: Clinical) -> list[Reason]:
     # Intake does not own the protocol: the severity thresholds are regulation's data
     # (services/regulation/protocols), and a new version may move them. So intake
     # refuses a screening request only when the clinical picture shows nothing at all,
@@ -95,78 +185,93 @@ def check(submission: ReferralSubmitted, today: date) -> Accepted | Refused:
         or clinical.fatigue_bedridden
         or abnormal_vital
     )
-    if submission.purpose is Purpose.SCREENING and nothing_shown:
-        reasons.append(
-            Reason(
-                code="screening_not_offered",
-                field="purpose",
-                message="Consultation centres are not screening centres: they see symptomatic "
-                "patients oriented after medical regulation.",
-            )
+    if purpose is not Purpose.SCREENING or not nothing_shown:
+        return []
+    return [
+        Reason(
+            code="screening_not_offered",
+            field="purpose",
+            message="Consultation centres are not screening centres: they see symptomatic "
+            "patients oriented after medical regulation.",
         )
-    if patient.birth_date > today:
-        reasons.append(
+    ]
+
+
+def _birth_date(birth_date: date, today: date) -> list[Reason]:
+    if birth_date > today:
+        return [
             Reason(
                 code="birth_date_in_future",
                 field="patient.birth_date",
                 message="The birth date is in the future.",
             )
-        )
-    elif age_on(patient.birth_date, today) > 125:
-        reasons.append(
+        ]
+    if age_on(birth_date, today) > 125:
+        return [
             Reason(
                 code="birth_date_implausible",
                 field="patient.birth_date",
                 message="The birth date gives an age over 125 years.",
             )
+        ]
+    return []
+
+
+def _onset(onset_date: date | None, today: date) -> list[Reason]:
+    if onset_date is None or onset_date <= today:
+        return []
+    return [
+        Reason(
+            code="onset_in_future",
+            field="clinical.onset_date",
+            message="The onset date of symptoms is in the future.",
         )
-    if clinical.onset_date is not None and clinical.onset_date > today:
-        reasons.append(
-            Reason(
-                code="onset_in_future",
-                field="clinical.onset_date",
-                message="The onset date of symptoms is in the future.",
-            )
+    ]
+
+
+def _vital(name: str, value: float | None) -> list[Reason]:
+    low, high = VITAL_LIMITS[name]
+    if value is None or low <= value <= high:
+        return []
+    return [
+        Reason(
+            code="vital_out_of_range",
+            field=f"clinical.vitals.{name}",
+            message=f"{name} = {value} is outside the plausible range {low}-{high}.",
         )
-    for name, (low, high) in VITAL_LIMITS.items():
-        value = getattr(clinical.vitals, name)
-        if value is not None and not low <= value <= high:
-            reasons.append(
-                Reason(
-                    code="vital_out_of_range",
-                    field=f"clinical.vitals.{name}",
-                    message=f"{name} = {value} is outside the plausible range {low}-{high}.",
-                )
-            )
-    if patient.sms_consent and not patient.phone:
-        reasons.append(
-            Reason(
-                code="missing_consent_field",
-                field="patient.phone",
-                message="SMS consent was given without a phone number.",
-            )
+    ]
+
+
+def _consent(sms_consent: bool, phone: str | None) -> list[Reason]:
+    if not sms_consent or phone:
+        return []
+    return [
+        Reason(
+            code="missing_consent_field",
+            field="patient.phone",
+            message="SMS consent was given without a phone number.",
         )
-    resolution = resolve_commune(
-        insee=patient.commune_insee, postcode=patient.postcode, name=patient.commune_name
+    ]
+
+
+def _commune(
+    insee: str | None, postcode: str | None, name: str | None
+) -> tuple[Commune | None, list[Reason]]:
+    resolution = resolve_commune(insee=insee, postcode=postcode, name=name)
+    if resolution.commune is not None:
+        return resolution.commune, []
+    candidates = ", ".join(f"{c.name} ({c.insee})" for c in resolution.candidates)
+    message = {
+        "ambiguous_postcode": f"The postcode covers several communes: {candidates}; "
+        "give the commune's name or INSEE code.",
+        "unknown_postcode": "No commune has this postcode.",
+        "unknown_insee": "No commune has this INSEE code.",
+        "missing": "Give the commune by INSEE code, or by postcode and name.",
+    }.get(resolution.error or "", f"The commune cannot be resolved ({resolution.error}).")
+    reason = Reason(
+        code=f"commune_{resolution.error}", field="patient.commune_insee", message=message
     )
-    if resolution.commune is None:
-        candidates = ", ".join(f"{c.name} ({c.insee})" for c in resolution.candidates)
-        message = {
-            "ambiguous_postcode": f"The postcode covers several communes: {candidates}; "
-            "give the commune's name or INSEE code.",
-            "unknown_postcode": "No commune has this postcode.",
-            "unknown_insee": "No commune has this INSEE code.",
-            "missing": "Give the commune by INSEE code, or by postcode and name.",
-        }.get(resolution.error or "", f"The commune cannot be resolved ({resolution.error}).")
-        reasons.append(
-            Reason(
-                code=f"commune_{resolution.error}", field="patient.commune_insee", message=message
-            )
-        )
-    if reasons:
-        return Refused(tuple(reasons))
-    assert resolution.commune is not None
-    return Accepted(submission, resolution.commune, age_on(patient.birth_date, today))
+    return None, [reason]
 
 
 def _normal(text: str) -> str:

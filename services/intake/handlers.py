@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 
 from services.intake import domain
+from services.intake import status as referral_status
 from services.intake.tables import identities, referrals, rejections, status_history
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
@@ -52,6 +53,9 @@ class Outcome:
     referral_id: str | None = None
     reasons: tuple[Reason, ...] = ()
     identifiable: bool = True
+    # A duplicate's answer: where the referral stands now, not where it began.
+    status: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 def _reply_to(data: dict[str, Any]) -> str | None:
@@ -125,9 +129,11 @@ class IntakeHandlers:
                 raise SenderRefused(
                     "sender_inconsistent", "a referrer cancels as itself", "cancelled_by"
                 )
-        detail = {"by": cancel.cancelled_by.value, "reason": cancel.reason}
         await _record_status(
-            delivery, cancel.referral_id, "cancelled", detail, delivery.envelope.id
+            delivery,
+            cancel.referral_id,
+            referral_status.Happening.WITHDRAWN,
+            {"by": cancel.cancelled_by.value, "reason": cancel.reason},
         )
         await delivery.emit(cancel, correlation_id=cancel.referral_id)
         log.info("referral cancelled", referral_id=cancel.referral_id, by=cancel.cancelled_by)
@@ -142,7 +148,9 @@ class IntakeHandlers:
         try:
             submission = ReferralSubmitted.model_validate(data)
         except ValidationError as exc:
+            # Every reason at once: the schema's, and the rules' on what did validate.
             reasons = domain.reasons_from_validation_error(exc)
+            reasons += domain.reasons_beyond_schema(data, self.today(), reasons)
             return await self._refuse(delivery, reasons, owner=owner)
         structlog.contextvars.bind_contextvars(
             _sensitive=submission.patient.personal_values(given=data.get("patient"))
@@ -158,7 +166,9 @@ class IntakeHandlers:
         fingerprint = domain.fingerprint(submission)
         existing = (
             await delivery.session.execute(
-                select(referrals.c.id, referrals.c.fingerprint).where(
+                select(
+                    referrals.c.id, referrals.c.fingerprint, referrals.c.status, referrals.c.detail
+                ).where(
                     referrals.c.referrer_kind == referrer.kind.value,
                     referrals.c.referrer_id == referrer.identifier,
                     referrals.c.reference == submission.reference,
@@ -169,7 +179,12 @@ class IntakeHandlers:
             if existing.fingerprint == fingerprint:
                 log.info("resubmission of a known referral", referral_id=existing.id)
                 await self._reply_ack(delivery, existing.id, submission, duplicate=True)
-                return Outcome(Verdict.DUPLICATE, existing.id)
+                return Outcome(
+                    Verdict.DUPLICATE,
+                    existing.id,
+                    status=existing.status,
+                    detail=dict(existing.detail or {}),
+                )
             conflict = Reason(
                 code="reference_conflict",
                 field="reference",
@@ -214,7 +229,7 @@ class IntakeHandlers:
             )
         )
         # The row above already holds the status: only its history is written.
-        await _history(delivery, referral_id, "received", {}, delivery.envelope.id)
+        await _history(delivery, referral_id, referral_status.Happening.RECEIVED, {})
         await delivery.emit(
             ReferralReceived(
                 referral_id=referral_id,
@@ -327,16 +342,10 @@ class IntakeHandlers:
         referral_id = data.get("referral_id")
         if not isinstance(referral_id, str):
             return
-        status, detail = status_from_event(envelope.type, data)
-        if status is None:
+        entry = referral_status.entry_for_event(envelope.type, data)
+        if entry is None:
             return
-        updated_at = await delivery.session.scalar(
-            select(referrals.c.updated_at).where(referrals.c.id == referral_id)
-        )
-        if updated_at is None:
-            # Not a referral of ours (or not yet committed): retried, then dead-lettered.
-            raise LookupError(f"outcome for unknown referral {referral_id}")
-        await _record_status(delivery, referral_id, status, detail, envelope.id, updated_at)
+        await _record_status(delivery, referral_id, *entry)
 
 
 def _in_own_name(sender: Sender, data: dict[str, Any]) -> dict[str, Any]:
@@ -388,67 +397,62 @@ def _check_owner(sender: Sender, referrer_kind: str | None, referrer_id: str | N
         )
 
 
-def status_from_event(event_type: str, data: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """The referrer-facing status an event implies, and what to show with it."""
-    if event_type == "referral.regulated":
-        status = {
-            "orient": "regulated",
-            "escalate": "escalated",
-            "home_follow_up": "home_follow_up",
-            "refuse": "refused",
-            "hold": "held_for_regulator",
-        }[data["decision"]]
-        keys = ("decision", "priority", "deadline", "reasons", "protocol_version", "decided_by")
-        return status, {k: data.get(k) for k in keys}
-    if event_type in ("slot.assigned", "appointment.rescheduled"):
-        keys = ("appointment_id", "centre_id", "centre_name", "centre_address", "start", "end")
-        status = "appointment" if event_type == "slot.assigned" else "rescheduled"
-        return status, {k: data.get(k) for k in keys}
-    if event_type == "referral.waitlisted":
-        return "waitlisted", {"priority": data.get("priority"), "reason": data.get("reason")}
-    if event_type in ("appointment.cancelled", "referral.cancelled"):
-        return "cancelled", {"by": data.get("cancelled_by"), "reason": data.get("reason")}
-    if event_type == "patient.escalated":
-        return "escalated", {"by": data.get("centre_id"), "reason": data.get("reason")}
-    if event_type == "consultation.completed":
-        return "seen", {"centre_id": data.get("centre_id")}
-    if event_type == "consultation.no_show":
-        return "no_show", {"centre_id": data.get("centre_id")}
-    return None, {}
-
-
 async def _record_status(
     delivery: Delivery,
     referral_id: str,
-    status: str,
+    happening: referral_status.Happening,
     detail: dict[str, Any],
-    event_id: str,
-    current: datetime | None = None,
 ) -> None:
-    now = delivery.occurred_at
+    """Add the event to the referral's history, and set the status its whole history
+    comes to (services/intake/status.py): events of one referral arrive out of order
+    between queues, and a replay by their own times does not depend on it (for what
+    came through a door, its time of receipt: shared.consumer)."""
+    session = delivery.session
+    # The row's lock (PostgreSQL; SQLite has one writer anyway) puts the events of one
+    # referral one after the other, from both queues and every replica: each replay
+    # then reads the entries committed before it.
+    found = await session.scalar(
+        select(referrals.c.id).where(referrals.c.id == referral_id).with_for_update()
+    )
+    if found is None:
+        # Not a referral of ours (or not yet committed): retried, then dead-lettered.
+        raise LookupError(f"status event for unknown referral {referral_id}")
+    await _history(delivery, referral_id, happening, detail)
+    rows = (
+        await session.execute(
+            select(
+                status_history.c.status,
+                status_history.c.detail,
+                status_history.c.at,
+                status_history.c.event_id,
+            ).where(status_history.c.referral_id == referral_id)
+        )
+    ).all()
+    entries = (
+        referral_status.Entry.from_row(r.status, r.detail or {}, as_utc(r.at), r.event_id)
+        for r in rows
+    )
+    current = referral_status.replay(e for e in entries if e is not None)
     if current is None:
-        current = await delivery.session.scalar(
-            select(referrals.c.updated_at).where(referrals.c.id == referral_id)
-        )
-    await _history(delivery, referral_id, status, detail, event_id)
-    # Events of one referral may arrive out of order: the newest one sets the status
-    # (for what came through a door, newest by the time of receipt: shared.consumer).
-    if current is None or as_utc(current) <= now:
-        await delivery.session.execute(
-            update(referrals)
-            .where(referrals.c.id == referral_id)
-            .values(status=status, detail=detail, updated_at=now)
-        )
+        return
+    await session.execute(
+        update(referrals)
+        .where(referrals.c.id == referral_id)
+        .values(status=current.status, detail=current.detail, updated_at=current.at)
+    )
 
 
 async def _history(
-    delivery: Delivery, referral_id: str, status: str, detail: dict[str, Any], event_id: str
+    delivery: Delivery,
+    referral_id: str,
+    happening: referral_status.Happening,
+    detail: dict[str, Any],
 ) -> None:
     await delivery.session.execute(
         insert(status_history).values(
             referral_id=referral_id,
-            event_id=event_id,
-            status=status,
+            event_id=delivery.envelope.id,
+            status=happening.value,
             detail=detail,
             at=delivery.occurred_at,
         )

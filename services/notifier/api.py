@@ -100,6 +100,8 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
                     "box": r.box,
                     "priority": r.priority,
                     "status": r.status,
+                    # What the consultation is for: the test the centre prescribes.
+                    "test_eligible": r.test_eligible,
                 }
                 for r in rows
             ],
@@ -142,7 +144,8 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
                 referral_id=row.referral_id,
                 centre_id=centre_id,
                 appointment_id=appointment_id,
-                reason=body.reason or "deterioration",
+                # Read by Centre 15 and the referrer as it is: French.
+                reason=body.reason or "aggravation de l'état du patient",
             )
         event_id = await publish(payload, row.referral_id, centre_id)
         return {"event_id": event_id, "event_type": payload.event_type}

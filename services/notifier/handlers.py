@@ -99,23 +99,36 @@ class NotifierHandlers:
                     box=payload.box,
                     priority=payload.priority.value,
                     status="booked",
+                    test_eligible=payload.test_eligible,
                 )
             )
             where = templates.place(
                 payload.centre_name, payload.centre_address, payload.centre_commune_insee
             )
+            go_to = templates.where_at(
+                payload.centre_name, payload.centre_address, payload.centre_commune_insee
+            )
             if isinstance(payload, SlotAssigned):
                 centre_text = templates.centre_new_patient(
-                    payload.patient_ref, payload.start, payload.priority.value, payload.box
+                    payload.patient_ref,
+                    payload.start,
+                    payload.priority.value,
+                    payload.box,
+                    payload.test_eligible,
                 )
                 template, status = "new_patient", "appointment"
-                patient_text = templates.patient_appointment(payload.start, where)
+                patient_text = templates.patient_appointment(
+                    payload.start, go_to, await self._referrer_kind(session, payload.referral_id)
+                )
             else:
                 centre_text = templates.centre_rescheduled(
-                    payload.patient_ref, payload.start, payload.previous_centre_id
+                    payload.patient_ref,
+                    payload.start,
+                    payload.previous_centre_id,
+                    payload.test_eligible,
                 )
                 template, status = "rescheduled", "rescheduled"
-                patient_text = templates.patient_rescheduled(payload.start, where)
+                patient_text = templates.patient_rescheduled(payload.start, go_to)
             detail = {
                 "appointment_id": payload.appointment_id,
                 "centre_id": payload.centre_id,
@@ -123,6 +136,7 @@ class NotifierHandlers:
                 "where": where,
                 "start": payload.start.isoformat(),
                 "end": payload.end.isoformat(),
+                "test_eligible": payload.test_eligible,
             }
         elif isinstance(payload, AppointmentCancelled) and payload.replaced_by:
             # Moved elsewhere: the patient and the referrer hear of the new appointment;
@@ -135,7 +149,9 @@ class NotifierHandlers:
                 recipient=payload.centre_id,
                 template="centre.moved_away",
                 body=templates.centre_cancelled(
-                    payload.patient_ref, payload.start, f"déplacé : {payload.reason}"
+                    payload.patient_ref,
+                    payload.start,
+                    f"patient déplacé vers un autre centre ({payload.reason})",
                 ),
             )
             return
@@ -159,6 +175,14 @@ class NotifierHandlers:
         )
         await self._to_patient(delivery, payload.referral_id, f"patient.{template}", patient_text)
         await self._to_referrer(delivery, payload.referral_id, status, detail)
+
+    async def _referrer_kind(self, session: Any, referral_id: str) -> str | None:
+        """Who referred the patient (``ReferrerKind``), for the notice to name them;
+        None while its referral.received is still on its way."""
+        kind: str | None = await session.scalar(
+            select(referrers.c.kind).where(referrers.c.referral_id == referral_id)
+        )
+        return kind
 
     async def _appointment_status(self, session: Any, appointment_id: str, status: str) -> None:
         await session.execute(
@@ -232,7 +256,7 @@ class NotifierHandlers:
                             CENTRE_15,
                             payload.referral_id,
                             status,
-                            detail,
+                            await self._with_contact(session, payload.referral_id, detail),
                             recipient_kind=RecipientKind.CENTRE_15,
                             recipient=CENTRE_15,
                         )
@@ -254,7 +278,7 @@ class NotifierHandlers:
                 CENTRE_15,
                 payload.referral_id,
                 "escalated_by_centre",
-                detail,
+                await self._with_contact(session, payload.referral_id, detail),
                 recipient_kind=RecipientKind.CENTRE_15,
                 recipient=CENTRE_15,
             )
@@ -297,6 +321,24 @@ class NotifierHandlers:
             await self.provision_centre(centre.centre_id)
 
     # -- recipients ----------------------------------------------------------------
+
+    async def _with_contact(
+        self, session: Any, referral_id: str, detail: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What Centre 15 needs to call an escalated patient back, on the one key only
+        Centre 15 reads (the notifier is the one service that holds a contact). If the
+        contact has not arrived yet, Centre 15 reads it from intake (GET /escalations)."""
+        row = (
+            await session.execute(
+                select(contacts.c.first_name, contacts.c.last_name, contacts.c.phone).where(
+                    contacts.c.referral_id == referral_id
+                )
+            )
+        ).first()
+        if row is None:
+            return detail
+        patient = {"first_name": row.first_name, "last_name": row.last_name, "phone": row.phone}
+        return {**detail, "patient": patient}
 
     async def _centre_15_is_the_referrer(self, session: Any, referral_id: str) -> bool:
         """Centre 15 referred this patient and hears the outcome as its referrer: a

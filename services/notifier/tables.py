@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -88,6 +89,8 @@ centre_appointments = Table(
     Column("box", Integer, nullable=False),
     Column("priority", String(16), nullable=False),
     Column("status", String(16), nullable=False),
+    # The centre prescribes a diagnostic test (regulation's verdict, via the scheduler).
+    Column("test_eligible", Boolean, nullable=False, server_default=false()),
 )
 Index("ix_centre_appointments_day", centre_appointments.c.centre_id, centre_appointments.c.start)
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from shared.geo import commune
-
-PARIS = ZoneInfo("Europe/Paris")
+from shared.paris import paris_fr
 
 
 def local_time(value: datetime) -> str:
-    return value.astimezone(PARIS).strftime("%d/%m/%Y à %Hh%M")
+    """``24/03/2020 à 16h40 (heure de Paris)``: the instants travel in UTC, a person
+    reads Paris time and is told so."""
+    return paris_fr(value)
 
 
 def place(name: str, address: str | None, insee: str) -> str:
@@ -21,36 +21,87 @@ def place(name: str, address: str | None, insee: str) -> str:
     return ", ".join(p for p in parts if p)
 
 
+# Names that take "au" as they stand (a masculine noun starting with a consonant):
+# "au CHU Pontchaillou", "au Centre hospitalier privé de Saint-Grégoire". Any other
+# name is quoted after "au centre", which is right whatever its gender or first
+# letter: "au centre « École de la Poterie »", never "au École de la Poterie".
+_TAKES_AU = {"centre", "chu", "chr", "ch", "cabinet", "gymnase", "pôle", "site", "dispensaire"}
+
+
+def _at_centre(name: str) -> str:
+    first = name.split(maxsplit=1)[0].lower() if name.strip() else ""
+    return f"au {name}" if first in _TAKES_AU else f"au centre « {name} »"
+
+
+def where_at(name: str, address: str | None, insee: str) -> str:
+    """Where to go, after a verb: ``au centre « École de la Poterie », 12 rue…, Rennes``."""
+    town = commune(insee)
+    parts = [_at_centre(name), address, town.name if town else None]
+    return ", ".join(p for p in parts if p)
+
+
+PRIORITY_FR = {
+    "stat": "immédiate",
+    "asap": "dès que possible",
+    "urgent": "urgente",
+    "routine": "ordinaire",
+}
+
+
+def _test(test_eligible: bool) -> str:
+    return f"Test à prescrire : {'oui' if test_eligible else 'non'}."
+
+
 # -- centres -------------------------------------------------------------------------
 
 
-def centre_new_patient(patient_ref: str, start: datetime, priority: str, box: int) -> str:
+def centre_new_patient(
+    patient_ref: str, start: datetime, priority: str, box: int, test_eligible: bool = False
+) -> str:
     return (
-        f"Nouveau patient orienté : {patient_ref}, rendez-vous le {local_time(start)} "
-        f"(box {box}, priorité {priority})."
+        f"Nouveau patient orienté : {patient_ref}, rendez-vous le {local_time(start)}, "
+        f"box {box}, priorité {PRIORITY_FR.get(priority, priority)}. {_test(test_eligible)}"
     )
 
 
-def centre_rescheduled(patient_ref: str, start: datetime, previous_centre: str) -> str:
+def centre_rescheduled(
+    patient_ref: str, start: datetime, previous_centre: str, test_eligible: bool = False
+) -> str:
     return (
         f"Patient reporté depuis le centre {previous_centre} : {patient_ref}, "
-        f"rendez-vous le {local_time(start)}."
+        f"rendez-vous le {local_time(start)}. {_test(test_eligible)}"
     )
 
 
 def centre_cancelled(patient_ref: str, start: datetime, reason: str) -> str:
-    return f"Rendez-vous annulé : {patient_ref} du {local_time(start)} ({reason})."
+    return f"Rendez-vous annulé : {patient_ref}, le {local_time(start)}. Motif : {reason}."
 
 
 # -- patients ------------------------------------------------------------------------
 
 SUBJECT = "Votre rendez-vous de consultation Covid-19"
 
+# Who referred the patient, as the notice names them ("à la suite de l'avis ...").
+REFERRED_BY_FR = {
+    "centre_15": "du Centre 15 (SAMU)",
+    "sos_medecins": "de SOS Médecins",
+    "emergency_department": "du service des urgences",
+    "gp": "de votre médecin",
+}
 
-def patient_appointment(start: datetime, where: str) -> str:
+
+def _after_advice(referrer_kind: str | None) -> str:
+    by = REFERRED_BY_FR.get(referrer_kind or "")
+    # The referrer may not be known yet (its referral.received on another queue):
+    # a notice that names nobody rather than the wrong one.
+    return f"à la suite de l'avis {by}" if by else "à la suite d'un avis médical"
+
+
+def patient_appointment(start: datetime, where: str, referrer_kind: str | None = None) -> str:
+    """``where`` as ``where_at`` writes it (``au centre « … », adresse, commune``)."""
     return (
-        f"Bonjour, suite à l'avis de votre médecin, un rendez-vous de consultation vous est "
-        f"réservé le {local_time(start)} au {where}. Présentez-vous à l'heure, muni d'un "
+        f"Bonjour, {_after_advice(referrer_kind)}, un rendez-vous de consultation vous est "
+        f"réservé le {local_time(start)} {where}. Présentez-vous à l'heure, muni d'un "
         "masque si vous en avez un. En cas d'aggravation (difficulté à respirer, malaise), "
         "appelez le 15."
     )
@@ -58,7 +109,7 @@ def patient_appointment(start: datetime, where: str) -> str:
 
 def patient_rescheduled(start: datetime, where: str) -> str:
     return (
-        f"Bonjour, votre rendez-vous de consultation est déplacé au {local_time(start)}, "
+        f"Bonjour, votre rendez-vous de consultation est déplacé : le {local_time(start)} "
         f"{where}. En cas d'aggravation, appelez le 15."
     )
 
@@ -138,9 +189,12 @@ def referrer_outcome(status: str, detail: dict[str, object]) -> str:
     when = detail.get("start")
     at = local_time(datetime.fromisoformat(str(when))) if when else ""
     reasons = detail.get("reasons") or ""
+    # Outcomes kept from before the verdict travelled with the appointment lack it:
+    # nothing said rather than a "non" nobody decided.
+    test = f" {_test(bool(detail['test_eligible']))}" if "test_eligible" in detail else ""
     return {
-        "appointment": f"Rendez-vous attribué le {at} ({detail.get('centre_name')}).",
-        "rescheduled": f"Rendez-vous déplacé au {at} ({detail.get('centre_name')}).",
+        "appointment": f"Rendez-vous attribué le {at}, {detail.get('centre_name')}.{test}",
+        "rescheduled": f"Rendez-vous déplacé : le {at}, {detail.get('centre_name')}.{test}",
         "escalated": _escalated(detail),
         "home_follow_up": "Suivi à domicile par le médecin traitant.",
         "refused": f"Demande refusée : {reasons}",

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from services.scheduler import store
 from services.scheduler.domain.slots import capacity_between
-from services.scheduler.tables import alerts, bookings, centres, waitlist
+from services.scheduler.tables import alerts, bookings, centres, reinforcements, waitlist
 from shared.auth import Principal, Role, authenticator, forbid
 from shared.db import Database, as_utc
 from shared.events import (
@@ -99,11 +99,17 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
         if dep is not None:
             query = query.where(centres.c.departement == dep)
         rows = (await session.execute(query.order_by(centres.c.departement, centres.c.id))).all()
-        active = {s.centre_id: s for s in await store.active_schedules(session, departement=dep)}
+        schedules = {
+            s.centre_id: s
+            for s in await store.active_schedules(session, departement=dep, any_status=True)
+        }
         figures = []
         today = datetime.now(PARIS).date()
         for row in rows:
-            schedule = active.get(row.id)
+            # Capacity only where the centre receives; its boxes (capacity changes
+            # included) whatever its status, so a suspended centre shows what it was given.
+            schedule = schedules.get(row.id)
+            receiving = schedule if row.status == "active" else None
             entry: dict[str, Any] = {
                 "centre_id": row.id,
                 "name": row.name,
@@ -115,7 +121,7 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
                 "boxes": schedule.on(today).boxes if schedule else row.boxes,
             }
             for label, start, end in _days():
-                capacity = capacity_between(schedule, start, end) if schedule else 0
+                capacity = capacity_between(receiving, start, end) if receiving else 0
                 booked = await session.scalar(
                     select(func.count())
                     .select_from(bookings)
@@ -132,6 +138,32 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
                 }
             figures.append(entry)
         return figures
+
+    @router.get("/reinforcements", summary="What centres asked the ARS for, newest first")
+    async def requested(
+        caller: Caller, departement: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        ars_only(caller)
+        query = select(reinforcements).order_by(reinforcements.c.requested_at.desc())
+        if departement is not None:
+            query = query.where(reinforcements.c.departement == departement)
+        async with database.transaction() as session:
+            rows = (await session.execute(query.limit(max(1, min(limit, 500))))).all()
+        return {
+            "reinforcements": [
+                {
+                    "request_id": r.id,
+                    "centre_id": r.centre_id,
+                    "departement": r.departement,
+                    "count": r.count,
+                    "profession": r.profession,
+                    "from_date": r.from_date.isoformat(),
+                    "note": r.note,
+                    "requested_at": as_utc(r.requested_at).isoformat(),
+                }
+                for r in rows
+            ]
+        }
 
     @router.get("/territory", summary="Per département: centres, capacity, occupancy, waiting")
     async def territory(caller: Caller) -> dict[str, Any]:

@@ -13,7 +13,13 @@ from sqlalchemy import delete, func, insert, select, update
 
 from services.scheduler import store
 from services.scheduler.domain.assignment import Candidate, Weights, rank_candidates
-from services.scheduler.tables import appointments, capacity_changes, centres, waitlist
+from services.scheduler.tables import (
+    appointments,
+    capacity_changes,
+    centres,
+    reinforcements,
+    waitlist,
+)
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
 from shared.events import (
@@ -51,6 +57,25 @@ SATURATION_THRESHOLD = 0.9
 CONTENTION_ROUNDS = 5
 DRAIN_MISSES = 5
 
+# The reasons the scheduler gives travel as they are to the patient, the centre and
+# the referrer: French. What a machine acts on keeps its stable codes (the event
+# type, ``cancelled_by``, the statuses).
+WITHDRAWN_FR = {"suspended": "suspendu", "closed": "fermé"}
+DECISION_FR = {
+    Decision.ESCALATE: "adressé au SAMU / aux urgences",
+    Decision.HOME_FOLLOW_UP: "suivi à domicile par le médecin traitant",
+    Decision.REFUSE: "demande refusée",
+    Decision.HOLD: "en attente d'un médecin régulateur",
+    Decision.ORIENT: "orienté vers un centre",
+}
+PRIORITY_FR = {
+    Priority.STAT: "immédiate",
+    Priority.ASAP: "dès que possible",
+    Priority.URGENT: "urgente",
+    Priority.ROUTINE: "ordinaire",
+}
+NO_SLOT_FR = "aucun créneau libre avant l'échéance"
+
 
 @dataclass(frozen=True)
 class Patient:
@@ -60,6 +85,8 @@ class Patient:
     deadline: datetime
     departement: str
     commune_insee: str
+    # Regulation's verdict, told to the centre with the booking: it prescribes the test.
+    test_eligible: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +94,7 @@ class Booked:
     appointment_id: str
     slot: Candidate
     centre: Any  # the centre's row
+    test_eligible: bool = False
 
 
 def _place(insee: str) -> tuple[float, float]:
@@ -82,12 +110,12 @@ class SchedulerConfig:
     max_travel_km: float = 60.0
     candidate_centres: int = 8
     saturation_threshold: float = SATURATION_THRESHOLD
-    # A département's saturation is checked at most this often (per process), and an
-    # alert repeated at most this often while it lasts.
+    # A département's saturation is checked at most this often (per process); its alert
+    # is raised once when it begins and cleared when it ends.
     saturation_check_seconds: float = 30.0
-    saturation_repeat: timedelta = timedelta(hours=1)
 
 
+_CENTRE_DECISIONS = (CentreActivated, CentreCapacityChanged, CentreSuspended, CentreClosed)
 _CENTRE_REPORTS = (
     ConsultationCompleted,
     ConsultationNoShow,
@@ -112,6 +140,8 @@ class SchedulerHandlers:
         """The ARS's door (its senders checked by the consumer): the decision applies, then
         goes on the bus for the services that follow the centres (the notifier)."""
         payload = delivery.envelope.payload()
+        if not isinstance(payload, _CENTRE_DECISIONS):
+            raise PermanentError("unexpected_event", f"{delivery.envelope.type} is no decision")
         now = utcnow()
         await self._apply_centre(delivery, payload, now)
         await delivery.emit(payload, correlation_id=delivery.envelope.correlation_id)
@@ -196,7 +226,7 @@ class SchedulerHandlers:
                 .order_by(appointments.c.start)
             )
         ).all()
-        why = f"centre {status}: {reason}"
+        why = f"centre {WITHDRAWN_FR.get(status, status)} : {reason}"
         for appt in sorted(future, key=lambda a: Priority(a.priority).rank):
             await self._cancel(session, appt.id)
             patient = await self._patient_of(session, appt, now)
@@ -218,6 +248,7 @@ class SchedulerHandlers:
             deadline=max(as_utc(appt.start), now + DRAIN_HORIZON),
             departement=origin[0],
             commune_insee=origin[1],
+            test_eligible=bool(appt.test_eligible),
         )
 
     # -- referrals ---------------------------------------------------------------
@@ -242,16 +273,14 @@ class SchedulerHandlers:
         ).first()
         if event.decision is not Decision.ORIENT:
             # Not (or no longer) for a centre: leave the waiting list, give the slot back.
-            await session.execute(
-                delete(waitlist).where(waitlist.c.referral_id == event.referral_id)
-            )
+            await self._leave_waitlist(delivery, event.referral_id, now)
             if current is not None:
                 await self._cancel(session, current.id)
                 await self._announce_cancel(
                     delivery,
                     current,
                     CancelledBy.REGULATOR,
-                    f"regulation decided {event.decision.value}",
+                    f"décision de régulation : {DECISION_FR[event.decision]}",
                 )
                 await self._drain(delivery, current.centre_id, now)
             return
@@ -268,10 +297,11 @@ class SchedulerHandlers:
             deadline=event.deadline or now + timedelta(hours=24),
             departement=event.departement,
             commune_insee=event.commune_insee,
+            test_eligible=event.test_eligible,
         )
         booked = await self._book(session, patient, now)
         if booked is None:
-            await self._waitlist(delivery, patient, now, "no free slot before the deadline")
+            await self._waitlist(delivery, patient, now, NO_SLOT_FR)
         else:
             await self._announce(delivery, patient, booked)
             await self._check_saturation(delivery, patient.departement, now)
@@ -287,7 +317,7 @@ class SchedulerHandlers:
             await delivery.session.execute(
                 update(appointments)
                 .where(appointments.c.id == current.id)
-                .values(priority=priority.value)
+                .values(priority=priority.value, test_eligible=event.test_eligible)
             )
             return
         session = delivery.session
@@ -298,6 +328,7 @@ class SchedulerHandlers:
             deadline=event.deadline,
             departement=event.departement,
             commune_insee=event.commune_insee,
+            test_eligible=event.test_eligible,
         )
         booked = await self._book(session, patient, now)
         if booked is None:
@@ -312,7 +343,8 @@ class SchedulerHandlers:
             current,
             booked,
             priority,
-            f"priority {priority.value} decided by {event.decided_by}",
+            f"priorité « {PRIORITY_FR[priority]} » décidée par "
+            f"{'le protocole' if event.decided_by == 'protocol' else event.decided_by}",
             CancelledBy.REGULATOR,
         )
 
@@ -329,8 +361,21 @@ class SchedulerHandlers:
             raise PermanentError("unexpected_event", f"{delivery.envelope.type} is no report")
         self._check_reporter(delivery, centre_id)
         if isinstance(payload, ReinforcementRequested):
-            if await store.centre_row(delivery.session, centre_id) is None:
+            row = await store.centre_row(delivery.session, centre_id)
+            if row is None:
                 raise SenderRefused("unknown_centre", "no such centre", "centre_id")
+            await delivery.session.execute(
+                insert(reinforcements).values(
+                    id=delivery.envelope.id,
+                    centre_id=centre_id,
+                    departement=row.departement,
+                    count=payload.count,
+                    profession=payload.profession,
+                    from_date=payload.from_date,
+                    note=payload.note,
+                    requested_at=delivery.received_at,
+                )
+            )
             await delivery.emit(payload, correlation_id=centre_id)
             return
         if isinstance(payload, ConsultationCompleted):
@@ -365,6 +410,21 @@ class SchedulerHandlers:
                 .where(appointments.c.id == appointment_id)
                 .values(status=status)
             )
+        else:
+            # An escalation outside an appointment (the patient called the centre, say)
+            # is still about a patient of the reporting centre: one it has booked.
+            own = await delivery.session.scalar(
+                select(appointments.c.id).where(
+                    appointments.c.referral_id == payload.referral_id,
+                    appointments.c.centre_id == centre_id,
+                )
+            )
+            if own is None and delivery.sender is not None and not delivery.sender.trusted:
+                raise SenderRefused(
+                    "sender_inconsistent",
+                    "the patient is not the reporting centre's",
+                    "referral_id",
+                )
         await delivery.emit(payload, correlation_id=payload.referral_id)
 
     @staticmethod
@@ -385,7 +445,7 @@ class SchedulerHandlers:
         and its patient told; off the waiting list."""
         cancel = delivery.payload_as(ReferralCancelled)
         session = delivery.session
-        await session.execute(delete(waitlist).where(waitlist.c.referral_id == cancel.referral_id))
+        await self._leave_waitlist(delivery, cancel.referral_id, utcnow())
         current = (
             await session.execute(
                 select(appointments).where(
@@ -436,10 +496,11 @@ class SchedulerHandlers:
                     referral_id=patient.referral_id,
                     patient_ref=patient.patient_ref,
                     priority=patient.priority.value,
+                    test_eligible=patient.test_eligible,
                     now=now,
                 ):
                     centre = await store.centre_row(session, candidate.centre_id)
-                    return Booked(appointment_id, candidate, centre)
+                    return Booked(appointment_id, candidate, centre, patient.test_eligible)
         # Replicas took every candidate, several rounds running: hand the message back.
         raise RuntimeError("slots taken by concurrent bookings; will retry")
 
@@ -480,6 +541,7 @@ class SchedulerHandlers:
                 priority=priority,
                 distance_km=round(booked.slot.distance_km, 2),
                 reason=reason,
+                test_eligible=booked.test_eligible,
             ),
             correlation_id=old.referral_id,
         )
@@ -522,6 +584,7 @@ class SchedulerHandlers:
                 box=booked.slot.box,
                 priority=patient.priority,
                 distance_km=round(booked.slot.distance_km, 2),
+                test_eligible=patient.test_eligible,
             ),
             correlation_id=patient.referral_id,
         )
@@ -545,6 +608,7 @@ class SchedulerHandlers:
                 commune_insee=patient.commune_insee,
                 lat=lat,
                 lon=lon,
+                test_eligible=patient.test_eligible,
                 queued_at=now,
             )
         )
@@ -560,7 +624,9 @@ class SchedulerHandlers:
             ),
             correlation_id=patient.referral_id,
         )
-        await self._alert(delivery, patient.departement, now, AlertKind.WAITING_LIST, waiting)
+        # One alert while the département has a waiting list, not one per patient.
+        if not await store.alert_active(session, patient.departement, AlertKind.WAITING_LIST):
+            await self._alert(delivery, patient.departement, now, AlertKind.WAITING_LIST, waiting)
 
     async def _waiting(self, session: Any, departement: str) -> int:
         count = await session.scalar(
@@ -569,11 +635,19 @@ class SchedulerHandlers:
         return int(count or 0)
 
     async def _alert(
-        self, delivery: Delivery, departement: str, now: datetime, kind: AlertKind, waiting: int
+        self,
+        delivery: Delivery,
+        departement: str,
+        now: datetime,
+        kind: AlertKind,
+        waiting: int,
+        *,
+        cleared: bool = False,
     ) -> None:
         load = await store.departement_load(delivery.session, departement, now)
         occupancy = load.booked / load.capacity if load.capacity else 1.0
-        await store.record_alert(delivery.session, departement, kind.value, now)
+        if not cleared:
+            await store.record_alert(delivery.session, departement, kind.value, now)
         await delivery.emit(
             CapacityAlert(
                 departement=departement,
@@ -583,9 +657,30 @@ class SchedulerHandlers:
                 capacity_next_24h=load.capacity,
                 waiting=waiting,
                 threshold=self.config.saturation_threshold,
+                cleared=cleared,
             ),
             correlation_id=f"departement-{departement}",
         )
+
+    async def _leave_waitlist(self, delivery: Delivery, referral_id: str, now: datetime) -> None:
+        departement = await delivery.session.scalar(
+            select(waitlist.c.departement).where(waitlist.c.referral_id == referral_id)
+        )
+        if departement is None:
+            return
+        await delivery.session.execute(
+            delete(waitlist).where(waitlist.c.referral_id == referral_id)
+        )
+        await self._waiting_list_resolved(delivery, departement, now)
+
+    async def _waiting_list_resolved(
+        self, delivery: Delivery, departement: str, now: datetime
+    ) -> None:
+        """The département's waiting list emptied: its alert is cleared, and the ARS told."""
+        if await self._waiting(delivery.session, departement):
+            return
+        if await store.clear_alert(delivery.session, departement, AlertKind.WAITING_LIST):
+            await self._alert(delivery, departement, now, AlertKind.WAITING_LIST, 0, cleared=True)
 
     async def _check_saturation(self, delivery: Delivery, departement: str, now: datetime) -> None:
         """Alert the ARS when the next 24 hours of a département are nearly full."""
@@ -594,21 +689,21 @@ class SchedulerHandlers:
             return
         self._checked[departement] = time.monotonic()
         load = await store.departement_load(delivery.session, departement, now)
-        if load.capacity and load.booked / load.capacity < self.config.saturation_threshold:
-            return
-        if await store.alerted_since(
-            delivery.session,
-            departement,
-            AlertKind.SATURATION.value,
-            now - self.config.saturation_repeat,
-        ):
-            return
+        saturated = not load.capacity or load.booked / load.capacity >= (
+            self.config.saturation_threshold
+        )
+        active = await store.alert_active(delivery.session, departement, AlertKind.SATURATION.value)
+        if saturated == active:
+            return  # raised while it lasts, once; nothing new
+        if not saturated:
+            await store.clear_alert(delivery.session, departement, AlertKind.SATURATION.value)
         await self._alert(
             delivery,
             departement,
             now,
             AlertKind.SATURATION,
             await self._waiting(delivery.session, departement),
+            cleared=not saturated,
         )
 
     async def _drain(self, delivery: Delivery, centre_id: str, now: datetime) -> None:
@@ -620,6 +715,7 @@ class SchedulerHandlers:
             return
         rows = await store.waiting_near(session, centre.lat, centre.lon, self.config.max_travel_km)
         misses = 0
+        drained: set[str] = set()
         for row in rows:
             patient = Patient(
                 referral_id=row.referral_id,
@@ -628,6 +724,7 @@ class SchedulerHandlers:
                 deadline=max(as_utc(row.deadline), now + DRAIN_HORIZON),
                 departement=row.departement,
                 commune_insee=row.commune_insee,
+                test_eligible=bool(row.test_eligible),
             )
             booked = await self._book(session, patient, now)
             if booked is None:
@@ -637,3 +734,6 @@ class SchedulerHandlers:
                 continue
             await session.execute(delete(waitlist).where(waitlist.c.referral_id == row.referral_id))
             await self._announce(delivery, patient, booked)
+            drained.add(row.departement)
+        for departement in drained:
+            await self._waiting_list_resolved(delivery, departement, now)

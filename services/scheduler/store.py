@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from math import cos, radians
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,9 +38,15 @@ def _hours(raw: Any) -> tuple[OpeningPeriod, ...]:
 
 
 async def active_schedules(
-    session: AsyncSession, *, departement: str | None = None, ids: Collection[str] | None = None
+    session: AsyncSession,
+    *,
+    departement: str | None = None,
+    ids: Collection[str] | None = None,
+    any_status: bool = False,
 ) -> list[CentreSchedule]:
-    query = select(centres).where(centres.c.status == "active")
+    """The schedules of the active centres (``any_status``: of every centre, for what
+    the ARS reads: a suspended centre's boxes are still the ones it was last given)."""
+    query = select(centres) if any_status else select(centres).where(centres.c.status == "active")
     if departement is not None:
         query = query.where(centres.c.departement == departement)
     if ids is not None:
@@ -149,6 +155,7 @@ async def try_book(
     patient_ref: str,
     priority: str,
     now: datetime,
+    test_eligible: bool = False,
 ) -> bool:
     """Book the candidate's slot unless someone else holds it.
 
@@ -179,6 +186,7 @@ async def try_book(
             box=candidate.box,
             priority=priority,
             distance_km=candidate.distance_km,
+            test_eligible=test_eligible,
             status="booked",
             created_at=now,
         )
@@ -260,22 +268,21 @@ async def departement_load(
     return Load(capacity, int(booked or 0), len(schedules), sum(s.boxes for s in schedules))
 
 
-async def alerted_since(
-    session: AsyncSession, departement: str, kind: str, since: datetime
-) -> bool:
-    last = await session.scalar(
+async def alert_active(session: AsyncSession, departement: str, kind: str) -> bool:
+    """An alert of this cause is raised for the département and not cleared yet."""
+    found = await session.scalar(
         select(alerts.c.sent_at).where(alerts.c.departement == departement, alerts.c.kind == kind)
     )
-    return last is not None and as_utc(last) >= since
+    return found is not None
 
 
 async def record_alert(session: AsyncSession, departement: str, kind: str, now: datetime) -> None:
-    updated = await session.execute(
-        update(alerts)
-        .where(alerts.c.departement == departement, alerts.c.kind == kind)
-        .values(sent_at=now)
+    await session.execute(insert(alerts).values(departement=departement, kind=kind, sent_at=now))
+
+
+async def clear_alert(session: AsyncSession, departement: str, kind: str) -> bool:
+    """The alert's cause ended: True if one was raised (and is now cleared)."""
+    deleted = await session.execute(
+        delete(alerts).where(alerts.c.departement == departement, alerts.c.kind == kind)
     )
-    if not updated.rowcount:  # type: ignore[attr-defined]
-        await session.execute(
-            insert(alerts).values(departement=departement, kind=kind, sent_at=now)
-        )
+    return bool(deleted.rowcount)  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -63,6 +65,8 @@ appointments = Table(
     Column("box", Integer, nullable=False),
     Column("priority", String(16), nullable=False),
     Column("distance_km", Float, nullable=False),
+    # Regulation's verdict, carried to the centre with each (re)booking: it prescribes.
+    Column("test_eligible", Boolean, nullable=False, server_default=false()),
     # FHIR Appointment status: booked, cancelled, fulfilled, noshow...
     Column("status", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -92,6 +96,8 @@ waitlist = Table(
     Column("commune_insee", String(5), nullable=False),
     Column("lat", Float, nullable=False),
     Column("lon", Float, nullable=False),
+    # Kept while the patient waits, for the slot.assigned that ends the wait.
+    Column("test_eligible", Boolean, nullable=False, server_default=false()),
     Column("queued_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_waitlist_order", waitlist.c.departement, waitlist.c.priority_rank, waitlist.c.deadline)
@@ -118,3 +124,19 @@ origins = Table(
     Column("departement", String(3), nullable=False),
     Column("commune_insee", String(5), nullable=False),
 )
+
+# What centres asked the ARS for, kept for the ARS to read (GET /reinforcements) even
+# when no console was open when the request came.
+reinforcements = Table(
+    "reinforcements",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the request's event id
+    Column("centre_id", String(64), nullable=False),
+    Column("departement", String(3), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("profession", String(100), nullable=False),
+    Column("from_date", Date, nullable=False),
+    Column("note", String(500), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_reinforcements_departement", reinforcements.c.departement, reinforcements.c.requested_at)

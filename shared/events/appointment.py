@@ -36,6 +36,11 @@ class SlotAssigned(_PerCentre):
     priority: Priority
     distance_km: float
     status: str = "booked"
+    test_eligible: bool = Field(
+        False,
+        description="Regulation found the patient eligible for a diagnostic test: the "
+        "centre prescribes one (False in events from before it was carried).",
+    )
 
 
 class AppointmentRescheduled(_PerCentre):
@@ -58,6 +63,9 @@ class AppointmentRescheduled(_PerCentre):
     priority: Priority
     distance_km: float
     reason: str
+    test_eligible: bool = Field(
+        False, description="As in slot.assigned: the centre prescribes a diagnostic test."
+    )
 
 
 class AppointmentCancelled(_PerCentre):

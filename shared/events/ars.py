@@ -18,7 +18,11 @@ class AlertKind(StrEnum):
 
 
 class CapacityAlert(EventPayload):
-    """Saturation or a waiting list in a département, with the numbers, for the ARS."""
+    """Saturation or a waiting list in a département, with the numbers, for the ARS.
+
+    Raised once when its cause begins, and once more with ``cleared`` when it ends
+    (the waiting list emptied, the occupancy back under the threshold): one alert per
+    département and cause while it lasts."""
 
     event_type: ClassVar[str] = "capacity.alert"
 
@@ -29,6 +33,7 @@ class CapacityAlert(EventPayload):
     capacity_next_24h: int = Field(ge=0)
     waiting: int = Field(ge=0)
     threshold: float
+    cleared: bool = False
 
     def routing_key(self) -> str:
         return f"{self.event_type}.{self.departement}"

@@ -150,10 +150,16 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
             await activate_centres(s, ("rennes-a", "35238"), ("paris-b", "75115"))
             async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
                 for i, first in enumerate(["Annick", "Armelle"]):
-                    await gp.publish(
-                        referral(f"b-a-{i}", insee="35238", first_name=first),
-                        correlation_id=f"a{i}",
-                    )
+                    sent = referral(f"b-a-{i}", insee="35238", first_name=first)
+                    if first == "Armelle":  # at risk: the centre prescribes her a test
+                        sent = sent.model_copy(
+                            update={
+                                "clinical": sent.clinical.model_copy(
+                                    update={"risk_factors": (RiskFactor.CHRONIC_RESPIRATORY,)}
+                                )
+                            }
+                        )
+                    await gp.publish(sent, correlation_id=f"a{i}")
                 await gp.publish(
                     referral("b-b-0", insee="75115", first_name="Bérénice"), correlation_id="b0"
                 )
@@ -178,6 +184,15 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
         assert "Armelle" in text
         assert "Bérénice" not in text  # the other centre's patient
         assert len(rows(browser, "#rdv tr[data-appointment]")) == 2
+        tests: dict[str, str] = {}
+        for row in rows(browser, "#rdv tr[data-appointment]"):
+            name = row.find_element(By.CSS_SELECTOR, "td.patient").text.splitlines()[0]
+            tests[name] = row.find_element(By.CSS_SELECTOR, ".test").text
+        assert tests == {
+            "Annick Dupont-Lajoie": "Test à prescrire : non",
+            "Armelle Dupont-Lajoie": "Test à prescrire : oui",
+        }
+        assert "Heure (Paris)" in text
 
         # A centre is not the ARS.
         browser.get(f"{stack.url}/territoire")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import aio_pika
 import pytest
@@ -60,6 +61,60 @@ async def test_each_centre_queue_receives_exactly_its_own_patients(
         assert len(envelopes) == expected, centre_id
         assert {assigned[e.data["appointment_id"]] for e in envelopes} == {centre_id}
         assert all(m.routing_key == f"slot.assigned.{centre_id}" for m in messages)
+
+
+async def test_the_centre_is_told_the_test_to_prescribe(
+    settings: Settings, processes: ServiceProcesses
+) -> None:
+    """Regulation's test eligibility reaches the centre: in slot.assigned on its own
+    queue, and in its appointment list (what the consultation is for)."""
+    import httpx
+
+    from shared.auth import Role, issue_token
+    from shared.events import RiskFactor
+    from shared.paris import in_paris
+
+    s = settings
+    await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
+        await ars.publish(centre("rennes-t", "35238"), correlation_id="rennes-t")
+    await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+    plain = referral("t-plain")  # symptomatic, 40 years old, no risk factor
+    at_risk = plain.model_copy(
+        update={
+            "reference": "t-risk",
+            "clinical": plain.clinical.model_copy(
+                update={"risk_factors": (RiskFactor.CHRONIC_RESPIRATORY,)}
+            ),
+        }
+    )
+    async with Tap(s.broker_url, s.namespace, "slot.assigned.*", "notification.sent") as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
+            await gp.publish(at_risk, correlation_id="t-risk")
+            await gp.publish(plain, correlation_id="t-plain")
+
+        def both_told(es: list[Envelope]) -> bool:
+            # The centre's notice is sent once the notifier has the appointment in its list.
+            told = [e for e in es if e.type == "notification.sent"]
+            return sum(e.data["recipient_kind"] == "centre" for e in told) == 2
+
+        await tap.wait_for(both_told, timeout=60)
+    messages = await _drain(s.broker_url, centre_queue(s.namespace, "rennes-t").name(s.namespace))
+    on_queue = [Envelope.model_validate_json(m.body).data for m in messages]
+    assert sorted(d["test_eligible"] for d in on_queue) == [False, True]
+    [eligible] = [d for d in on_queue if d["test_eligible"]]
+    assert eligible["priority"] == "asap"  # at risk: seen within hours
+
+    token = issue_token(s.auth_secret, Role.CENTRE, "rennes-t")
+    url = f"http://127.0.0.1:{processes.ports['notifier']}/centres/rennes-t/appointments"
+    # The day of each, on the centre's clock (near midnight, one may be tomorrow's).
+    days = {in_paris(datetime.fromisoformat(d["start"])).date().isoformat() for d in on_queue}
+    listed = []
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        for day in days:
+            listed += (await http.get(url, params={"day": day})).json()["appointments"]
+    by_id = {a["appointment_id"]: a["test_eligible"] for a in listed}
+    assert by_id == {d["appointment_id"]: d["test_eligible"] for d in on_queue}
 
 
 async def test_centre_listen_prints_its_patients(

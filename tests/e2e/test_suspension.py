@@ -81,6 +81,10 @@ async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
     assert cancelled.keys() == booked
     assert {r for r, c in cancelled.items() if not c["replaced_by"]} == waiting
     assert {r for r, c in cancelled.items() if c["replaced_by"]} == moved.keys()
+    # What the patient, the centre and the referrer read: French, the ARS's reason kept.
+    assert {c["reason"] for c in cancelled.values()} == {"centre suspendu : no staff"}
+    told = [e.data for e in tap.of_type("referral.outcome") if e.data["status"] == "cancelled"]
+    assert all(o["message"] == "Rendez-vous annulé (centre suspendu : no staff)." for o in told)
     centre_notices = {
         (e.data["recipient"], e.data["template"])
         for e in tap.of_type("notification.sent")
@@ -140,9 +144,13 @@ async def test_waiting_list_drains_most_urgent_first_when_capacity_appears(
             await gp.publish(at_risk, correlation_id="b")
             await gp.publish(referral("w-routine-2"), correlation_id="c")
         await tap.wait_for(lambda es: len([e for e in es if e.type == "referral.waitlisted"]) == 3)
-        alerts = tap.of_type("capacity.alert")
-        assert alerts and alerts[-1].data["departement"] == "35"
-        assert alerts[-1].data["kind"] == "waiting_list" and alerts[-1].data["waiting"] == 3
+        # One alert while the waiting list lasts (raised by the first patient), not one
+        # per patient; the waiting list itself counts them all.
+        [alert] = tap.of_type("capacity.alert")
+        assert alert.data["departement"] == "35" and alert.data["kind"] == "waiting_list"
+        assert [e.data["waiting_in_departement"] for e in tap.of_type("referral.waitlisted")][
+            -1
+        ] == 3
         async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
             # One box, one slot a day: capacity for some, not all.
             await ars.publish(

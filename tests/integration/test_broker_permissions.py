@@ -1,137 +1,78 @@
 """Least privilege on the real broker: `aiguillage broker provision` in a throwaway
 virtual host, then each actor connects with its own credentials and is allowed what
-it must do, and refused the rest (ACCESS_REFUSED from RabbitMQ itself)."""
+it must do, and refused the rest (ACCESS_REFUSED from RabbitMQ itself).
+
+Outside actors publish on the ingress exchange only (with ``user_id`` set, as
+``EventPublisher`` does), each on its own keys (a centre's end with its id), and read
+the one queue provisioned for them; they configure nothing, not even a queue of their
+own. The services alone publish on the events exchange."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel
 from aiormq.exceptions import ChannelAccessRefused
 from faststream import FastStream
-from typer.testing import CliRunner
 
-from aiguillage.cli import app as cli
 from services.intake.app import build as build_intake
 from services.notifier.app import build as build_notifier
 from services.regulation.app import build as build_regulation
 from services.scheduler.app import build as build_scheduler
 from shared.events import (
+    AlertKind,
+    CapacityAlert,
     Envelope,
-    EventPayload,
     PatientEscalated,
     Priority,
     ReferralReceived,
+    ReferralSubmitted,
     ReferrerKind,
     ReferrerRef,
     SlotAssigned,
+    SubmissionAcknowledged,
 )
-from shared.provisioning import (
-    Plan,
-    Rabbitmqctl,
-    actor_queue_prefix,
-    broker_url,
-    build_plan,
-    remove,
-)
+from shared.events.referral import Referrer
+from shared.provisioning import Rabbitmqctl, build_plan, remove
 from shared.runtime import ServiceRuntime
-from shared.settings import ServiceName, Settings, get_settings
+from shared.settings import ServiceName, Settings
 from shared.topology import (
     TopologyMissing,
+    actor_queue,
     centre_queue,
     dead_letter_exchange,
     dead_letter_queue,
     declare_topology,
     events_exchange,
+    ingress_exchange,
 )
 from tests.helpers import centre, referral
+from tests.provisioned import (
+    CENTRES,
+    NODE,
+    REFERRER,
+    Actor,
+    Deployment,
+    binding,
+    consuming,
+    declaring,
+    deployment,
+    invoke,
+    message_count,
+    provision,
+)
 
 pytestmark = pytest.mark.integration
-
-CENTRES = ("poterie", "cleunay")
-REFERRER = "sos-rennes"
-
-# The broker's node, when the tests use another one than rabbitmqctl's default.
-NODE = os.environ.get("AIGUILLAGE_TEST_RABBITMQ_NODE")
-
-
-def _invoke(args: list[str], env: dict[str, str]) -> Any:
-    # The commands read the environment through the cached settings: fresh each time.
-    get_settings.cache_clear()
-    try:
-        return CliRunner().invoke(cli, args, env=env)
-    finally:
-        get_settings.cache_clear()
-
-
-def _provision(args: list[str], base_url: str) -> Any:
-    return _invoke(["broker", "provision", *args], {"AIGUILLAGE_BROKER_URL": base_url})
-
-
-@dataclass
-class Deployment:
-    """A namespace in its own virtual host, with its users and their passwords."""
-
-    base_url: str
-    plan: Plan
-    passwords: dict[str, str]
-    suffix: str
-
-    @property
-    def namespace(self) -> str:
-        return self.plan.namespace
-
-    def user(self, actor: str) -> str:
-        return self.plan.account(actor).user
-
-    def url(self, actor: str) -> str:
-        user = self.user(actor)
-        return broker_url(self.base_url, user, self.passwords[user], self.plan.vhost)
-
-    def args(self, *extra: str) -> list[str]:
-        args = ["--vhost", self.plan.vhost, "--namespace", self.namespace]
-        if NODE:
-            args += ["--node", NODE]
-        args += ["--user-suffix", self.suffix, *extra]
-        for c in CENTRES:
-            args += ["--centre", c]
-        return [*args, "--referrer", REFERRER]
-
-
-@contextlib.asynccontextmanager
-async def deployment(broker_url_: str, tmp_path: Path) -> AsyncIterator[Deployment]:
-    """Provisioned with the command (known passwords from a file); everything it
-    created is deleted afterwards, whatever happened."""
-    tag = uuid.uuid4().hex[:10]
-    suffix = f"-{tag}"
-    plan = build_plan(
-        f"t-{tag}", f"aig-test-{tag}", centres=CENTRES, referrers=[REFERRER], user_suffix=suffix
-    )
-    passwords = {user: f"pw-{uuid.uuid4().hex}" for user in plan.users}
-    password_file = tmp_path / f"passwords-{tag}.json"
-    password_file.write_text(json.dumps(passwords))
-    d = Deployment(broker_url_, plan, passwords, suffix)
-    try:
-        result = await asyncio.to_thread(
-            _provision, d.args("--password-file", str(password_file)), broker_url_
-        )
-        assert result.exit_code == 0, result.output
-        yield d
-    finally:
-        await asyncio.to_thread(remove, plan, Rabbitmqctl(node=NODE))
 
 
 @pytest.fixture(scope="module")
@@ -140,141 +81,6 @@ async def shared(
 ) -> AsyncIterator[Deployment]:
     async with deployment(broker_url, tmp_path_factory.mktemp("broker")) as d:
         yield d
-
-
-class Actor:
-    """One connection as one user; each operation on a channel of its own, since a
-    refusal closes the channel."""
-
-    def __init__(self, d: Deployment, actor: str) -> None:
-        self.d = d
-        self.actor = actor
-        self.connection: AbstractConnection | None = None
-
-    async def __aenter__(self) -> Self:
-        self.connection = await aio_pika.connect(self.d.url(self.actor), timeout=10)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self.connection is not None
-        await self.connection.close()
-
-    async def on_channel(self, operation: Callable[[AbstractChannel], Awaitable[Any]]) -> Any:
-        assert self.connection is not None
-        channel = await self.connection.channel(publisher_confirms=True)
-        try:
-            return await asyncio.wait_for(operation(channel), 10)
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-
-    async def refused(self, operation: Callable[[AbstractChannel], Awaitable[Any]]) -> str:
-        with pytest.raises(ChannelAccessRefused) as refusal:
-            await self.on_channel(operation)
-        return str(refusal.value)
-
-    def publishing(
-        self, payload: EventPayload, routing_key: str | None = None, exchange_name: str = ""
-    ) -> Callable[[AbstractChannel], Awaitable[Any]]:
-        async def publish(channel: AbstractChannel) -> Envelope:
-            envelope = Envelope.wrap(payload, source=self.actor, correlation_id=uuid.uuid4().hex)
-            name = exchange_name or events_exchange(self.d.namespace)
-            exchange = await channel.get_exchange(name)
-            await exchange.publish(
-                aio_pika.Message(
-                    envelope.model_dump_json().encode(),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=envelope.id,
-                ),
-                routing_key=routing_key or payload.routing_key(),
-            )
-            return envelope
-
-        return publish
-
-    async def publish(self, payload: EventPayload, routing_key: str | None = None) -> Envelope:
-        envelope: Envelope = await self.on_channel(self.publishing(payload, routing_key))
-        return envelope
-
-    async def get(self, queue: str, timeout: float = 10.0) -> AbstractIncomingMessage:
-        """One message from ``queue`` (consumed with this user's rights), acked."""
-
-        async def get(channel: AbstractChannel) -> AbstractIncomingMessage:
-            declared = await channel.declare_queue(queue, passive=True)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                message = await declared.get(fail=False, timeout=5)
-                if message is not None:
-                    await message.ack()
-                    return message
-                await asyncio.sleep(0.1)
-            raise TimeoutError(f"nothing in {queue} after {timeout}s")
-
-        assert self.connection is not None
-        channel = await self.connection.channel()
-        try:
-            return await get(channel)
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-
-    async def own_queue(self, name: str, *keys: str) -> str:
-        """Declare a queue under the actor's prefix, bound to ``keys``."""
-        full = f"{actor_queue_prefix(self.d.namespace, self.actor)}{name}"
-
-        async def declare(channel: AbstractChannel) -> None:
-            queue = await channel.declare_queue(full, durable=True)
-            for key in keys:
-                await queue.bind(events_exchange(self.d.namespace), routing_key=key)
-
-        await self.on_channel(declare)
-        return full
-
-
-async def _ignore(message: AbstractIncomingMessage) -> None:
-    pass
-
-
-def consuming(queue: str) -> Callable[[AbstractChannel], Awaitable[Any]]:
-    async def consume(channel: AbstractChannel) -> Any:
-        declared = await channel.declare_queue(queue, passive=True)
-        return await declared.consume(_ignore)
-
-    return consume
-
-
-def declaring(queue: str) -> Callable[[AbstractChannel], Awaitable[Any]]:
-    async def declare(channel: AbstractChannel) -> Any:
-        return await channel.declare_queue(queue, durable=True)
-
-    return declare
-
-
-def binding(queue: str, exchange: str, key: str) -> Callable[[AbstractChannel], Awaitable[Any]]:
-    async def bind(channel: AbstractChannel) -> Any:
-        declared = await channel.declare_queue(queue, passive=True)
-        return await declared.bind(exchange, routing_key=key)
-
-    return bind
-
-
-async def message_count(d: Deployment, actor: str, queue: str) -> int:
-    """Passive declaration: needs no permission, counts what waits in the queue."""
-    async with Actor(d, actor) as a:
-
-        async def count(channel: AbstractChannel) -> int:
-            declared = await channel.declare_queue(queue, passive=True)
-            result = declared.declaration_result.message_count
-            assert result is not None
-            return result
-
-        counted: int = await a.on_channel(count)
-        return counted
 
 
 def slot(centre_id: str, referral_id: str) -> SlotAssigned:
@@ -309,6 +115,26 @@ def received(referral_id: str, reply_to: str) -> ReferralReceived:
     )
 
 
+def by_referrer(reference: str, referrer_id: str) -> ReferralSubmitted:
+    """A referral in the referrer's own name, answered on its own key (a door refuses
+    any other)."""
+    submission = referral(reference, reply_to=referrer_id)
+    own = Referrer(kind=ReferrerKind.GP, identifier=referrer_id, reply_to=referrer_id)
+    return submission.model_copy(update={"referrer": own})
+
+
+def alert(departement: str) -> CapacityAlert:
+    return CapacityAlert(
+        departement=departement,
+        kind=AlertKind.SATURATION,
+        occupancy_next_24h=0.95,
+        booked_next_24h=19,
+        capacity_next_24h=20,
+        waiting=0,
+        threshold=0.9,
+    )
+
+
 # -- the outside actors -------------------------------------------------------------
 
 
@@ -316,17 +142,28 @@ async def test_centre_15_refers_but_cannot_activate_a_centre(shared: Deployment)
     d, ns = shared, shared.namespace
     async with Actor(d, "centre_15") as c15, Actor(d, "intake") as intake:
         sent = await c15.publish(referral("c15-1"))
-        # It reached intake's queue, which intake reads with its own credentials.
+        # It reached intake's door, which intake reads with its own credentials; the
+        # broker vouches for the sender.
         got = await intake.get(f"{ns}.intake.submissions")
-        assert got.message_id == sent.id
+        assert (got.message_id, got.user_id) == (sent.id, d.user("centre_15"))
         refusal = await c15.refused(c15.publishing(centre("rogue")))
         assert "centre.activated" in refusal
+        # Nor on the services' bus, whatever the key.
+        await c15.refused(c15.publishing(referral("c15-2"), exchange="events"))
+        # Nor in another user's name: the broker checks user_id against the connection.
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed, match="user_id"):
+            await c15.on_channel(
+                c15.publishing_raw(
+                    b"{}", "referral.submitted", user_id=d.user(f"referrer-{REFERRER}")
+                )
+            )
         assert await message_count(d, "centre_15", f"{ns}.scheduler.centres") == 0
-        # Its own reply queue, bound to its own answers; nobody else's.
-        replies = await c15.own_queue("replies", "reply.centre-15.#")
-        await c15.refused(binding(replies, events_exchange(ns), f"reply.{REFERRER}.#"))
-        await c15.refused(binding(replies, events_exchange(ns), "slot.assigned.*"))
-        await c15.refused(declaring(f"{actor_queue_prefix(ns, 'ars')}alerts"))
+        # Its reply queue was provisioned for it, bound to its own answers; it may not
+        # bind it to anyone else's, nor read another queue.
+        await c15.on_channel(consuming(c15.replies))
+        await c15.refused(binding(c15.replies, events_exchange(ns), f"reply.{REFERRER}.#"))
+        await c15.refused(binding(c15.replies, events_exchange(ns), "slot.assigned.*"))
+        await c15.refused(consuming(actor_queue(ns, "ars", ()).name(ns)))
         await c15.refused(consuming(f"{ns}.intake.submissions"))
 
 
@@ -337,17 +174,21 @@ async def test_a_centre_reads_its_own_queue_only(shared: Deployment) -> None:
         Actor(d, "scheduler") as scheduler,
         Actor(d, "centre-poterie") as poterie,
     ):
+        assert poterie.replies == own
         mine = await scheduler.publish(slot("poterie", "r-poterie"))
         theirs = await scheduler.publish(slot("cleunay", "r-cleunay"))
         got = await poterie.get(own)
         assert Envelope.model_validate_json(got.body).id == mine.id
         for refused in (
             declaring(other),
+            declaring(own),  # its own queue too: it was declared for it
             consuming(other),
+            binding(own, events_exchange(ns), "slot.assigned.poterie"),
             binding(own, events_exchange(ns), "slot.assigned.cleunay"),
-            binding(own, events_exchange(ns), "slot.assigned.*"),
             binding(own, events_exchange(ns), "#"),
+            binding(own, ingress_exchange(ns), "#"),
             poterie.publishing(slot("cleunay", "forged")),
+            poterie.publishing(slot("poterie", "forged"), exchange="events"),
         ):
             await poterie.refused(refused)
 
@@ -356,11 +197,17 @@ async def test_a_centre_reads_its_own_queue_only(shared: Deployment) -> None:
             return await queue.get(fail=False)
 
         await poterie.refused(get_other)
-        # What it may do: report on its patients, on its own queue's keys.
+        # What it may do: report on its patients, on keys that end with its own id.
         await poterie.publish(
             PatientEscalated(referral_id="r-poterie", centre_id="poterie", reason="SpO2 86 %")
         )
-        await poterie.on_channel(binding(own, events_exchange(ns), "slot.assigned.poterie"))
+        refusal = await poterie.refused(
+            poterie.publishing(
+                PatientEscalated(referral_id="r-cleunay", centre_id="cleunay", reason="forged")
+            )
+        )
+        assert "patient.escalated.cleunay" in refusal
+    assert await message_count(d, "centre-poterie", f"{ns}.scheduler.consultations") == 1
     # The other centre's patient is still there, for that centre alone.
     assert await message_count(d, "centre-cleunay", other) == 1
     async with Actor(d, "centre-cleunay") as cleunay:
@@ -373,29 +220,78 @@ async def test_the_ars_activates_centres_but_cannot_refer(shared: Deployment) ->
     async with Actor(d, "ars") as ars, Actor(d, "scheduler") as scheduler:
         sent = await ars.publish(centre("gare-rennes"))
         got = await scheduler.get(f"{ns}.scheduler.centres")
-        assert got.message_id == sent.id
+        assert (got.message_id, got.user_id) == (sent.id, d.user("ars"))
         assert "referral.submitted" in await ars.refused(ars.publishing(referral("ars-1")))
-        alerts = await ars.own_queue("alerts", "capacity.alert.*", "reinforcement.requested")
-        await ars.refused(binding(alerts, events_exchange(ns), "referral.received"))
+        # Its reply queue, provisioned with the alerts it is told of.
+        await scheduler.publish(alert("35"))
+        told = Envelope.model_validate_json((await ars.get(ars.replies)).body)
+        assert (told.type, told.data["departement"]) == ("capacity.alert", "35")
+        await ars.refused(binding(ars.replies, events_exchange(ns), "referral.received"))
         await ars.refused(consuming(f"{ns}.notifier.contacts"))
-        # The ARS's own command works with the ARS's credentials.
+        # The ARS's own command works with the ARS's credentials, on the ingress.
         env = {"AIGUILLAGE_BROKER_URL": d.url("ars"), "AIGUILLAGE_NAMESPACE": ns}
         args = ["ars", "activate", "--id", "cli-centre", "--name", "CLI", "--commune", "35238"]
-        result = await asyncio.to_thread(_invoke, args, env)
+        result = await asyncio.to_thread(invoke, args, env)
         assert result.exit_code == 0, result.output
         got = await scheduler.get(f"{ns}.scheduler.centres")
         assert Envelope.model_validate_json(got.body).data["centre_id"] == "cli-centre"
+        assert got.user_id == d.user("ars")
 
 
 async def test_a_referrer_is_answered_on_its_own_key_only(shared: Deployment) -> None:
     d, ns = shared, shared.namespace
-    actor = f"referrer-{REFERRER}"
-    async with Actor(d, actor) as gp:
-        await gp.publish(referral("gp-1", reply_to=REFERRER))
-        replies = await gp.own_queue("replies", f"reply.{REFERRER}.#")
-        await gp.refused(binding(replies, events_exchange(ns), "reply.centre-15.#"))
-        await gp.refused(binding(replies, events_exchange(ns), "reply.*.referral.outcome"))
+    async with (
+        Actor(d, f"referrer-{REFERRER}") as gp,
+        Actor(d, "intake") as intake,
+        Actor(d, "centre_15") as c15,
+    ):
+        sent = await gp.publish(by_referrer("gp-1", REFERRER))
+        got = await intake.get(f"{ns}.intake.submissions")
+        assert (got.message_id, got.user_id) == (sent.id, gp.account.user)
+        # Answers on its key reach its provisioned queue; Centre 15's do not.
+        for reply_to in (REFERRER, "centre-15"):
+            ack = SubmissionAcknowledged(
+                reply_to=reply_to, source_message_id=sent.id, referral_id="r-1", reference="gp-1"
+            )
+            await intake.publish(ack)
+        told = Envelope.model_validate_json((await gp.get(gp.replies)).body)
+        assert told.data["reply_to"] == REFERRER
+        assert await message_count(d, f"referrer-{REFERRER}", gp.replies) == 0
+        assert await message_count(d, "centre_15", c15.replies) == 1
+        await c15.drain(c15.replies)
+        await gp.refused(binding(gp.replies, events_exchange(ns), "reply.centre-15.#"))
+        await gp.refused(binding(gp.replies, events_exchange(ns), "reply.*.referral.outcome"))
         await gp.refused(gp.publishing(received("forged", REFERRER)))
+        await gp.refused(gp.publishing(received("forged", REFERRER), exchange="events"))
+
+
+@pytest.mark.parametrize("actor", ["centre_15", f"referrer-{REFERRER}", "ars", "centre-poterie"])
+async def test_outside_actors_configure_nothing(shared: Deployment, actor: str) -> None:
+    """No queue of an outsider's own, under any name or arguments: none of its queues
+    can dead-letter into an exchange of ours (attack 5 of tests/security)."""
+    d, ns = shared, shared.namespace
+    async with Actor(d, actor) as outsider:
+        prefix = actor_queue(ns, actor, ()).name(ns).removesuffix("replies")
+        for exchange in (events_exchange(ns), ingress_exchange(ns)):
+            dead_lettering = {
+                "x-dead-letter-exchange": exchange,
+                "x-dead-letter-routing-key": "centre.activated",
+                "x-message-ttl": 1,
+            }
+            for name in (f"{prefix}x", f"{ns}.anything", "anything", outsider.replies):
+                await outsider.refused(declaring(name, dead_lettering))
+        await outsider.refused(declaring(f"{prefix}alerts"))
+
+        async def server_named(channel: AbstractChannel) -> Any:
+            return await channel.declare_queue("", exclusive=True, auto_delete=True)
+
+        await outsider.refused(server_named)
+        await outsider.refused(
+            lambda ch: ch.declare_exchange(f"{ns}.mine", aio_pika.ExchangeType.FANOUT)
+        )
+        await outsider.refused(lambda ch: ch.queue_delete(outsider.replies))
+    # Its queue is still there, as provisioned (a passive declaration would fail).
+    await message_count(d, actor, outsider.replies)
 
 
 # -- the services -------------------------------------------------------------------
@@ -403,7 +299,8 @@ async def test_a_referrer_is_answered_on_its_own_key_only(shared: Deployment) ->
 
 async def test_each_service_reads_its_own_queues_only(shared: Deployment) -> None:
     d, ns = shared, shared.namespace
-    events, dlx = events_exchange(ns), dead_letter_exchange(ns)
+    events = events_exchange(ns)
+    own_dlx, intake_dlx = dead_letter_exchange(ns, "regulation"), dead_letter_exchange(ns, "intake")
     async with (
         Actor(d, "regulation") as regulation,
         Actor(d, "scheduler") as scheduler,
@@ -415,17 +312,28 @@ async def test_each_service_reads_its_own_queues_only(shared: Deployment) -> Non
         # Another service's event, or another service's binding: refused.
         await regulation.refused(regulation.publishing(received("forged", "x")))
         await regulation.refused(binding(f"{ns}.regulation.referrals", events, "contact.notifier"))
-        # Dead letters go to the dead-letter exchange; nobody reads another's.
-        await regulation.on_channel(regulation.publishing(received("dead", "x"), "regulation", dlx))
+        # Its dead letters go to its own dead-letter exchange; nobody reads another's,
+        # and nobody writes another's.
+        await regulation.on_channel(regulation.publishing(received("dead", "x"), "-", own_dlx))
+        await regulation.refused(regulation.publishing(received("dead", "x"), "-", intake_dlx))
+        await regulation.refused(consuming(dead_letter_queue(ns, "regulation")))
         await regulation.refused(consuming(dead_letter_queue(ns, "intake")))
-        await regulation.refused(binding(f"{ns}.regulation.referrals", dlx, "intake"))
+        await regulation.refused(binding(f"{ns}.regulation.referrals", own_dlx, ""))
         # The patient's contact: intake may send it, only the notifier may read it.
         await scheduler.refused(consuming(f"{ns}.notifier.contacts"))
         await intake.refused(consuming(f"{ns}.notifier.contacts"))
+        # On the ingress, a service publishes only as the HTTP door of an actor: the
+        # scheduler for the ARS, nothing of what intake takes in.
+        await intake.refused(intake.publishing(referral("i-1"), exchange="ingress"))
+        await scheduler.on_channel(scheduler.publishing(centre("door"), exchange="ingress"))
+        await scheduler.refused(scheduler.publishing(referral("s-1"), exchange="ingress"))
         # Nobody but the operator may redeclare (or delete) the exchanges.
         await intake.refused(
             lambda ch: ch.declare_exchange(events, aio_pika.ExchangeType.TOPIC, durable=True)
         )
+        await intake.refused(lambda ch: ch.exchange_delete(ingress_exchange(ns)))
+    assert await message_count(d, "regulation", dead_letter_queue(ns, "regulation")) == 1
+    assert await message_count(d, "regulation", dead_letter_queue(ns, "intake")) == 0
 
 
 async def test_declaring_where_nothing_was_provisioned_says_so(shared: Deployment) -> None:
@@ -469,14 +377,21 @@ async def test_the_four_services_run_under_their_own_users(
     broker_url: str, settings: Settings, tmp_path: Path
 ) -> None:
     """Each service starts (its declarations of the topology included) and does its
-    work with its own credentials: a referral goes from a GP to a centre's queue, the
-    centre's escalation reaches Centre 15, the notifier provisions a new centre's queue.
+    work with its own credentials, trusting no operator: a referral goes from a GP
+    through intake's door to a centre's queue, the centre's escalation through the
+    scheduler's door reaches Centre 15, the notifier provisions a new centre's queue.
     """
     async with deployment(broker_url, tmp_path) as d, contextlib.AsyncExitStack() as stack:
         ns = d.namespace
         for service, build in BUILDERS.items():
             own = settings.model_copy(
-                update={"broker_url": d.url(service.value), "namespace": ns, "max_deliveries": 20}
+                update={
+                    "broker_url": d.url(service.value),
+                    "namespace": ns,
+                    "max_deliveries": 20,
+                    "broker_user_suffix": d.suffix,
+                    "broker_operators": [f"nobody{d.suffix}"],
+                }
             )
             app = build(own).app()
             await asyncio.wait_for(app.start(), 60)
@@ -485,26 +400,28 @@ async def test_the_four_services_run_under_their_own_users(
         gp = await stack.enter_async_context(Actor(d, f"referrer-{REFERRER}"))
         poterie = await stack.enter_async_context(Actor(d, "centre-poterie"))
         c15 = await stack.enter_async_context(Actor(d, "centre_15"))
-        gp_replies = await gp.own_queue("replies", f"reply.{REFERRER}.#")
-        c15_replies = await c15.own_queue("replies", "reply.centre-15.#")
-        poterie_queue = centre_queue(ns, "poterie").name(ns)
 
         await ars.publish(centre("poterie"))
-        await gp.publish(referral("least-1", reply_to=REFERRER))
-        [assigned] = await collect(poterie, poterie_queue, lambda es: len(es) == 1)
+        await gp.publish(by_referrer("least-1", REFERRER))
+        [assigned] = await collect(poterie, poterie.replies, lambda es: len(es) == 1)
         assert (assigned.type, assigned.source) == ("slot.assigned", "scheduler")
         referral_id = assigned.data["referral_id"]
-        told = await collect(gp, gp_replies, lambda es: "appointment" in outcomes(es))
+        told = await collect(gp, gp.replies, lambda es: "appointment" in outcomes(es))
         [ack] = [e for e in told if e.type == "submission.acknowledged"]
         assert (ack.source, ack.data["referral_id"]) == ("intake", referral_id)
 
         await poterie.publish(
-            PatientEscalated(referral_id=referral_id, centre_id="poterie", reason="SpO2 86 %")
+            PatientEscalated(
+                referral_id=referral_id,
+                centre_id="poterie",
+                appointment_id=assigned.data["appointment_id"],
+                reason="SpO2 86 %",
+            )
         )
-        [to_c15] = await collect(c15, c15_replies, lambda es: len(es) == 1)
+        [to_c15] = await collect(c15, c15.replies, lambda es: len(es) == 1)
         assert (to_c15.type, to_c15.source) == ("referral.outcome", "notifier")
         assert to_c15.data["status"] == "escalated_by_centre"
-        await collect(gp, gp_replies, lambda es: "escalated_by_centre" in outcomes(es))
+        await collect(gp, gp.replies, lambda es: "escalated_by_centre" in outcomes(es))
 
         # A centre nobody provisioned: the notifier declares and binds its queue.
         await ars.publish(centre("gare"))
@@ -517,12 +434,21 @@ async def test_the_four_services_run_under_their_own_users(
             except aio_pika.exceptions.ChannelNotFoundEntity:
                 assert time.monotonic() < deadline, "the notifier did not declare it"
                 await asyncio.sleep(0.2)
+        # Declared before it is bound (AMQP has no atomic declare-and-bind): the
+        # scheduler's slot reaches it once the bindings are there too.
         async with Actor(d, "scheduler") as scheduler:
-            await scheduler.publish(slot("gare", "r-gare"))
-        assert await message_count(d, "ars", gare) == 1
+            while await message_count(d, "ars", gare) == 0:
+                assert time.monotonic() < deadline, "the centre's queue is not bound"
+                await scheduler.publish(slot("gare", "r-gare"))
+                await asyncio.sleep(0.2)
 
 
 # -- the command --------------------------------------------------------------------
+
+
+def _topic_exchanges(ctl: Rabbitmqctl, vhost: str, user: str) -> set[str]:
+    rows = json.loads(ctl.run("list_topic_permissions", "-p", vhost, "--formatter", "json", "-q"))
+    return {r["exchange"] for r in rows if r["user"] == user}
 
 
 async def test_provisioning_again_resets_permissions_and_keeps_passwords(
@@ -540,24 +466,20 @@ async def test_provisioning_again_resets_permissions_and_keeps_passwords(
         async with Actor(d, "centre-poterie") as poterie:
             await poterie.on_channel(consuming(other))
 
-        result = await asyncio.to_thread(_provision, d.args(), broker_url)
+        result = await asyncio.to_thread(provision, d.args(), broker_url)
         assert result.exit_code == 0, result.output
         assert [user, "unchanged"] in [line.split() for line in result.output.splitlines()]
         async with Actor(d, "centre-poterie") as poterie:  # the same password
             await poterie.refused(consuming(other))
-        topic = json.loads(
-            await asyncio.to_thread(
-                ctl.run, "list_topic_permissions", "-p", vhost, "--formatter", "json", "-q"
-            )
-        )
-        assert {r["exchange"] for r in topic if r["user"] == user} == {events_exchange(d.namespace)}
+        topics = await asyncio.to_thread(_topic_exchanges, ctl, vhost, user)
+        assert topics == {events_exchange(d.namespace), ingress_exchange(d.namespace)}
 
         # A password given in the file is set; the others stay as they were.
         ars = d.user("ars")
         new_file = tmp_path / "new.json"
         new_file.write_text(json.dumps({ars: "a-new-password"}))
         result = await asyncio.to_thread(
-            _provision, d.args("--password-file", str(new_file)), broker_url
+            provision, d.args("--password-file", str(new_file)), broker_url
         )
         assert result.exit_code == 0, result.output
         with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
@@ -566,6 +488,17 @@ async def test_provisioning_again_resets_permissions_and_keeps_passwords(
         d.passwords[ars] = "a-new-password"
         async with Actor(d, "ars"), Actor(d, "intake"):
             pass
+
+        # A centre no longer in the plan (closed) loses its user; the others stay.
+        gone = d.user("centre-cleunay")
+        result = await asyncio.to_thread(provision, d.args(centres=["poterie"]), broker_url)
+        assert result.exit_code == 0, result.output
+        users = await asyncio.to_thread(ctl.users)
+        assert gone not in users
+        assert {d.user("centre-poterie"), d.user("ars"), d.user("intake")} <= users
+        with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
+            async with Actor(d, "centre-cleunay"):
+                pass
 
 
 async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: Path) -> None:
@@ -582,7 +515,7 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
     ctl = Rabbitmqctl(node=NODE)
     try:
         result = await asyncio.to_thread(
-            _provision,
+            provision,
             [
                 "--vhost", vhost, "--namespace", namespace, "--user-suffix", suffix,
                 "--centre", "poterie", "--administrator", f"admin{suffix}",
@@ -603,17 +536,22 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
         # user, which may not read the test's files).
         await asyncio.to_thread(ctl.import_definitions, json.loads(target.read_text()))
 
-        c15 = await aio_pika.connect(urls[f"centre_15{suffix}"], timeout=10)
+        c15_user = f"centre_15{suffix}"
+        c15 = await aio_pika.connect(urls[c15_user], timeout=10)
         try:
             channel = await c15.channel(publisher_confirms=True)
-            exchange = await channel.get_exchange(events_exchange(namespace))
-            await exchange.publish(aio_pika.Message(b"{}"), routing_key="referral.submitted")
+            exchange = await channel.get_exchange(ingress_exchange(namespace))
+            message = aio_pika.Message(b"{}", user_id=c15_user)
+            await exchange.publish(message, routing_key="referral.submitted")
             with pytest.raises(ChannelAccessRefused):
-                await exchange.publish(aio_pika.Message(b"{}"), routing_key="centre.activated")
+                await exchange.publish(message, routing_key="centre.activated")
         finally:
             await c15.close()
-        # The topology came with it: the services' and the centre's queues are there,
-        # and the administrator may do anything in the virtual host.
+        # The outsiders' limits came with it.
+        limits = await asyncio.to_thread(ctl.run, "list_user_limits", "--user", c15_user, "-q")
+        assert json.loads(limits) == {"max-connections": 5, "max-channels": 20}
+        # The topology came with it: the services', the centre's and the actors' reply
+        # queues are there, and the administrator may do anything in the virtual host.
         admin = await aio_pika.connect(urls[f"admin{suffix}"], timeout=10)
         try:
             channel = await admin.channel()
@@ -624,6 +562,10 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
             await channel.declare_queue(
                 centre_queue(namespace, "poterie").name(namespace), passive=True
             )
+            for actor in ("centre_15", "ars"):
+                await channel.declare_queue(
+                    actor_queue(namespace, actor, ()).name(namespace), passive=True
+                )
             await channel.declare_queue(f"{namespace}.scratch", exclusive=True)
         finally:
             await admin.close()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,7 +17,21 @@ from starlette.testclient import TestClient
 
 from services.intake.app import build
 from shared.auth import Role, issue_token
+from shared.events import (
+    AppointmentCancelled,
+    AppointmentRescheduled,
+    CancelledBy,
+    Decision,
+    Envelope,
+    EventPayload,
+    PatientEscalated,
+    Priority,
+    ReferralRegulated,
+    SlotAssigned,
+    new_id,
+)
 from shared.migrations import upgrade
+from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 from tests.helpers import running
@@ -83,7 +100,13 @@ async def test_submit_read_duplicate_and_conflict(http: httpx.AsyncClient) -> No
 
     again = await http.post("/referrals", json=valid_referral("h-1"))
     assert again.status_code == 200
-    assert again.json() == {"referral_id": referral_id, "status": "received", "duplicate": True}
+    assert again.json() == {
+        "referral_id": referral_id,
+        "status": "received",
+        "detail": {},
+        "message": "Demande reçue ; elle attend la régulation médicale.",
+        "duplicate": True,
+    }
 
     changed = valid_referral("h-1")
     changed["clinical"]["vitals"]["spo2"] = 93
@@ -134,6 +157,265 @@ async def test_every_error_at_once_with_codes(http: httpx.AsyncClient) -> None:
     }
 
 
+async def test_every_reason_at_once_the_schema_s_and_the_rules(http: httpx.AsyncClient) -> None:
+    """A schema error does not stop the rules: those whose fields did validate run on
+    the raw data, and the referrer reads every reason in one answer."""
+    bad = valid_referral("h-all")
+    del bad["patient"]["last_name"]
+    del bad["patient"]["commune_insee"]
+    bad["patient"]["birth_date"] = "2999-01-01"
+    bad["patient"]["postcode"] = "00000"
+    bad["clinical"]["onset_date"] = "2999-01-02"
+    response = await http.post("/referrals", json=bad)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error_code"] == "invalid_referral"
+    assert {(r["field"], r["code"]) for r in body["reasons"]} == {
+        ("patient.last_name", "missing_field"),
+        ("patient.birth_date", "birth_date_in_future"),
+        ("clinical.onset_date", "onset_in_future"),
+        ("patient.commune_insee", "commune_unknown_postcode"),
+    }
+    # The refusal, read back, keeps them all.
+    read = (await http.get(f"/referrals/{body['submission_id']}")).json()
+    assert {r["code"] for r in read["reasons"]} == {r["code"] for r in body["reasons"]}
+
+
+# -- downstream events, as the other services would publish them -----------------------
+
+
+async def _on_bus(settings: Settings, *events: tuple[EventPayload, datetime]) -> None:
+    """Publish on the services' bus, each event with the time it was produced."""
+    async with EventPublisher(settings.broker_url, settings.namespace, "tests") as bus:
+        for payload, produced in events:
+            envelope = Envelope.wrap(
+                payload,
+                source="scheduler",
+                correlation_id=getattr(payload, "referral_id", "x"),
+                time=produced,
+            )
+            await bus.publish_envelope(envelope, payload.routing_key(), exchange="events")
+
+
+async def _status_becomes(
+    http: httpx.AsyncClient, referral_id: str, status: str, **headers: str
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        body: dict[str, Any] = (
+            await http.get(f"/referrals/{referral_id}", headers=headers or None)
+        ).json()
+        if body.get("status") == status:
+            return body
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.05)
+
+
+def _regulated(
+    referral_id: str, decision: Decision, *, test_eligible: bool = False
+) -> ReferralRegulated:
+    return ReferralRegulated(
+        referral_id=referral_id,
+        patient_ref="pat-x",
+        decision=decision,
+        priority=Priority.URGENT if decision is Decision.ORIENT else None,
+        test_eligible=test_eligible,
+        protocol_version="1",
+        decided_by="protocol",
+        decision_id=new_id(),
+        age=60,
+        commune_insee="35238",
+        departement="35",
+    )
+
+
+def _slot(referral_id: str, appointment_id: str, centre_id: str, start: datetime) -> SlotAssigned:
+    return SlotAssigned(
+        centre_id=centre_id,
+        appointment_id=appointment_id,
+        referral_id=referral_id,
+        patient_ref="pat-x",
+        centre_name=f"Centre {centre_id}",
+        centre_commune_insee="35238",
+        centre_address="1 place de la Mairie",
+        start=start,
+        end=start + timedelta(minutes=20),
+        box=1,
+        priority=Priority.URGENT,
+        distance_km=1.0,
+    )
+
+
+async def test_a_duplicate_answers_where_the_referral_stands_now(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    referral_id = (await http.post("/referrals", json=valid_referral("h-dup"))).json()[
+        "referral_id"
+    ]
+    now = datetime.now(UTC)
+    start = now + timedelta(hours=2)
+    await _on_bus(
+        settings,
+        (_regulated(referral_id, Decision.ORIENT, test_eligible=True), now),
+        (_slot(referral_id, "appt-1", "rennes-h", start), now + timedelta(seconds=1)),
+    )
+    status = await _status_becomes(http, referral_id, "appointment")
+    # What regulation said of a test stays with the appointment.
+    assert status["detail"]["test_eligible"] is True
+    assert status["detail"]["centre_id"] == "rennes-h"
+    again = await http.post("/referrals", json=valid_referral("h-dup"))
+    assert again.status_code == 200
+    answer = again.json()
+    assert answer["duplicate"] is True and answer["referral_id"] == referral_id
+    assert answer["status"] == "appointment"
+    assert answer["detail"] == status["detail"]
+    assert answer["message"].startswith("Rendez-vous le ")
+
+
+async def test_a_moved_patient_reads_the_new_appointment_even_when_the_news_cross(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """The scheduler moves a patient (rescheduled at the new centre, then the old one
+    cancelled, replaced); the cancellation reaches intake first."""
+    referral_id = (await http.post("/referrals", json=valid_referral("h-move"))).json()[
+        "referral_id"
+    ]
+    now = datetime.now(UTC)
+    start = now + timedelta(hours=2)
+    await _on_bus(
+        settings,
+        (_regulated(referral_id, Decision.ORIENT, test_eligible=True), now),
+        (_slot(referral_id, "appt-old", "rennes-h", start), now + timedelta(seconds=1)),
+    )
+    await _status_becomes(http, referral_id, "appointment")
+    moved_at = now + timedelta(seconds=2)
+    await _on_bus(
+        settings,
+        (
+            AppointmentCancelled(
+                centre_id="rennes-h",
+                appointment_id="appt-old",
+                referral_id=referral_id,
+                patient_ref="pat-x",
+                start=start,
+                cancelled_by=CancelledBy.SERVICE,
+                reason="centre suspended: no staff",
+                replaced_by="appt-new",
+            ),
+            moved_at + timedelta(milliseconds=1),
+        ),
+    )
+    await asyncio.sleep(0.5)
+    # The old appointment's cancellation alone: the patient is being moved, not dropped.
+    assert (await http.get(f"/referrals/{referral_id}")).json()["status"] == "appointment"
+    await _on_bus(
+        settings,
+        (
+            AppointmentRescheduled(
+                centre_id="st-gregoire-h",
+                appointment_id="appt-new",
+                referral_id=referral_id,
+                patient_ref="pat-x",
+                previous_centre_id="rennes-h",
+                previous_start=start,
+                previous_appointment_id="appt-old",
+                centre_name="Centre St-Grégoire",
+                centre_commune_insee="35278",
+                centre_address="2 rue du Centre",
+                start=start + timedelta(hours=1),
+                end=start + timedelta(hours=1, minutes=20),
+                box=1,
+                priority=Priority.URGENT,
+                distance_km=5.0,
+                reason="centre suspended: no staff",
+            ),
+            moved_at,
+        ),
+    )
+    deadline = time.monotonic() + 20
+    while (body := (await http.get(f"/referrals/{referral_id}")).json())["detail"].get(
+        "centre_id"
+    ) != "st-gregoire-h":
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.05)
+    assert body["status"] == "appointment"
+    assert body["detail"]["appointment_id"] == "appt-new"
+    assert body["detail"]["centre_address"] == "2 rue du Centre"
+    assert body["detail"]["previous_centre_id"] == "rennes-h"
+    assert body["detail"]["test_eligible"] is True
+    assert [h["status"] for h in body["history"]] == [
+        "received",
+        "regulated",
+        "appointment",
+        "moved",
+        "appointment_replaced",
+    ]
+
+
+async def test_centre_15_reads_the_patients_it_must_call_back_and_only_those(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    samu = bearer(settings, Role.CENTRE_15, "samu-35")
+    escalated_id = (await http.post("/referrals", json=valid_referral("h-esc"))).json()[
+        "referral_id"
+    ]
+    waiting_id = (await http.post("/referrals", json=valid_referral("h-wait"))).json()[
+        "referral_id"
+    ]
+    now = datetime.now(UTC)
+    await _on_bus(
+        settings,
+        (_regulated(escalated_id, Decision.ESCALATE), now),
+        (_regulated(waiting_id, Decision.ORIENT), now),
+    )
+    await _status_becomes(http, escalated_id, "escalated")
+    await _status_becomes(http, waiting_id, "regulated")
+
+    # Escalated: Centre 15 reads it, with who to call and where.
+    read = await http.get(f"/referrals/{escalated_id}", headers=samu)
+    assert read.status_code == 200, read.text
+    body = read.json()
+    assert body["status"] == "escalated" and body["detail"]["by"] == "protocol"
+    assert body["identity"] == {
+        "first_name": "Jeanne",
+        "last_name": "Martin",
+        "birth_date": "1960-02-01",
+        "phone": "0612345678",
+        "address": None,
+        "commune": {"insee": "35238", "name": "Rennes", "departement": "35"},
+    }
+    # Not escalated, not Centre 15's: as invisible as a missing one.
+    assert (await http.get(f"/referrals/{waiting_id}", headers=samu)).status_code == 404
+    # The referrer reads its own, without the identity block it sent; others nothing.
+    own = (await http.get(f"/referrals/{escalated_id}")).json()
+    assert own["status"] == "escalated" and "identity" not in own
+    other = bearer(settings, Role.REFERRER, "gp:999")
+    assert (await http.get(f"/referrals/{escalated_id}", headers=other)).status_code == 404
+    # Centre 15's own referral, not escalated: readable, without identity.
+    referral = valid_referral("samu-own")
+    referral["referrer"] = {"kind": "centre_15", "identifier": "samu-35"}
+    created = await http.post("/referrals", json=referral, headers=samu)
+    mine = (await http.get(f"/referrals/{created.json()['referral_id']}", headers=samu)).json()
+    assert mine["status"] == "received" and "identity" not in mine
+    # Escalated by a centre: Centre 15 reads it too.
+    await _on_bus(
+        settings,
+        (_slot(waiting_id, "appt-w", "rennes-h", now + timedelta(hours=1)), now),
+        (
+            PatientEscalated(
+                referral_id=waiting_id,
+                centre_id="rennes-h",
+                appointment_id="appt-w",
+                reason="SpO2 89 %",
+            ),
+            now + timedelta(seconds=1),
+        ),
+    )
+    handed_back = await _status_becomes(http, waiting_id, "escalated", **samu)
+    assert handed_back["detail"]["by"] == "centre"
+    assert handed_back["identity"]["last_name"] == "Martin"
+
+
 async def test_not_json_and_not_an_object(http: httpx.AsyncClient) -> None:
     response = await http.post(
         "/referrals", content=b"\xff{", headers={"content-type": "application/json"}
@@ -157,6 +439,7 @@ def sync_client(settings: Settings) -> Iterator[TestClient]:
     runtime = build(settings)
     headers = bearer(settings, Role.REFERRER, "gp:10001234567")
     with TestClient(runtime.http_app, raise_server_exceptions=False, headers=headers) as client:
+        assert client.portal is not None
         client.portal.call(upgrade, runtime.database, runtime.migrations)
         yield client
         client.portal.call(runtime.database.dispose)

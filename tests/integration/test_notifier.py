@@ -159,6 +159,7 @@ def _events(webhook: str | None = None) -> list[tuple[Envelope, str]]:
         box=1,
         priority=Priority.ROUTINE,
         distance_km=2.5,
+        test_eligible=True,
     )
     return [
         (Envelope.wrap(p, source="t", correlation_id=REFERRAL), p.routing_key())
@@ -209,10 +210,19 @@ async def test_same_event_three_times_gives_one_sms_and_one_email(
     assert "12 rue de la Poterie" in text and "Rennes" in text
     sms = gateway[0].sms[0]
     assert sms["to"] == "0612345678" and "rendez-vous" in sms["text"]
+    # Who referred, where to go, and when on which clock, in French.
+    assert sms["text"].startswith("Bonjour, à la suite de l'avis de votre médecin, ")
+    assert "(heure de Paris) au centre « École de la Poterie », 12 rue" in sms["text"]
+    [centre_notice] = [
+        r for r in await _rows(notifier, notifications) if r.recipient_kind == "centre"
+    ]
+    assert centre_notice.body.endswith("Test à prescrire : oui.")
     kinds = sorted(e.data["recipient_kind"] for e in tap.of_type("notification.sent"))
     assert kinds == ["centre", "patient", "patient", "referrer"]
     [outcome] = tap.of_type("referral.outcome")
     assert outcome.data["status"] == "appointment"
+    assert outcome.data["detail"]["test_eligible"] is True
+    assert outcome.data["message"].endswith("Test à prescrire : oui.")
     assert any(m.routing_key == "reply.gp-1.referral.outcome" for m in tap.messages)
 
 
@@ -315,6 +325,7 @@ async def test_centre_day_list_is_its_own_only(
         [appointment] = response.json()["appointments"]
         assert appointment["appointment_id"] == "appt-1"
         assert appointment["patient_name"] == "Éloïse Dupont"
+        assert appointment["test_eligible"] is True  # the point of the consultation
         report = await http.post(f"{url}/appt-1/outcome", json={"outcome": "no_show"}, headers=own)
         assert report.status_code == 202 and report.json()["event_type"] == "consultation.no_show"
         foreign = await http.post(

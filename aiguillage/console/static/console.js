@@ -38,7 +38,8 @@
   function note(line) {
     if (!journal || !line) { return; }
     var li = document.createElement("li");
-    li.textContent = new Date().toLocaleTimeString("fr-FR") + " — " + line;
+    // Paris time, as every time on the page, whatever the browser's own zone.
+    li.textContent = new Date().toLocaleTimeString("fr-FR", { timeZone: "Europe/Paris" }) + " — " + line;
     journal.insertBefore(li, journal.firstChild);
     while (journal.children.length > 30) { journal.removeChild(journal.lastChild); }
   }

@@ -1,0 +1,103 @@
+"""The rules that still run on a submission that fails the schema: on the raw data,
+field by field, for the fields that did validate."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from services.intake import domain
+from shared.events import Reason, ReferralSubmitted
+from tests.strategies import valid_referral
+
+TODAY = date(2020, 3, 25)
+
+
+def every_reason(data: dict[str, Any]) -> set[tuple[str | None, str]]:
+    """What intake answers: the schema's reasons, then the rules' on what validated."""
+    with pytest.raises(ValidationError) as caught:
+        ReferralSubmitted.model_validate(data)
+    schema = domain.reasons_from_validation_error(caught.value)
+    reasons: tuple[Reason, ...] = schema + domain.reasons_beyond_schema(data, TODAY, schema)
+    return {(r.field, r.code) for r in reasons}
+
+
+def broken(**patient: Any) -> dict[str, Any]:
+    data = valid_referral()
+    del data["patient"]["last_name"]  # the schema error that used to stop the rules
+    data["patient"].update(patient)
+    return data
+
+
+def test_the_rules_run_beside_a_schema_error() -> None:
+    data = broken(birth_date="2021-01-01", postcode="00000")
+    del data["patient"]["commune_insee"]
+    data["clinical"]["onset_date"] = "2020-03-30"
+    data["clinical"]["vitals"] = {"spo2": 20, "respiratory_rate": 18}
+    assert every_reason(data) == {
+        ("patient.last_name", "missing_field"),
+        ("patient.birth_date", "birth_date_in_future"),
+        ("clinical.onset_date", "onset_in_future"),
+        ("clinical.vitals.spo2", "vital_out_of_range"),
+        ("patient.commune_insee", "commune_unknown_postcode"),
+    }
+
+
+def test_consent_and_screening_too() -> None:
+    data = broken(phone=None, sms_consent=True)
+    data["purpose"] = "screening"
+    data["clinical"] = {"symptomatic": False}
+    assert every_reason(data) == {
+        ("patient.last_name", "missing_field"),
+        ("patient.phone", "missing_consent_field"),
+        ("purpose", "screening_not_offered"),
+    }
+
+
+def test_a_field_that_fails_the_schema_gets_no_rule_on_top() -> None:
+    data = broken(birth_date="not a date", postcode="abc")
+    del data["patient"]["commune_insee"]
+    data["clinical"]["vitals"] = {"spo2": "high", "systolic_bp": 400}
+    data["clinical"]["onset_date"] = 12
+    reasons = every_reason(data)
+    assert any(
+        field == "patient.birth_date" and code.startswith("invalid_") for field, code in reasons
+    )
+    codes = {code for _, code in reasons}
+    assert "birth_date_in_future" not in codes and "onset_in_future" not in codes
+    # The commune cannot be resolved on a postcode the schema refused: no guess.
+    assert not any(code.startswith("commune_") for code in codes)
+    # The other vital did validate: its rule runs.
+    assert ("clinical.vitals.systolic_bp", "vital_out_of_range") in reasons
+    assert ("clinical.vitals.spo2", "invalid_float_parsing") in reasons
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda d: d.update(patient="a string"),
+        lambda d: d.update(clinical=None),
+        lambda d: d["clinical"].update(vitals=[1, 2]),
+        lambda d: d.update(purpose={"x": 1}),
+        lambda d: d.pop("patient"),
+    ],
+)
+def test_shapes_the_rules_cannot_read_are_left_to_the_schema(mangle: Any) -> None:
+    data = copy.deepcopy(valid_referral())
+    mangle(data)
+    # No crash, and nothing but the schema's reasons about what it cannot read.
+    assert every_reason(data)
+
+
+def test_a_valid_submission_reads_the_same_through_both_paths() -> None:
+    data = valid_referral()
+    data["patient"]["birth_date"] = "2021-01-01"
+    data["clinical"]["vitals"] = {"spo2": 140}
+    submission = ReferralSubmitted.model_validate(data)
+    refused = domain.check(submission, TODAY)
+    assert isinstance(refused, domain.Refused)
+    assert set(domain.reasons_beyond_schema(data, TODAY)) == set(refused.reasons)
