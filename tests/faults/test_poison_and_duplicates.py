@@ -105,14 +105,18 @@ async def test_poison_on_every_queue(cluster: Cluster) -> None:
             for spec in specs:
                 key = _key(spec.bindings[0])
                 not_json = f"not json for {spec.name(s.namespace)}".encode()
-                await pub.publish_raw(not_json, key, message_id=f"nj-{spec.subscription}")
+                # To the queue's own exchange: a bus key that is also an outsider's
+                # (centre.activated) would otherwise go to the door of that name.
+                await pub.publish_raw(
+                    not_json, key, message_id=f"nj-{spec.subscription}", exchange=spec.exchange
+                )
                 wrong = Envelope(
                     type=spec.bindings[0].split(".*")[0],
                     source="poison",
                     correlation_id="poison",
                     data={"nonsense": True},
                 )
-                await pub.publish_envelope(wrong, key)
+                await pub.publish_envelope(wrong, key, exchange=spec.exchange)
                 sent[service.value] += [
                     ("invalid_envelope", not_json),
                     ("invalid_payload", wrong.model_dump_json().encode()),
@@ -121,7 +125,7 @@ async def test_poison_on_every_queue(cluster: Cluster) -> None:
                 if case is not None:
                     failing, code = case
                     bad = Envelope.wrap(failing, source="poison", correlation_id="poison")
-                    await pub.publish_envelope(bad, failing.routing_key())
+                    await pub.publish_envelope(bad, failing.routing_key(), exchange=spec.exchange)
                     sent[service.value].append((code, bad.model_dump_json().encode()))
     # The consumers keep serving.
     await cluster.burst(30, seed=11)
