@@ -12,5 +12,8 @@ COPY aiguillage ./aiguillage
 RUN pip install .
 
 USER aiguillage
+# The mount point of broker-init's volume (docker-compose.yml): a new volume takes its
+# owner from it, so broker-init, not root, may write the definitions there.
+RUN mkdir /home/aiguillage/broker
 ENV AIGUILLAGE_DATA_DIR=/home/aiguillage/data
 ENTRYPOINT ["aiguillage"]

@@ -37,20 +37,51 @@ class Scenario(StrEnum):
 
 
 # Each area's commands live in their own module under aiguillage/commands.
-for _name in ("ars", "centre", "regulate", "broker", "console"):
+for _name in ("ars", "centre", "regulate", "broker", "console", "secrets", "referrer"):
     _module = importlib.import_module(f"aiguillage.commands.{_name}")
     app.add_typer(_module.app, name=_name)
 
 
 @app.command()
-def run(service: ServiceName) -> None:
-    """Run one service (intake, regulation, scheduler or notifier) until stopped."""
+def run(
+    service: Annotated[
+        str, typer.Argument(help="intake, regulation, scheduler, notifier, or hubsante")
+    ],
+) -> None:
+    """Run one service (intake, regulation, scheduler or notifier), or the Hub Santé
+    door (hubsante), until stopped."""
+    if service == "hubsante":
+        run_hubsante()
+        return
+    try:
+        name = ServiceName(service)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{service!r}: one of intake, regulation, scheduler, notifier, hubsante"
+        ) from None
     tune_allocator()
     settings = get_settings()
-    configure_logging(service.value, settings.log_level, settings.log_json)
-    module = importlib.import_module(f"services.{service.value}.app")
+    configure_logging(name.value, settings.log_level, settings.log_json)
+    module = importlib.import_module(f"services.{name.value}.app")
     runtime = module.build(settings)
     asyncio.run(runtime.app().run())
+
+
+@app.command("run-hubsante", hidden=True)
+def run_hubsante() -> None:
+    """The Hub Santé door (also ``aiguillage run hubsante``)."""
+    from aiguillage.hubsante.door import HubSanteDoor
+
+    tune_allocator()
+    settings = get_settings()
+    if not settings.hubsante_url:
+        typer.echo(
+            "the Hub Santé door is off: set AIGUILLAGE_HUBSANTE_URL to the hub's AMQP URL",
+            err=True,
+        )
+        raise typer.Exit(1)
+    configure_logging("hubsante", settings.log_level, settings.log_json)
+    asyncio.run(HubSanteDoor(settings).run())
 
 
 @app.command()
@@ -151,9 +182,32 @@ def health(service: ServiceName) -> None:
 
 
 @app.command()
-def token(role: Role, subject: str) -> None:
-    """Issue a bearer token for an actor of the HTTP APIs (e.g. centre rennes-poterie)."""
-    typer.echo(issue_token(get_settings().auth_secret, role, subject))
+def token(
+    role: Role,
+    subject: str,
+    service: Annotated[
+        ServiceName, typer.Option("--service", help="The service the token is for (its audience).")
+    ],
+    ttl: Annotated[
+        int | None,
+        typer.Option(
+            "--ttl", min=1, help="Lifetime in seconds (default: AIGUILLAGE_TOKEN_TTL_SECONDS)."
+        ),
+    ] = None,
+) -> None:
+    """Issue a bearer token for an actor of one service's HTTP API (e.g. centre
+    rennes-poterie --service notifier)."""
+    from datetime import UTC, datetime
+
+    from shared.auth import read_token
+
+    issued = issue_token(get_settings(), role, subject, service, ttl_seconds=ttl)
+    claims = read_token(issued)
+    typer.echo(issued)
+    # On stderr, so that `TOKEN=$(aiguillage token ...)` keeps the token alone: the id
+    # is what AIGUILLAGE_REVOKED_TOKENS names to refuse it before it expires.
+    expires = datetime.fromtimestamp(claims.expiry, UTC).isoformat()
+    typer.echo(f"token id {claims.token_id}, for {service.value}, expires {expires}", err=True)
 
 
 def main() -> None:

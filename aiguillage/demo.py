@@ -35,7 +35,7 @@ from aiguillage.scenario import demo_centres, demo_referral
 from shared.events import Envelope, ReferralSubmitted, new_id
 from shared.logging import configure_logging
 from shared.publisher import EventPublisher
-from shared.settings import ServiceName, Settings
+from shared.settings import Environment, ServiceName, Settings
 from shared.topology import SUBSCRIPTIONS, declare_topology, delete_topology
 
 console = Console()
@@ -167,6 +167,9 @@ async def _run(settings: Settings, referrals: int, seed: int, timeout: float, ke
     namespace = f"{settings.namespace}-{run_id}"
     run_dir = settings.data_dir / run_id
     env = {
+        # A demo on a laptop: the development secrets are accepted (with a warning), so
+        # `make demo` needs no set-up; production refuses them.
+        "AIGUILLAGE_ENVIRONMENT": Environment.DEVELOPMENT.value,
         "AIGUILLAGE_NAMESPACE": namespace,
         "AIGUILLAGE_DATA_DIR": str(run_dir),
         "AIGUILLAGE_BROKER_URL": settings.broker_url,
@@ -219,6 +222,7 @@ async def _run_in_memory(settings: Settings, referrals: int, seed: int, timeout:
     with tempfile.TemporaryDirectory(prefix="aiguillage-demo-") as tmp:
         local = settings.model_copy(
             update={
+                "environment": Environment.DEVELOPMENT,
                 "data_dir": Path(tmp),
                 **{f"{s.value}_database_url": None for s in ServiceName},
             }

@@ -2,9 +2,10 @@
 wrong and what to do, and exit code 1, instead of a traceback.
 
 Only the errors a person can act on are turned into a line (the broker refusing or not
-answering, a topology not provisioned, Chromium missing); any other exception is a
-bug and keeps its traceback. The root command's group catches them (``cli.py``), so
-every command, and every command added later, says them the same way.
+answering, a topology not provisioned, Chromium missing, production secrets that are
+public or short); any other exception is a bug and keeps its traceback. The root
+command's group catches them (``cli.py``), so every command, and every command added
+later, says them the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aiormq.exceptions import (
 from typer.core import TyperGroup
 
 from aiguillage.console.screenshots import ChromiumMissing
+from shared.settings import UnsafeSecrets
 from shared.topology import TopologyMissing
 
 BROKER_URL = "AIGUILLAGE_BROKER_URL"
@@ -54,7 +56,7 @@ def explain(exc: BaseException) -> str | None:
 
 
 def _explain_one(exc: BaseException) -> str | None:
-    if isinstance(exc, TopologyMissing | ChromiumMissing):
+    if isinstance(exc, TopologyMissing | ChromiumMissing | UnsafeSecrets):
         return _one_line(str(exc))
     if isinstance(exc, ChannelAccessRefused):
         return (

@@ -38,16 +38,23 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from aiguillage.console.auth import password_for
+from aiguillage.console.accounts import demo_accounts, region_of_departement
 from aiguillage.demo import NO_BROKER, broker_reachable, wait_for_consumers, wait_for_drain
 from aiguillage.observer import FINAL, Observer
 from aiguillage.processes import ServiceProcesses
-from aiguillage.wave import SCENARIOS, ArsPolicy, Scenario, daily_referrals, wave_referral
+from aiguillage.wave import (
+    SCENARIOS,
+    ArsPolicy,
+    Scenario,
+    daily_referrals,
+    departement_of,
+    wave_referral,
+)
 from shared.auth import Role, issue_token
 from shared.events import Envelope, EventPayload, ReferralSubmitted, new_id
 from shared.http import free_port
 from shared.publisher import EventPublisher
-from shared.settings import Settings
+from shared.settings import Environment, ServiceName, Settings
 from shared.topology import declare_topology, delete_topology, events_exchange
 
 console = Console()
@@ -90,7 +97,7 @@ class Run:
 
     async def read_territory(self, http: httpx.AsyncClient) -> Territory:
         port = self.services.ports["scheduler"]
-        token = issue_token(self.settings.auth_secret, Role.ARS, "idf")
+        token = issue_token(self.settings, Role.ARS, "idf", ServiceName.SCHEDULER)
         headers = {"Authorization": f"Bearer {token}"}
         base = f"http://127.0.0.1:{port}"
         overview = (await http.get(f"{base}/territory", headers=headers)).json()
@@ -188,7 +195,7 @@ async def _centre_outcomes(run: Run, http: httpx.AsyncClient, centre_id: str) ->
     """The centre's morning: a patient seen, one absent, one handed back to Centre 15,
     and a request for reinforcement."""
     port = run.services.ports["notifier"]
-    token = issue_token(run.settings.auth_secret, Role.CENTRE, centre_id)
+    token = issue_token(run.settings, Role.CENTRE, centre_id, ServiceName.NOTIFIER)
     headers = {"Authorization": f"Bearer {token}"}
     base = f"http://127.0.0.1:{port}/centres/{centre_id}/appointments"
     listing = (await http.get(base, headers=headers)).json()["appointments"]
@@ -237,11 +244,15 @@ async def run_scenario(
     namespace = f"{settings.namespace}-{run_id}"
     run_dir = settings.data_dir / run_id
     env = {
+        # A demo (the services and the console take it): development secrets accepted.
+        "AIGUILLAGE_ENVIRONMENT": Environment.DEVELOPMENT.value,
         "AIGUILLAGE_NAMESPACE": namespace,
         "AIGUILLAGE_DATA_DIR": str(run_dir),
         "AIGUILLAGE_BROKER_URL": settings.broker_url,
         "AIGUILLAGE_AUTH_SECRET": settings.auth_secret,
         "AIGUILLAGE_LOG_LEVEL": "WARNING",
+        # The demo's console is plain http on 127.0.0.1: Secure cookies would not stick.
+        "AIGUILLAGE_CONSOLE_SECURE_COOKIES": "false",
     }
     console.print(
         f"[bold]Aiguillage — {scenario.title}[/] ({run_id}): {len(scenario.centres)} centres "
@@ -287,7 +298,7 @@ async def run_scenario(
                 await _screenshots(run, http, url, screenshots)
             _summary(run, observer)
             if watch:
-                _explain_console(run, url)
+                await _explain_console(run, url)
                 await asyncio.Event().wait()  # until Ctrl-C
             return code
     finally:
@@ -401,6 +412,38 @@ def _envelope(referral: ReferralSubmitted | dict[str, object]) -> Envelope:
     return Envelope(type="referral.submitted", source="gp", correlation_id=new_id(), data=referral)
 
 
+async def _people(run: Run, centres: list[str]) -> list[tuple[str, str, str, str]]:
+    """The demo's accounts (the ARS, these centres' coordinators, a regulator), each with
+    a fresh password: (role label, login, password, page)."""
+    first = run.scenario.centres[0].commune_insee
+    dep = departement_of(first)
+    region = region_of_departement(dep) or "11"
+    people = [("ars@demo.aiguillage.fr", "ARS (démo)", Role.ARS, region)]
+    people += [
+        (
+            f"{cid.lower().replace('_', '-')[:40]}@demo.aiguillage.fr",
+            f"Coordination {cid}",
+            Role.CENTRE,
+            cid,
+        )
+        for cid in centres
+    ]
+    people.append(
+        ("regulateur@demo.aiguillage.fr", "Régulateur (démo)", Role.CENTRE_15, f"samu-{dep}")
+    )
+    # The console's database is the run's: the console process reads the same file.
+    console_settings = run.settings.model_copy(
+        update={"data_dir": Path(run.services.env["AIGUILLAGE_DATA_DIR"])}
+    )
+    made = await demo_accounts(console_settings, people)
+    pages = {
+        Role.ARS: ("ARS", "/territoire"),
+        Role.CENTRE: ("Centre", "/centre"),
+        Role.CENTRE_15: ("Centre 15", "/centre-15"),
+    }
+    return [(pages[a.role][0], a.login, password, pages[a.role][1]) for a, password in made]
+
+
 async def _screenshots(run: Run, http: httpx.AsyncClient, url: str, out: Path) -> None:
     from aiguillage.console.screenshots import take_screenshots
 
@@ -412,9 +455,9 @@ async def _screenshots(run: Run, http: httpx.AsyncClient, url: str, out: Path) -
     await _centre_outcomes(run, http, centre_id)
     # The outcomes travel as events: let the notifier and the console's hub see them.
     await asyncio.sleep(3)
-    paths = await asyncio.to_thread(
-        take_screenshots, url, run.settings.auth_secret, out, centre=centre_id
-    )
+    people = await _people(run, [centre_id])
+    logins = [(login, password, page.strip("/")) for _, login, password, page in people]
+    paths = await asyncio.to_thread(take_screenshots, url, out, logins)
     for path in paths:
         console.print(f"capture : {path}")
 
@@ -448,22 +491,20 @@ def _summary(run: Run, observer: Observer) -> None:
     )
 
 
-def _explain_console(run: Run, url: str) -> None:
-    secret = run.settings.auth_secret
+async def _explain_console(run: Run, url: str) -> None:
     table = Table(title=f"Console ouverte : {url}/  (Ctrl-C pour tout arrêter)")
     for column in ("rôle", "identifiant", "mot de passe", "page"):
         table.add_column(column)
-    table.add_row("ARS", "idf", password_for(secret, Role.ARS, "idf"), "/territoire")
     centre_id = busiest_centre(run.territory.centres)
     centres = [centre_id] if centre_id else []
     centres += [c.centre_id for c in run.scenario.first_centres() if c.centre_id not in centres][:2]
-    for cid in centres:
-        table.add_row("Centre", cid, password_for(secret, Role.CENTRE, cid), "/centre")
-    table.add_row(
-        "Centre 15", "regulateur", password_for(secret, Role.CENTRE_15, "regulateur"), "/centre-15"
-    )
+    for row in await _people(run, centres):
+        table.add_row(*row)
     console.print(table)
-    console.print("autres centres : aiguillage console passwords --centre <identifiant>")
+    console.print(
+        "autres comptes : aiguillage console user add --login ... --role centre --centre <id>"
+        " (avec AIGUILLAGE_DATA_DIR du run)"
+    )
 
 
 def play_scenario(settings: Settings, name: str, **options: Any) -> int:

@@ -133,6 +133,8 @@ async def running_stack(
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     tmp = tempfile.mkdtemp(prefix="bench-")
     environment = {
+        # A bench on this machine: the development secrets are accepted.
+        "AIGUILLAGE_ENVIRONMENT": "development",
         "AIGUILLAGE_BROKER_URL": BROKER,
         "AIGUILLAGE_NAMESPACE": namespace,
         "AIGUILLAGE_LOG_LEVEL": "WARNING",

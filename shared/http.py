@@ -11,8 +11,88 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Check = Callable[[], Awaitable[bool]]
+
+
+def development(settings: object) -> bool:
+    """``AIGUILLAGE_ENVIRONMENT=development``: what only tests and demos may do (an
+    unregistered referrer, a plain-http or loopback webhook). Anything else, or no such
+    setting, is production: the safe side."""
+    return str(getattr(settings, "environment", "production")) == "development"
+
+
+class BodyLimit:
+    """Refuse (413) a request body over ``max_bytes`` before the app sees any of it.
+
+    A declared Content-Length is judged before a byte is read; a chunked body (or one
+    whose length lies) is counted as it streams in and refused as soon as it passes the
+    bound, so nothing larger than ``max_bytes`` plus one chunk is ever held in memory.
+    What passes is handed to the app whole (at most ``max_bytes``, small by design)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_bytes:
+                    await self._too_large(send)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                # The client went away before its body ended: nothing to serve.
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # then, as usual, the disconnect when it comes
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse(
+            {
+                "error_code": "body_too_large",
+                "reasons": [
+                    {
+                        "code": "body_too_large",
+                        "field": None,
+                        "message": f"The request body exceeds {self.max_bytes} bytes.",
+                    }
+                ],
+            },
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await response({"type": "http"}, _nothing, send)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -33,7 +113,13 @@ def add_health_routes(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"], summary="Broker, database and consumers are ready")
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        summary="Broker, database and consumers are ready",
+        # The same body either way; 503 tells a load balancer to keep away for now.
+        responses={503: {"description": "Not ready: the checks say which part is not."}},
+    )
     async def ready() -> JSONResponse:
         results: dict[str, bool] = {}
         for name, check in checks.items():

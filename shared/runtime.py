@@ -20,7 +20,7 @@ from sqlalchemy import text
 from shared.consumer import Consumer, ConsumerConfig, Handler, register
 from shared.db import Database
 from shared.events import Envelope, EventPayload
-from shared.http import HttpServer, add_health_routes
+from shared.http import BodyLimit, HttpServer, add_health_routes
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.provisioning import service_account
@@ -82,6 +82,8 @@ class ServiceRuntime:
             title=f"Aiguillage {self.service.value}",
             description=f"HTTP API of the {self.service.value} service.",
         )
+        # Every HTTP door bounds what it reads (413), before routing or authentication.
+        self.http_app.add_middleware(BodyLimit, max_bytes=self.settings.max_body_bytes)
         add_health_routes(
             self.http_app,
             {
@@ -270,6 +272,9 @@ class ServiceRuntime:
         log.info("service stopped")
 
     def app(self) -> FastStream:
+        # Before anything connects: in production a public or short secret stops the
+        # start here (UnsafeSecrets: one line from the command), in development a warning.
+        self.settings.check_secrets(self.service.value)
         return FastStream(
             self.broker,
             on_startup=[self.prepare],

@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -22,8 +23,68 @@ class ServiceName(StrEnum):
     NOTIFIER = "notifier"
 
 
+class Environment(StrEnum):
+    """Development accepts the public development secrets (with a warning); production
+    refuses to start on them."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+# The settings that are secrets: a service or the console in production refuses to start
+# when one is missing, a known default or short. `aiguillage secrets generate` writes them.
+SECRET_SETTINGS = ("auth_secret", "webhook_secret", "pseudonym_secret")
+# Secrets that may hold several values (older token keys still accepted): each is checked.
+SECRET_LIST_SETTINGS = ("auth_keys",)
+# 32 characters: what secrets.token_urlsafe(24) and more give; below it a key is guessable.
+MIN_SECRET_LENGTH = 32
+# Values published in this repository (the development defaults, the old compose file's):
+# whoever reads the code knows them.
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {
+        "change-me",
+        "change-me-too",
+        "change-me-webhooks",
+        "change-me-in-production",
+        "changeme",
+        "secret",
+    }
+)
+GENERATE_COMMAND = "aiguillage secrets generate"
+
+
+def env_name(field: str) -> str:
+    return f"AIGUILLAGE_{field.upper()}"
+
+
+class UnsafeSecrets(Exception):
+    """Production with secrets anyone may know: the one message names each variable."""
+
+    def __init__(self, component: str, problems: dict[str, str]) -> None:
+        self.component = component
+        self.problems = problems
+        listed = "; ".join(f"{name} {why}" for name, why in problems.items())
+        super().__init__(
+            f"{component} refuses to start in production (AIGUILLAGE_ENVIRONMENT=production): "
+            f"{listed}. Make fresh secrets with `{GENERATE_COMMAND}` (it writes .env), or set "
+            "AIGUILLAGE_ENVIRONMENT=development on a development machine"
+        )
+
+
+# Once per process: every start of a runtime in one process (tests, the in-memory demo)
+# would otherwise repeat it.
+_warned_development = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIGUILLAGE_", env_file=".env", extra="ignore")
+
+    environment: Environment = Field(
+        Environment.PRODUCTION,
+        description="development: the public development secrets are accepted, with a "
+        "warning; production (the default, safe by default): a service or the console "
+        "refuses to start on a missing, known or short secret.",
+    )
 
     broker_url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/", description="AMQP URL of the RabbitMQ broker."
@@ -41,6 +102,16 @@ class Settings(BaseSettings):
     regulation_database_url: str | None = Field(None, description="Regulation's database.")
     scheduler_database_url: str | None = Field(None, description="Scheduler's database.")
     notifier_database_url: str | None = Field(None, description="Notifier's database.")
+    console_database_url: str | None = Field(
+        None,
+        description="The web console's database: its people's accounts, sessions, log-in "
+        "failures and audit trail (default: SQLite console.db in the data folder).",
+    )
+    console_secure_cookies: bool = Field(
+        True,
+        description="Mark the console's cookies Secure (sent over HTTPS only); false only "
+        "for plain http on localhost in development.",
+    )
 
     http_host: str = Field("127.0.0.1", description="Interface the services' HTTP APIs listen on.")
     intake_http_port: int | None = Field(8001, description="Intake's HTTP port (empty: no HTTP).")
@@ -94,6 +165,23 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest message a door takes from outside (larger ones are refused).",
     )
+    max_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest request body an HTTP API takes (413 past it, read as it streams).",
+    )
+    referrer_per_minute: int = Field(
+        60, ge=1, description="Submissions a referrer may make per minute, both doors (429 past)."
+    )
+    referrer_per_day: int = Field(
+        2000, ge=1, description="Submissions a referrer may make per day, both doors (429 past)."
+    )
+    contact_messages_per_day: int = Field(
+        5,
+        ge=1,
+        description="Messages the notifier sends one patient's phone or e-mail address a day "
+        "(past it: not sent, notification.failed contact_quota).",
+    )
 
     pseudonym_secret: str = Field(
         "change-me-in-production",
@@ -105,6 +193,24 @@ class Settings(BaseSettings):
         "change-me-too",
         description="Key of the HMAC in the per-actor bearer tokens of the HTTP APIs "
         "(issue them with `aiguillage token`).",
+    )
+    # Token keys and lifetimes (shared/auth.py). auth_secret stays the first key: the
+    # one that signs; these are accepted too, so that keys rotate without a cut.
+    auth_keys: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Older keys still accepted on bearer tokens while they rotate "
+        "(comma-separated; AIGUILLAGE_AUTH_SECRET signs).",
+    )
+    token_ttl_seconds: int = Field(
+        3600,
+        ge=1,
+        description="Lifetime of the bearer tokens `aiguillage token` and the "
+        "console issue (default for `--ttl`).",
+    )
+    revoked_tokens: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Ids of bearer tokens refused before they expire (comma-separated; "
+        "each service reads it at start).",
     )
 
     patient_channels: Annotated[list[str], NoDecode] = Field(
@@ -149,6 +255,24 @@ class Settings(BaseSettings):
         "raises a capacity.alert for the ARS.",
     )
 
+    # The Hub Santé door (aiguillage/hubsante): Centre 15's LRM on the SAMU's hub.
+    hubsante_url: str = Field(
+        "",
+        description="AMQP URL (with its vhost) of the Hub Santé broker the door connects "
+        "to; empty: the door is off.",
+    )
+    hubsante_client_id: str = Field(
+        "fr.health.aiguillage",
+        description="Our Hub Santé client id: the routing key we publish with, the prefix "
+        "of our distributionIDs and of the queues we read (<id>.message).",
+        pattern=r"^([a-zA-Z0-9_-]+\.){2,}[a-zA-Z0-9_-]+$",
+    )
+    hubsante_database_url: str | None = Field(
+        None,
+        description="The Hub Santé door's database: case id <-> referral id and the "
+        "sender (default: SQLite hubsante.db in the data folder).",
+    )
+
     @field_validator(
         "intake_http_port",
         "regulation_http_port",
@@ -168,15 +292,68 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("auth_keys", "revoked_tokens", mode="before")
+    @classmethod
+    def _comma_separated_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     def http_port(self, service: ServiceName | str) -> int | None:
         port: int | None = getattr(self, f"{ServiceName(service).value}_http_port")
         return port
+
+    def console_database(self) -> str:
+        return self.console_database_url or f"sqlite+aiosqlite:///{self.data_dir / 'console.db'}"
 
     def database_url(self, service: ServiceName | str) -> str:
         url: str | None = getattr(self, f"{ServiceName(service).value}_database_url")
         if url:
             return url
         return f"sqlite+aiosqlite:///{self.data_dir / f'{ServiceName(service).value}.db'}"
+
+    def secret_problems(self) -> dict[str, str]:
+        """What is wrong with each secret (by its variable), or nothing."""
+        problems: dict[str, str] = {}
+        for field in SECRET_SETTINGS:
+            value: str = getattr(self, field)
+            if field not in self.model_fields_set:
+                problems[env_name(field)] = "is not set (its public development default)"
+            elif (why := _weakness(value)) is not None:
+                problems[env_name(field)] = why
+        for field in SECRET_LIST_SETTINGS:
+            values: list[str] = getattr(self, field, [])
+            weak = [why for v in values if (why := _weakness(v)) is not None]
+            if weak:
+                problems[env_name(field)] = f"holds a key that {weak[0].removeprefix('is ')}"
+        return problems
+
+    def check_secrets(self, component: str) -> None:
+        """At the start of a service or the console: in production, raise UnsafeSecrets
+        when a secret is unsafe; in development, warn once and go on."""
+        global _warned_development
+        problems = self.secret_problems()
+        if not problems:
+            return
+        if self.environment is Environment.PRODUCTION:
+            raise UnsafeSecrets(component, problems)
+        if not _warned_development:
+            _warned_development = True
+            structlog.get_logger(__name__).warning(
+                "development secrets in use: never in production",
+                variables=sorted(problems),
+                generate=GENERATE_COMMAND,
+            )
+
+
+def _weakness(value: str) -> str | None:
+    if not value:
+        return "is empty"
+    if value in KNOWN_DEFAULT_SECRETS:
+        return "is a known default"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    return None
 
 
 @cache

@@ -18,8 +18,14 @@ from urllib.parse import urlparse
 import asyncpg
 import pytest
 
-from shared.settings import Settings
+from shared.settings import Environment, Settings
 from shared.topology import delete_topology
+
+# The tests run in explicit development mode: the development secrets are accepted
+# (production, the default, refuses them), and every process a test starts inherits it.
+# Set here, not left to the shell: an exported AIGUILLAGE_ENVIRONMENT=production, or a
+# production .env in the working folder, must not change what the tests do.
+os.environ["AIGUILLAGE_ENVIRONMENT"] = Environment.DEVELOPMENT.value
 
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -172,6 +178,7 @@ async def settings(broker_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     _NAMESPACES.append(namespace)
     yield Settings(
+        environment=Environment.DEVELOPMENT,
         broker_url=broker_url,
         namespace=namespace,
         data_dir=tmp_path / "data",

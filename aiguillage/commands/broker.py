@@ -56,12 +56,20 @@ def describe(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def describe_passwords(plan: Plan, passwords: Mapping[str, str | None], base_url: str) -> str:
+def describe_passwords(
+    plan: Plan,
+    passwords: Mapping[str, str | None],
+    base_url: str,
+    given: frozenset[str] = frozenset(),
+) -> str:
     width = max(len(user) for user in passwords)
     lines = ["", "Passwords (shown once: store them now):"]
     for user, password in passwords.items():
         if password is None:
             lines.append(f"  {user.ljust(width)}  unchanged")
+        elif user in given:
+            # The operator has it already; printed, it would sit in logs (a container's).
+            lines.append(f"  {user.ljust(width)}  from the password file")
         else:
             url = broker_url(base_url, user, password, plan.vhost)
             lines.append(f"  {user.ljust(width)}  {password}  {url}")
@@ -152,4 +160,4 @@ def provision(
     except ProvisioningError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(describe_passwords(plan, passwords, settings.broker_url))
+    typer.echo(describe_passwords(plan, passwords, settings.broker_url, frozenset(given)))

@@ -40,7 +40,7 @@ async def get_from_service(
     if port is None:
         raise ApiError(f"{service.value} serves no HTTP API (its HTTP port setting is empty)")
     url = f"http://127.0.0.1:{port}{path}"
-    token = issue_token(settings.auth_secret, role, subject)
+    token = issue_token(settings, role, subject, service)
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.get(url, headers={"Authorization": f"Bearer {token}"})

@@ -1,16 +1,23 @@
-"""The web console: serve it, print the actors' passwords, take screenshots of it."""
+"""The web console: serve it, manage its people's accounts, take screenshots of it."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 
-from aiguillage.console.auth import password_for
+from aiguillage.console.accounts import AccountError, AccountStore, open_store
 from shared.auth import Role
 from shared.logging import configure_logging
 from shared.settings import get_settings
+
+T = TypeVar("T")
+PARIS = ZoneInfo("Europe/Paris")
 
 app = typer.Typer(
     help="The web console of the ARS, the centres and Centre 15.",
@@ -24,7 +31,7 @@ def serve(
     port: Annotated[int, typer.Option(help="HTTP port of the console.")] = 8080,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
-    """Serve the console (log-in per actor; see `aiguillage console passwords`)."""
+    """Serve the console (one account per person: `aiguillage console user add`)."""
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn
@@ -33,48 +40,131 @@ def serve(
 
     settings = get_settings()
     configure_logging("console", settings.log_level, settings.log_json)
+    # The console signs sessions and tokens with the secrets: the services' rule applies.
+    settings.check_secrets("the console")
     typer.echo(f"console on http://{host}:{port}/ (namespace {settings.namespace})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
-@app.command("passwords")
-def passwords(
-    centre: Annotated[
-        list[str] | None, typer.Option("--centre", help="A centre's identifier (repeat).")
+user_app = typer.Typer(help="The console's people: one account per person.")
+app.add_typer(user_app, name="user")
+
+
+def _run_store(action: Callable[[AccountStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = await open_store(get_settings())
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except AccountError as exc:
+        typer.echo(f"refusé : {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _stdin_password() -> str:
+    line = sys.stdin.readline().rstrip("\n")
+    if not line:
+        typer.echo("refusé : aucun mot de passe sur l'entrée standard", err=True)
+        raise typer.Exit(1)
+    return line
+
+
+def _actor(
+    role: Role, region: str | None, centre: str | None, samu: str | None, referrer: str | None
+) -> str:
+    wanted = {
+        Role.ARS: ("--region", region),
+        Role.CENTRE: ("--centre", centre),
+        Role.CENTRE_15: ("--samu", samu),
+        Role.REFERRER: ("--referrer", referrer),
+    }
+    option, value = wanted[role]
+    if not value:
+        typer.echo(f"refusé : le rôle {role.value} demande {option}", err=True)
+        raise typer.Exit(1)
+    return value
+
+
+@user_app.command("add")
+def user_add(
+    login: Annotated[str, typer.Option(help="Identifier, e-mail-like: a.martin@ars.fr.")],
+    name: Annotated[str, typer.Option(help="Display name: A. Martin.")],
+    role: Annotated[Role, typer.Option(help="ars, centre, centre_15 or referrer.")],
+    region: Annotated[
+        str | None, typer.Option(help="ARS: the region's code (11 Île-de-France, 53 Bretagne).")
     ] = None,
-    ars: Annotated[list[str] | None, typer.Option("--ars", help="An ARS log-in.")] = None,
-    regulator: Annotated[
-        list[str] | None, typer.Option("--regulator", help="A Centre 15 regulator's log-in.")
-    ] = None,
+    centre: Annotated[str | None, typer.Option(help="Centre: the centre's identifier.")] = None,
+    samu: Annotated[str | None, typer.Option(help="Centre 15: samu-<département>.")] = None,
+    referrer: Annotated[str | None, typer.Option(help="Referrer: the referrer's id.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
 ) -> None:
-    """Print each actor's console password (derived from AIGUILLAGE_AUTH_SECRET)."""
-    secret = get_settings().auth_secret
-    actors = (
-        [(Role.ARS, s) for s in ars or ["idf"]]
-        + [(Role.CENTRE, s) for s in centre or []]
-        + [(Role.CENTRE_15, s) for s in regulator or ["regulateur"]]
-    )
-    for role, subject in actors:
-        typer.echo(f"{role.value:<10} {subject:<32} {password_for(secret, role, subject)}")
+    """Create a person's account; prints the generated password once."""
+    actor = _actor(role, region, centre, samu, referrer)
+    given = _stdin_password() if password_stdin else None
+    account, password = _run_store(lambda store: store.add(login, name, role, actor, given))
+    typer.echo(f"compte créé : {account.login} ({account.role.value} {account.actor})")
+    if given is None:
+        # Shown once: only its argon2id hash is kept.
+        typer.echo(f"mot de passe (affiché une seule fois) : {password}")
+
+
+@user_app.command("reset")
+def user_reset(
+    login: Annotated[str, typer.Argument(help="The account's identifier.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """A new password (re-enables the account, ends its sessions); printed once."""
+    given = _stdin_password() if password_stdin else None
+    password = _run_store(lambda store: store.reset(login, given))
+    typer.echo(f"mot de passe de {login} changé ; ses sessions sont fermées")
+    if given is None:
+        typer.echo(f"nouveau mot de passe (affiché une seule fois) : {password}")
+
+
+@user_app.command("disable")
+def user_disable(login: Annotated[str, typer.Argument(help="The account's identifier.")]) -> None:
+    """Disable an account and end its open sessions at once."""
+    revoked = _run_store(lambda store: store.disable(login))
+    typer.echo(f"compte {login} désactivé ; {revoked} session(s) fermée(s)")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Every account: login, role, what it acts for, state, last change (Paris time)."""
+    for account in _run_store(lambda store: store.all()):
+        state = "désactivé" if account.disabled else "actif"
+        changed = account.updated_at.astimezone(PARIS).strftime("%Y-%m-%d %H:%M Europe/Paris")
+        typer.echo(
+            f"{account.login:<40} {account.role.value:<10} {account.actor:<24} "
+            f"{state:<10} {changed}  {account.name}"
+        )
 
 
 @app.command("screenshots")
 def screenshots(
-    centre: Annotated[str, typer.Option(help="The centre whose page to show.")],
+    ars: Annotated[str | None, typer.Option(help="An ARS person's login.")] = None,
+    centre: Annotated[str | None, typer.Option(help="A centre coordinator's login.")] = None,
+    regulator: Annotated[str | None, typer.Option(help="A regulator's login.")] = None,
     out: Annotated[Path, typer.Option(help="Folder of the PNG files.")] = Path("docs/screenshots"),
     url: Annotated[str, typer.Option(help="The running console.")] = "http://127.0.0.1:8080",
-    ars: Annotated[str, typer.Option(help="The ARS log-in.")] = "idf",
-    regulator: Annotated[str, typer.Option(help="The regulator's log-in.")] = "regulateur",
 ) -> None:
-    """Screenshots of the three pages of a running console (headless Chromium)."""
-    from aiguillage.console.screenshots import take_screenshots
+    """Screenshots of the pages of a running console (headless Chromium), one per login
+    given; their passwords are read from stdin, one a line, ARS, centre, regulator."""
+    from aiguillage.console.screenshots import find_chromium, take_screenshots
 
-    for path in take_screenshots(
-        url.rstrip("/"),
-        get_settings().auth_secret,
-        out,
-        ars=ars,
-        centre=centre,
-        regulator=regulator,
-    ):
+    find_chromium()  # before reading passwords: a missing browser is said at once
+    logins = [
+        (login, sys.stdin.readline().rstrip("\n"), page)
+        for login, page in ((ars, "territoire"), (centre, "centre"), (regulator, "centre-15"))
+        if login
+    ]
+    for path in take_screenshots(url.rstrip("/"), out, logins):
         typer.echo(f"wrote {path}")

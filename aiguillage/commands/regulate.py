@@ -106,7 +106,7 @@ async def get_from_regulation(settings: Settings, path: str) -> dict[str, Any]:
     if port is None:
         raise ApiError("regulation serves no HTTP API (AIGUILLAGE_REGULATION_HTTP_PORT is empty)")
     url = f"http://127.0.0.1:{port}{path}"
-    token = issue_token(settings.auth_secret, Role.CENTRE_15, CLI_SUBJECT)
+    token = issue_token(settings, Role.CENTRE_15, CLI_SUBJECT, ServiceName.REGULATION)
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.get(url, headers={"Authorization": f"Bearer {token}"})

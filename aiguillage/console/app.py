@@ -1,14 +1,20 @@
 """The console's web app: log-in, the ARS's territory, a centre's day, Centre 15's desk.
 
-The console holds no state of its own. It reads the services' HTTP APIs with the
-logged-in actor's bearer token (issued here, since the console holds the deployment's
-secret), so each service still decides what the actor may see; the ARS's decisions are
-events the console publishes on the broker, as the ``aiguillage ars`` commands do.
+The console keeps only its people (accounts, sessions, log-in failures, the audit
+trail: aiguillage.console.accounts). It reads the services' HTTP APIs with the bearer
+token of the actor the logged-in person acts for (issued here, since the console holds
+the deployment's secret), so each service still decides what may be seen; the ARS's
+decisions are events the console publishes on the broker in the person's name
+(``source`` = ``console:<login>``), as the ``aiguillage ars`` commands do. Every action
+is recorded in the audit trail, and an ARS person acts on their own region only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,16 +31,21 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from aiguillage.console.auth import (
+from aiguillage.console.accounts import (
+    ABSOLUTE,
     ACTOR_ID,
-    CONSOLE_ROLES,
+    AccountStore,
+    AuditEntry,
+    Session,
+    region_codes,
+    region_departements,
+)
+from aiguillage.console.auth import (
+    LOGIN_CSRF_COOKIE,
     ROLE_LABELS,
     SESSION_COOKIE,
-    SESSION_SECONDS,
     Actor,
-    actor_from_cookie,
-    check_password,
-    session_cookie,
+    actor_of_account,
 )
 from aiguillage.console.live import EventHub
 from aiguillage.console.svgmap import region_maps
@@ -46,6 +57,7 @@ from shared.events import (
     CentreKind,
     CentreSuspended,
     Decision,
+    Envelope,
     EventPayload,
     Priority,
 )
@@ -106,6 +118,22 @@ OUTCOME_LABELS = {
     "no_show": "absent",
 }
 ALERT_LABELS = {"saturation": "saturation", "waiting_list": "liste d'attente"}
+ACTION_LABELS = {
+    "centre.activated": "activation d'un centre",
+    "centre.capacity_changed": "changement de capacité",
+    "centre.suspended": "suspension d'un centre",
+    "consultation.outcome": "issue d'une consultation",
+    "reinforcement.requested": "demande de renfort",
+    "regulation.decision": "décision de régulation",
+}
+# No inline script or style anywhere: what the page runs is the console's own files.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 HOME = {Role.ARS: "/territoire", Role.CENTRE: "/centre", Role.CENTRE_15: "/centre-15"}
 
 
@@ -135,7 +163,7 @@ class Console:
                 self.base_url(service) + path,
                 json=body,
                 params={k: v for k, v in params.items() if v is not None},
-                headers={"Authorization": f"Bearer {actor.token(self.settings.auth_secret)}"},
+                headers={"Authorization": f"Bearer {actor.token(self.settings, service)}"},
             )
         except httpx.HTTPError as exc:
             raise ServiceError(
@@ -151,7 +179,9 @@ class Console:
 
     async def publish(self, actor: Actor, payload: EventPayload, correlation_id: str) -> str:
         assert self.publisher is not None
-        envelope = await self.publisher.publish(payload, correlation_id=correlation_id)
+        # In the person's name, not the console's: the events say who decided.
+        envelope = Envelope.wrap(payload, source=actor.source, correlation_id=correlation_id)
+        await self.publisher.publish_envelope(envelope, payload.routing_key())
         return envelope.id
 
 
@@ -210,6 +240,10 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0].strip() for k, v in parse_qs(body, keep_blank_values=True).items()}
 
 
+class Refused(Exception):
+    """An action the person may not take; the message (French) says why, with a 403."""
+
+
 def _back(path: str, message: str, ok: bool = True) -> RedirectResponse:
     flag = "ok" if ok else "erreur"
     return RedirectResponse(f"{path}?{flag}={quote(message)}", status_code=303)
@@ -219,16 +253,18 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
     hub = EventHub(settings.broker_url, settings.namespace)
     console = Console(settings, hub)
     templates = _templates()
-    secret = settings.auth_secret
+    store = AccountStore.for_settings(settings)
+    secure = settings.console_secure_cookies
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         console.http = httpx.AsyncClient(timeout=10.0)
+        await store.migrate()
         if listen:
             await declare_topology(settings.broker_url, settings.namespace)
             await hub.start()
             console.publisher = await EventPublisher(
-                settings.broker_url, settings.namespace, "ars"
+                settings.broker_url, settings.namespace, "console"
             ).__aenter__()
         try:
             yield
@@ -237,25 +273,52 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             if console.publisher is not None:
                 await console.publisher.__aexit__(None, None, None)
             await hub.stop()
+            await store.close()
 
     app = FastAPI(title="Aiguillage — console", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.console = console
+    app.state.accounts = store
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    def actor_of(request: Request, role: Role | None = None) -> Actor:
-        actor = actor_from_cookie(secret, request.cookies.get(SESSION_COOKIE))
-        if actor is None:
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return HTMLResponse(
+            templates.get_template("refus.html").render(message=str(exc)), status_code=403
+        )
+
+    async def actor_of(request: Request, role: Role | None = None) -> Actor:
+        """The person the session cookie names, as the actor they act for; a POST must
+        carry the session's CSRF token."""
+        found = await store.session(request.cookies.get(SESSION_COOKIE))
+        if found is None:
             raise HTTPException(303, headers={"Location": "/connexion"})
+        request.state.session = found
+        if request.method == "POST":
+            given = (await _form(request)).get("csrf", "")
+            if not hmac.compare_digest(given.encode(), found.csrf.encode()):
+                raise Refused("Formulaire expiré ou falsifié : rechargez la page et recommencez.")
+        actor = actor_of_account(found.account)
         if role is not None and actor.role is not role:
-            raise HTTPException(403, "cette page n'est pas celle de votre rôle")
+            raise Refused("Cette page n'est pas celle de votre rôle.")
         return actor
 
     def page(request: Request, name: str, actor: Actor | None, **context: Any) -> HTMLResponse:
+        found: Session | None = getattr(request.state, "session", None)
         return templates.TemplateResponse(
             request,
             name,
             {
                 "actor": actor,
+                "csrf": found.csrf if found is not None else "",
                 "ok": request.query_params.get("ok"),
                 "erreur": request.query_params.get("erreur"),
                 "today": datetime.now(PARIS).date().isoformat(),
@@ -267,91 +330,170 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    def set_cookie(response: Response, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(
+            name, value, max_age=max_age, httponly=True, samesite="strict", secure=secure
+        )
+
     @app.get("/")
     async def home(request: Request) -> Response:
-        actor = actor_from_cookie(secret, request.cookies.get(SESSION_COOKIE))
-        return RedirectResponse(HOME[actor.role] if actor else "/connexion", status_code=303)
+        found = await store.session(request.cookies.get(SESSION_COOKIE))
+        target = HOME.get(found.account.role, "/connexion") if found else "/connexion"
+        return RedirectResponse(target, status_code=303)
+
+    def login_form(
+        request: Request, erreur: str | None = None, login: str = "", status: int = 200
+    ) -> HTMLResponse:
+        # Double-submit token: no session yet, so the form's token is also a cookie,
+        # and a log-in posted from elsewhere (log-in CSRF) carries neither.
+        token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+        response = page(request, "login.html", None, login=login, login_csrf=token, erreur=erreur)
+        response.status_code = status
+        set_cookie(response, LOGIN_CSRF_COOKIE, token, 3600)
+        return response
 
     @app.get("/connexion")
     async def login_page(request: Request) -> HTMLResponse:
-        return page(request, "login.html", None, roles=CONSOLE_ROLES)
+        return login_form(request)
 
     @app.post("/connexion")
     async def login(request: Request) -> Response:
         form = await _form(request)
-        try:
-            role = Role(form.get("role", ""))
-        except ValueError:
-            role = None
-        subject = form.get("identifiant", "")
-        actor = (
-            check_password(secret, role, subject, form.get("mot_de_passe", ""))
-            if role is not None
-            else None
-        )
-        if actor is None:
-            return page(
+        expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not expected or not hmac.compare_digest(
+            form.get("csrf", "").encode(), expected.encode()
+        ):
+            raise Refused("Formulaire expiré : rechargez la page de connexion et recommencez.")
+        login_name = form.get("identifiant", "").strip().lower()
+        address = request.client.host if request.client else "inconnue"
+        wait = await store.retry_after(login_name, address)
+        if wait:
+            response = login_form(
                 request,
-                "login.html",
-                None,
-                roles=CONSOLE_ROLES,
-                erreur="Identifiant ou mot de passe inconnu.",
-                chosen_role=form.get("role"),
-                subject=subject,
+                f"Trop d'essais infructueux : réessayez dans {wait // 60 + 1} minutes.",
+                login_name,
+                429,
             )
-        response = RedirectResponse(HOME[actor.role], status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            session_cookie(secret, actor),
-            max_age=SESSION_SECONDS,
-            httponly=True,
-            samesite="lax",
-        )
-        return response
+            response.headers["Retry-After"] = str(wait)
+            return response
+        found = await store.log_in(login_name, form.get("mot_de_passe", ""), address)
+        if found is None:
+            return login_form(request, "Identifiant ou mot de passe inconnu.", login_name)
+        if found.account.role not in HOME:
+            # A referring doctor's account exists before their pages do.
+            await store.log_out(found.token)
+            return login_form(
+                request, "Votre compte n'a pas encore de page dans la console.", login_name
+            )
+        done = RedirectResponse(HOME[found.account.role], status_code=303)
+        set_cookie(done, SESSION_COOKIE, found.token, int(ABSOLUTE.total_seconds()))
+        done.delete_cookie(LOGIN_CSRF_COOKIE)
+        return done
 
     @app.post("/deconnexion")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        await actor_of(request)  # the CSRF token too: no logging people out from elsewhere
+        await store.log_out(request.cookies.get(SESSION_COOKIE, ""))
         response = RedirectResponse("/connexion", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
 
+    async def while_valid(token: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        # The stream outlives the request that opened it: it ends with the session
+        # (log-out, account disabled, expiry), checked at each message or keep-alive.
+        async for chunk in stream:
+            if await store.session(token) is None:
+                return
+            yield chunk
+
     @app.get("/evenements")
     async def events(request: Request) -> StreamingResponse:
-        actor = actor_of(request)
+        actor = await actor_of(request)
         return StreamingResponse(
-            hub.stream(actor),
+            while_valid(request.cookies.get(SESSION_COOKIE, ""), hub.stream(actor)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
     # -- the ARS ---------------------------------------------------------------------
 
+    async def region_view(actor: Actor) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The départements and centres of the person's region (the scheduler shows the
+        ARS the whole territory: the console narrows it to the region they manage)."""
+        mine = region_departements(actor.acts_for)
+        overview = await console.call(actor, "GET", "scheduler", "/territory")
+        deps = [d for d in overview["departements"] if d["departement"] in mine]
+        details = await asyncio.gather(
+            *(
+                console.call(actor, "GET", "scheduler", f"/territory/{d['departement']}")
+                for d in deps
+            )
+        )
+        return deps, [c for detail in details for c in detail["centres"]]
+
     async def territory_context(actor: Actor) -> dict[str, Any]:
+        mine = region_departements(actor.acts_for)
         try:
-            overview = await console.call(actor, "GET", "scheduler", "/territory")
+            deps, centres = await region_view(actor)
             # Kept by the scheduler: a request sent while no console was open is there.
             asked = await console.call(actor, "GET", "scheduler", "/reinforcements?limit=50")
-            deps = overview["departements"]
-            details = await asyncio.gather(
-                *(
-                    console.call(actor, "GET", "scheduler", f"/territory/{d['departement']}")
-                    for d in deps
-                )
-            )
         except ServiceError as exc:
             return {"service_error": str(exc), "departements": [], "centres": [], "maps": []}
-        centres = [c for detail in details for c in detail["centres"]]
         return {
             "departements": deps,
             "centres": centres,
             "maps": region_maps(centres),
-            "reinforcements": asked["reinforcements"],
+            "reinforcements": [r for r in asked["reinforcements"] if r["departement"] in mine],
+            "region_name": region_codes().get(actor.acts_for, actor.acts_for),
             "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
         }
 
+    async def check_region(actor: Actor, payload: EventPayload) -> None:
+        """Refused unless the decision concerns a centre of the person's own region."""
+        region = region_codes().get(actor.acts_for, actor.acts_for)
+        if isinstance(payload, CentreActivated):
+            place = commune(payload.commune_insee)
+            if place is None or place.departement not in region_departements(actor.acts_for):
+                raise Refused(
+                    f"La commune {payload.commune_insee} n'est pas dans votre région "
+                    f"({region}) : vous ne pouvez pas y activer de centre."
+                )
+            return
+        centre_id = str(getattr(payload, "centre_id", ""))
+        try:
+            _, centres = await region_view(actor)
+        except ServiceError as exc:
+            raise Refused(f"Impossible de vérifier le centre {centre_id} : {exc}") from exc
+        if not any(c["centre_id"] == centre_id for c in centres):
+            raise Refused(
+                f"Le centre {centre_id} n'est pas un centre de votre région ({region}) : "
+                "vous ne pouvez ni changer sa capacité ni le suspendre."
+            )
+
+    async def record(
+        request: Request,
+        action: str,
+        detail: str,
+        *,
+        centre_id: str | None = None,
+        referral_id: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        # After the action: the trail says what was done, not what was attempted.
+        found: Session = request.state.session
+        await store.record(
+            found.account,
+            action,
+            region=found.account.region,
+            centre_id=centre_id,
+            referral_id=referral_id,
+            detail=detail,
+            event_id=event_id,
+        )
+
     @app.get("/territoire")
     async def territory(request: Request) -> HTMLResponse:
-        actor = actor_of(request, Role.ARS)
+        actor = await actor_of(request, Role.ARS)
         return page(
             request,
             "territory.html",
@@ -362,20 +504,28 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
 
     @app.get("/territoire/fragment")
     async def territory_fragment(request: Request) -> HTMLResponse:
-        actor = actor_of(request, Role.ARS)
+        actor = await actor_of(request, Role.ARS)
         return page(request, "_territory.html", actor, **await territory_context(actor))
 
     async def ars_decision(
         request: Request, build: Callable[[dict[str, str]], EventPayload], done: str
     ) -> Response:
-        actor = actor_of(request, Role.ARS)
+        actor = await actor_of(request, Role.ARS)
         form = await _form(request)
         try:
             payload = build(form)
         except (ValidationError, ValueError) as exc:
             return _back("/territoire", f"Formulaire incomplet ou invalide : {_short(exc)}", False)
         centre_id = str(getattr(payload, "centre_id", ""))
-        await console.publish(actor, payload, centre_id)
+        await check_region(actor, payload)
+        event_id = await console.publish(actor, payload, centre_id)
+        await record(
+            request,
+            payload.event_type,
+            payload.model_dump_json(exclude_none=True),
+            centre_id=centre_id,
+            event_id=event_id,
+        )
         return _back("/territoire", done.format(centre=centre_id))
 
     def _activation(form: dict[str, str]) -> EventPayload:
@@ -438,24 +588,32 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
 
     @app.get("/centre")
     async def centre_page(request: Request, jour: str | None = None) -> HTMLResponse:
-        actor = actor_of(request, Role.CENTRE)
+        actor = await actor_of(request, Role.CENTRE)
         return page(request, "centre.html", actor, **await centre_context(actor, jour))
 
     @app.get("/centre/fragment")
     async def centre_fragment(request: Request, jour: str | None = None) -> HTMLResponse:
-        actor = actor_of(request, Role.CENTRE)
+        actor = await actor_of(request, Role.CENTRE)
         return page(request, "_appointments.html", actor, **await centre_context(actor, jour))
 
     async def centre_action(
-        request: Request, action: Callable[[Actor, dict[str, str]], Awaitable[str]]
+        request: Request,
+        action: Callable[[Actor, dict[str, str]], Awaitable[str]],
+        what: str,
+        appointment_id: str | None = None,
     ) -> Response:
-        actor = actor_of(request, Role.CENTRE)
+        actor = await actor_of(request, Role.CENTRE)
         form = await _form(request)
         back = "/centre" + (f"?jour={form['jour']}&" if form.get("jour") else "?")
         try:
             message, ok = await action(actor, form), True
         except (ServiceError, ValueError) as exc:
             message, ok = str(exc), False
+        if ok:
+            detail = {k: v for k, v in form.items() if k != "csrf"}
+            if appointment_id is not None:
+                detail["appointment_id"] = appointment_id
+            await record(request, what, json.dumps(detail), centre_id=actor.subject)
         return RedirectResponse(
             f"{back}{'ok' if ok else 'erreur'}={quote(message)}", status_code=303
         )
@@ -472,7 +630,7 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             )
             return "Issue de la consultation enregistrée."
 
-        return await centre_action(request, report)
+        return await centre_action(request, report, "consultation.outcome", appointment_id)
 
     @app.post("/centre/renforts")
     async def reinforcements(request: Request) -> Response:
@@ -491,7 +649,7 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             )
             return "Demande de renfort envoyée à l'ARS."
 
-        return await centre_action(request, ask)
+        return await centre_action(request, ask, "reinforcement.requested")
 
     # -- Centre 15 -------------------------------------------------------------------
 
@@ -512,17 +670,17 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
 
     @app.get("/centre-15")
     async def desk(request: Request) -> HTMLResponse:
-        actor = actor_of(request, Role.CENTRE_15)
+        actor = await actor_of(request, Role.CENTRE_15)
         return page(request, "centre15.html", actor, **await desk_context(actor))
 
     @app.get("/centre-15/fragment")
     async def desk_fragment(request: Request) -> HTMLResponse:
-        actor = actor_of(request, Role.CENTRE_15)
+        actor = await actor_of(request, Role.CENTRE_15)
         return page(request, "_centre15.html", actor, **await desk_context(actor))
 
     @app.post("/centre-15/dossiers/{referral_id}/decision")
     async def decide(request: Request, referral_id: str) -> Response:
-        actor = actor_of(request, Role.CENTRE_15)
+        actor = await actor_of(request, Role.CENTRE_15)
         form = await _form(request)
         body = {
             "decision": form.get("decision"),
@@ -535,7 +693,23 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             )
         except ServiceError as exc:
             return _back("/centre-15", str(exc), False)
+        await record(request, "regulation.decision", json.dumps(body), referral_id=referral_id)
         return _back("/centre-15", f"Décision enregistrée pour le dossier {referral_id[:8]}.")
+
+    # -- the audit trail (ARS) ----------------------------------------------------------
+
+    @app.get("/audit")
+    async def audit_page(request: Request) -> HTMLResponse:
+        actor = await actor_of(request, Role.ARS)
+        entries: list[AuditEntry] = await store.audit_of_region(actor.acts_for)
+        return page(
+            request,
+            "audit.html",
+            actor,
+            entries=entries,
+            actions=ACTION_LABELS,
+            region_name=region_codes().get(actor.acts_for, actor.acts_for),
+        )
 
     return app
 

@@ -11,9 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from aiguillage.console.auth import password_for
-from shared.auth import Role
-
 # Without the background-networking flags Chromium's own connections (updates,
 # safe browsing...) fail here and slow every page down.
 CHROMIUM_FLAGS = (
@@ -102,17 +99,17 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def log_in(driver: Any, base_url: str, secret: str, role: Role, subject: str) -> None:
+def log_in(driver: Any, base_url: str, login: str, password: str) -> None:
+    """Log in as a person (their own account) and wait for their page."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.delete_all_cookies()
     driver.get(f"{base_url}/connexion")
-    Select(driver.find_element(By.ID, "role")).select_by_value(role.value)
-    driver.find_element(By.ID, "identifiant").send_keys(subject)
-    driver.find_element(By.ID, "mot_de_passe").send_keys(password_for(secret, role, subject))
+    driver.find_element(By.ID, "identifiant").send_keys(login)
+    driver.find_element(By.ID, "mot_de_passe").send_keys(password)
     driver.find_element(By.ID, "se-connecter").click()
-    # The click returns before the redirect: wait for the actor's page.
+    # The click returns before the redirect: wait for the person's page.
     WebDriverWait(driver, 15, 0.1).until(
         lambda d: not d.current_url.split("?")[0].endswith("/connexion")
     )
@@ -126,28 +123,17 @@ def full_page(driver: Any, path: Path) -> None:
     driver.save_screenshot(str(path))
 
 
-def take_screenshots(
-    base_url: str,
-    secret: str,
-    out: Path,
-    *,
-    ars: str = "idf",
-    centre: str,
-    regulator: str = "regulateur",
-) -> list[Path]:
-    """Log in as each actor in turn and save its page: territoire, centre, centre-15."""
+def take_screenshots(base_url: str, out: Path, logins: list[tuple[str, str, str]]) -> list[Path]:
+    """Log in as each person (login, password, page name) in turn and save their page:
+    territoire, centre, centre-15."""
     import time
 
     find_chromium()  # before anything is written: a missing browser is said at once
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with chromium() as driver:
-        for role, subject, name in (
-            (Role.ARS, ars, "territoire"),
-            (Role.CENTRE, centre, "centre"),
-            (Role.CENTRE_15, regulator, "centre-15"),
-        ):
-            log_in(driver, base_url, secret, role, subject)
+        for login, password, name in logins:
+            log_in(driver, base_url, login, password)
             # The live stream connects after load: the screenshot shows it connected.
             time.sleep(1.5)
             path = out / f"{name}.png"

@@ -10,21 +10,31 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from services.intake.handlers import IntakeHandlers, Verdict
+from services.intake.registry import RateLimited
 from services.intake.status import State, message
 from services.intake.tables import identities, referrals, rejections, status_history
-from shared.auth import Principal, Role, authenticator, forbid
+from shared.auth import Keys, Principal, Role, authenticator, forbid
 from shared.consumer import Delivery
 from shared.db import Database, as_utc
-from shared.events import Envelope, Reason, ReferralSubmitted, ReferrerKind, new_id
+from shared.events import Envelope, Reason, ReferralSubmitted, ReferrerKind, new_id, utcnow
 from shared.geo import commune
+from shared.openapi import AUTHENTICATED, TOO_LARGE, ErrorBody, ProblemBody, not_found
 from shared.outbox import OutboxRelay
+from shared.senders import SenderRefused
+from shared.settings import ServiceName
 
 log = structlog.get_logger(__name__)
 
 _REFERRAL_SCHEMA = {"$ref": "#/components/schemas/ReferralSubmitted"}
 
 
-def _problem(code: int, error_code: str, reasons: tuple[Reason, ...], **extra: Any) -> Response:
+def _problem(
+    code: int,
+    error_code: str,
+    reasons: tuple[Reason, ...],
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     return JSONResponse(
         status_code=code,
         content={
@@ -32,6 +42,7 @@ def _problem(code: int, error_code: str, reasons: tuple[Reason, ...], **extra: A
             "reasons": [r.model_dump(mode="json") for r in reasons],
             **extra,
         },
+        headers=headers,
     )
 
 
@@ -47,10 +58,11 @@ def _referrer_of(principal: Principal) -> tuple[str, str]:
 
 
 def build_router(
-    handlers: IntakeHandlers, database: Database, relay: OutboxRelay, auth_secret: str
+    handlers: IntakeHandlers, database: Database, relay: OutboxRelay, auth_keys: Keys
 ) -> APIRouter:
-    router = APIRouter(tags=["referrals"])
-    Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
+    # Every route is behind a token: 401 and 403 are documented once, for all.
+    router = APIRouter(tags=["referrals"], responses=AUTHENTICATED)
+    Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.INTAKE))]
 
     @router.post(
         "/referrals",
@@ -64,13 +76,45 @@ def build_router(
         },
         responses={
             200: {"description": "Already submitted with this reference: the same referral."},
-            409: {"description": "This reference was used for another referral."},
-            422: {"description": "Refused: every reason, each with a stable code and field."},
+            # Two refusals: the token's actor may not refer so (detail), or the referrer
+            # is not registered (error_code unknown_referrer, with its reason).
+            403: {
+                "model": ErrorBody | ProblemBody,
+                "description": "Not in the caller's own name, or an unregistered referrer.",
+            },
+            409: {
+                "model": ProblemBody,
+                "description": "This reference was used for another referral.",
+            },
+            **TOO_LARGE,
+            429: {
+                "model": ProblemBody,
+                "description": "Past the referrer's quota per minute or per day "
+                "(rate_limited); Retry-After says when to come back. A referrer that is "
+                "not registered is refused with 403 unknown_referrer (outside development).",
+            },
+            422: {
+                "model": ProblemBody,
+                "description": "Refused: every reason, each with a stable code and field.",
+            },
         },
     )
     async def submit(request: Request, caller: Caller) -> Response:
         allowed = _referrer_of(caller)
         submission_id = new_id()
+        try:
+            # Registered (403 unknown_referrer) and within its quotas (429), before the
+            # body is read: the count commits on its own, every attempt counts.
+            async with database.transaction() as session:
+                registration = await handlers.admit(session, *allowed, utcnow())
+        except RateLimited as limited:
+            reason = Reason(code="rate_limited", message=limited.cause)
+            return _problem(
+                429, "rate_limited", (reason,), headers={"Retry-After": str(limited.retry_after)}
+            )
+        except SenderRefused as refused:
+            reason = Reason(code=refused.code, field=refused.field, message=refused.cause)
+            return _problem(403, refused.code, (reason,))
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
@@ -97,7 +141,9 @@ def build_router(
             try:
                 async with database.transaction() as session:
                     delivery = Delivery(session=session, envelope=envelope, source="intake")
-                    outcome = await handlers.submit(delivery, owner=allowed)
+                    outcome = await handlers.submit(
+                        delivery, owner=allowed, registration=registration
+                    )
                 break
             except IntegrityError:
                 # The same reference submitted twice at once: the second sees the first.
@@ -130,7 +176,11 @@ def build_router(
         code = outcome.reasons[0].code if len(outcome.reasons) == 1 else "invalid_referral"
         return _problem(422, code, outcome.reasons, submission_id=submission_id)
 
-    @router.get("/referrals/{referral_id}", summary="What became of a referral")
+    @router.get(
+        "/referrals/{referral_id}",
+        summary="What became of a referral",
+        responses=not_found("No such referral or submission of the caller's."),
+    )
     async def read(referral_id: str, caller: Caller) -> dict[str, Any]:
         kind, identifier = _referrer_of(caller)
         async with database.transaction() as session:

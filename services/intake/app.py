@@ -14,7 +14,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.consume("submissions", handlers.on_submitted)
     runtime.consume("outcomes", handlers.on_outcome)
     runtime.http_app.include_router(
-        build_router(handlers, runtime.database, runtime.relay, settings.auth_secret)
+        build_router(handlers, runtime.database, runtime.relay, settings)
     )
     document_referral_schema(runtime.http_app)
     return runtime

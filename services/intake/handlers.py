@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -14,8 +14,9 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 
-from services.intake import domain
+from services.intake import domain, registry
 from services.intake import status as referral_status
+from services.intake.registry import Registration
 from services.intake.tables import identities, referrals, rejections, status_history
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
@@ -27,11 +28,13 @@ from shared.events import (
     ReferralReceived,
     ReferralRejected,
     ReferralSubmitted,
+    ReferrerKind,
     ReferrerRef,
     SubmissionAcknowledged,
     SubmissionError,
     new_id,
 )
+from shared.http import development
 from shared.senders import ActorKind, Sender, SenderRefused
 from shared.settings import Settings
 
@@ -97,7 +100,13 @@ class IntakeHandlers:
             delivery.envelope = delivery.envelope.model_copy(
                 update={"data": _in_own_name(delivery.sender, delivery.envelope.data)}
             )
-        outcome = await self.submit(delivery)
+        named = _named_referrer(delivery.envelope.data)
+        registration = None
+        if named is not None:
+            # Refused (request.refused: unknown_referrer, rate_limited) before anything
+            # is applied; the count rolls back with the refusal.
+            registration = await self.admit(delivery.session, *named, delivery.occurred_at)
+        outcome = await self.submit(delivery, registration=registration)
         if not outcome.identifiable:
             # Nobody to answer: the dead-letter queue keeps it, with the reasons' codes.
             raise PermanentError(
@@ -138,12 +147,41 @@ class IntakeHandlers:
         await delivery.emit(cancel, correlation_id=cancel.referral_id)
         log.info("referral cancelled", referral_id=cancel.referral_id, by=cancel.cancelled_by)
 
-    async def submit(self, delivery: Delivery, owner: tuple[str, str] | None = None) -> Outcome:
+    async def admit(
+        self, session: Any, kind: str, identifier: str, now: datetime
+    ) -> Registration | None:
+        """Both doors, before a submission is read: the referrer as registered, and one
+        more submission counted against its quotas. Unregistered: refused, except in
+        development (tests, the demo), where it speaks for itself (None)."""
+        found = await registry.registered(session, kind, identifier)
+        if found is None and not development(self.settings):
+            raise SenderRefused(
+                "unknown_referrer", "the referrer is not registered", "referrer.identifier"
+            )
+        limits = {
+            "minute": self.settings.referrer_per_minute,
+            "day": self.settings.referrer_per_day,
+        }
+        await registry.count_submission(session, kind, identifier, as_utc(now), limits)
+        return found
+
+    async def submit(
+        self,
+        delivery: Delivery,
+        owner: tuple[str, str] | None = None,
+        registration: Registration | None = None,
+    ) -> Outcome:
         """Both doors: validate, de-duplicate, keep the identity, pass a pseudonym on.
 
         ``owner`` is the authenticated caller (HTTP door): a refusal is filed under it,
         so that it can read it back even when the body named no valid referrer.
+        ``registration`` is the referrer as the operator registered it: its reply key and
+        webhook replace whatever the submission says (README, "Referrals: two doors").
         """
+        if registration is not None:
+            delivery.envelope = delivery.envelope.model_copy(
+                update={"data": _as_registered(delivery, registration)}
+            )
         data = delivery.envelope.data
         try:
             submission = ReferralSubmitted.model_validate(data)
@@ -151,16 +189,23 @@ class IntakeHandlers:
             # Every reason at once: the schema's, and the rules' on what did validate.
             reasons = domain.reasons_from_validation_error(exc)
             reasons += domain.reasons_beyond_schema(data, self.today(), reasons)
-            return await self._refuse(delivery, reasons, owner=owner)
+            return await self._refuse(delivery, reasons, owner=owner, registration=registration)
         structlog.contextvars.bind_contextvars(
             _sensitive=submission.patient.personal_values(given=data.get("patient"))
         )
         result = domain.check(submission, self.today())
         if isinstance(result, domain.Refused):
-            return await self._refuse(delivery, result.reasons, owner=owner)
-        return await self._accept(delivery, result)
+            return await self._refuse(
+                delivery, result.reasons, owner=owner, registration=registration
+            )
+        return await self._accept(delivery, result, registration)
 
-    async def _accept(self, delivery: Delivery, accepted: domain.Accepted) -> Outcome:
+    async def _accept(
+        self,
+        delivery: Delivery,
+        accepted: domain.Accepted,
+        registration: Registration | None = None,
+    ) -> Outcome:
         submission = accepted.submission
         referrer = submission.referrer
         fingerprint = domain.fingerprint(submission)
@@ -191,7 +236,9 @@ class IntakeHandlers:
                 message=f"Reference {submission.reference!r} was already used for referral "
                 f"{existing.id} with different content.",
             )
-            outcome = await self._refuse(delivery, (conflict,), referral_id=existing.id)
+            outcome = await self._refuse(
+                delivery, (conflict,), referral_id=existing.id, registration=registration
+            )
             return Outcome(Verdict.CONFLICT, existing.id, outcome.reasons)
 
         referral_id = new_id()
@@ -239,7 +286,8 @@ class IntakeHandlers:
                 commune_insee=commune.insee,
                 departement=commune.departement,
                 clinical=submission.clinical,
-                referrer=referrer.ref(),
+                # The registered values; self-described only in development.
+                referrer=registration.ref() if registration is not None else referrer.ref(),
                 purpose=submission.purpose,
                 submitted_at=now,
             ),
@@ -288,9 +336,12 @@ class IntakeHandlers:
         reasons: tuple[Reason, ...],
         referral_id: str | None = None,
         owner: tuple[str, str] | None = None,
+        registration: Registration | None = None,
     ) -> Outcome:
         data = delivery.envelope.data
         reply_to, referrer, reference = _reply_to(data), _referrer_ref(data), _reference(data)
+        if registration is not None:
+            referrer = registration.ref()  # told by its registered webhook, not the payload's
         filed_under: tuple[str | None, str | None] = owner or (
             (referrer.kind.value, referrer.identifier) if referrer else (None, None)
         )
@@ -346,6 +397,40 @@ class IntakeHandlers:
         if entry is None:
             return
         await _record_status(delivery, referral_id, *entry)
+
+
+def _named_referrer(data: dict[str, Any]) -> tuple[str, str] | None:
+    """The (kind, identifier) a submission names, if both are plausible: otherwise the
+    validation refuses it, with every reason."""
+    referrer = data.get("referrer")
+    if not isinstance(referrer, dict):
+        return None
+    kind, identifier = referrer.get("kind"), referrer.get("identifier")
+    kinds = {k.value for k in ReferrerKind}
+    if kind in kinds and isinstance(identifier, str) and 0 < len(identifier) <= 64:
+        return str(kind), identifier
+    return None
+
+
+def _as_registered(delivery: Delivery, registration: Registration) -> dict[str, Any]:
+    """The submission with the registered webhook and reply key in place of its own (a
+    submission that names others is not refused: they are ignored). On the broker an
+    outside sender is still answered on its own key (``_in_own_name``): the door answers
+    who sent the message; outcomes go where the registration says."""
+    data = delivery.envelope.data
+    referrer = data.get("referrer")
+    if not isinstance(referrer, dict):
+        return data
+    sender = delivery.sender
+    answer_to = (
+        referrer.get("reply_to")
+        if sender is not None and not sender.trusted
+        else registration.reply_to
+    )
+    return {
+        **data,
+        "referrer": {**referrer, "reply_to": answer_to, "webhook_url": registration.webhook_url},
+    }
 
 
 def _in_own_name(sender: Sender, data: dict[str, Any]) -> dict[str, Any]:

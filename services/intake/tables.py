@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -74,4 +75,32 @@ rejections = Table(
     Column("referral_id", String(36), nullable=True),
     Column("reasons", JSON, nullable=False),
     Column("rejected_at", DateTime(timezone=True), nullable=False),
+)
+
+# The referrers the operator registered (`aiguillage referrer add`): where and how each
+# is answered, and how its patients may be told. What a submission says of these is
+# not believed (README, "Referrals: two doors").
+registered_referrers = Table(
+    "registered_referrers",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("identifier", String(64), primary_key=True),
+    Column("name", String(200), nullable=True),
+    Column("reply_to", String(64), nullable=True),
+    Column("webhook_url", String(500), nullable=True),
+    Column("patient_channels", JSON, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+)
+
+# Submissions per referrer in the current window of each length (minute, day): one row
+# per (referrer, window), reset when a new window starts, so replicas and restarts
+# share the count and the table never grows past two rows per referrer.
+submission_counts = Table(
+    "submission_counts",
+    metadata,
+    Column("referrer_kind", String(32), primary_key=True),
+    Column("referrer_id", String(64), primary_key=True),
+    Column("span", String(8), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("count", Integer, nullable=False),
 )

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import select
 
 from services.notifier.tables import centre_appointments, contacts
-from shared.auth import Principal, Role, authenticator, forbid
+from shared.auth import Keys, Principal, Role, authenticator, forbid
 from shared.db import Database, as_utc
 from shared.events import (
     ConsultationCompleted,
@@ -21,6 +21,9 @@ from shared.events import (
     PatientEscalated,
     ReinforcementRequested,
 )
+from shared.events.base import IsoDate, JsonInt
+from shared.openapi import AUTHENTICATED, BODY, CentreId, not_found
+from shared.settings import ServiceName
 
 # Sends an actor's request on the ingress, in its name (ServiceRuntime.publish_at_door).
 DoorPublish = Callable[..., Awaitable[Envelope]]
@@ -37,19 +40,20 @@ class Outcome(StrEnum):
 class OutcomeReport(BaseModel):
     outcome: Outcome
     reason: str = Field("", max_length=500)
-    test_prescribed: bool = False
+    # Strict: lax mode would read 1 or "yes" as a prescription.
+    test_prescribed: StrictBool = False
 
 
 class ReinforcementRequest(BaseModel):
-    count: int = Field(ge=1, le=100)
+    count: JsonInt = Field(ge=1, le=100)
     profession: str = Field(min_length=2, max_length=100)
-    from_date: date
+    from_date: IsoDate
     note: str = Field("", max_length=500)
 
 
-def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: str) -> APIRouter:
-    router = APIRouter(tags=["centres"])
-    Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
+def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Keys) -> APIRouter:
+    router = APIRouter(tags=["centres"], responses=AUTHENTICATED)
+    Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.NOTIFIER))]
 
     def own_centre(caller: Principal, centre_id: str) -> None:
         if not caller.may_act_as(Role.CENTRE, centre_id):
@@ -65,7 +69,9 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
         return envelope.id
 
     @router.get("/centres/{centre_id}/appointments", summary="The centre's patients of a day")
-    async def day_list(centre_id: str, caller: Caller, day: date | None = None) -> dict[str, Any]:
+    async def day_list(
+        centre_id: CentreId, caller: Caller, day: date | None = None
+    ) -> dict[str, Any]:
         own_centre(caller, centre_id)
         local_day = day or datetime.now(PARIS).date()
         start = datetime.combine(local_day, time(0), PARIS)
@@ -111,9 +117,10 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
         "/centres/{centre_id}/appointments/{appointment_id}/outcome",
         status_code=202,
         summary="Seen, no-show, or escalated to Centre 15",
+        responses={**not_found("No such appointment at this centre."), **BODY},
     )
     async def report(
-        centre_id: str, appointment_id: str, body: OutcomeReport, caller: Caller
+        centre_id: CentreId, appointment_id: str, body: OutcomeReport, caller: Caller
     ) -> dict[str, str]:
         own_centre(caller, centre_id)
         async with database.transaction() as session:
@@ -154,9 +161,10 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
         "/centres/{centre_id}/reinforcements",
         status_code=202,
         summary="Ask the ARS for health professionals",
+        responses=BODY,
     )
     async def reinforce(
-        centre_id: str, body: ReinforcementRequest, caller: Caller
+        centre_id: CentreId, body: ReinforcementRequest, caller: Caller
     ) -> dict[str, str]:
         own_centre(caller, centre_id)
         payload = ReinforcementRequested(centre_id=centre_id, **body.model_dump())

@@ -11,9 +11,11 @@ from services.notifier.api import build_router
 from services.notifier.channels import HttpSms, PatientChannel, RecordChannel, SmtpEmail, Webhook
 from services.notifier.dispatcher import Dispatcher
 from services.notifier.handlers import NotifierHandlers
+from shared.http import development
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 from shared.topology import dead_letter_exchange, ensure_centre_queue
+from shared.webhooks import WebhookPolicy
 
 
 def patient_channels(settings: Settings) -> list[PatientChannel]:
@@ -69,11 +71,16 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         runtime.database,
         runtime.relay,
         {c.name: c for c in channels},
-        Webhook(settings.webhook_secret),
+        # Plain http and loopback receivers in development only (shared/webhooks.py).
+        Webhook(
+            settings.webhook_secret,
+            policy=WebhookPolicy.for_environment(development(settings)),
+        ),
         dead_letter,
         max_attempts=settings.notify_max_attempts,
         backoff_seconds=settings.notify_backoff_seconds,
         poll_seconds=min(settings.outbox_poll_seconds, 0.5),
+        contact_messages_per_day=settings.contact_messages_per_day,
     )
     handlers = NotifierHandlers(channels, provision_centre)
     runtime.consume("assignments", handlers.on_assignment)
@@ -83,6 +90,6 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.on_startup(dispatcher.start)
     runtime.on_shutdown(dispatcher.stop)
     runtime.http_app.include_router(
-        build_router(runtime.database, runtime.publish_at_door, settings.auth_secret)
+        build_router(runtime.database, runtime.publish_at_door, settings)
     )
     return runtime

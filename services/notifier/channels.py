@@ -8,12 +8,16 @@ import hashlib
 import hmac
 import json
 import smtplib
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
 
 import httpx
 import structlog
+
+from shared.webhooks import WebhookPolicy, WebhookRefused, check_addresses, check_url
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +28,17 @@ class TemporaryFailure(Exception):
 
 class PermanentFailure(Exception):
     pass
+
+
+class Refused(PermanentFailure):
+    """Not sent because a rule says no (a quota, a channel the referrer is not registered
+    for, a webhook address): permanent, with a stable ``code``. ``dead_letter``: someone
+    has something to mend (a registered webhook), rather than a rule simply applied."""
+
+    def __init__(self, code: str, message: str, *, dead_letter: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.dead_letter = dead_letter
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,10 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> None:
             )
     except httpx.HTTPError as exc:
         raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
+    _judge(response)
+
+
+def _judge(response: httpx.Response) -> None:
     if response.status_code >= 500 or response.status_code == 429:
         raise TemporaryFailure(f"HTTP {response.status_code}")
     if response.status_code >= 400:
@@ -154,20 +173,65 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (the system's resolver, off the event loop)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
 class Webhook:
     """A referrer's webhook: the outcome as JSON, signed so that the receiver can check
-    it came from us (``X-Aiguillage-Signature: sha256=<HMAC of the body>``)."""
+    it came from us (``X-Aiguillage-Signature: sha256=<HMAC of the body>``).
 
-    def __init__(self, secret: str) -> None:
+    The URL is judged at each send (shared/webhooks.py): https outside development, and
+    the host resolved here, every address it resolves to allowed. The request then goes
+    to the address that was checked, not to the name: the URL carries the IP, the Host
+    header and the TLS server name (SNI, and the name the certificate is checked against)
+    carry the name. A DNS answer that changes between the check and the connection
+    (rebinding) therefore cannot take the request elsewhere; no redirect is followed.
+    A refusal is permanent: nothing was sent, and trying again would not change it."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        policy: WebhookPolicy | None = None,
+        resolver: Resolver = resolve,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.secret = secret
+        self.policy = policy or WebhookPolicy()
+        self.resolver = resolver
+        self.transport = transport  # tests put a MockTransport here
 
     async def send(self, url: str, notification_id: str, payload: dict[str, Any]) -> None:
         body = json.dumps(payload, sort_keys=True).encode()
-        await post(
-            url,
-            body,
-            {
-                "X-Aiguillage-Signature": signature(self.secret, body),
-                "X-Aiguillage-Delivery": notification_id,
-            },
-        )
+        try:
+            _, host, port = check_url(url, self.policy)
+            try:
+                addresses = await self.resolver(host, port)
+            except OSError as exc:  # the name does not resolve now: DNS may come back
+                raise TemporaryFailure(f"webhook host does not resolve: {exc}") from exc
+            address = check_addresses(host, addresses, self.policy)
+        except WebhookRefused as exc:
+            raise Refused(exc.code, str(exc), dead_letter=True) from exc
+        pinned = httpx.URL(url).copy_with(host=str(address))
+        headers = {
+            "content-type": "application/json",
+            "Host": httpx.URL(url).netloc.decode("ascii"),
+            "X-Aiguillage-Signature": signature(self.secret, body),
+            "X-Aiguillage-Delivery": notification_id,
+        }
+        try:
+            async with httpx.AsyncClient(
+                timeout=10, transport=self.transport, follow_redirects=False
+            ) as client:
+                response = await client.post(
+                    pinned, content=body, headers=headers, extensions={"sni_hostname": host}
+                )
+        except httpx.HTTPError as exc:
+            raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
+        _judge(response)

@@ -12,26 +12,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from services.notifier.channels import (
     Contact,
     PatientChannel,
     PatientMessage,
     PermanentFailure,
+    Refused,
     TemporaryFailure,
     Webhook,
 )
-from services.notifier.tables import attempts, contacts, notifications
+from services.notifier.tables import attempts, contact_quota, contacts, notifications, referrers
 from shared.db import Database
 from shared.events import Channel, NotificationFailed, NotificationSent, RecipientKind, utcnow
 from shared.outbox import OutboxRelay, add_to_outbox
+from shared.paris import in_paris
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +56,7 @@ class Dispatcher:
         backoff_seconds: float = 1.0,
         poll_seconds: float = 0.5,
         concurrency: int = 16,
+        contact_messages_per_day: int = 5,
     ) -> None:
         self.database = database
         self.relay = relay
@@ -60,6 +66,7 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.backoff = backoff_seconds
         self.poll = poll_seconds
+        self.contact_messages_per_day = contact_messages_per_day
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -133,15 +140,18 @@ class Dispatcher:
         async with self._limit:
             error: str | None = None
             permanent = False
+            refused: Refused | None = None
             try:
                 await self._deliver(row)
             except TemporaryFailure as exc:
                 error = str(exc)
+            except Refused as exc:
+                error, permanent, refused = str(exc), True, exc
             except PermanentFailure as exc:
                 error, permanent = str(exc), True
             except Exception as exc:  # a bug must not stop the others
                 error = f"{type(exc).__name__}: {exc}"
-            await self._record(row, error, permanent)
+            await self._record(row, error, permanent, refused)
 
     async def _deliver(self, row: Any) -> None:
         if row.channel == Channel.WEBHOOK.value:
@@ -156,16 +166,76 @@ class Dispatcher:
                     select(contacts).where(contacts.c.referral_id == row.target["referral_id"])
                 )
             ).first()
+            referrer = (
+                await session.execute(
+                    select(referrers.c.patient_channels).where(
+                        referrers.c.referral_id == row.target["referral_id"]
+                    )
+                )
+            ).first()
         if found is None:
             raise TemporaryFailure("the patient's contact has not arrived yet")
+        if referrer is None:
+            # Its referral.received (the channels its referrer is registered for) is on
+            # another queue: not sent before the rule is known.
+            raise TemporaryFailure("the patient's referrer has not arrived yet")
+        allowed = referrer.patient_channels
+        # The record channel reaches nobody (demos): only real channels are restricted.
+        if allowed is not None and row.channel != "record" and row.channel not in allowed:
+            raise Refused(
+                "channel_not_allowed", f"the referrer is not registered for {row.channel}"
+            )
         contact = Contact(
             found.first_name, found.last_name, found.phone, found.email, found.sms_consent
         )
         if not channel.reaches(contact):
             raise PermanentFailure(f"the patient cannot be reached by {row.channel}")
-        await channel.send(contact, PatientMessage(row.id, row.subject, row.body))
+        key = _address_key(row.channel, contact)
+        if key is not None:
+            await self._take_quota(key)
+        try:
+            await channel.send(contact, PatientMessage(row.id, row.subject, row.body))
+        except BaseException:
+            if key is not None:
+                await self._give_back_quota(key)  # not sent: it does not count
+            raise
 
-    async def _record(self, row: Any, error: str | None, permanent: bool) -> None:
+    def _today(self) -> Any:
+        # The patient's day is a day in France.
+        return in_paris(utcnow()).date()
+
+    async def _take_quota(self, key: str) -> None:
+        """Count one more message to this address today, or refuse it (``contact_quota``)
+        if that passes the limit. One upsert returning the new count, in its own
+        transaction: replicas count one after the other (the row's lock on PostgreSQL),
+        and a refused message rolls its increment back."""
+        day = self._today()
+        async with self.database.transaction() as session:
+            insert_: Any = sqlite.insert if self.database.is_sqlite else postgresql.insert
+            statement = insert_(contact_quota).values(address_key=key, day=day, count=1)
+            statement = statement.on_conflict_do_update(
+                index_elements=[contact_quota.c.address_key, contact_quota.c.day],
+                set_={"count": contact_quota.c.count + 1},
+            ).returning(contact_quota.c.count)
+            count = (await session.execute(statement)).scalar_one()
+            if count > self.contact_messages_per_day:
+                raise Refused(
+                    "contact_quota",
+                    f"this patient's address had {self.contact_messages_per_day} messages today",
+                )
+
+    async def _give_back_quota(self, key: str) -> None:
+        with contextlib.suppress(Exception):  # at worst one message too few today
+            async with self.database.transaction() as session:
+                await session.execute(
+                    update(contact_quota)
+                    .where(contact_quota.c.address_key == key, contact_quota.c.day == self._today())
+                    .values(count=contact_quota.c.count - 1)
+                )
+
+    async def _record(
+        self, row: Any, error: str | None, permanent: bool, refused: Refused | None = None
+    ) -> None:
         attempt = row.attempts + 1
         now = utcnow()
         final = error is not None and (permanent or attempt >= self.max_attempts)
@@ -206,7 +276,12 @@ class Dispatcher:
             if error is None:
                 payload: NotificationSent | NotificationFailed = NotificationSent(**common)
             else:
-                payload = NotificationFailed(**common, error=error[:500], final=final)
+                payload = NotificationFailed(
+                    **common,
+                    error=error[:500],
+                    final=final,
+                    error_code=refused.code if refused is not None else None,
+                )
             await add_to_outbox(
                 session,
                 payload,
@@ -226,7 +301,7 @@ class Dispatcher:
                 attempts=attempt,
                 final=final,
             )
-        if final:
+        if final and (refused is None or refused.dead_letter):
             # The last try failed: the notification goes to the dead-letter queue, with
             # its error, for someone to act on.
             document = {
@@ -239,6 +314,20 @@ class Dispatcher:
                 "attempts": attempt,
             }
             await self.dead_letter(document, error or "")
+
+
+def _address_key(channel: str, contact: Contact) -> str | None:
+    """The address a channel reaches, as a hash: what the quota counts by, never the
+    address itself (the table, like the log, holds none). An e-mail's case and a phone
+    number's spacing do not make it another address."""
+    if channel == "email" and contact.email:
+        address = "email:" + contact.email.strip().lower()
+    elif channel == "sms" and contact.phone:
+        digits = re.sub(r"[^0-9+]", "", contact.phone)
+        address = "phone:" + (("+33" + digits[1:]) if digits.startswith("0") else digits)
+    else:
+        return None
+    return hashlib.sha256(address.encode()).hexdigest()
 
 
 def dumps(document: dict[str, Any]) -> bytes:

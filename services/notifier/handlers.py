@@ -210,6 +210,11 @@ class NotifierHandlers:
                         identifier=payload.referrer.identifier,
                         reply_to=payload.referrer.reply_to,
                         webhook_url=payload.referrer.webhook_url,
+                        patient_channels=(
+                            None
+                            if payload.referrer.patient_channels is None
+                            else list(payload.referrer.patient_channels)
+                        ),
                     )
                 )
                 await self._flush_deferred(delivery, payload.referral_id)
@@ -290,6 +295,13 @@ class NotifierHandlers:
             )
         elif isinstance(payload, ConsultationCompleted):
             await self._appointment_status(session, payload.appointment_id, "fulfilled")
+            # The referrer hears the end too (Hub Santé's LRM reads it as "fulfilled").
+            await self._to_referrer(
+                delivery,
+                payload.referral_id,
+                "seen",
+                {"centre_id": payload.centre_id, "appointment_id": payload.appointment_id},
+            )
 
     async def on_contact(self, delivery: Delivery) -> None:
         contact = delivery.payload_as(PatientContact)

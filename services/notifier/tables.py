@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -75,6 +76,18 @@ referrers = Table(
     Column("identifier", String(64), nullable=False),
     Column("reply_to", String(64), nullable=True),
     Column("webhook_url", Text, nullable=True),
+    # Registered channels for the referrer's patients; NULL: unrestricted (development).
+    Column("patient_channels", JSON, nullable=True),
+)
+
+# Messages sent to one patient address (phone or e-mail) per day, whatever the referral:
+# the key is a hash of the address, never the address itself.
+contact_quota = Table(
+    "contact_quota",
+    metadata,
+    Column("address_key", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("count", Integer, nullable=False),
 )
 
 centre_appointments = Table(

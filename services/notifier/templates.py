@@ -202,6 +202,7 @@ def referrer_outcome(status: str, detail: dict[str, object]) -> str:
         "waitlisted": "Aucun créneau disponible : patient en liste d'attente.",
         "cancelled": f"Rendez-vous annulé ({detail.get('reason')}).",
         "no_show": "Le patient ne s'est pas présenté au rendez-vous.",
+        "seen": "Le patient a été vu en consultation.",
         "escalated_by_centre": f"Le centre a réadressé le patient au Centre 15 "
         f"({detail.get('reason')}).",
     }.get(status, status)

@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.regulation.domain.override import InvalidOverride
 from services.regulation.handlers import Override, UnknownReferral, apply_override
 from services.regulation.store import ProtocolBook, decision_trail, held_cases
-from shared.auth import Principal, Role, authenticator, forbid
+from shared.auth import Keys, Principal, Role, authenticator, forbid
 from shared.db import Database
 from shared.events import Decision, Priority, utcnow
+from shared.openapi import AUTHENTICATED, BODY, invalid, not_found
 from shared.outbox import OutboxRelay, add_to_outbox
+from shared.settings import ServiceName
 
 SOURCE = "regulation"
 
@@ -32,10 +34,10 @@ class DecisionRequest(BaseModel):
 
 
 def build_router(
-    database: Database, relay: OutboxRelay, book: ProtocolBook, auth_secret: str
+    database: Database, relay: OutboxRelay, book: ProtocolBook, auth_keys: Keys
 ) -> APIRouter:
-    router = APIRouter(tags=["regulation"])
-    Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
+    router = APIRouter(tags=["regulation"], responses=AUTHENTICATED)
+    Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.REGULATION))]
 
     def regulator(caller: Principal) -> str:
         if caller.role is not Role.CENTRE_15:
@@ -47,8 +49,9 @@ def build_router(
         status_code=status.HTTP_201_CREATED,
         summary="A regulator's decision: it supersedes the one that stands",
         responses={
-            404: {"description": "No such referral in regulation (yet)."},
-            422: {"description": "The decision cannot stand as given."},
+            **not_found("No such referral in regulation (yet)."),
+            **BODY,
+            **invalid("The decision does not fit its schema, or cannot stand as given."),
         },
     )
     async def decide(referral_id: str, body: DecisionRequest, caller: Caller) -> dict[str, Any]:
@@ -80,7 +83,7 @@ def build_router(
     @router.get(
         "/referrals/{referral_id}/decisions",
         summary="The audit trail: every decision on the referral, oldest first",
-        responses={404: {"description": "No such referral in regulation."}},
+        responses=not_found("No such referral in regulation."),
     )
     async def trail(referral_id: str, caller: Caller) -> dict[str, Any]:
         regulator(caller)

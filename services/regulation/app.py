@@ -30,7 +30,5 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     handlers = RegulationHandlers(book)
     runtime.consume("referrals", handlers.on_received)
     runtime.consume("decisions", handlers.on_decision)
-    runtime.http_app.include_router(
-        build_router(runtime.database, runtime.relay, book, settings.auth_secret)
-    )
+    runtime.http_app.include_router(build_router(runtime.database, runtime.relay, book, settings))
     return runtime

@@ -2,7 +2,7 @@
 tomorrow, and the waiting list."""
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from services.scheduler import store
 from services.scheduler.domain.slots import capacity_between
 from services.scheduler.tables import alerts, bookings, centres, reinforcements, waitlist
-from shared.auth import Principal, Role, authenticator, forbid
+from shared.auth import Keys, Principal, Role, authenticator, forbid
 from shared.db import Database, as_utc
 from shared.events import (
     CentreActivated,
@@ -24,7 +24,10 @@ from shared.events import (
     EventPayload,
     OpeningPeriod,
 )
+from shared.events.base import JSON_INTEGER, IsoDate
 from shared.geo import departement
+from shared.openapi import AUTHENTICATED, BODY, CentreId
+from shared.settings import ServiceName
 
 # Sends an actor's request on the ingress, in its name (ServiceRuntime.publish_at_door).
 DoorPublish = Callable[..., Awaitable[Envelope]]
@@ -42,19 +45,20 @@ def _days() -> list[tuple[str, datetime, datetime]]:
 
 
 class CentreChange(BaseModel):
-    boxes: int | None = Field(None, ge=1, le=200)
-    consultation_minutes: int | None = Field(None, ge=5, le=240)
+    # As in the event it becomes: true or "3" is not a number of boxes.
+    boxes: Annotated[int, Field(ge=1, le=200), JSON_INTEGER] | None = None
+    consultation_minutes: Annotated[int, Field(ge=5, le=240), JSON_INTEGER] | None = None
     opening_hours: tuple[OpeningPeriod, ...] | None = None
-    from_date: date
+    from_date: IsoDate
 
 
 class Withdrawal(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: str) -> APIRouter:
-    router = APIRouter(tags=["territory"])
-    Caller = Annotated[Principal, Depends(authenticator(auth_secret))]
+def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Keys) -> APIRouter:
+    router = APIRouter(tags=["territory"], responses=AUTHENTICATED)
+    Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.SCHEDULER))]
 
     async def decide(caller: Principal, payload: EventPayload, centre_id: str) -> dict[str, str]:
         """The ARS's decision, sent in the ARS's name through the ARS's door (the ingress
@@ -65,7 +69,7 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
         envelope = await publish_at_door(payload, actor="ars", correlation_id=centre_id)
         return {"event_id": envelope.id, "event_type": envelope.type}
 
-    @router.post("/centres", status_code=202, summary="Activate a centre (ARS)")
+    @router.post("/centres", status_code=202, summary="Activate a centre (ARS)", responses=BODY)
     async def activate(body: CentreActivated, caller: Caller) -> dict[str, str]:
         return await decide(caller, body, body.centre_id)
 
@@ -73,19 +77,27 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_secret: 
         "/centres/{centre_id}/capacity",
         status_code=202,
         summary="Ramp a centre up or down from a date (ARS)",
+        responses=BODY,
     )
-    async def capacity(centre_id: str, body: CentreChange, caller: Caller) -> dict[str, str]:
+    async def capacity(centre_id: CentreId, body: CentreChange, caller: Caller) -> dict[str, str]:
         payload = CentreCapacityChanged(centre_id=centre_id, **body.model_dump())
         return await decide(caller, payload, centre_id)
 
-    @router.post("/centres/{centre_id}/suspend", status_code=202, summary="Suspend (ARS)")
-    async def suspend(centre_id: str, body: Withdrawal, caller: Caller) -> dict[str, str]:
+    @router.post(
+        "/centres/{centre_id}/suspend",
+        status_code=202,
+        summary="Suspend (ARS)",
+        responses=BODY,
+    )
+    async def suspend(centre_id: CentreId, body: Withdrawal, caller: Caller) -> dict[str, str]:
         return await decide(
             caller, CentreSuspended(centre_id=centre_id, reason=body.reason), centre_id
         )
 
-    @router.post("/centres/{centre_id}/close", status_code=202, summary="Close (ARS)")
-    async def close(centre_id: str, body: Withdrawal, caller: Caller) -> dict[str, str]:
+    @router.post(
+        "/centres/{centre_id}/close", status_code=202, summary="Close (ARS)", responses=BODY
+    )
+    async def close(centre_id: CentreId, body: Withdrawal, caller: Caller) -> dict[str, str]:
         return await decide(
             caller, CentreClosed(centre_id=centre_id, reason=body.reason), centre_id
         )

@@ -34,6 +34,6 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.consume("referrals", handlers.on_referral)
     runtime.consume("consultations", handlers.on_consultation)
     runtime.http_app.include_router(
-        build_router(runtime.database, runtime.publish_at_door, settings.auth_secret)
+        build_router(runtime.database, runtime.publish_at_door, settings)
     )
     return runtime

@@ -9,12 +9,39 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Self, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 P = TypeVar("P", bound="EventPayload")
+
+
+def _iso_date(value: object) -> object:
+    # pydantic's lax mode reads a number as days since 1970: the schema says an ISO
+    # date string, and a number there is a sender's mistake, not a date.
+    if isinstance(value, bool | int | float):
+        raise ValueError("a date is an ISO 8601 string (YYYY-MM-DD)")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+"""A date, given as ``YYYY-MM-DD`` in JSON (or a ``date``), never as a number."""
+
+
+def _json_integer(value: object) -> object:
+    # JSON Schema's integer: 3 or 3.0, never true (a bool is an int in Python) nor "3",
+    # which pydantic's lax mode would take.
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("an integer is a JSON number")
+    return value
+
+
+JSON_INTEGER = BeforeValidator(_json_integer)
+JsonInt = Annotated[int, JSON_INTEGER]
+"""An integer as JSON Schema means it (``3``, ``3.0``), never a boolean or a string.
+Where it is optional, write ``Annotated[int, Field(ge=...), JSON_INTEGER] | None``: the
+bounds before the validator, or the JSON schema loses them (``ge`` for ``minimum``)."""
 
 
 def utcnow() -> datetime:

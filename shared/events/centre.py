@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from shared.events.base import EventPayload
+from shared.events.base import JSON_INTEGER, EventPayload, IsoDate, JsonInt
 from shared.events.vocabulary import CentreKind, InseeCode, OpeningPeriod, RoutingWord
 
 # A week of split shifts, with room to spare.
@@ -25,9 +24,10 @@ class CentreActivated(EventPayload):
     commune_insee: InseeCode
     address: str | None = Field(None, max_length=300)
     opening_hours: tuple[OpeningPeriod, ...] = Field(max_length=MAX_PERIODS)
-    boxes: int = Field(ge=1, le=200, description="Consultations held in parallel.")
-    consultation_minutes: int = Field(ge=5, le=240)
-    first_day: date
+    # JSON integers: never true or "3" read as one.
+    boxes: JsonInt = Field(ge=1, le=200, description="Consultations held in parallel.")
+    consultation_minutes: JsonInt = Field(ge=5, le=240)
+    first_day: IsoDate
 
 
 class CentreCapacityChanged(EventPayload):
@@ -36,10 +36,10 @@ class CentreCapacityChanged(EventPayload):
     event_type: ClassVar[str] = "centre.capacity_changed"
 
     centre_id: RoutingWord
-    boxes: int | None = Field(None, ge=1, le=200)
+    boxes: Annotated[int, Field(ge=1, le=200), JSON_INTEGER] | None = None
     opening_hours: tuple[OpeningPeriod, ...] | None = Field(None, max_length=MAX_PERIODS)
-    consultation_minutes: int | None = Field(None, ge=5, le=240)
-    from_date: date
+    consultation_minutes: Annotated[int, Field(ge=5, le=240), JSON_INTEGER] | None = None
+    from_date: IsoDate
 
 
 class CentreSuspended(EventPayload):

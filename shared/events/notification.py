@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar
 
+from pydantic import Field
+
 from shared.events.base import EventPayload
 from shared.events.vocabulary import RecordId
 
@@ -52,3 +54,8 @@ class NotificationFailed(EventPayload):
     attempts: int
     error: str
     final: bool
+    error_code: str | None = Field(
+        None,
+        description="Why it was not sent, when the notifier refused to send it: "
+        "contact_quota, channel_not_allowed, webhook_not_https, webhook_forbidden_address...",
+    )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.base import JsonInt
 
 
 class Frozen(BaseModel):
@@ -129,7 +131,8 @@ class CentreKind(StrEnum):
 class OpeningPeriod(Frozen):
     """Opening hours on one weekday (0 = Monday), local time, ``HH:MM``; 24:00 is midnight."""
 
-    weekday: int = Field(ge=0, le=6)
+    # Not lax: true would be read as Tuesday (1).
+    weekday: JsonInt = Field(ge=0, le=6)
     opens: str = Field(max_length=5, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     closes: str = Field(max_length=5, pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
@@ -161,3 +164,9 @@ class ReferrerRef(Frozen):
         None, description="Routing-key suffix: replies go to reply.<reply_to>."
     )
     webhook_url: str | None = Field(None, max_length=500)
+    patient_channels: tuple[Literal["email", "sms"], ...] | None = Field(
+        None,
+        description="The patient channels the operator registered for this referrer: its "
+        "patients are told by these only (and the demos' record). Absent: an unregistered "
+        "referrer (development only), whose patients get every channel the notifier has.",
+    )

@@ -33,11 +33,14 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
         pytest.skip("no Chromium: apt-get install -y chromium chromium-driver")
     services = ServiceProcesses(
         {
+            "AIGUILLAGE_ENVIRONMENT": settings.environment.value,
             "AIGUILLAGE_BROKER_URL": settings.broker_url,
             "AIGUILLAGE_NAMESPACE": settings.namespace,
             "AIGUILLAGE_DATA_DIR": str(settings.data_dir),
             "AIGUILLAGE_OUTBOX_POLL_SECONDS": "0.2",
             "AIGUILLAGE_AUTH_SECRET": settings.auth_secret,
+            # Plain http on 127.0.0.1: Secure cookies would not come back.
+            "AIGUILLAGE_CONSOLE_SECURE_COOKIES": "false",
         },
         tmp_path / "logs",
     )

@@ -14,6 +14,7 @@ from selenium.common.exceptions import (
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
+    WebDriverException,
 )
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -25,6 +26,7 @@ from shared.events import RiskFactor, Vitals
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import centre_queue
+from tests.console_session import person
 from tests.helpers import Tap, centre, referral
 
 if TYPE_CHECKING:
@@ -34,8 +36,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
 def wait_until(driver: Any, condition: Callable[[Any], Any], timeout: float = 30.0) -> Any:
-    # A part of the page may be replaced while it is read: read it again.
-    ignored = (NoSuchElementException, StaleElementReferenceException)
+    # A part of the page may be replaced while it is read: read it again. Chromium
+    # says so as stale or missing elements, or, mid-replacement, as an inspector error
+    # ("Node with given id does not belong to the document").
+    ignored = (NoSuchElementException, StaleElementReferenceException, WebDriverException)
     try:
         return WebDriverWait(driver, timeout, 0.2, ignored_exceptions=ignored).until(condition)
     except TimeoutException as exc:
@@ -73,8 +77,10 @@ async def test_the_ars_activates_a_centre_and_sees_it_appear(
 ) -> None:
     await wait_for_consumers(settings.broker_url, settings.namespace, timeout=60)
     try:
-        log_in(browser, stack.url, settings.auth_secret, Role.ARS, "idf")
+        password = person(settings, "a.martin@ars.fr", "A. Martin", Role.ARS, "11")
+        log_in(browser, stack.url, "a.martin@ars.fr", password)
         assert browser.current_url.endswith("/territoire")
+        assert "A. Martin" in browser.find_element(By.ID, "qui").text
         assert "Aucun centre" in browser.find_element(By.ID, "departements").text
 
         form = browser.find_element(By.ID, "form-activer")
@@ -176,7 +182,8 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
         assigned = {e.data["centre_id"] for e in tap.of_type("slot.assigned")}
         assert assigned == {"rennes-a", "paris-b"}
 
-        log_in(browser, stack.url, s.auth_secret, Role.CENTRE, "rennes-a")
+        password = person(s, "c.durand@chu-rennes.fr", "C. Durand", Role.CENTRE, "rennes-a")
+        log_in(browser, stack.url, "c.durand@chu-rennes.fr", password)
         assert browser.current_url.endswith("/centre")
         table = wait_until(browser, lambda d: d.find_element(By.ID, "rdv"))
         text = table.text
@@ -259,7 +266,9 @@ async def test_centre_15_decides_on_a_held_referral(
                 timeout=60,
             )
 
-            log_in(browser, stack.url, s.auth_secret, Role.CENTRE_15, "regulateur")
+            login = "r.le-gall@samu35.fr"
+            password = person(s, login, "R. Le Gall", Role.CENTRE_15, "samu-35")
+            log_in(browser, stack.url, login, password)
             assert browser.current_url.endswith("/centre-15")
             row = wait_until(browser, lambda d: rows(d, "#en-attente tr[data-referral]"))[0]
             referral_id = row.get_attribute("data-referral")
@@ -268,6 +277,14 @@ async def test_centre_15_decides_on_a_held_referral(
             row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
             wait_until(browser, lambda d: "Décision enregistrée" in d.page_source)
             wait_until(browser, lambda d: not rows(d, "#en-attente tr[data-referral]"))
+            # The decision is the person's: their login is the regulator of record.
+            await tap.wait_for(
+                lambda events: any(
+                    e.type == "referral.regulated" and e.data.get("decided_by") == login
+                    for e in events
+                ),
+                timeout=30,
+            )
 
             # The regulator's decision goes the whole way: the patient gets a slot.
             await tap.wait_for(
@@ -279,3 +296,46 @@ async def test_centre_15_decides_on_a_held_referral(
             )
     finally:
         await forget_centre_queues(s, "rennes-c")
+
+
+async def test_a_person_logs_out_and_their_old_session_is_refused(
+    settings: Settings, stack: Stack, browser: Any
+) -> None:
+    s = settings
+    await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    login = "b.morvan@ars-bretagne.fr"
+    password = person(s, login, "B. Morvan", Role.ARS, "53")
+    try:
+        log_in(browser, stack.url, login, password)
+        assert browser.current_url.endswith("/territoire")
+        old = browser.get_cookie("aiguillage_console")
+        assert old is not None and old["httpOnly"] and old["sameSite"] == "Strict"
+
+        # Act: activate a centre of their region (the audit trail names them).
+        form = browser.find_element(By.ID, "form-activer")
+        for name, value in {
+            "centre_id": "rennes-deconnexion",
+            "nom": "Salle Rennes",
+            "commune": "35238",
+        }.items():
+            field = form.find_element(By.NAME, name)
+            field.clear()
+            field.send_keys(value)
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_until(browser, lambda d: "Activation du centre" in d.page_source)
+        browser.find_element(By.ID, "lien-audit").click()
+        audit = wait_until(browser, lambda d: d.find_element(By.ID, "audit"))
+        assert "rennes-deconnexion" in audit.text and login in audit.text
+
+        # Log out: the server ends the session.
+        browser.find_element(By.CSS_SELECTOR, "form.deconnexion button").click()
+        wait_until(browser, lambda d: d.current_url.split("?")[0].endswith("/connexion"))
+        # The old cookie put back (as someone who copied it would): refused.
+        browser.add_cookie(
+            {"name": old["name"], "value": old["value"], "path": "/", "httpOnly": True}
+        )
+        browser.get(f"{stack.url}/territoire")
+        wait_until(browser, lambda d: d.current_url.split("?")[0].endswith("/connexion"))
+        assert browser.find_element(By.ID, "connexion")
+    finally:
+        await forget_centre_queues(s, "rennes-deconnexion")

@@ -15,6 +15,7 @@ from shared.settings import ServiceName, Settings
 def processes(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcesses]:
     procs = ServiceProcesses(
         {
+            "AIGUILLAGE_ENVIRONMENT": settings.environment.value,
             "AIGUILLAGE_BROKER_URL": settings.broker_url,
             "AIGUILLAGE_NAMESPACE": settings.namespace,
             "AIGUILLAGE_DATA_DIR": str(settings.data_dir),

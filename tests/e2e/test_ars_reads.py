@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from aiguillage.console.accounts import open_store
 from aiguillage.console.app import create_app
-from aiguillage.console.auth import password_for
 from aiguillage.demo import wait_for_consumers
 from aiguillage.processes import ServiceProcesses
 from shared.auth import Role, issue_token
@@ -23,14 +23,15 @@ from shared.events import (
     ReinforcementRequested,
 )
 from shared.publisher import EventPublisher
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
+from tests.console_session import log_in
 from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
 
 
 async def _scheduler(processes: ServiceProcesses, settings: Settings, path: str) -> dict[str, Any]:
-    token = issue_token(settings.auth_secret, Role.ARS, "idf")
+    token = issue_token(settings, Role.ARS, "idf", ServiceName.SCHEDULER)
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(
             f"http://127.0.0.1:{processes.ports['scheduler']}{path}",
@@ -86,21 +87,20 @@ async def test_a_reinforcement_request_sent_with_the_console_closed_is_listed_wh
     console_settings = s.model_copy(
         update={f"{name}_http_port": port for name, port in processes.ports.items()}
     )
+    # An ARS officer of Bretagne (région 53): rennes-renfort is in Ille-et-Vilaine.
+    store = await open_store(console_settings)
+    try:
+        _, password = await store.add("b.morvan@ars.fr", "B. Morvan", Role.ARS, "53")
+    finally:
+        await store.close()
     app = create_app(console_settings, listen=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://console", follow_redirects=True
+            transport=transport, base_url="https://console", follow_redirects=True
         ) as browser:
-            login = await browser.post(
-                "/connexion",
-                data={
-                    "role": "ars",
-                    "identifiant": "idf",
-                    "mot_de_passe": password_for(s.auth_secret, Role.ARS, "idf"),
-                },
-            )
-            assert login.status_code == 200, login.text[:500]
+            login = await log_in(browser, "b.morvan@ars.fr", password)
+            assert login.status_code == 303, login.text[:500]
             page = await browser.get("/territoire")
     assert "rennes-renfort demande 2 infirmiers" in page.text
 

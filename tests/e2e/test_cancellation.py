@@ -14,7 +14,7 @@ from aiguillage.processes import ServiceProcesses
 from shared.auth import Role, issue_token
 from shared.events import CancelledBy, Envelope, ReferralCancelled
 from shared.publisher import EventPublisher
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from shared.topology import centre_queue
 from tests.helpers import Tap, centre, referral
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def _booked(processes: ServiceProcesses, s: Settings) -> int:
-    token = issue_token(s.auth_secret, Role.ARS, "bzh")
+    token = issue_token(s, Role.ARS, "bzh", ServiceName.SCHEDULER)
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(
             f"http://127.0.0.1:{processes.ports['scheduler']}/territory/35",

@@ -13,14 +13,14 @@ from aiguillage.demo import wait_for_consumers
 from aiguillage.processes import ServiceProcesses
 from shared.auth import Role, issue_token
 from shared.publisher import EventPublisher
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from tests.helpers import Tap, referral
 
 pytestmark = pytest.mark.e2e
 
 
 async def _escalations(processes: ServiceProcesses, s: Settings, role: Role) -> httpx.Response:
-    token = issue_token(s.auth_secret, role, "samu-35")
+    token = issue_token(s, role, "samu-35", ServiceName.INTAKE)
     async with httpx.AsyncClient(timeout=10) as http:
         return await http.get(
             f"http://127.0.0.1:{processes.ports['intake']}/escalations",

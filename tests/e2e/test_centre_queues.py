@@ -13,7 +13,7 @@ from aiguillage.demo import wait_for_consumers, wait_for_drain
 from aiguillage.processes import ServiceProcesses
 from shared.events import Envelope
 from shared.publisher import EventPublisher
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from shared.topology import centre_queue
 from tests.helpers import Tap, centre, referral
 
@@ -105,7 +105,7 @@ async def test_the_centre_is_told_the_test_to_prescribe(
     [eligible] = [d for d in on_queue if d["test_eligible"]]
     assert eligible["priority"] == "asap"  # at risk: seen within hours
 
-    token = issue_token(s.auth_secret, Role.CENTRE, "rennes-t")
+    token = issue_token(s, Role.CENTRE, "rennes-t", ServiceName.NOTIFIER)
     url = f"http://127.0.0.1:{processes.ports['notifier']}/centres/rennes-t/appointments"
     # The day of each, on the centre's clock (near midnight, one may be tomorrow's).
     days = {in_paris(datetime.fromisoformat(d["start"])).date().isoformat() for d in on_queue}
@@ -156,7 +156,7 @@ async def test_no_show_frees_the_slot_and_escalation_reaches_centre_15(
             await gp.publish(referral("n-2"), correlation_id="n-2")
         await tap.wait_for(lambda es: len([e for e in es if e.type == "slot.assigned"]) == 2)
         first, second = (e.data for e in tap.of_type("slot.assigned"))
-        token = issue_token(s.auth_secret, Role.CENTRE, "rennes-n")
+        token = issue_token(s, Role.CENTRE, "rennes-n", ServiceName.NOTIFIER)
         base = f"http://127.0.0.1:{processes.ports['notifier']}/centres/rennes-n/appointments"
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
             for _ in range(50):  # the notifier records the appointment from slot.assigned

@@ -20,7 +20,7 @@ from shared.auth import Role, issue_token
 from shared.db import Database
 from shared.events import Clinical, Envelope, RiskFactor
 from shared.publisher import EventPublisher
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from shared.topology import centre_queue
 from tests.helpers import Tap, centre, referral
 
@@ -49,7 +49,7 @@ async def _booked_appointments(settings: Settings) -> set[str]:
 
 
 def _regulator(settings: Settings, processes: ServiceProcesses) -> httpx.AsyncClient:
-    token = issue_token(settings.auth_secret, Role.CENTRE_15, "DR-e2e")
+    token = issue_token(settings, Role.CENTRE_15, "DR-e2e", ServiceName.REGULATION)
     return httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{processes.ports['regulation']}",
         headers={"Authorization": f"Bearer {token}"},

@@ -25,7 +25,7 @@ from shared.events import (
     ReferralCancelled,
 )
 from shared.publisher import EventPublisher
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,8 @@ class Reader:
 
     def __init__(self, http: httpx.AsyncClient, secret: str, role: Role, subject: str) -> None:
         self.http = http
-        self.headers = {"Authorization": f"Bearer {issue_token(secret, role, subject)}"}
+        token = issue_token(secret, role, subject, ServiceName.INTAKE)
+        self.headers = {"Authorization": f"Bearer {token}"}
 
     async def get(self, referral_id: str) -> httpx.Response:
         return await self.http.get(f"/referrals/{referral_id}", headers=self.headers)

@@ -11,7 +11,7 @@ from aiguillage.processes import ServiceProcesses
 from shared.auth import Role, issue_token
 from shared.events import Envelope
 from shared.publisher import EventPublisher
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
@@ -39,14 +39,14 @@ async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
         # The ARS suspends over HTTP; a centre may not.
         scheduler = f"http://127.0.0.1:{processes.ports['scheduler']}"
         async with httpx.AsyncClient(base_url=scheduler) as http:
-            as_centre = {
-                "Authorization": f"Bearer {issue_token(s.auth_secret, Role.CENTRE, 'rennes-s')}"
-            }
+            centre_token = issue_token(s, Role.CENTRE, "rennes-s", ServiceName.SCHEDULER)
+            as_centre = {"Authorization": f"Bearer {centre_token}"}
             refused = await http.post(
                 "/centres/rennes-s/suspend", json={"reason": "x"}, headers=as_centre
             )
             assert refused.status_code == 403
-            as_ars = {"Authorization": f"Bearer {issue_token(s.auth_secret, Role.ARS, 'b')}"}
+            ars_token = issue_token(s, Role.ARS, "b", ServiceName.SCHEDULER)
+            as_ars = {"Authorization": f"Bearer {ars_token}"}
             accepted = await http.post(
                 "/centres/rennes-s/suspend", json={"reason": "no staff"}, headers=as_ars
             )
@@ -103,7 +103,7 @@ async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
     assert len(patient_notices) == 6
 
     # The ARS's view: the suspended centre, the waiting list, the alerts.
-    token = issue_token(s.auth_secret, Role.ARS, "bretagne")
+    token = issue_token(s, Role.ARS, "bretagne", ServiceName.SCHEDULER)
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{processes.ports['scheduler']}",
         headers={"Authorization": f"Bearer {token}"},
@@ -115,7 +115,7 @@ async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
         detail = (await http.get("/territory/35")).json()
         statuses = {c["centre_id"]: c["status"] for c in detail["centres"]}
         assert statuses == {"rennes-s": "suspended", "st-gregoire-s": "active"}
-        centre_token = issue_token(s.auth_secret, Role.CENTRE, "rennes-s")
+        centre_token = issue_token(s, Role.CENTRE, "rennes-s", ServiceName.SCHEDULER)
         refused = await http.get("/territory", headers={"Authorization": f"Bearer {centre_token}"})
         assert refused.status_code == 403
         assert (await http.get("/territory", headers={"Authorization": ""})).status_code == 401

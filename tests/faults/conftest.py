@@ -43,6 +43,7 @@ class Cluster:
         self.settings = settings
         self.urls = urls
         env = {
+            "AIGUILLAGE_ENVIRONMENT": settings.environment.value,
             "AIGUILLAGE_BROKER_URL": settings.broker_url,
             "AIGUILLAGE_NAMESPACE": settings.namespace,
             "AIGUILLAGE_DATA_DIR": str(settings.data_dir),

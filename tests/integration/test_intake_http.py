@@ -33,7 +33,7 @@ from shared.events import (
 from shared.migrations import upgrade
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from tests.helpers import running
 from tests.strategies import referral_payloads, valid_referral
 
@@ -46,7 +46,7 @@ async def intake(settings: Settings) -> AsyncIterator[ServiceRuntime]:
 
 
 def bearer(settings: Settings, role: Role, subject: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(settings.auth_secret, role, subject)}"}
+    return {"Authorization": f"Bearer {issue_token(settings, role, subject, ServiceName.INTAKE)}"}
 
 
 @pytest.fixture
@@ -435,8 +435,9 @@ async def test_openapi_documents_the_referral(http: httpx.AsyncClient) -> None:
 
 @pytest.fixture
 def sync_client(settings: Settings) -> Iterator[TestClient]:
-    """The HTTP door alone, for hypothesis (which drives synchronous tests)."""
-    runtime = build(settings)
+    """The HTTP door alone, for hypothesis (which drives synchronous tests); its
+    examples are not a flood (the quota has its own test: test_intake_people.py)."""
+    runtime = build(settings.model_copy(update={"referrer_per_minute": 100_000}))
     headers = bearer(settings, Role.REFERRER, "gp:10001234567")
     with TestClient(runtime.http_app, raise_server_exceptions=False, headers=headers) as client:
         assert client.portal is not None
@@ -459,3 +460,22 @@ def test_arbitrary_payloads_never_500(sync_client: TestClient, payload: Any) -> 
         assert all(r["code"] and r["message"] for r in body["reasons"])
     elif response.status_code in (200, 201):
         assert sync_client.get(f"/referrals/{body['referral_id']}").status_code == 200
+
+
+async def test_an_expired_or_other_service_token_is_refused_with_its_reason(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    created = await http.post("/referrals", json=valid_referral("token-1"))
+    assert created.status_code == 201, created.text
+    path = f"/referrals/{created.json()['referral_id']}"
+    gp = "gp:10001234567"
+    expired = issue_token(
+        settings, Role.REFERRER, gp, ServiceName.INTAKE, ttl_seconds=1, now=time.time() - 5
+    )
+    for_scheduler = issue_token(settings, Role.REFERRER, gp, ServiceName.SCHEDULER)
+    for token, reason in ((expired, "expired"), (for_scheduler, "not intake")):
+        response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, response.text
+        assert reason in response.json()["detail"]
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert (await http.get(path)).status_code == 200

@@ -38,7 +38,7 @@ from shared.events import (
 from shared.http import HttpServer, free_port
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from tests.helpers import Tap, dead_letters, running
 
 
@@ -315,11 +315,16 @@ async def test_centre_day_list_is_its_own_only(
         assert (await http.get(url)).status_code == 401
         bad = {"Authorization": "Bearer centre:rennes-1:forged"}
         assert (await http.get(url, headers=bad)).status_code == 401
-        other = {"Authorization": f"Bearer {issue_token(s.auth_secret, Role.CENTRE, 'paris-1')}"}
+
+        def bearer(role: Role, subject: str) -> dict[str, str]:
+            token = issue_token(s, role, subject, ServiceName.NOTIFIER)
+            return {"Authorization": f"Bearer {token}"}
+
+        other = bearer(Role.CENTRE, "paris-1")
         assert (await http.get(url, headers=other)).status_code == 403
-        ars = {"Authorization": f"Bearer {issue_token(s.auth_secret, Role.ARS, 'idf')}"}
+        ars = bearer(Role.ARS, "idf")
         assert (await http.get(url, headers=ars)).status_code == 403
-        own = {"Authorization": f"Bearer {issue_token(s.auth_secret, Role.CENTRE, 'rennes-1')}"}
+        own = bearer(Role.CENTRE, "rennes-1")
         response = await http.get(url, headers=own)
         assert response.status_code == 200
         [appointment] = response.json()["appointments"]

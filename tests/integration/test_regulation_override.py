@@ -38,7 +38,7 @@ from shared.events import (
 from shared.http import free_port
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
-from shared.settings import Settings, get_settings
+from shared.settings import ServiceName, Settings, get_settings
 from shared.topology import declare_topology
 from tests.helpers import Tap, dead_letters
 from tests.helpers import running as started
@@ -215,8 +215,8 @@ async def test_http_decision_audit_trail_and_held_queue(settings: Settings) -> N
             headers=headers,
         )
 
-    regulator = issue_token(s.auth_secret, Role.CENTRE_15, "DR-ward")
-    centre = issue_token(s.auth_secret, Role.CENTRE, "rennes-poterie")
+    regulator = issue_token(s, Role.CENTRE_15, "DR-ward", ServiceName.REGULATION)
+    centre = issue_token(s, Role.CENTRE, "rennes-poterie", ServiceName.REGULATION)
     async with (
         running(s) as runtime,
         Tap(s.broker_url, s.namespace, "referral.regulated") as tap,

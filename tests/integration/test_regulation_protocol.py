@@ -38,7 +38,7 @@ from shared.events import (
 )
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
-from shared.settings import Settings, get_settings
+from shared.settings import ServiceName, Settings, get_settings
 from shared.topology import declare_topology
 from tests.helpers import Tap, dead_letters
 from tests.helpers import running as started
@@ -241,7 +241,7 @@ async def test_replicas_agree_and_a_restart_keeps_the_version(
         ):
             await intake.publish(received("after-restart", 91.0), correlation_id="after-restart")
             await tap.wait_for(lambda es: len(es) == 13, timeout=30)
-            token = issue_token(s.auth_secret, Role.CENTRE_15, "samu-35")
+            token = issue_token(s, Role.CENTRE_15, "samu-35", ServiceName.REGULATION)
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=restarted.http_app),
                 base_url="http://regulation",

@@ -104,8 +104,10 @@ class Stage:
         return f"http://127.0.0.1:{self.procs[service].ports[service]}{path}"
 
     @staticmethod
-    def bearer(role: Role, subject: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_token(AUTH_SECRET, role, subject)}"}
+    def bearer(
+        role: Role, subject: str, service: ServiceName = ServiceName.INTAKE
+    ) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(AUTH_SECRET, role, subject, service)}"}
 
     async def referral_status(self, referrer_id: str, referral_id: str) -> str:
         """The status intake shows the referrer (its own referral only)."""
@@ -126,7 +128,8 @@ class Stage:
     async def centres(self, departement: str) -> dict[str, str]:
         """The ARS's view of a département: each centre's status."""
         response = await self.http.get(
-            self.api("scheduler", f"/territory/{departement}"), headers=self.bearer(Role.ARS, "35")
+            self.api("scheduler", f"/territory/{departement}"),
+            headers=self.bearer(Role.ARS, "35", ServiceName.SCHEDULER),
         )
         assert response.status_code == 200, response.text
         return {c["centre_id"]: c["status"] for c in response.json()["centres"]}
@@ -292,6 +295,8 @@ class Stage:
 
 def _service_env(d: Deployment, service: str, data_dir: Path) -> dict[str, str]:
     return {
+        # Tests run in development mode: their secrets are test values.
+        "AIGUILLAGE_ENVIRONMENT": "development",
         # Its own user: what the broker lets that user do is all the service can do.
         "AIGUILLAGE_BROKER_URL": d.url(service),
         "AIGUILLAGE_BROKER_USER_SUFFIX": d.suffix,

@@ -33,6 +33,7 @@ from shared.events import (
     PatientEscalated,
     ReferralCancelled,
 )
+from shared.settings import ServiceName
 from shared.topology import (
     DEAD_LETTER_MAX_LENGTH,
     INGRESS_MAX_LENGTH,
@@ -396,7 +397,7 @@ async def test_7_an_outbox_row_the_service_may_not_publish_is_set_aside(stage: S
     response = await s.http.post(
         s.api("scheduler", "/centres"),
         json=activation.model_dump(mode="json"),
-        headers=s.bearer(Role.ARS, "35"),
+        headers=s.bearer(Role.ARS, "35", ServiceName.SCHEDULER),
     )
     assert response.status_code == 202, response.text
     assert response.json()["event_type"] == "centre.activated"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from shared.settings import ServiceName, Settings
+from shared.provisioning import build_plan
+from shared.settings import SECRET_SETTINGS, ServiceName, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,3 +70,109 @@ def test_compose_publishes_each_services_http_port() -> None:
         assert f"{port}:{port}" in compose["services"][service.value]["ports"]
         environment = compose["services"][service.value]["environment"]
         assert environment["AIGUILLAGE_HTTP_HOST"] == "0.0.0.0"
+
+
+# `${NAME}`, `${NAME:-default}`, `${NAME:?error}`: compose's interpolation.
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+
+
+def _compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return document
+
+
+def _interpolate(text: str) -> str:
+    """Compose's substitution with a value for every required variable ("x"), the
+    default of the others."""
+    return _VARIABLE.sub(lambda m: "x" if m.group(2) == "?" else (m.group(3) or ""), text)
+
+
+def test_compose_gives_no_secret_a_default() -> None:
+    from aiguillage.commands.secrets import secret_variables
+
+    text = (ROOT / "docker-compose.yml").read_text()
+    variables = [(m.group(1), m.group(2)) for m in _VARIABLE.finditer(text)]
+    secrets = set(secret_variables())
+    for name, kind in variables:
+        if "SECRET" in name or "PASSWORD" in name:
+            # Required: `docker compose up` stops and names it, rather than start on a
+            # default anyone may read here.
+            assert kind == "?", name
+            assert name in secrets, f"{name}: `aiguillage secrets generate` does not write it"
+        if kind == "?":
+            assert name in secrets, f"{name} is required, and secrets generate does not write it"
+    # Every secret the command writes is one the deployment uses, and the services' own.
+    assert secrets == {name for name, kind in variables if kind == "?"}
+    services = _compose()["services"]
+    for service in ServiceName:
+        env = services[service.value]["environment"]
+        assert env["AIGUILLAGE_ENVIRONMENT"] == "production"
+        for field in SECRET_SETTINGS:
+            assert env[_env_name(field)] == (
+                f"${{{_env_name(field)}:?set it with `aiguillage secrets generate`}}"
+            )
+
+
+def test_each_service_connects_as_its_own_broker_user() -> None:
+    compose = _compose()
+    services = compose["services"]
+    passwords = json.loads(_interpolate(compose["configs"]["broker-passwords"]["content"]))
+    administrator = _interpolate(services["broker-init"]["command"][5])
+    plan = build_plan("aiguillage", "aiguillage", administrator=administrator)
+    # broker-init is given every user's password: none is generated, so none is printed
+    # into its log; the administrator is the only operator the doors trust.
+    assert set(passwords) == set(plan.users)
+    operators = {
+        _interpolate(services[s.value]["environment"]["AIGUILLAGE_BROKER_OPERATORS"])
+        for s in ServiceName
+    }
+    assert operators == {administrator}
+    for service in ServiceName:
+        url = services[service.value]["environment"]["AIGUILLAGE_BROKER_URL"]
+        password = f"{service.value.upper()}_BROKER_PASSWORD"
+        assert url == (
+            f"amqp://{service.value}:${{{password}:?set it with `aiguillage secrets generate`}}"
+            "@rabbitmq:5672/${AIGUILLAGE_NAMESPACE:-aiguillage}"
+        )
+        assert plan.account(service.value).user == service.value
+
+
+def test_broker_init_provisions_before_anything_starts() -> None:
+    compose = _compose()
+    services = compose["services"]
+    init = services["broker-init"]
+    assert init["build"] == "." and init["restart"] == "no"
+    command = init["command"]
+    assert command[:2] == ["broker", "provision"]
+    definitions = Path(command[command.index("--definitions") + 1])
+    assert command[command.index("--password-file") + 1] == init["configs"][0]["target"]
+    assert init["configs"][0]["source"] == "broker-passwords"
+    volume = f"broker-definitions:{definitions.parent}"
+    assert volume in init["volumes"]
+    assert "broker-definitions" in compose["volumes"]
+    # The broker imports the file broker-init wrote, from the same volume.
+    rabbit = services["rabbitmq"]
+    mounted = next(v for v in rabbit["volumes"] if v.startswith("broker-definitions:"))
+    assert mounted.endswith(":ro")
+    conf = (ROOT / "deploy" / "rabbitmq.conf").read_text()
+    loaded = re.search(r"^load_definitions = (\S+)$", conf, re.MULTILINE)
+    assert loaded is not None
+    assert Path(loaded.group(1)) == Path(mounted.split(":")[1]) / definitions.name
+    # The image owns the mount point, so the new volume is broker-init's to write.
+    assert f"RUN mkdir {definitions.parent}" in (ROOT / "Dockerfile").read_text()
+    done = {"condition": "service_completed_successfully"}
+    assert rabbit["depends_on"]["broker-init"] == done
+    for service in ServiceName:
+        depends = services[service.value]["depends_on"]
+        assert depends["broker-init"] == done
+        assert depends["rabbitmq"] == {"condition": "service_healthy"}
+
+
+def test_management_ui_and_database_are_not_published_by_default() -> None:
+    services = _compose()["services"]
+    assert services["rabbitmq"]["ports"] == ["5672:5672"]
+    assert "ports" not in services["postgres"]
+    expose = yaml.safe_load((ROOT / "deploy" / "compose.expose.yml").read_text())
+    # Asked for: on the host's loopback only.
+    assert expose["services"]["rabbitmq"]["ports"] == ["127.0.0.1:15672:15672"]
+    assert expose["services"]["postgres"]["ports"] == ["127.0.0.1:5432:5432"]

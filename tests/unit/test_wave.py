@@ -1,5 +1,5 @@
 """The demo's scenarios without I/O: the offer of the seeds, the wave, the ARS's rule;
-and the console's pure parts (passwords, session cookie, which event touches what)."""
+and the console's pure parts (who a person acts as, which event touches what)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,8 @@ import itertools
 import random
 from datetime import UTC, date, datetime
 
-from aiguillage.console.auth import (
-    Actor,
-    actor_from_cookie,
-    check_password,
-    password_for,
-    session_cookie,
-)
+from aiguillage.console.accounts import Account
+from aiguillage.console.auth import Actor, actor_of_account
 from aiguillage.console.live import classify
 from aiguillage.wave import (
     IDF_2020_03_29,
@@ -145,20 +140,21 @@ def test_an_alert_where_no_centre_is_planned_ramps_up_the_nearest_open_one() -> 
     assert decisions[0].centre_id in policy.open_centres
 
 
-def test_console_passwords_and_cookies() -> None:
-    secret = "s3cret"
-    password = password_for(secret, Role.CENTRE, "rennes-a")
-    assert check_password(secret, Role.CENTRE, "rennes-a", password) == Actor(
-        Role.CENTRE, "rennes-a"
-    )
-    assert check_password(secret, Role.CENTRE, "rennes-b", password) is None
-    assert check_password(secret, Role.ARS, "rennes-a", password) is None
-    cookie = session_cookie(secret, Actor(Role.ARS, "idf"), now=1000.0)
-    assert actor_from_cookie(secret, cookie, now=1001.0) == Actor(Role.ARS, "idf")
-    assert actor_from_cookie(secret, cookie, now=1000.0 + 13 * 3600) is None  # expired
-    forged = cookie.replace("ars.idf", "ars.paris")
-    assert actor_from_cookie(secret, forged, now=1001.0) is None
-    assert actor_from_cookie("other", cookie, now=1001.0) is None
+def _person(role: Role, actor: str, login: str = "a.martin@ars.fr") -> Account:
+    now = datetime(2020, 3, 29, tzinfo=UTC)
+    return Account(1, login, "A. Martin", role, actor, False, now, now)
+
+
+def test_a_person_acts_for_their_actor_and_a_regulator_in_their_own_name() -> None:
+    ars = actor_of_account(_person(Role.ARS, "11"))
+    assert (ars.role, ars.subject, ars.source) == (Role.ARS, "11", "console:a.martin@ars.fr")
+    assert ars.label == "A. Martin — ARS région 11"
+    centre = actor_of_account(_person(Role.CENTRE, "rennes-a", "c.durand@chu.fr"))
+    assert centre.subject == "rennes-a"
+    # The regulation service takes regulator_id from the token's subject: the person.
+    regulator = actor_of_account(_person(Role.CENTRE_15, "samu-35", "r.le-gall@samu35.fr"))
+    assert regulator.subject == "r.le-gall@samu35.fr" and regulator.acts_for == "samu-35"
+    assert _person(Role.CENTRE_15, "samu-35").region == "53"
 
 
 def _envelope(event_type: str, **data: object) -> Envelope:

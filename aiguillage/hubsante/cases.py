@@ -1,0 +1,193 @@
+"""An RS-EDA case (createCaseHealth) read as an Aiguillage referral from Centre 15.
+
+Pure functions: no broker, no database. What a referral needs and the case does not
+say is named (``Insufficient``): the door answers it with the hub's 704.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from shared.events import (
+    Clinical,
+    Decision,
+    PatientIdentity,
+    Priority,
+    ReferralSubmitted,
+    Referrer,
+    ReferrerKind,
+    Sex,
+)
+from shared.senders import CENTRE_15_KEY
+
+_AGE = re.compile(r"^P(\d{1,3})([YMWD])$")
+_SEX = {"M": Sex.MALE, "F": Sex.FEMALE, "O": Sex.OTHER, "UN": Sex.UNKNOWN}
+# The case's priority (P0 most urgent) in FHIR's words, as regulation speaks them.
+_PRIORITY = {
+    "P0": Priority.STAT,
+    "P1": Priority.ASAP,
+    "P2": Priority.URGENT,
+    "P3": Priority.ROUTINE,
+}
+# Where an ORIENT decision sends the patient: a consultation (a health centre, a
+# practice) is ours; an emergency department is an escalation; home is the GP's.
+_ORIENTATION = {
+    "SANTE": Decision.ORIENT,
+    "CABINET": Decision.ORIENT,
+    "URGENCES": Decision.ESCALATE,
+    "REA-USI": Decision.ESCALATE,
+    "DOMICILE": Decision.HOME_FOLLOW_UP,
+}
+SYMPTOM_LENGTH = 100  # Clinical.symptoms' bound: each note is cut to it
+
+
+class Insufficient(Exception):
+    """The case lacks what a referral needs: the reasons, for the 704's cause."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("; ".join(reasons))
+
+
+@dataclass(frozen=True, slots=True)
+class RegulatorDecision:
+    decision: Decision | None  # None: the regulator's last word names no action of ours
+    cancel: bool  # PASPLUS: nothing more to do for this patient
+    regulator: str
+    patient_id: str | None
+
+
+def content_hash(content: Any) -> str:
+    """The case as sent, for telling a resubmission from a reused case id (701)."""
+    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def last_decision(case: dict[str, Any]) -> RegulatorDecision | None:
+    """The regulator's latest decision in the case (by its creation time)."""
+    decisions = [d for d in case.get("decision") or [] if isinstance(d, dict)]
+    if not decisions:
+        return None
+    latest = max(decisions, key=lambda d: str(d.get("creation", "")))
+    kind = latest.get("decisionType")
+    decision: Decision | None = None
+    if kind == "ORIENT":
+        decision = _ORIENTATION.get(str(latest.get("orientationType")))
+    elif kind == "INTER":
+        decision = Decision.ESCALATE  # a team sent to the patient: SAMU's, not a centre's
+    elif kind == "CONSEIL":
+        decision = Decision.HOME_FOLLOW_UP
+    operator = latest.get("operator") or {}
+    regulator = str(operator.get("label") or operator.get("role") or "regulateur")[:64]
+    return RegulatorDecision(
+        decision=decision,
+        cancel=kind == "PASPLUS",
+        regulator=regulator,
+        patient_id=latest.get("patientId"),
+    )
+
+
+def priority(case: dict[str, Any]) -> Priority | None:
+    details = (case.get("qualification") or {}).get("details") or {}
+    return _PRIORITY.get(str(details.get("priority")))
+
+
+def birth_date(age: str, on: date) -> date:
+    """A birth date consistent with an ISO 8601 age (``P65Y``, ``P21M``...) on the day
+    of the case: the same day that many years (months...) before, so the age reads the
+    same for the year (month) that follows."""
+    match = _AGE.match(age)
+    if match is None:
+        raise ValueError(age)
+    count, unit = int(match.group(1)), match.group(2)
+    if unit in "WD":
+        return date.fromordinal(on.toordinal() - count * (7 if unit == "W" else 1))
+    months = count * (12 if unit == "Y" else 1)
+    year, month = divmod(on.year * 12 + on.month - 1 - months, 12)
+    day = on.day
+    while True:  # 31 March less a month is the last day of February
+        try:
+            return date(year, month + 1, day)
+        except ValueError:
+            day -= 1
+
+
+def _case_day(case: dict[str, Any]) -> date:
+    try:
+        return datetime.fromisoformat(str(case["creation"])).date()
+    except (KeyError, ValueError):
+        return date.today()
+
+
+def _patient(case: dict[str, Any], wanted: str | None) -> dict[str, Any]:
+    patients = [p for p in case.get("patient") or [] if isinstance(p, dict)]
+    if wanted is not None:
+        patients = [p for p in patients if p.get("patientId") == wanted] or patients
+    if len(patients) != 1:
+        raise Insufficient(
+            ["no patient in the case"]
+            if not patients
+            else ["several patients and the decision names none (patient[].patientId)"]
+        )
+    return patients[0]
+
+
+def referral(case: dict[str, Any], sender: str, decision: RegulatorDecision) -> ReferralSubmitted:
+    """The referral from Centre 15 that a case oriented to a consultation makes."""
+    patient = _patient(case, decision.patient_id)
+    identity = patient.get("identity") or {}
+    names = identity.get("nonStrictFeatures") or {}
+    strict = identity.get("strictFeatures") or {}
+    detail = patient.get("detail") or {}
+    reasons = []
+    first, last = (
+        str(names.get("firstName") or "").strip(),
+        str(names.get("lastName") or "").strip(),
+    )
+    if not first or not last:
+        reasons.append("the patient's first and last names (identity.nonStrictFeatures)")
+    born: date | None = None
+    if strict.get("birthDate"):
+        born = date.fromisoformat(str(strict["birthDate"]))
+    elif detail.get("age"):
+        born = birth_date(str(detail["age"]), _case_day(case))
+    else:
+        reasons.append("the patient's age or birth date (detail.age, strictFeatures.birthDate)")
+    insee = ((case.get("location") or {}).get("city") or {}).get("inseeCode")
+    if not insee:
+        reasons.append("the commune's INSEE code (location.city.inseeCode)")
+    if reasons:
+        raise Insufficient([f"missing {r}" for r in reasons])
+    assert born is not None
+    notes = [
+        str(n.get("freetext", "")).strip()[:SYMPTOM_LENGTH]
+        for n in case.get("medicalNote") or []
+        if isinstance(n, dict) and n.get("freetext")
+    ]
+    return ReferralSubmitted(
+        referrer=Referrer(
+            kind=ReferrerKind.CENTRE_15,
+            identifier=sender[:64],
+            name=str(case.get("owner") or sender)[:200],
+            reply_to=CENTRE_15_KEY,
+        ),
+        reference=str(case["caseId"])[:100],
+        patient=PatientIdentity(
+            first_name=first[:100],
+            last_name=last[:100],
+            birth_date=born,
+            sex=_SEX.get(str(strict.get("sex")), Sex.UNKNOWN),
+            commune_insee=str(insee),
+        ),
+        # The regulator (a physician) oriented the patient to a Covid consultation: that
+        # is the judgement "symptomatic" records. What the case does not carry (vitals,
+        # risk factors) stays unknown, and the protocol handles it (a patient at risk
+        # without vitals is held for a regulator: the door then gives the regulator's
+        # decision, see door.py).
+        clinical=Clinical(symptomatic=True, symptoms=tuple(notes[:30])),
+    )

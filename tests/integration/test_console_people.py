@@ -1,0 +1,341 @@
+"""The console's people: argon2id passwords, server-side sessions that log-out and
+disabling end, CSRF tokens on every form, log-in throttling kept in the database,
+security headers, and an ARS person held to their own region, with every action in the
+audit trail in the person's name."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from aiguillage.console.accounts import (
+    MAX_FAILURES,
+    AccountStore,
+    login_failures,
+    open_store,
+)
+from aiguillage.console.app import SECURITY_HEADERS, create_app
+from aiguillage.console.auth import SESSION_COOKIE
+from shared.auth import Role
+from shared.events import Envelope
+from shared.settings import Settings
+from tests.console_session import csrf_of, log_in
+
+PASSWORD = "correct-horse-battery"
+
+DAYS: dict[str, Any] = {
+    "today": {"booked": 0, "capacity": 10, "occupancy": 0.0},
+    "tomorrow": {"booked": 0, "capacity": 10, "occupancy": 0.0},
+}
+# What the scheduler answers the ARS (the whole territory): a Paris centre (région 11)
+# and a Rennes one (53).
+TERRITORY: dict[str, Any] = {
+    "/territory": {
+        "departements": [
+            {
+                "departement": d,
+                "name": n,
+                "centres": 1,
+                "active_centres": 1,
+                "boxes": 2,
+                "today": {"booked": 0, "capacity": 10, "occupancy": 0.0},
+                "tomorrow": {"booked": 0, "capacity": 10, "occupancy": 0.0},
+                "waiting": 0,
+                "alerts": [],
+            }
+            for d, n in (("75", "Paris"), ("35", "Ille-et-Vilaine"))
+        ]
+    },
+    "/territory/75": {
+        "centres": [
+            {
+                "centre_id": "paris-a",
+                "name": "Gymnase Paris",
+                "kind": "temporary_dedicated",
+                "departement": "75",
+                "commune_insee": "75113",
+                "status": "active",
+                "boxes": 2,
+                **DAYS,
+            }
+        ]
+    },
+    "/territory/35": {
+        "centres": [
+            {
+                "centre_id": "rennes-a",
+                "name": "École Rennes",
+                "kind": "temporary_dedicated",
+                "departement": "35",
+                "commune_insee": "35238",
+                "status": "active",
+                "boxes": 2,
+                **DAYS,
+            }
+        ]
+    },
+    "/reinforcements": {"reinforcements": []},
+}
+
+
+def text(response: httpx.Response) -> str:
+    return html.unescape(response.text)
+
+
+def _scheduler(request: httpx.Request) -> httpx.Response:
+    body = TERRITORY.get(request.url.path)
+    return httpx.Response(200, json=body) if body is not None else httpx.Response(404)
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def publish_envelope(self, envelope: Envelope, routing_key: str) -> None:
+        self.envelopes.append(envelope)
+
+
+@pytest.fixture
+def console_settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", namespace="t-console-people")
+
+
+@pytest.fixture
+async def store(console_settings: Settings) -> AsyncIterator[AccountStore]:
+    opened = await open_store(console_settings)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+class Console:
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings, listen=False)
+        self.publisher = FakePublisher()
+
+    def client(self) -> httpx.AsyncClient:
+        # https: the cookies are Secure, and httpx, like a browser, keeps them to https.
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="https://console"
+        )
+
+
+@pytest.fixture
+async def console(console_settings: Settings, store: AccountStore) -> AsyncIterator[Console]:
+    made = Console(console_settings)
+    async with made.app.router.lifespan_context(made.app):
+        state = made.app.state.console
+        await state.http.aclose()
+        state.http = httpx.AsyncClient(transport=httpx.MockTransport(_scheduler))
+        state.publisher = made.publisher
+        try:
+            yield made
+        finally:
+            state.publisher = None
+
+
+async def test_passwords_are_stored_as_argon2id_hashes(store: AccountStore) -> None:
+    _, generated = await store.add("a.martin@ars.fr", "A. Martin", Role.ARS, "11")
+    stored = await store.password_hash("a.martin@ars.fr")
+    assert stored is not None and stored.startswith("$argon2id$")
+    assert generated not in stored
+    await store.add("b.morvan@ars.fr", "B. Morvan", Role.ARS, "53", PASSWORD)
+    other = await store.password_hash("b.morvan@ars.fr")
+    assert other is not None and other.startswith("$argon2id$") and PASSWORD not in other
+    # Salted: the same password twice is two different hashes.
+    await store.add("c.morvan@ars.fr", "C. Morvan", Role.ARS, "53", PASSWORD)
+    assert await store.password_hash("c.morvan@ars.fr") != other
+
+
+async def test_the_cookie_is_secure_httponly_strict_and_holds_only_a_session_id(
+    console: Console, store: AccountStore
+) -> None:
+    await store.add("a.martin@ars.fr", "A. Martin", Role.ARS, "11", PASSWORD)
+    async with console.client() as client:
+        response = await log_in(client, "a.martin@ars.fr", PASSWORD)
+    assert response.status_code == 303 and response.headers["location"] == "/territoire"
+    cookie = next(
+        c for c in response.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE)
+    )
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert "ars" not in value and "martin" not in value and len(value) >= 43
+
+
+async def test_log_in_is_throttled_after_repeated_failures_even_across_restarts(
+    console_settings: Settings, console: Console, store: AccountStore
+) -> None:
+    await store.add("a.martin@ars.fr", "A. Martin", Role.ARS, "11", PASSWORD)
+    async with console.client() as client:
+        for _ in range(MAX_FAILURES):
+            wrong = await log_in(client, "a.martin@ars.fr", "not-the-password")
+            assert wrong.status_code == 200 and "inconnu" in text(wrong)
+        refused = await log_in(client, "a.martin@ars.fr", PASSWORD)  # even the right one
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) > 0
+    assert "Trop d'essais" in text(refused)
+    # Counted in the database: a console started again still refuses.
+    again = Console(console_settings)
+    async with again.app.router.lifespan_context(again.app), again.client() as client:
+        assert (await log_in(client, "a.martin@ars.fr", PASSWORD)).status_code == 429
+        # Per address too: another login guessed from the same address is refused.
+        await store.add("b.morvan@ars.fr", "B. Morvan", Role.ARS, "53", PASSWORD)
+        assert (await log_in(client, "b.morvan@ars.fr", PASSWORD)).status_code == 429
+    async with store.database.transaction() as session:
+        rows = (await session.execute(select(login_failures.c.login))).scalars().all()
+    assert rows.count("a.martin@ars.fr") == MAX_FAILURES
+
+
+async def test_log_out_revokes_the_session_on_the_server(
+    console: Console, store: AccountStore
+) -> None:
+    await store.add("a.martin@ars.fr", "A. Martin", Role.ARS, "11", PASSWORD)
+    async with console.client() as client:
+        assert (await log_in(client, "a.martin@ars.fr", PASSWORD)).status_code == 303
+        old = client.cookies[SESSION_COOKIE]
+        page = await client.get("/territoire")
+        assert page.status_code == 200
+        out = await client.post(
+            "/deconnexion", data={"csrf": csrf_of(page.text)}, follow_redirects=False
+        )
+        assert out.status_code == 303
+    # The old cookie, kept by whoever copied it, no longer opens anything.
+    async with console.client() as replay:
+        replay.cookies.set(SESSION_COOKIE, old)
+        again = await replay.get("/territoire", follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"] == "/connexion"
+
+
+async def test_disabling_an_account_revokes_its_sessions(
+    console: Console, store: AccountStore
+) -> None:
+    await store.add("c.durand@chu-rennes.fr", "C. Durand", Role.CENTRE, "rennes-a", PASSWORD)
+    async with console.client() as client:
+        assert (await log_in(client, "c.durand@chu-rennes.fr", PASSWORD)).status_code == 303
+        cookie = client.cookies[SESSION_COOKIE]
+        assert await store.session(cookie) is not None
+        assert await store.disable("c.durand@chu-rennes.fr") == 1
+        after = await client.get("/centre", follow_redirects=False)
+        assert after.status_code == 303 and after.headers["location"] == "/connexion"
+        # Nor may it log in again.
+        assert (await log_in(client, "c.durand@chu-rennes.fr", PASSWORD)).status_code == 200
+    assert await store.session(cookie) is None
+
+
+async def test_a_form_without_its_csrf_token_is_refused(
+    console: Console, store: AccountStore
+) -> None:
+    await store.add("a.martin@ars.fr", "A. Martin", Role.ARS, "11", PASSWORD)
+    async with console.client() as client:
+        assert (await log_in(client, "a.martin@ars.fr", PASSWORD)).status_code == 303
+        token = csrf_of((await client.get("/territoire")).text)
+        form = {"centre_id": "paris-a", "motif": "essai"}
+        missing = await client.post("/territoire/suspendre", data=form)
+        wrong = await client.post("/territoire/suspendre", data={**form, "csrf": "x" * 43})
+        assert missing.status_code == wrong.status_code == 403
+        assert "Formulaire expiré ou falsifié" in text(missing)
+        assert console.publisher.envelopes == []
+        # The log-out form too, and the log-in form (log-in CSRF).
+        assert (await client.post("/deconnexion")).status_code == 403
+        ok = await client.post("/territoire/suspendre", data={**form, "csrf": token})
+        assert ok.status_code == 303
+    async with console.client() as fresh:
+        no_token = await fresh.post(
+            "/connexion", data={"identifiant": "a.martin@ars.fr", "mot_de_passe": PASSWORD}
+        )
+        assert no_token.status_code == 403
+    assert len(console.publisher.envelopes) == 1
+
+
+async def test_an_ars_person_of_another_region_is_refused(
+    console: Console, store: AccountStore
+) -> None:
+    await store.add("b.morvan@ars-bretagne.fr", "B. Morvan", Role.ARS, "53", PASSWORD)
+    async with console.client() as client:
+        assert (await log_in(client, "b.morvan@ars-bretagne.fr", PASSWORD)).status_code == 303
+        page = await client.get("/territoire")
+        # Their region only: Rennes, not Paris.
+        assert 'data-centre="rennes-a"' in page.text
+        assert 'data-centre="paris-a"' not in page.text
+        assert 'data-departement="75"' not in page.text
+        token = csrf_of(page.text)
+        activate = await client.post(
+            "/territoire/activer",
+            data={"csrf": token, "centre_id": "paris-b", "nom": "Paris B", "commune": "75113"},
+        )
+        assert activate.status_code == 403
+        assert "n'est pas dans votre région (Bretagne)" in text(activate)
+        for path in ("/territoire/suspendre", "/territoire/capacite"):
+            other = await client.post(
+                path, data={"csrf": token, "centre_id": "paris-a", "boxes": "4"}
+            )
+            assert other.status_code == 403, path
+            assert "n'est pas un centre de votre région" in text(other)
+        assert console.publisher.envelopes == []
+        # Their own centre: published in their name.
+        own = await client.post(
+            "/territoire/suspendre", data={"csrf": token, "centre_id": "rennes-a"}
+        )
+        assert own.status_code == 303
+    [envelope] = console.publisher.envelopes
+    assert envelope.type == "centre.suspended"
+    assert envelope.source == "console:b.morvan@ars-bretagne.fr"
+
+
+async def test_every_action_is_in_the_audit_trail_of_the_region(
+    console: Console, store: AccountStore
+) -> None:
+    await store.add("b.morvan@ars-bretagne.fr", "B. Morvan", Role.ARS, "53", PASSWORD)
+    await store.add("a.martin@ars.fr", "A. Martin", Role.ARS, "11", PASSWORD)
+    async with console.client() as client:
+        await log_in(client, "b.morvan@ars-bretagne.fr", PASSWORD)
+        token = csrf_of((await client.get("/territoire")).text)
+        await client.post("/territoire/suspendre", data={"csrf": token, "centre_id": "rennes-a"})
+        audit = await client.get("/audit")
+    assert audit.status_code == 200
+    assert "b.morvan@ars-bretagne.fr" in text(audit) and "suspension d'un centre" in text(audit)
+    assert "rennes-a" in text(audit)
+    async with console.client() as other:
+        await log_in(other, "a.martin@ars.fr", PASSWORD)
+        elsewhere = await other.get("/audit")
+    assert "b.morvan@ars-bretagne.fr" not in text(elsewhere)  # another region's trail
+
+
+async def test_security_headers_on_every_response(console: Console) -> None:
+    async with console.client() as client:
+        responses = [
+            await client.get("/connexion"),
+            await client.get("/static/console.js"),
+            await client.get("/territoire"),  # a redirect
+            await client.get("/nulle-part"),  # a 404
+        ]
+    for response in responses:
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers.get(name) == value, (response.url, name)
+    csp = responses[0].headers["content-security-policy"]
+    assert "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+    assert "<script>" not in responses[0].text and "style=" not in responses[0].text
+
+
+@pytest.mark.postgres
+async def test_accounts_sessions_and_failures_on_postgres(postgres: Any) -> None:
+    store = AccountStore(await postgres.create("console"))
+    try:
+        await store.migrate()
+        await store.add("a.martin@ars.fr", "A. Martin", Role.ARS, "11", PASSWORD)
+        session = await store.log_in("a.martin@ars.fr", PASSWORD, "10.0.0.1")
+        assert session is not None and (await store.session(session.token)) is not None
+        for _ in range(MAX_FAILURES):
+            assert await store.log_in("a.martin@ars.fr", "wrong-password!", "10.0.0.2") is None
+        assert await store.retry_after("a.martin@ars.fr", "10.0.0.3") > 0
+        await store.disable("a.martin@ars.fr")
+        assert await store.session(session.token) is None
+    finally:
+        await store.close()
