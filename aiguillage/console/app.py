@@ -62,6 +62,7 @@ from shared.events import (
     Priority,
 )
 from shared.geo import commune
+from shared.http import BodyLimit
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import declare_topology
@@ -279,6 +280,8 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
     app.state.console = console
     app.state.accounts = store
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    # A door like the services' APIs: no body larger than the bound is read.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.middleware("http")
     async def security_headers(

@@ -339,3 +339,17 @@ async def test_accounts_sessions_and_failures_on_postgres(postgres: Any) -> None
         assert await store.session(session.token) is None
     finally:
         await store.close()
+
+
+async def test_a_body_over_the_bound_is_refused_before_it_is_read(console: Console) -> None:
+    async with console.client() as client:
+        response = await client.post(
+            "/connexion",
+            content=b"identifiant=" + b"x" * (console_limit() + 1),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 413
+
+
+def console_limit() -> int:
+    return Settings().max_body_bytes
