@@ -54,6 +54,7 @@ from shared.topology import (
     dead_letter_queue,
     events_exchange,
     exchange_of,
+    hubsante_queue,
     ingress_exchange,
     queue_arguments,
     reply_key,
@@ -135,7 +136,7 @@ class Plan:
         outside actors' reply queues."""
         specs = [spec for specs in SUBSCRIPTIONS.values() for spec in specs]
         specs += [centre_queue(self.namespace, c) for c in self.centres]
-        return specs + list(self.actor_queues)
+        return [*specs, *self.actor_queues, hubsante_queue(self.namespace)]
 
     @property
     def actor_queues(self) -> tuple[QueueSpec, ...]:
@@ -246,6 +247,10 @@ def _outside(
 ) -> Account:
     """An actor that publishes on the ingress and reads the reply queue declared for it."""
     queue = actor_queue(namespace, actor, tuple(bindings)).name(namespace)
+    readable = [queue]
+    if kind is AccountKind.CENTRE_15:
+        # The Hub Santé door connects as Centre 15 and reads its own copy of the answers.
+        readable.append(hubsante_queue(namespace).name(namespace))
     publishes = _patterns(cls for producer in producers for cls in PUBLISHERS[producer])
     return Account(
         user=f"{actor}{suffix}",
@@ -253,12 +258,12 @@ def _outside(
         actor=actor,
         configure=NOTHING,
         write=one_of([re.escape(ingress_exchange(namespace))]),
-        read=one_of([re.escape(queue)]),
+        read=one_of(re.escape(q) for q in readable),
         topic_write=NOTHING,
         topic_read=NOTHING,
         ingress_write=one_of(pattern_regex(p) for p in publishes),
         publishes=tuple(f"{p} (on the ingress)" for p in publishes),
-        reads=(f"{queue} ({', '.join(bindings)})",),
+        reads=tuple(f"{q} ({', '.join(bindings)})" for q in readable),
         limits=tuple(OUTSIDER_LIMITS.items()),
         reply_bindings=tuple(bindings),
     )

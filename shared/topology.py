@@ -165,8 +165,9 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
         QueueSpec(
             "notifier",
             "referrals",
+            # No referral.received: the referrer comes with patient.contact (one
+            # delivery per referral fewer).
             (
-                "referral.received",
                 "referral.rejected",
                 "referral.regulated",
                 "referral.waitlisted",
@@ -250,10 +251,19 @@ def centre_queue(namespace: str, centre_id: str) -> QueueSpec:
     )
 
 
-def actor_queue(namespace: str, actor: str, bindings: tuple[str, ...]) -> QueueSpec:
+def actor_queue(
+    namespace: str, actor: str, bindings: tuple[str, ...], purpose: str = "replies"
+) -> QueueSpec:
     """An outside actor's reply queue, declared for it by the provisioning (an outsider
     configures nothing on the broker: no queue of its own, no argument of its choice)."""
-    return QueueSpec(ACTOR_OWNER, f"{actor}.replies", bindings, f"What {actor} is told.", EVENTS)
+    return QueueSpec(ACTOR_OWNER, f"{actor}.{purpose}", bindings, f"What {actor} is told.", EVENTS)
+
+
+def hubsante_queue(namespace: str) -> QueueSpec:
+    """Centre 15's answers for the Hub Santé door (aiguillage/hubsante), which speaks as
+    Centre 15: a queue of its own beside Centre 15's replies, so that a Centre 15 client
+    on the broker and the door do not take each other's answers."""
+    return actor_queue(namespace, "centre_15", (reply_key("centre-15"),), "hubsante")
 
 
 def queue_arguments(namespace: str, spec: QueueSpec) -> dict[str, Any]:

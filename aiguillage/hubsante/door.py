@@ -37,9 +37,8 @@ from shared.events import (
     RegulationDecided,
 )
 from shared.publisher import EventPublisher
-from shared.senders import CENTRE_15_KEY
 from shared.settings import Settings
-from shared.topology import events_exchange
+from shared.topology import declare_topology, hubsante_queue
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +60,7 @@ _NOTE = {
 
 
 def replies_queue(namespace: str) -> str:
-    return f"{namespace}.hubsante.replies"
+    return hubsante_queue(namespace).name(namespace)
 
 
 class HubSanteDoor:
@@ -95,15 +94,14 @@ class HubSanteDoor:
         for suffix in ("message", "ack", "info"):
             queue = await self._hub_channel.get_queue(f"{self.client_id}.{suffix}", ensure=False)
             await queue.consume(self.on_hub_message)
+        # Declared and bound where this user may (an operator); provisioned for the
+        # least-privilege Centre 15 user, which may only read it.
+        spec = hubsante_queue(self.settings.namespace)
+        await declare_topology(self.settings.broker_url, self.settings.namespace, [spec])
         self._bus = await aio_pika.connect_robust(self.settings.broker_url)
         channel = await self._bus.channel()
         await channel.set_qos(prefetch_count=1)
-        queue = await channel.declare_queue(
-            replies_queue(self.settings.namespace),
-            durable=True,
-            arguments={"x-queue-type": "quorum"},
-        )
-        await queue.bind(events_exchange(self.settings.namespace), f"reply.{CENTRE_15_KEY}.#")
+        queue = await channel.declare_queue(spec.name(self.settings.namespace), passive=True)
         await queue.consume(self.on_reply)
         log.info("hubsante door started", client_id=self.client_id)
 

@@ -51,8 +51,89 @@ def age_on(birth_date: date, today: date) -> int:
     return years - ((today.month, today.day) < (birth_date.month, birth_date.day))
 
 
+def _fr_value(value: object) -> str:
+    # 50.0 reads "50" and 35.5 reads "35,5", as a French reader writes numbers.
+    if isinstance(value, float):
+        return f"{value:g}".replace(".", ",")
+    return str(value)
+
+
+# pydantic's messages are English; a referrer reads French. The common error types
+# get their French text, with the bounds pydantic gives in the error's context; the
+# code stays the type (``invalid_<type>``), for machines. The rest reads "Valeur
+# invalide." rather than English.
+_SCHEMA_MESSAGES: dict[str, str] = {
+    "missing": "Champ obligatoire manquant.",
+    "extra_forbidden": "Champ inconnu : il n'est pas accepté.",
+    "string_type": "Un texte est attendu.",
+    "string_too_short": "Texte trop court (au moins {min_length} caractère(s)).",
+    "string_too_long": "Texte trop long (au plus {max_length} caractères).",
+    "string_pattern_mismatch": "Format invalide.",
+    "int_type": "Un nombre entier est attendu.",
+    "int_parsing": "Un nombre entier est attendu.",
+    "int_from_float": "Un nombre entier est attendu.",
+    "float_type": "Un nombre est attendu.",
+    "float_parsing": "Un nombre est attendu.",
+    "bool_type": "Vrai ou faux (true ou false) est attendu.",
+    "bool_parsing": "Vrai ou faux (true ou false) est attendu.",
+    "date_type": "Une date AAAA-MM-JJ est attendue.",
+    "date_parsing": "Une date AAAA-MM-JJ est attendue.",
+    "date_from_datetime_parsing": "Une date AAAA-MM-JJ est attendue.",
+    "date_from_datetime_inexact": "Une date AAAA-MM-JJ est attendue, sans heure.",
+    "datetime_type": "Une date et heure ISO 8601 est attendue.",
+    "datetime_parsing": "Une date et heure ISO 8601 est attendue.",
+    "greater_than": "La valeur doit être supérieure à {gt}.",
+    "greater_than_equal": "La valeur doit être supérieure ou égale à {ge}.",
+    "less_than": "La valeur doit être inférieure à {lt}.",
+    "less_than_equal": "La valeur doit être inférieure ou égale à {le}.",
+    "enum": "Valeur inconnue ; valeurs possibles : {expected}.",
+    "literal_error": "Valeur inconnue ; valeurs possibles : {expected}.",
+    "too_short": "Pas assez d'éléments (au moins {min_length}).",
+    "too_long": "Trop d'éléments (au plus {max_length}).",
+    "list_type": "Une liste est attendue.",
+    "tuple_type": "Une liste est attendue.",
+    "set_type": "Une liste est attendue.",
+    "dict_type": "Un objet est attendu.",
+    "model_type": "Un objet est attendu.",
+    "model_attributes_type": "Un objet est attendu.",
+    "json_invalid": "JSON invalide.",
+    "url_type": "Une adresse (URL) est attendue.",
+    "url_parsing": "Adresse (URL) invalide.",
+    "url_scheme": "Adresse (URL) invalide : schéma non accepté.",
+    "uuid_type": "Un identifiant (UUID) est attendu.",
+    "uuid_parsing": "Identifiant (UUID) invalide.",
+    "nir_format": "Le NIR comporte 15 caractères : sexe, année et mois de naissance, "
+    "département (2A ou 2B pour la Corse), commune, numéro d'ordre et clé à 2 chiffres ; "
+    "les espaces sont admis.",
+    "nir_key": "La clé de contrôle du NIR ne correspond pas à ses 13 premiers caractères.",
+}
+# The shared schema's own validators (shared/events/base.py) raise ValueError in
+# English; their texts are known, so they are told in French too.
+_VALUE_ERRORS: dict[str, str] = {
+    "a date is an ISO 8601 string (YYYY-MM-DD)": "Une date s'écrit AAAA-MM-JJ (ISO 8601).",
+    "an integer is a JSON number": "Un nombre entier s'écrit comme un nombre JSON.",
+}
+
+
+def _schema_message(error: Mapping[str, Any]) -> str:
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind == "value_error":
+        return _VALUE_ERRORS.get(str(context.get("error", "")), "Valeur invalide.")
+    template = _SCHEMA_MESSAGES.get(kind)
+    if template is None:
+        return "Valeur invalide."
+    values = {key: _fr_value(value) for key, value in context.items()}
+    if "expected" in values:  # pydantic lists them "'a', 'b' or 'c'"
+        values["expected"] = values["expected"].replace(" or ", " ou ")
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError):  # a context without the bound: the text without it
+        return template.split(" (", 1)[0].rstrip(".") + "."
+
+
 def reasons_from_validation_error(exc: ValidationError) -> tuple[Reason, ...]:
-    """Every field that is wrong, with a stable code the sender can act on."""
+    """Every field that is wrong, with a stable code the sender can act on and a French
+    message the person who sent it can read."""
     reasons = []
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"])
@@ -65,7 +146,8 @@ def reasons_from_validation_error(exc: ValidationError) -> tuple[Reason, ...]:
             code = "unknown_field"
         else:
             code = f"invalid_{kind}"
-        reasons.append(Reason(code=code, field=location or None, message=error["msg"]))
+        message = _schema_message(error)
+        reasons.append(Reason(code=code, field=location or None, message=message))
     return tuple(reasons)
 
 
@@ -191,8 +273,8 @@ def _screening(purpose: Purpose, clinical: Clinical) -> list[Reason]:
         Reason(
             code="screening_not_offered",
             field="purpose",
-            message="Consultation centres are not screening centres: they see symptomatic "
-            "patients oriented after medical regulation.",
+            message="Les centres de consultation ne sont pas des centres de dépistage : ils "
+            "reçoivent des patients symptomatiques orientés après régulation médicale.",
         )
     ]
 
@@ -203,7 +285,7 @@ def _birth_date(birth_date: date, today: date) -> list[Reason]:
             Reason(
                 code="birth_date_in_future",
                 field="patient.birth_date",
-                message="The birth date is in the future.",
+                message="La date de naissance est dans le futur.",
             )
         ]
     if age_on(birth_date, today) > 125:
@@ -211,7 +293,7 @@ def _birth_date(birth_date: date, today: date) -> list[Reason]:
             Reason(
                 code="birth_date_implausible",
                 field="patient.birth_date",
-                message="The birth date gives an age over 125 years.",
+                message="La date de naissance donne un âge de plus de 125 ans.",
             )
         ]
     return []
@@ -224,9 +306,17 @@ def _onset(onset_date: date | None, today: date) -> list[Reason]:
         Reason(
             code="onset_in_future",
             field="clinical.onset_date",
-            message="The onset date of symptoms is in the future.",
+            message="La date de début des symptômes est dans le futur.",
         )
     ]
+
+
+_VITAL_NAMES = {
+    "spo2": "SpO2",
+    "respiratory_rate": "Fréquence respiratoire",
+    "systolic_bp": "Pression artérielle systolique",
+    "temperature_c": "Température",
+}
 
 
 def _vital(name: str, value: float | None) -> list[Reason]:
@@ -237,7 +327,8 @@ def _vital(name: str, value: float | None) -> list[Reason]:
         Reason(
             code="vital_out_of_range",
             field=f"clinical.vitals.{name}",
-            message=f"{name} = {value} is outside the plausible range {low}-{high}.",
+            message=f"{_VITAL_NAMES[name]} {_fr_value(value)} : hors des valeurs plausibles "
+            f"({_fr_value(low)} à {_fr_value(high)}).",
         )
     ]
 
@@ -249,7 +340,7 @@ def _consent(sms_consent: bool, phone: str | None) -> list[Reason]:
         Reason(
             code="missing_consent_field",
             field="patient.phone",
-            message="SMS consent was given without a phone number.",
+            message="Consentement aux SMS donné sans numéro de téléphone.",
         )
     ]
 
@@ -262,12 +353,12 @@ def _commune(
         return resolution.commune, []
     candidates = ", ".join(f"{c.name} ({c.insee})" for c in resolution.candidates)
     message = {
-        "ambiguous_postcode": f"The postcode covers several communes: {candidates}; "
-        "give the commune's name or INSEE code.",
-        "unknown_postcode": "No commune has this postcode.",
-        "unknown_insee": "No commune has this INSEE code.",
-        "missing": "Give the commune by INSEE code, or by postcode and name.",
-    }.get(resolution.error or "", f"The commune cannot be resolved ({resolution.error}).")
+        "ambiguous_postcode": f"Le code postal couvre plusieurs communes : {candidates} ; "
+        "précisez le nom de la commune ou son code INSEE.",
+        "unknown_postcode": "Aucune commune n'a ce code postal.",
+        "unknown_insee": "Aucune commune n'a ce code INSEE.",
+        "missing": "Indiquez la commune par son code INSEE, ou par son code postal et son nom.",
+    }.get(resolution.error or "", f"La commune ne peut pas être déterminée ({resolution.error}).")
     reason = Reason(
         code=f"commune_{resolution.error}", field="patient.commune_insee", message=message
     )

@@ -277,6 +277,8 @@ class IntakeHandlers:
         )
         # The row above already holds the status: only its history is written.
         await _history(delivery, referral_id, referral_status.Happening.RECEIVED, {})
+        # The registered values; self-described only in development.
+        referrer_ref = registration.ref() if registration is not None else referrer.ref()
         await delivery.emit(
             ReferralReceived(
                 referral_id=referral_id,
@@ -286,8 +288,7 @@ class IntakeHandlers:
                 commune_insee=commune.insee,
                 departement=commune.departement,
                 clinical=submission.clinical,
-                # The registered values; self-described only in development.
-                referrer=registration.ref() if registration is not None else referrer.ref(),
+                referrer=referrer_ref,
                 purpose=submission.purpose,
                 submitted_at=now,
             ),
@@ -302,6 +303,8 @@ class IntakeHandlers:
                 phone=patient.phone,
                 email=patient.email,
                 sms_consent=patient.sms_consent,
+                # The notifier learns the referrer from here, not from referral.received.
+                referrer=referrer_ref,
             ),
             correlation_id=referral_id,
         )

@@ -176,8 +176,9 @@ class Dispatcher:
         if found is None:
             raise TemporaryFailure("the patient's contact has not arrived yet")
         if referrer is None:
-            # Its referral.received (the channels its referrer is registered for) is on
-            # another queue: not sent before the rule is known.
+            # The referrer (the channels it is registered for) comes with the contact; a
+            # contact staged before it carried one leaves the rule unknown, and nothing
+            # is sent against an unknown rule.
             raise TemporaryFailure("the patient's referrer has not arrived yet")
         allowed = referrer.patient_channels
         # The record channel reaches nobody (demos): only real channels are restricted.

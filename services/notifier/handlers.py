@@ -40,11 +40,11 @@ from shared.events import (
     PatientEscalated,
     RecipientKind,
     ReferralOutcome,
-    ReferralReceived,
     ReferralRegulated,
     ReferralRejected,
     ReferralWaitlisted,
     ReferrerKind,
+    ReferrerRef,
     SlotAssigned,
     new_id,
     utcnow,
@@ -178,7 +178,7 @@ class NotifierHandlers:
 
     async def _referrer_kind(self, session: Any, referral_id: str) -> str | None:
         """Who referred the patient (``ReferrerKind``), for the notice to name them;
-        None while its referral.received is still on its way."""
+        None while its patient.contact is still on its way."""
         kind: str | None = await session.scalar(
             select(referrers.c.kind).where(referrers.c.referral_id == referral_id)
         )
@@ -196,29 +196,8 @@ class NotifierHandlers:
     async def on_referral(self, delivery: Delivery) -> None:
         payload = delivery.envelope.payload()
         session = delivery.session
-        if isinstance(payload, ReferralReceived):
-            known = await session.scalar(
-                select(referrers.c.referral_id).where(
-                    referrers.c.referral_id == payload.referral_id
-                )
-            )
-            if known is None:
-                await session.execute(
-                    insert(referrers).values(
-                        referral_id=payload.referral_id,
-                        kind=payload.referrer.kind.value,
-                        identifier=payload.referrer.identifier,
-                        reply_to=payload.referrer.reply_to,
-                        webhook_url=payload.referrer.webhook_url,
-                        patient_channels=(
-                            None
-                            if payload.referrer.patient_channels is None
-                            else list(payload.referrer.patient_channels)
-                        ),
-                    )
-                )
-                await self._flush_deferred(delivery, payload.referral_id)
-        elif isinstance(payload, ReferralRejected):
+        # No referral.received here: the referrer comes with patient.contact (on_contact).
+        if isinstance(payload, ReferralRejected):
             # Broker referrers were answered by intake (submission.error); a webhook is
             # the only channel a refused referral still needs.
             if payload.referrer and payload.referrer.webhook_url:
@@ -305,13 +284,42 @@ class NotifierHandlers:
 
     async def on_contact(self, delivery: Delivery) -> None:
         contact = delivery.payload_as(PatientContact)
-        exists = await delivery.session.scalar(
+        session = delivery.session
+        exists = await session.scalar(
             select(contacts.c.referral_id).where(contacts.c.referral_id == contact.referral_id)
         )
         if exists is None:
-            await delivery.session.execute(
-                insert(contacts).values(**contact.model_dump(mode="json"))
+            await session.execute(
+                insert(contacts).values(**contact.model_dump(mode="json", exclude={"referrer"}))
             )
+        if contact.referrer is not None:
+            await self._learn_referrer(delivery, contact.referral_id, contact.referrer)
+
+    async def _learn_referrer(
+        self, delivery: Delivery, referral_id: str, referrer: ReferrerRef
+    ) -> None:
+        """Record who referred the patient, once, and tell it what was kept for it:
+        intake sends the referrer with the contact (patient.contact, for every accepted
+        referral), so the notifier needs no referral.received of its own."""
+        session = delivery.session
+        known = await session.scalar(
+            select(referrers.c.referral_id).where(referrers.c.referral_id == referral_id)
+        )
+        if known is not None:
+            return  # a redelivered or repeated contact: recorded and flushed already
+        await session.execute(
+            insert(referrers).values(
+                referral_id=referral_id,
+                kind=referrer.kind.value,
+                identifier=referrer.identifier,
+                reply_to=referrer.reply_to,
+                webhook_url=referrer.webhook_url,
+                patient_channels=(
+                    None if referrer.patient_channels is None else list(referrer.patient_channels)
+                ),
+            )
+        )
+        await self._flush_deferred(delivery, referral_id)
 
     async def on_centre(self, delivery: Delivery) -> None:
         centre = delivery.payload_as(CentreActivated)
@@ -355,7 +363,7 @@ class NotifierHandlers:
     async def _centre_15_is_the_referrer(self, session: Any, referral_id: str) -> bool:
         """Centre 15 referred this patient and hears the outcome as its referrer: a
         second notice on its own key would tell it twice. An unknown referrer (its
-        referral.received still on its way) is not assumed to be Centre 15: Centre 15 is
+        patient.contact still on its way) is not assumed to be Centre 15: Centre 15 is
         told now, and ``_flush_deferred`` does not tell it again."""
         referrer = (
             await session.execute(select(referrers).where(referrers.c.referral_id == referral_id))
@@ -371,7 +379,7 @@ class NotifierHandlers:
             )
         ).first()
         if referrer is None:
-            # Its referral.received travels on another queue and may still be on its way:
+            # Its patient.contact travels on another queue and may still be on its way:
             # kept, and told as soon as the referrer is known (no ordering between queues
             # can then spend this message's tries).
             await delivery.session.execute(

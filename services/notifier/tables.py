@@ -117,7 +117,7 @@ centres = Table(
 )
 
 # Outcomes for a referral whose referrer the notifier has not heard of yet (its
-# referral.received is on another queue): told when it arrives.
+# patient.contact, which carries the referrer, is on another queue): told when it arrives.
 deferred_outcomes = Table(
     "deferred_outcomes",
     metadata,

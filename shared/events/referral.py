@@ -195,6 +195,11 @@ class PatientContact(EventPayload):
     phone: str | None = Field(None, max_length=32)
     email: str | None = Field(None, max_length=254)
     sms_consent: bool = False
+    # Who referred the patient (the registered values, as in referral.received): the
+    # notifier learns here whom to tell, so that it need not consume referral.received
+    # as well (one delivery per referral fewer). Optional so that a contact staged
+    # before it was added still parses; the notifier then waits for no referrer.
+    referrer: ReferrerRef | None = None
 
     def routing_key(self) -> str:
         return "contact.notifier"

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from services.notifier.app import build
 from services.notifier.channels import signature
-from services.notifier.tables import attempts, notifications
+from services.notifier.tables import attempts, deferred_outcomes, notifications, referrers
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.domain.rules import Case, decide
 from shared.auth import Role, issue_token
@@ -121,7 +121,24 @@ async def notifier(
 REFERRAL = "ref-notif-1"
 
 
+def _contact(referral_id: str, patient_ref: str, referrer: ReferrerRef) -> PatientContact:
+    """What intake sends the notifier for an accepted referral: the patient's contact,
+    and who referred it (the notifier does not consume referral.received)."""
+    return PatientContact(
+        referral_id=referral_id,
+        patient_ref=patient_ref,
+        first_name="Éloïse",
+        last_name="Dupont",
+        phone="0612345678",
+        email="eloise@exemple.fr",
+        sms_consent=True,
+        referrer=referrer,
+    )
+
+
 def _events(webhook: str | None = None) -> list[tuple[Envelope, str]]:
+    # A referral.received first, as intake sends it: no binding of the notifier's
+    # takes it, and the referrer is still learnt from the contact.
     received = ReferralReceived(
         referral_id=REFERRAL,
         patient_ref="pat-1",
@@ -136,15 +153,7 @@ def _events(webhook: str | None = None) -> list[tuple[Envelope, str]]:
         purpose="consultation",
         submitted_at=datetime.now(UTC),
     )
-    contact = PatientContact(
-        referral_id=REFERRAL,
-        patient_ref="pat-1",
-        first_name="Éloïse",
-        last_name="Dupont",
-        phone="0612345678",
-        email="eloise@exemple.fr",
-        sms_consent=True,
-    )
+    contact = _contact(REFERRAL, "pat-1", received.referrer)
     start = datetime.now(UTC) + timedelta(hours=2)
     slot = SlotAssigned(
         centre_id="rennes-1",
@@ -340,8 +349,8 @@ async def test_centre_day_list_is_its_own_only(
 
 
 def _escalation(referral_id: str, referrer: ReferrerRef) -> list[tuple[Envelope, str]]:
-    """A screening request at SpO2 88 % with confusion, received then escalated by the
-    protocol itself (its reasons are the rules' own)."""
+    """A screening request at SpO2 88 % with confusion, its contact (with the referrer)
+    then its escalation by the protocol itself (its reasons are the rules' own)."""
     clinical = Clinical(
         symptomatic=True,
         severity_signs=(SeveritySign.CONFUSION,),
@@ -353,18 +362,7 @@ def _escalation(referral_id: str, referrer: ReferrerRef) -> list[tuple[Envelope,
         default_protocol(),
         now,
     )
-    received = ReferralReceived(
-        referral_id=referral_id,
-        patient_ref="pat-esc",
-        age=81,
-        sex="female",
-        commune_insee="35238",
-        departement="35",
-        clinical=clinical,
-        referrer=referrer,
-        purpose="screening",
-        submitted_at=now,
-    )
+    contact = _contact(referral_id, "pat-esc", referrer)
     regulated = ReferralRegulated(
         referral_id=referral_id,
         patient_ref="pat-esc",
@@ -382,7 +380,7 @@ def _escalation(referral_id: str, referrer: ReferrerRef) -> list[tuple[Envelope,
     )
     return [
         (Envelope.wrap(p, source="t", correlation_id=referral_id), p.routing_key())
-        for p in (received, regulated)
+        for p in (contact, regulated)
     ]
 
 
@@ -391,10 +389,10 @@ async def test_a_protocol_escalation_is_told_to_centre_15_once_naming_the_signs(
 ) -> None:
     s = settings
     gp = ReferrerRef(kind=ReferrerKind.GP, identifier="gp-1", reply_to="gp-1")
-    received, regulated = _escalation("ref-esc-gp", gp)
+    contact, regulated = _escalation("ref-esc-gp", gp)
     async with Tap(s.broker_url, s.namespace, "reply.#") as tap:
         async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
-            await pub.publish_envelope(*received)
+            await pub.publish_envelope(*contact)
             await asyncio.sleep(0.5)
             for _ in range(3):  # redelivered: still told once
                 await pub.publish_envelope(*regulated)
@@ -436,3 +434,38 @@ async def test_centre_15_referring_an_escalated_patient_is_told_once(
     assert Envelope.model_validate_json(message.body).data["status"] == "escalated"
     rows = [r for r in await _rows(notifier, notifications) if r.referral_id == "ref-esc-c15"]
     assert [r.recipient_kind for r in rows] == ["referrer"]
+
+
+@pytest.mark.parametrize("contact_first", [True, False], ids=["contact_first", "outcome_first"])
+async def test_the_referrer_is_told_from_the_contact_alone(
+    settings: Settings, notifier: ServiceRuntime, contact_first: bool
+) -> None:
+    """No referral.received at all: the referrer is learnt from patient.contact, and an
+    outcome that comes before the contact waits for it (deferred_outcomes), then is told
+    once, and Centre 15 (not the referrer) once on its own key."""
+    s = settings
+    referral_id = f"ref-contact-{'first' if contact_first else 'last'}"
+    gp = ReferrerRef(kind=ReferrerKind.GP, identifier="gp-2", reply_to="gp-2")
+    contact, regulated = _escalation(referral_id, gp)
+    ordered = (contact, regulated) if contact_first else (regulated, contact)
+    async with Tap(s.broker_url, s.namespace, "reply.#") as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+            for envelope, key in ordered:
+                await pub.publish_envelope(envelope, key)
+                await asyncio.sleep(0.5)  # each its own queue: this is the arrival order
+            await pub.publish_envelope(*contact)  # redelivered: no second notice
+        await tap.wait_for(lambda es: len(es) >= 2)
+        await asyncio.sleep(1.0)  # room for a wrong second notice
+    keys = sorted(m.routing_key for m in tap.messages)
+    assert keys == ["reply.centre-15.referral.outcome", "reply.gp-2.referral.outcome"]
+    for message in tap.messages:
+        data = Envelope.model_validate_json(message.body).data
+        assert data["referral_id"] == referral_id and data["status"] == "escalated"
+    rows = [r for r in await _rows(notifier, notifications) if r.referral_id == referral_id]
+    assert sorted((r.recipient_kind, r.recipient) for r in rows) == [
+        ("centre_15", "centre-15"),
+        ("referrer", "gp-2"),
+    ]
+    assert not [r for r in await _rows(notifier, deferred_outcomes) if r.referral_id == referral_id]
+    [known] = [r for r in await _rows(notifier, referrers) if r.referral_id == referral_id]
+    assert (known.kind, known.identifier, known.reply_to) == ("gp", "gp-2", "gp-2")

@@ -101,3 +101,52 @@ def test_a_valid_submission_reads_the_same_through_both_paths() -> None:
     refused = domain.check(submission, TODAY)
     assert isinstance(refused, domain.Refused)
     assert set(domain.reasons_beyond_schema(data, TODAY)) == set(refused.reasons)
+
+
+# --- what the sender reads: French, the codes unchanged ------------------------------
+
+
+def messages(data: dict[str, Any]) -> dict[tuple[str | None, str], str]:
+    with pytest.raises(ValidationError) as caught:
+        ReferralSubmitted.model_validate(data)
+    schema = domain.reasons_from_validation_error(caught.value)
+    reasons = schema + domain.reasons_beyond_schema(data, TODAY, schema)
+    return {(r.field, r.code): r.message for r in reasons}
+
+
+def test_the_schemas_refusals_are_told_in_french() -> None:
+    data = broken(birth_date="2021-01-01", sms_consent=True, phone=None)
+    data["clinical"]["symptoms"] = ["x" * 101]
+    data["clinical"]["vitals"] = {"spo2": 20, "temperature_c": "hot"}
+    data["referrer"]["kind"] = "pharmacist"
+    data["surprise"] = 1
+    said = messages(data)
+    assert said[("patient.last_name", "missing_field")] == "Champ obligatoire manquant."
+    assert said[("clinical.symptoms.0", "invalid_string_too_long")] == (
+        "Texte trop long (au plus 100 caractères)."
+    )
+    assert said[("clinical.vitals.temperature_c", "invalid_float_parsing")] == (
+        "Un nombre est attendu."
+    )
+    kinds = said[("referrer.kind", "unknown_referrer_kind")]
+    assert kinds.startswith("Valeur inconnue ; valeurs possibles : ") and " ou " in kinds
+    assert said[("surprise", "unknown_field")] == "Champ inconnu : il n'est pas accepté."
+    # The rules beside them, French too.
+    assert said[("patient.birth_date", "birth_date_in_future")] == (
+        "La date de naissance est dans le futur."
+    )
+    assert said[("clinical.vitals.spo2", "vital_out_of_range")] == (
+        "SpO2 20 : hors des valeurs plausibles (50 à 100)."
+    )
+    assert said[("patient.phone", "missing_consent_field")] == (
+        "Consentement aux SMS donné sans numéro de téléphone."
+    )
+
+
+def test_a_shared_validators_english_is_told_in_french_and_the_rest_is_not_english() -> None:
+    data = valid_referral()
+    data["patient"]["birth_date"] = 19800101  # a number: the shared IsoDate refuses it
+    said = messages(data)
+    [(key, text)] = [(k, v) for k, v in said.items() if k[0] == "patient.birth_date"]
+    assert key[1] == "invalid_value_error"
+    assert text == "Une date s'écrit AAAA-MM-JJ (ISO 8601)."

@@ -476,3 +476,13 @@ def test_stale_user_removal_leaves_administrators_and_the_plan_alone() -> None:
     assert ctl.users() == set(PLAN.users) | {"guest", "root", "stranger"}
     assert ctl.vhost_users("aig-vhost") == set(PLAN.users) | {"root", "stranger"}
     assert remove_stale_users(PLAN, ctl) == []
+
+
+def test_the_hub_sante_door_reads_its_own_copy_of_centre_15_s_answers() -> None:
+    from shared.topology import hubsante_queue
+
+    door = hubsante_queue(NS)
+    assert door in PLAN.queues()
+    assert who("read", door.name(NS)) == {"centre_15"}
+    assert who("configure", door.name(NS)) == set()
+    assert door.bindings == ("reply.centre-15.#",)

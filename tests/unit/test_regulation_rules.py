@@ -11,13 +11,19 @@ import json
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
 
 from services.regulation.domain.override import InvalidOverride, regulator_outcome
-from services.regulation.domain.protocol import Protocol, default_protocol, load_protocol
+from services.regulation.domain.protocol import (
+    MessageKey,
+    Protocol,
+    default_protocol,
+    load_protocol,
+    message_key,
+)
 from services.regulation.domain.rules import Case, Outcome, decide, orientation_rule
 from shared.events import (
     Clinical,
@@ -137,10 +143,10 @@ def test_thresholds_on_both_sides(
     ("c", "words"),
     [
         pytest.param(case(vitals={"respiratory_rate": 23}), ["23/min", "22/min"], id="rr"),
-        pytest.param(case(vitals={"spo2": 89.9}), ["89.9 %", "90 %"], id="spo2"),
+        pytest.param(case(vitals={"spo2": 89.9}), ["89,9 %", "90 %"], id="spo2"),
         pytest.param(case(vitals={"systolic_bp": 89}), ["89 mmHg", "90 mmHg"], id="systolic"),
-        pytest.param(case(vitals={"temperature_c": 39.4}), ["39.4 °C", "39 °C"], id="fever"),
-        pytest.param(case(vitals={"temperature_c": 35.1}), ["35.1 °C", "35.4 °C"], id="cold"),
+        pytest.param(case(vitals={"temperature_c": 39.4}), ["39,4 °C", "39 °C"], id="fever"),
+        pytest.param(case(vitals={"temperature_c": 35.1}), ["35,1 °C", "35,4 °C"], id="cold"),
         pytest.param(case(age=82), ["82", "70"], id="age"),
         pytest.param(case(age=12), ["12", "15"], id="paediatric"),
     ],
@@ -399,7 +405,7 @@ def test_a_screening_request_with_spo2_88_is_escalated_naming_spo2() -> None:
     assert (outcome.priority, outcome.deadline) == (Priority.STAT, NOW)
     lead = outcome.reasons[0]
     assert lead.code == "escalate"
-    assert "SpO2 88 %" in lead.message and "below 90 %" in lead.message
+    assert "SpO2 88 %" in lead.message and "en dessous de 90 %" in lead.message
     # The finding itself, then the screening request: the audit sees both.
     assert codes(outcome) == ["escalate", "severity.spo2", "screening"]
 
@@ -415,7 +421,7 @@ def test_a_screening_request_with_confusion_at_81_is_escalated_naming_confusion(
 def test_the_lead_reason_of_an_escalation_names_every_finding() -> None:
     outcome = run(case(severity_signs=["dehydration"], vitals={"respiratory_rate": 30}))
     lead = outcome.reasons[0].message
-    assert "Respiratory rate 30/min" in lead and "dehydration" in lead
+    assert "Fréquence respiratoire 30/min" in lead and "déshydratation" in lead
     for finding in outcome.reasons[1:3]:
         assert finding.message in lead
 
@@ -605,6 +611,23 @@ def _set(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
                      id="unknown-referrer"),
         pytest.param("effective_from", "someday", ("effective_from",), "date",
                      id="bad-date"),
+        pytest.param("messages.reasons.orient", _DELETE, ("messages",),
+                     "no reason message for ['orient']", id="reason-without-message"),
+        pytest.param("messages.reasons.paediatric", "Âge {âge} ans", ("messages",),
+                     "reasons.paediatric: unknown placeholder(s) {âge} "
+                     "(allowed: {age}, {threshold})", id="misspelt-placeholder"),
+        pytest.param("messages.reasons.orient", "priorité {priority:>10}", ("messages",),
+                     "use a plain named placeholder", id="format-spec"),
+        pytest.param("messages.reasons.screening", "Dépistage {", ("messages",),
+                     "reasons.screening", id="unbalanced-brace"),
+        pytest.param("messages.reasons.orientation", "Orienté.", ("messages", "reasons",
+                     "orientation", "[key]"), "'escalate'", id="message-for-no-code"),
+        pytest.param("messages.vitals.spo2", _DELETE, ("messages",), "no vital label for "
+                     "['spo2']", id="vital-without-label"),
+        pytest.param("messages.referrers.gp", _DELETE, ("messages",), "no referrer label for "
+                     "['gp']", id="referrer-without-label"),
+        pytest.param("messages.priorities.asap", "", ("messages", "priorities", "asap"),
+                     "at least 1", id="empty-priority-label"),
     ],
 )  # fmt: skip
 def test_an_invalid_protocol_is_refused_with_a_clear_error(
@@ -622,6 +645,91 @@ def test_malformed_json_is_refused_as_a_validation_error(tmp_path: Path) -> None
     path.write_text('{"version": "3",', encoding="utf-8")
     with pytest.raises(ValidationError, match="Invalid JSON"):
         load_protocol(path)
+
+
+# --- the reasons' wording, French and data -----------------------------------------------
+
+
+def _every_code_emitted() -> set[str]:
+    """The codes the rules emit, found by running them: every path of ``decide``, every
+    sign and factor of v1, and a mild picture from every kind of referrer (under a
+    version that sends them all home, since v1 only does for Centre 15)."""
+    everything = case(
+        age=10,
+        purpose=Purpose.SCREENING,
+        vitals={"respiratory_rate": 30, "spo2": 85, "systolic_bp": 80, "temperature_c": 39.5},
+        severity_signs=list(SeveritySign),
+        risk_factors=list(RiskFactor),
+        symptomatic=False,
+        consultation_needed=False,
+        fatigue_bedridden=True,
+        pregnancy_trimester=3,
+        health_professional=True,
+    )
+    home_for_all = load_protocol(
+        _set(v1_document(), "home_follow_up.mild_from_referrers", [k.value for k in ReferrerKind])
+    )
+    outcomes = [
+        run(everything),
+        run(case(age=80, vitals={"temperature_c": 35.0})),  # risk.age, minor.hypothermia
+        run(case(age=90, measured={})),  # hold
+        run(case(purpose=Purpose.SCREENING)),
+        run(case(symptomatic=False)),
+        run(case(age=4)),
+        run(case(consultation_needed=False)),
+        run(case()),  # orient
+        *(run(case(referrer=kind), home_for_all) for kind in ReferrerKind),
+    ]
+    return {r.code for outcome in outcomes for r in outcome.reasons}
+
+
+def test_every_code_the_rules_emit_has_a_french_message_in_the_protocol() -> None:
+    emitted = _every_code_emitted()
+    # Every sign, factor and referrer, so that no family is only half covered.
+    assert {f"severity.sign.{s.value}" for s in SeveritySign} <= emitted
+    assert {f"risk.factor.{f.value}" for f in RiskFactor} <= emitted
+    assert {f"home.mild_{k.value}" for k in ReferrerKind} <= emitted
+    keys = {message_key(code) for code in emitted}
+    # Each code has its template, and no template is left that no code uses.
+    assert keys == set(V1.messages.reasons) == set(get_args(MessageKey))
+
+
+def test_the_messages_are_the_protocols_french_filled_in() -> None:
+    outcome = run(case(age=90, measured={}))
+    assert codes(outcome) == ["hold.no_vitals", "risk.age"]
+    assert outcome.reasons[0].message == (
+        "Personne à risque de forme grave sans aucune de ces mesures : SpO2, fréquence "
+        "respiratoire, pression artérielle systolique ; un médecin régulateur décide."
+    )
+    assert outcome.reasons[1].message == "Âge 90 ans, 70 ans ou plus : à risque de forme grave."
+    mild = run(case(referrer=ReferrerKind.CENTRE_15))
+    assert mild.reasons[0].code == "home.mild_centre_15"
+    assert "adressé par le Centre 15 : suivi à domicile" in mild.reasons[0].message
+    oriented = run(case(pregnancy_trimester=1))
+    assert oriented.reasons[0].message == (
+        "Orientation vers un centre de consultation, priorité dès que possible : à voir sous 6 h."
+    )
+    signs = run(case(severity_signs=["confusion"], risk_factors=["immunodeficiency"]))
+    assert [r.message for r in signs.reasons[1:]] == [
+        "Signe de gravité : confusion, somnolence ou altération de la conscience.",
+        "À risque de forme grave : immunodépression.",
+    ]
+
+
+def test_a_new_version_rewords_the_reasons_codes_unchanged() -> None:
+    document = _set(v1_document(), "messages.reasons.orient", "Au centre ({priority}, {hours} h).")
+    v2 = load_protocol(document | {"version": "2"})
+    before, after = run(case()), run(case(), v2)
+    assert codes(after) == codes(before) == ["orient"]
+    assert after.reasons[0].message == "Au centre (ordinaire, 24 h)."
+
+
+def test_a_document_without_messages_gets_version_1s_wording() -> None:
+    # A version stored before the wording was data must still load (see protocol.py).
+    older = _set(v1_document(), "messages", _DELETE) | {"version": "0"}
+    protocol = load_protocol(older)
+    assert protocol.messages == V1.messages
+    assert run(case(), protocol).reasons[0].message.startswith("Orientation vers un centre")
 
 
 # --- inputs the engine refuses ---------------------------------------------------------
@@ -693,7 +801,7 @@ def test_a_regulators_decision_is_recorded_with_the_protocols_view() -> None:
     assert outcome.reasons[0].message == (
         "Decided by regulator DR-x: orient, priority asap (within 6 h). SpO2 96 % by phone"
     )
-    assert "a regulator decides" in outcome.reasons[1].message
+    assert "un médecin régulateur décide" in outcome.reasons[1].message
     assert outcome.test_eligible is True
 
 

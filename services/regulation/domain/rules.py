@@ -29,6 +29,10 @@ child, an escalated screening request still shows it was one, and an audit sees 
 whole picture. The lead reason of an escalation names every severity finding, so that
 whoever reads only the first reason still learns why the patient goes to SAMU. Test
 eligibility is computed whatever the decision.
+
+Each reason's ``code`` is the engine's and stable; its ``message`` is the protocol's
+French template for that code (``Protocol.messages``), filled with the case's values,
+because Centre 15's page and the referrer's answer show it to people.
 """
 
 from __future__ import annotations
@@ -38,20 +42,6 @@ from datetime import datetime, timedelta
 
 from services.regulation.domain.protocol import PriorityRule, Protocol
 from shared.events import Clinical, Decision, Priority, Purpose, Reason, ReferrerKind
-
-_VITAL_LABELS = {
-    "spo2": "SpO2",
-    "respiratory_rate": "respiratory rate",
-    "systolic_bp": "systolic blood pressure",
-    "temperature_c": "temperature",
-}
-
-_REFERRER_LABELS = {
-    ReferrerKind.GP: "the GP",
-    ReferrerKind.CENTRE_15: "Centre 15",
-    ReferrerKind.SOS_MEDECINS: "SOS Médecins",
-    ReferrerKind.EMERGENCY_DEPARTMENT: "an emergency department",
-}
 
 
 @dataclass(frozen=True)
@@ -80,8 +70,8 @@ class Outcome:
 
 
 def _num(value: float) -> str:
-    # 39.0 reads "39" and 89.9 reads "89.9": the value as a clinician would write it.
-    return f"{value:g}"
+    # 39.0 reads "39" and 89.9 reads "89,9": the value as a French clinician writes it.
+    return f"{value:g}".replace(".", ",")
 
 
 @dataclass(frozen=True)
@@ -111,7 +101,7 @@ class _Findings:
 
 
 def _severity(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
-    rules, vitals = protocol.severity, clinical.vitals
+    rules, vitals, say = protocol.severity, clinical.vitals, protocol.messages.reason
     found: list[Reason] = []
     if (
         vitals.respiratory_rate is not None
@@ -121,8 +111,11 @@ def _severity(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
             Reason(
                 code="severity.respiratory_rate",
                 field="clinical.vitals.respiratory_rate",
-                message=f"Respiratory rate {vitals.respiratory_rate}/min is above "
-                f"{rules.respiratory_rate_above}/min.",
+                message=say(
+                    "severity.respiratory_rate",
+                    value=_num(vitals.respiratory_rate),
+                    threshold=_num(rules.respiratory_rate_above),
+                ),
             )
         )
     if vitals.spo2 is not None and vitals.spo2 < rules.spo2_below:
@@ -130,8 +123,9 @@ def _severity(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
             Reason(
                 code="severity.spo2",
                 field="clinical.vitals.spo2",
-                message=f"SpO2 {_num(vitals.spo2)} % in ambient air is below "
-                f"{_num(rules.spo2_below)} %.",
+                message=say(
+                    "severity.spo2", value=_num(vitals.spo2), threshold=_num(rules.spo2_below)
+                ),
             )
         )
     if vitals.systolic_bp is not None and vitals.systolic_bp < rules.systolic_bp_below:
@@ -139,8 +133,11 @@ def _severity(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
             Reason(
                 code="severity.systolic_bp",
                 field="clinical.vitals.systolic_bp",
-                message=f"Systolic blood pressure {vitals.systolic_bp} mmHg is below "
-                f"{rules.systolic_bp_below} mmHg.",
+                message=say(
+                    "severity.systolic_bp",
+                    value=_num(vitals.systolic_bp),
+                    threshold=_num(rules.systolic_bp_below),
+                ),
             )
         )
     # The protocol's order, not the referrer's, so that equal cases give equal reasons.
@@ -148,7 +145,7 @@ def _severity(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
         Reason(
             code=f"severity.sign.{sign.value}",
             field="clinical.severity_signs",
-            message=f"Severity sign: {label}.",
+            message=say(f"severity.sign.{sign.value}", label=label),
         )
         for sign, label in rules.signs.items()
         if sign in clinical.severity_signs
@@ -158,14 +155,18 @@ def _severity(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
 
 def _minor(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
     rules, temperature = protocol.minor_factors, clinical.vitals.temperature_c
+    say = protocol.messages.reason
     found: list[Reason] = []
     if temperature is not None and temperature >= rules.fever_at_or_above:
         found.append(
             Reason(
                 code="minor.fever",
                 field="clinical.vitals.temperature_c",
-                message=f"Temperature {_num(temperature)} °C is at or above "
-                f"{_num(rules.fever_at_or_above)} °C: minor severity factor.",
+                message=say(
+                    "minor.fever",
+                    value=_num(temperature),
+                    threshold=_num(rules.fever_at_or_above),
+                ),
             )
         )
     if temperature is not None and temperature <= rules.hypothermia_at_or_below:
@@ -173,8 +174,11 @@ def _minor(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
             Reason(
                 code="minor.hypothermia",
                 field="clinical.vitals.temperature_c",
-                message=f"Temperature {_num(temperature)} °C is at or below "
-                f"{_num(rules.hypothermia_at_or_below)} °C: minor severity factor.",
+                message=say(
+                    "minor.hypothermia",
+                    value=_num(temperature),
+                    threshold=_num(rules.hypothermia_at_or_below),
+                ),
             )
         )
     if rules.fatigue_bedridden and clinical.fatigue_bedridden:
@@ -182,30 +186,28 @@ def _minor(clinical: Clinical, protocol: Protocol) -> tuple[Reason, ...]:
             Reason(
                 code="minor.fatigue",
                 field="clinical.fatigue_bedridden",
-                message="Fatigue keeps the patient resting more than half the day: "
-                "minor severity factor.",
+                message=say("minor.fatigue"),
             )
         )
     return tuple(found)
 
 
 def _risks(case: Case, protocol: Protocol) -> tuple[Reason, ...]:
-    rules, clinical = protocol.at_risk, case.clinical
+    rules, clinical, say = protocol.at_risk, case.clinical, protocol.messages.reason
     found: list[Reason] = []
     if case.age >= rules.age_at_or_above:
         found.append(
             Reason(
                 code="risk.age",
                 field="age",
-                message=f"Age {case.age} is {rules.age_at_or_above} or over: "
-                "at risk of a severe form.",
+                message=say("risk.age", age=str(case.age), threshold=str(rules.age_at_or_above)),
             )
         )
     found += [
         Reason(
             code=f"risk.factor.{factor.value}",
             field="clinical.risk_factors",
-            message=f"At risk of a severe form: {label}.",
+            message=say(f"risk.factor.{factor.value}", label=label),
         )
         for factor, label in rules.risk_factors.items()
         if factor in clinical.risk_factors
@@ -216,7 +218,7 @@ def _risks(case: Case, protocol: Protocol) -> tuple[Reason, ...]:
             Reason(
                 code="risk.pregnancy",
                 field="clinical.pregnancy_trimester",
-                message=f"Pregnancy in trimester {trimester}: at risk of a severe form.",
+                message=say("risk.pregnancy", trimester=str(trimester)),
             )
         )
     return tuple(found)
@@ -225,12 +227,13 @@ def _risks(case: Case, protocol: Protocol) -> tuple[Reason, ...]:
 def _findings(case: Case, protocol: Protocol) -> _Findings:
     clinical = case.clinical
     limit = protocol.paediatric.age_below
+    say = protocol.messages.reason
     return _Findings(
         severity=_severity(clinical, protocol),
         screening=Reason(
             code="screening",
             field="purpose",
-            message="Screening request: consultation centres are not screening centres.",
+            message=say("screening"),
         )
         if case.purpose is Purpose.SCREENING
         else None,
@@ -239,14 +242,12 @@ def _findings(case: Case, protocol: Protocol) -> _Findings:
         else Reason(
             code="asymptomatic",
             field="clinical.symptomatic",
-            message="No symptoms: a person without symptoms is never oriented to a "
-            "consultation centre, and centres do not screen.",
+            message=say("asymptomatic"),
         ),
         paediatric=Reason(
             code="paediatric",
             field="age",
-            message=f"Age {case.age} is under {limit}: outside the adult centres' scope; "
-            "back to the GP or Centre 15.",
+            message=say("paediatric", age=str(case.age), threshold=str(limit)),
         )
         if case.age < limit
         else None,
@@ -255,13 +256,13 @@ def _findings(case: Case, protocol: Protocol) -> _Findings:
         else Reason(
             code="home.not_needed",
             field="clinical.consultation_needed",
-            message="The referrer judges a consultation unnecessary: home follow-up by the GP.",
+            message=say("home.not_needed"),
         ),
         risks=_risks(case, protocol),
         pregnant=Reason(
             code="pregnant",
             field="clinical.pregnancy_trimester",
-            message=f"Pregnant, trimester {clinical.pregnancy_trimester}.",
+            message=say("pregnant", trimester=str(clinical.pregnancy_trimester)),
         )
         if clinical.pregnancy_trimester is not None
         else None,
@@ -269,7 +270,7 @@ def _findings(case: Case, protocol: Protocol) -> _Findings:
         health_professional=Reason(
             code="health_professional",
             field="clinical.health_professional",
-            message="Health professional.",
+            message=say("health_professional"),
         )
         if clinical.health_professional
         else None,
@@ -310,7 +311,7 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
     if now.tzinfo is None or now.utcoffset() is None:
         # A naive deadline would be read in whatever zone the reader happens to be in.
         raise ValueError("now must be timezone-aware")
-    clinical = case.clinical
+    clinical, words = case.clinical, protocol.messages
     found = _findings(case, protocol)
     criteria = _criteria(found)
     test_eligible = clinical.symptomatic and any(
@@ -336,8 +337,9 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
             Decision.ESCALATE,
             Reason(
                 code="escalate",
-                message=f"Severity: {signs} To SAMU / the emergency department now "
-                f"(priority {stat.priority.value}), never to a consultation centre.",
+                message=words.reason(
+                    "escalate", signs=signs, priority=words.priorities[stat.priority]
+                ),
             ),
             stat,
         )
@@ -355,14 +357,13 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
         and found.risks
         and all(getattr(clinical.vitals, name) is None for name in hold.when_at_risk_and_none_of)
     ):
-        missing = ", ".join(_VITAL_LABELS[name] for name in hold.when_at_risk_and_none_of)
+        missing = ", ".join(words.vitals[name] for name in hold.when_at_risk_and_none_of)
         return conclude(
             Decision.HOLD,
             Reason(
                 code="hold.no_vitals",
                 field="clinical.vitals",
-                message=f"At risk of a severe form and none of {missing} measured: "
-                "a regulator decides.",
+                message=words.reason("hold.no_vitals", vitals=missing),
             ),
         )
     mild = not (found.risks or found.pregnant or found.minor)
@@ -372,8 +373,10 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
             Reason(
                 code=f"home.mild_{case.referrer_kind.value}",
                 field="referrer.kind",
-                message="Mild picture (not at risk, not pregnant, no minor severity factor) "
-                f"referred by {_REFERRER_LABELS[case.referrer_kind]}: home follow-up by the GP.",
+                message=words.reason(
+                    f"home.mild_{case.referrer_kind.value}",
+                    referrer=words.referrers[case.referrer_kind],
+                ),
             ),
         )
     rule = _orientation_rule(criteria, protocol)
@@ -381,8 +384,11 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
         Decision.ORIENT,
         Reason(
             code="orient",
-            message=f"Oriented to a consultation centre, priority {rule.priority.value}: "
-            f"to be seen within {_num(rule.deadline_hours)} h.",
+            message=words.reason(
+                "orient",
+                priority=words.priorities[rule.priority],
+                hours=_num(rule.deadline_hours),
+            ),
         ),
         rule,
     )
