@@ -107,18 +107,10 @@ _SCHEMA_MESSAGES: dict[str, str] = {
     "les espaces sont admis.",
     "nir_key": "La clé de contrôle du NIR ne correspond pas à ses 13 premiers caractères.",
 }
-# The shared schema's own validators (shared/events/base.py) raise ValueError in
-# English; their texts are known, so they are told in French too.
-_VALUE_ERRORS: dict[str, str] = {
-    "a date is an ISO 8601 string (YYYY-MM-DD)": "Une date s'écrit AAAA-MM-JJ (ISO 8601).",
-    "an integer is a JSON number": "Un nombre entier s'écrit comme un nombre JSON.",
-}
 
 
 def _schema_message(error: Mapping[str, Any]) -> str:
     kind, context = error["type"], error.get("ctx") or {}
-    if kind == "value_error":
-        return _VALUE_ERRORS.get(str(context.get("error", "")), "Valeur invalide.")
     template = _SCHEMA_MESSAGES.get(kind)
     if template is None:
         return "Valeur invalide."

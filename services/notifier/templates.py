@@ -124,10 +124,11 @@ def patient_cancelled(start: datetime) -> str:
 # -- referrers -----------------------------------------------------------------------
 
 
-# Regulation's reasons are written for the audit, in English; what a referrer reads is
-# French. Each severity finding is named here by its stable code; a measured vital
-# also gives its value and the protocol's threshold, the first two numbers of the
-# reason's message (value, then threshold: see services/regulation/domain/rules.py).
+# Regulation's reasons are worded in French by the protocol (its ``messages``), for
+# Centre 15's page and the audit as much as for the referrer. The referrer's answer
+# lists the severity findings more tersely: each is named here by its stable code; a
+# measured vital also gives its value and the protocol's threshold, the first two
+# numbers of the reason's message (value, then threshold, as v1's wording has them).
 _SEVERITY_SIGNS = {
     "severity.sign.dyspnoea": "essoufflement inhabituel à la parole ou au moindre effort",
     "severity.sign.confusion": "confusion, somnolence ou altération de la conscience",
@@ -148,8 +149,9 @@ _SEVERITY_VITALS = {
         "pression artérielle systolique sous le seuil",
     ),
 }
-# A number on its own, not the 2 of "SpO2".
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+# A number on its own, not the 2 of "SpO2"; with a decimal comma (the protocol's
+# French) or point (outcomes kept from before it).
+_NUMBER = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?")
 
 
 def _severity_fr(code: str, message: str) -> str | None:
@@ -160,8 +162,8 @@ def _severity_fr(code: str, message: str) -> str | None:
         numbers = [n.replace(".", ",") for n in _NUMBER.findall(message)]
         return text.format(*numbers[:2]) if len(numbers) >= 2 else without_values
     if code.startswith("severity."):
-        # A sign of a later protocol this list does not know yet: named as regulation
-        # wrote it rather than not named at all.
+        # A sign of a later protocol this list does not know yet: named as the
+        # protocol words it rather than not named at all.
         return message.rstrip(".")
     return None
 
@@ -185,10 +187,34 @@ def _escalated(detail: dict[str, object]) -> str:
     return f"Orientation vers le SAMU / les urgences : {' ; '.join(signs)}."
 
 
+def _lead_reason(detail: dict[str, object]) -> str | None:
+    """The message of the reason that decided (the first), as the protocol words it."""
+    reasons = detail.get("reason_details")
+    if isinstance(reasons, list) and reasons and isinstance(reasons[0], dict):
+        message = str(reasons[0].get("message") or "").strip()
+        return message or None
+    return None
+
+
+def _decided(text: str, detail: dict[str, object]) -> str:
+    # The protocol's French reason, so that the referrer learns why, not only what;
+    # the plain text alone when the outcome carries none (a regulator's, an old one).
+    lead = _lead_reason(detail)
+    return f"{text} Motif : {lead}" if lead else text
+
+
 def referrer_outcome(status: str, detail: dict[str, object]) -> str:
     when = detail.get("start")
     at = local_time(datetime.fromisoformat(str(when))) if when else ""
-    reasons = detail.get("reasons") or ""
+    # Every reason of a refusal (a screening request without symptoms is both), in the
+    # protocol's French; outcomes kept from before the details travelled give the text.
+    details = detail.get("reason_details")
+    worded = [
+        str(r.get("message"))
+        for r in (details if isinstance(details, list) else [])
+        if isinstance(r, dict) and r.get("message")
+    ]
+    reasons = " ".join(worded) if worded else str(detail.get("reasons") or "")
     # Outcomes kept from before the verdict travelled with the appointment lack it:
     # nothing said rather than a "non" nobody decided.
     test = f" {_test(bool(detail['test_eligible']))}" if "test_eligible" in detail else ""
@@ -196,9 +222,11 @@ def referrer_outcome(status: str, detail: dict[str, object]) -> str:
         "appointment": f"Rendez-vous attribué le {at}, {detail.get('centre_name')}.{test}",
         "rescheduled": f"Rendez-vous déplacé : le {at}, {detail.get('centre_name')}.{test}",
         "escalated": _escalated(detail),
-        "home_follow_up": "Suivi à domicile par le médecin traitant.",
+        "home_follow_up": _decided("Suivi à domicile par le médecin traitant.", detail),
         "refused": f"Demande refusée : {reasons}",
-        "held_for_regulator": "En attente de la décision d'un médecin régulateur.",
+        "held_for_regulator": _decided(
+            "En attente de la décision d'un médecin régulateur.", detail
+        ),
         "waitlisted": "Aucun créneau disponible : patient en liste d'attente.",
         "cancelled": f"Rendez-vous annulé ({detail.get('reason')}).",
         "no_show": "Le patient ne s'est pas présenté au rendez-vous.",

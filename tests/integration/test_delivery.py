@@ -45,7 +45,9 @@ class Probe:
     async def __call__(self, delivery: Delivery) -> None:
         self.calls += 1
         contact = delivery.payload_as(PatientContact)
-        await delivery.session.execute(contacts.insert().values(**contact.model_dump()))
+        # The referrer it now carries goes to the notifier's referrers table, not here.
+        row = contact.model_dump(exclude={"referrer"})
+        await delivery.session.execute(contacts.insert().values(**row))
         await delivery.emit(
             NotificationSent(
                 notification_id=f"n-{contact.referral_id}",

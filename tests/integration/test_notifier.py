@@ -456,7 +456,7 @@ async def test_the_referrer_is_told_from_the_contact_alone(
             await pub.publish_envelope(*contact)  # redelivered: no second notice
         await tap.wait_for(lambda es: len(es) >= 2)
         await asyncio.sleep(1.0)  # room for a wrong second notice
-    keys = sorted(m.routing_key for m in tap.messages)
+    keys = sorted(str(m.routing_key) for m in tap.messages)
     assert keys == ["reply.centre-15.referral.outcome", "reply.gp-2.referral.outcome"]
     for message in tap.messages:
         data = Envelope.model_validate_json(message.body).data

@@ -198,7 +198,7 @@ async def test_a_new_version_applies_from_its_publication_while_referrals_flow(
     )
     escalated = next(events[r].data for r in after if spo2_of[r] == 91.0)
     assert "severity.spo2" in [reason["code"] for reason in escalated["reasons"]]
-    assert "below 92 %" in json.dumps(escalated["reasons"])
+    assert "en dessous de 92 %" in json.dumps(escalated["reasons"])
 
 
 async def test_replicas_agree_and_a_restart_keeps_the_version(
@@ -339,6 +339,39 @@ async def test_the_command_refuses_an_invalid_file_and_publishes_a_valid_one(
     assert event.source == "centre_15"
     assert event.data["protocol_version"] == "2"
     assert event.data["document"]["severity"]["spo2_below"] == 92.0
+
+
+async def test_the_command_words_a_document_without_messages_as_v1_and_refuses_half_of_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    s = settings
+    env = {"AIGUILLAGE_BROKER_URL": s.broker_url, "AIGUILLAGE_NAMESPACE": s.namespace}
+    half = v2_document()
+    del half["messages"]["reasons"]["orient"]
+    half_file = tmp_path / "half.json"
+    half_file.write_text(json.dumps(half))
+    older = v2_document()  # written before the wording was data
+    del older["messages"]
+    older_file = tmp_path / "older.json"
+    older_file.write_text(json.dumps(older))
+    async with (
+        running(s) as runtime,
+        Tap(s.broker_url, s.namespace, "protocol.published", exchange="ingress") as tap,
+    ):
+        refused = await asyncio.to_thread(
+            _invoke, ["regulate", "protocol", "load", str(half_file)], env
+        )
+        assert refused.exit_code == 1, refused.output
+        assert "no reason message for ['orient']" in refused.output
+        loaded = await asyncio.to_thread(
+            _invoke, ["regulate", "protocol", "load", str(older_file)], env
+        )
+        assert loaded.exit_code == 0, loaded.output
+        await wait_active(runtime, "2")
+        await tap.wait_for(lambda es: len(es) == 1, timeout=10)
+    [event] = tap.envelopes
+    # Published (and stored) with version 1's French wording filled in.
+    assert event.data["document"]["messages"] == V1["messages"]
 
 
 async def test_publishing_a_stored_version_again_goes_back_to_it(settings: Settings) -> None:

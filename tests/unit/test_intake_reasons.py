@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import copy
 from datetime import date
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from services.intake import domain
 from shared.events import Reason, ReferralSubmitted
@@ -143,10 +144,17 @@ def test_the_schemas_refusals_are_told_in_french() -> None:
     )
 
 
-def test_a_shared_validators_english_is_told_in_french_and_the_rest_is_not_english() -> None:
+def test_a_custom_refusal_is_told_in_french_and_an_unlisted_one_not_in_english() -> None:
     data = valid_referral()
-    data["patient"]["birth_date"] = 19800101  # a number: the shared IsoDate refuses it
+    data["patient"]["nir"] = "123"
+    data["patient"]["birth_date"] = "1980-02-30"  # a type this list does not word
     said = messages(data)
-    [(key, text)] = [(k, v) for k, v in said.items() if k[0] == "patient.birth_date"]
-    assert key[1] == "invalid_value_error"
-    assert text == "Une date s'écrit AAAA-MM-JJ (ISO 8601)."
+    assert said[("patient.nir", "invalid_nir_format")].startswith("Le NIR comporte 15 caractères")
+    assert said[("patient.birth_date", "invalid_date_from_datetime_parsing")] == (
+        "Une date AAAA-MM-JJ est attendue."
+    )
+    # A type the list does not word reads "Valeur invalide.", never pydantic's English.
+    with pytest.raises(ValidationError) as caught:
+        TypeAdapter(IPv4Address).validate_python("not an address")
+    [reason] = domain.reasons_from_validation_error(caught.value)
+    assert (reason.code, reason.message) == ("invalid_ip_v4_address", "Valeur invalide.")

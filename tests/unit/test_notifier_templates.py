@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from services.notifier import templates
+from services.regulation.domain.protocol import default_protocol
+from services.regulation.domain.rules import Case, decide
+from shared.events import Clinical, Purpose, ReferrerKind
 
 WINTER = datetime(2020, 3, 24, 15, 40, tzinfo=UTC)  # UTC+1 in Paris
 SUMMER = datetime(2020, 7, 2, 14, 40, tzinfo=UTC)  # UTC+2 in Paris
@@ -116,3 +119,53 @@ def test_the_referrer_outcome_carries_the_test_and_french_reasons() -> None:
         "cancelled", {"reason": "centre suspendu : fermeture", "by": "service"}
     )
     assert cancelled == "Rendez-vous annulé (centre suspendu : fermeture)."
+
+
+def _regulated(*reasons: tuple[str, str]) -> dict[str, object]:
+    return {
+        "reasons": "; ".join(message for _, message in reasons),
+        "reason_details": [{"code": code, "message": message} for code, message in reasons],
+    }
+
+
+def test_the_referrer_is_told_regulations_french_reason() -> None:
+    # The reasons as regulation words them under v1, not a copy of its wording here.
+    def outcome(**clinical: object) -> dict[str, object]:
+        case = Case(
+            age=72,
+            clinical=Clinical.model_validate({"symptomatic": True, **clinical}),
+            referrer_kind=ReferrerKind.GP,
+            purpose=Purpose.CONSULTATION,
+        )
+        made = decide(case, default_protocol(), WINTER)
+        return _regulated(*((r.code, r.message) for r in made.reasons))
+
+    held = templates.referrer_outcome("held_for_regulator", outcome())
+    assert held.startswith("En attente de la décision d'un médecin régulateur. Motif : ")
+    assert "un médecin régulateur décide" in held
+    home = templates.referrer_outcome("home_follow_up", outcome(consultation_needed=False))
+    assert home == (
+        "Suivi à domicile par le médecin traitant. Motif : Le demandeur juge la consultation "
+        "inutile : suivi à domicile par le médecin traitant."
+    )
+    refused = templates.referrer_outcome("refused", outcome(symptomatic=False))
+    assert refused.startswith("Demande refusée : Aucun symptôme : ")
+    assert "70 ans ou plus : à risque de forme grave." in refused  # the others follow
+    # Without reasons (a regulator's, an older outcome): the plain text.
+    assert templates.referrer_outcome("home_follow_up", {}) == (
+        "Suivi à domicile par le médecin traitant."
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "SpO2 88,5 % en air ambiant, en dessous de 90 %.",  # the protocol's French
+        "SpO2 88.5 % in ambient air is below 90 %.",  # an outcome kept from before
+    ],
+)
+def test_a_vitals_value_and_threshold_are_read_from_either_wording(message: str) -> None:
+    detail = _regulated(("escalate", "…"), ("severity.spo2", message))
+    assert templates.referrer_outcome("escalated", detail) == (
+        "Orientation vers le SAMU / les urgences : SpO2 88,5 % (< 90 %)."
+    )
