@@ -20,6 +20,7 @@ import pytest
 
 from shared.settings import Environment, Settings
 from shared.topology import delete_topology
+from tests.helpers import NAMESPACES, fresh_namespace
 
 # The tests run in explicit development mode: the development secrets are accepted
 # (production, the default, refuses them), and every process a test starts inherits it.
@@ -123,11 +124,6 @@ async def postgres(postgres_admin_url: str) -> AsyncIterator[PostgresDatabases]:
     await databases.drop_all()
 
 
-# Every namespace a test of this session used: what the services declared in them that
-# no fixture knows of (the centres' queues, declared on activation) goes at the end.
-_NAMESPACES: list[str] = []
-
-
 def _broker_queues() -> list[str] | None:
     """The queues of the local broker's default virtual host (None: cannot tell)."""
     if shutil.which("rabbitmqctl") is None:
@@ -161,12 +157,12 @@ async def _delete_queues(url: str, names: list[str]) -> None:
 def _nothing_left_behind(broker_url: str) -> Iterator[None]:
     """After the run, no queue of its namespaces is left on the broker."""
     yield
-    if not _NAMESPACES:
+    if not NAMESPACES:
         return
     queues = _broker_queues()
     if queues is None:
         return
-    prefixes = tuple(f"{ns}." for ns in _NAMESPACES)
+    prefixes = tuple(f"{ns}." for ns in NAMESPACES)
     left = [q for q in queues if q.startswith(prefixes)]
     if left:
         asyncio.run(_delete_queues(broker_url, left))
@@ -175,8 +171,7 @@ def _nothing_left_behind(broker_url: str) -> Iterator[None]:
 @pytest.fixture
 async def settings(broker_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
     """Settings of an isolated deployment: its own namespace on the broker, its own files."""
-    namespace = f"t-{uuid.uuid4().hex[:10]}"
-    _NAMESPACES.append(namespace)
+    namespace = fresh_namespace()
     yield Settings(
         environment=Environment.DEVELOPMENT,
         broker_url=broker_url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from typing import Any
@@ -26,6 +27,18 @@ from shared.events import (
 )
 from shared.runtime import ServiceRuntime
 from shared.topology import dead_letter_queue, events_exchange, ingress_exchange
+
+# Every namespace a test of this session used: what the services declared in them that
+# no fixture knows of (the centres' queues, declared on activation) is deleted at the
+# end of the run (tests/conftest.py).
+NAMESPACES: list[str] = []
+
+
+def fresh_namespace(prefix: str = "t") -> str:
+    """A namespace of the test's own on the broker, cleaned up after the run."""
+    namespace = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    NAMESPACES.append(namespace)
+    return namespace
 
 
 class Tap:

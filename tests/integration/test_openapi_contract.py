@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from shared.http import free_port
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 from shared.topology import delete_topology
-from tests.helpers import running
+from tests.helpers import fresh_namespace, running
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +103,7 @@ def _settings(broker_url: str, data_dir: Path, service: ServiceName) -> Settings
     return Settings.model_validate(
         {
             "broker_url": broker_url,
-            "namespace": f"t-oa-{uuid.uuid4().hex[:8]}",
+            "namespace": fresh_namespace("t-oa"),
             "data_dir": data_dir,
             "outbox_poll_seconds": 0.2,
             "intake_http_port": None,
