@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from shared import broker_nodes
 from shared.events import Envelope
 from shared.topology import events_exchange
 
@@ -28,7 +29,7 @@ class Track:
 
 @dataclass
 class Observer:
-    url: str
+    url: str | Sequence[str]  # one broker, or every node of a cluster
     namespace: str
     tracks: dict[str, Track] = field(default_factory=dict)  # by reference
     by_referral: dict[str, Track] = field(default_factory=dict)
@@ -45,7 +46,7 @@ class Observer:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.url)
+        self._connection = await broker_nodes.connect_robust(self.url)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=1000)
         exchange = await channel.get_exchange(events_exchange(self.namespace))

@@ -262,9 +262,11 @@ async def run_scenario(
     await declare_topology(settings.broker_url, namespace)
     observer = Observer(settings.broker_url, namespace, keep_events=False)
     await observer.start()
-    services = ServiceProcesses(env, run_dir / "logs")
     port = console_port or free_port()
     url = f"http://127.0.0.1:{port}"
+    # The patient's link in the notices leads to this run's console.
+    env["AIGUILLAGE_PATIENT_LINK_BASE_URL"] = url
+    services = ServiceProcesses(env, run_dir / "logs")
     console_proc: subprocess.Popen[bytes] | None = None
     alerts_connection = None
     ars_task: asyncio.Task[None] | None = None
@@ -458,8 +460,27 @@ async def _screenshots(run: Run, http: httpx.AsyncClient, url: str, out: Path) -
     people = await _people(run, [centre_id])
     logins = [(login, password, page.strip("/")) for _, login, password, page in people]
     paths = await asyncio.to_thread(take_screenshots, url, out, logins)
+    # The referrer's page and the patient's page (issue 17): a GP refers a patient of
+    # the first centre's commune, then the patient opens the link of the notice.
+    paths += await _referrer_screenshots(run, url, out)
     for path in paths:
         console.print(f"capture : {path}")
+
+
+async def _referrer_screenshots(run: Run, url: str, out: Path) -> list[Path]:
+    from aiguillage.console.screenshots import take_referrer_screenshots
+
+    console_settings = run.settings.model_copy(
+        update={"data_dir": Path(run.services.env["AIGUILLAGE_DATA_DIR"])}
+    )
+    ((account, password),) = await demo_accounts(
+        console_settings,
+        [("medecin@demo.aiguillage.fr", "Dr Demo", Role.REFERRER, "gp-10000000001")],
+    )
+    commune_insee = run.scenario.centres[0].commune_insee
+    return await asyncio.to_thread(
+        take_referrer_screenshots, url, out, account.login, password, commune_insee
+    )
 
 
 def _summary(run: Run, observer: Observer) -> None:

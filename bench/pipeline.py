@@ -18,9 +18,11 @@ import asyncio
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -239,7 +241,8 @@ def start_profilers(services: ServiceProcesses, folder: Path) -> list[subprocess
     return [
         subprocess.Popen(
             [
-                "py-spy",
+                # The venv's own (pip install -e '.[bench]'), found without PATH.
+                shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
                 "record",
                 "--nonblocking",
                 "--gil",

@@ -1,6 +1,10 @@
 """How every service consumes: parse, claim in the inbox, handle and stage the
 resulting events in one transaction, commit, then ack.
 
+Group commit: the deliveries a consumer holds are handled together, in one transaction
+(``Consumer._group_commit``); a failing one is replayed alone, so that every rule below
+holds per delivery.
+
 - Not an event at all (not JSON, no envelope) or an event the handler rejects as
   permanently invalid: dead-lettered at once, with the error in the headers.
 - Any other failure (database away, a bug hit by one message): handed back to the
@@ -40,9 +44,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
 from shared.events import Envelope, EventPayload, RequestRefused, UnknownEventError, utcnow
-from shared.inbox import claim, claim_id
+from shared.inbox import claim, claim_id, claim_many
 from shared.messaging_tables import refusals
-from shared.outbox import OutboxRelay, add_to_outbox
+from shared.outbox import OutboxRelay, add_to_outbox, outbox_row, stage_rows
 from shared.senders import ActorKind, Sender, SenderPolicy, SenderRefused
 from shared.topology import QueueSpec, dead_letter_exchange
 
@@ -102,6 +106,9 @@ class Delivery:
     sender: Sender | None = None
     routing_key: str = ""
     received_at: datetime = field(default_factory=utcnow)
+    # Under group commit, the outbox rows of the whole batch, staged in one statement
+    # when every handler of the batch is done (None: staged at once).
+    staged: list[dict[str, Any]] | None = None
 
     @property
     def occurred_at(self) -> datetime:
@@ -119,19 +126,62 @@ class Delivery:
         correlation_id: str | None = None,
         routing_key: str | None = None,
     ) -> Envelope:
-        envelope = await add_to_outbox(
-            self.session,
+        envelope, row = outbox_row(
             payload,
             source=self.source,
             correlation_id=correlation_id or self.envelope.correlation_id,
             causation_id=self.envelope.id,
             routing_key=routing_key,
         )
+        if self.staged is None:
+            await stage_rows(self.session, [row])
+        else:
+            self.staged.append(row)
         self.emitted.append(envelope)
         return envelope
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+R = TypeVar("R")
+
+
+@dataclass(eq=False)
+class _Held:
+    """A delivery checked and parsed, waiting for its batch's transaction."""
+
+    envelope: Envelope
+    sender: Sender | None
+    routing_key: str
+    received_at: datetime
+    message_id: str | None
+    attempt: int
+    outcome: asyncio.Future[Delivery | None] = field(init=False)
+
+    def settle(self, delivery: Delivery | None, error: BaseException | None = None) -> None:
+        # The delivery's task may be gone (cancelled at shutdown): its message, not
+        # acked, comes back, and the inbox knows it if the batch committed.
+        if self.outcome.done():
+            return
+        if error is not None:
+            self.outcome.set_exception(error)
+        else:
+            self.outcome.set_result(delivery)
+
+
+def _bind(held: _Held, consumer: str) -> None:
+    """The log context of one delivery, inside the committer task that runs its handler
+    (the task serves many deliveries: each gets its own context, and none of a
+    handler's bindings, such as the names intake redacts, outlives it)."""
+    structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
+    structlog.contextvars.bind_contextvars(
+        consumer=consumer,
+        sender_user=held.sender.user if held.sender is not None else None,
+        message_id=held.message_id,
+        attempt=held.attempt,
+        event_id=held.envelope.id,
+        event_type=held.envelope.type,
+        correlation_id=held.envelope.correlation_id,
+    )
 
 
 @dataclass
@@ -142,6 +192,10 @@ class ConsumerConfig:
     retry_backoff_seconds: float = 0.5
     senders: SenderPolicy = field(default_factory=lambda: SenderPolicy(frozenset({"guest"})))
     max_message_bytes: int = 64 * 1024
+    # Group commit: up to ``max_batch`` deliveries in one transaction, the first waiting
+    # at most ``batch_window_seconds`` for the others (1: one transaction per delivery).
+    max_batch: int = 32
+    batch_window_seconds: float = 0.002
     # FastStream's in-memory broker (the one-process demo) carries no user_id: there is
     # no broker to prove a sender, and nobody outside to send.
     in_memory: bool = False
@@ -167,6 +221,9 @@ class Consumer:
         self._dlx = RabbitExchange(
             dead_letter_exchange(config.namespace, config.service), declare=False
         )
+        self._waiting: list[_Held] = []
+        self._committer: asyncio.Task[None] | None = None
+        self.batches = 0  # transactions committed by group commit (for tests and benches)
 
     async def __call__(self, message: RabbitMessage) -> None:
         try:
@@ -217,8 +274,8 @@ class Consumer:
                 await self._refuse(message, envelope, sender, refused, received_at)
                 return
         try:
-            delivery = await self._process_while_database_away(
-                envelope, sender, routing_key, received_at
+            delivery = await self._group_commit(
+                _Held(envelope, sender, routing_key, received_at, message.message_id, attempt)
             )
         except SenderRefused as refused:
             await self._refuse(message, envelope, sender, refused, received_at)
@@ -313,26 +370,10 @@ class Consumer:
         routing_key: str = "",
         received_at: datetime | None = None,
     ) -> Delivery | None:
-        """Process; while the database does not answer, hold the message and try again.
-
-        An outage is no fault of the message: it is neither acked nor handed back (which
-        would spend its tries and, past the queue's delivery limit, dead-letter it), and
-        the consumer's prefetch bounds how many messages wait like this.
-        """
-        delay = max(self.config.retry_backoff_seconds, 0.1)
-        while True:
-            try:
-                return await self._process(envelope, sender, routing_key, received_at)
-            except Exception as exc:
-                if not database_unavailable(exc):
-                    raise
-                log.warning(
-                    "database unavailable; holding the message",
-                    error=str(exc)[:200],
-                    retry_in=delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_OUTAGE_BACKOFF)
+        """Process alone; while the database does not answer, hold it and try again."""
+        return await self._while_database_away(
+            lambda: self._process(envelope, sender, routing_key, received_at)
+        )
 
     async def _process(
         self,
@@ -355,6 +396,132 @@ class Consumer:
             )
             await self.handler(delivery)
             return delivery
+
+    async def _group_commit(self, held: _Held) -> Delivery | None:
+        """Handle this delivery in a transaction shared with the others this consumer
+        holds, and return once that transaction has committed (the caller then acks).
+
+        One committer task per consumer takes what has gathered: it waits a few
+        milliseconds at most for the deliveries the broker has already sent, and while
+        it commits one batch the next one gathers. The failure of one delivery fails
+        none of the others: the batch is rolled back and replayed one by one, and each
+        delivery gets its own outcome (ack, retry, dead letter); its later tries go alone.
+        """
+        if held.attempt > 1:
+            # A redelivery failed before: alone, so that a poisoned message does not
+            # roll back (and slow down) a batch on each of its tries.
+            return await self._process_while_database_away(
+                held.envelope, held.sender, held.routing_key, held.received_at
+            )
+        held.outcome = asyncio.get_running_loop().create_future()
+        self._waiting.append(held)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_batches(), name=self.name)
+        return await held.outcome
+
+    async def _commit_batches(self) -> None:
+        while self._waiting:
+            if len(self._waiting) < self.config.max_batch and self.config.batch_window_seconds:
+                await asyncio.sleep(self.config.batch_window_seconds)
+            batch = self._waiting[: self.config.max_batch]
+            del self._waiting[: len(batch)]
+            try:
+                await self._commit_batch(batch)
+            except BaseException as exc:  # a bug here must not leave a delivery waiting
+                for held in batch:
+                    held.settle(None, exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+
+    async def _commit_batch(self, batch: list[_Held]) -> None:
+        if len(batch) > 1:
+            try:
+                # Once: whatever failed (the database away included, which each delivery
+                # then waits out on its own), the batch is replayed one by one. A batch
+                # retried whole could fail whole forever.
+                results = await self._process_batch(batch)
+            except Exception as exc:
+                log.warning(
+                    "batch failed; replaying it one by one",
+                    batch=len(batch),
+                    error=safe_error(exc),
+                )
+            else:
+                self.batches += 1
+                for held, delivery in zip(batch, results, strict=True):
+                    held.settle(delivery)
+                return
+        for held in batch:
+            _bind(held, self.name)
+            try:
+                delivery = await self._process_while_database_away(
+                    held.envelope, held.sender, held.routing_key, held.received_at
+                )
+            except Exception as exc:
+                held.settle(None, exc)
+            else:
+                held.settle(delivery)
+            finally:
+                structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
+
+    async def _process_batch(self, batch: list[_Held]) -> list[Delivery | None]:
+        """One transaction: one inbox statement for the batch, each handler in turn,
+        one outbox statement for all their events, one commit."""
+        staged: list[dict[str, Any]] = []
+        results: list[Delivery | None] = []
+        async with self.database.transaction() as session:
+            claimed = await claim_many(
+                session, self.name, [(h.envelope.id, h.envelope.type) for h in batch]
+            )
+            for held in batch:
+                if held.envelope.id not in claimed:
+                    results.append(None)
+                    continue
+                claimed.discard(held.envelope.id)  # a second copy in the batch is a duplicate
+                _bind(held, self.name)
+                try:
+                    delivery = Delivery(
+                        session=session,
+                        envelope=held.envelope,
+                        source=self.config.service,
+                        sender=held.sender,
+                        routing_key=held.routing_key,
+                        received_at=held.received_at,
+                        staged=staged,
+                    )
+                    await self.handler(delivery)
+                finally:
+                    structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
+                results.append(delivery)
+            await stage_rows(session, staged)
+        for held, result in zip(batch, results, strict=True):
+            if result is None:
+                _bind(held, self.name)
+                log.info("duplicate event ignored")
+                structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
+        return results
+
+    async def _while_database_away(self, work: Callable[[], Awaitable[R]]) -> R:
+        """Run ``work``; while the database does not answer, wait and run it again.
+
+        An outage is no fault of the message: it is neither acked nor handed back (which
+        would spend its tries and, past the queue's delivery limit, dead-letter it), and
+        the consumer's prefetch bounds how many messages wait like this.
+        """
+        delay = max(self.config.retry_backoff_seconds, 0.1)
+        while True:
+            try:
+                return await work()
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                log.warning(
+                    "database unavailable; holding the message",
+                    error=str(exc)[:200],
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_OUTAGE_BACKOFF)
 
     async def _retry_or_dead_letter(
         self, message: RabbitMessage, exc: Exception, attempt: int

@@ -124,6 +124,8 @@ def routing_key_pattern(cls: type[EventPayload]) -> str:
         return f"reply.{{reply_to}}.{cls.event_type}"
     if cls is PatientContact:
         return "contact.notifier"
+    if cls is ReferralRegulated:
+        return f"{cls.event_type}.{{decision}}"
     return cls.event_type
 
 

@@ -53,10 +53,30 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The server processes of this pool's connections (PostgreSQL): a notification
+        # sent by one of them is this process's own commit, already known in-process.
+        self.backend_pids: set[int] = set()
+        if not self.is_sqlite:
+
+            @event.listens_for(self.engine.sync_engine, "connect")
+            def _remember_pid(dbapi_connection: Any, record: Any) -> None:
+                pid = int(dbapi_connection.driver_connection.get_server_pid())
+                record.info["backend_pid"] = pid
+                self.backend_pids.add(pid)
+
+            @event.listens_for(self.engine.sync_engine, "close")
+            def _forget_pid(_dbapi_connection: Any, record: Any) -> None:
+                self.backend_pids.discard(record.info.get("backend_pid", -1))
 
     @property
     def is_sqlite(self) -> bool:
         return is_sqlite(self.url)
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The PostgreSQL URL as asyncpg itself reads it (for a connection of its own)."""
+        url = make_url(self.url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Check = Callable[[], Awaitable[bool]]
@@ -102,6 +105,41 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def allow_every_method(app: FastAPI) -> None:
+    """A 405 names in ``Allow`` every method of the path, not only those of the first
+    route that matched it (Starlette's): ``GET`` and ``POST /referrals`` are two routes,
+    possibly of two routers, and a client must learn both (RFC 9110, 15.5.6). The
+    methods are the documented ones (the OpenAPI document's paths), read once."""
+    paths: list[tuple[re.Pattern[str], frozenset[str]]] = []
+
+    def documented(path: str) -> frozenset[str]:
+        if not paths:
+            for template, operations in app.openapi().get("paths", {}).items():
+                regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+                methods = frozenset(m.upper() for m in operations if m.upper() in _METHODS)
+                paths.append((re.compile(f"^{regex}$"), methods))
+        found: set[str] = set()
+        for pattern, methods in paths:
+            if pattern.match(path):
+                found |= methods
+        return frozenset(found)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        methods = documented(request.url.path) or frozenset(
+            m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()
+        )
+        headers = {"Allow": ", ".join(sorted(methods))} if methods else None
+        return JSONResponse({"detail": "Method Not Allowed"}, 405, headers=headers)
+
+    app.add_exception_handler(StarletteHTTPException, not_allowed)
+
+
+_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"})
 
 
 def add_health_routes(

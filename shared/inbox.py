@@ -43,3 +43,29 @@ _CLAIM = {
     .returning(inbox.c.event_id)
     for postgres, dialect in ((True, postgresql), (False, sqlite))
 }
+
+
+async def claim_many(
+    session: AsyncSession, consumer: str, events: list[tuple[str, str]]
+) -> set[str]:
+    """Claim a batch of ``(event_id, event_type)`` in one statement; the ids claimed now.
+
+    An id already processed (or twice in the batch: a duplicate publish landing in the
+    same batch) is claimed at most once; the caller treats the first occurrence as the
+    claimed one and every later one as a duplicate.
+    """
+    assert session.bind is not None
+    statement = _CLAIM[session.bind.dialect.name == "postgresql"]
+    now = utcnow()
+    rows = [
+        {
+            "consumer": consumer,
+            "event_id": event_id[:36],
+            "event_type": event_type[:100],
+            "processed_at": now,
+        }
+        for event_id, event_type in events
+    ]
+    # One statement for the whole batch (SQLAlchemy's insertmanyvalues: one multi-row
+    # INSERT ... RETURNING), not one round trip per message.
+    return set((await session.execute(statement, rows)).scalars())

@@ -40,6 +40,7 @@ _NIR = re.compile(
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 # French phone numbers, national or international form, with common separators.
 _PHONE = re.compile(r"(?<!\w)(\+33\s?|0033\s?|0)[1-9]([\s.-]?\d{2}){4}(?!\w)")
+_PATIENT_LINK = re.compile(r"\bp1\.[A-Za-z0-9-]{1,36}\.[A-Za-z0-9-]{1,36}\.\d+\.[\w-]+")
 
 
 class PersonalDataRedactor:
@@ -86,6 +87,8 @@ def _scrub(text: str, sensitive: re.Pattern[str] | None) -> str:
         text = sensitive.sub(REDACTED, text)
     text = _EMAIL.sub(REDACTED, text)
     text = _NIR.sub(REDACTED, text)
+    # A patient's link (shared/patient_link.py) opens their appointment: never logged.
+    text = _PATIENT_LINK.sub(REDACTED, text)
     return _PHONE.sub(REDACTED, text)
 
 

@@ -39,6 +39,8 @@ outbox = Table(
     Column("set_aside_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_outbox_pending", outbox.c.published_at, outbox.c.seq)
+# The PostgreSQL channel on which a commit that staged outbox rows wakes every relay.
+OUTBOX_CHANNEL = "aiguillage_outbox"
 
 inbox = Table(
     "inbox",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from shared.messaging_tables import _SEQ
+from shared.messaging_tables import _SEQ, OUTBOX_CHANNEL
 
 
 def create_messaging_tables() -> None:
@@ -64,3 +64,30 @@ def drop_door_tables() -> None:
     op.drop_table("refusals")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("set_aside_at")
+
+
+# PostgreSQL tells the relays of every replica that rows were staged, at commit (a
+# NOTIFY is delivered only if its transaction commits, once per transaction and
+# channel): they relay at once instead of at their next poll. One trigger per
+# statement, so a batch's one outbox statement is one notification.
+
+
+def add_outbox_notify() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return  # one process owns a SQLite file: its relay is woken in-process
+    op.execute(
+        "CREATE OR REPLACE FUNCTION aiguillage_outbox_notify() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
+        f"PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); RETURN NULL; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+        "FOR EACH STATEMENT EXECUTE FUNCTION aiguillage_outbox_notify()"
+    )
+
+
+def drop_outbox_notify() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
+    op.execute("DROP FUNCTION IF EXISTS aiguillage_outbox_notify()")

@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import structlog
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
 from shared.events import Envelope, EventPayload, utcnow
-from shared.messaging_tables import outbox
+from shared.messaging_tables import OUTBOX_CHANNEL, outbox
 from shared.publisher import PublishRefused
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,29 @@ async def add_to_outbox(
     event_id: str | None = None,
 ) -> Envelope:
     """Stage an event in the caller's transaction; it leaves only if that commits."""
+    envelope, row = outbox_row(
+        payload,
+        source=source,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        routing_key=routing_key,
+        event_id=event_id,
+    )
+    await stage_rows(session, [row])
+    return envelope
+
+
+def outbox_row(
+    payload: EventPayload,
+    *,
+    source: str,
+    correlation_id: str,
+    causation_id: str | None = None,
+    routing_key: str | None = None,
+    event_id: str | None = None,
+) -> tuple[Envelope, dict[str, Any]]:
+    """The envelope of an event and its outbox row, to stage later with ``stage_rows``
+    (group commit stages a whole batch's events in one statement)."""
     envelope = Envelope.wrap(
         payload,
         source=source,
@@ -58,19 +82,23 @@ async def add_to_outbox(
         causation_id=causation_id,
         event_id=event_id,
     )
-    await session.execute(
-        _STAGE,
-        {
-            "event_id": envelope.id,
-            "event_type": envelope.type,
-            "routing_key": routing_key or payload.routing_key(),
-            "correlation_id": correlation_id,
-            "body": envelope.model_dump_json(),
-            "created_at": envelope.time,
-            "attempts": 0,
-        },
-    )
-    return envelope
+    row = {
+        "event_id": envelope.id,
+        "event_type": envelope.type,
+        "routing_key": routing_key or payload.routing_key(),
+        "correlation_id": correlation_id,
+        "body": envelope.model_dump_json(),
+        "created_at": envelope.time,
+        "attempts": 0,
+    }
+    return envelope, row
+
+
+async def stage_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert outbox rows in the caller's transaction, in order (``seq`` keeps it): one
+    statement however many rows (an executemany)."""
+    if rows:
+        await session.execute(_STAGE, rows)
 
 
 # Statements built once, parameters given per call: SQLAlchemy then skips rebuilding
@@ -153,7 +181,9 @@ class OutboxRelay:
         self._room.set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._stopping = False
+        self.woken_by_database = 0  # notifications received (tests read it)
 
     @property
     def backlog(self) -> int:
@@ -185,11 +215,51 @@ class OutboxRelay:
     def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        if not self._db.is_sqlite:
+            self._listener = asyncio.create_task(self._listen(), name="outbox-listen")
+
+    async def _listen(self) -> None:
+        """On PostgreSQL, wake when any process commits outbox rows (a trigger notifies
+        ``OUTBOX_CHANNEL`` at commit): a replica relays what another one staged at once,
+        not at its next poll. The poll stays, for the notifications lost while this
+        connection was down."""
+
+        def woken(_connection: object, pid: int, *_: object) -> None:
+            if pid in self._db.backend_pids:
+                return  # this process's own commit: notify() has already woken the relay
+            self.woken_by_database += 1
+            self._wake.set()
+
+        backoff = 1.0
+        while not self._stopping:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(self._db.asyncpg_dsn)
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                await connection.add_listener(OUTBOX_CHANNEL, woken)
+                backoff = 1.0
+                self._wake.set()  # what was staged while not listening
+                await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: listen again later
+                log.warning("outbox listener failed; retrying", error=str(exc)[:200])
+            finally:
+                if connection is not None and not connection.is_closed():
+                    connection.terminate()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
 
     async def stop(self) -> None:
         """Relay what is pending (best effort), then stop."""
         self._stopping = True
         self._wake.set()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._task, timeout=10)

@@ -14,7 +14,7 @@ that differs): a door believes nothing else about who sent it (shared.senders).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -23,6 +23,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 
+from shared import broker_nodes
 from shared.contracts import INGRESS_TYPES
 from shared.events import Envelope, EventPayload
 from shared.senders import ACTOR_HEADER
@@ -39,16 +40,23 @@ def is_ingress_key(routing_key: str) -> bool:
     return any(routing_key == t or routing_key.startswith(f"{t}.") for t in INGRESS_TYPES)
 
 
+# Longer than any confirm a healthy broker takes under load.
+CONFIRM_TIMEOUT_SECONDS = 30.0
+
+
 class PublishRefused(Exception):
     """The broker refused this publish (access refused, no such exchange): trying the
     same message again cannot succeed."""
 
 
 class ConfirmedChannel:
-    def __init__(self, url: str, app_id: str) -> None:
-        self.url = url
+    def __init__(self, url: str | Sequence[str], app_id: str) -> None:
+        # One URL, or every node of a cluster (the same user on each): the connection
+        # moves to another node when its node goes (shared.broker_nodes).
+        self.urls = broker_nodes.node_urls(url)
+        self.url = self.urls[0]
         self.app_id = app_id
-        self.user = broker_user(url)
+        self.user = broker_user(self.url)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
@@ -56,7 +64,7 @@ class ConfirmedChannel:
 
     async def open(self) -> None:
         if self._connection is None:
-            self._connection = await aio_pika.connect_robust(self.url)
+            self._connection = await broker_nodes.connect_robust(self.urls)
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -100,13 +108,19 @@ class ConfirmedChannel:
             headers=dict(headers) if headers else None,
         )
         try:
-            await target.publish(message, routing_key=routing_key, mandatory=False)
+            # Bounded: a node that takes the message but cannot reach its queues' quorum
+            # (cut off) never confirms; the caller (the outbox) tries again.
+            await target.publish(
+                message, routing_key=routing_key, mandatory=False, timeout=CONFIRM_TIMEOUT_SECONDS
+            )
         except (ChannelAccessRefused, ChannelNotFoundEntity) as exc:
             raise PublishRefused(f"{type(exc).__name__}: {exc}") from exc
 
 
 class EventPublisher:
-    def __init__(self, url: str, namespace: str, source: str, *, actor: str | None = None) -> None:
+    def __init__(
+        self, url: str | Sequence[str], namespace: str, source: str, *, actor: str | None = None
+    ) -> None:
         self.url = url
         self.namespace = namespace
         self.source = source

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
 import structlog
 from fastapi import FastAPI
 from faststream import FastStream
@@ -17,10 +16,11 @@ from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 from faststream.rabbit.schemas import Channel
 from sqlalchemy import text
 
+from shared.broker_nodes import ClusterRabbitBroker, connect_first
 from shared.consumer import Consumer, ConsumerConfig, Handler, register
 from shared.db import Database
 from shared.events import Envelope, EventPayload
-from shared.http import BodyLimit, HttpServer, add_health_routes
+from shared.http import BodyLimit, HttpServer, add_health_routes, allow_every_method
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.provisioning import service_account
@@ -43,8 +43,10 @@ DEAD_LETTER_ALERT = 0.8  # of the bound
 
 
 def make_broker(settings: Settings, service: str) -> RabbitBroker:
-    return RabbitBroker(
-        settings.broker_url,
+    # Every node of a cluster: the connection moves to another when its node goes, and
+    # aio-pika's robust channels attach the consumers again there.
+    return ClusterRabbitBroker(
+        settings.broker_nodes,
         app_id=service,
         default_channel=Channel(prefetch_count=settings.prefetch, publisher_confirms=True),
         graceful_timeout=15.0,
@@ -84,6 +86,7 @@ class ServiceRuntime:
         )
         # Every HTTP door bounds what it reads (413), before routing or authentication.
         self.http_app.add_middleware(BodyLimit, max_bytes=self.settings.max_body_bytes)
+        allow_every_method(self.http_app)
         add_health_routes(
             self.http_app,
             {
@@ -97,7 +100,7 @@ class ServiceRuntime:
         self._exchange = events_exchange_ref(self.settings.namespace)
         # Publishes go on a channel of their own, in this service's user's name: a
         # refusal closes that channel only, and it opens again for the next event.
-        self.channel = ConfirmedChannel(self.settings.broker_url, self.service.value)
+        self.channel = ConfirmedChannel(self.settings.broker_nodes, self.service.value)
         # The keys this service's broker user may publish on the bus, as provisioned:
         # the relay sets aside, without trying, a row the broker would refuse.
         allowed = re.compile(service_account(self.settings.namespace, self.service).topic_write)
@@ -167,6 +170,8 @@ class ServiceRuntime:
                 senders=self.senders,
                 max_message_bytes=self.settings.max_message_bytes,
                 in_memory=self.in_memory,
+                max_batch=min(self.settings.batch_max, self.settings.prefetch),
+                batch_window_seconds=self.settings.batch_window_ms / 1000,
             ),
             spec,
             handler,
@@ -187,7 +192,7 @@ class ServiceRuntime:
         """Migrate the database and declare the topology, before any consumer starts."""
         await upgrade(self.database, self.migrations)
         if not self.in_memory:
-            await declare_topology(self.settings.broker_url, self.settings.namespace)
+            await declare_topology(self.settings.broker_nodes, self.settings.namespace)
         for hook in self._startup:
             await hook()
 
@@ -203,7 +208,7 @@ class ServiceRuntime:
         permission needed). The queue is bounded and drops its oldest when full."""
         if self.in_memory:
             return None
-        connection = await aio_pika.connect(self.settings.broker_url)
+        connection = await connect_first(self.settings.broker_nodes)
         try:
             channel = await connection.channel()
             queue = await channel.declare_queue(

@@ -9,10 +9,10 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
 import structlog
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -33,7 +33,7 @@ class Environment(StrEnum):
 
 # The settings that are secrets: a service or the console in production refuses to start
 # when one is missing, a known default or short. `aiguillage secrets generate` writes them.
-SECRET_SETTINGS = ("auth_secret", "webhook_secret", "pseudonym_secret")
+SECRET_SETTINGS = ("auth_secret", "webhook_secret", "pseudonym_secret", "patient_link_key")
 # Secrets that may hold several values (older token keys still accepted): each is checked.
 SECRET_LIST_SETTINGS = ("auth_keys",)
 # 32 characters: what secrets.token_urlsafe(24) and more give; below it a key is guessable.
@@ -45,6 +45,7 @@ KNOWN_DEFAULT_SECRETS = frozenset(
         "change-me",
         "change-me-too",
         "change-me-webhooks",
+        "change-me-patient-links",
         "change-me-in-production",
         "changeme",
         "secret",
@@ -89,6 +90,13 @@ class Settings(BaseSettings):
     broker_url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/", description="AMQP URL of the RabbitMQ broker."
     )
+    broker_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="A RabbitMQ cluster: every node's AMQP URL, comma-separated. A service "
+        "connects to one that answers and moves to another when its node goes "
+        "(shared.broker_nodes). Empty: AIGUILLAGE_BROKER_URL alone; set, it is the "
+        "default of AIGUILLAGE_BROKER_URL (its first).",
+    )
     namespace: str = Field(
         "aiguillage",
         description="Prefix of every exchange and queue, so that deployments and test runs "
@@ -126,6 +134,19 @@ class Settings(BaseSettings):
         32,
         ge=1,
         description="Unacknowledged deliveries a consumer holds at once (its concurrency).",
+    )
+    batch_max: int = Field(
+        32,
+        ge=1,
+        description="Group commit: deliveries a consumer handles in one transaction at "
+        "most (at most its prefetch; 1: one transaction per delivery).",
+    )
+    batch_window_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="Group commit: how long the first delivery of a batch waits at most "
+        "for the others the broker has already sent.",
     )
     max_deliveries: int = Field(
         5,
@@ -230,6 +251,17 @@ class Settings(BaseSettings):
         "change-me-webhooks",
         description="Key of the HMAC-SHA256 signature (X-Aiguillage-Signature) on webhooks.",
     )
+    patient_link_key: str = Field(
+        "change-me-patient-links",
+        description="Key of the HMAC that signs the patient's link in the appointment "
+        "notice (shared/patient_link.py): the link is the patient's only key to their "
+        "appointment.",
+    )
+    patient_link_base_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Public address of the console, where the patient's link leads "
+        "(<url>/patient/<token>).",
+    )
     notify_max_attempts: int = Field(5, ge=1, description="Tries of a notification.")
     notify_backoff_seconds: float = Field(
         1.0, ge=0, description="First wait before a failed notification is tried again; doubles."
@@ -253,6 +285,28 @@ class Settings(BaseSettings):
         le=1,
         description="Occupancy of a département's next 24 hours that "
         "raises a capacity.alert for the ARS.",
+    )
+    # The scheduler's online policy (services/scheduler/domain/policy.py says why).
+    policy_forecast_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="Scheduler: how far ahead the recent booking rate of a centre's area is "
+        "assumed to go on, to price its early slots (0: no price, nearest-first).",
+    )
+    policy_rate_window_minutes: float = Field(
+        60.0, gt=0, description="Scheduler: the recent past the booking rates are learned from."
+    )
+    policy_area_km: float = Field(
+        0.0, ge=0, description="Scheduler: centres this close share one booking rate (an area)."
+    )
+    policy_reserve_minutes: float = Field(
+        360.0,
+        ge=0,
+        description="Scheduler: the window whose last free places at each centre are kept "
+        "for urgent priorities, as many as its recent urgent bookings predict (0: none).",
+    )
+    policy_reserve_factor: float = Field(
+        1.0, ge=0, description="Scheduler: reserved places per urgent booking predicted."
     )
 
     # The Hub Santé door (aiguillage/hubsante): Centre 15's LRM on the SAMU's hub.
@@ -285,7 +339,7 @@ class Settings(BaseSettings):
         # AIGUILLAGE_<SERVICE>_HTTP_PORT= (empty) turns the service's HTTP API off.
         return None if value == "" else value
 
-    @field_validator("patient_channels", "broker_operators", mode="before")
+    @field_validator("patient_channels", "broker_operators", "broker_urls", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -298,6 +352,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _cluster_defaults_the_url(self) -> Self:
+        # What knows one address only (the demo's waits, tools) gets the cluster's first.
+        if self.broker_urls and "broker_url" not in self.model_fields_set:
+            self.broker_url = self.broker_urls[0]
+        return self
+
+    @property
+    def broker_nodes(self) -> list[str]:
+        """The addresses to connect to: the cluster's nodes, or the one broker."""
+        return list(self.broker_urls) or [self.broker_url]
 
     def http_port(self, service: ServiceName | str) -> int | None:
         port: int | None = getattr(self, f"{ServiceName(service).value}_http_port")

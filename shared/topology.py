@@ -27,7 +27,8 @@ refuses a caller must already exist.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 
+from shared import broker_nodes
 from shared.settings import ServiceName
 
 # Deliveries a quorum queue allows before the broker itself dead-letters a message.
@@ -82,6 +84,10 @@ CENTRE_REPORT_TYPES = (
     "reinforcement.requested",
 )
 
+# The decisions (shared.events.Decision) the notifier tells the referrer of when they
+# are made: all but "orient", whose news is the appointment.
+REGULATED_TOLD = ("escalate", "home_follow_up", "refuse", "hold")
+
 SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
     ServiceName.INTAKE: (
         QueueSpec(
@@ -96,7 +102,7 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             "intake",
             "outcomes",
             (
-                "referral.regulated",
+                "referral.regulated.*",
                 "referral.waitlisted",
                 "slot.assigned.*",
                 "appointment.rescheduled.*",
@@ -136,7 +142,7 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
         QueueSpec(
             "scheduler",
             "referrals",
-            ("referral.regulated", "referral.cancelled"),
+            ("referral.regulated.*", "referral.cancelled"),
             "Regulated referrals (those oriented to a centre get a slot), and cancelled "
             "ones (their slot is freed).",
         ),
@@ -169,7 +175,8 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             # delivery per referral fewer).
             (
                 "referral.rejected",
-                "referral.regulated",
+                # Not orient: an orientation is told with its appointment (slot.assigned).
+                *(f"referral.regulated.{d}" for d in REGULATED_TOLD),
                 "referral.waitlisted",
                 "patient.escalated.*",
                 "consultation.no_show.*",
@@ -288,14 +295,53 @@ async def declare_queue(channel: AbstractChannel, namespace: str, spec: QueueSpe
         await queue.bind(exchange, routing_key=key)
 
 
-async def ensure_centre_queue(url: str, namespace: str, centre_id: str) -> None:
+async def ensure_centre_queue(url: str | Sequence[str], namespace: str, centre_id: str) -> None:
     """A centre's own queue exists from its activation on: the scheduler declares it
     before it books the centre's first patient (nothing for the centre is unroutable),
     and the notifier again when it learns of the centre (declarations are idempotent)."""
-    connection = await aio_pika.connect(url)
+    connection = await broker_nodes.connect_first(url)  # a cluster: a node that answers
     async with connection:
         channel = await connection.channel()
         await declare_queue(channel, namespace, centre_queue(namespace, centre_id))
+
+
+class CentreQueues:
+    """Declares centres' queues on one long-lived connection, each centre once per
+    process (``ensure_centre_queue`` opens a connection per call: a handler activating
+    centres in a batch would spend seconds connecting, inside its transaction)."""
+
+    def __init__(self, url: str | Sequence[str], namespace: str) -> None:
+        self.url, self.namespace = url, namespace
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._declared: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def ensure(self, centre_id: str) -> None:
+        if centre_id in self._declared:
+            return
+        async with self._lock:  # one connection, whoever calls
+            if self._channel is None or self._channel.is_closed:
+                if self._connection is None or self._connection.is_closed:
+                    self._connection = await broker_nodes.connect_first(self.url)
+                self._channel = await self._connection.channel()
+            queue = centre_queue(self.namespace, centre_id)
+            try:
+                await declare_queue(self._channel, self.namespace, queue)
+            except BaseException:
+                # A broken channel or connection is opened again at the next call.
+                await self._close()
+                raise
+            self._declared.add(centre_id)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._close()
+
+    async def _close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            await connection.close()
 
 
 class TopologyMissing(RuntimeError):
@@ -346,13 +392,15 @@ class _Declarer:
             ) from refused
 
 
-async def declare_topology(url: str, namespace: str, extra: Iterable[QueueSpec] = ()) -> None:
+async def declare_topology(
+    url: str | Sequence[str], namespace: str, extra: Iterable[QueueSpec] = ()
+) -> None:
     """Declare exchanges, every service's queues and dead-letter queues (idempotent).
 
     With least-privilege credentials, what the broker refuses must already exist
     (``TopologyMissing`` otherwise); with full rights everything is declared and bound.
     """
-    connection = await aio_pika.connect(url)
+    connection = await broker_nodes.connect_first(url)  # a cluster: a node that answers
     try:
         declarer = _Declarer(connection)
         for name in (events_exchange(namespace), ingress_exchange(namespace)):
@@ -375,9 +423,11 @@ async def declare_topology(url: str, namespace: str, extra: Iterable[QueueSpec] 
         await connection.close()
 
 
-async def delete_topology(url: str, namespace: str, centre_ids: Iterable[str] = ()) -> None:
+async def delete_topology(
+    url: str | Sequence[str], namespace: str, centre_ids: Iterable[str] = ()
+) -> None:
     """Remove a namespace's exchanges and queues (tests and demos clean up with it)."""
-    connection = await aio_pika.connect(url)
+    connection = await broker_nodes.connect_first(url)  # a cluster: a node that answers
     try:
         channel = await connection.channel()
         names = [spec.name(namespace) for specs in SUBSCRIPTIONS.values() for spec in specs]

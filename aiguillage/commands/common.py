@@ -17,8 +17,8 @@ from shared.topology import declare_topology
 async def publish_async(
     settings: Settings, source: str, payload: EventPayload, correlation_id: str
 ) -> str:
-    await declare_topology(settings.broker_url, settings.namespace)
-    async with EventPublisher(settings.broker_url, settings.namespace, source) as publisher:
+    await declare_topology(settings.broker_nodes, settings.namespace)
+    async with EventPublisher(settings.broker_nodes, settings.namespace, source) as publisher:
         envelope = await publisher.publish(payload, correlation_id=correlation_id)
     return envelope.id
 

@@ -20,7 +20,7 @@ T = TypeVar("T")
 PARIS = ZoneInfo("Europe/Paris")
 
 app = typer.Typer(
-    help="The web console of the ARS, the centres and Centre 15.",
+    help="The web console of the ARS, the centres, Centre 15 and the referrers.",
     invoke_without_command=True,
 )
 
@@ -89,6 +89,18 @@ def _actor(
     return value
 
 
+REFERRER_KINDS = ("gp", "sos_medecins", "emergency_department")
+
+
+def _referrer_actor(kind: str, identifier: str) -> str:
+    """A referrer account acts for ``<kind>-<identifier>`` (gp-10001234567): the
+    console refers in that referrer's name (aiguillage/console/referral_form.py)."""
+    if kind not in REFERRER_KINDS:
+        typer.echo(f"refusé : --referrer-kind est l'un de {', '.join(REFERRER_KINDS)}", err=True)
+        raise typer.Exit(1)
+    return f"{kind}-{identifier}"
+
+
 @user_app.command("add")
 def user_add(
     login: Annotated[str, typer.Option(help="Identifier, e-mail-like: a.martin@ars.fr.")],
@@ -99,13 +111,21 @@ def user_add(
     ] = None,
     centre: Annotated[str | None, typer.Option(help="Centre: the centre's identifier.")] = None,
     samu: Annotated[str | None, typer.Option(help="Centre 15: samu-<département>.")] = None,
-    referrer: Annotated[str | None, typer.Option(help="Referrer: the referrer's id.")] = None,
+    referrer: Annotated[
+        str | None, typer.Option(help="Referrer: the referrer's id (RPPS, FINESS...).")
+    ] = None,
+    referrer_kind: Annotated[
+        str,
+        typer.Option(help="Referrer: gp, sos_medecins or emergency_department."),
+    ] = "gp",
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from stdin.")
     ] = False,
 ) -> None:
     """Create a person's account; prints the generated password once."""
     actor = _actor(role, region, centre, samu, referrer)
+    if role is Role.REFERRER:
+        actor = _referrer_actor(referrer_kind, actor)
     given = _stdin_password() if password_stdin else None
     account, password = _run_store(lambda store: store.add(login, name, role, actor, given))
     typer.echo(f"compte créé : {account.login} ({account.role.value} {account.actor})")

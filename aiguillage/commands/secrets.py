@@ -27,6 +27,8 @@ app = typer.Typer(
 BROKER_USERS = (*(s.value for s in ServiceName), "centre_15", "ars")
 COMPOSE_SECRETS = (
     "RABBITMQ_PASSWORD",
+    # The RabbitMQ nodes' shared Erlang cookie (docker-compose.yml's cluster profile).
+    "RABBITMQ_ERLANG_COOKIE",
     "POSTGRES_PASSWORD",
     *(f"{user.upper()}_BROKER_PASSWORD" for user in BROKER_USERS),
 )

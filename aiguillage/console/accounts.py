@@ -12,6 +12,7 @@ the services' are.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -113,9 +114,15 @@ audit = sa.Table(
 )
 
 _hasher = PasswordHasher()  # argon2id, the library's current parameters
-# Verified against when the login is unknown, so that the answer takes as long as for a
-# known login with a wrong password (no telling which logins exist by timing).
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the login is unknown, so that the answer takes as long as
+    for a known login with a wrong password (no telling which logins exist by timing).
+    Made on first use, not at import: an argon2id hash takes 64 MB and most of a second,
+    and every service process imports this module through the command line."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class AccountError(ValueError):
@@ -355,7 +362,7 @@ class AccountStore:
         now = utcnow()
         async with self.database.transaction() as session:
             row = await self._row(session, login)
-            ok = _verify(row.password_hash if row is not None else _DUMMY_HASH, password)
+            ok = _verify(row.password_hash if row is not None else _dummy_hash(), password)
             if row is None or not ok or row.disabled:
                 await session.execute(
                     login_failures.insert().values(login=login, address=address[:64], at=now)

@@ -48,6 +48,7 @@ from aiguillage.console.auth import (
     actor_of_account,
 )
 from aiguillage.console.live import EventHub
+from aiguillage.console.referrer import add_referrer_routes
 from aiguillage.console.svgmap import region_maps
 from aiguillage.hours import parse_hours
 from shared.auth import Role
@@ -135,7 +136,12 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-HOME = {Role.ARS: "/territoire", Role.CENTRE: "/centre", Role.CENTRE_15: "/centre-15"}
+HOME = {
+    Role.ARS: "/territoire",
+    Role.CENTRE: "/centre",
+    Role.CENTRE_15: "/centre-15",
+    Role.REFERRER: "/adresser",
+}
 
 
 class ServiceError(Exception):
@@ -262,10 +268,10 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
         console.http = httpx.AsyncClient(timeout=10.0)
         await store.migrate()
         if listen:
-            await declare_topology(settings.broker_url, settings.namespace)
+            await declare_topology(settings.broker_nodes, settings.namespace)
             await hub.start()
             console.publisher = await EventPublisher(
-                settings.broker_url, settings.namespace, "console"
+                settings.broker_nodes, settings.namespace, "console"
             ).__aenter__()
         try:
             yield
@@ -383,7 +389,7 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
         if found is None:
             return login_form(request, "Identifiant ou mot de passe inconnu.", login_name)
         if found.account.role not in HOME:
-            # A referring doctor's account exists before their pages do.
+            # A role without pages (none today): refused rather than sent nowhere.
             await store.log_out(found.token)
             return login_form(
                 request, "Votre compte n'a pas encore de page dans la console.", login_name
@@ -698,6 +704,11 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             return _back("/centre-15", str(exc), False)
         await record(request, "regulation.decision", json.dumps(body), referral_id=referral_id)
         return _back("/centre-15", f"Décision enregistrée pour le dossier {referral_id[:8]}.")
+
+    # -- the referrers, and the patient's link (issue 17) -----------------------------
+    add_referrer_routes(
+        app, settings=settings, console=console, actor_of=actor_of, page=page, record=record
+    )
 
     # -- the audit trail (ARS) ----------------------------------------------------------
 

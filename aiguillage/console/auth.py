@@ -25,8 +25,8 @@ ROLE_LABELS = {
     Role.CENTRE_15: "Centre 15",
     Role.REFERRER: "Médecin adresseur",
 }
-# The roles with pages in the console (the referrer's come with the next issue).
-CONSOLE_ROLES = (Role.ARS, Role.CENTRE, Role.CENTRE_15)
+# The roles with pages in the console.
+CONSOLE_ROLES = (Role.ARS, Role.CENTRE, Role.CENTRE_15, Role.REFERRER)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ BINDINGS = (
     "slot.assigned.#",
     "appointment.#",
     "referral.waitlisted",
-    "referral.regulated",
+    "referral.regulated.*",
     "consultation.#",
     "patient.escalated.*",
     "reply.centre-15.#",
@@ -51,11 +51,39 @@ class Change:
             return "territory" in self.parts
         if actor.role is Role.CENTRE:
             return "appointments" in self.parts and self.centre_id == actor.subject
-        return bool({"escalations", "held"} & set(self.parts))
+        if actor.role is Role.REFERRER:
+            return "referrals" in self.parts
+        return bool({"escalations", "held", "referrals"} & set(self.parts))
 
-    def sse(self) -> str:
-        data = json.dumps({"type": self.event_type, "parts": self.parts, "line": self.line})
+    def sse(self, private: bool = False) -> str:
+        # A referrer hears that something changed, never what, of whose patient: the
+        # page reads its own referrals again from intake, with the referrer's token.
+        line = "" if private else self.line
+        data = json.dumps({"type": self.event_type, "parts": self.parts, "line": line})
         return f"event: change\ndata: {data}\n\n"
+
+
+# What may change a referral's status as intake tells it: the referrers' pages (and
+# Centre 15's referral page) read their referrals again.
+REFERRAL_EVENTS = frozenset(
+    {
+        "referral.regulated",
+        "referral.waitlisted",
+        "slot.assigned",
+        "appointment.rescheduled",
+        "appointment.cancelled",
+        "consultation.completed",
+        "consultation.no_show",
+        "patient.escalated",
+    }
+)
+
+
+def referral_change(envelope: Envelope) -> Change | None:
+    """The referrers' part an event touches (a pure function, unit-tested)."""
+    if envelope.type not in REFERRAL_EVENTS:
+        return None
+    return Change(envelope.type, ("referrals",), None, "")
 
 
 def classify(envelope: Envelope) -> Change | None:
@@ -159,12 +187,12 @@ class EventHub:
         self.feed(envelope)
 
     def feed(self, envelope: Envelope) -> None:
-        change = classify(envelope)
-        if change is None:
-            return
-        for queue in list(self._subscribers):
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(change)
+        for change in (classify(envelope), referral_change(envelope)):
+            if change is None:
+                continue
+            for queue in list(self._subscribers):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(change)
 
     async def stream(self, actor: Actor, heartbeat: float = 15.0) -> AsyncIterator[str]:
         queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=1000)
@@ -178,6 +206,6 @@ class EventHub:
                     yield ": keep-alive\n\n"
                     continue
                 if change.concerns(actor):
-                    yield change.sse()
+                    yield change.sse(private=actor.role is Role.REFERRER)
         finally:
             self._subscribers.discard(queue)

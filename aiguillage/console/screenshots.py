@@ -141,3 +141,77 @@ def take_screenshots(base_url: str, out: Path, logins: list[tuple[str, str, str]
             driver.set_window_size(1400, 1000)
             written.append(path)
     return written
+
+
+def take_referrer_screenshots(
+    base_url: str, out: Path, login: str, password: str, commune_insee: str
+) -> list[Path]:
+    """The referrer's page (the form, then the outcome come in live) and the patient's
+    page reached by the link of the printed notice: adresser.png,
+    adresser-issue.png, patient.png."""
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    find_chromium()
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with chromium() as driver:
+        log_in(driver, base_url, login, password)
+        driver.get(f"{base_url}/adresser")
+        fields = {
+            "patient.last_name": "Moreau",
+            "patient.first_name": "Camille",
+            "patient.birth_date": "1968-09-14",
+            "patient.phone": "0611223344",
+            "patient.commune_insee": commune_insee,
+            "clinical.symptoms": "fièvre, toux, courbatures",
+            "clinical.onset_date": time.strftime("%Y-%m-%d", time.localtime(time.time() - 172800)),
+            "clinical.vitals.spo2": "96",
+            "clinical.vitals.respiratory_rate": "18",
+            "clinical.vitals.temperature_c": "38,5",
+        }
+        for name, value in fields.items():
+            # Set as they stand (dates whatever the browser's locale, the commune's code
+            # the list would have chosen): a picture, not a test of the typing.
+            driver.execute_script(
+                "document.getElementsByName(arguments[0])[0].value = arguments[1];", name, value
+            )
+        from shared.geo import commune
+
+        town = commune(commune_insee)
+        driver.execute_script(
+            "document.getElementById('champ-patient-commune-name').value = arguments[0];",
+            town.name if town else commune_insee,
+        )
+        driver.find_element(By.NAME, "patient.sms_consent").click()
+        path = out / "adresser.png"
+        full_page(driver, path)
+        driver.set_window_size(1400, 1000)
+        written.append(path)
+        driver.find_element(By.ID, "envoyer").click()
+        WebDriverWait(driver, 60, 0.3).until(
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, "#issue-demande [data-status]")
+                and not d.find_elements(By.CSS_SELECTOR, "#issue-demande [data-pending]")
+            )
+        )
+        time.sleep(0.5)
+        path = out / "adresser-issue.png"
+        full_page(driver, path)
+        driver.set_window_size(1400, 1000)
+        written.append(path)
+        notices = driver.find_elements(By.ID, "imprimer-avis")
+        if notices:
+            notices[0].click()
+            link = driver.find_element(By.ID, "lien-patient").text
+            token = link.rsplit("/patient/", 1)[1]
+            # The patient's own browser: no session, a phone-sized screen.
+            driver.delete_all_cookies()
+            driver.set_window_size(420, 900)
+            driver.get(f"{base_url}/patient/{token}")
+            path = out / "patient.png"
+            full_page(driver, path)
+            written.append(path)
+    return written

@@ -6,13 +6,12 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from services.intake import store
 from services.intake.handlers import IntakeHandlers, Verdict
 from services.intake.registry import RateLimited
 from services.intake.status import State, message
-from services.intake.tables import identities, referrals, rejections, status_history
 from shared.auth import Keys, Principal, Role, authenticator, forbid
 from shared.consumer import Delivery
 from shared.db import Database, as_utc
@@ -184,13 +183,9 @@ def build_router(
     async def read(referral_id: str, caller: Caller) -> dict[str, Any]:
         kind, identifier = _referrer_of(caller)
         async with database.transaction() as session:
-            row = (
-                await session.execute(select(referrals).where(referrals.c.id == referral_id))
-            ).first()
+            row = await store.referral(session, referral_id)
             if row is None:
-                refused = (
-                    await session.execute(select(rejections).where(rejections.c.id == referral_id))
-                ).first()
+                refused = await store.rejection(session, referral_id)
                 if refused is None or (refused.referrer_kind, refused.referrer_id) != (
                     kind,
                     identifier,
@@ -214,22 +209,8 @@ def build_router(
             call_back = caller.role is Role.CENTRE_15 and row.status == State.ESCALATED.value
             if not own and not call_back:
                 raise HTTPException(404, f"no referral or submission {referral_id}")
-            history = (
-                await session.execute(
-                    select(status_history)
-                    .where(status_history.c.referral_id == referral_id)
-                    .order_by(status_history.c.at)
-                )
-            ).all()
-            person = (
-                (
-                    await session.execute(
-                        select(identities).where(identities.c.referral_id == referral_id)
-                    )
-                ).first()
-                if call_back
-                else None
-            )
+            history = await store.history_by_time(session, referral_id)
+            person = await store.identity(session, referral_id) if call_back else None
         body: dict[str, Any] = {
             "referral_id": row.id,
             "reference": row.reference,
@@ -267,15 +248,9 @@ def build_router(
         if caller.role is not Role.CENTRE_15:
             raise forbid("the escalations are Centre 15's")
         async with database.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(referrals, identities)
-                    .join(identities, identities.c.referral_id == referrals.c.id)
-                    .where(referrals.c.status == State.ESCALATED.value)
-                    .order_by(referrals.c.updated_at.desc())
-                    .limit(max(1, min(limit, 500)))
-                )
-            ).all()
+            rows = await store.with_status(
+                session, State.ESCALATED.value, limit=max(1, min(limit, 500))
+            )
         log.info("escalations read by centre 15", count=len(rows), reader=caller.subject)
         return {
             "escalations": [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from services.intake.api import build_router, document_referral_schema
 from services.intake.handlers import IntakeHandlers
+from services.intake.patient_link import build_patient_router
+from services.intake.referrer_list import build_list_router
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 
@@ -15,6 +17,11 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.consume("outcomes", handlers.on_outcome)
     runtime.http_app.include_router(
         build_router(handlers, runtime.database, runtime.relay, settings)
+    )
+    # Issue 17: a referrer's own list, and the patient's cancellation by their link.
+    runtime.http_app.include_router(build_list_router(runtime.database, settings))
+    runtime.http_app.include_router(
+        build_patient_router(handlers, runtime.database, runtime.relay, settings.patient_link_key)
     )
     document_referral_schema(runtime.http_app)
     return runtime

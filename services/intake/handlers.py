@@ -12,12 +12,10 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import insert, select, update
 
-from services.intake import domain, registry
+from services.intake import domain, registry, store
 from services.intake import status as referral_status
 from services.intake.registry import Registration
-from services.intake.tables import identities, referrals, rejections, status_history
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
 from shared.events import (
@@ -118,20 +116,14 @@ class IntakeHandlers:
         """A referrer withdraws a referral of its own: recorded here, then on the bus for
         the scheduler (the slot is freed) and the notifier."""
         cancel = delivery.payload_as(ReferralCancelled)
-        row = (
-            await delivery.session.execute(
-                select(referrals.c.referrer_kind, referrals.c.referrer_id).where(
-                    referrals.c.id == cancel.referral_id
-                )
-            )
-        ).first()
+        owner = await store.owner(delivery.session, cancel.referral_id)
         sender = delivery.sender
-        if row is None:
+        if owner is None:
             if sender is None or sender.trusted:
                 raise LookupError(f"cancellation of unknown referral {cancel.referral_id}")
             raise SenderRefused("unknown_referral", "no such referral", "referral_id")
         if sender is not None and not sender.trusted:
-            _check_owner(sender, row.referrer_kind, row.referrer_id)
+            _check_owner(sender, *owner)
             if cancel.cancelled_by not in (CancelledBy.REFERRER, CancelledBy.PATIENT) and (
                 sender.kind is not ActorKind.CENTRE_15
             ):
@@ -209,17 +201,9 @@ class IntakeHandlers:
         submission = accepted.submission
         referrer = submission.referrer
         fingerprint = domain.fingerprint(submission)
-        existing = (
-            await delivery.session.execute(
-                select(
-                    referrals.c.id, referrals.c.fingerprint, referrals.c.status, referrals.c.detail
-                ).where(
-                    referrals.c.referrer_kind == referrer.kind.value,
-                    referrals.c.referrer_id == referrer.identifier,
-                    referrals.c.reference == submission.reference,
-                )
-            )
-        ).first()
+        existing = await store.by_reference(
+            delivery.session, referrer.kind.value, referrer.identifier, submission.reference
+        )
         if existing is not None:
             if existing.fingerprint == fingerprint:
                 log.info("resubmission of a known referral", referral_id=existing.id)
@@ -245,35 +229,30 @@ class IntakeHandlers:
         patient_ref = domain.pseudonym(self.settings.pseudonym_secret, submission)
         patient, commune = submission.patient, accepted.commune
         now = delivery.occurred_at
-        await delivery.session.execute(
-            insert(referrals).values(
-                id=referral_id,
-                referrer_kind=referrer.kind.value,
-                referrer_id=referrer.identifier,
-                reference=submission.reference,
-                fingerprint=fingerprint,
-                patient_ref=patient_ref,
-                commune_insee=commune.insee,
-                departement=commune.departement,
-                status="received",
-                detail={},
-                source_message_id=delivery.envelope.id,
-                received_at=now,
-                updated_at=now,
-            )
+        await store.add_referral(
+            delivery.session,
+            referral_id=referral_id,
+            referrer_kind=referrer.kind.value,
+            referrer_id=referrer.identifier,
+            reference=submission.reference,
+            fingerprint=fingerprint,
+            patient_ref=patient_ref,
+            commune_insee=commune.insee,
+            departement=commune.departement,
+            source_message_id=delivery.envelope.id,
+            received_at=now,
         )
-        await delivery.session.execute(
-            insert(identities).values(
-                referral_id=referral_id,
-                first_name=patient.first_name,
-                last_name=patient.last_name,
-                birth_date=patient.birth_date,
-                sex=patient.sex.value,
-                nir=patient.nir,
-                phone=patient.phone,
-                email=patient.email,
-                address=patient.address,
-            )
+        await store.add_identity(
+            delivery.session,
+            referral_id=referral_id,
+            first_name=patient.first_name,
+            last_name=patient.last_name,
+            birth_date=patient.birth_date,
+            sex=patient.sex.value,
+            nir=patient.nir,
+            phone=patient.phone,
+            email=patient.email,
+            address=patient.address,
         )
         # The row above already holds the status: only its history is written.
         await _history(delivery, referral_id, referral_status.Happening.RECEIVED, {})
@@ -351,16 +330,15 @@ class IntakeHandlers:
         if reply_to is None and referrer is None and reference is None:
             return Outcome(Verdict.REJECTED, referral_id, reasons, identifiable=False)
         correlation = referral_id or delivery.envelope.correlation_id
-        await delivery.session.execute(
-            insert(rejections).values(
-                id=delivery.envelope.id,
-                referrer_kind=filed_under[0],
-                referrer_id=filed_under[1],
-                reference=reference,
-                referral_id=referral_id,
-                reasons=[r.model_dump(mode="json") for r in reasons],
-                rejected_at=delivery.occurred_at,
-            )
+        await store.add_rejection(
+            delivery.session,
+            rejection_id=delivery.envelope.id,
+            referrer_kind=filed_under[0],
+            referrer_id=filed_under[1],
+            reference=reference,
+            referral_id=referral_id,
+            reasons=[r.model_dump(mode="json") for r in reasons],
+            rejected_at=delivery.occurred_at,
         )
         await delivery.emit(
             ReferralRejected(
@@ -499,23 +477,11 @@ async def _record_status(
     # The row's lock (PostgreSQL; SQLite has one writer anyway) puts the events of one
     # referral one after the other, from both queues and every replica: each replay
     # then reads the entries committed before it.
-    found = await session.scalar(
-        select(referrals.c.id).where(referrals.c.id == referral_id).with_for_update()
-    )
-    if found is None:
+    if not await store.lock(session, referral_id):
         # Not a referral of ours (or not yet committed): retried, then dead-lettered.
         raise LookupError(f"status event for unknown referral {referral_id}")
     await _history(delivery, referral_id, happening, detail)
-    rows = (
-        await session.execute(
-            select(
-                status_history.c.status,
-                status_history.c.detail,
-                status_history.c.at,
-                status_history.c.event_id,
-            ).where(status_history.c.referral_id == referral_id)
-        )
-    ).all()
+    rows = await store.history(session, referral_id)
     entries = (
         referral_status.Entry.from_row(r.status, r.detail or {}, as_utc(r.at), r.event_id)
         for r in rows
@@ -523,11 +489,7 @@ async def _record_status(
     current = referral_status.replay(e for e in entries if e is not None)
     if current is None:
         return
-    await session.execute(
-        update(referrals)
-        .where(referrals.c.id == referral_id)
-        .values(status=current.status, detail=current.detail, updated_at=current.at)
-    )
+    await store.set_status(session, referral_id, current.status, current.detail, current.at)
 
 
 async def _history(
@@ -536,12 +498,11 @@ async def _history(
     happening: referral_status.Happening,
     detail: dict[str, Any],
 ) -> None:
-    await delivery.session.execute(
-        insert(status_history).values(
-            referral_id=referral_id,
-            event_id=delivery.envelope.id,
-            status=happening.value,
-            detail=detail,
-            at=delivery.occurred_at,
-        )
+    await store.add_history(
+        delivery.session,
+        referral_id=referral_id,
+        event_id=delivery.envelope.id,
+        status=happening.value,
+        detail=detail,
+        at=delivery.occurred_at,
     )

@@ -8,9 +8,8 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field, StrictBool
-from sqlalchemy import select
 
-from services.notifier.tables import centre_appointments, contacts
+from services.notifier import store
 from shared.auth import Keys, Principal, Role, authenticator, forbid
 from shared.db import Database, as_utc
 from shared.events import (
@@ -77,20 +76,7 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         start = datetime.combine(local_day, time(0), PARIS)
         end = start + timedelta(days=1)
         async with database.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(centre_appointments, contacts.c.first_name, contacts.c.last_name)
-                    .outerjoin(
-                        contacts, contacts.c.referral_id == centre_appointments.c.referral_id
-                    )
-                    .where(
-                        centre_appointments.c.centre_id == centre_id,
-                        centre_appointments.c.start >= start,
-                        centre_appointments.c.start < end,
-                    )
-                    .order_by(centre_appointments.c.start, centre_appointments.c.box)
-                )
-            ).all()
+            rows = await store.day_appointments(session, centre_id, start, end)
         return {
             "centre_id": centre_id,
             "day": local_day.isoformat(),
@@ -124,13 +110,7 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
     ) -> dict[str, str]:
         own_centre(caller, centre_id)
         async with database.transaction() as session:
-            row = (
-                await session.execute(
-                    select(centre_appointments).where(
-                        centre_appointments.c.appointment_id == appointment_id
-                    )
-                )
-            ).first()
+            row = await store.appointment(session, appointment_id)
         if row is None or row.centre_id != centre_id:
             raise HTTPException(404, f"no appointment {appointment_id} at {centre_id}")
         payload: EventPayload

@@ -11,10 +11,11 @@ from services.notifier.api import build_router
 from services.notifier.channels import HttpSms, PatientChannel, RecordChannel, SmtpEmail, Webhook
 from services.notifier.dispatcher import Dispatcher
 from services.notifier.handlers import NotifierHandlers
+from services.notifier.patient_links import patient_link_for
 from shared.http import development
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
-from shared.topology import dead_letter_exchange, ensure_centre_queue
+from shared.topology import CentreQueues, dead_letter_exchange
 from shared.webhooks import WebhookPolicy
 
 
@@ -49,9 +50,12 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     )
     channels = patient_channels(settings)
 
+    centre_queues = CentreQueues(settings.broker_nodes, settings.namespace)
+    runtime.on_shutdown(centre_queues.close)
+
     async def provision_centre(centre_id: str) -> None:
         if not in_memory:
-            await ensure_centre_queue(settings.broker_url, settings.namespace, centre_id)
+            await centre_queues.ensure(centre_id)
 
     dlx = RabbitExchange(
         dead_letter_exchange(settings.namespace, ServiceName.NOTIFIER.value), declare=False
@@ -82,7 +86,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         poll_seconds=min(settings.outbox_poll_seconds, 0.5),
         contact_messages_per_day=settings.contact_messages_per_day,
     )
-    handlers = NotifierHandlers(channels, provision_centre)
+    handlers = NotifierHandlers(channels, provision_centre, patient_link_for(settings))
     runtime.consume("assignments", handlers.on_assignment)
     runtime.consume("contacts", handlers.on_contact)
     runtime.consume("referrals", handlers.on_referral)

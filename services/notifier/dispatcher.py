@@ -33,14 +33,29 @@ from services.notifier.channels import (
     Webhook,
 )
 from services.notifier.tables import attempts, contact_quota, contacts, notifications, referrers
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.events import Channel, NotificationFailed, NotificationSent, RecipientKind, utcnow
 from shared.outbox import OutboxRelay, add_to_outbox
 from shared.paris import in_paris
 
 log = structlog.get_logger(__name__)
 
+# A claimed notification is sent within this (the channels' own timeouts are shorter).
+SEND_TIMEOUT_SECONDS = 30.0
+CLAIM_MARGIN_SECONDS = 30.0
+CLAIM_BATCH = 50
+
 DeadLetter = Callable[[dict[str, Any], str], Awaitable[None]]
+
+# A notice whose patient contact (or referrer) has not arrived waits for it this long
+# before its tries count: the contacts queue can lag the appointments queue by more than
+# the tries' whole backoff (about 30 s) in a burst, and a notice must not fail for that.
+WAIT_FOR_CONTACT = timedelta(hours=1)
+WAIT_RECHECK_SECONDS = 5.0
+
+
+class NotArrived(TemporaryFailure):
+    """What the notice needs (the contact, the referrer) has not arrived yet."""
 
 
 class Dispatcher:
@@ -67,6 +82,7 @@ class Dispatcher:
         self.backoff = backoff_seconds
         self.poll = poll_seconds
         self.contact_messages_per_day = contact_messages_per_day
+        self.concurrency = concurrency
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,14 +91,16 @@ class Dispatcher:
     def notify(self) -> None:
         self._wake.set()
 
+    def claim_seconds(self, batch: int = CLAIM_BATCH) -> float:
+        """How long a claim holds: every send of a batch bounded (``SEND_TIMEOUT_SECONDS``),
+        ``concurrency`` at a time, and a margin. Past it the sender is taken for dead."""
+        rounds = -(-batch // self.concurrency)
+        return rounds * SEND_TIMEOUT_SECONDS + CLAIM_MARGIN_SECONDS
+
     async def start(self) -> None:
-        async with self.database.transaction() as session:
-            # Left mid-send by a crash: send again (same idempotency key).
-            await session.execute(
-                update(notifications)
-                .where(notifications.c.status == "sending")
-                .values(status="pending")
-            )
+        # Rows left "sending" by a crash are not put back here: another replica may be
+        # sending them right now (it would send them a second time). They are taken again
+        # by any replica once their claim lapses (dispatch_once).
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
 
@@ -110,14 +128,20 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout=pause)
             self._wake.clear()
 
-    async def dispatch_once(self, batch: int = 50) -> int:
-        """Claim and send the notifications that are due; returns how many."""
+    async def dispatch_once(self, batch: int = CLAIM_BATCH) -> int:
+        """Claim and send the notifications that are due; returns how many.
+
+        A claim is ``sending`` with ``next_attempt_at`` its end: replicas share the table,
+        SKIP LOCKED keeps two from claiming the same row at once, and the claim keeps the
+        others off it while it is sent. A claim that lapsed is a sender's crash: the row
+        is sent again (same idempotency key)."""
+        now = utcnow()
         async with self.database.transaction() as session:
             query = (
                 select(notifications)
                 .where(
-                    notifications.c.status == "pending",
-                    notifications.c.next_attempt_at <= utcnow(),
+                    notifications.c.status.in_(("pending", "sending")),
+                    notifications.c.next_attempt_at <= now,
                 )
                 .order_by(notifications.c.next_attempt_at)
                 .limit(batch)
@@ -129,7 +153,10 @@ class Dispatcher:
                 await session.execute(
                     update(notifications)
                     .where(notifications.c.id.in_([r.id for r in rows]))
-                    .values(status="sending")
+                    .values(
+                        status="sending",
+                        next_attempt_at=now + timedelta(seconds=self.claim_seconds(batch)),
+                    )
                 )
         await asyncio.gather(*(self._send(row) for row in rows))
         if rows:
@@ -142,7 +169,15 @@ class Dispatcher:
             permanent = False
             refused: Refused | None = None
             try:
-                await self._deliver(row)
+                # Bounded, so that the send ends well within its claim (claim_seconds).
+                await asyncio.wait_for(self._deliver(row), SEND_TIMEOUT_SECONDS)
+            except NotArrived as exc:
+                if utcnow() - as_utc(row.created_at) < WAIT_FOR_CONTACT:
+                    await self._wait(row, str(exc))
+                    return
+                error = str(exc)
+            except TimeoutError:
+                error = f"no answer within {SEND_TIMEOUT_SECONDS:.0f} s"
             except TemporaryFailure as exc:
                 error = str(exc)
             except Refused as exc:
@@ -174,12 +209,12 @@ class Dispatcher:
                 )
             ).first()
         if found is None:
-            raise TemporaryFailure("the patient's contact has not arrived yet")
+            raise NotArrived("the patient's contact has not arrived yet")
         if referrer is None:
             # The referrer (the channels it is registered for) comes with the contact; a
             # contact staged before it carried one leaves the rule unknown, and nothing
             # is sent against an unknown rule.
-            raise TemporaryFailure("the patient's referrer has not arrived yet")
+            raise NotArrived("the patient's referrer has not arrived yet")
         allowed = referrer.patient_channels
         # The record channel reaches nobody (demos): only real channels are restricted.
         if allowed is not None and row.channel != "record" and row.channel not in allowed:
@@ -233,6 +268,19 @@ class Dispatcher:
                     .where(contact_quota.c.address_key == key, contact_quota.c.day == self._today())
                     .values(count=contact_quota.c.count - 1)
                 )
+
+    async def _wait(self, row: Any, reason: str) -> None:
+        """Not sent, not tried: looked at again shortly, its tries untouched."""
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(notifications)
+                .where(notifications.c.id == row.id)
+                .values(
+                    status="pending",
+                    next_attempt_at=utcnow() + timedelta(seconds=WAIT_RECHECK_SECONDS),
+                    last_error=reason,
+                )
+            )
 
     async def _record(
         self, row: Any, error: str | None, permanent: bool, refused: Refused | None = None

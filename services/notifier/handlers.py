@@ -14,18 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, insert, select, update
 
-from services.notifier import templates
+from services.notifier import store, templates
 from services.notifier.channels import PatientChannel
-from services.notifier.tables import (
-    centre_appointments,
-    centres,
-    contacts,
-    deferred_outcomes,
-    notifications,
-    referrers,
-)
+from services.notifier.store import Referrer
 from shared.consumer import Delivery
 from shared.events import (
     AppointmentCancelled,
@@ -62,7 +54,7 @@ REGULATED_STATUS = {
 }
 
 
-def _told_as_centre_15(referrer: Any) -> bool:
+def _told_as_centre_15(referrer: Referrer) -> bool:
     """The referrer is Centre 15 and has a way to hear its outcomes."""
     return referrer.kind == ReferrerKind.CENTRE_15.value and bool(
         referrer.reply_to or referrer.webhook_url
@@ -74,9 +66,13 @@ class NotifierHandlers:
         self,
         patient_channels: Sequence[PatientChannel],
         provision_centre: Callable[[str], Awaitable[None]] | None = None,
+        patient_link: Callable[[str, str, datetime], str] | None = None,
     ) -> None:
         self.patient_channels = list(patient_channels)
         self.provision_centre = provision_centre
+        # (appointment id, referral id, its end) -> the patient's signed link, put in
+        # the notice (services/notifier/patient_links.py); None: notices without one.
+        self.patient_link = patient_link
 
     # -- appointments --------------------------------------------------------------
 
@@ -88,19 +84,17 @@ class NotifierHandlers:
                 await self._appointment_status(
                     session, payload.previous_appointment_id, "cancelled"
                 )
-            await session.execute(
-                insert(centre_appointments).values(
-                    appointment_id=payload.appointment_id,
-                    centre_id=payload.centre_id,
-                    referral_id=payload.referral_id,
-                    patient_ref=payload.patient_ref,
-                    start=payload.start,
-                    end=payload.end,
-                    box=payload.box,
-                    priority=payload.priority.value,
-                    status="booked",
-                    test_eligible=payload.test_eligible,
-                )
+            await store.add_appointment(
+                session,
+                appointment_id=payload.appointment_id,
+                centre_id=payload.centre_id,
+                referral_id=payload.referral_id,
+                patient_ref=payload.patient_ref,
+                start=payload.start,
+                end=payload.end,
+                box=payload.box,
+                priority=payload.priority.value,
+                test_eligible=payload.test_eligible,
             )
             where = templates.place(
                 payload.centre_name, payload.centre_address, payload.centre_commune_insee
@@ -119,7 +113,7 @@ class NotifierHandlers:
                 template, status = "new_patient", "appointment"
                 patient_text = templates.patient_appointment(
                     payload.start, go_to, await self._referrer_kind(session, payload.referral_id)
-                )
+                ) + templates.patient_link_line(self._link(payload))
             else:
                 centre_text = templates.centre_rescheduled(
                     payload.patient_ref,
@@ -128,7 +122,9 @@ class NotifierHandlers:
                     payload.test_eligible,
                 )
                 template, status = "rescheduled", "rescheduled"
-                patient_text = templates.patient_rescheduled(payload.start, go_to)
+                patient_text = templates.patient_rescheduled(
+                    payload.start, go_to
+                ) + templates.patient_link_line(self._link(payload))
             detail = {
                 "appointment_id": payload.appointment_id,
                 "centre_id": payload.centre_id,
@@ -176,20 +172,18 @@ class NotifierHandlers:
         await self._to_patient(delivery, payload.referral_id, f"patient.{template}", patient_text)
         await self._to_referrer(delivery, payload.referral_id, status, detail)
 
+    def _link(self, payload: SlotAssigned | AppointmentRescheduled) -> str | None:
+        if self.patient_link is None:
+            return None
+        return self.patient_link(payload.appointment_id, payload.referral_id, payload.end)
+
     async def _referrer_kind(self, session: Any, referral_id: str) -> str | None:
         """Who referred the patient (``ReferrerKind``), for the notice to name them;
         None while its patient.contact is still on its way."""
-        kind: str | None = await session.scalar(
-            select(referrers.c.kind).where(referrers.c.referral_id == referral_id)
-        )
-        return kind
+        return await store.referrer_kind(session, referral_id)
 
     async def _appointment_status(self, session: Any, appointment_id: str, status: str) -> None:
-        await session.execute(
-            update(centre_appointments)
-            .where(centre_appointments.c.appointment_id == appointment_id)
-            .values(status=status)
-        )
+        await store.set_appointment_status(session, appointment_id, status)
 
     # -- referrals -----------------------------------------------------------------
 
@@ -284,14 +278,7 @@ class NotifierHandlers:
 
     async def on_contact(self, delivery: Delivery) -> None:
         contact = delivery.payload_as(PatientContact)
-        session = delivery.session
-        exists = await session.scalar(
-            select(contacts.c.referral_id).where(contacts.c.referral_id == contact.referral_id)
-        )
-        if exists is None:
-            await session.execute(
-                insert(contacts).values(**contact.model_dump(mode="json", exclude={"referrer"}))
-            )
+        await store.keep_contact(delivery.session, contact)
         if contact.referrer is not None:
             await self._learn_referrer(delivery, contact.referral_id, contact.referrer)
 
@@ -302,41 +289,20 @@ class NotifierHandlers:
         intake sends the referrer with the contact (patient.contact, for every accepted
         referral), so the notifier needs no referral.received of its own."""
         session = delivery.session
-        known = await session.scalar(
-            select(referrers.c.referral_id).where(referrers.c.referral_id == referral_id)
-        )
-        if known is not None:
+        if await store.referrer_known(session, referral_id):
             return  # a redelivered or repeated contact: recorded and flushed already
-        await session.execute(
-            insert(referrers).values(
-                referral_id=referral_id,
-                kind=referrer.kind.value,
-                identifier=referrer.identifier,
-                reply_to=referrer.reply_to,
-                webhook_url=referrer.webhook_url,
-                patient_channels=(
-                    None if referrer.patient_channels is None else list(referrer.patient_channels)
-                ),
-            )
-        )
+        await store.add_referrer(session, referral_id, referrer)
         await self._flush_deferred(delivery, referral_id)
 
     async def on_centre(self, delivery: Delivery) -> None:
         centre = delivery.payload_as(CentreActivated)
-        values = {
-            "name": centre.name,
-            "address": centre.address,
-            "commune_insee": centre.commune_insee,
-        }
-        exists = await delivery.session.scalar(
-            select(centres.c.id).where(centres.c.id == centre.centre_id)
+        await store.save_centre(
+            delivery.session,
+            centre.centre_id,
+            name=centre.name,
+            address=centre.address,
+            commune_insee=centre.commune_insee,
         )
-        if exists is None:
-            await delivery.session.execute(insert(centres).values(id=centre.centre_id, **values))
-        else:
-            await delivery.session.execute(
-                update(centres).where(centres.c.id == centre.centre_id).values(**values)
-            )
         if self.provision_centre is not None:
             await self.provision_centre(centre.centre_id)
 
@@ -348,16 +314,9 @@ class NotifierHandlers:
         """What Centre 15 needs to call an escalated patient back, on the one key only
         Centre 15 reads (the notifier is the one service that holds a contact). If the
         contact has not arrived yet, Centre 15 reads it from intake (GET /escalations)."""
-        row = (
-            await session.execute(
-                select(contacts.c.first_name, contacts.c.last_name, contacts.c.phone).where(
-                    contacts.c.referral_id == referral_id
-                )
-            )
-        ).first()
-        if row is None:
+        patient = await store.call_back(session, referral_id)
+        if patient is None:
             return detail
-        patient = {"first_name": row.first_name, "last_name": row.last_name, "phone": row.phone}
         return {**detail, "patient": patient}
 
     async def _centre_15_is_the_referrer(self, session: Any, referral_id: str) -> bool:
@@ -365,31 +324,24 @@ class NotifierHandlers:
         second notice on its own key would tell it twice. An unknown referrer (its
         patient.contact still on its way) is not assumed to be Centre 15: Centre 15 is
         told now, and ``_flush_deferred`` does not tell it again."""
-        referrer = (
-            await session.execute(select(referrers).where(referrers.c.referral_id == referral_id))
-        ).first()
+        referrer = await store.referrer(session, referral_id)
         return referrer is not None and _told_as_centre_15(referrer)
 
     async def _to_referrer(
         self, delivery: Delivery, referral_id: str, status: str, detail: dict[str, Any]
     ) -> None:
-        referrer = (
-            await delivery.session.execute(
-                select(referrers).where(referrers.c.referral_id == referral_id)
-            )
-        ).first()
+        referrer = await store.referrer(delivery.session, referral_id)
         if referrer is None:
             # Its patient.contact travels on another queue and may still be on its way:
             # kept, and told as soon as the referrer is known (no ordering between queues
             # can then spend this message's tries).
-            await delivery.session.execute(
-                insert(deferred_outcomes).values(
-                    cause_event_id=delivery.envelope.id,
-                    referral_id=referral_id,
-                    status=status,
-                    detail=detail,
-                    deferred_at=utcnow(),
-                )
+            await store.defer_outcome(
+                delivery.session,
+                cause_event_id=delivery.envelope.id,
+                referral_id=referral_id,
+                status=status,
+                detail=detail,
+                deferred_at=utcnow(),
             )
             return
         await self._tell_referrer(delivery, referrer, status, detail, delivery.envelope.id)
@@ -397,28 +349,13 @@ class NotifierHandlers:
     async def _flush_deferred(self, delivery: Delivery, referral_id: str) -> None:
         """Tell the referrer now known what was kept for it, in the order it happened."""
         session = delivery.session
-        referrer = (
-            await session.execute(select(referrers).where(referrers.c.referral_id == referral_id))
-        ).one()
-        kept = (
-            await session.execute(
-                select(deferred_outcomes)
-                .where(deferred_outcomes.c.referral_id == referral_id)
-                .order_by(deferred_outcomes.c.deferred_at)
-            )
-        ).all()
+        referrer = await store.referrer(session, referral_id)
+        if referrer is None:  # recorded just before, in this transaction
+            raise LookupError(f"no referrer recorded for {referral_id}")
+        kept = await store.deferred(session, referral_id)
         told_centre_15: set[str] = set()
         if _told_as_centre_15(referrer):
-            told_centre_15 = set(
-                (
-                    await session.scalars(
-                        select(notifications.c.cause_event_id).where(
-                            notifications.c.referral_id == referral_id,
-                            notifications.c.recipient_kind == RecipientKind.CENTRE_15.value,
-                        )
-                    )
-                ).all()
-            )
+            told_centre_15 = await store.told_centre_15(session, referral_id)
         for row in kept:
             if row.cause_event_id in told_centre_15:
                 continue  # Centre 15, the referrer, heard of it on its own key already
@@ -426,14 +363,12 @@ class NotifierHandlers:
                 delivery, referrer, row.status, row.detail, row.cause_event_id
             )
         if kept:
-            await session.execute(
-                delete(deferred_outcomes).where(deferred_outcomes.c.referral_id == referral_id)
-            )
+            await store.drop_deferred(session, referral_id)
 
     async def _tell_referrer(
         self,
         delivery: Delivery,
-        referrer: Any,
+        referrer: Referrer,
         status: str,
         detail: dict[str, Any],
         cause: str,
@@ -529,21 +464,16 @@ class NotifierHandlers:
         """A message that travels on the broker: sent when this transaction commits."""
         notification_id = new_id()
         now = utcnow()
-        await delivery.session.execute(
-            insert(notifications).values(
-                id=notification_id,
-                cause_event_id=cause or delivery.envelope.id,
-                referral_id=referral_id,
-                recipient_kind=recipient_kind.value,
-                recipient=recipient,
-                channel=Channel.BROKER.value,
-                template=template,
-                body=body,
-                status="sent",
-                attempts=1,
-                created_at=now,
-                sent_at=now,
-            )
+        await store.add_sent(
+            delivery.session,
+            notification_id=notification_id,
+            cause_event_id=cause or delivery.envelope.id,
+            referral_id=referral_id,
+            recipient_kind=recipient_kind,
+            recipient=recipient,
+            template=template,
+            body=body,
+            now=now,
         )
         await delivery.emit(
             NotificationSent(
@@ -578,21 +508,18 @@ class NotifierHandlers:
         cause: str | None = None,
     ) -> None:
         """A message for the outside world: the dispatcher sends it after the commit."""
-        await delivery.session.execute(
-            insert(notifications).values(
-                id=new_id(),
-                cause_event_id=cause or delivery.envelope.id,
-                referral_id=referral_id,
-                recipient_kind=recipient_kind.value,
-                recipient=recipient,
-                channel=channel.value,
-                template=template,
-                subject=subject,
-                body=body,
-                target=target,
-                status="pending",
-                attempts=0,
-                next_attempt_at=due or utcnow(),
-                created_at=utcnow(),
-            )
+        await store.add_pending(
+            delivery.session,
+            notification_id=new_id(),
+            cause_event_id=cause or delivery.envelope.id,
+            referral_id=referral_id,
+            recipient_kind=recipient_kind,
+            recipient=recipient,
+            channel=channel,
+            template=template,
+            subject=subject,
+            body=body,
+            target=target,
+            next_attempt_at=due or utcnow(),
+            created_at=utcnow(),
         )

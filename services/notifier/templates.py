@@ -114,6 +114,17 @@ def patient_rescheduled(start: datetime, where: str) -> str:
     )
 
 
+def patient_link_line(url: str | None) -> str:
+    """The notice's last sentence: the patient's own link (shared/patient_link.py),
+    to see the appointment, cancel it or ask for another slot, until it is over."""
+    if not url:
+        return ""
+    return (
+        f" Pour voir votre rendez-vous, l'annuler ou demander un autre créneau : {url} "
+        "(lien personnel, valable jusqu'à la fin du rendez-vous)."
+    )
+
+
 def patient_cancelled(start: datetime) -> str:
     return (
         f"Bonjour, votre rendez-vous du {local_time(start)} est annulé. Vous serez recontacté. "

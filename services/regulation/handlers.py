@@ -9,7 +9,6 @@ from datetime import datetime
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.regulation.domain.override import InvalidOverride, regulator_outcome
@@ -19,10 +18,10 @@ from services.regulation.store import (
     CaseRecord,
     ProtocolBook,
     ProtocolConflict,
+    add_case,
     load_case,
     record_decision,
 )
-from services.regulation.tables import cases
 from shared.consumer import Delivery, PermanentError
 from shared.events import (
     Decision,
@@ -102,19 +101,6 @@ class RegulationHandlers:
             # The same referral under another event id: its decision already stands.
             log.info("referral already regulated", referral_id=referral.referral_id)
             return
-        await session.execute(
-            insert(cases).values(
-                referral_id=referral.referral_id,
-                patient_ref=referral.patient_ref,
-                age=referral.age,
-                commune_insee=referral.commune_insee,
-                departement=referral.departement,
-                referrer_kind=referral.referrer.kind.value,
-                purpose=referral.purpose.value,
-                clinical=referral.clinical.model_dump(mode="json"),
-                received_at=referral.submitted_at,
-            )
-        )
         record = CaseRecord(
             referral_id=referral.referral_id,
             patient_ref=referral.patient_ref,
@@ -125,6 +111,7 @@ class RegulationHandlers:
             purpose=referral.purpose,
             clinical=referral.clinical,
         )
+        await add_case(session, record, received_at=referral.submitted_at)
         protocol = await self.book.active(session)
         now = utcnow()
         outcome = decide(record.case(), protocol, now)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +19,24 @@ from shared.db import Database, as_utc
 from shared.events import Clinical, Purpose, ReferralRegulated, ReferrerKind, new_id, utcnow
 
 log = structlog.get_logger(__name__)
+
+# The statements every referral runs are built once, here, with their parameters bound
+# per call: a message costs the execution, not the construction.
+_ACTIVE_VERSION = (
+    select(protocol_activations.c.version).order_by(protocol_activations.c.seq.desc()).limit(1)
+)
+_DOCUMENT = select(protocols.c.document).where(protocols.c.version == bindparam("version"))
+_CASE = select(cases).where(cases.c.referral_id == bindparam("referral_id"))
+# FOR UPDATE on PostgreSQL; compiled to nothing on SQLite, which has one writer anyway.
+_CASE_LOCKED = _CASE.with_for_update()
+_INSERT_CASE = insert(cases)
+_INSERT_DECISION = insert(decisions)
+_CURRENT_DECISION = (
+    update(cases)
+    # Not "referral_id": an UPDATE reserves its table's column names for SET.
+    .where(cases.c.referral_id == bindparam("b_referral_id"))
+    .values(current_decision_id=bindparam("decision_id"))
+)
 
 
 class ProtocolConflict(ValueError):
@@ -38,18 +56,12 @@ class ProtocolBook:
         self._parsed: dict[str, Protocol] = {fallback.version: fallback}
 
     async def active(self, session: AsyncSession) -> Protocol:
-        version = await session.scalar(
-            select(protocol_activations.c.version)
-            .order_by(protocol_activations.c.seq.desc())
-            .limit(1)
-        )
+        version = await session.scalar(_ACTIVE_VERSION)
         if version is None:
             return self.fallback
         parsed = self._parsed.get(version)
         if parsed is None:
-            document = await session.scalar(
-                select(protocols.c.document).where(protocols.c.version == version)
-            )
+            document = await session.scalar(_DOCUMENT, {"version": version})
             if document is None:
                 raise LookupError(f"protocol version {version} is active but not stored")
             parsed = self._parsed[version] = load_protocol(document)
@@ -156,10 +168,8 @@ async def load_case(
 ) -> CaseRecord | None:
     """The case, or None; ``lock`` holds its row until the transaction ends (PostgreSQL),
     so that two decisions on one referral line up instead of superseding the same one."""
-    query = select(cases).where(cases.c.referral_id == referral_id)
-    if lock:
-        query = query.with_for_update()  # compiled to nothing on SQLite: one writer anyway
-    row = (await session.execute(query)).first()
+    query = _CASE_LOCKED if lock else _CASE
+    row = (await session.execute(query, {"referral_id": referral_id})).first()
     if row is None:
         return None
     return CaseRecord(
@@ -172,6 +182,24 @@ async def load_case(
         purpose=Purpose(row.purpose),
         clinical=Clinical.model_validate(row.clinical),
         current_decision_id=row.current_decision_id,
+    )
+
+
+async def add_case(session: AsyncSession, record: CaseRecord, *, received_at: datetime) -> None:
+    """A referral received: its case, with no decision yet."""
+    await session.execute(
+        _INSERT_CASE,
+        {
+            "referral_id": record.referral_id,
+            "patient_ref": record.patient_ref,
+            "age": record.age,
+            "commune_insee": record.commune_insee,
+            "departement": record.departement,
+            "referrer_kind": record.referrer_kind.value,
+            "purpose": record.purpose.value,
+            "clinical": record.clinical.model_dump(mode="json"),
+            "received_at": received_at,
+        },
     )
 
 
@@ -189,25 +217,24 @@ async def record_decision(
     event that announces it (for the caller to stage in the same transaction)."""
     decision_id = new_id()
     await session.execute(
-        insert(decisions).values(
-            id=decision_id,
-            referral_id=record.referral_id,
-            decision=outcome.decision.value,
-            priority=outcome.priority.value if outcome.priority else None,
-            deadline=outcome.deadline,
-            test_eligible=outcome.test_eligible,
-            reasons=[r.model_dump(mode="json") for r in outcome.reasons],
-            protocol_version=outcome.protocol_version,
-            decided_by=decided_by,
-            decided_at=now,
-            supersedes=supersedes,
-            comment=comment or None,
-        )
+        _INSERT_DECISION,
+        {
+            "id": decision_id,
+            "referral_id": record.referral_id,
+            "decision": outcome.decision.value,
+            "priority": outcome.priority.value if outcome.priority else None,
+            "deadline": outcome.deadline,
+            "test_eligible": outcome.test_eligible,
+            "reasons": [r.model_dump(mode="json") for r in outcome.reasons],
+            "protocol_version": outcome.protocol_version,
+            "decided_by": decided_by,
+            "decided_at": now,
+            "supersedes": supersedes,
+            "comment": comment or None,
+        },
     )
     await session.execute(
-        update(cases)
-        .where(cases.c.referral_id == record.referral_id)
-        .values(current_decision_id=decision_id)
+        _CURRENT_DECISION, {"b_referral_id": record.referral_id, "decision_id": decision_id}
     )
     return ReferralRegulated(
         referral_id=record.referral_id,

@@ -8,11 +8,9 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
 from services.scheduler import store
 from services.scheduler.domain.slots import capacity_between
-from services.scheduler.tables import alerts, bookings, centres, reinforcements, waitlist
 from shared.auth import Keys, Principal, Role, authenticator, forbid
 from shared.db import Database, as_utc
 from shared.events import (
@@ -107,10 +105,7 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
             raise forbid("the territory is the ARS's view")
 
     async def centre_figures(session: Any, dep: str | None) -> list[dict[str, Any]]:
-        query = select(centres)
-        if dep is not None:
-            query = query.where(centres.c.departement == dep)
-        rows = (await session.execute(query.order_by(centres.c.departement, centres.c.id))).all()
+        rows = await store.centre_rows(session, dep)
         schedules = {
             s.centre_id: s
             for s in await store.active_schedules(session, departement=dep, any_status=True)
@@ -134,19 +129,11 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
             }
             for label, start, end in _days():
                 capacity = capacity_between(receiving, start, end) if receiving else 0
-                booked = await session.scalar(
-                    select(func.count())
-                    .select_from(bookings)
-                    .where(
-                        bookings.c.centre_id == row.id,
-                        bookings.c.start >= start,
-                        bookings.c.start < end,
-                    )
-                )
+                booked = await store.centre_booked(session, row.id, start, end)
                 entry[label] = {
                     "capacity": capacity,
-                    "booked": int(booked or 0),
-                    "occupancy": round(int(booked or 0) / capacity, 3) if capacity else None,
+                    "booked": booked,
+                    "occupancy": round(booked / capacity, 3) if capacity else None,
                 }
             figures.append(entry)
         return figures
@@ -156,11 +143,10 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         caller: Caller, departement: str | None = None, limit: int = 100
     ) -> dict[str, Any]:
         ars_only(caller)
-        query = select(reinforcements).order_by(reinforcements.c.requested_at.desc())
-        if departement is not None:
-            query = query.where(reinforcements.c.departement == departement)
         async with database.transaction() as session:
-            rows = (await session.execute(query.limit(max(1, min(limit, 500))))).all()
+            rows = await store.reinforcement_requests(
+                session, departement, limit=max(1, min(limit, 500))
+            )
         return {
             "reinforcements": [
                 {
@@ -182,16 +168,8 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         ars_only(caller)
         async with database.transaction() as session:
             figures = await centre_figures(session, None)
-            waiting: dict[str, int] = dict(
-                (
-                    await session.execute(
-                        select(waitlist.c.departement, func.count()).group_by(
-                            waitlist.c.departement
-                        )
-                    )
-                ).all()
-            )
-            last_alerts = (await session.execute(select(alerts))).all()
+            waiting = await store.waiting_by_departement(session)
+            last_alerts = await store.raised_alerts(session)
         by_dep: dict[str, dict[str, Any]] = {}
         for entry in figures:
             dep = by_dep.setdefault(entry["departement"], _empty(entry["departement"]))
@@ -221,9 +199,7 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         ars_only(caller)
         async with database.transaction() as session:
             figures = await centre_figures(session, code)
-            waiting = await session.scalar(
-                select(func.count()).select_from(waitlist).where(waitlist.c.departement == code)
-            )
+            waiting = await store.waiting_count(session, code)
         known = departement(code)
         return {
             "departement": code,

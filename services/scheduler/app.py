@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from services.scheduler.api import build_router
 from services.scheduler.domain.assignment import Weights
+from services.scheduler.domain.policy import PolicySettings
 from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
+from services.scheduler.patient_requests import build_patient_router
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
-from shared.topology import ensure_centre_queue
+from shared.topology import CentreQueues
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
@@ -15,9 +17,12 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         ServiceName.SCHEDULER, settings, "services.scheduler:migrations", in_memory
     )
 
+    centre_queues = CentreQueues(settings.broker_nodes, settings.namespace)
+    runtime.on_shutdown(centre_queues.close)
+
     async def provision_centre(centre_id: str) -> None:
         if not in_memory:
-            await ensure_centre_queue(settings.broker_url, settings.namespace, centre_id)
+            await centre_queues.ensure(centre_id)
 
     handlers = SchedulerHandlers(
         SchedulerConfig(
@@ -27,6 +32,13 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
             max_travel_km=settings.max_travel_km,
             candidate_centres=settings.candidate_centres,
             saturation_threshold=settings.saturation_threshold,
+            policy=PolicySettings(
+                forecast_minutes=settings.policy_forecast_minutes,
+                rate_window_minutes=settings.policy_rate_window_minutes,
+                area_km=settings.policy_area_km,
+                reserve_minutes=settings.policy_reserve_minutes,
+                reserve_factor=settings.policy_reserve_factor,
+            ),
         ),
         provision_centre,
     )
@@ -35,5 +47,9 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.consume("consultations", handlers.on_consultation)
     runtime.http_app.include_router(
         build_router(runtime.database, runtime.publish_at_door, settings)
+    )
+    # Issue 17: the patient's link reads their appointment and asks for another slot.
+    runtime.http_app.include_router(
+        build_patient_router(handlers, runtime.database, runtime.relay, settings.patient_link_key)
     )
     return runtime

@@ -9,17 +9,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, insert, select, update
 
 from services.scheduler import store
-from services.scheduler.domain.assignment import Candidate, Weights, rank_candidates
-from services.scheduler.tables import (
-    appointments,
-    capacity_changes,
-    centres,
-    reinforcements,
-    waitlist,
+from services.scheduler.domain.assignment import Candidate, Weights
+from services.scheduler.domain.policy import (
+    Demand,
+    PolicySettings,
+    Request,
+    assign_jointly,
+    rank_priced,
 )
+from services.scheduler.store import CentreFields
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
 from shared.events import (
@@ -56,6 +56,8 @@ DRAIN_HORIZON = timedelta(hours=48)
 SATURATION_THRESHOLD = 0.9
 CONTENTION_ROUNDS = 5
 DRAIN_MISSES = 5
+# Waiting patients placed jointly per drain (the rest one by one, as before).
+DRAIN_BATCH = 32
 
 # The reasons the scheduler gives travel as they are to the patient, the centre and
 # the referrer: French. What a machine acts on keeps its stable codes (the event
@@ -107,6 +109,7 @@ def _place(insee: str) -> tuple[float, float]:
 @dataclass(frozen=True)
 class SchedulerConfig:
     weights: Weights = field(default_factory=Weights)
+    policy: PolicySettings = field(default_factory=PolicySettings)
     max_travel_km: float = 60.0
     candidate_centres: int = 8
     saturation_threshold: float = SATURATION_THRESHOLD
@@ -159,18 +162,17 @@ class SchedulerHandlers:
             if row is None:
                 # Its activation may still be in flight: retried, then dead-lettered.
                 raise LookupError(f"unknown centre {payload.centre_id}")
-            await delivery.session.execute(
-                insert(capacity_changes).values(
-                    event_id=delivery.envelope.id,
-                    centre_id=payload.centre_id,
-                    from_date=payload.from_date,
-                    boxes=payload.boxes,
-                    opening_hours=[p.model_dump() for p in payload.opening_hours]
-                    if payload.opening_hours is not None
-                    else None,
-                    consultation_minutes=payload.consultation_minutes,
-                    recorded_at=now,
-                )
+            await store.add_capacity_change(
+                delivery.session,
+                event_id=delivery.envelope.id,
+                centre_id=payload.centre_id,
+                from_date=payload.from_date,
+                boxes=payload.boxes,
+                opening_hours=[p.model_dump() for p in payload.opening_hours]
+                if payload.opening_hours is not None
+                else None,
+                consultation_minutes=payload.consultation_minutes,
+                recorded_at=now,
             )
             await self._drain(delivery, payload.centre_id, now)
         elif isinstance(payload, CentreSuspended | CentreClosed):
@@ -181,7 +183,7 @@ class SchedulerHandlers:
         place = commune(event.commune_insee)
         if place is None:
             raise PermanentError("unknown_commune", f"no commune {event.commune_insee}")
-        values = {
+        values: CentreFields = {
             "name": event.name,
             "kind": event.kind.value,
             "commune_insee": place.insee,
@@ -197,11 +199,9 @@ class SchedulerHandlers:
             "updated_at": now,
         }
         if await store.centre_row(delivery.session, event.centre_id) is None:
-            await delivery.session.execute(insert(centres).values(id=event.centre_id, **values))
+            await store.add_centre(delivery.session, event.centre_id, values)
         else:
-            await delivery.session.execute(
-                update(centres).where(centres.c.id == event.centre_id).values(**values)
-            )
+            await store.update_centre(delivery.session, event.centre_id, values)
         log.info("centre active", centre_id=event.centre_id, departement=place.departement)
         return place.departement
 
@@ -212,20 +212,8 @@ class SchedulerHandlers:
         session = delivery.session
         if await store.centre_row(session, centre_id) is None:
             return
-        await session.execute(
-            update(centres).where(centres.c.id == centre_id).values(status=status, updated_at=now)
-        )
-        future = (
-            await session.execute(
-                select(appointments)
-                .where(
-                    appointments.c.centre_id == centre_id,
-                    appointments.c.status == "booked",
-                    appointments.c.start >= now,
-                )
-                .order_by(appointments.c.start)
-            )
-        ).all()
+        await store.set_centre_status(session, centre_id, status, now)
+        future = await store.future_appointments(session, centre_id, now)
         why = f"centre {WITHDRAWN_FR.get(status, status)} : {reason}"
         for appt in sorted(future, key=lambda a: Priority(a.priority).rank):
             await self._cancel(session, appt.id)
@@ -263,14 +251,7 @@ class SchedulerHandlers:
         event = delivery.payload_as(ReferralRegulated)
         session = delivery.session
         now = utcnow()
-        current = (
-            await session.execute(
-                select(appointments).where(
-                    appointments.c.referral_id == event.referral_id,
-                    appointments.c.status == "booked",
-                )
-            )
-        ).first()
+        current = await store.booked_appointment(session, event.referral_id)
         if event.decision is not Decision.ORIENT:
             # Not (or no longer) for a centre: leave the waiting list, give the slot back.
             await self._leave_waitlist(delivery, event.referral_id, now)
@@ -314,10 +295,8 @@ class SchedulerHandlers:
         otherwise the patient keeps it (a later slot beats none)."""
         priority = event.priority or Priority(current.priority)
         if event.deadline is None or as_utc(current.start) <= event.deadline:
-            await delivery.session.execute(
-                update(appointments)
-                .where(appointments.c.id == current.id)
-                .values(priority=priority.value, test_eligible=event.test_eligible)
+            await store.set_appointment_priority(
+                delivery.session, current.id, priority.value, event.test_eligible
             )
             return
         session = delivery.session
@@ -364,17 +343,16 @@ class SchedulerHandlers:
             row = await store.centre_row(delivery.session, centre_id)
             if row is None:
                 raise SenderRefused("unknown_centre", "no such centre", "centre_id")
-            await delivery.session.execute(
-                insert(reinforcements).values(
-                    id=delivery.envelope.id,
-                    centre_id=centre_id,
-                    departement=row.departement,
-                    count=payload.count,
-                    profession=payload.profession,
-                    from_date=payload.from_date,
-                    note=payload.note,
-                    requested_at=delivery.received_at,
-                )
+            await store.add_reinforcement(
+                delivery.session,
+                request_id=delivery.envelope.id,
+                centre_id=centre_id,
+                departement=row.departement,
+                count=payload.count,
+                profession=payload.profession,
+                from_date=payload.from_date,
+                note=payload.note,
+                requested_at=delivery.received_at,
             )
             await delivery.emit(payload, correlation_id=centre_id)
             return
@@ -386,13 +364,7 @@ class SchedulerHandlers:
             status, release = "escalated", True
         appointment_id = payload.appointment_id
         if appointment_id is not None:
-            appt = (
-                await delivery.session.execute(
-                    select(appointments.c.centre_id, appointments.c.referral_id).where(
-                        appointments.c.id == appointment_id
-                    )
-                )
-            ).first()
+            appt = await store.appointment_owner(delivery.session, appointment_id)
             if appt is None:
                 if delivery.sender is None or delivery.sender.trusted:
                     raise LookupError(f"report on unknown appointment {appointment_id}")
@@ -405,21 +377,12 @@ class SchedulerHandlers:
                 )
             if release:
                 await store.release(delivery.session, appointment_id)
-            await delivery.session.execute(
-                update(appointments)
-                .where(appointments.c.id == appointment_id)
-                .values(status=status)
-            )
+            await store.set_appointment_status(delivery.session, appointment_id, status)
         else:
             # An escalation outside an appointment (the patient called the centre, say)
             # is still about a patient of the reporting centre: one it has booked.
-            own = await delivery.session.scalar(
-                select(appointments.c.id).where(
-                    appointments.c.referral_id == payload.referral_id,
-                    appointments.c.centre_id == centre_id,
-                )
-            )
-            if own is None and delivery.sender is not None and not delivery.sender.trusted:
+            own = await store.is_patient_of(delivery.session, payload.referral_id, centre_id)
+            if not own and delivery.sender is not None and not delivery.sender.trusted:
                 raise SenderRefused(
                     "sender_inconsistent",
                     "the patient is not the reporting centre's",
@@ -446,14 +409,7 @@ class SchedulerHandlers:
         cancel = delivery.payload_as(ReferralCancelled)
         session = delivery.session
         await self._leave_waitlist(delivery, cancel.referral_id, utcnow())
-        current = (
-            await session.execute(
-                select(appointments).where(
-                    appointments.c.referral_id == cancel.referral_id,
-                    appointments.c.status == "booked",
-                )
-            )
-        ).first()
+        current = await store.booked_appointment(session, cancel.referral_id)
         if current is None:
             return
         await self._cancel(session, current.id)
@@ -462,9 +418,12 @@ class SchedulerHandlers:
 
     # -- assignment --------------------------------------------------------------
 
-    async def _book(self, session: Any, patient: Patient, now: datetime) -> Booked | None:
-        """The best free slot before the patient's deadline at a centre within reach,
-        booked; None if none fits."""
+    async def _book(
+        self, session: Any, patient: Patient, now: datetime, planned: Candidate | None = None
+    ) -> Booked | None:
+        """The best free slot before the patient's deadline at a centre within reach
+        (the policy's, or ``planned`` by a joint assignment when still free), booked;
+        None if none fits."""
         lat, lon = _place(patient.commune_insee)
         nearby = await store.nearby_centre_ids(
             session, lat, lon, k=self.config.candidate_centres, max_km=self.config.max_travel_km
@@ -475,15 +434,33 @@ class SchedulerHandlers:
         await store.lock_centres(session, ids)
         schedules = await store.active_schedules(session, ids=ids)
         for _ in range(CONTENTION_ROUNDS):
-            booked = await store.booked_slots(session, ids, now, patient.deadline)
-            candidates = rank_candidates(
+            if planned is not None and planned.centre_id in ids:
+                appointment_id = new_id()
+                if await store.try_book(
+                    session,
+                    planned,
+                    appointment_id=appointment_id,
+                    referral_id=patient.referral_id,
+                    patient_ref=patient.patient_ref,
+                    priority=patient.priority.value,
+                    test_eligible=patient.test_eligible,
+                    now=now,
+                ):
+                    centre = await store.centre_row(session, planned.centre_id)
+                    return Booked(appointment_id, planned, centre, patient.test_eligible)
+                planned = None  # taken meanwhile: the policy's own choice, below
+            booked = await store.booked_slots(session, ids, now, self._horizon(patient, now))
+            candidates = rank_priced(
                 patient_lat=lat,
                 patient_lon=lon,
                 now=now,
                 deadline=patient.deadline,
+                priority=patient.priority,
                 centres=schedules,
                 booked=booked,
+                demand=await self._demand(session, ids, now),
                 weights=self.config.weights,
+                policy=self.config.policy,
             )
             if not candidates:
                 return None
@@ -504,13 +481,18 @@ class SchedulerHandlers:
         # Replicas took every candidate, several rounds running: hand the message back.
         raise RuntimeError("slots taken by concurrent bookings; will retry")
 
+    def _horizon(self, patient: Patient, now: datetime) -> datetime:
+        # The bookings the policy must see: to the deadline, and over the reserve window.
+        return max(patient.deadline, now + timedelta(minutes=self.config.policy.reserve_minutes))
+
+    async def _demand(self, session: Any, ids: list[str], now: datetime) -> dict[str, Demand]:
+        since = now - timedelta(minutes=self.config.policy.rate_window_minutes)
+        counts = await store.recent_demand(session, ids, since)
+        return {cid: Demand(bookings=t, urgent=u) for cid, (t, u) in counts.items()}
+
     async def _cancel(self, session: Any, appointment_id: str) -> None:
         await store.release(session, appointment_id)
-        await session.execute(
-            update(appointments)
-            .where(appointments.c.id == appointment_id)
-            .values(status="cancelled")
-        )
+        await store.set_appointment_status(session, appointment_id, "cancelled")
 
     async def _announce_move(
         self,
@@ -596,21 +578,19 @@ class SchedulerHandlers:
     ) -> None:
         session = delivery.session
         lat, lon = _place(patient.commune_insee)
-        await session.execute(delete(waitlist).where(waitlist.c.referral_id == patient.referral_id))
-        await session.execute(
-            insert(waitlist).values(
-                referral_id=patient.referral_id,
-                patient_ref=patient.patient_ref,
-                priority=patient.priority.value,
-                priority_rank=patient.priority.rank,
-                deadline=patient.deadline,
-                departement=patient.departement,
-                commune_insee=patient.commune_insee,
-                lat=lat,
-                lon=lon,
-                test_eligible=patient.test_eligible,
-                queued_at=now,
-            )
+        await store.put_on_waitlist(
+            session,
+            referral_id=patient.referral_id,
+            patient_ref=patient.patient_ref,
+            priority=patient.priority.value,
+            priority_rank=patient.priority.rank,
+            deadline=patient.deadline,
+            departement=patient.departement,
+            commune_insee=patient.commune_insee,
+            lat=lat,
+            lon=lon,
+            test_eligible=patient.test_eligible,
+            queued_at=now,
         )
         waiting = await self._waiting(session, patient.departement)
         await delivery.emit(
@@ -629,10 +609,7 @@ class SchedulerHandlers:
             await self._alert(delivery, patient.departement, now, AlertKind.WAITING_LIST, waiting)
 
     async def _waiting(self, session: Any, departement: str) -> int:
-        count = await session.scalar(
-            select(func.count()).select_from(waitlist).where(waitlist.c.departement == departement)
-        )
-        return int(count or 0)
+        return await store.waiting_count(session, departement)
 
     async def _alert(
         self,
@@ -663,14 +640,10 @@ class SchedulerHandlers:
         )
 
     async def _leave_waitlist(self, delivery: Delivery, referral_id: str, now: datetime) -> None:
-        departement = await delivery.session.scalar(
-            select(waitlist.c.departement).where(waitlist.c.referral_id == referral_id)
-        )
+        departement = await store.waiting_departement(delivery.session, referral_id)
         if departement is None:
             return
-        await delivery.session.execute(
-            delete(waitlist).where(waitlist.c.referral_id == referral_id)
-        )
+        await store.leave_waitlist(delivery.session, referral_id)
         await self._waiting_list_resolved(delivery, departement, now)
 
     async def _waiting_list_resolved(
@@ -706,6 +679,44 @@ class SchedulerHandlers:
             cleared=not saturated,
         )
 
+    async def _plan(self, session: Any, rows: list[Any], now: datetime) -> dict[str, Candidate]:
+        """Waiting patients (rows with lat, lon) placed jointly: referral -> the slot its
+        booking tries first (policy.assign_jointly over their nearest centres)."""
+        requests: list[Request] = []
+        ids: set[str] = set()
+        for row in rows:
+            deadline = max(as_utc(row.deadline), now + DRAIN_HORIZON)
+            requests.append(
+                Request(row.referral_id, Priority(row.priority), (row.lat, row.lon), deadline)
+            )
+            near = await store.nearby_centre_ids(
+                session,
+                row.lat,
+                row.lon,
+                k=self.config.candidate_centres,
+                max_km=self.config.max_travel_km,
+            )
+            ids.update(centre_id for centre_id, _ in near)
+        if len(requests) < 2 or not ids:
+            return {}  # one patient: _book's own choice is the same
+        centre_ids = sorted(ids)
+        await store.lock_centres(session, centre_ids)
+        horizon = max(
+            max(r.deadline for r in requests),
+            now + timedelta(minutes=self.config.policy.reserve_minutes),
+        )
+        return assign_jointly(
+            requests,
+            now=now,
+            centres=await store.active_schedules(session, ids=centre_ids),
+            booked=await store.booked_slots(session, centre_ids, now, horizon),
+            demand=await self._demand(session, centre_ids, now),
+            weights=self.config.weights,
+            policy=self.config.policy,
+            nearest=self.config.candidate_centres,
+            max_km=self.config.max_travel_km,
+        )
+
     async def _drain(self, delivery: Delivery, centre_id: str, now: datetime) -> None:
         """Capacity appeared at a centre: the patients waiting within reach of it are
         served, most urgent first."""
@@ -714,6 +725,8 @@ class SchedulerHandlers:
         if centre is None or centre.status != "active":
             return
         rows = await store.waiting_near(session, centre.lat, centre.lon, self.config.max_travel_km)
+        # The first of them placed together (a joint assignment), not one by one.
+        plan = await self._plan(session, rows[:DRAIN_BATCH], now)
         misses = 0
         drained: set[str] = set()
         for row in rows:
@@ -726,13 +739,13 @@ class SchedulerHandlers:
                 commune_insee=row.commune_insee,
                 test_eligible=bool(row.test_eligible),
             )
-            booked = await self._book(session, patient, now)
+            booked = await self._book(session, patient, now, plan.get(row.referral_id))
             if booked is None:
                 misses += 1
                 if misses >= DRAIN_MISSES:
                     break  # the centres around are full again
                 continue
-            await session.execute(delete(waitlist).where(waitlist.c.referral_id == row.referral_id))
+            await store.leave_waitlist(session, row.referral_id)
             await self._announce(delivery, patient, booked)
             drained.add(row.departement)
         for departement in drained:

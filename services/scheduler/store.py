@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from functools import cache
 from math import cos, radians
-from typing import Any
+from typing import Any, TypedDict
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Integer, Row, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +25,7 @@ from services.scheduler.tables import (
     capacity_changes,
     centres,
     origins,
+    reinforcements,
     waitlist,
 )
 from shared.db import as_utc
@@ -32,9 +34,37 @@ from shared.geo import haversine_km
 
 KM_PER_DEGREE = 111.195  # of latitude, on the mean Earth radius
 
+# Each statement is built once, at import (or once per shape, ``_schedules``), with its
+# parameters bound per call: a message costs the execution, not the construction, and
+# SQLAlchemy's compiled cache keys on the one statement object. Lists go through
+# expanding parameters (``IN (...)`` rendered per call from one statement).
+
+# A row of any shape: the callers read its columns by name.
+AnyRow = Row[*tuple[Any, ...]]
+
 
 def _hours(raw: Any) -> tuple[OpeningPeriod, ...]:
     return tuple(OpeningPeriod.model_validate(p) for p in raw)
+
+
+@cache
+def _schedules(any_status: bool, by_departement: bool, by_ids: bool) -> Select[*tuple[Any, ...]]:
+    """The centres' query for one shape of ``active_schedules``'s filters (eight in all)."""
+    query = select(centres)
+    if not any_status:
+        query = query.where(centres.c.status == "active")
+    if by_departement:
+        query = query.where(centres.c.departement == bindparam("departement"))
+    if by_ids:
+        query = query.where(centres.c.id.in_(bindparam("ids", expanding=True)))
+    return query.order_by(centres.c.id)
+
+
+_CAPACITY_CHANGES = (
+    select(capacity_changes)
+    .where(capacity_changes.c.centre_id.in_(bindparam("ids", expanding=True)))
+    .order_by(capacity_changes.c.recorded_at)
+)
 
 
 async def active_schedules(
@@ -46,20 +76,17 @@ async def active_schedules(
 ) -> list[CentreSchedule]:
     """The schedules of the active centres (``any_status``: of every centre, for what
     the ARS reads: a suspended centre's boxes are still the ones it was last given)."""
-    query = select(centres) if any_status else select(centres).where(centres.c.status == "active")
+    query = _schedules(any_status, departement is not None, ids is not None)
+    params: dict[str, Any] = {}
     if departement is not None:
-        query = query.where(centres.c.departement == departement)
+        params["departement"] = departement
     if ids is not None:
-        query = query.where(centres.c.id.in_(list(ids)))
-    rows = (await session.execute(query.order_by(centres.c.id))).all()
+        params["ids"] = list(ids)
+    rows = (await session.execute(query, params)).all()
     if not rows:
         return []
     changes: dict[str, list[ScheduleChange]] = defaultdict(list)
-    change_rows = await session.execute(
-        select(capacity_changes)
-        .where(capacity_changes.c.centre_id.in_([r.id for r in rows]))
-        .order_by(capacity_changes.c.recorded_at)
-    )
+    change_rows = await session.execute(_CAPACITY_CHANGES, {"ids": [r.id for r in rows]})
     for c in change_rows:
         changes[c.centre_id].append(
             ScheduleChange(
@@ -85,6 +112,13 @@ async def active_schedules(
     ]
 
 
+_ACTIVE_IN_BOX = select(centres.c.id, centres.c.lat, centres.c.lon).where(
+    centres.c.status == "active",
+    centres.c.lat.between(bindparam("lat_min"), bindparam("lat_max")),
+    centres.c.lon.between(bindparam("lon_min"), bindparam("lon_max")),
+)
+
+
 async def nearby_centre_ids(
     session: AsyncSession, lat: float, lon: float, *, k: int, max_km: float
 ) -> list[tuple[str, float]]:
@@ -100,11 +134,13 @@ async def nearby_centre_ids(
         dlon = radius / (KM_PER_DEGREE * max(0.1, cos(radians(abs(lat) + dlat))))
         rows = (
             await session.execute(
-                select(centres.c.id, centres.c.lat, centres.c.lon).where(
-                    centres.c.status == "active",
-                    centres.c.lat.between(lat - dlat, lat + dlat),
-                    centres.c.lon.between(lon - dlon, lon + dlon),
-                )
+                _ACTIVE_IN_BOX,
+                {
+                    "lat_min": lat - dlat,
+                    "lat_max": lat + dlat,
+                    "lon_min": lon - dlon,
+                    "lon_max": lon + dlon,
+                },
             )
         ).all()
         found = sorted(
@@ -120,12 +156,20 @@ async def lock_centres(session: AsyncSession, centre_ids: Sequence[str]) -> None
     locks, in id order so that two replicas never deadlock). The unique key on
     (centre, start, box) stays the last word; this only spares wasted retries."""
     if session.get_bind().dialect.name == "postgresql" and centre_ids:
-        await session.execute(
-            select(centres.c.id)
-            .where(centres.c.id.in_(sorted(centre_ids)))
-            .order_by(centres.c.id)
-            .with_for_update()
-        )
+        await session.execute(_LOCK_CENTRES, {"ids": sorted(centre_ids)})
+
+
+_LOCK_CENTRES = (
+    select(centres.c.id)
+    .where(centres.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(centres.c.id)
+    .with_for_update()
+)
+_BOOKED_SLOTS = select(bookings.c.centre_id, bookings.c.start, bookings.c.box).where(
+    bookings.c.centre_id.in_(bindparam("ids", expanding=True)),
+    bookings.c.start >= bindparam("start"),
+    bookings.c.start <= bindparam("end"),
+)
 
 
 async def booked_slots(
@@ -135,11 +179,7 @@ async def booked_slots(
     if not centre_ids:
         return booked
     rows = await session.execute(
-        select(bookings.c.centre_id, bookings.c.start, bookings.c.box).where(
-            bookings.c.centre_id.in_(list(centre_ids)),
-            bookings.c.start >= start,
-            bookings.c.start <= end,
-        )
+        _BOOKED_SLOTS, {"ids": list(centre_ids), "start": start, "end": end}
     )
     for centre_id, slot_start, box in rows:
         booked[centre_id].add((as_utc(slot_start), box))
@@ -166,60 +206,86 @@ async def try_book(
     try:
         async with session.begin_nested():
             await session.execute(
-                insert(bookings).values(
-                    centre_id=candidate.centre_id,
-                    start=candidate.start,
-                    box=candidate.box,
-                    appointment_id=appointment_id,
-                )
+                _INSERT_BOOKING,
+                {
+                    "centre_id": candidate.centre_id,
+                    "start": candidate.start,
+                    "box": candidate.box,
+                    "appointment_id": appointment_id,
+                },
             )
     except IntegrityError:
         return False
     await session.execute(
-        insert(appointments).values(
-            id=appointment_id,
-            referral_id=referral_id,
-            patient_ref=patient_ref,
-            centre_id=candidate.centre_id,
-            start=candidate.start,
-            end=candidate.end,
-            box=candidate.box,
-            priority=priority,
-            distance_km=candidate.distance_km,
-            test_eligible=test_eligible,
-            status="booked",
-            created_at=now,
-        )
+        _INSERT_APPOINTMENT,
+        {
+            "id": appointment_id,
+            "referral_id": referral_id,
+            "patient_ref": patient_ref,
+            "centre_id": candidate.centre_id,
+            "start": candidate.start,
+            "end": candidate.end,
+            "box": candidate.box,
+            "priority": priority,
+            "distance_km": candidate.distance_km,
+            "test_eligible": test_eligible,
+            "status": "booked",
+            "created_at": now,
+        },
     )
     return True
 
 
+_INSERT_BOOKING = insert(bookings)
+_INSERT_APPOINTMENT = insert(appointments)
+_RELEASE = delete(bookings).where(bookings.c.appointment_id == bindparam("appointment_id"))
+_CENTRE = select(centres).where(centres.c.id == bindparam("centre_id"))
+_ORIGIN_KNOWN = select(origins.c.referral_id).where(
+    origins.c.referral_id == bindparam("referral_id")
+)
+_INSERT_ORIGIN = insert(origins)
+_ORIGIN = select(origins.c.departement, origins.c.commune_insee).where(
+    origins.c.referral_id == bindparam("referral_id")
+)
+
+
 async def release(session: AsyncSession, appointment_id: str) -> None:
-    await session.execute(delete(bookings).where(bookings.c.appointment_id == appointment_id))
+    await session.execute(_RELEASE, {"appointment_id": appointment_id})
 
 
 async def centre_row(session: AsyncSession, centre_id: str) -> Any:
-    return (await session.execute(select(centres).where(centres.c.id == centre_id))).first()
+    return (await session.execute(_CENTRE, {"centre_id": centre_id})).first()
 
 
 async def remember_origin(
     session: AsyncSession, referral_id: str, departement: str, commune_insee: str
 ) -> None:
     """Where the patient comes from, to place them again if their centre closes."""
-    exists = await session.scalar(
-        select(origins.c.referral_id).where(origins.c.referral_id == referral_id)
-    )
+    exists = await session.scalar(_ORIGIN_KNOWN, {"referral_id": referral_id})
     if exists is None:
         await session.execute(
-            insert(origins).values(
-                referral_id=referral_id, departement=departement, commune_insee=commune_insee
-            )
+            _INSERT_ORIGIN,
+            {
+                "referral_id": referral_id,
+                "departement": departement,
+                "commune_insee": commune_insee,
+            },
         )
 
 
 async def referral_origin(session: AsyncSession, referral_id: str) -> tuple[str, str]:
-    row = (await session.execute(select(origins).where(origins.c.referral_id == referral_id))).one()
+    row = (await session.execute(_ORIGIN, {"referral_id": referral_id})).one()
     return row.departement, row.commune_insee
+
+
+_WAITING_IN_BOX = (
+    select(waitlist)
+    .where(
+        waitlist.c.lat.between(bindparam("lat_min"), bindparam("lat_max")),
+        waitlist.c.lon.between(bindparam("lon_min"), bindparam("lon_max")),
+    )
+    .order_by(waitlist.c.priority_rank, waitlist.c.deadline, waitlist.c.queued_at)
+)
 
 
 async def waiting_near(session: AsyncSession, lat: float, lon: float, max_km: float) -> list[Any]:
@@ -228,12 +294,13 @@ async def waiting_near(session: AsyncSession, lat: float, lon: float, max_km: fl
     dlon = max_km / (KM_PER_DEGREE * max(0.1, cos(radians(abs(lat) + dlat))))
     rows = (
         await session.execute(
-            select(waitlist)
-            .where(
-                waitlist.c.lat.between(lat - dlat, lat + dlat),
-                waitlist.c.lon.between(lon - dlon, lon + dlon),
-            )
-            .order_by(waitlist.c.priority_rank, waitlist.c.deadline, waitlist.c.queued_at)
+            _WAITING_IN_BOX,
+            {
+                "lat_min": lat - dlat,
+                "lat_max": lat + dlat,
+                "lon_min": lon - dlon,
+                "lon_max": lon + dlon,
+            },
         )
     ).all()
     return [r for r in rows if haversine_km(lat, lon, r.lat, r.lon) <= max_km]
@@ -247,6 +314,19 @@ class Load:
     boxes: int
 
 
+_DEPARTEMENT_BOOKED = (
+    select(func.count())
+    .select_from(bookings)
+    .join(centres, centres.c.id == bookings.c.centre_id)
+    .where(
+        centres.c.departement == bindparam("departement"),
+        centres.c.status == "active",
+        bookings.c.start >= bindparam("start"),
+        bookings.c.start < bindparam("end"),
+    )
+)
+
+
 async def departement_load(
     session: AsyncSession, departement: str, start: datetime, hours: int = 24
 ) -> Load:
@@ -255,34 +335,372 @@ async def departement_load(
     schedules = await active_schedules(session, departement=departement)
     capacity = sum(capacity_between(s, start, end) for s in schedules)
     booked = await session.scalar(
-        select(func.count())
-        .select_from(bookings)
-        .join(centres, centres.c.id == bookings.c.centre_id)
-        .where(
-            centres.c.departement == departement,
-            centres.c.status == "active",
-            bookings.c.start >= start,
-            bookings.c.start < end,
-        )
+        _DEPARTEMENT_BOOKED, {"departement": departement, "start": start, "end": end}
     )
     return Load(capacity, int(booked or 0), len(schedules), sum(s.boxes for s in schedules))
 
 
+_ALERT = select(alerts.c.sent_at).where(
+    alerts.c.departement == bindparam("departement"), alerts.c.kind == bindparam("kind")
+)
+_INSERT_ALERT = insert(alerts)
+_CLEAR_ALERT = delete(alerts).where(
+    alerts.c.departement == bindparam("departement"), alerts.c.kind == bindparam("kind")
+)
+
+
 async def alert_active(session: AsyncSession, departement: str, kind: str) -> bool:
     """An alert of this cause is raised for the département and not cleared yet."""
-    found = await session.scalar(
-        select(alerts.c.sent_at).where(alerts.c.departement == departement, alerts.c.kind == kind)
-    )
+    found = await session.scalar(_ALERT, {"departement": departement, "kind": kind})
     return found is not None
 
 
 async def record_alert(session: AsyncSession, departement: str, kind: str, now: datetime) -> None:
-    await session.execute(insert(alerts).values(departement=departement, kind=kind, sent_at=now))
+    await session.execute(_INSERT_ALERT, {"departement": departement, "kind": kind, "sent_at": now})
 
 
 async def clear_alert(session: AsyncSession, departement: str, kind: str) -> bool:
     """The alert's cause ended: True if one was raised (and is now cleared)."""
-    deleted = await session.execute(
-        delete(alerts).where(alerts.c.departement == departement, alerts.c.kind == kind)
-    )
+    deleted = await session.execute(_CLEAR_ALERT, {"departement": departement, "kind": kind})
     return bool(deleted.rowcount)  # type: ignore[attr-defined]
+
+
+# -- centres as the ARS decides them ------------------------------------------------
+
+
+class CentreFields(TypedDict):
+    """A centre's columns as its activation sets them (all but ``id``)."""
+
+    name: str
+    kind: str
+    commune_insee: str
+    departement: str
+    lat: float
+    lon: float
+    address: str | None
+    opening_hours: list[dict[str, Any]]
+    boxes: int
+    consultation_minutes: int
+    first_day: date
+    status: str
+    updated_at: datetime
+
+
+_INSERT_CENTRE = insert(centres)
+# The bound names differ from the columns': an UPDATE reserves the column names for SET.
+_UPDATE_CENTRE = (
+    update(centres)
+    .where(centres.c.id == bindparam("centre_id"))
+    .values({name: bindparam(f"new_{name}") for name in CentreFields.__annotations__})
+)
+_CENTRE_STATUS = (
+    update(centres)
+    .where(centres.c.id == bindparam("centre_id"))
+    .values(status=bindparam("new_status"), updated_at=bindparam("new_updated_at"))
+)
+_INSERT_CAPACITY_CHANGE = insert(capacity_changes)
+_INSERT_REINFORCEMENT = insert(reinforcements)
+
+
+async def add_centre(session: AsyncSession, centre_id: str, fields: CentreFields) -> None:
+    await session.execute(_INSERT_CENTRE, {"id": centre_id, **fields})
+
+
+async def update_centre(session: AsyncSession, centre_id: str, fields: CentreFields) -> None:
+    await session.execute(
+        _UPDATE_CENTRE,
+        {"centre_id": centre_id, **{f"new_{name}": value for name, value in fields.items()}},
+    )
+
+
+async def set_centre_status(
+    session: AsyncSession, centre_id: str, status: str, now: datetime
+) -> None:
+    await session.execute(
+        _CENTRE_STATUS, {"centre_id": centre_id, "new_status": status, "new_updated_at": now}
+    )
+
+
+async def add_capacity_change(
+    session: AsyncSession,
+    *,
+    event_id: str,
+    centre_id: str,
+    from_date: date,
+    boxes: int | None,
+    opening_hours: list[dict[str, Any]] | None,
+    consultation_minutes: int | None,
+    recorded_at: datetime,
+) -> None:
+    await session.execute(
+        _INSERT_CAPACITY_CHANGE,
+        {
+            "event_id": event_id,
+            "centre_id": centre_id,
+            "from_date": from_date,
+            "boxes": boxes,
+            "opening_hours": opening_hours,
+            "consultation_minutes": consultation_minutes,
+            "recorded_at": recorded_at,
+        },
+    )
+
+
+async def add_reinforcement(
+    session: AsyncSession,
+    *,
+    request_id: str,
+    centre_id: str,
+    departement: str,
+    count: int,
+    profession: str,
+    from_date: date,
+    note: str,
+    requested_at: datetime,
+) -> None:
+    await session.execute(
+        _INSERT_REINFORCEMENT,
+        {
+            "id": request_id,
+            "centre_id": centre_id,
+            "departement": departement,
+            "count": count,
+            "profession": profession,
+            "from_date": from_date,
+            "note": note,
+            "requested_at": requested_at,
+        },
+    )
+
+
+# -- appointments -------------------------------------------------------------------
+
+_BOOKED_APPOINTMENT = select(appointments).where(
+    appointments.c.referral_id == bindparam("referral_id"),
+    appointments.c.status == "booked",
+)
+_FUTURE_APPOINTMENTS = (
+    select(appointments)
+    .where(
+        appointments.c.centre_id == bindparam("centre_id"),
+        appointments.c.status == "booked",
+        appointments.c.start >= bindparam("now"),
+    )
+    .order_by(appointments.c.start)
+)
+_APPOINTMENT_OWNER = select(appointments.c.centre_id, appointments.c.referral_id).where(
+    appointments.c.id == bindparam("appointment_id")
+)
+_PATIENT_OF_CENTRE = select(appointments.c.id).where(
+    appointments.c.referral_id == bindparam("referral_id"),
+    appointments.c.centre_id == bindparam("centre_id"),
+)
+_APPOINTMENT_STATUS = (
+    update(appointments)
+    .where(appointments.c.id == bindparam("appointment_id"))
+    .values(status=bindparam("new_status"))
+)
+_APPOINTMENT_PRIORITY = (
+    update(appointments)
+    .where(appointments.c.id == bindparam("appointment_id"))
+    .values(priority=bindparam("new_priority"), test_eligible=bindparam("new_test_eligible"))
+)
+
+
+async def booked_appointment(session: AsyncSession, referral_id: str) -> AnyRow | None:
+    """The referral's booked appointment (every column of ``appointments``), or None."""
+    return (await session.execute(_BOOKED_APPOINTMENT, {"referral_id": referral_id})).first()
+
+
+async def future_appointments(
+    session: AsyncSession, centre_id: str, now: datetime
+) -> Sequence[AnyRow]:
+    """The centre's booked appointments from ``now`` on, soonest first."""
+    return (await session.execute(_FUTURE_APPOINTMENTS, {"centre_id": centre_id, "now": now})).all()
+
+
+async def appointment_owner(session: AsyncSession, appointment_id: str) -> AnyRow | None:
+    """The appointment's ``centre_id`` and ``referral_id``, or None."""
+    return (await session.execute(_APPOINTMENT_OWNER, {"appointment_id": appointment_id})).first()
+
+
+async def is_patient_of(session: AsyncSession, referral_id: str, centre_id: str) -> bool:
+    """The centre has (or had) an appointment for this referral."""
+    found = await session.scalar(
+        _PATIENT_OF_CENTRE, {"referral_id": referral_id, "centre_id": centre_id}
+    )
+    return found is not None
+
+
+async def set_appointment_status(session: AsyncSession, appointment_id: str, status: str) -> None:
+    await session.execute(
+        _APPOINTMENT_STATUS, {"appointment_id": appointment_id, "new_status": status}
+    )
+
+
+async def set_appointment_priority(
+    session: AsyncSession, appointment_id: str, priority: str, test_eligible: bool
+) -> None:
+    await session.execute(
+        _APPOINTMENT_PRIORITY,
+        {
+            "appointment_id": appointment_id,
+            "new_priority": priority,
+            "new_test_eligible": test_eligible,
+        },
+    )
+
+
+# -- the waiting list ---------------------------------------------------------------
+
+_INSERT_WAITING = insert(waitlist)
+_LEAVE_WAITLIST = delete(waitlist).where(waitlist.c.referral_id == bindparam("referral_id"))
+_WAITING_DEPARTEMENT = select(waitlist.c.departement).where(
+    waitlist.c.referral_id == bindparam("referral_id")
+)
+_WAITING_COUNT = (
+    select(func.count())
+    .select_from(waitlist)
+    .where(waitlist.c.departement == bindparam("departement"))
+)
+_WAITING_BY_DEPARTEMENT = select(waitlist.c.departement, func.count()).group_by(
+    waitlist.c.departement
+)
+
+
+async def put_on_waitlist(
+    session: AsyncSession,
+    *,
+    referral_id: str,
+    patient_ref: str,
+    priority: str,
+    priority_rank: int,
+    deadline: datetime,
+    departement: str,
+    commune_insee: str,
+    lat: float,
+    lon: float,
+    test_eligible: bool,
+    queued_at: datetime,
+) -> None:
+    """The patient on the waiting list, in place of any earlier entry of theirs."""
+    await session.execute(_LEAVE_WAITLIST, {"referral_id": referral_id})
+    await session.execute(
+        _INSERT_WAITING,
+        {
+            "referral_id": referral_id,
+            "patient_ref": patient_ref,
+            "priority": priority,
+            "priority_rank": priority_rank,
+            "deadline": deadline,
+            "departement": departement,
+            "commune_insee": commune_insee,
+            "lat": lat,
+            "lon": lon,
+            "test_eligible": test_eligible,
+            "queued_at": queued_at,
+        },
+    )
+
+
+async def leave_waitlist(session: AsyncSession, referral_id: str) -> None:
+    await session.execute(_LEAVE_WAITLIST, {"referral_id": referral_id})
+
+
+async def waiting_departement(session: AsyncSession, referral_id: str) -> str | None:
+    """The département where the referral waits, or None when it does not wait."""
+    found: str | None = await session.scalar(_WAITING_DEPARTEMENT, {"referral_id": referral_id})
+    return found
+
+
+async def waiting_count(session: AsyncSession, departement: str) -> int:
+    count = await session.scalar(_WAITING_COUNT, {"departement": departement})
+    return int(count or 0)
+
+
+async def waiting_by_departement(session: AsyncSession) -> dict[str, int]:
+    rows = (await session.execute(_WAITING_BY_DEPARTEMENT)).all()
+    return {departement: int(count) for departement, count in rows}
+
+
+# -- what the ARS reads -------------------------------------------------------------
+
+_CENTRES = select(centres).order_by(centres.c.departement, centres.c.id)
+_CENTRES_OF = (
+    select(centres)
+    .where(centres.c.departement == bindparam("departement"))
+    .order_by(centres.c.departement, centres.c.id)
+)
+_CENTRE_BOOKED = (
+    select(func.count())
+    .select_from(bookings)
+    .where(
+        bookings.c.centre_id == bindparam("centre_id"),
+        bookings.c.start >= bindparam("start"),
+        bookings.c.start < bindparam("end"),
+    )
+)
+_REINFORCEMENTS = (
+    select(reinforcements)
+    .order_by(reinforcements.c.requested_at.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+_REINFORCEMENTS_OF = (
+    select(reinforcements)
+    .where(reinforcements.c.departement == bindparam("departement"))
+    .order_by(reinforcements.c.requested_at.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+_ALERTS = select(alerts)
+
+
+async def centre_rows(session: AsyncSession, departement: str | None) -> Sequence[AnyRow]:
+    """Every centre (of the département, if given), whatever its status, by
+    département then id."""
+    if departement is None:
+        return (await session.execute(_CENTRES)).all()
+    return (await session.execute(_CENTRES_OF, {"departement": departement})).all()
+
+
+async def centre_booked(
+    session: AsyncSession, centre_id: str, start: datetime, end: datetime
+) -> int:
+    """Slots booked at the centre starting in [start, end)."""
+    count = await session.scalar(
+        _CENTRE_BOOKED, {"centre_id": centre_id, "start": start, "end": end}
+    )
+    return int(count or 0)
+
+
+async def reinforcement_requests(
+    session: AsyncSession, departement: str | None, limit: int
+) -> Sequence[AnyRow]:
+    """What centres asked the ARS for (of the département, if given), newest first."""
+    if departement is None:
+        return (await session.execute(_REINFORCEMENTS, {"limit": limit})).all()
+    return (
+        await session.execute(_REINFORCEMENTS_OF, {"departement": departement, "limit": limit})
+    ).all()
+
+
+async def raised_alerts(session: AsyncSession) -> Sequence[AnyRow]:
+    return (await session.execute(_ALERTS)).all()
+
+
+async def recent_demand(
+    session: AsyncSession, centre_ids: Sequence[str], since: datetime
+) -> dict[str, tuple[int, int]]:
+    """Per centre: appointments booked since ``since``, and those of them for a priority
+    more urgent than routine (what the online policy learns its prices from)."""
+    if not centre_ids:
+        return {}
+    rows = await session.execute(
+        select(appointments.c.centre_id, appointments.c.priority, func.count())
+        .where(appointments.c.centre_id.in_(list(centre_ids)), appointments.c.created_at >= since)
+        .group_by(appointments.c.centre_id, appointments.c.priority)
+    )
+    out: dict[str, tuple[int, int]] = {}
+    for centre_id, priority, count in rows:
+        total, urgent = out.get(centre_id, (0, 0))
+        out[centre_id] = (total + count, urgent + (count if priority != "routine" else 0))
+    return out

@@ -153,6 +153,12 @@ class ReferralRegulated(EventPayload):
     commune_insee: str
     departement: str
 
+    def routing_key(self) -> str:
+        # The decision in the key: the notifier binds only the decisions it tells (an
+        # orientation is told with its appointment), one delivery per booked referral
+        # fewer; the scheduler and intake bind them all.
+        return f"{self.event_type}.{self.decision.value}"
+
 
 class ReferralWaitlisted(EventPayload):
     """No slot fits before the deadline: the patient waits (FHIR status: waitlist)."""

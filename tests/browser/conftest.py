@@ -31,6 +31,8 @@ class Stack:
 def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     if chromium_paths() is None:
         pytest.skip("no Chromium: apt-get install -y chromium chromium-driver")
+    # Chosen first: the notifier writes the patient's link to the console's address.
+    port = free_port()
     services = ServiceProcesses(
         {
             "AIGUILLAGE_ENVIRONMENT": settings.environment.value,
@@ -41,11 +43,11 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
             "AIGUILLAGE_AUTH_SECRET": settings.auth_secret,
             # Plain http on 127.0.0.1: Secure cookies would not come back.
             "AIGUILLAGE_CONSOLE_SECURE_COOKIES": "false",
+            "AIGUILLAGE_PATIENT_LINK_BASE_URL": f"http://127.0.0.1:{port}",
         },
         tmp_path / "logs",
     )
     services.start()
-    port = free_port()
     log = tmp_path / "logs" / "console.log"
     with log.open("ab") as out:
         console = subprocess.Popen(

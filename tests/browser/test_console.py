@@ -26,6 +26,7 @@ from shared.events import RiskFactor, Vitals
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import centre_queue
+from tests.browser.axe import assert_accessible
 from tests.console_session import person
 from tests.helpers import Tap, centre, referral
 
@@ -107,6 +108,7 @@ async def test_the_ars_activates_a_centre_and_sees_it_appear(
         assert "actif" in row.text
         assert rows(browser, '#departements tr[data-departement="75"]')
         assert rows(browser, 'svg circle[data-centre="paris-13-navigateur"]')
+        assert_accessible(browser, "the ARS's territory with a centre")
 
         # A decision published elsewhere reaches the open page too.
         async with EventPublisher(settings.broker_url, settings.namespace, "ars") as ars:
@@ -200,6 +202,7 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
             "Armelle Dupont-Lajoie": "Test à prescrire : oui",
         }
         assert "Heure (Paris)" in text
+        assert_accessible(browser, "a centre's day with its patients")
 
         # A centre is not the ARS.
         browser.get(f"{stack.url}/territoire")
@@ -272,9 +275,22 @@ async def test_centre_15_decides_on_a_held_referral(
             assert browser.current_url.endswith("/centre-15")
             row = wait_until(browser, lambda d: rows(d, "#en-attente tr[data-referral]"))[0]
             referral_id = row.get_attribute("data-referral")
-            Select(row.find_element(By.NAME, "decision")).select_by_value("orient")
-            row.find_element(By.NAME, "commentaire").send_keys("Vu au téléphone, stable")
-            row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            assert_accessible(browser, "Centre 15's desk with a held referral")
+
+            def decide(driver: Any) -> bool:
+                # The list is refreshed live: a row found before may have been replaced.
+                try:
+                    row = driver.find_element(
+                        By.CSS_SELECTOR, f'#en-attente tr[data-referral="{referral_id}"]'
+                    )
+                    Select(row.find_element(By.NAME, "decision")).select_by_value("orient")
+                    row.find_element(By.NAME, "commentaire").send_keys("Vu au téléphone, stable")
+                    row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+                except StaleElementReferenceException:
+                    return False
+                return True
+
+            wait_until(browser, decide)
             wait_until(browser, lambda d: "Décision enregistrée" in d.page_source)
             wait_until(browser, lambda d: not rows(d, "#en-attente tr[data-referral]"))
             # The decision is the person's: their login is the regulator of record.
@@ -326,6 +342,7 @@ async def test_a_person_logs_out_and_their_old_session_is_refused(
         browser.find_element(By.ID, "lien-audit").click()
         audit = wait_until(browser, lambda d: d.find_element(By.ID, "audit"))
         assert "rennes-deconnexion" in audit.text and login in audit.text
+        assert_accessible(browser, "the audit trail with an entry")
 
         # Log out: the server ends the session.
         browser.find_element(By.CSS_SELECTOR, "form.deconnexion button").click()

@@ -71,7 +71,7 @@ async def test_escalating_an_oriented_patient_frees_the_slot_and_tells_the_centr
 ) -> None:
     s = settings
     await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
-    keys = ("referral.regulated", "slot.assigned.*", "appointment.cancelled.*")
+    keys = ("referral.regulated.*", "slot.assigned.*", "appointment.cancelled.*")
     async with Tap(s.broker_url, s.namespace, *keys, "notification.sent", "reply.#") as tap:
         await _open_centre(s, "rennes-ovr")
         async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
@@ -170,7 +170,7 @@ async def test_releasing_a_held_patient_to_a_centre_books_a_slot(
             )
         }
     )
-    async with Tap(s.broker_url, s.namespace, "referral.regulated", "slot.assigned.*") as tap:
+    async with Tap(s.broker_url, s.namespace, "referral.regulated.*", "slot.assigned.*") as tap:
         await _open_centre(s, "rennes-hld")
         async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
             await gp.publish(held, correlation_id="held-1")

@@ -469,3 +469,31 @@ async def test_the_referrer_is_told_from_the_contact_alone(
     assert not [r for r in await _rows(notifier, deferred_outcomes) if r.referral_id == referral_id]
     [known] = [r for r in await _rows(notifier, referrers) if r.referral_id == referral_id]
     assert (known.kind, known.identifier, known.reply_to) == ("gp", "gp-2", "gp-2")
+
+
+async def test_a_notice_waits_for_a_contact_later_than_its_whole_retry_budget(
+    settings: Settings,
+    notifier: ServiceRuntime,
+    mailbox: tuple[Mailbox, int],
+    gateway: tuple[Gateway, int],
+) -> None:
+    """In a burst the contacts queue can lag the appointments queue by more than every
+    try's backoff: the patient's notices wait for the contact (their tries untouched),
+    and are sent once it comes, instead of failing and being dead-lettered."""
+    s = settings
+    _received, contact, slot = _events()
+    async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+        await pub.publish_envelope(*slot)
+        # Four tries of 0.2 s doubling take 1.4 s: the contact comes well after.
+        await asyncio.sleep(3.0)
+        waiting = [r for r in await _rows(notifier, notifications) if r.recipient_kind == "patient"]
+        assert waiting and all(r.status == "pending" and r.attempts == 0 for r in waiting)
+        await pub.publish_envelope(*contact)
+
+    async def patient_told() -> bool:
+        rows = await _rows(notifier, notifications)
+        return sum(r.status == "sent" and r.recipient_kind == "patient" for r in rows) == 2
+
+    await _until(patient_told, timeout=30)
+    assert len(mailbox[0].delivered) == 1 and len(gateway[0].sms) == 1
+    assert not await dead_letters(s.broker_url, s.namespace, "notifier", expected=1, timeout=1)

@@ -105,7 +105,7 @@ async def test_a_regulator_releases_a_held_referral_by_event(settings: Settings)
     s = settings
     async with (
         running(s) as runtime,
-        Tap(s.broker_url, s.namespace, "referral.regulated") as tap,
+        Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap,
     ):
         await refer(s, tap, held_referral("held-1"))
         [held] = regulated_of(tap, "held-1")
@@ -176,7 +176,7 @@ async def test_decisions_that_cannot_stand_are_dead_lettered_at_once(settings: S
     s = settings
     async with (
         running(s) as runtime,
-        Tap(s.broker_url, s.namespace, "referral.regulated") as tap,
+        Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap,
     ):
         await refer(s, tap, mild_referral("mild-1"))
         async with EventPublisher(s.broker_url, s.namespace, "centre_15") as centre_15:
@@ -200,7 +200,7 @@ async def test_decisions_that_cannot_stand_are_dead_lettered_at_once(settings: S
     assert [m.headers["x-error-code"] for m in letters] == ["invalid_decision"] * 2
     assert all(m.headers["x-attempts"] == 1 for m in letters)
     errors = " ".join(str(m.headers["x-error"]) for m in letters)
-    assert "orientation only" in errors and "escalate" in errors
+    assert "qu'à une orientation" in errors and "adresser au SAMU" in errors
     assert count == 1 and len(regulated_of(tap, "mild-1")) == 1
 
 
@@ -219,7 +219,7 @@ async def test_http_decision_audit_trail_and_held_queue(settings: Settings) -> N
     centre = issue_token(s, Role.CENTRE, "rennes-poterie", ServiceName.REGULATION)
     async with (
         running(s) as runtime,
-        Tap(s.broker_url, s.namespace, "referral.regulated") as tap,
+        Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap,
     ):
         await refer(s, tap, held_referral("h-1"), held_referral("h-2"), mild_referral("m-1"))
         orient = {"decision": "orient", "priority": "urgent", "comment": "seen the file"}
@@ -242,7 +242,7 @@ async def test_http_decision_audit_trail_and_held_queue(settings: Settings) -> N
             wrong = await http.post(
                 "/referrals/m-1/decision", json={"decision": "home_follow_up", "priority": "asap"}
             )
-            assert wrong.status_code == 422 and "orientation only" in wrong.text
+            assert wrong.status_code == 422 and "qu'à une orientation" in wrong.text
             unknown = await http.post("/referrals/m-1/decision", json={"decision": "maybe"})
             assert unknown.status_code == 422
 
@@ -309,7 +309,7 @@ async def test_the_commands_decide_and_read_the_trail(settings: Settings) -> Non
     await declare_topology(s.broker_url, s.namespace)
     async with (
         running(s),
-        Tap(s.broker_url, s.namespace, "referral.regulated") as tap,
+        Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap,
     ):
         await refer(s, tap, held_referral("cli-1"))
         refused = await asyncio.to_thread(

@@ -127,7 +127,7 @@ async def test_a_new_version_applies_from_its_publication_while_referrals_flow(
     stop = asyncio.Event()
     async with (
         running(s) as runtime,
-        Tap(s.broker_url, s.namespace, "referral.regulated") as tap,
+        Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap,
         EventPublisher(s.broker_url, s.namespace, "intake") as intake,
         EventPublisher(s.broker_url, s.namespace, "centre_15") as centre_15,
     ):
@@ -210,7 +210,7 @@ async def test_replicas_agree_and_a_restart_keeps_the_version(
         update={"regulation_database_url": await postgres.create("regulation"), "prefetch": 1}
     )
     await declare_topology(s.broker_url, s.namespace)
-    async with Tap(s.broker_url, s.namespace, "referral.regulated") as tap:
+    async with Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap:
         async with (
             running(s) as first,
             running(s) as second,
@@ -268,7 +268,7 @@ async def test_invalid_documents_are_dead_lettered_and_change_nothing(
     conflicting["severity"]["spo2_below"] = 92.0  # version "1" with other content
     async with (
         running(s) as runtime,
-        Tap(s.broker_url, s.namespace, "referral.regulated") as tap,
+        Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap,
         EventPublisher(s.broker_url, s.namespace, "centre_15") as centre_15,
     ):
         await centre_15.publish(
@@ -378,7 +378,7 @@ async def test_publishing_a_stored_version_again_goes_back_to_it(settings: Setti
     s = settings
     async with (
         running(s) as runtime,
-        Tap(s.broker_url, s.namespace, "referral.regulated") as tap,
+        Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap,
         EventPublisher(s.broker_url, s.namespace, "centre_15") as centre_15,
         EventPublisher(s.broker_url, s.namespace, "intake") as intake,
     ):

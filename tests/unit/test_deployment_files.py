@@ -176,3 +176,42 @@ def test_management_ui_and_database_are_not_published_by_default() -> None:
     # Asked for: on the host's loopback only.
     assert expose["services"]["rabbitmq"]["ports"] == ["127.0.0.1:15672:15672"]
     assert expose["services"]["postgres"]["ports"] == ["127.0.0.1:5432:5432"]
+
+
+def test_cluster_profile_runs_three_nodes_and_two_replicas_of_each_service() -> None:
+    services = _compose()["services"]
+    nodes = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"]
+    conf = (ROOT / "deploy" / "rabbitmq-cluster.conf").read_text()
+    assert "cluster_formation.peer_discovery_backend = classic_config" in conf
+    assert "cluster_partition_handling = pause_minority" in conf
+    for index, node in enumerate(nodes, start=1):
+        spec = services[node]
+        # Its node name (rabbit@<hostname>) is in the classic config, and stable.
+        assert spec["hostname"] == node
+        assert f"cluster_formation.classic_config.nodes.{index} = rabbit@{node}" in conf
+        assert any(v.endswith(":/etc/rabbitmq/conf.d/30-cluster.conf:ro") for v in spec["volumes"])
+        assert any(
+            v.startswith(f"{node}-data:") or v.startswith("rabbitmq-data:") for v in spec["volumes"]
+        )
+        # The shared Erlang cookie comes from the environment, required, no default.
+        env = spec["environment"]
+        for name in ("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "RABBITMQ_CTL_ERL_ARGS"):
+            assert env[name] == (
+                "-setcookie ${RABBITMQ_ERLANG_COOKIE:?set it with `aiguillage secrets generate`}"
+            )
+    assert "profiles" not in services["rabbitmq"]  # the single node is the first one
+    assert services["rabbitmq-2"]["profiles"] == services["rabbitmq-3"]["profiles"] == ["cluster"]
+    data = {v.split(":")[0] for n in nodes for v in services[n]["volumes"] if "-data:" in v}
+    assert len(data) == 3  # each node its own disk
+    for service in ServiceName:
+        first, second = services[service.value], services[f"{service.value}-2"]
+        assert second["profiles"] == ["cluster"]
+        assert second["command"] == first["command"] and second["ports"] == []
+        assert second["environment"] == first["environment"]  # the same database
+        urls = first["environment"]["AIGUILLAGE_BROKER_URLS"].split(",")
+        password = f"{service.value.upper()}_BROKER_PASSWORD"
+        assert urls == [
+            f"amqp://{service.value}:${{{password}:?set it with `aiguillage secrets generate`}}"
+            f"@{node}:5672/${{AIGUILLAGE_NAMESPACE:-aiguillage}}?heartbeat=10"
+            for node in nodes
+        ]

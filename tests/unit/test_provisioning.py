@@ -61,7 +61,9 @@ def who(permission: str, name: str, plan: Plan = PLAN) -> set[str]:
 
 
 def example(pattern: str) -> str:
-    return pattern.format(centre_id="poterie", departement="35", reply_to="sos-rennes")
+    return pattern.format(
+        centre_id="poterie", departement="35", reply_to="sos-rennes", decision="orient"
+    )
 
 
 def replies(actor: str) -> str:

@@ -799,7 +799,8 @@ def test_a_regulators_decision_is_recorded_with_the_protocols_view() -> None:
     )
     assert codes(outcome) == ["regulator.orient", "protocol.hold", "risk.age"]
     assert outcome.reasons[0].message == (
-        "Decided by regulator DR-x: orient, priority asap (within 6 h). SpO2 96 % by phone"
+        "Décidé par le médecin régulateur DR-x : orienter vers un centre, priorité dès que "
+        "possible (sous 6 h). SpO2 96 % by phone"
     )
     assert "un médecin régulateur décide" in outcome.reasons[1].message
     assert outcome.test_eligible is True
@@ -820,11 +821,11 @@ def test_the_regulators_decision_follows_the_protocol_version() -> None:
 @pytest.mark.parametrize(
     ("decision", "priority", "regulator", "words"),
     [
-        pytest.param(Decision.REFUSE, Priority.ASAP, "DR-x", "orientation only", id="refuse+p"),
-        pytest.param(Decision.ESCALATE, Priority.STAT, "DR-x", "orientation only", id="esc+p"),
-        pytest.param(Decision.ORIENT, Priority.STAT, "DR-x", "decide escalate", id="orient-stat"),
-        pytest.param(Decision.ORIENT, None, " ", "empty", id="blank-regulator"),
-        pytest.param(Decision.ORIENT, None, "x" * 65, "longer than 64", id="long-regulator"),
+        pytest.param(Decision.REFUSE, Priority.ASAP, "DR-x", "qu'à une orientation", id="refuse+p"),
+        pytest.param(Decision.ESCALATE, Priority.STAT, "DR-x", "qu'à une orientation", id="esc+p"),
+        pytest.param(Decision.ORIENT, Priority.STAT, "DR-x", "adresser au SAMU", id="orient-stat"),
+        pytest.param(Decision.ORIENT, None, " ", "vide", id="blank-regulator"),
+        pytest.param(Decision.ORIENT, None, "x" * 65, "dépasse 64", id="long-regulator"),
     ],
 )
 def test_a_decision_that_cannot_stand_is_refused(

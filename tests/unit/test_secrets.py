@@ -90,6 +90,7 @@ def test_a_known_or_short_secret_is_refused_too(tmp_path: Path) -> None:
         AIGUILLAGE_AUTH_SECRET="change-me-too",
         AIGUILLAGE_WEBHOOK_SECRET="short",
         AIGUILLAGE_PSEUDONYM_SECRET=GOOD,
+        AIGUILLAGE_PATIENT_LINK_KEY=GOOD,
     )
     result = _aiguillage(["run", "intake"], env, tmp_path)
     assert result.returncode == 1
@@ -112,11 +113,13 @@ def test_each_kind_of_unsafe_secret_is_named() -> None:
         auth_secret="",
         webhook_secret="change-me",
         pseudonym_secret="x" * (MIN_SECRET_LENGTH - 1),
+        patient_link_key="change-me-patient-links",
     )
     assert settings.secret_problems() == {
         "AIGUILLAGE_AUTH_SECRET": "is empty",
         "AIGUILLAGE_WEBHOOK_SECRET": "is a known default",
         "AIGUILLAGE_PSEUDONYM_SECRET": f"is shorter than {MIN_SECRET_LENGTH} characters",
+        "AIGUILLAGE_PATIENT_LINK_KEY": "is a known default",
     }
     with pytest.raises(UnsafeSecrets) as raised:
         settings.check_secrets("scheduler")

@@ -25,7 +25,13 @@
         if (r.redirected || !r.ok) { throw new Error("HTTP " + r.status); }
         return r.text();
       })
-      .then(function (html) { el.innerHTML = html; el.setAttribute("data-refreshed", String(Date.now())); })
+      .then(function (html) {
+        el.innerHTML = html;
+        el.setAttribute("data-refreshed", String(Date.now()));
+        // A referral still on its way (regulation, a slot being looked for) is read
+        // again shortly, events or not: its status is intake's, committed after them.
+        if (el.querySelector("[data-pending]")) { schedule(el, 1500); }
+      })
       .catch(function () { /* the next event tries again */ });
   }
 
@@ -44,24 +50,38 @@
     while (journal.children.length > 30) { journal.removeChild(journal.lastChild); }
   }
 
+  // The referrer's form puts in an outcome part after the page loaded: it asks here.
+  window.aiguillageLive = { watch: function (el) { schedule(el, 300); schedule(el, 1500); } };
+
   if (!window.EventSource) { return; }
-  var source = new EventSource("/evenements");
-  source.onopen = function () {
-    if (direct) { direct.textContent = "● en direct"; direct.className = "direct en-ligne"; }
-    // What happened between the page's rendering and this (re)connection was not
-    // streamed to it: fetch every part once.
-    Array.prototype.forEach.call(document.querySelectorAll("[data-part]"), function (el) {
-      schedule(el, 300); schedule(el, 2000);
+  var source = null;
+
+  function connect() {
+    source = new EventSource("/evenements");
+    source.onopen = function () {
+      if (direct) { direct.textContent = "● en direct"; direct.className = "direct en-ligne"; }
+      // What happened between the page's rendering and this (re)connection was not
+      // streamed to it: fetch every part once.
+      Array.prototype.forEach.call(document.querySelectorAll("[data-part]"), function (el) {
+        schedule(el, 300); schedule(el, 2000);
+      });
+    };
+    source.onerror = function () {
+      if (direct) { direct.textContent = "● reconnexion…"; direct.className = "direct"; }
+    };
+    source.addEventListener("change", function (message) {
+      var change = JSON.parse(message.data);
+      note(change.line);
+      change.parts.forEach(function (part) {
+        sections(part).forEach(function (el) { schedule(el, 300); schedule(el, 2000); });
+      });
     });
-  };
-  source.onerror = function () {
-    if (direct) { direct.textContent = "● reconnexion…"; direct.className = "direct"; }
-  };
-  source.addEventListener("change", function (message) {
-    var change = JSON.parse(message.data);
-    note(change.line);
-    change.parts.forEach(function (part) {
-      sections(part).forEach(function (el) { schedule(el, 300); schedule(el, 2000); });
-    });
-  });
+  }
+
+  // A page left for another may be kept alive by the browser (back-forward cache):
+  // its stream is closed with it, or streams pile up past the browser's six
+  // connections per server and the next page never loads. Reopened if it comes back.
+  window.addEventListener("pagehide", function () { if (source) { source.close(); source = null; } });
+  window.addEventListener("pageshow", function (e) { if (e.persisted && !source) { connect(); } });
+  connect();
 })();

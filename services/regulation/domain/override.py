@@ -29,6 +29,22 @@ from shared.events import Decision, Priority, Reason
 # The width of ``decisions.decided_by``.
 MAX_REGULATOR_ID = 64
 
+# A regulator and Centre 15's page read these reasons: French words, the codes
+# (``regulator.<decision>``, ``protocol.<decision>``) stay for machines.
+DECISION_FR = {
+    Decision.ORIENT: "orienter vers un centre",
+    Decision.ESCALATE: "adresser au SAMU / aux urgences",
+    Decision.HOME_FOLLOW_UP: "suivi à domicile par le médecin traitant",
+    Decision.REFUSE: "refuser",
+    Decision.HOLD: "garder en attente d'un médecin régulateur",
+}
+PRIORITY_FR = {
+    Priority.STAT: "immédiate",
+    Priority.ASAP: "dès que possible",
+    Priority.URGENT: "urgente",
+    Priority.ROUTINE: "ordinaire",
+}
+
 
 class InvalidOverride(ValueError):
     """A regulator's decision that cannot stand as given (and never will: do not retry)."""
@@ -57,20 +73,23 @@ def check_override(
 ) -> None:
     """Raise ``InvalidOverride`` when the decision cannot stand as given."""
     if not regulator_id.strip():
-        raise InvalidOverride("the regulator's identifier is empty")
+        raise InvalidOverride("l'identifiant du médecin régulateur est vide")
     if len(regulator_id) > MAX_REGULATOR_ID:
         raise InvalidOverride(
-            f"the regulator's identifier is longer than {MAX_REGULATOR_ID} characters"
+            f"l'identifiant du médecin régulateur dépasse {MAX_REGULATOR_ID} caractères"
         )
     if priority is None:
         return
     if decision is not Decision.ORIENT:
-        raise InvalidOverride(f"a priority applies to an orientation only, not to {decision.value}")
+        raise InvalidOverride(
+            "une priorité ne s'applique qu'à une orientation, pas à la décision "
+            f"« {DECISION_FR[decision]} »"
+        )
     escalation = protocol.priorities.escalate.priority
     if priority.rank <= escalation.rank:
         raise InvalidOverride(
-            f"priority {priority.value} is the escalation's (protocol {protocol.version}): "
-            "decide escalate rather than orient"
+            f"la priorité « {PRIORITY_FR[priority]} » est celle de l'escalade (protocole "
+            f"{protocol.version}) : décidez d'adresser au SAMU plutôt que d'orienter"
         )
 
 
@@ -98,19 +117,21 @@ def regulator_outcome(
         rule = protocol.priorities.escalate
     else:
         rule = None
-    what = decision.value
+    what = DECISION_FR[decision]
     if rule is not None:
-        what += f", priority {rule.priority.value} (within {rule.deadline_hours:g} h)"
+        hours = f"{rule.deadline_hours:g}".replace(".", ",")
+        what += f", priorité {PRIORITY_FR[rule.priority]} (sous {hours} h)"
     note = comment.strip()
     lead = Reason(
         code=f"regulator.{decision.value}",
-        message=f"Decided by regulator {regulator_id}: {what}." + (f" {note}" if note else ""),
+        message=f"Décidé par le médecin régulateur {regulator_id} : {what}."
+        + (f" {note}" if note else ""),
     )
     verdict = automatic.reasons[0]
     protocol_view = Reason(
         code=f"protocol.{automatic.decision.value}",
-        message=f"The protocol (version {protocol.version}) alone decides "
-        f"{automatic.decision.value}: {verdict.message}",
+        message=f"Le protocole (version {protocol.version}) seul déciderait : "
+        f"{DECISION_FR[automatic.decision]}. {verdict.message}",
         field=verdict.field,
     )
     return Outcome(

@@ -56,6 +56,8 @@ class Candidate:
     distance_km: float
     wait_minutes: float
     cost: float
+    # What taking it costs the patients likely to come after (policy.py); 0 for greedy.
+    price: float = 0.0
 
 
 def rank_candidates(

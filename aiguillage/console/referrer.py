@@ -1,0 +1,444 @@
+"""The referrer's pages (a GP, an SOS Médecins doctor, an emergency department, a
+Centre 15 regulator) and the patient's page reached by the link of the notice.
+
+The referrer refers through intake's HTTP API with the bearer token of the referrer
+the account acts for: intake validates, as for any other referrer, and its reasons
+(French, each with its field) are shown beside the fields. Who refers comes from the
+session, never from the form. The outcome is intake's status of the referral, read
+again as the services' events come in (aiguillage/console/live.py).
+
+The patient's page needs no log-in: the link's token is the key. The console checks
+it (a forged or expired link never reaches a service), but the services check it
+again themselves before they act or show anything: the scheduler shows the
+appointment and moves it, intake cancels the referral.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import httpx
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from aiguillage.console import referral_form as rf
+from aiguillage.console.auth import Actor
+from aiguillage.console.svgmap import MARGIN
+from shared.auth import Role
+from shared.geo import commune as find_commune
+from shared.geo import communes
+from shared.paris import in_paris
+from shared.patient_link import HEADER, LinkRefused, issue_link, link_url, verify_link
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from aiguillage.console.app import Console
+
+REFERRING_ROLES = (Role.REFERRER, Role.CENTRE_15)
+MAP_SIZE = 320.0
+# Statuses that may still move on their own: the page keeps reading them.
+PENDING = ("received", "regulated", "held_for_regulator", "waitlisted")
+DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+MONTHS = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+WHAT_TO_BRING = (
+    "votre carte Vitale et une pièce d'identité",
+    "vos ordonnances et traitements en cours",
+    "un masque si vous en avez un (sinon, un masque vous sera remis)",
+    "votre propre stylo",
+)
+
+
+def day_and_time(value: str | datetime | None) -> str:
+    """``mardi 24 mars 2020 à 16h40``, Paris time (the page says so)."""
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    local = in_paris(moment)
+    return (
+        f"{DAYS[local.weekday()]} {local.day} {MONTHS[local.month - 1]} {local.year} "
+        f"à {local.hour}h{local.minute:02d}"
+    )
+
+
+def referral_identity(actor: Actor) -> tuple[Actor, dict[str, Any]]:
+    """The actor intake is called as, and the ``referrer`` of the referral: both from
+    the account, never from the form. A regulator refers for their Centre 15."""
+    if actor.role is Role.CENTRE_15:
+        as_referrer = Actor(Role.CENTRE_15, actor.acts_for, actor.login, actor.name)
+        return as_referrer, {"kind": "centre_15", "identifier": actor.acts_for}
+    kind, identifier = rf.referrer_of_actor(actor.acts_for)
+    as_referrer = Actor(Role.REFERRER, f"{kind}:{identifier}", actor.login, actor.name)
+    referrer = {"kind": kind, "identifier": identifier}
+    if actor.name:
+        referrer["name"] = actor.name[:200]
+    return as_referrer, referrer
+
+
+def patient_map(lat: float, lon: float) -> dict[str, Any]:
+    """A small SVG map around the centre: the communes near it as dots, the centre as
+    a marker (no tiles, nothing from the internet, as aiguillage/console/svgmap.py)."""
+    span = 0.1  # degrees of latitude each side: about 11 km
+    k = max(0.2, math.cos(math.radians(lat)))
+    scale = (MAP_SIZE - 2 * MARGIN) / (2 * span)
+    dots = []
+    for town in communes():
+        if abs(town.lat - lat) < span and abs(town.lon - lon) * k < span:
+            dots.append(
+                {
+                    "x": round(MAP_SIZE / 2 + (town.lon - lon) * k * scale, 1),
+                    "y": round(MAP_SIZE / 2 - (town.lat - lat) * scale, 1),
+                    "name": town.name,
+                }
+            )
+    return {
+        "size": MAP_SIZE,
+        "dots": dots[:400],
+        "x": MAP_SIZE / 2,
+        "y": MAP_SIZE / 2,
+        "lat": f"{lat:.5f}".replace(".", ","),
+        "lon": f"{lon:.5f}".replace(".", ","),
+    }
+
+
+def add_referrer_routes(
+    app: FastAPI,
+    *,
+    settings: Settings,
+    console: Console,
+    actor_of: Callable[..., Awaitable[Actor]],
+    page: Callable[..., HTMLResponse],
+    record: Callable[..., Awaitable[None]],
+) -> None:
+    from aiguillage.console.app import Refused
+
+    key = settings.patient_link_key
+
+    async def referrer_of(request: Request) -> Actor:
+        actor = await actor_of(request)
+        if actor.role not in REFERRING_ROLES:
+            raise Refused("Cette page est celle des médecins adresseurs et du Centre 15.")
+        return actor
+
+    async def intake(
+        actor: Actor, method: str, path: str, body: Any = None, **params: Any
+    ) -> httpx.Response:
+        as_referrer, _ = referral_identity(actor)
+        assert console.http is not None
+        return await console.http.request(
+            method,
+            console.base_url("intake") + path,
+            json=body,
+            params={k: v for k, v in params.items() if v is not None},
+            headers={"Authorization": f"Bearer {as_referrer.token(settings, 'intake')}"},
+        )
+
+    def form_context(**extra: Any) -> dict[str, Any]:
+        return {
+            "rf": rf,
+            "field_id": rf.field_id,
+            "reference": "web-" + secrets.token_hex(8),
+            "values": {},
+            "multi": {},
+            "errors": {},
+            "reasons": [],
+            **extra,
+        }
+
+    def respond(request: Request, actor: Actor, status: int, **context: Any) -> HTMLResponse:
+        # The page's script asks for the form's part only (X-Fragment); without script
+        # the whole page comes back, with the same content.
+        name = "_adresser.html" if request.headers.get("X-Fragment") else "adresser.html"
+        response = page(request, name, actor, **form_context(**context))
+        response.status_code = status
+        return response
+
+    @app.get("/adresser")
+    async def referral_page(request: Request) -> HTMLResponse:
+        actor = await referrer_of(request)
+        return page(request, "adresser.html", actor, **form_context())
+
+    @app.post("/adresser")
+    async def refer(request: Request) -> Response:
+        actor = await referrer_of(request)
+        raw = parse_qs((await request.body()).decode(), keep_blank_values=True)
+        values = {k: v[0] for k, v in raw.items() if k != "csrf"}
+        multi = {k: v for k, v in raw.items() if k != "csrf"}
+        reference = values.get("reference") or "web-" + secrets.token_hex(8)
+        _, referrer = referral_identity(actor)
+        body = rf.build_referral(raw, referrer, reference[:100])
+        try:
+            answer = await intake(actor, "POST", "/referrals", body)
+        except httpx.HTTPError:
+            return respond(
+                request,
+                actor,
+                503,
+                values=values,
+                multi=multi,
+                service_error="Le service d'accueil des demandes ne répond pas : réessayez.",
+            )
+        data = answer.json() if answer.headers.get("content-type", "").startswith("app") else {}
+        if answer.status_code in (200, 201):
+            referral_id = data["referral_id"]
+            await record(request, "referral.submitted", reference, referral_id=referral_id)
+            return respond(request, actor, answer.status_code, submitted=referral_id)
+        reasons = data.get("reasons") or [
+            {"code": data.get("error_code", "refused"), "message": str(data.get("detail", ""))}
+        ]
+        return respond(
+            request,
+            actor,
+            answer.status_code if answer.status_code < 500 else 502,
+            values=values,
+            multi=multi,
+            reference=reference,
+            reasons=reasons,
+            errors=rf.errors_by_field(reasons),
+        )
+
+    async def read_referral(actor: Actor, referral_id: str) -> dict[str, Any] | None:
+        try:
+            answer = await intake(actor, "GET", f"/referrals/{referral_id}")
+        except httpx.HTTPError:
+            return None
+        if answer.status_code != 200:
+            return None
+        found: dict[str, Any] = answer.json()
+        return found
+
+    def outcome_context(referral: dict[str, Any] | None) -> dict[str, Any]:
+        detail = (referral or {}).get("detail") or {}
+        given = detail.get("reasons")
+        reasons: list[Any] = given if isinstance(given, list) else []
+        return {
+            "referral": referral,
+            "detail": detail,
+            "reasons": [r for r in reasons if isinstance(r, dict)],
+            "pending": referral is None or referral.get("status") in PENDING,
+            "when": day_and_time(detail.get("start")),
+            "day_and_time": day_and_time,
+        }
+
+    @app.get("/adresser/demandes/{referral_id}/fragment")
+    async def outcome_fragment(request: Request, referral_id: str) -> HTMLResponse:
+        actor = await referrer_of(request)
+        referral = await read_referral(actor, referral_id)
+        return page(
+            request,
+            "_demande.html",
+            actor,
+            referral_id=referral_id,
+            **outcome_context(referral),
+        )
+
+    @app.get("/adresser/demandes/{referral_id}")
+    async def referral_detail(request: Request, referral_id: str) -> HTMLResponse:
+        actor = await referrer_of(request)
+        referral = await read_referral(actor, referral_id)
+        if referral is None:
+            raise Refused("Aucune de vos demandes ne porte ce numéro.")
+        return page(
+            request, "demande.html", actor, referral_id=referral_id, **outcome_context(referral)
+        )
+
+    @app.get("/adresser/demandes/{referral_id}/avis")
+    async def printable_notice(request: Request, referral_id: str) -> HTMLResponse:
+        """The patient's appointment notice, to print and hand over: the same as the
+        SMS or e-mail, with the patient's own link."""
+        actor = await referrer_of(request)
+        referral = await read_referral(actor, referral_id)
+        detail = (referral or {}).get("detail") or {}
+        if referral is None or referral.get("status") != "appointment" or not detail.get("end"):
+            raise Refused("Cette demande n'a pas de rendez-vous à imprimer.")
+        token = issue_link(
+            key,
+            str(detail["appointment_id"]),
+            referral_id,
+            datetime.fromisoformat(str(detail["end"])),
+        )
+        response = page(
+            request,
+            "avis.html",
+            actor,
+            referral_id=referral_id,
+            link=link_url(settings.patient_link_base_url, token),
+            what_to_bring=WHAT_TO_BRING,
+            **outcome_context(referral),
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/mes-demandes")
+    async def my_referrals(request: Request, q: str = Query("", max_length=100)) -> HTMLResponse:
+        actor = await referrer_of(request)
+        error = None
+        listed: list[dict[str, Any]] = []
+        try:
+            answer = await intake(actor, "GET", "/referrals", q=q or None, limit=100)
+            if answer.status_code == 200:
+                listed = answer.json()["referrals"]
+            else:
+                error = f"Le service d'accueil a refusé ({answer.status_code})."
+        except httpx.HTTPError:
+            error = "Le service d'accueil des demandes ne répond pas."
+        return page(
+            request,
+            "mes_demandes.html",
+            actor,
+            referrals=listed,
+            q=q,
+            service_error=error,
+            day_and_time=day_and_time,
+        )
+
+    @app.get("/communes")
+    async def commune_search(request: Request, q: str = "") -> Response:
+        await referrer_of(request)
+        if len(q) > rf.MAX_QUERY:
+            return JSONResponse(
+                {"error_code": "query_too_long", "message": "Recherche trop longue."},
+                status_code=422,
+            )
+        return JSONResponse({"communes": rf.search_communes(q)})
+
+    # -- the patient's page, by the link of the notice (no log-in) ---------------------
+
+    def patient_page(
+        request: Request, status: int, template: str = "patient.html", **context: Any
+    ) -> HTMLResponse:
+        response = page(request, template, None, what_to_bring=WHAT_TO_BRING, **context)
+        response.status_code = status
+        # The page holds the patient's appointment: no cache keeps it.
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def refused_link(request: Request, refused: LinkRefused) -> HTMLResponse:
+        if refused.expired:
+            return patient_page(
+                request,
+                410,
+                "patient_refus.html",
+                title="Lien expiré",
+                message="Ce lien a expiré : le rendez-vous est passé. En cas de besoin, "
+                "contactez votre médecin ; en cas d'aggravation, appelez le 15.",
+            )
+        return patient_page(
+            request,
+            403,
+            "patient_refus.html",
+            title="Lien non valide",
+            message="Ce lien n'est pas valide. Vérifiez qu'il est recopié en entier "
+            "depuis votre SMS, votre courriel ou votre avis imprimé.",
+        )
+
+    def service_refusal(request: Request, status: int, data: dict[str, Any]) -> HTMLResponse:
+        reasons = data.get("reasons") or []
+        message = reasons[0].get("message") if reasons else None
+        titles = {403: "Lien non valide", 410: "Rendez-vous plus d'actualité"}
+        return patient_page(
+            request,
+            status if status in (403, 404, 409, 410) else 502,
+            "patient_refus.html",
+            title=titles.get(status, "Demande impossible"),
+            message=message or "Le service ne peut pas répondre pour l'instant : réessayez.",
+        )
+
+    async def patient_call(method: str, service: str, path: str, token: str) -> httpx.Response:
+        assert console.http is not None
+        # The token in a header, not the URL: no service's access log writes it down.
+        return await console.http.request(
+            method, console.base_url(service) + path, headers={HEADER: token}
+        )
+
+    async def appointment_page(request: Request, token: str, **extra: Any) -> HTMLResponse:
+        try:
+            verify_link(key, token)
+            answer = await patient_call("GET", "scheduler", "/patient/appointment", token)
+        except LinkRefused as refused:
+            return refused_link(request, refused)
+        except httpx.HTTPError:
+            return service_refusal(request, 502, {})
+        if answer.status_code != 200:
+            return service_refusal(request, answer.status_code, answer.json())
+        appointment = answer.json()
+        centre = appointment["centre"]
+        town = find_commune(centre.get("commune_insee") or "")
+        return patient_page(
+            request,
+            200,
+            appointment=appointment,
+            centre=centre,
+            town=town.name if town else "",
+            when=day_and_time(appointment["start"]),
+            map=patient_map(centre["lat"], centre["lon"]) if centre.get("lat") else None,
+            token=token,
+            **extra,
+        )
+
+    @app.get("/patient/{token}")
+    async def patient_appointment(request: Request, token: str) -> HTMLResponse:
+        return await appointment_page(request, token)
+
+    # No CSRF token on the patient's forms: there is no session to ride, and a forger
+    # who could post here would need the link itself, which is the whole credential.
+    @app.post("/patient/{token}/annuler")
+    async def patient_cancel(request: Request, token: str) -> Response:
+        try:
+            verify_link(key, token)
+            answer = await patient_call("POST", "intake", "/patient/cancellation", token)
+        except LinkRefused as refused:
+            return refused_link(request, refused)
+        except httpx.HTTPError:
+            return service_refusal(request, 502, {})
+        if answer.status_code != 200:
+            return service_refusal(request, answer.status_code, answer.json())
+        return patient_page(
+            request,
+            200,
+            "patient_refus.html",
+            title="Rendez-vous annulé",
+            message="Votre rendez-vous est annulé ; le centre est prévenu et la place est "
+            "rendue à un autre patient. Si vous avez encore besoin d'une consultation, "
+            "contactez votre médecin. En cas d'aggravation, appelez le 15.",
+            done=True,
+        )
+
+    @app.post("/patient/{token}/autre-creneau")
+    async def patient_move(request: Request, token: str) -> Response:
+        try:
+            verify_link(key, token)
+            answer = await patient_call("POST", "scheduler", "/patient/appointment/move", token)
+        except LinkRefused as refused:
+            return refused_link(request, refused)
+        except httpx.HTTPError:
+            return service_refusal(request, 502, {})
+        if answer.status_code != 200:
+            return service_refusal(request, answer.status_code, answer.json())
+        moved = answer.json()
+        # The new appointment's own link (the notice that follows carries the same): the
+        # old one stops working with the old appointment.
+        fresh = issue_link(
+            key,
+            moved["appointment_id"],
+            moved["referral_id"],
+            datetime.fromisoformat(moved["end"]),
+        )
+        return RedirectResponse(f"/patient/{fresh}?deplace=1", status_code=303)

@@ -1,0 +1,263 @@
+"""Intake's referrals, and the module of intake that speaks SQL for them: each
+referral with its current status, the patient's identity (the only copy outside the
+notifier's contacts), every status a referral went through, and the refused
+submissions. (The registered referrers and their quotas are ``registry``'s.)
+
+Each statement is built once, here, with its parameters bound per call
+(``bindparam``): a message costs the execution, not the construction, and SQLAlchemy's
+compiled cache keys on the one statement object. The same statements run on SQLite and
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any, TypeAlias
+
+from sqlalchemy import Integer, Row, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.tables import identities, referrals, rejections, status_history
+
+# A row of any shape: the callers read its columns by name.
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
+
+# -- referrals ----------------------------------------------------------------------
+
+_BY_REFERENCE = select(
+    referrals.c.id, referrals.c.fingerprint, referrals.c.status, referrals.c.detail
+).where(
+    referrals.c.referrer_kind == bindparam("referrer_kind"),
+    referrals.c.referrer_id == bindparam("referrer_id"),
+    referrals.c.reference == bindparam("reference"),
+)
+_OWNER = select(referrals.c.referrer_kind, referrals.c.referrer_id).where(
+    referrals.c.id == bindparam("referral_id")
+)
+# The row's lock (FOR UPDATE on PostgreSQL; compiled to nothing on SQLite, which has
+# one writer anyway) lines up the status events of one referral.
+_LOCK = select(referrals.c.id).where(referrals.c.id == bindparam("referral_id")).with_for_update()
+_REFERRAL = select(referrals).where(referrals.c.id == bindparam("referral_id"))
+_INSERT_REFERRAL = insert(referrals)
+_INSERT_IDENTITY = insert(identities)
+# The bound names differ from the columns': an UPDATE reserves the column names for SET.
+_SET_STATUS = (
+    update(referrals)
+    .where(referrals.c.id == bindparam("referral_id"))
+    .values(
+        status=bindparam("new_status"),
+        detail=bindparam("new_detail"),
+        updated_at=bindparam("new_updated_at"),
+    )
+)
+_IDENTITY = select(identities).where(identities.c.referral_id == bindparam("referral_id"))
+_ESCALATED = (
+    select(referrals, identities)
+    .join(identities, identities.c.referral_id == referrals.c.id)
+    .where(referrals.c.status == bindparam("status"))
+    .order_by(referrals.c.updated_at.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
+async def by_reference(
+    session: AsyncSession, referrer_kind: str, referrer_id: str, reference: str
+) -> AnyRow | None:
+    """The referral this referrer sent under this reference (``id``, ``fingerprint``,
+    ``status``, ``detail``), or None."""
+    return (
+        await session.execute(
+            _BY_REFERENCE,
+            {"referrer_kind": referrer_kind, "referrer_id": referrer_id, "reference": reference},
+        )
+    ).first()
+
+
+async def owner(session: AsyncSession, referral_id: str) -> tuple[str, str] | None:
+    """Who referred it (referrer kind, identifier), or None for an unknown referral."""
+    row = (await session.execute(_OWNER, {"referral_id": referral_id})).first()
+    return None if row is None else (row.referrer_kind, row.referrer_id)
+
+
+async def lock(session: AsyncSession, referral_id: str) -> bool:
+    """Hold the referral's row until the transaction ends; False when there is none."""
+    return await session.scalar(_LOCK, {"referral_id": referral_id}) is not None
+
+
+async def referral(session: AsyncSession, referral_id: str) -> AnyRow | None:
+    """The referral's row (every column of ``referrals``), or None."""
+    return (await session.execute(_REFERRAL, {"referral_id": referral_id})).first()
+
+
+async def add_referral(
+    session: AsyncSession,
+    *,
+    referral_id: str,
+    referrer_kind: str,
+    referrer_id: str,
+    reference: str,
+    fingerprint: str,
+    patient_ref: str,
+    commune_insee: str,
+    departement: str,
+    source_message_id: str,
+    received_at: datetime,
+) -> None:
+    """A referral just received: status ``received``, no detail yet."""
+    await session.execute(
+        _INSERT_REFERRAL,
+        {
+            "id": referral_id,
+            "referrer_kind": referrer_kind,
+            "referrer_id": referrer_id,
+            "reference": reference,
+            "fingerprint": fingerprint,
+            "patient_ref": patient_ref,
+            "commune_insee": commune_insee,
+            "departement": departement,
+            "status": "received",
+            "detail": {},
+            "source_message_id": source_message_id,
+            "received_at": received_at,
+            "updated_at": received_at,
+        },
+    )
+
+
+async def add_identity(
+    session: AsyncSession,
+    *,
+    referral_id: str,
+    first_name: str,
+    last_name: str,
+    birth_date: date,
+    sex: str,
+    nir: str | None,
+    phone: str | None,
+    email: str | None,
+    address: str | None,
+) -> None:
+    await session.execute(
+        _INSERT_IDENTITY,
+        {
+            "referral_id": referral_id,
+            "first_name": first_name,
+            "last_name": last_name,
+            "birth_date": birth_date,
+            "sex": sex,
+            "nir": nir,
+            "phone": phone,
+            "email": email,
+            "address": address,
+        },
+    )
+
+
+async def set_status(
+    session: AsyncSession, referral_id: str, status: str, detail: dict[str, Any], at: datetime
+) -> None:
+    await session.execute(
+        _SET_STATUS,
+        {
+            "referral_id": referral_id,
+            "new_status": status,
+            "new_detail": detail,
+            "new_updated_at": at,
+        },
+    )
+
+
+async def identity(session: AsyncSession, referral_id: str) -> AnyRow | None:
+    """The patient's identity (every column of ``identities``), or None."""
+    return (await session.execute(_IDENTITY, {"referral_id": referral_id})).first()
+
+
+async def with_status(session: AsyncSession, status: str, limit: int) -> Sequence[AnyRow]:
+    """The referrals in this status with their identities, last updated first, at most
+    ``limit``; each row has the columns of ``referrals`` then of ``identities``."""
+    return (await session.execute(_ESCALATED, {"status": status, "limit": limit})).all()
+
+
+# -- history ------------------------------------------------------------------------
+
+_INSERT_HISTORY = insert(status_history)
+_HISTORY = select(
+    status_history.c.status,
+    status_history.c.detail,
+    status_history.c.at,
+    status_history.c.event_id,
+).where(status_history.c.referral_id == bindparam("referral_id"))
+_HISTORY_BY_TIME = (
+    select(status_history)
+    .where(status_history.c.referral_id == bindparam("referral_id"))
+    .order_by(status_history.c.at)
+)
+
+
+async def add_history(
+    session: AsyncSession,
+    *,
+    referral_id: str,
+    event_id: str,
+    status: str,
+    detail: dict[str, Any],
+    at: datetime,
+) -> None:
+    await session.execute(
+        _INSERT_HISTORY,
+        {
+            "referral_id": referral_id,
+            "event_id": event_id,
+            "status": status,
+            "detail": detail,
+            "at": at,
+        },
+    )
+
+
+async def history(session: AsyncSession, referral_id: str) -> Sequence[AnyRow]:
+    """Every entry of the referral's history (``status``, ``detail``, ``at``,
+    ``event_id``), in no particular order: the replay orders them."""
+    return (await session.execute(_HISTORY, {"referral_id": referral_id})).all()
+
+
+async def history_by_time(session: AsyncSession, referral_id: str) -> Sequence[AnyRow]:
+    """The referral's history as its referrer reads it, oldest first."""
+    return (await session.execute(_HISTORY_BY_TIME, {"referral_id": referral_id})).all()
+
+
+# -- refused submissions ------------------------------------------------------------
+
+_INSERT_REJECTION = insert(rejections)
+_REJECTION = select(rejections).where(rejections.c.id == bindparam("rejection_id"))
+
+
+async def add_rejection(
+    session: AsyncSession,
+    *,
+    rejection_id: str,
+    referrer_kind: str | None,
+    referrer_id: str | None,
+    reference: str | None,
+    referral_id: str | None,
+    reasons: list[dict[str, Any]],
+    rejected_at: datetime,
+) -> None:
+    await session.execute(
+        _INSERT_REJECTION,
+        {
+            "id": rejection_id,
+            "referrer_kind": referrer_kind,
+            "referrer_id": referrer_id,
+            "reference": reference,
+            "referral_id": referral_id,
+            "reasons": reasons,
+            "rejected_at": rejected_at,
+        },
+    )
+
+
+async def rejection(session: AsyncSession, rejection_id: str) -> AnyRow | None:
+    """The refused submission filed under this id (every column of ``rejections``)."""
+    return (await session.execute(_REJECTION, {"rejection_id": rejection_id})).first()

@@ -1,0 +1,371 @@
+"""The online policy: what a slot is worth to the patients who come after, a reserve
+for the urgent, and a joint assignment of the patients held at once.
+
+Greedy nearest-first (``rank_candidates``) gives each patient the slot cheapest *for
+them*. It leaves two costs to the patients after them, whom the offline optimum sees:
+
+1. **Queueing.** A patient who takes the first free slot of a centre that others near
+   it are also queueing for pushes every one of them back by a slot. The offline
+   optimum sends some of the early ones a little further, to a centre whose early
+   slots would otherwise go unused, and everyone waits less. The price of a slot here
+   is that push, learned from the recent bookings of the centre's area: with ``rho``
+   the area's booking rate over its capacity rate, the queue in front of the centre
+   (its first free slot, ``f0`` minutes away) is expected to run on to
+
+       clears = f0 + rho * min(horizon, f0 / (1 - rho))   (rho < 1: it catches up)
+       clears = f0 + rho * horizon                        (rho >= 1: it grows)
+
+   and a slot starting ``wait`` minutes from now is charged as if it started at
+   ``max(wait, clears)``: every place in front of ``clears`` will be taken by someone
+   who then waits longer, so taking an earlier one saves nobody anything. This is the
+   dual price of a slot in the assignment problem when the queue is as forecast. A
+   centre nobody booked lately has ``rho = 0``: no price, greedy as before.
+
+2. **Deadlines.** The cost does not look at priorities, the deadline does: an urgent
+   patient who arrives when a busy area's next hours are all taken by routine patients
+   who could have waited gets nothing in time. So the last few free places of each
+   centre before ``now + reserve_minutes`` are kept for the urgent priorities: as many
+   as the urgent patients the centre's area booked in the last ``rate_window_minutes``
+   predict for that window (``reserve_factor`` times). The reserve is the *latest*
+   places of the window, so a routine patient still gets the early ones (nothing is
+   wasted at the front), and it follows the urgent arrival rate: when no urgent patient
+   came lately there is none; as the window moves, reserved places come out of it.
+
+Where several patients are held at once (a drained waiting list, a consumer batch,
+a burst), ``assign_jointly`` gives them the minimum total (priced) cost assignment over
+their candidate slots, most urgent served first when not all can be.
+
+Plain functions: the caller reads the centres, the bookings and the recent demand, and
+books what is returned. Nothing here moves a patient already booked.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from services.scheduler.domain.assignment import Candidate, Weights
+from services.scheduler.domain.centres import CentreSchedule
+from services.scheduler.domain.slots import free_slots
+from shared.events import Priority
+from shared.geo import haversine_km
+
+# Half-open slot window: one microsecond past the deadline counts a slot starting at it.
+_JUST_AFTER = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """The policy's parameters (settings ``AIGUILLAGE_POLICY_*``; see the module)."""
+
+    # How far ahead the current arrival rate is assumed to go on (minutes). 0: no price.
+    forecast_minutes: float = 60.0
+    # The recent past the rates are learned from (minutes).
+    rate_window_minutes: float = 60.0
+    # A centre's area: the candidate centres within this distance of it share one rate,
+    # so that a queue spilling over to a neighbour counts for both.
+    area_km: float = 0.0
+    # The window whose last places are kept for the urgent priorities (minutes; the
+    # ASAP deadline). 0: no reserve.
+    reserve_minutes: float = 360.0
+    # Reserved places = factor x the urgent bookings the window's length predicts.
+    reserve_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.rate_window_minutes <= 0:
+            raise ValueError("rate_window_minutes must be positive")
+        if min(self.forecast_minutes, self.area_km, self.reserve_minutes) < 0:
+            raise ValueError("policy settings must not be negative")
+        if self.reserve_factor < 0:
+            raise ValueError("reserve_factor must not be negative")
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one centre booked in the last ``rate_window_minutes``: every booking, and
+    those for an urgent priority (more urgent than routine)."""
+
+    bookings: int = 0
+    urgent: int = 0
+
+
+class Request(NamedTuple):
+    """A patient to place: (referral, priority, (lat, lon), deadline)."""
+
+    referral_id: str
+    priority: Priority
+    location: tuple[float, float]
+    deadline: datetime
+
+
+def is_urgent(priority: Priority) -> bool:
+    """More urgent than routine: what the reserve is kept for."""
+    return priority.rank < Priority.ROUTINE.rank
+
+
+def queue_clears(first_free_minutes: float, rho: float, horizon_minutes: float) -> float:
+    """Minutes from now to when a centre's queue is expected to clear (module, 1.)."""
+    if horizon_minutes <= 0 or rho <= 0:
+        return first_free_minutes
+    if rho < 1:
+        return first_free_minutes + rho * min(horizon_minutes, first_free_minutes / (1 - rho))
+    return first_free_minutes + rho * horizon_minutes
+
+
+def _capacity_per_minute(centre: CentreSchedule, now: datetime) -> float:
+    # The schedule in force today; a day with no slots still divides by something.
+    day = centre.on(now.date())
+    return day.boxes / max(1, day.consultation_minutes)
+
+
+def area_loads(
+    centres: Sequence[CentreSchedule],
+    demand: Mapping[str, Demand],
+    now: datetime,
+    policy: PolicySettings,
+) -> dict[str, tuple[float, float]]:
+    """Per centre, its area's (rho, urgent bookings per minute of capacity share).
+
+    rho: the area's bookings per minute over its places per minute. The urgent rate is
+    the area's urgent bookings per minute, shared out by the centre's capacity.
+    """
+    capacity = {c.centre_id: _capacity_per_minute(c, now) for c in centres}
+    loads: dict[str, tuple[float, float]] = {}
+    for centre in centres:
+        booked = urgent = places = 0.0
+        # area_km 0: the centre alone (and no pairwise distances to compute).
+        area = centres if policy.area_km > 0 else ()
+        for other in (centre, *(c for c in area if c.centre_id != centre.centre_id)):
+            if other.centre_id == centre.centre_id or (
+                haversine_km(centre.lat, centre.lon, other.lat, other.lon) <= policy.area_km
+            ):
+                seen = demand.get(other.centre_id, Demand())
+                booked += seen.bookings
+                urgent += seen.urgent
+                places += capacity[other.centre_id]
+        rate = booked / policy.rate_window_minutes
+        urgent_rate = urgent / policy.rate_window_minutes
+        share = capacity[centre.centre_id] / places if places else 0.0
+        loads[centre.centre_id] = (rate / places if places else 0.0, urgent_rate * share)
+    return loads
+
+
+def rank_priced(
+    *,
+    patient_lat: float,
+    patient_lon: float,
+    now: datetime,
+    deadline: datetime,
+    priority: Priority,
+    centres: Sequence[CentreSchedule],
+    booked: Mapping[str, Collection[tuple[datetime, int]]],
+    demand: Mapping[str, Demand],
+    weights: Weights,
+    policy: PolicySettings,
+    per_centre: int = 3,
+    limit: int = 10,
+    loads: Mapping[str, tuple[float, float]] | None = None,
+) -> list[Candidate]:
+    """Free places starting in [now, deadline] that the patient may take, best first by
+    priced cost (cost plus the slot's price, module 1.), then start, centre, box.
+
+    A routine patient does not see a centre's reserved places (module 2.). Each
+    candidate's ``cost`` is the patient's own (travel and waiting); ``price`` is what
+    it costs the patients after them.
+    """
+    if per_centre < 1 or limit < 1:
+        raise ValueError("per_centre and limit must be at least 1")
+    if deadline < now:
+        return []
+    if loads is None:
+        loads = area_loads(centres, demand, now, policy)
+    reserve_end = now + timedelta(minutes=policy.reserve_minutes)
+    urgent = is_urgent(priority)
+    ranked: list[tuple[float, Candidate]] = []
+    for centre in centres:
+        rho, urgent_rate = loads[centre.centre_id]
+        taken = booked.get(centre.centre_id, ())
+        taken = taken if isinstance(taken, set | frozenset) else frozenset(taken)
+        held = set()
+        if not urgent and policy.reserve_minutes > 0 and urgent_rate > 0:
+            keep = math.ceil(policy.reserve_factor * urgent_rate * policy.reserve_minutes)
+            window = [(s, b) for s, _, b in free_slots(centre, now, reserve_end, taken)]
+            held = set(window[-keep:]) if keep else set()
+        slots = free_slots(centre, now, deadline + _JUST_AFTER, taken)
+        front = next(slots, None)
+        if front is None:
+            continue
+        # The queue's front is the centre's first free place, reserved or not.
+        clears = queue_clears((front[0] - now).total_seconds() / 60, rho, policy.forecast_minutes)
+        usable = (
+            slot for slot in itertools.chain((front,), slots) if (slot[0], slot[2]) not in held
+        )
+        distance = haversine_km(patient_lat, patient_lon, centre.lat, centre.lon)
+        for start, end, box in itertools.islice(usable, per_centre):
+            wait = (start - now).total_seconds() / 60
+            cost = weights.cost(distance, wait)
+            price = weights.wait_per_minute * max(0.0, clears - wait)
+            ranked.append(
+                (
+                    cost + price,
+                    Candidate(
+                        centre_id=centre.centre_id,
+                        start=start,
+                        end=end,
+                        box=box,
+                        distance_km=distance,
+                        wait_minutes=wait,
+                        cost=cost,
+                        price=price,
+                    ),
+                )
+            )
+    ranked.sort(key=lambda pair: (pair[0], pair[1].start, pair[1].centre_id, pair[1].box))
+    return [candidate for _, candidate in ranked[:limit]]
+
+
+def assign_jointly(
+    requests: Sequence[Request | tuple[str, Priority, tuple[float, float], datetime]],
+    *,
+    now: datetime,
+    centres: Sequence[CentreSchedule],
+    booked: Mapping[str, Collection[tuple[datetime, int]]],
+    demand: Mapping[str, Demand] | None = None,
+    weights: Weights,
+    policy: PolicySettings | None = None,
+    nearest: int = 8,
+    max_km: float = 60.0,
+    per_centre: int | None = None,
+    limit: int | None = None,
+) -> dict[str, Candidate]:
+    """Referral id -> slot for a batch held at once: the assignment of least total
+    priced cost over each request's candidates (``rank_priced``: by default as many
+    places per centre as the batch has requests, so that one centre could take them
+    all), no slot given twice.
+
+    Requests are taken most urgent first (priority, deadline, then referral id), each
+    added by a shortest augmenting path that may move the ones before it to other
+    slots of theirs but never leaves one of them without: when the batch cannot all be
+    placed, the more urgent keep theirs. A request absent from the answer has no slot
+    in reach before its deadline (or lost it to more urgent ones). Deterministic, and
+    whatever order the batch comes in: ties fall to the referral id, then the earlier
+    start, centre id, box.
+
+    ``centres`` are the candidate centres of the whole batch (the union of each
+    request's nearest); each request is weighed on its ``nearest`` of them within
+    ``max_km``, as ``rank_priced`` would be for it alone.
+    """
+    policy = policy or PolicySettings()
+    demand = demand or {}
+    ordered = sorted(
+        (Request(*r) for r in requests),
+        key=lambda r: (r.priority.rank, r.deadline, r.referral_id),
+    )
+    slot_index: dict[tuple[str, datetime, int], int] = {}
+    slots: list[tuple[str, datetime, int]] = []
+    edges: list[list[tuple[float, int, Candidate]]] = []
+    places = per_centre or max(1, len(ordered))
+    loads = area_loads(centres, demand, now, policy)
+    for request in ordered:
+        lat, lon = request.location
+        reach = sorted(
+            (d, c.centre_id, c)
+            for c in centres
+            if (d := haversine_km(lat, lon, c.lat, c.lon)) <= max_km
+        )
+        ranked = rank_priced(
+            patient_lat=lat,
+            patient_lon=lon,
+            now=now,
+            deadline=request.deadline,
+            priority=request.priority,
+            centres=[c for _, _, c in reach[:nearest]],
+            booked=booked,
+            demand=demand,
+            weights=weights,
+            policy=policy,
+            per_centre=places,
+            limit=limit or places * max(1, nearest),
+            loads=loads,
+        )
+        row: list[tuple[float, int, Candidate]] = []
+        for candidate in ranked:
+            key = (candidate.centre_id, candidate.start, candidate.box)
+            if key not in slot_index:
+                slot_index[key] = len(slots)
+                slots.append(key)
+            row.append((candidate.cost + candidate.price, slot_index[key], candidate))
+        edges.append(row)
+    owner = _min_cost_assignment([[(cost, j) for cost, j, _ in row] for row in edges], len(slots))
+    result: dict[str, Candidate] = {}
+    for j, i in owner.items():
+        for _, slot, candidate in edges[i]:
+            if slot == j:
+                result[ordered[i].referral_id] = candidate
+                break
+    return result
+
+
+def _min_cost_assignment(rows: list[list[tuple[float, int]]], columns: int) -> dict[int, int]:
+    """Column -> row: successive shortest augmenting paths with potentials (Dijkstra on
+    reduced costs ``cost - u[row] - v[column]``, kept non-negative), rows added in
+    order; a row with no augmenting path stays out and those before it keep a column.
+    Sparse: a row's own edges only, so a batch costs what its candidates are."""
+    owner: dict[int, int] = {}  # column -> row
+    column_of: dict[int, int] = {}  # row -> column
+    u = [0.0] * len(rows)
+    v = [0.0] * columns
+    for start in range(len(rows)):
+        # Alternating paths from ``start``: row -> column by an edge, column -> the row
+        # that holds it (a matched edge, reduced cost 0). A free column ends the path.
+        dist: dict[int, float] = {}
+        parent: dict[int, int] = {}  # column -> the row it was reached from
+        row_dist = {start: 0.0}
+        heap: list[tuple[float, int]] = []
+        for cost, column in rows[start]:
+            reduced = cost - u[start] - v[column]
+            if column not in dist or reduced < dist[column]:
+                dist[column], parent[column] = reduced, start
+                heapq.heappush(heap, (reduced, column))
+        settled: list[int] = []
+        done: set[int] = set()
+        end: int | None = None
+        while heap:
+            d, column = heapq.heappop(heap)
+            if column in done or d > dist[column]:
+                continue
+            done.add(column)
+            settled.append(column)
+            holder = owner.get(column)
+            if holder is None:
+                end = column
+                break
+            if holder in row_dist:
+                continue
+            row_dist[holder] = d
+            for cost, nxt in rows[holder]:
+                reduced = d + cost - u[holder] - v[nxt]
+                if nxt not in done and (nxt not in dist or reduced < dist[nxt]):
+                    dist[nxt], parent[nxt] = reduced, holder
+                    heapq.heappush(heap, (reduced, nxt))
+        if end is None:
+            continue  # nothing free within reach: this row stays out
+        total = dist[end]
+        for row, d in row_dist.items():
+            u[row] += total - d
+        for column in settled:
+            v[column] -= total - dist[column]
+        column = end
+        while True:
+            row = parent[column]
+            previous = column_of.get(row)
+            owner[column], column_of[row] = row, column
+            if previous is None:
+                break
+            column = previous
+    return owner

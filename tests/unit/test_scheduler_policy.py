@@ -1,0 +1,257 @@
+"""The online policy (services/scheduler/domain/policy.py): prices, reserve, joint
+assignment. No I/O."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from services.scheduler.domain.assignment import Weights, rank_candidates
+from services.scheduler.domain.centres import CentreSchedule
+from services.scheduler.domain.policy import (
+    Demand,
+    PolicySettings,
+    Request,
+    _min_cost_assignment,
+    assign_jointly,
+    queue_clears,
+    rank_priced,
+)
+from shared.events import OpeningPeriod, Priority
+
+DAY = date(2020, 3, 30)
+NOW = datetime(2020, 3, 30, 8, 0, tzinfo=UTC)  # 10:00 in Paris
+HERE = (48.8566, 2.3522)
+W = Weights()
+
+
+def centre(centre_id: str, north_km: float, boxes: int = 1) -> CentreSchedule:
+    return CentreSchedule(
+        centre_id=centre_id,
+        lat=HERE[0] + north_km / 111.2,
+        lon=HERE[1],
+        departement="75",
+        opening_hours=tuple(
+            OpeningPeriod(weekday=d, opens="08:00", closes="20:00") for d in range(7)
+        ),
+        boxes=boxes,
+        consultation_minutes=30,
+        first_day=DAY,
+    )
+
+
+def rank(
+    priority: Priority,
+    centres: list[CentreSchedule],
+    booked: dict[str, set[tuple[datetime, int]]] | None = None,
+    demand: dict[str, Demand] | None = None,
+    policy: PolicySettings | None = None,
+    deadline: timedelta = timedelta(hours=24),
+) -> list:  # type: ignore[type-arg]
+    return rank_priced(
+        patient_lat=HERE[0],
+        patient_lon=HERE[1],
+        now=NOW,
+        deadline=NOW + deadline,
+        priority=priority,
+        centres=centres,
+        booked=booked or {},
+        demand=demand or {},
+        weights=W,
+        policy=policy or PolicySettings(),
+    )
+
+
+def test_queue_clears() -> None:
+    assert queue_clears(10, 0.0, 60) == 10  # nobody booked lately: no price
+    assert queue_clears(10, 0.5, 60) == pytest.approx(20)  # catches up after 20 min
+    assert queue_clears(10, 2.0, 60) == pytest.approx(130)  # grows for the horizon
+    assert queue_clears(10, 2.0, 0) == 10  # forecast off
+
+
+def test_without_demand_it_is_the_greedy_choice() -> None:
+    centres = [centre("a", 1), centre("b", 3)]
+    priced = rank(Priority.ROUTINE, centres)
+    greedy = rank_candidates(
+        patient_lat=HERE[0],
+        patient_lon=HERE[1],
+        now=NOW,
+        deadline=NOW + timedelta(hours=24),
+        centres=centres,
+        booked={},
+        weights=W,
+    )
+    assert [(c.centre_id, c.start, c.box) for c in priced] == [
+        (c.centre_id, c.start, c.box) for c in greedy
+    ]
+    assert all(c.price == 0 for c in priced)
+
+
+def test_a_busy_centre_sends_the_patient_to_an_idle_one() -> None:
+    # a is 1 km away and booked at twice its capacity lately; b, 4 km, is idle.
+    centres = [centre("a", 1), centre("b", 4)]
+    assert rank(Priority.ROUTINE, centres)[0].centre_id == "a"
+    busy = {"a": Demand(bookings=4, urgent=0)}  # 4 in an hour for 2 places an hour
+    best = rank(Priority.ROUTINE, centres, demand=busy)[0]
+    assert best.centre_id == "b" and best.price == 0
+
+
+def test_urgent_gets_the_early_slot_over_routine() -> None:
+    # One centre, its next six hours all taken but one place, urgent patients booked
+    # lately: the routine patient is kept out of that place, the urgent one gets it.
+    c = centre("a", 1)
+    window = [s for s, _, _ in _slots(c, NOW, NOW + timedelta(hours=6))]
+    booked = {"a": {(s, 1) for s in window[:-1]}}
+    last = window[-1]
+    demand = {"a": Demand(bookings=2, urgent=1)}
+    urgent = rank(Priority.ASAP, [c], booked, demand, deadline=timedelta(hours=6))
+    routine = rank(Priority.ROUTINE, [c], booked, demand)
+    assert urgent[0].start == last
+    assert routine and all(r.start > last for r in routine)
+
+
+def test_reserve_released_when_no_urgent_comes() -> None:
+    c = centre("a", 1)
+    window = [s for s, _, _ in _slots(c, NOW, NOW + timedelta(hours=6))]
+    booked = {"a": {(s, 1) for s in window[:-1]}}
+    # No urgent booking in the rate window: nothing is held back.
+    routine = rank(Priority.ROUTINE, [c], booked, {"a": Demand(bookings=2, urgent=0)})
+    assert routine[0].start == window[-1]
+    # And with the reserve off, neither.
+    off = PolicySettings(reserve_minutes=0)
+    again = rank(Priority.ROUTINE, [c], booked, {"a": Demand(bookings=2, urgent=1)}, off)
+    assert again[0].start == window[-1]
+
+
+def test_the_reserve_keeps_the_latest_places_not_the_earliest() -> None:
+    # With places free, a routine patient still gets the first one: the reserve is the
+    # end of the window, so nothing at its front goes unused.
+    c = centre("a", 1)
+    demand = {"a": Demand(bookings=1, urgent=1)}
+    first = next(_slots(c, NOW, NOW + timedelta(hours=1)))[0]
+    assert rank(Priority.ROUTINE, [c], demand=demand)[0].start == first
+
+
+def test_deadlines_respected() -> None:
+    centres = [centre("a", 1), centre("b", 10)]
+    deadline = timedelta(hours=2)
+    for priority in Priority:
+        for c in rank(priority, centres, deadline=deadline):
+            assert NOW <= c.start <= NOW + deadline
+    requests = [Request(f"r{i}", Priority.ASAP, HERE, NOW + deadline) for i in range(20)]
+    plan = assign_jointly(requests, now=NOW, centres=centres, booked={}, weights=W)
+    assert all(NOW <= s.start <= NOW + deadline for s in plan.values())
+    # Two centres, one box, five places each up to the deadline: 10 served, no double.
+    assert len(plan) == 10
+    assert len({(s.centre_id, s.start, s.box) for s in plan.values()}) == 10
+
+
+def test_joint_assignment_beats_greedy_on_a_crafted_case() -> None:
+    # One place each at a (here) and b (3 km north). p1, 1 km north, is 1 km from a and
+    # 2 km from b; p2, 1 km south, 1 km from a and 4 km from b. One at a time, p1 takes
+    # a and p2 must go to b: 1 + 4 km. Jointly p1 goes to b and p2 to a: 2 + 1 km.
+    a, b = centre("a", 0), centre("b", 3)
+    p1, p2 = (HERE[0] + 1 / 111.2, HERE[1]), (HERE[0] - 1 / 111.2, HERE[1])
+    now = datetime(2020, 3, 30, 7, 59, tzinfo=UTC)
+    only_first = datetime(2020, 3, 30, 8, 0, tzinfo=UTC)  # the 10:00 places alone
+    reqs = [
+        Request("p1", Priority.ROUTINE, p1, only_first),
+        Request("p2", Priority.ROUTINE, p2, only_first),
+    ]
+    plan = assign_jointly(reqs, now=now, centres=[a, b], booked={}, weights=W)
+    booked: dict[str, set[tuple[datetime, int]]] = {"a": set(), "b": set()}
+    greedy = 0.0
+    for r in reqs:
+        best = rank_candidates(
+            patient_lat=r.location[0],
+            patient_lon=r.location[1],
+            now=now,
+            deadline=r.deadline,
+            centres=[a, b],
+            booked=booked,
+            weights=W,
+        )[0]
+        booked[best.centre_id].add((best.start, best.box))
+        greedy += best.cost
+    assert plan["p1"].centre_id == "b" and plan["p2"].centre_id == "a"
+    assert sum(s.cost for s in plan.values()) == pytest.approx(greedy - 2, abs=0.05)
+
+
+def test_joint_assignment_serves_the_urgent_first_when_not_all_fit() -> None:
+    c = centre("a", 1)
+    deadline = NOW + timedelta(minutes=30)  # two places: 08:00 and 08:30 UTC
+    reqs = [Request(f"r{i}", Priority.ROUTINE, HERE, deadline) for i in range(3)]
+    reqs.append(Request("urgent", Priority.ASAP, HERE, deadline))
+    plan = assign_jointly(reqs, now=NOW, centres=[c], booked={}, weights=W)
+    assert "urgent" in plan and len(plan) == 2
+
+
+def test_joint_assignment_takes_plain_tuples_and_is_deterministic() -> None:
+    centres = [centre(f"c{i}", i * 1.5, boxes=2) for i in range(5)]
+    rng = random.Random(7)
+    reqs = [
+        (
+            f"r{i}",
+            rng.choice([Priority.ASAP, Priority.ROUTINE]),
+            (HERE[0] + rng.uniform(-0.05, 0.05), HERE[1] + rng.uniform(-0.05, 0.05)),
+            NOW + timedelta(hours=rng.choice([6, 24])),
+        )
+        for i in range(25)
+    ]
+    demand = {"c0": Demand(3, 1), "c2": Demand(5, 2)}
+    first = assign_jointly(reqs, now=NOW, centres=centres, booked={}, demand=demand, weights=W)
+    for _ in range(3):
+        again = assign_jointly(
+            list(reversed(reqs)), now=NOW, centres=centres, booked={}, demand=demand, weights=W
+        )
+        assert {k: (v.centre_id, v.start, v.box) for k, v in again.items()} == {
+            k: (v.centre_id, v.start, v.box) for k, v in first.items()
+        }
+    assert len(first) == 25
+
+
+def test_booked_places_are_never_given() -> None:
+    c = centre("a", 1, boxes=2)
+    taken = {(s, b) for s, _, b in _free(c, NOW, NOW + timedelta(hours=3))}
+    plan = assign_jointly(
+        [Request(f"r{i}", Priority.ROUTINE, HERE, NOW + timedelta(hours=24)) for i in range(4)],
+        now=NOW,
+        centres=[c],
+        booked={"a": taken},
+        weights=W,
+    )
+    assert all((s.start, s.box) not in taken for s in plan.values())
+
+
+def test_min_cost_assignment_is_optimal_on_small_cases() -> None:
+    rng = random.Random(1)
+    for _ in range(200):
+        n, m = rng.randint(1, 5), rng.randint(1, 6)
+        cost = [[rng.randint(0, 20) for _ in range(m)] for _ in range(n)]
+        rows = [[(float(cost[i][j]), j) for j in range(m)] for i in range(n)]
+        owner = _min_cost_assignment(rows, m)
+        got = sum(cost[i][j] for j, i in owner.items())
+        size = min(n, m)
+        best = min(
+            sum(cost[i][j] for i, j in zip(chosen, perm, strict=True))
+            for chosen in itertools.combinations(range(n), size)
+            for perm in itertools.permutations(range(m), size)
+            if list(chosen) == list(range(size))  # rows first come first: the first ones
+        )
+        assert len(owner) == size
+        assert got == best
+
+
+def _slots(c: CentreSchedule, start: datetime, end: datetime):  # type: ignore[no-untyped-def]
+    from services.scheduler.domain.slots import slot_starts
+
+    return slot_starts(c, start, end)
+
+
+def _free(c: CentreSchedule, start: datetime, end: datetime):  # type: ignore[no-untyped-def]
+    from services.scheduler.domain.slots import free_slots
+
+    return free_slots(c, start, end, ())
