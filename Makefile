@@ -31,8 +31,8 @@ demo: setup
 # The fault suite breaks the broker and the database on purpose: it runs after the
 # others, alone.
 test: setup
-	$(BIN)/pytest -m "not faults"
-	$(BIN)/pytest -m "faults and not cluster" tests/faults
+	$(BIN)/pytest -m "not faults" --durations=15
+	$(BIN)/pytest -m "faults and not cluster" --durations=10 tests/faults
 
 # A three-node RabbitMQ cluster started locally, two replicas of every service, a node
 # lost mid-burst (about 11 minutes on two cores).
