@@ -22,6 +22,7 @@ from shared.consumer import Delivery
 from shared.events import (
     AppointmentCancelled,
     AppointmentRescheduled,
+    CancelledBy,
     CentreActivated,
     Channel,
     ConsultationCompleted,
@@ -157,7 +158,9 @@ class NotifierHandlers:
                 payload.patient_ref, payload.start, payload.reason
             )
             template, status = "cancelled", "cancelled"
-            patient_text = templates.patient_cancelled(payload.start)
+            patient_text = templates.patient_cancelled(
+                payload.start, by_the_patient=payload.cancelled_by is CancelledBy.PATIENT
+            )
             detail = {"reason": payload.reason, "by": payload.cancelled_by.value}
         else:
             return

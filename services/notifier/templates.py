@@ -125,7 +125,13 @@ def patient_link_line(url: str | None) -> str:
     )
 
 
-def patient_cancelled(start: datetime) -> str:
+def patient_cancelled(start: datetime, by_the_patient: bool = False) -> str:
+    if by_the_patient:
+        # The patient cancelled it from their link: nobody will call them back.
+        return (
+            f"Bonjour, votre rendez-vous du {local_time(start)} est annulé, comme vous "
+            "l'avez demandé. En cas d'aggravation, appelez le 15."
+        )
     return (
         f"Bonjour, votre rendez-vous du {local_time(start)} est annulé. Vous serez recontacté. "
         "En cas d'aggravation, appelez le 15."

@@ -38,6 +38,7 @@ def test_every_notice_gives_paris_time_labelled() -> None:
         templates.patient_appointment(WINTER, where, "gp"),
         templates.patient_rescheduled(WINTER, where),
         templates.patient_cancelled(WINTER),
+        templates.patient_cancelled(WINTER, by_the_patient=True),
         templates.referrer_outcome(
             "appointment", {"start": WINTER.isoformat(), "centre_name": "X"}
         ),
@@ -169,3 +170,9 @@ def test_a_vitals_value_and_threshold_are_read_from_either_wording(message: str)
     assert templates.referrer_outcome("escalated", detail) == (
         "Orientation vers le SAMU / les urgences : SpO2 88,5 % (< 90 %)."
     )
+
+
+def test_a_patient_who_cancelled_is_not_told_they_will_be_called_back() -> None:
+    assert "recontacté" in templates.patient_cancelled(WINTER)
+    theirs = templates.patient_cancelled(WINTER, by_the_patient=True)
+    assert "recontacté" not in theirs and "comme vous l'avez demandé" in theirs
