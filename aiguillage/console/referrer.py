@@ -397,19 +397,29 @@ def add_referrer_routes(
     async def patient_appointment(request: Request, token: str) -> HTMLResponse:
         return await appointment_page(request, token)
 
-    # No CSRF token on the patient's forms: there is no session to ride, and a forger
-    # who could post here would need the link itself, which is the whole credential.
-    @app.post("/patient/{token}/annuler")
-    async def patient_cancel(request: Request, token: str) -> Response:
+    async def patient_action(
+        request: Request, token: str, service: str, path: str
+    ) -> httpx.Response | Response:
+        """What the patient asked, done by the service that checks the link itself; the
+        page to show instead when the link or the service refuses."""
         try:
             verify_link(key, token)
-            answer = await patient_call("POST", "intake", "/patient/cancellation", token)
+            answer = await patient_call("POST", service, path, token)
         except LinkRefused as refused:
             return refused_link(request, refused)
         except httpx.HTTPError:
             return service_refusal(request, 502, {})
         if answer.status_code != 200:
             return service_refusal(request, answer.status_code, answer.json())
+        return answer
+
+    # No CSRF token on the patient's forms: there is no session to ride, and a forger
+    # who could post here would need the link itself, which is the whole credential.
+    @app.post("/patient/{token}/annuler")
+    async def patient_cancel(request: Request, token: str) -> Response:
+        answer = await patient_action(request, token, "intake", "/patient/cancellation")
+        if isinstance(answer, Response):
+            return answer
         return patient_page(
             request,
             200,
@@ -423,15 +433,9 @@ def add_referrer_routes(
 
     @app.post("/patient/{token}/autre-creneau")
     async def patient_move(request: Request, token: str) -> Response:
-        try:
-            verify_link(key, token)
-            answer = await patient_call("POST", "scheduler", "/patient/appointment/move", token)
-        except LinkRefused as refused:
-            return refused_link(request, refused)
-        except httpx.HTTPError:
-            return service_refusal(request, 502, {})
-        if answer.status_code != 200:
-            return service_refusal(request, answer.status_code, answer.json())
+        answer = await patient_action(request, token, "scheduler", "/patient/appointment/move")
+        if isinstance(answer, Response):
+            return answer
         moved = answer.json()
         # The new appointment's own link (the notice that follows carries the same): the
         # old one stops working with the old appointment.
