@@ -193,10 +193,16 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
         assert "Armelle" in text
         assert "Bérénice" not in text  # the other centre's patient
         assert len(rows(browser, "#rdv tr[data-appointment]")) == 2
-        tests: dict[str, str] = {}
-        for row in rows(browser, "#rdv tr[data-appointment]"):
-            name = row.find_element(By.CSS_SELECTOR, "td.patient").text.splitlines()[0]
-            tests[name] = row.find_element(By.CSS_SELECTOR, ".test").text
+
+        def test_column(driver: Any) -> dict[str, str]:
+            # Read in one go, again if the list was refreshed live meanwhile (stale rows).
+            read: dict[str, str] = {}
+            for row in rows(driver, "#rdv tr[data-appointment]"):
+                name = row.find_element(By.CSS_SELECTOR, "td.patient").text.splitlines()[0]
+                read[name] = row.find_element(By.CSS_SELECTOR, ".test").text
+            return read
+
+        tests = wait_until(browser, test_column)
         assert tests == {
             "Annick Dupont-Lajoie": "Test à prescrire : non",
             "Armelle Dupont-Lajoie": "Test à prescrire : oui",
@@ -209,9 +215,13 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
         assert "rôle" in browser.page_source
         browser.get(f"{stack.url}/centre")
 
-        first = rows(browser, "#rdv tr[data-appointment]")[0]
-        appointment = first.get_attribute("data-appointment")
-        first.find_element(By.CSS_SELECTOR, "button.vu").click()
+        def mark_first_seen(driver: Any) -> str:
+            first = rows(driver, "#rdv tr[data-appointment]")[0]
+            appointment = str(first.get_attribute("data-appointment"))
+            first.find_element(By.CSS_SELECTOR, "button.vu").click()
+            return appointment
+
+        appointment = wait_until(browser, mark_first_seen)
         selector = f'#rdv tr[data-appointment="{appointment}"]'
         started = time.monotonic()
         wait_until(
