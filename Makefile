@@ -31,7 +31,7 @@ demo: setup
 # The fault suite breaks the broker and the database on purpose: it runs after the
 # others, alone.
 test: setup
-	$(BIN)/pytest -m "not faults" --durations=15
+	$(BIN)/pytest -m "not faults" -n 2 --durations=15
 	$(BIN)/pytest -m "faults and not cluster" --durations=10 tests/faults
 
 # A three-node RabbitMQ cluster started locally, two replicas of every service, a node

@@ -295,19 +295,23 @@ async def run_scenario(
             await run.decide(first)
             await wait_for_drain(settings.broker_url, f"{namespace}.scheduler.centres")
             ars_task = asyncio.create_task(_ars(run, http, poll=min(2.0, day_seconds / 10)))
-            code = await _play(run, observer, http, days, day_seconds, seed, timeout)
-            if screenshots is not None:
-                await _screenshots(run, http, url, screenshots)
-            _summary(run, observer)
-            if watch:
-                await _explain_console(run, url)
-                await asyncio.Event().wait()  # until Ctrl-C
-            return code
+            try:
+                code = await _play(run, observer, http, days, day_seconds, seed, timeout)
+                if screenshots is not None:
+                    await _screenshots(run, http, url, screenshots)
+                _summary(run, observer)
+                if watch:
+                    await _explain_console(run, url)
+                    await asyncio.Event().wait()  # until Ctrl-C
+                return code
+            finally:
+                # Stopped while its HTTP client is still open: a read of the territory
+                # after the client closed fails the whole run (a RuntimeError, not an
+                # HTTP error), as it did when the task outlived the client.
+                await _cancel(ars_task)
     finally:
         if ars_task is not None:
-            ars_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ars_task
+            await _cancel(ars_task)
         if alerts_connection is not None:
             await alerts_connection.close()
         if console_proc is not None:
@@ -325,6 +329,12 @@ async def run_scenario(
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
             console.print(f"conservé : namespace {namespace}, données dans {run_dir}")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _play(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -135,28 +135,59 @@ async def count_submission(
 ) -> None:
     """Count one submission in each window; raise ``RateLimited`` if that passes a limit.
 
-    The increment is one upsert that returns the new count: on PostgreSQL the row lock
-    makes concurrent submissions (replicas) count one after the other, so the limit holds
-    exactly. The caller's transaction then rolls back on the raise, so a refused
-    submission does not count."""
-    dialect = session.get_bind().dialect.name
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for span, (start, end) in _windows(now).items():
-        statement = insert(submission_counts).values(
-            referrer_kind=kind, referrer_id=identifier, span=span, started_at=start, count=1
-        )
-        counted = submission_counts.c
-        statement = statement.on_conflict_do_update(
-            index_elements=[counted.referrer_kind, counted.referrer_id, counted.span],
-            set_={
-                # A new window starts from one; the current one counts on.
-                "count": case(
-                    (counted.started_at == statement.excluded.started_at, counted.count + 1),
-                    else_=1,
-                ),
-                "started_at": statement.excluded.started_at,
-            },
-        ).returning(counted.count)
-        count = (await session.execute(statement)).scalar_one()
-        if count > limits[span]:
+    The increment is one upsert of both windows' rows that returns the new counts: on
+    PostgreSQL the rows' locks make concurrent submissions (replicas) count one after
+    the other, so the limit holds exactly. The caller's transaction then rolls back on
+    the raise, so a refused submission does not count."""
+    windows = _windows(now)
+    statement = _COUNT[session.get_bind().dialect.name == "postgresql"]
+    counts = dict(
+        (
+            await session.execute(
+                statement,
+                {
+                    "kind": kind,
+                    "identifier": identifier,
+                    "minute_start": windows["minute"][0],
+                    "day_start": windows["day"][0],
+                },
+            )
+        ).all()
+    )
+    for span, (_, end) in windows.items():
+        if counts[span] > limits[span]:
             raise RateLimited(max(1, math.ceil((end - now).total_seconds())), span)
+
+
+def _count_statement(insert: Any) -> Any:
+    """Both windows' rows in one upsert (the minute's and the day's), built once per
+    dialect: a submission costs one statement's execution, not two constructions."""
+    counted = submission_counts.c
+    statement = insert(submission_counts).values(
+        [
+            {
+                "referrer_kind": bindparam("kind"),
+                "referrer_id": bindparam("identifier"),
+                "span": span,
+                "started_at": bindparam(f"{span}_start"),
+                "count": 1,
+            }
+            # The minute's row first, always: a referrer's two rows are locked in one order.
+            for span in ("minute", "day")
+        ]
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[counted.referrer_kind, counted.referrer_id, counted.span],
+        set_={
+            # A new window starts from one; the current one counts on.
+            "count": case(
+                (counted.started_at == statement.excluded.started_at, counted.count + 1),
+                else_=1,
+            ),
+            "started_at": statement.excluded.started_at,
+        },
+    ).returning(counted.span, counted.count)
+
+
+# By "is PostgreSQL": the two dialects' upserts differ only in their construction.
+_COUNT = {False: _count_statement(sqlite.insert), True: _count_statement(postgresql.insert)}

@@ -15,13 +15,15 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.channels import (
     Contact,
@@ -35,7 +37,7 @@ from services.notifier.channels import (
 from services.notifier.tables import attempts, contact_quota, contacts, notifications, referrers
 from shared.db import Database, as_utc
 from shared.events import Channel, NotificationFailed, NotificationSent, RecipientKind, utcnow
-from shared.outbox import OutboxRelay, add_to_outbox
+from shared.outbox import OutboxRelay, outbox_row, stage_rows
 from shared.paris import in_paris
 
 log = structlog.get_logger(__name__)
@@ -134,47 +136,44 @@ class Dispatcher:
         A claim is ``sending`` with ``next_attempt_at`` its end: replicas share the table,
         SKIP LOCKED keeps two from claiming the same row at once, and the claim keeps the
         others off it while it is sent. A claim that lapsed is a sender's crash: the row
-        is sent again (same idempotency key)."""
+        is sent again (same idempotency key).
+
+        The claim reads, in its own transaction, the contacts and referrers its patient
+        notices need (two statements for the batch, not two per notice); the sends go
+        concurrently, and their outcomes are recorded as they come, every outcome that
+        has come by then in one transaction (a slow receiver does not hold the others'
+        records back, and a burst costs a transaction per group, not per notice)."""
         now = utcnow()
         async with self.database.transaction() as session:
-            query = (
-                select(notifications)
-                .where(
-                    notifications.c.status.in_(("pending", "sending")),
-                    notifications.c.next_attempt_at <= now,
-                )
-                .order_by(notifications.c.next_attempt_at)
-                .limit(batch)
+            query = _DUE_LOCKED if not self.database.is_sqlite else _DUE
+            rows = (await session.execute(query, {"now": now, "batch": batch})).all()
+            if not rows:
+                return 0
+            await session.execute(
+                _CLAIM,
+                {
+                    "ids": [r.id for r in rows],
+                    "until": now + timedelta(seconds=self.claim_seconds(batch)),
+                },
             )
-            if not self.database.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            rows = (await session.execute(query)).all()
-            if rows:
-                await session.execute(
-                    update(notifications)
-                    .where(notifications.c.id.in_([r.id for r in rows]))
-                    .values(
-                        status="sending",
-                        next_attempt_at=now + timedelta(seconds=self.claim_seconds(batch)),
-                    )
-                )
-        await asyncio.gather(*(self._send(row) for row in rows))
-        if rows:
-            self.relay.notify(len(rows))  # each try records one event
+            known = await _recipients(session, rows)
+        pending = {asyncio.ensure_future(self._send(row, known)) for row in rows}
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            await self._record_all([task.result() for task in done])
         return len(rows)
 
-    async def _send(self, row: Any) -> None:
+    async def _send(self, row: Any, known: Mapping[str, _Recipient]) -> _Outcome:
         async with self._limit:
             error: str | None = None
             permanent = False
             refused: Refused | None = None
             try:
                 # Bounded, so that the send ends well within its claim (claim_seconds).
-                await asyncio.wait_for(self._deliver(row), SEND_TIMEOUT_SECONDS)
+                await asyncio.wait_for(self._deliver(row, known), SEND_TIMEOUT_SECONDS)
             except NotArrived as exc:
                 if utcnow() - as_utc(row.created_at) < WAIT_FOR_CONTACT:
-                    await self._wait(row, str(exc))
-                    return
+                    return _Outcome(row, str(exc), waits=True)
                 error = str(exc)
             except TimeoutError:
                 error = f"no answer within {SEND_TIMEOUT_SECONDS:.0f} s"
@@ -186,44 +185,30 @@ class Dispatcher:
                 error, permanent = str(exc), True
             except Exception as exc:  # a bug must not stop the others
                 error = f"{type(exc).__name__}: {exc}"
-            await self._record(row, error, permanent, refused)
+            return _Outcome(row, error, permanent=permanent, refused=refused)
 
-    async def _deliver(self, row: Any) -> None:
+    async def _deliver(self, row: Any, known: Mapping[str, _Recipient]) -> None:
         if row.channel == Channel.WEBHOOK.value:
             await self.webhook.send(row.target["url"], row.id, row.target["payload"])
             return
         channel = self.channels.get(row.channel)
         if channel is None:
             raise PermanentFailure(f"no {row.channel} channel configured")
-        async with self.database.transaction() as session:
-            found = (
-                await session.execute(
-                    select(contacts).where(contacts.c.referral_id == row.target["referral_id"])
-                )
-            ).first()
-            referrer = (
-                await session.execute(
-                    select(referrers.c.patient_channels).where(
-                        referrers.c.referral_id == row.target["referral_id"]
-                    )
-                )
-            ).first()
-        if found is None:
+        recipient = known.get(row.target["referral_id"])
+        if recipient is None or recipient.contact is None:
             raise NotArrived("the patient's contact has not arrived yet")
-        if referrer is None:
+        if not recipient.referrer_known:
             # The referrer (the channels it is registered for) comes with the contact; a
             # contact staged before it carried one leaves the rule unknown, and nothing
             # is sent against an unknown rule.
             raise NotArrived("the patient's referrer has not arrived yet")
-        allowed = referrer.patient_channels
+        allowed = recipient.patient_channels
         # The record channel reaches nobody (demos): only real channels are restricted.
         if allowed is not None and row.channel != "record" and row.channel not in allowed:
             raise Refused(
                 "channel_not_allowed", f"the referrer is not registered for {row.channel}"
             )
-        contact = Contact(
-            found.first_name, found.last_name, found.phone, found.email, found.sms_consent
-        )
+        contact = recipient.contact
         if not channel.reaches(contact):
             raise PermanentFailure(f"the patient cannot be reached by {row.channel}")
         key = _address_key(row.channel, contact)
@@ -269,100 +254,218 @@ class Dispatcher:
                     .values(count=contact_quota.c.count - 1)
                 )
 
-    async def _wait(self, row: Any, reason: str) -> None:
-        """Not sent, not tried: looked at again shortly, its tries untouched."""
-        async with self.database.transaction() as session:
-            await session.execute(
-                update(notifications)
-                .where(notifications.c.id == row.id)
-                .values(
-                    status="pending",
-                    next_attempt_at=utcnow() + timedelta(seconds=WAIT_RECHECK_SECONDS),
-                    last_error=reason,
-                )
-            )
-
-    async def _record(
-        self, row: Any, error: str | None, permanent: bool, refused: Refused | None = None
-    ) -> None:
-        attempt = row.attempts + 1
+    async def _record_all(self, outcomes: list[_Outcome]) -> None:
+        """The outcomes of a group of sends, in one transaction: each try's attempt row,
+        its notification's new state and its event (sent or failed); the notices still
+        waiting for their contact put back, their tries untouched. Then the log lines
+        and the dead letters, after the commit (a dead letter names a committed fact)."""
         now = utcnow()
-        final = error is not None and (permanent or attempt >= self.max_attempts)
-        async with self.database.transaction() as session:
-            await session.execute(
-                insert(attempts).values(
-                    notification_id=row.id, attempt=attempt, at=now, error=error
+        tries: list[dict[str, Any]] = []
+        states: list[dict[str, Any]] = []
+        waits: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        finals: list[_Outcome] = []
+        for outcome in outcomes:
+            row, error = outcome.row, outcome.error
+            if outcome.waits:
+                waits.append(
+                    {
+                        "b_id": row.id,
+                        "due": now + timedelta(seconds=WAIT_RECHECK_SECONDS),
+                        "error": error,
+                    }
                 )
-            )
+                continue
+            attempt = row.attempts + 1
+            final = error is not None and (outcome.permanent or attempt >= self.max_attempts)
             if error is None:
                 status, due = "sent", None
             elif final:
                 status, due = "failed", None
+                finals.append(outcome)
             else:
                 status = "pending"
                 due = now + timedelta(seconds=self.backoff * 2 ** (attempt - 1))
-            await session.execute(
-                update(notifications)
-                .where(notifications.c.id == row.id)
-                .values(
-                    status=status,
-                    attempts=attempt,
-                    next_attempt_at=due,
-                    last_error=error,
-                    sent_at=now if error is None else None,
-                )
+            tries.append({"notification_id": row.id, "attempt": attempt, "at": now, "error": error})
+            states.append(
+                {
+                    "b_id": row.id,
+                    "status": status,
+                    "attempts": attempt,
+                    "due": due,
+                    "error": error,
+                    "sent_at": now if error is None else None,
+                }
             )
-            common = {
-                "notification_id": row.id,
-                "referral_id": row.referral_id,
-                "recipient_kind": RecipientKind(row.recipient_kind),
-                "recipient": row.recipient,
-                "channel": Channel(row.channel),
-                "template": row.template,
-                "attempts": attempt,
-            }
-            correlation = row.referral_id or row.cause_event_id
+            events.append(self._event_row(row, attempt, error, final, outcome.refused))
+        async with self.database.transaction() as session:
+            if tries:
+                await session.execute(_INSERT_ATTEMPT, tries)
+                await session.execute(_RECORD, states)
+                await stage_rows(session, events)
+            if waits:
+                await session.execute(_WAIT, waits)
+        if events:
+            self.relay.notify(len(events))  # each try records one event
+        for outcome in outcomes:
+            if outcome.waits:
+                continue
+            row, error = outcome.row, outcome.error
             if error is None:
-                payload: NotificationSent | NotificationFailed = NotificationSent(**common)
-            else:
-                payload = NotificationFailed(
-                    **common,
-                    error=error[:500],
-                    final=final,
-                    error_code=refused.code if refused is not None else None,
+                log.info(
+                    "notification sent",
+                    channel=row.channel,
+                    template=row.template,
+                    attempts=row.attempts + 1,
                 )
-            await add_to_outbox(
-                session,
-                payload,
-                source="notifier",
-                correlation_id=correlation,
-                causation_id=row.cause_event_id,
-            )
+            else:
+                log.warning(
+                    "notification failed",
+                    channel=row.channel,
+                    error=error,
+                    attempts=row.attempts + 1,
+                    final=outcome in finals,
+                )
+        for outcome in finals:
+            refused = outcome.refused
+            if refused is None or refused.dead_letter:
+                await self._dead_letter_of(outcome)
+
+    def _event_row(
+        self, row: Any, attempt: int, error: str | None, final: bool, refused: Refused | None
+    ) -> dict[str, Any]:
+        common = {
+            "notification_id": row.id,
+            "referral_id": row.referral_id,
+            "recipient_kind": RecipientKind(row.recipient_kind),
+            "recipient": row.recipient,
+            "channel": Channel(row.channel),
+            "template": row.template,
+            "attempts": attempt,
+        }
         if error is None:
-            log.info(
-                "notification sent", channel=row.channel, template=row.template, attempts=attempt
-            )
+            payload: NotificationSent | NotificationFailed = NotificationSent(**common)
         else:
-            log.warning(
-                "notification failed",
-                channel=row.channel,
-                error=error,
-                attempts=attempt,
+            payload = NotificationFailed(
+                **common,
+                error=error[:500],
                 final=final,
+                error_code=refused.code if refused is not None else None,
             )
-        if final and (refused is None or refused.dead_letter):
-            # The last try failed: the notification goes to the dead-letter queue, with
-            # its error, for someone to act on.
-            document = {
-                "notification_id": row.id,
-                "cause_event_id": row.cause_event_id,
-                "referral_id": row.referral_id,
-                "recipient_kind": row.recipient_kind,
-                "channel": row.channel,
-                "template": row.template,
-                "attempts": attempt,
-            }
-            await self.dead_letter(document, error or "")
+        _, event = outbox_row(
+            payload,
+            source="notifier",
+            correlation_id=row.referral_id or row.cause_event_id,
+            causation_id=row.cause_event_id,
+        )
+        return event
+
+    async def _dead_letter_of(self, outcome: _Outcome) -> None:
+        # The last try failed: the notification goes to the dead-letter queue, with its
+        # error, for someone to act on.
+        row = outcome.row
+        document = {
+            "notification_id": row.id,
+            "cause_event_id": row.cause_event_id,
+            "referral_id": row.referral_id,
+            "recipient_kind": row.recipient_kind,
+            "channel": row.channel,
+            "template": row.template,
+            "attempts": row.attempts + 1,
+        }
+        await self.dead_letter(document, outcome.error or "")
+
+
+@dataclass(frozen=True, slots=True)
+class _Recipient:
+    """What a patient notice needs, read with its claim: the contact (None: not arrived)
+    and the referrer's registered channels (``referrer_known`` False: not arrived)."""
+
+    contact: Contact | None
+    referrer_known: bool
+    patient_channels: list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """One send's result: ``error`` None when sent; ``waits`` when what it needs has not
+    arrived (put back without a try)."""
+
+    row: Any
+    error: str | None
+    permanent: bool = False
+    refused: Refused | None = None
+    waits: bool = False
+
+
+async def _recipients(session: AsyncSession, rows: Iterable[Any]) -> dict[str, _Recipient]:
+    """The contacts and referrers of the patient notices among ``rows``, by referral."""
+    ids = sorted(
+        {
+            r.target["referral_id"]
+            for r in rows
+            if r.channel != Channel.WEBHOOK.value and r.target.get("referral_id")
+        }
+    )
+    if not ids:
+        return {}
+    found = {r.referral_id: r for r in (await session.execute(_CONTACTS, {"ids": ids})).all()}
+    registered = {
+        r.referral_id: r.patient_channels
+        for r in (await session.execute(_REFERRERS, {"ids": ids})).all()
+    }
+    known: dict[str, _Recipient] = {}
+    for referral_id in ids:
+        c = found.get(referral_id)
+        contact = (
+            None
+            if c is None
+            else Contact(c.first_name, c.last_name, c.phone, c.email, c.sms_consent)
+        )
+        known[referral_id] = _Recipient(
+            contact, referral_id in registered, registered.get(referral_id)
+        )
+    return known
+
+
+# Statements built once, their parameters bound per call (executemany for a group).
+_DUE = (
+    select(notifications)
+    .where(
+        notifications.c.status.in_(("pending", "sending")),
+        notifications.c.next_attempt_at <= bindparam("now"),
+    )
+    .order_by(notifications.c.next_attempt_at)
+    .limit(bindparam("batch"))
+)
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_CLAIM = (
+    update(notifications)
+    .where(notifications.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status="sending", next_attempt_at=bindparam("until"))
+)
+_CONTACTS = select(contacts).where(contacts.c.referral_id.in_(bindparam("ids", expanding=True)))
+_REFERRERS = select(referrers.c.referral_id, referrers.c.patient_channels).where(
+    referrers.c.referral_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_ATTEMPT = insert(attempts)
+# The bound names differ from the columns': an UPDATE reserves the column names for SET.
+_RECORD = (
+    update(notifications)
+    .where(notifications.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("status"),
+        attempts=bindparam("attempts"),
+        next_attempt_at=bindparam("due"),
+        last_error=bindparam("error"),
+        sent_at=bindparam("sent_at"),
+    )
+)
+_WAIT = (
+    update(notifications)
+    .where(notifications.c.id == bindparam("b_id"))
+    .values(status="pending", next_attempt_at=bindparam("due"), last_error=bindparam("error"))
+)
 
 
 def _address_key(channel: str, contact: Contact) -> str | None:

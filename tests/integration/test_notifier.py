@@ -20,6 +20,7 @@ from services.notifier.tables import attempts, deferred_outcomes, notifications,
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.domain.rules import Case, decide
 from shared.auth import Role, issue_token
+from shared.db import as_utc
 from shared.events import (
     Clinical,
     Envelope,
@@ -36,6 +37,7 @@ from shared.events import (
     new_id,
 )
 from shared.http import HttpServer, free_port
+from shared.paris import in_paris
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
@@ -334,7 +336,13 @@ async def test_centre_day_list_is_its_own_only(
         ars = bearer(Role.ARS, "idf")
         assert (await http.get(url, headers=ars)).status_code == 403
         own = bearer(Role.CENTRE, "rennes-1")
-        response = await http.get(url, headers=own)
+        # The list is of a day in France: the appointment's (two hours ahead is
+        # tomorrow there from 22:00 on).
+        from services.notifier.tables import centre_appointments
+
+        [booked_row] = await _rows(notifier, centre_appointments)
+        day = in_paris(as_utc(booked_row.start)).date().isoformat()
+        response = await http.get(url, headers=own, params={"day": day})
         assert response.status_code == 200
         [appointment] = response.json()["appointments"]
         assert appointment["appointment_id"] == "appt-1"

@@ -36,10 +36,11 @@ FRANCE_LON = (-4.8, 8.2)
 def test_loading_is_fast_and_cached() -> None:
     communes_module._index.cache_clear()
     communes_module._departements.cache_clear()
-    started = time.perf_counter()
+    # CPU time, not wall time: the load of a parallel test run must not fail it.
+    started = time.process_time()
     commune("35238")
     departement("35")
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert communes_module._index() is communes_module._index()
 
 
