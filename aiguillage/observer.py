@@ -25,6 +25,10 @@ class Track:
     state: str | None = None
     centre: str | None = None
     notified_at: float | None = None
+    # When the observer saw the referral's regulation and its slot on the bus: the
+    # scheduler's stage lies between them (bench/pipeline.py).
+    regulated_at: float | None = None
+    booked_at: float | None = None
 
 
 @dataclass
@@ -120,6 +124,7 @@ class Observer:
             self._pending[referral_id].append(env)
             return
         if env.type == "referral.regulated":
+            track.regulated_at = track.regulated_at or time.monotonic()
             state = {
                 "escalate": "escalated",
                 "home_follow_up": "home_follow_up",
@@ -131,6 +136,7 @@ class Observer:
         elif env.type == "referral.waitlisted":
             track.state = "waitlisted"
         elif env.type == "slot.assigned":
+            track.booked_at = track.booked_at or time.monotonic()
             track.centre = data["centre_id"]
             track.state = track.state if track.state == "assigned" else "booked"
         elif (

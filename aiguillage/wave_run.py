@@ -310,17 +310,20 @@ async def run_scenario(
                 # HTTP error), as it did when the task outlived the client.
                 await _cancel(ars_task)
     finally:
-        if ars_task is not None:
-            await _cancel(ars_task)
-        if alerts_connection is not None:
-            await alerts_connection.close()
-        if console_proc is not None:
-            console_proc.terminate()
-            try:
-                console_proc.wait(10)
-            except subprocess.TimeoutExpired:
-                console_proc.kill()
-        services.stop()
+        try:
+            if ars_task is not None:
+                await _cancel(ars_task)
+            if alerts_connection is not None:
+                await alerts_connection.close()
+        finally:
+            # Whatever failed above, no process of the run outlives it.
+            if console_proc is not None:
+                console_proc.terminate()
+                try:
+                    console_proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    console_proc.kill()
+            services.stop()
         await observer.stop()
         if not keep:
             await delete_topology(
@@ -332,9 +335,15 @@ async def run_scenario(
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
+    """Stop the scenario's ARS. Its own failure is said, never raised: raised here, it
+    skipped the services' stop, and their four processes outlived the run."""
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:
+        console.print(f"[yellow]l'ARS du scénario s'est arrêtée sur une erreur : {exc}[/]")
 
 
 async def _play(

@@ -306,6 +306,7 @@ async def pipeline(
             results["throughput"] = n / (last - first)
             results["throughput_wall_s"] = time.perf_counter() - started
             latencies = {}
+            scheduler_stage: dict[str, dict[str, float]] = {}
             for rate in rates:
                 before = set(observer.tracks)
                 await push(publisher, observer, rng, int(rate * seconds), rate)
@@ -322,7 +323,22 @@ async def pipeline(
                     "p95": ms[int(len(ms) * 0.95) - 1],
                     "p99": ms[int(len(ms) * 0.99) - 1],
                 }
+                # The scheduler's stage alone: from referral.regulated on the bus to
+                # slot.assigned on the bus, both as the observer saw them (one clock).
+                stage = sorted(
+                    1000 * (t.booked_at - t.regulated_at)
+                    for t in (observer.tracks[r] for r in batch)
+                    if t.booked_at is not None and t.regulated_at is not None
+                )
+                if stage:
+                    scheduler_stage[str(rate)] = {
+                        "n": len(stage),
+                        "p50": statistics.median(stage),
+                        "p95": stage[max(0, int(len(stage) * 0.95) - 1)],
+                        "p99": stage[max(0, int(len(stage) * 0.99) - 1)],
+                    }
             results["latency_ms"] = latencies
+            results["scheduler_stage_ms"] = scheduler_stage
         results["peak_rss_mb"] = {
             name: peak_rss_mb(proc.pid) for name, proc in services.procs.items()
         }
@@ -384,6 +400,11 @@ def main() -> None:
     for rate, lat in result["latency_ms"].items():
         table.add_row(
             f"latency at {float(rate):.0f}/s: p50 / p95 / p99 (ms)",
+            f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f}",
+        )
+    for rate, lat in result.get("scheduler_stage_ms", {}).items():
+        table.add_row(
+            f"scheduler's stage at {float(rate):.0f}/s: p50 / p95 / p99 (ms)",
             f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f}",
         )
     for name, ms in result["cpu_ms_per_referral"].items():

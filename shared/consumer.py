@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -142,6 +142,9 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+# The key of the rows a delivery's handler will lock (group commit takes a batch's
+# deliveries in its order).
+LockOrder = Callable[[Envelope], str]
 R = TypeVar("R")
 
 
@@ -210,10 +213,12 @@ class Consumer:
         database: Database,
         relay: OutboxRelay,
         broker: RabbitBroker,
+        order: LockOrder | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
         self.handler = handler
+        self.order = order
         self.database = database
         self.relay = relay
         self.broker = broker
@@ -468,14 +473,21 @@ class Consumer:
         """One transaction: one inbox statement for the batch, each handler in turn,
         one outbox statement for all their events, one commit."""
         staged: list[dict[str, Any]] = []
-        results: list[Delivery | None] = []
+        results: list[Delivery | None] = [None] * len(batch)
+        turns: Sequence[int] = range(len(batch))
+        if self.order is not None:
+            # The rows its handlers lock, taken in one order by every batch (a stable
+            # sort: one referral's messages keep theirs): two replicas' batches then
+            # wait for each other instead of deadlocking.
+            key = self.order
+            turns = sorted(turns, key=lambda i: key(batch[i].envelope))
         async with self.database.transaction() as session:
             claimed = await claim_many(
                 session, self.name, [(h.envelope.id, h.envelope.type) for h in batch]
             )
-            for held in batch:
+            for turn in turns:
+                held = batch[turn]
                 if held.envelope.id not in claimed:
-                    results.append(None)
                     continue
                 claimed.discard(held.envelope.id)  # a second copy in the batch is a duplicate
                 _bind(held, self.name)
@@ -492,7 +504,7 @@ class Consumer:
                     await self.handler(delivery)
                 finally:
                     structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
-                results.append(delivery)
+                results[turn] = delivery
             await stage_rows(session, staged)
         for held, result in zip(batch, results, strict=True):
             if result is None:

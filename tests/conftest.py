@@ -166,7 +166,8 @@ def _nothing_left_behind(broker_url: str) -> Iterator[None]:
     queues = _broker_queues()
     if queues is None:
         return
-    prefixes = tuple(f"{ns}." for ns in NAMESPACES)
+    # "<ns>.<queue>", and "<ns>-<run id>.<queue>" for a demo started in that namespace.
+    prefixes = tuple(p for ns in NAMESPACES for p in (f"{ns}.", f"{ns}-"))
     left = [q for q in queues if q.startswith(prefixes)]
     if left:
         asyncio.run(_delete_queues(broker_url, left))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.intake.api import build_router, document_referral_schema
-from services.intake.handlers import IntakeHandlers
+from services.intake.handlers import IntakeHandlers, by_referrer
 from services.intake.patient_link import build_patient_router
 from services.intake.referrer_list import build_list_router
 from shared.runtime import ServiceRuntime
@@ -13,7 +13,8 @@ from shared.settings import ServiceName, Settings
 def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime = ServiceRuntime(ServiceName.INTAKE, settings, "services.intake:migrations", in_memory)
     handlers = IntakeHandlers(settings)
-    runtime.consume("submissions", handlers.on_submitted)
+    # A batch's submissions in referrer order: each locks its referrer's quota rows.
+    runtime.consume("submissions", handlers.on_submitted, order=by_referrer)
     runtime.consume("outcomes", handlers.on_outcome)
     runtime.http_app.include_router(
         build_router(handlers, runtime.database, runtime.relay, settings)

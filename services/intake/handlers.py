@@ -20,6 +20,7 @@ from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
 from shared.events import (
     CancelledBy,
+    Envelope,
     PatientContact,
     Reason,
     ReferralCancelled,
@@ -378,6 +379,14 @@ class IntakeHandlers:
         if entry is None:
             return
         await _record_status(delivery, referral_id, *entry)
+
+
+def by_referrer(envelope: Envelope) -> str:
+    """The quota rows a submission locks (``registry.count_submission``), as a key: the
+    referrer it names. Only an order: a sender is checked by the handler, as ever (one
+    that names another referrer is refused before anything is counted)."""
+    named = _named_referrer(envelope.data)
+    return "\x00".join(named) if named is not None else ""
 
 
 def _named_referrer(data: dict[str, Any]) -> tuple[str, str] | None:

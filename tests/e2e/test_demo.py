@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import fresh_namespace
+
 pytestmark = pytest.mark.e2e
 
 
@@ -20,7 +22,8 @@ def _env(broker_url: str, tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "AIGUILLAGE_BROKER_URL": broker_url,
         "AIGUILLAGE_DATA_DIR": str(tmp_path / "data"),
-        "AIGUILLAGE_NAMESPACE": "demo-test",
+        # The demo runs in "<namespace>-<run id>": the run's leftovers check sees it.
+        "AIGUILLAGE_NAMESPACE": fresh_namespace("demo"),
         "COLUMNS": "120",
     }
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import fresh_namespace
+
 pytestmark = pytest.mark.e2e
 
 
@@ -36,7 +38,7 @@ def test_the_rennes_scenario_drains_its_waiting_list(broker_url: str, tmp_path: 
             **os.environ,
             "AIGUILLAGE_BROKER_URL": broker_url,
             "AIGUILLAGE_DATA_DIR": str(tmp_path / "data"),
-            "AIGUILLAGE_NAMESPACE": "scenario-test",
+            "AIGUILLAGE_NAMESPACE": fresh_namespace("scenario"),
             "COLUMNS": "120",
         },
         capture_output=True,
