@@ -8,7 +8,7 @@ its deadline, at three loads (light, normal, surge) and several seeds.
 The online side is the scheduler's own domain, as the live path calls it: arrivals
 are held for ``--batch-seconds`` (what the scheduler holds at once: a consumer batch);
 a batch of one is placed by ``policy.rank_priced``, a larger one by
-``policy.assign_jointly``, both priced by the bookings of the last hour per centre
+``policy.assign_jointly``, both priced by each centre's recent bookings
 (``policy.Demand``) and with the settings' defaults. The greedy line is the previous
 rule (``rank_candidates``, one patient at a time), for reference. The offline optimum
 sees every patient at once and solves the assignment problem on the same cost
@@ -112,7 +112,8 @@ def scenario(
 
 class Recent:
     """The bookings of the last ``minutes`` per centre, as the scheduler reads them
-    from its appointments (created_at, priority)."""
+    from its appointments (created_at, priority): their count, the urgent ones, and
+    the earliest created_at (``Demand.first``)."""
 
     def __init__(self, minutes: float) -> None:
         self.window = timedelta(minutes=minutes)
@@ -129,7 +130,8 @@ class Recent:
                 continue
             while q and q[0][0] < now - self.window:
                 q.popleft()
-            out[cid] = Demand(bookings=len(q), urgent=sum(1 for _, u in q if u))
+            if q:
+                out[cid] = Demand(bookings=len(q), urgent=sum(1 for _, u in q if u), first=q[0][0])
         return out
 
 
@@ -343,6 +345,7 @@ def main() -> None:
     policy = PolicySettings(
         forecast_minutes=settings.policy_forecast_minutes,
         rate_window_minutes=settings.policy_rate_window_minutes,
+        rate_floor_minutes=settings.policy_rate_floor_minutes,
         area_km=settings.policy_area_km,
         reserve_minutes=settings.policy_reserve_minutes,
         reserve_factor=settings.policy_reserve_factor,

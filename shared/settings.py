@@ -277,7 +277,7 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Farthest centre the scheduler proposes to a patient."
     )
     candidate_centres: int = Field(
-        8, ge=1, description="Nearest centres the scheduler weighs for each patient."
+        40, ge=1, description="Nearest centres the scheduler weighs for each patient."
     )
     saturation_threshold: float = Field(
         0.9,
@@ -294,7 +294,13 @@ class Settings(BaseSettings):
         "assumed to go on, to price its early slots (0: no price, nearest-first).",
     )
     policy_rate_window_minutes: float = Field(
-        60.0, gt=0, description="Scheduler: the recent past the booking rates are learned from."
+        120.0, gt=0, description="Scheduler: the recent past the booking rates are learned from."
+    )
+    policy_rate_floor_minutes: float = Field(
+        20.0,
+        gt=0,
+        description="Scheduler: the shortest span a booking rate is counted over when the "
+        "recent bookings began less than a window ago.",
     )
     policy_area_km: float = Field(
         0.0, ge=0, description="Scheduler: centres this close share one booking rate (an area)."
@@ -306,7 +312,7 @@ class Settings(BaseSettings):
         "for urgent priorities, as many as its recent urgent bookings predict (0: none).",
     )
     policy_reserve_factor: float = Field(
-        1.0, ge=0, description="Scheduler: reserved places per urgent booking predicted."
+        0.5, ge=0, description="Scheduler: reserved places per urgent booking predicted."
     )
 
     # The Hub Santé door (aiguillage/hubsante): Centre 15's LRM on the SAMU's hub.

@@ -38,6 +38,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
                 area_km=settings.policy_area_km,
                 reserve_minutes=settings.policy_reserve_minutes,
                 reserve_factor=settings.policy_reserve_factor,
+                rate_floor_minutes=settings.policy_rate_floor_minutes,
             ),
         ),
         provision_centre,

@@ -111,7 +111,7 @@ class SchedulerConfig:
     weights: Weights = field(default_factory=Weights)
     policy: PolicySettings = field(default_factory=PolicySettings)
     max_travel_km: float = 60.0
-    candidate_centres: int = 8
+    candidate_centres: int = 40
     saturation_threshold: float = SATURATION_THRESHOLD
     # A département's saturation is checked at most this often (per process); its alert
     # is raised once when it begins and cleared when it ends.
@@ -488,7 +488,9 @@ class SchedulerHandlers:
     async def _demand(self, session: Any, ids: list[str], now: datetime) -> dict[str, Demand]:
         since = now - timedelta(minutes=self.config.policy.rate_window_minutes)
         counts = await store.recent_demand(session, ids, since)
-        return {cid: Demand(bookings=t, urgent=u) for cid, (t, u) in counts.items()}
+        return {
+            cid: Demand(bookings=t, urgent=u, first=first) for cid, (t, u, first) in counts.items()
+        }
 
     async def _cancel(self, session: Any, appointment_id: str) -> None:
         await store.release(session, appointment_id)

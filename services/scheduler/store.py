@@ -687,20 +687,37 @@ async def raised_alerts(session: AsyncSession) -> Sequence[AnyRow]:
     return (await session.execute(_ALERTS)).all()
 
 
+_RECENT_DEMAND = (
+    select(
+        appointments.c.centre_id,
+        appointments.c.priority,
+        func.count(),
+        func.min(appointments.c.created_at),
+    )
+    .where(
+        appointments.c.centre_id.in_(bindparam("ids", expanding=True)),
+        appointments.c.created_at >= bindparam("since"),
+    )
+    .group_by(appointments.c.centre_id, appointments.c.priority)
+)
+
+
 async def recent_demand(
     session: AsyncSession, centre_ids: Sequence[str], since: datetime
-) -> dict[str, tuple[int, int]]:
-    """Per centre: appointments booked since ``since``, and those of them for a priority
-    more urgent than routine (what the online policy learns its prices from)."""
+) -> dict[str, tuple[int, int, datetime]]:
+    """Per centre: appointments booked since ``since``, those of them for a priority
+    more urgent than routine, and when the earliest of them was booked (what the online
+    policy learns its prices from: a rate over the span the bookings cover)."""
     if not centre_ids:
         return {}
-    rows = await session.execute(
-        select(appointments.c.centre_id, appointments.c.priority, func.count())
-        .where(appointments.c.centre_id.in_(list(centre_ids)), appointments.c.created_at >= since)
-        .group_by(appointments.c.centre_id, appointments.c.priority)
-    )
-    out: dict[str, tuple[int, int]] = {}
-    for centre_id, priority, count in rows:
-        total, urgent = out.get(centre_id, (0, 0))
-        out[centre_id] = (total + count, urgent + (count if priority != "routine" else 0))
+    rows = await session.execute(_RECENT_DEMAND, {"ids": list(centre_ids), "since": since})
+    out: dict[str, tuple[int, int, datetime]] = {}
+    for centre_id, priority, count, first in rows:
+        first = as_utc(first)
+        total, urgent, earliest = out.get(centre_id, (0, 0, first))
+        out[centre_id] = (
+            total + count,
+            urgent + (count if priority != "routine" else 0),
+            min(earliest, first),
+        )
     return out

@@ -4,6 +4,7 @@ assignment. No I/O."""
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from datetime import UTC, date, datetime, timedelta
 
@@ -16,9 +17,12 @@ from services.scheduler.domain.policy import (
     PolicySettings,
     Request,
     _min_cost_assignment,
+    area_loads,
     assign_jointly,
     queue_clears,
     rank_priced,
+    rate_span,
+    taken_by_others,
 )
 from shared.events import OpeningPeriod, Priority
 
@@ -91,12 +95,65 @@ def test_without_demand_it_is_the_greedy_choice() -> None:
 
 
 def test_a_busy_centre_sends_the_patient_to_an_idle_one() -> None:
-    # a is 1 km away and booked at twice its capacity lately; b, 4 km, is idle.
+    # a is 1 km away and booked at twice its capacity lately; b, 4 km, is idle. Both
+    # have their place starting now taken: the first free ones start in 30 minutes.
     centres = [centre("a", 1), centre("b", 4)]
-    assert rank(Priority.ROUTINE, centres)[0].centre_id == "a"
-    busy = {"a": Demand(bookings=4, urgent=0)}  # 4 in an hour for 2 places an hour
-    best = rank(Priority.ROUTINE, centres, demand=busy)[0]
+    booked = {"a": {(NOW, 1)}, "b": {(NOW, 1)}}
+    assert rank(Priority.ROUTINE, centres, booked)[0].centre_id == "a"
+    busy = {"a": Demand(bookings=8, urgent=0)}  # 8 in two hours for 2 places an hour
+    best = rank(Priority.ROUTINE, centres, booked, demand=busy)[0]
     assert best.centre_id == "b" and best.price == 0
+
+
+def test_a_place_nobody_else_can_take_in_time_is_not_priced() -> None:
+    # a's place starting now cannot be booked by anyone after this patient: taking it
+    # costs nobody anything, however busy a is. Its next place, which someone else may
+    # book first, is priced.
+    c = centre("a", 1)
+    busy = {"a": Demand(bookings=8, urgent=0)}
+    ranked = rank_priced(
+        patient_lat=HERE[0],
+        patient_lon=HERE[1],
+        now=NOW,
+        deadline=NOW + timedelta(hours=24),
+        priority=Priority.ROUTINE,
+        centres=[c],
+        booked={},
+        demand=busy,
+        weights=W,
+        policy=PolicySettings(reserve_minutes=0),
+        per_centre=4,
+    )
+    by_start = sorted(ranked, key=lambda r: r.start)
+    assert by_start[0].start == NOW and by_start[0].price == 0
+    assert by_start[1].price > 0
+    assert ranked[0].start == NOW
+
+
+def test_taken_by_others() -> None:
+    assert taken_by_others(0.0, 0) == 0  # nobody comes: nobody else takes it
+    assert taken_by_others(2.0, 0) == pytest.approx(1 - math.exp(-2))
+    assert taken_by_others(2.0, 1) == pytest.approx(1 - 3 * math.exp(-2))
+    assert taken_by_others(1.0, 50) == pytest.approx(0.0, abs=1e-12)  # 50 places ahead
+    assert taken_by_others(100.0, 0) == pytest.approx(1.0)
+
+
+def test_rates_are_counted_over_the_span_of_the_recent_bookings() -> None:
+    c, policy = centre("a", 1), PolicySettings()
+    assert rate_span([c], {}, NOW, policy) == policy.rate_window_minutes
+    old = {"a": Demand(4, 0, first=NOW - timedelta(hours=5))}
+    assert rate_span([c], old, NOW, policy) == policy.rate_window_minutes
+    fresh = {"a": Demand(4, 0, first=NOW - timedelta(minutes=40))}
+    assert rate_span([c], fresh, NOW, policy) == pytest.approx(40)
+    just = {"a": Demand(1, 0, first=NOW - timedelta(minutes=1))}
+    assert rate_span([c], just, NOW, policy) == policy.rate_floor_minutes
+    # 4 bookings in the last 40 minutes: 3 an hour, not 2 for a two-hour window.
+    rho, _ = area_loads([c], fresh, NOW, policy)["a"]
+    assert rho == pytest.approx((4 / 40) / (1 / 30))
+    # The earliest across the centres weighed: one quiet centre does not shorten it.
+    d = centre("d", 2)
+    both = {**fresh, "d": Demand(1, 0, first=NOW - timedelta(minutes=90))}
+    assert rate_span([c, d], both, NOW, policy) == pytest.approx(90)
 
 
 def test_urgent_gets_the_early_slot_over_routine() -> None:

@@ -31,6 +31,27 @@ them*. It leaves two costs to the patients after them, whom the offline optimum 
    wasted at the front), and it follows the urgent arrival rate: when no urgent patient
    came lately there is none; as the window moves, reserved places come out of it.
 
+3. **Who else would take it.** The push of 1. only happens if someone else would have
+   taken the place: a place about to start that nobody near it is likely to book in
+   time is lost when this patient passes it over, and taking it costs the others
+   nothing (it frees a later place for them). So each place's price is weighted by the
+   chance that the centre's booking rate ``lambda`` (rho x its places per minute)
+   brings, before the place starts (``wait`` minutes), more bookings than there are
+   free places ahead of it: ``P(Poisson(lambda * wait) > ahead)``. Without it, in the
+   first hour of a surge a patient keeps their nearest centre's later place while the
+   place starting in 20 minutes 3 km away goes unused, and every place lost early
+   pushes the queue back for everyone behind it (normal load, seed 2020: 54 more
+   places of the first two hours left unused than by the offline optimum, about the
+   whole gap in mean wait).
+
+Rates are bookings over the minutes they were counted over: the window, or less when
+the earliest of the recent bookings near the patient is more recent than the window
+(``Demand.first``; the morning's first bookings after a quiet night): dividing the
+first ten minutes' bookings by the whole window would price a surge at a twelfth of
+its rate, and under it for the window's whole length, when the queues that last all
+morning are built. The span is at least ``rate_floor_minutes``, so that the first two
+bookings do not make a rate.
+
 Where several patients are held at once (a drained waiting list, a consumer batch,
 a burst), ``assign_jointly`` gives them the minimum total (priced) cost assignment over
 their candidate slots, most urgent served first when not all can be.
@@ -65,20 +86,28 @@ class PolicySettings:
 
     # How far ahead the current arrival rate is assumed to go on (minutes). 0: no price.
     forecast_minutes: float = 60.0
-    # The recent past the rates are learned from (minutes).
-    rate_window_minutes: float = 60.0
+    # The recent past the rates are learned from (minutes). Two hours: a centre has two
+    # places an hour, and an hour's count of them is too noisy to price by.
+    rate_window_minutes: float = 120.0
+    # The shortest span a rate is counted over when the recent bookings began less than
+    # a window ago (module, last paragraph).
+    rate_floor_minutes: float = 20.0
     # A centre's area: the candidate centres within this distance of it share one rate,
     # so that a queue spilling over to a neighbour counts for both.
     area_km: float = 0.0
     # The window whose last places are kept for the urgent priorities (minutes; the
     # ASAP deadline). 0: no reserve.
     reserve_minutes: float = 360.0
-    # Reserved places = factor x the urgent bookings the window's length predicts.
-    reserve_factor: float = 1.0
+    # Reserved places = factor x the urgent bookings the window's length predicts. Half:
+    # a full reserve keeps routine patients out of places no urgent one comes for
+    # (bench/assignment_quality.py, seed 2020: 1.102 times the optimum's cost at normal
+    # load against 1.087 at a half) and saved one patient of seven past their deadline
+    # at surge.
+    reserve_factor: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.rate_window_minutes <= 0:
-            raise ValueError("rate_window_minutes must be positive")
+        if self.rate_window_minutes <= 0 or self.rate_floor_minutes <= 0:
+            raise ValueError("rate_window_minutes and rate_floor_minutes must be positive")
         if min(self.forecast_minutes, self.area_km, self.reserve_minutes) < 0:
             raise ValueError("policy settings must not be negative")
         if self.reserve_factor < 0:
@@ -87,11 +116,13 @@ class PolicySettings:
 
 @dataclass(frozen=True)
 class Demand:
-    """What one centre booked in the last ``rate_window_minutes``: every booking, and
-    those for an urgent priority (more urgent than routine)."""
+    """What one centre booked in the last ``rate_window_minutes``: every booking, those
+    for an urgent priority (more urgent than routine), and when the earliest of them
+    was booked (``None``: not known, the rate is counted over the whole window)."""
 
     bookings: int = 0
     urgent: int = 0
+    first: datetime | None = None
 
 
 class Request(NamedTuple):
@@ -123,6 +154,41 @@ def _capacity_per_minute(centre: CentreSchedule, now: datetime) -> float:
     return day.boxes / max(1, day.consultation_minutes)
 
 
+def rate_span(
+    centres: Sequence[CentreSchedule],
+    demand: Mapping[str, Demand],
+    now: datetime,
+    policy: PolicySettings,
+) -> float:
+    """Minutes the recent bookings of these centres were counted over (module, last
+    paragraph): since the earliest of them, between ``rate_floor_minutes`` and the
+    window; the window when none says when it was booked."""
+    firsts = [
+        seen.first
+        for c in centres
+        if (seen := demand.get(c.centre_id)) is not None and seen.first is not None
+    ]
+    if not firsts:
+        return policy.rate_window_minutes
+    since = (now - min(firsts)).total_seconds() / 60
+    return min(policy.rate_window_minutes, max(policy.rate_floor_minutes, since))
+
+
+def taken_by_others(expected: float, ahead: int) -> float:
+    """P(Poisson(expected) > ahead): the chance that more bookings come, before a place
+    starts, than there are free places ahead of it (module, 3.)."""
+    if expected <= 0:
+        return 0.0
+    term = math.exp(-expected)
+    below = term
+    for i in range(1, ahead + 1):
+        term *= expected / i
+        below += term
+        if i > expected and term < 1e-12:
+            break  # the rest of the sum is negligible: P is ~0
+    return max(0.0, 1.0 - below)
+
+
 def area_loads(
     centres: Sequence[CentreSchedule],
     demand: Mapping[str, Demand],
@@ -132,9 +198,11 @@ def area_loads(
     """Per centre, its area's (rho, urgent bookings per minute of capacity share).
 
     rho: the area's bookings per minute over its places per minute. The urgent rate is
-    the area's urgent bookings per minute, shared out by the centre's capacity.
+    the area's urgent bookings per minute, shared out by the centre's capacity. Both
+    are counted over ``rate_span`` of these centres.
     """
     capacity = {c.centre_id: _capacity_per_minute(c, now) for c in centres}
+    span = rate_span(centres, demand, now, policy)
     loads: dict[str, tuple[float, float]] = {}
     for centre in centres:
         booked = urgent = places = 0.0
@@ -148,8 +216,8 @@ def area_loads(
                 booked += seen.bookings
                 urgent += seen.urgent
                 places += capacity[other.centre_id]
-        rate = booked / policy.rate_window_minutes
-        urgent_rate = urgent / policy.rate_window_minutes
+        rate = booked / span
+        urgent_rate = urgent / span
         share = capacity[centre.centre_id] / places if places else 0.0
         loads[centre.centre_id] = (rate / places if places else 0.0, urgent_rate * share)
     return loads
@@ -176,7 +244,8 @@ def rank_priced(
 
     A routine patient does not see a centre's reserved places (module 2.). Each
     candidate's ``cost`` is the patient's own (travel and waiting); ``price`` is what
-    it costs the patients after them.
+    it costs the patients after them, weighted by the chance that one of them would
+    have taken it (module 3.).
     """
     if per_centre < 1 or limit < 1:
         raise ValueError("per_centre and limit must be at least 1")
@@ -206,10 +275,14 @@ def rank_priced(
             slot for slot in itertools.chain((front,), slots) if (slot[0], slot[2]) not in held
         )
         distance = haversine_km(patient_lat, patient_lon, centre.lat, centre.lon)
-        for start, end, box in itertools.islice(usable, per_centre):
+        # The centre's bookings per minute (its area's rate, shared by capacity).
+        rate = rho * _capacity_per_minute(centre, now)
+        for ahead, (start, end, box) in enumerate(itertools.islice(usable, per_centre)):
             wait = (start - now).total_seconds() / 60
             cost = weights.cost(distance, wait)
             price = weights.wait_per_minute * max(0.0, clears - wait)
+            if price > 0:
+                price *= taken_by_others(rate * wait, ahead)
             ranked.append(
                 (
                     cost + price,
