@@ -384,7 +384,10 @@ class IntakeHandlers:
 def by_referrer(envelope: Envelope) -> str:
     """The quota rows a submission locks (``registry.count_submission``), as a key: the
     referrer it names. Only an order: a sender is checked by the handler, as ever (one
-    that names another referrer is refused before anything is counted)."""
+    that names another referrer is refused before anything is counted). A cancellation
+    names none and goes first in its batch; it cannot share one with its own referral's
+    submission, since it names the referral id that submission's committed
+    acknowledgement gave."""
     named = _named_referrer(envelope.data)
     return "\x00".join(named) if named is not None else ""
 
