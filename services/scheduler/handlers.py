@@ -251,6 +251,10 @@ class SchedulerHandlers:
         event = delivery.payload_as(ReferralRegulated)
         session = delivery.session
         now = utcnow()
+        # The entry of a waiting patient is held before their booking is read: a drain
+        # serving them at this moment holds it too, and this waits for it, then reads
+        # the appointment it booked.
+        waiting = await store.hold_waiting(session, event.referral_id)
         current = await store.booked_appointment(session, event.referral_id)
         if event.decision is not Decision.ORIENT:
             # Not (or no longer) for a centre: leave the waiting list, give the slot back.
@@ -284,6 +288,10 @@ class SchedulerHandlers:
         if booked is None:
             await self._waitlist(delivery, patient, now, NO_SLOT_FR)
         else:
+            if waiting:
+                # Booked on a new decision while waiting: off the list, or the next
+                # drain would book them a second time.
+                await self._leave_waitlist(delivery, event.referral_id, now)
             await self._announce(delivery, patient, booked)
             await self._check_saturation(delivery, patient.departement, now)
 
@@ -309,14 +317,13 @@ class SchedulerHandlers:
             commune_insee=event.commune_insee,
             test_eligible=event.test_eligible,
         )
-        booked = await self._book(session, patient, now)
+        booked = await self._book_instead(session, current, patient, now)
         if booked is None:
             log.warning(
                 "no earlier slot for a raised priority; the patient keeps theirs",
                 referral_id=event.referral_id,
             )
             return
-        await self._cancel(session, current.id)
         await self._announce_move(
             delivery,
             current,
@@ -491,6 +498,21 @@ class SchedulerHandlers:
         return {
             cid: Demand(bookings=t, urgent=u, first=first) for cid, (t, u, first) in counts.items()
         }
+
+    async def _book_instead(
+        self, session: Any, old: Any, patient: Patient, now: datetime
+    ) -> Booked | None:
+        """Another slot for a booked patient, or None (they keep theirs). Their slot stays
+        held while another is sought, so the new one is never the same; the appointment
+        is set aside meanwhile, as the database allows one booked appointment per
+        referral; the old slot is released once the new one is booked."""
+        await store.set_appointment_status(session, old.id, "cancelled")
+        booked = await self._book(session, patient, now)
+        if booked is None:
+            await store.set_appointment_status(session, old.id, old.status)
+            return None
+        await store.release(session, old.id)
+        return booked
 
     async def _cancel(self, session: Any, appointment_id: str) -> None:
         await store.release(session, appointment_id)
@@ -732,6 +754,14 @@ class SchedulerHandlers:
         misses = 0
         drained: set[str] = set()
         for row in rows:
+            # Read before another replica's drain committed: held, then checked again.
+            if not await store.hold_waiting(session, row.referral_id):
+                continue  # served meanwhile
+            if await store.booked_appointment(session, row.referral_id) is not None:
+                # Already booked (an entry an older version left): off the list, once.
+                await store.leave_waitlist(session, row.referral_id)
+                drained.add(row.departement)
+                continue
             patient = Patient(
                 referral_id=row.referral_id,
                 patient_ref=row.patient_ref,

@@ -148,8 +148,8 @@ def build_patient_router(
             )
             delivery = Delivery(session=session, envelope=request_envelope, source="scheduler")
             patient = await handlers._patient_of(session, old, now)
-            # Booked before the old one is released: "another" slot, never the same.
-            booked = await handlers._book(session, patient, now)
+            # Sought while the old one is still held: "another" slot, never the same.
+            booked = await handlers._book_instead(session, old, patient, now)
             if booked is None:
                 return _refusal(
                     409,
@@ -157,7 +157,6 @@ def build_patient_router(
                     "Aucun autre créneau n'est libre pour l'instant : votre rendez-vous "
                     "est maintenu.",
                 )
-            await handlers._cancel(session, old.id)
             await handlers._announce_move(
                 delivery, old, booked, Priority(old.priority), MOVE_REASON, CancelledBy.PATIENT
             )

@@ -607,6 +607,25 @@ async def leave_waitlist(session: AsyncSession, referral_id: str) -> None:
     await session.execute(_LEAVE_WAITLIST, {"referral_id": referral_id})
 
 
+async def hold_waiting(session: AsyncSession, referral_id: str) -> bool:
+    """Whether the patient is still on the waiting list, their entry then held until
+    the transaction ends (a PostgreSQL row lock).
+
+    Whoever serves a waiting patient holds their entry first. Another replica's
+    transaction serving them at the same time (two centres activated side by side)
+    waits on it, and once the first commits, finds the entry gone: it books nobody
+    twice. SQLite has one writer: there is nothing to wait for."""
+    found = await session.scalar(_HOLD_WAITING, {"referral_id": referral_id})
+    return found is not None
+
+
+_HOLD_WAITING = (
+    select(waitlist.c.referral_id)
+    .where(waitlist.c.referral_id == bindparam("referral_id"))
+    .with_for_update()
+)
+
+
 async def waiting_departement(session: AsyncSession, referral_id: str) -> str | None:
     """The département where the referral waits, or None when it does not wait."""
     found: str | None = await session.scalar(_WAITING_DEPARTEMENT, {"referral_id": referral_id})

@@ -72,6 +72,16 @@ appointments = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# One booked appointment per referral, the database's own rule: whatever two replicas
+# race on, a patient is never booked twice (a move sets the old one aside first).
+Index(
+    "uq_appointments_booked_referral",
+    appointments.c.referral_id,
+    unique=True,
+    postgresql_where=appointments.c.status == "booked",
+    sqlite_where=appointments.c.status == "booked",
+)
+
 # The database itself forbids a double booking: one row per (centre, start, box),
 # deleted when the appointment is cancelled so that the slot is free again.
 bookings = Table(

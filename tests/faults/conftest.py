@@ -138,6 +138,23 @@ class Cluster:
                 ] += 1
         return {f"{k[0]}:{k[1]}": n for k, n in seen.items() if n > 1}
 
+    def story(self, duplicates: dict[str, int]) -> str:
+        """For a failed check: every event of each duplicated referral, in the order seen,
+        with what caused it (which message made the second effect)."""
+        referrals = {key.rsplit(":", 1)[1] for key in duplicates}
+        lines = []
+        for envelope in self.observer.events:
+            key = envelope.data.get("referral_id") or envelope.correlation_id
+            if key in referrals:
+                lines.append(
+                    f"{key[:8]} {envelope.type} id={envelope.id[:8]} "
+                    f"caused_by={(envelope.causation_id or '-')[:8]} "
+                    f"source={envelope.source} at={envelope.time.isoformat()} "
+                    f"decision={envelope.data.get('decision', '-')} "
+                    f"appointment={str(envelope.data.get('appointment_id', '-'))[:8]}"
+                )
+        return "\n".join(lines)
+
     async def stop(self) -> None:
         self.processes.stop()
         await self.observer.stop()

@@ -61,7 +61,8 @@ async def test_kill_inside_a_batch_loses_nothing_and_duplicates_nothing(
     await cluster.settle(timeout=240)
     states = cluster.final_states()
     assert states["none"] == 0 and sum(states.values()) == REFERRALS
-    assert cluster.duplicates() == {}
+    duplicates = cluster.duplicates()
+    assert duplicates == {}, cluster.story(duplicates)
     rows = await cluster.notifications()
     keys = [(r.cause_event_id, r.recipient_kind, r.channel) for r in rows]
     assert len(keys) == len(set(keys))

@@ -46,7 +46,8 @@ async def test_broker_restart_mid_burst(cluster: Cluster) -> None:
     await cluster.settle(timeout=240)
     states = cluster.final_states()
     assert states["none"] == 0 and sum(states.values()) == 120
-    assert cluster.duplicates() == {}
+    duplicates = cluster.duplicates()
+    assert duplicates == {}, cluster.story(duplicates)
     assert not cluster.processes.dead(), "a service died instead of reconnecting"
     record(
         "RabbitMQ restarted mid-burst",

@@ -187,7 +187,8 @@ async def _check(
     await cluster.settle(timeout=timeout)
     states = cluster.final_states()
     assert states["none"] == 0 and sum(states.values()) == count, states
-    assert cluster.duplicates() == {}
+    duplicates = cluster.duplicates()
+    assert duplicates == {}, cluster.story(duplicates)
     rows = await cluster.notifications()
     assert cluster.notified_twice(rows) == []
     assert not cluster.processes.dead() and not cluster.replicas.dead(), "a service died"

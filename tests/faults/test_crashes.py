@@ -33,7 +33,8 @@ async def test_kill_each_service_in_turn_mid_burst(cluster: Cluster) -> None:
     await cluster.settle()
     states = cluster.final_states()
     assert states["none"] == 0 and sum(states.values()) == 240
-    assert cluster.duplicates() == {}
+    duplicates = cluster.duplicates()
+    assert duplicates == {}, cluster.story(duplicates)
     rows = await cluster.notifications()
     keys = [(r.cause_event_id, r.recipient_kind, r.channel) for r in rows]
     assert len(keys) == len(set(keys))

@@ -200,7 +200,8 @@ async def test_every_event_delivered_twice(cluster: Cluster) -> None:
         await connection.close()
     states = cluster.final_states()
     assert states["none"] == 0 and sum(states.values()) == 120
-    assert cluster.duplicates() == {}
+    duplicates = cluster.duplicates()
+    assert duplicates == {}, cluster.story(duplicates)
     rows = await cluster.notifications()
     keys = [(r.cause_event_id, r.recipient_kind, r.channel) for r in rows]
     assert len(keys) == len(set(keys))
