@@ -16,7 +16,12 @@ from services.scheduler.domain.assignment import (
     rank_candidates,
 )
 from services.scheduler.domain.centres import CentreSchedule, ScheduleChange
-from services.scheduler.domain.slots import capacity_between, free_slots, slot_starts
+from services.scheduler.domain.slots import (
+    capacity_between,
+    free_slots,
+    free_slots_latest_first,
+    slot_starts,
+)
 from shared.events import OpeningPeriod, Priority
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -178,6 +183,43 @@ def test_booked_places_are_skipped_whatever_zone_they_are_given_in() -> None:
     ]
 
     assert places == [("09:00", 2), ("09:20", 1), ("09:40", 1), ("09:40", 2)]
+
+
+@pytest.mark.parametrize(
+    ("periods", "start", "end"),
+    [
+        # Every day, a window cut in the middle of two days.
+        (tuple((d, "08:00", "20:00") for d in range(7)), (MONDAY, "10:10"), (MONDAY, "23:00")),
+        (
+            tuple((d, "08:00", "12:00") for d in range(7)),
+            (MONDAY, "11:00"),
+            (date(2020, 3, 18), "09:00"),
+        ),
+        # Both changes of the clock, a night open across them, two periods a day.
+        (
+            ((6, "01:00", "04:00"), (6, "10:00", "11:00")),
+            (date(2020, 3, 28), "00:00"),
+            (date(2020, 3, 30), "00:00"),
+        ),
+        (((6, "00:00", "24:00"),), (date(2020, 10, 24), "22:00"), (date(2020, 10, 26), "02:00")),
+        # Before the centre's first day, and a window with nothing in it.
+        (((0, "09:00", "10:00"),), (date(2020, 3, 9), "00:00"), (date(2020, 3, 17), "00:00")),
+        (((0, "09:00", "10:00"),), (MONDAY, "10:00"), (MONDAY, "11:00")),
+    ],
+)
+def test_the_latest_free_places_first_are_the_free_places_in_reverse(
+    periods: tuple[tuple[int, str, str], ...],
+    start: tuple[date, str],
+    end: tuple[date, str],
+) -> None:
+    schedule = centre(*periods, boxes=3)
+    window = (paris(*start), paris(*end))
+    every = list(free_slots(schedule, *window, ()))
+    booked = {(s, b) for i, (s, _, b) in enumerate(every) if i % 3 == 1}
+    expected = list(reversed(list(free_slots(schedule, *window, booked))))
+
+    assert list(free_slots_latest_first(schedule, *window, booked)) == expected
+    assert list(free_slots_latest_first(schedule, *window, ())) == every[::-1]
 
 
 def test_naive_datetimes_are_refused() -> None:

@@ -72,7 +72,7 @@ from typing import NamedTuple
 
 from services.scheduler.domain.assignment import Candidate, Weights
 from services.scheduler.domain.centres import CentreSchedule
-from services.scheduler.domain.slots import free_slots
+from services.scheduler.domain.slots import free_slots, free_slots_latest_first
 from shared.events import Priority
 from shared.geo import haversine_km
 
@@ -263,8 +263,8 @@ def rank_priced(
         held = set()
         if not urgent and policy.reserve_minutes > 0 and urgent_rate > 0:
             keep = math.ceil(policy.reserve_factor * urgent_rate * policy.reserve_minutes)
-            window = [(s, b) for s, _, b in free_slots(centre, now, reserve_end, taken)]
-            held = set(window[-keep:]) if keep else set()
+            latest = free_slots_latest_first(centre, now, reserve_end, taken)
+            held = {(s, b) for s, _, b in itertools.islice(latest, keep)}
         slots = free_slots(centre, now, deadline + _JUST_AFTER, taken)
         front = next(slots, None)
         if front is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from services.scheduler.domain.centres import CentreSchedule
@@ -49,7 +50,18 @@ def slot_starts(
         day += timedelta(days=1)
 
 
+# A centre's day is laid out once, not on every booking: each booking looks at the
+# same few days of the same centres (schedules are values, equal whenever read again
+# from the database; a capacity change makes another key). 512 days of up to 96 slots
+# hold a few megabytes.
+@lru_cache(maxsize=512)
 def _day_slots(
+    schedule: CentreSchedule, day: date, zone: ZoneInfo
+) -> tuple[tuple[datetime, datetime, int], ...]:
+    return tuple(_lay_out(schedule, day, zone))
+
+
+def _lay_out(
     schedule: CentreSchedule, day: date, zone: ZoneInfo
 ) -> Iterator[tuple[datetime, datetime, int]]:
     in_force = schedule.on(day)
@@ -100,6 +112,32 @@ def free_slots(
         for box in range(1, boxes + 1):
             if (start, box) not in taken:
                 yield start, end, box
+
+
+def free_slots_latest_first(
+    schedule: CentreSchedule,
+    window_start: datetime,
+    window_end: datetime,
+    booked: Collection[tuple[datetime, int]],
+) -> Iterator[tuple[datetime, datetime, int]]:
+    """``free_slots`` in the reverse order (latest start first, then the higher box):
+    the last few free places of a window without laying out the whole window first
+    (the urgent reserve of a six-hour window of a 20-box centre is the last handful of
+    its 480 places)."""
+    _require_aware(window_start, window_end)
+    taken = booked if isinstance(booked, set | frozenset) else frozenset(booked)
+    zone = ZoneInfo(schedule.timezone)
+    first = max(window_start.astimezone(zone).date(), schedule.first_day)
+    day = window_end.astimezone(zone).date()
+    while day >= first:
+        for start, end, boxes in reversed(_day_slots(schedule, day, zone)):
+            if start < window_start:
+                return
+            if start < window_end:
+                for box in range(boxes, 0, -1):
+                    if (start, box) not in taken:
+                        yield start, end, box
+        day -= timedelta(days=1)
 
 
 def capacity_between(schedule: CentreSchedule, start: datetime, end: datetime) -> int:
