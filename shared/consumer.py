@@ -145,6 +145,11 @@ Handler = Callable[[Delivery], Awaitable[None]]
 # The key of the rows a delivery's handler will lock (group commit takes a batch's
 # deliveries in its order).
 LockOrder = Callable[[Envelope], str]
+# The work a batch does once, in its transaction, before its handlers: given the
+# batch's events (each once, in the order its handlers will run), it leaves what it
+# found in ``session.info`` for them (the scheduler plans the batch's bookings
+# together). A delivery handled alone (a replay, a redelivery) has no such step.
+Prepare = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 R = TypeVar("R")
 
 
@@ -169,6 +174,18 @@ class _Held:
             self.outcome.set_exception(error)
         else:
             self.outcome.set_result(delivery)
+
+
+def _firsts(batch: list[_Held], turns: Sequence[int], claimed: set[str]) -> list[Envelope]:
+    """The claimed events of a batch, each once, in the order of its turns."""
+    seen: set[str] = set()
+    firsts = []
+    for turn in turns:
+        envelope = batch[turn].envelope
+        if envelope.id in claimed and envelope.id not in seen:
+            seen.add(envelope.id)
+            firsts.append(envelope)
+    return firsts
 
 
 def _bind(held: _Held, consumer: str) -> None:
@@ -214,11 +231,13 @@ class Consumer:
         relay: OutboxRelay,
         broker: RabbitBroker,
         order: LockOrder | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
         self.handler = handler
         self.order = order
+        self.prepare = prepare
         self.database = database
         self.relay = relay
         self.broker = broker
@@ -485,6 +504,8 @@ class Consumer:
             claimed = await claim_many(
                 session, self.name, [(h.envelope.id, h.envelope.type) for h in batch]
             )
+            if self.prepare is not None:
+                await self.prepare(session, _firsts(batch, turns, claimed))
             for turn in turns:
                 held = batch[turn]
                 if held.envelope.id not in claimed:

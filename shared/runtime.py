@@ -17,7 +17,7 @@ from faststream.rabbit.schemas import Channel
 from sqlalchemy import text
 
 from shared.broker_nodes import ClusterRabbitBroker, connect_first
-from shared.consumer import Consumer, ConsumerConfig, Handler, LockOrder, register
+from shared.consumer import Consumer, ConsumerConfig, Handler, LockOrder, Prepare, register
 from shared.db import Database
 from shared.events import Envelope, EventPayload
 from shared.http import BodyLimit, HttpServer, add_health_routes, allow_every_method
@@ -158,10 +158,17 @@ class ServiceRuntime:
         )
         return envelope
 
-    def consume(self, subscription: str, handler: Handler, order: LockOrder | None = None) -> None:
+    def consume(
+        self,
+        subscription: str,
+        handler: Handler,
+        order: LockOrder | None = None,
+        prepare: Prepare | None = None,
+    ) -> None:
         """Attach ``handler`` to this service's queue ``subscription`` (from the topology).
         ``order``: the key of the rows the handler locks, for group commit to take a
-        batch's deliveries in one order."""
+        batch's deliveries in one order. ``prepare``: the work a group-committed batch
+        does once, before its handlers (``shared.consumer.Prepare``)."""
         spec = next(s for s in SUBSCRIPTIONS[self.service] if s.subscription == subscription)
         consumer = Consumer(
             ConsumerConfig(
@@ -181,6 +188,7 @@ class ServiceRuntime:
             self.relay,
             self.broker,
             order,
+            prepare,
         )
         register(self.broker, consumer, self._exchange if self.in_memory else None)
         self.consumers.append(consumer)

@@ -44,7 +44,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         provision_centre,
     )
     runtime.consume("centres", handlers.on_centre)
-    runtime.consume("referrals", handlers.on_referral)
+    runtime.consume("referrals", handlers.on_referral, prepare=handlers.plan_batch)
     runtime.consume("consultations", handlers.on_consultation)
     runtime.http_app.include_router(
         build_router(runtime.database, runtime.publish_at_door, settings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +35,7 @@ from shared.events import (
     ConsultationCompleted,
     ConsultationNoShow,
     Decision,
+    Envelope,
     PatientEscalated,
     Priority,
     ReferralCancelled,
@@ -58,6 +59,13 @@ CONTENTION_ROUNDS = 5
 DRAIN_MISSES = 5
 # Waiting patients placed jointly per drain (the rest one by one, as before).
 DRAIN_BATCH = 32
+# New referrals of one consumer batch placed jointly (the rest one by one): the joint
+# assignment's work grows with the square of the batch (each one is offered as many
+# places per centre as the batch holds), and a batch is answered when it commits.
+JOINT_BATCH = 8
+# Where a consumer batch's joint plan waits for its handlers (session.info: the batch's
+# own transaction; a delivery replayed alone has its own session, and no plan).
+PLAN = "scheduler.plan"
 
 # The reasons the scheduler gives travel as they are to the patient, the centre and
 # the referrer: French. What a machine acts on keeps its stable codes (the event
@@ -247,6 +255,32 @@ class SchedulerHandlers:
         else:
             await self.on_regulated(delivery)
 
+    async def plan_batch(self, session: Any, envelopes: Sequence[Envelope]) -> None:
+        """A consumer batch's new referrals for a centre, placed together before its
+        handlers run (``policy.assign_jointly``): each handler then books its planned
+        slot if still free, its own choice otherwise (``_book``)."""
+        regulated = [
+            event
+            for envelope in envelopes
+            if envelope.type == ReferralRegulated.event_type
+            and (event := envelope.payload_as(ReferralRegulated)).decision is Decision.ORIENT
+        ]
+        if len(regulated) < 2:
+            return
+        booked = await store.booked_among(session, [e.referral_id for e in regulated])
+        now = utcnow()
+        requests = [
+            Request(
+                e.referral_id,
+                e.priority or Priority.ROUTINE,
+                _place(e.commune_insee),
+                e.deadline or now + timedelta(hours=24),
+            )
+            for e in regulated
+            if e.referral_id not in booked  # a confirmation or a move: not placed here
+        ][:JOINT_BATCH]
+        session.info[PLAN] = await self._plan(session, requests, now)
+
     async def on_regulated(self, delivery: Delivery) -> None:
         event = delivery.payload_as(ReferralRegulated)
         session = delivery.session
@@ -284,7 +318,8 @@ class SchedulerHandlers:
             commune_insee=event.commune_insee,
             test_eligible=event.test_eligible,
         )
-        booked = await self._book(session, patient, now)
+        planned = session.info.get(PLAN, {}).get(event.referral_id)
+        booked = await self._book(session, patient, now, planned)
         if booked is None:
             await self._waitlist(delivery, patient, now, NO_SLOT_FR)
         else:
@@ -703,20 +738,18 @@ class SchedulerHandlers:
             cleared=not saturated,
         )
 
-    async def _plan(self, session: Any, rows: list[Any], now: datetime) -> dict[str, Candidate]:
-        """Waiting patients (rows with lat, lon) placed jointly: referral -> the slot its
-        booking tries first (policy.assign_jointly over their nearest centres)."""
-        requests: list[Request] = []
+    async def _plan(
+        self, session: Any, requests: list[Request], now: datetime
+    ) -> dict[str, Candidate]:
+        """Patients placed jointly: referral -> the slot its booking tries first
+        (policy.assign_jointly over their nearest centres, locked here in one order)."""
         ids: set[str] = set()
-        for row in rows:
-            deadline = max(as_utc(row.deadline), now + DRAIN_HORIZON)
-            requests.append(
-                Request(row.referral_id, Priority(row.priority), (row.lat, row.lon), deadline)
-            )
+        for request in requests:
+            lat, lon = request.location
             near = await store.nearby_centre_ids(
                 session,
-                row.lat,
-                row.lon,
+                lat,
+                lon,
                 k=self.config.candidate_centres,
                 max_km=self.config.max_travel_km,
             )
@@ -750,7 +783,19 @@ class SchedulerHandlers:
             return
         rows = await store.waiting_near(session, centre.lat, centre.lon, self.config.max_travel_km)
         # The first of them placed together (a joint assignment), not one by one.
-        plan = await self._plan(session, rows[:DRAIN_BATCH], now)
+        plan = await self._plan(
+            session,
+            [
+                Request(
+                    row.referral_id,
+                    Priority(row.priority),
+                    (row.lat, row.lon),
+                    max(as_utc(row.deadline), now + DRAIN_HORIZON),
+                )
+                for row in rows[:DRAIN_BATCH]
+            ],
+            now,
+        )
         misses = 0
         drained: set[str] = set()
         for row in rows:

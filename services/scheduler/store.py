@@ -512,6 +512,20 @@ async def booked_appointment(session: AsyncSession, referral_id: str) -> AnyRow 
     return (await session.execute(_BOOKED_APPOINTMENT, {"referral_id": referral_id})).first()
 
 
+async def booked_among(session: AsyncSession, referral_ids: Sequence[str]) -> set[str]:
+    """Which of these referrals have a booked appointment."""
+    if not referral_ids:
+        return set()
+    rows = await session.execute(_BOOKED_AMONG, {"ids": list(referral_ids)})
+    return {referral_id for (referral_id,) in rows}
+
+
+_BOOKED_AMONG = select(appointments.c.referral_id).where(
+    appointments.c.referral_id.in_(bindparam("ids", expanding=True)),
+    appointments.c.status == "booked",
+)
+
+
 async def future_appointments(
     session: AsyncSession, centre_id: str, now: datetime
 ) -> Sequence[AnyRow]:

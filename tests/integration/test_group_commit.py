@@ -5,7 +5,7 @@ exactly once, and one bad delivery fails none of the others of its batch."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -240,3 +240,49 @@ async def test_a_batch_is_handled_in_its_lock_order(batch_settings: Settings) ->
     for handled in batches.values():
         # In key order, and by arrival within a key: exactly the stable sort.
         assert handled == sorted(handled)
+
+
+async def test_a_batch_is_prepared_once_before_its_handlers(batch_settings: Settings) -> None:
+    """A consumer given a ``prepare`` step runs it once per batch, in the batch's own
+    transaction and before any of its handlers, with the batch's events in the order
+    its handlers take them; each handler finds what it left there. A duplicate event
+    is not handed to it twice; a delivery alone (a batch of one) is not prepared."""
+    s = batch_settings
+    prepared: list[list[str]] = []
+    handled: list[tuple[str, int | None]] = []  # (referral, the batch prepared for it)
+
+    async def prepare(session: Any, envelopes: Sequence[Envelope]) -> None:
+        assert session.info.get("test.batch") is None
+        ids = [e.data["referral_id"] for e in envelopes]
+        assert len(ids) == len(set(ids))
+        session.info["test.batch"] = len(prepared)
+        prepared.append(ids)
+
+    async def handler(delivery: Delivery) -> None:
+        referral_id = delivery.payload_as(PatientContact).referral_id
+        handled.append((referral_id, delivery.session.info.get("test.batch")))
+
+    envelopes = [
+        Envelope.wrap(contact(i), source="intake", correlation_id=f"r-{i}") for i in range(BURST)
+    ]
+    await declare_topology(s.broker_url, s.namespace)
+    async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+        for envelope in [*envelopes, envelopes[0], envelopes[1]]:  # two published twice
+            await pub.publish_envelope(envelope, "contact.notifier")
+    runtime = ServiceRuntime(ServiceName.NOTIFIER, s, "services.notifier:migrations")
+    runtime.consume("contacts", handler, prepare=prepare)
+    async with running(runtime):
+        for _ in range(300):
+            if len(handled) >= BURST:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        [consumer] = runtime.consumers
+        batches = consumer.batches
+    assert sorted(int(r[2:]) for r, _ in handled) == list(range(BURST))
+    assert batches >= 1 and len(prepared) == batches
+    for number, ids in enumerate(prepared):
+        # Every event prepared was handled in that batch's transaction, in that order.
+        assert [r for r, batch in handled if batch == number] == ids
+    alone = [r for r, batch in handled if batch is None]
+    assert len(alone) + sum(len(ids) for ids in prepared) == BURST
