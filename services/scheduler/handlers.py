@@ -466,6 +466,23 @@ class SchedulerHandlers:
         """The best free slot before the patient's deadline at a centre within reach
         (the policy's, or ``planned`` by a joint assignment when still free), booked;
         None if none fits."""
+        if planned is not None:
+            # A joint plan (_plan) chose it among this patient's nearest centres, and
+            # locked them, in this transaction: booked at once if still free.
+            appointment_id = new_id()
+            if await store.try_book(
+                session,
+                planned,
+                appointment_id=appointment_id,
+                referral_id=patient.referral_id,
+                patient_ref=patient.patient_ref,
+                priority=patient.priority.value,
+                test_eligible=patient.test_eligible,
+                now=now,
+            ):
+                centre = await store.centre_row(session, planned.centre_id)
+                return Booked(appointment_id, planned, centre, patient.test_eligible)
+            # Taken meanwhile (by one before it in the batch): the policy's own choice.
         lat, lon = _place(patient.commune_insee)
         nearby = await store.nearby_centre_ids(
             session, lat, lon, k=self.config.candidate_centres, max_km=self.config.max_travel_km
@@ -476,21 +493,6 @@ class SchedulerHandlers:
         await store.lock_centres(session, ids)
         schedules = await store.active_schedules(session, ids=ids)
         for _ in range(CONTENTION_ROUNDS):
-            if planned is not None and planned.centre_id in ids:
-                appointment_id = new_id()
-                if await store.try_book(
-                    session,
-                    planned,
-                    appointment_id=appointment_id,
-                    referral_id=patient.referral_id,
-                    patient_ref=patient.patient_ref,
-                    priority=patient.priority.value,
-                    test_eligible=patient.test_eligible,
-                    now=now,
-                ):
-                    centre = await store.centre_row(session, planned.centre_id)
-                    return Booked(appointment_id, planned, centre, patient.test_eligible)
-                planned = None  # taken meanwhile: the policy's own choice, below
             booked = await store.booked_slots(session, ids, now, self._horizon(patient, now))
             candidates = rank_priced(
                 patient_lat=lat,
