@@ -92,7 +92,8 @@ async def _fate(settings: Settings, body: bytes) -> str:
             ),
             routing_key="referral.submitted",
         )
-        for _ in range(100):
+        # 15 s: a loaded machine (a parallel test run) answers in seconds, not ms.
+        for _ in range(300):
             message = await answers.get(fail=False)
             if message is not None:
                 await message.ack()
