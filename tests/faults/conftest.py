@@ -80,7 +80,7 @@ class Cluster:
         rng = random.Random(seed)
         today = date.today()
         start = len(self.references)
-        async with EventPublisher(self.settings.broker_url, self.settings.namespace, "gp") as gp:
+        async with EventPublisher(self.broker(), self.settings.namespace, "gp") as gp:
             for i in range(start, start + count):
                 reference, referral = demo_referral(rng, i, today)
                 self.references.append(reference)
@@ -94,9 +94,17 @@ class Cluster:
                         correlation_id=new_id(),
                         data=referral,
                     )
-                await gp.publish_envelope(envelope, "referral.submitted")
+                await self.send(gp, envelope)
                 if pause:
                     await asyncio.sleep(pause)
+
+    def broker(self) -> str | list[str]:
+        """Where the burst's referrer connects."""
+        return self.settings.broker_url
+
+    async def send(self, gp: EventPublisher, envelope: Envelope) -> None:
+        """One referral of the burst, confirmed by the broker."""
+        await gp.publish_envelope(envelope, "referral.submitted")
 
     async def settle(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

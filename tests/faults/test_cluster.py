@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aiguillage.processes import ServiceProcesses
-from aiguillage.scenario import demo_referral
 from shared import broker_nodes
-from shared.events import Envelope, ReferralSubmitted, new_id
+from shared.events import Envelope
 from shared.publisher import EventPublisher
 from shared.settings import Environment, ServiceName, Settings
 from tests.faults.conftest import Cluster
@@ -94,44 +91,24 @@ class ReplicatedCluster(Cluster):
                 last_change, last_count = at, count
         return round(longest, 1)
 
-    async def burst(self, count: int, seed: int, *, pause: float = 0.0) -> None:
-        """As the fault suite's burst, from a referrer that, as Centre 15's software does,
-        sends a message again when the broker did not confirm it (same envelope: intake
-        has it once)."""
-        rng = random.Random(seed)
-        today = date.today()
-        start = len(self.references)
-        nodes = self.settings.broker_nodes
-        async with EventPublisher(nodes, self.settings.namespace, "gp") as gp:
-            for i in range(start, start + count):
-                reference, referral = demo_referral(rng, i, today)
-                self.references.append(reference)
-                self.observer.submitted(reference)
-                if isinstance(referral, ReferralSubmitted):
-                    envelope = Envelope.wrap(referral, source="gp", correlation_id=new_id())
-                else:
-                    envelope = Envelope(
-                        type="referral.submitted",
-                        source="gp",
-                        correlation_id=new_id(),
-                        data=referral,
-                    )
-                for attempt in range(60):
-                    try:
-                        await asyncio.wait_for(
-                            gp.publish_envelope(envelope, "referral.submitted"), 15
-                        )
-                        break
-                    except (Exception, asyncio.CancelledError):
-                        # Its node went: again, once the connection moved. A confirm
-                        # lost with its connection comes back cancelled (aiormq), which
-                        # is no cancellation of this task unless this task is cancelled.
-                        task = asyncio.current_task()
-                        if attempt == 59 or (task is not None and task.cancelling()):
-                            raise
-                        await asyncio.sleep(0.5)
-                if pause:
-                    await asyncio.sleep(pause)
+    def broker(self) -> list[str]:
+        return list(self.settings.broker_nodes)
+
+    async def send(self, gp: EventPublisher, envelope: Envelope) -> None:
+        """As Centre 15's software does, the same envelope again when the broker did not
+        confirm it (intake has it once)."""
+        for attempt in range(60):
+            try:
+                await asyncio.wait_for(gp.publish_envelope(envelope, "referral.submitted"), 15)
+                return
+            except (Exception, asyncio.CancelledError):
+                # Its node went: again, once the connection moved. A confirm lost with
+                # its connection comes back cancelled (aiormq), which is no cancellation
+                # of this task unless this task is cancelled.
+                task = asyncio.current_task()
+                if attempt == 59 or (task is not None and task.cancelling()):
+                    raise
+                await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
         if self._sampler is not None:
