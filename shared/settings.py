@@ -279,6 +279,13 @@ class Settings(BaseSettings):
     candidate_centres: int = Field(
         40, ge=1, description="Nearest centres the scheduler weighs for each patient."
     )
+    joint_batch: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Scheduler: new referrals of one consumer batch placed jointly (1: one "
+        "by one); the joint assignment's work grows with the square of it.",
+    )
     saturation_threshold: float = Field(
         0.9,
         gt=0,

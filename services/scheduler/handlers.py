@@ -59,9 +59,10 @@ CONTENTION_ROUNDS = 5
 DRAIN_MISSES = 5
 # Waiting patients placed jointly per drain (the rest one by one, as before).
 DRAIN_BATCH = 32
-# New referrals of one consumer batch placed jointly (the rest one by one): the joint
-# assignment's work grows with the square of the batch (each one is offered as many
-# places per centre as the batch holds), and a batch is answered when it commits.
+# New referrals of one consumer batch placed jointly (the rest one by one; setting
+# AIGUILLAGE_JOINT_BATCH): the joint assignment's work grows with the square of the
+# batch (each one is offered as many places per centre as the batch holds), and a batch
+# is answered when it commits.
 JOINT_BATCH = 8
 # Where a consumer batch's joint plan waits for its handlers (session.info: the batch's
 # own transaction; a delivery replayed alone has its own session, and no plan).
@@ -120,6 +121,7 @@ class SchedulerConfig:
     policy: PolicySettings = field(default_factory=PolicySettings)
     max_travel_km: float = 60.0
     candidate_centres: int = 40
+    joint_batch: int = JOINT_BATCH
     saturation_threshold: float = SATURATION_THRESHOLD
     # A département's saturation is checked at most this often (per process); its alert
     # is raised once when it begins and cleared when it ends.
@@ -278,8 +280,9 @@ class SchedulerHandlers:
             )
             for e in regulated
             if e.referral_id not in booked  # a confirmation or a move: not placed here
-        ][:JOINT_BATCH]
-        session.info[PLAN] = await self._plan(session, requests, now)
+        ][: self.config.joint_batch]
+        if len(requests) > 1:
+            session.info[PLAN] = await self._plan(session, requests, now)
 
     async def on_regulated(self, delivery: Delivery) -> None:
         event = delivery.payload_as(ReferralRegulated)
