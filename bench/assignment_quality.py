@@ -7,12 +7,13 @@ its deadline, at three loads (light, normal, surge) and several seeds.
 
 The online side is the scheduler's own domain, as the live path calls it: arrivals
 are held for ``--batch-seconds`` (what the scheduler holds at once: a consumer batch);
-a batch of one is placed by ``policy.rank_priced``, a larger one by
-``policy.assign_jointly``, both priced by each centre's recent bookings
-(``policy.Demand``) and with the settings' defaults. The greedy line is the previous
-rule (``rank_candidates``, one patient at a time), for reference. The offline optimum
-sees every patient at once and solves the assignment problem on the same cost
-(travel and waiting, same weights) and the same slots, with
+as the scheduler's consumer does, the first ``JOINT_BATCH`` of a batch are planned by
+``policy.assign_jointly``, then each books its planned place if still free, or its own
+choice by ``policy.rank_priced`` (a batch of one: that alone), both priced by each
+centre's recent bookings (``policy.Demand``) and with the settings' defaults. The
+greedy line is the previous rule (``rank_candidates``, one patient at a time), for
+reference. The offline optimum sees every patient at once and solves the assignment
+problem on the same cost (travel and waiting, same weights) and the same slots, with
 scipy.optimize.linear_sum_assignment.
 
     python bench/assignment_quality.py [--seeds 2020 2021 2022] [--loads 600 1500 3000]
@@ -45,6 +46,7 @@ from services.scheduler.domain.policy import (
     rank_priced,
 )
 from services.scheduler.domain.slots import free_slots
+from services.scheduler.handlers import JOINT_BATCH
 from shared.events import OpeningPeriod, Priority
 from shared.geo import GridIndex, communes_in_departement
 from shared.settings import Settings
@@ -112,15 +114,19 @@ def scenario(
 
 class Recent:
     """The bookings of the last ``minutes`` per centre, as the scheduler reads them
-    from its appointments (created_at, priority): their count, the urgent ones, and
-    the earliest created_at (``Demand.first``)."""
+    from its appointments (created_at, priority, and how many candidate centres the
+    patient had in reach when booked): their count, the urgent ones, the earliest
+    created_at (``Demand.first``), and the count of those whose patient had at most
+    ``few_options`` centres in reach, and of the urgent ones of them."""
 
-    def __init__(self, minutes: float) -> None:
+    def __init__(self, minutes: float, few_options: int = 0) -> None:
         self.window = timedelta(minutes=minutes)
-        self.seen: dict[str, deque[tuple[datetime, bool]]] = {}
+        self.few_options = few_options
+        self.seen: dict[str, deque[tuple[datetime, bool, bool]]] = {}
 
-    def add(self, centre_id: str, when: datetime, urgent: bool) -> None:
-        self.seen.setdefault(centre_id, deque()).append((when, urgent))
+    def add(self, centre_id: str, when: datetime, urgent: bool, options: int) -> None:
+        few = options <= self.few_options
+        self.seen.setdefault(centre_id, deque()).append((when, urgent, few))
 
     def demand(self, centre_ids: Sequence[str], now: datetime) -> dict[str, Demand]:
         out = {}
@@ -131,7 +137,13 @@ class Recent:
             while q and q[0][0] < now - self.window:
                 q.popleft()
             if q:
-                out[cid] = Demand(bookings=len(q), urgent=sum(1 for _, u in q if u), first=q[0][0])
+                out[cid] = Demand(
+                    bookings=len(q),
+                    urgent=sum(1 for _, u, _ in q if u),
+                    first=q[0][0],
+                    few=sum(1 for _, _, f in q if f),
+                    few_urgent=sum(1 for _, u, f in q if u and f),
+                )
         return out
 
 
@@ -150,7 +162,7 @@ def online(
     for c in centres:
         grid.add(c.centre_id, c.lat, c.lon)
     booked: dict[str, set[tuple[datetime, int]]] = {c.centre_id: set() for c in centres}
-    recent = Recent(policy.rate_window_minutes)
+    recent = Recent(policy.rate_window_minutes, policy.few_options)
     result: Result = {}
     batches = 0
     i = 0
@@ -163,47 +175,53 @@ def online(
         i = j
         batches += 1
         now = batch[-1].arrival  # the batch is answered when its last one is in
-        near_ids = sorted({cid for p in batch for cid, _ in grid.nearest(p.lat, p.lon, k, max_km)})
-        near = [by_id[cid] for cid in near_ids]
-        demand = recent.demand(near_ids, now)
-        chosen: dict[int, Candidate] = {}
-        if len(batch) == 1:
-            p = batch[0]
-            own = [by_id[cid] for cid, _ in grid.nearest(p.lat, p.lon, k, max_km)]
-            ranked = rank_priced(
-                patient_lat=p.lat,
-                patient_lon=p.lon,
-                now=now,
-                deadline=p.deadline,
-                priority=p.priority,
-                centres=own,
-                booked=booked,
-                demand=demand,
-                weights=weights,
-                policy=policy,
-                limit=1,
+        # As the scheduler's consumer does (services/scheduler/handlers.py): the first
+        # JOINT_BATCH of a batch planned together, then each handler in turn books its
+        # planned place if still free, or its own choice (rank_priced) otherwise.
+        plan: dict[int, Candidate] = {}
+        joint = batch[:JOINT_BATCH]
+        if len(joint) > 1:
+            near_ids = sorted(
+                {cid for p in joint for cid, _ in grid.nearest(p.lat, p.lon, k, max_km)}
             )
-            if ranked:
-                chosen[p.index] = ranked[0]
-        else:
-            joint = assign_jointly(
-                [Request(str(p.index), p.priority, (p.lat, p.lon), p.deadline) for p in batch],
+            planned = assign_jointly(
+                [Request(str(p.index), p.priority, (p.lat, p.lon), p.deadline) for p in joint],
                 now=now,
-                centres=near,
+                centres=[by_id[cid] for cid in near_ids],
                 booked=booked,
-                demand=demand,
+                demand=recent.demand(near_ids, now),
                 weights=weights,
                 policy=policy,
                 nearest=k,
                 max_km=max_km,
             )
-            chosen = {int(ref): slot for ref, slot in joint.items()}
+            plan = {int(ref): slot for ref, slot in planned.items()}
         for p in batch:
-            slot = chosen.get(p.index)
+            # The patient's candidate centres: within max_km of the k nearest.
+            own_ids = [cid for cid, _ in grid.nearest(p.lat, p.lon, k, max_km)]
+            slot = plan.get(p.index)
+            if slot is not None and (slot.start, slot.box) in booked[slot.centre_id]:
+                slot = None  # taken by one before it in the batch
+            if slot is None:
+                ranked = rank_priced(
+                    patient_lat=p.lat,
+                    patient_lon=p.lon,
+                    now=now,
+                    deadline=p.deadline,
+                    priority=p.priority,
+                    centres=[by_id[cid] for cid in own_ids],
+                    booked=booked,
+                    demand=recent.demand(own_ids, now),
+                    weights=weights,
+                    policy=policy,
+                    limit=1,
+                )
+                slot = ranked[0] if ranked else None
             if slot is None:
                 continue
             booked[slot.centre_id].add((slot.start, slot.box))
-            recent.add(slot.centre_id, now, is_urgent(p.priority))
+            # The store records with the booking how many candidate centres it had.
+            recent.add(slot.centre_id, now, is_urgent(p.priority), len(own_ids))
             wait = (slot.start - p.arrival).total_seconds() / 60
             result[p.index] = (slot.centre_id, slot.start, slot.distance_km, wait)
     return result, batches
@@ -349,6 +367,10 @@ def main() -> None:
         area_km=settings.policy_area_km,
         reserve_minutes=settings.policy_reserve_minutes,
         reserve_factor=settings.policy_reserve_factor,
+        few_options=settings.policy_few_options,
+        few_hold_minutes=settings.policy_few_hold_minutes,
+        few_hold_factor=settings.policy_few_hold_factor,
+        few_urgent_factor=settings.policy_few_urgent_factor,
     )
     start = datetime.combine(date(2020, 3, 30), datetime.min.time(), UTC) + timedelta(hours=7)
     console = Console()

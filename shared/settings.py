@@ -321,6 +321,30 @@ class Settings(BaseSettings):
     policy_reserve_factor: float = Field(
         0.5, ge=0, description="Scheduler: reserved places per urgent booking predicted."
     )
+    policy_few_options: int = Field(
+        15,
+        ge=0,
+        description="Scheduler: a patient with at most this many candidate centres in reach "
+        "has few options; centres they book lately hold places for them (0: no such holds).",
+    )
+    policy_few_hold_minutes: float = Field(
+        720.0,
+        ge=0,
+        description="Scheduler: the window whose latest places are held for few-option "
+        "patients (0: no such holds).",
+    )
+    policy_few_hold_factor: float = Field(
+        0.5,
+        ge=0,
+        description="Scheduler: places held from patients with more options, per "
+        "few-option booking predicted over that window.",
+    )
+    policy_few_urgent_factor: float = Field(
+        0.5,
+        ge=0,
+        description="Scheduler: places held from routine patients, per urgent few-option "
+        "booking predicted over that window.",
+    )
 
     # The Hub Santé door (aiguillage/hubsante): Centre 15's LRM on the SAMU's hub.
     hubsante_url: str = Field(

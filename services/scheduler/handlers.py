@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -113,6 +113,13 @@ def _place(insee: str) -> tuple[float, float]:
     if found is None:
         raise PermanentError("unknown_commune", f"no commune with INSEE code {insee}")
     return found.lat, found.lon
+
+
+class Planned(NamedTuple):
+    """A joint plan's slot for one patient, and how many centres they had in reach."""
+
+    candidate: Candidate
+    options: int
 
 
 @dataclass(frozen=True)
@@ -464,27 +471,29 @@ class SchedulerHandlers:
     # -- assignment --------------------------------------------------------------
 
     async def _book(
-        self, session: Any, patient: Patient, now: datetime, planned: Candidate | None = None
+        self, session: Any, patient: Patient, now: datetime, planned: Planned | None = None
     ) -> Booked | None:
         """The best free slot before the patient's deadline at a centre within reach
         (the policy's, or ``planned`` by a joint assignment when still free), booked;
-        None if none fits."""
+        None if none fits. Each booking records how many centres the patient had in
+        reach (``options``: the policy's few-option holds learn from it)."""
         if planned is not None:
             # A joint plan (_plan) chose it among this patient's nearest centres, and
             # locked them, in this transaction: booked at once if still free.
             appointment_id = new_id()
             if await store.try_book(
                 session,
-                planned,
+                planned.candidate,
                 appointment_id=appointment_id,
                 referral_id=patient.referral_id,
                 patient_ref=patient.patient_ref,
                 priority=patient.priority.value,
                 test_eligible=patient.test_eligible,
                 now=now,
+                options=planned.options,
             ):
-                centre = await store.centre_row(session, planned.centre_id)
-                return Booked(appointment_id, planned, centre, patient.test_eligible)
+                centre = await store.centre_row(session, planned.candidate.centre_id)
+                return Booked(appointment_id, planned.candidate, centre, patient.test_eligible)
             # Taken meanwhile (by one before it in the batch): the policy's own choice.
         lat, lon = _place(patient.commune_insee)
         nearby = await store.nearby_centre_ids(
@@ -493,6 +502,7 @@ class SchedulerHandlers:
         if not nearby:
             return None
         ids = [centre_id for centre_id, _ in nearby]
+        options = len(nearby)
         await store.lock_centres(session, ids)
         schedules = await store.active_schedules(session, ids=ids)
         for _ in range(CONTENTION_ROUNDS):
@@ -508,6 +518,7 @@ class SchedulerHandlers:
                 demand=await self._demand(session, ids, now),
                 weights=self.config.weights,
                 policy=self.config.policy,
+                options=options,
             )
             if not candidates:
                 return None
@@ -522,6 +533,7 @@ class SchedulerHandlers:
                     priority=patient.priority.value,
                     test_eligible=patient.test_eligible,
                     now=now,
+                    options=options,
                 ):
                     centre = await store.centre_row(session, candidate.centre_id)
                     return Booked(appointment_id, candidate, centre, patient.test_eligible)
@@ -529,15 +541,17 @@ class SchedulerHandlers:
         raise RuntimeError("slots taken by concurrent bookings; will retry")
 
     def _horizon(self, patient: Patient, now: datetime) -> datetime:
-        # The bookings the policy must see: to the deadline, and over the reserve window.
-        return max(patient.deadline, now + timedelta(minutes=self.config.policy.reserve_minutes))
+        return max(patient.deadline, self._windows_end(now))
+
+    def _windows_end(self, now: datetime) -> datetime:
+        # The bookings the policy must see beyond a deadline: over the urgent reserve's
+        # and the few-option holds' windows, whose latest free places it holds.
+        policy = self.config.policy
+        return now + timedelta(minutes=max(policy.reserve_minutes, policy.few_hold_minutes))
 
     async def _demand(self, session: Any, ids: list[str], now: datetime) -> dict[str, Demand]:
         since = now - timedelta(minutes=self.config.policy.rate_window_minutes)
-        counts = await store.recent_demand(session, ids, since)
-        return {
-            cid: Demand(bookings=t, urgent=u, first=first) for cid, (t, u, first) in counts.items()
-        }
+        return await store.recent_demand(session, ids, since, self.config.policy.few_options)
 
     async def _book_instead(
         self, session: Any, old: Any, patient: Patient, now: datetime
@@ -745,10 +759,11 @@ class SchedulerHandlers:
 
     async def _plan(
         self, session: Any, requests: list[Request], now: datetime
-    ) -> dict[str, Candidate]:
+    ) -> dict[str, Planned]:
         """Patients placed jointly: referral -> the slot its booking tries first
         (policy.assign_jointly over their nearest centres, locked here in one order)."""
         ids: set[str] = set()
+        options: dict[str, int] = {}
         for request in requests:
             lat, lon = request.location
             near = await store.nearby_centre_ids(
@@ -759,15 +774,13 @@ class SchedulerHandlers:
                 max_km=self.config.max_travel_km,
             )
             ids.update(centre_id for centre_id, _ in near)
+            options[request.referral_id] = len(near)
         if len(requests) < 2 or not ids:
             return {}  # one patient: _book's own choice is the same
         centre_ids = sorted(ids)
         await store.lock_centres(session, centre_ids)
-        horizon = max(
-            max(r.deadline for r in requests),
-            now + timedelta(minutes=self.config.policy.reserve_minutes),
-        )
-        return assign_jointly(
+        horizon = max(max(r.deadline for r in requests), self._windows_end(now))
+        plan = assign_jointly(
             requests,
             now=now,
             centres=await store.active_schedules(session, ids=centre_ids),
@@ -778,6 +791,7 @@ class SchedulerHandlers:
             nearest=self.config.candidate_centres,
             max_km=self.config.max_travel_km,
         )
+        return {ref: Planned(slot, options[ref]) for ref, slot in plan.items()}
 
     async def _drain(self, delivery: Delivery, centre_id: str, now: datetime) -> None:
         """Capacity appeared at a centre: the patients waiting within reach of it are

@@ -11,12 +11,24 @@ from functools import cache
 from math import cos, radians
 from typing import Any, TypedDict
 
-from sqlalchemy import Integer, Row, Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scheduler.domain.assignment import Candidate
 from services.scheduler.domain.centres import CentreSchedule, ScheduleChange
+from services.scheduler.domain.policy import Demand
 from services.scheduler.domain.slots import capacity_between
 from services.scheduler.tables import (
     alerts,
@@ -196,6 +208,7 @@ async def try_book(
     priority: str,
     now: datetime,
     test_eligible: bool = False,
+    options: int | None = None,
 ) -> bool:
     """Book the candidate's slot unless someone else holds it.
 
@@ -231,6 +244,7 @@ async def try_book(
             "test_eligible": test_eligible,
             "status": "booked",
             "created_at": now,
+            "options": options,
         },
     )
     return True
@@ -726,6 +740,8 @@ _RECENT_DEMAND = (
         appointments.c.priority,
         func.count(),
         func.min(appointments.c.created_at),
+        # Booked by a few-option patient (a NULL, booked before it was recorded: no).
+        func.sum(case((appointments.c.options <= bindparam("few_options"), 1), else_=0)),
     )
     .where(
         appointments.c.centre_id.in_(bindparam("ids", expanding=True)),
@@ -736,21 +752,29 @@ _RECENT_DEMAND = (
 
 
 async def recent_demand(
-    session: AsyncSession, centre_ids: Sequence[str], since: datetime
-) -> dict[str, tuple[int, int, datetime]]:
-    """Per centre: appointments booked since ``since``, those of them for a priority
-    more urgent than routine, and when the earliest of them was booked (what the online
-    policy learns its prices from: a rate over the span the bookings cover)."""
+    session: AsyncSession, centre_ids: Sequence[str], since: datetime, few_options: int
+) -> dict[str, Demand]:
+    """Per centre, what the online policy learns its prices and holds from (``Demand``):
+    appointments booked since ``since``, those of them for a priority more urgent than
+    routine, when the earliest of them was booked (a rate over the span the bookings
+    cover), and those of patients with at most ``few_options`` centres in reach, all and
+    urgent ones."""
     if not centre_ids:
         return {}
-    rows = await session.execute(_RECENT_DEMAND, {"ids": list(centre_ids), "since": since})
-    out: dict[str, tuple[int, int, datetime]] = {}
-    for centre_id, priority, count, first in rows:
+    rows = await session.execute(
+        _RECENT_DEMAND, {"ids": list(centre_ids), "since": since, "few_options": few_options}
+    )
+    out: dict[str, Demand] = {}
+    for centre_id, priority, count, first, few in rows:
         first = as_utc(first)
-        total, urgent, earliest = out.get(centre_id, (0, 0, first))
-        out[centre_id] = (
-            total + count,
-            urgent + (count if priority != "routine" else 0),
-            min(earliest, first),
+        few = int(few or 0)
+        urgent = priority != "routine"
+        seen = out.get(centre_id, Demand(first=first))
+        out[centre_id] = Demand(
+            bookings=seen.bookings + count,
+            urgent=seen.urgent + (count if urgent else 0),
+            first=min(seen.first or first, first),
+            few=seen.few + few,
+            few_urgent=seen.few_urgent + (few if urgent else 0),
         )
     return out

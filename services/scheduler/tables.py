@@ -70,6 +70,10 @@ appointments = Table(
     # FHIR Appointment status: booked, cancelled, fulfilled, noshow...
     Column("status", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # How many candidate centres the patient had in reach when booked: the policy
+    # learns which centres few-option patients depend on (domain/policy.py, 4.).
+    # None: booked before it was recorded (counts as many).
+    Column("options", Integer, nullable=True),
 )
 
 # One booked appointment per referral, the database's own rule: whatever two replicas

@@ -54,6 +54,7 @@ def rank(
     demand: dict[str, Demand] | None = None,
     policy: PolicySettings | None = None,
     deadline: timedelta = timedelta(hours=24),
+    options: int | None = None,
 ) -> list:  # type: ignore[type-arg]
     return rank_priced(
         patient_lat=HERE[0],
@@ -66,6 +67,7 @@ def rank(
         demand=demand or {},
         weights=W,
         policy=policy or PolicySettings(),
+        options=options,
     )
 
 
@@ -148,7 +150,7 @@ def test_rates_are_counted_over_the_span_of_the_recent_bookings() -> None:
     just = {"a": Demand(1, 0, first=NOW - timedelta(minutes=1))}
     assert rate_span([c], just, NOW, policy) == policy.rate_floor_minutes
     # 4 bookings in the last 40 minutes: 3 an hour, not 2 for a two-hour window.
-    rho, _ = area_loads([c], fresh, NOW, policy)["a"]
+    rho = area_loads([c], fresh, NOW, policy)["a"].rho
     assert rho == pytest.approx((4 / 40) / (1 / 30))
     # The earliest across the centres weighed: one quiet centre does not shorten it.
     d = centre("d", 2)
@@ -190,6 +192,98 @@ def test_the_reserve_keeps_the_latest_places_not_the_earliest() -> None:
     demand = {"a": Demand(bookings=1, urgent=1)}
     first = next(_slots(c, NOW, NOW + timedelta(hours=1)))[0]
     assert rank(Priority.ROUTINE, [c], demand=demand)[0].start == first
+
+
+def _day_but_last(c: CentreSchedule, free: int) -> tuple[list[datetime], dict]:  # type: ignore[type-arg]
+    # The centre's places of the few-option hold window, all booked but the last ones.
+    window = [s for s, _, _ in _slots(c, NOW, NOW + timedelta(hours=12))]
+    return window[-free:], {"a": {(s, 1) for s in window[:-free]}}
+
+
+def test_places_few_option_patients_need_are_held_from_those_with_more() -> None:
+    # One booking by a few-option patient in the window: 0.5 x 720 / 120 = 3 places
+    # held, the last three of the day, against a patient with 40 centres in reach.
+    c = centre("a", 1)
+    last, booked = _day_but_last(c, 3)
+    demand = {"a": Demand(bookings=1, few=1)}
+    day = timedelta(hours=12)
+    assert PolicySettings().few_hold_factor * 720 / 120 == 3
+    many = rank(Priority.ASAP, [c], booked, demand, deadline=day, options=40)
+    few = rank(Priority.ASAP, [c], booked, demand, deadline=day, options=3)
+    assert many == []
+    assert [r.start for r in few] == last
+    # By default the options are the centres weighed: one here, a few-option patient.
+    assert [r.start for r in rank(Priority.ASAP, [c], booked, demand, deadline=day)] == last
+    # Two places to spare: only the last three are held, the fourth from last is not.
+    last4, booked4 = _day_but_last(c, 4)
+    many4 = rank(Priority.ASAP, [c], booked4, demand, deadline=day, options=40)
+    assert [r.start for r in many4] == last4[:1]
+
+
+def test_the_few_option_hold_follows_their_bookings() -> None:
+    c = centre("a", 1)
+    last, booked = _day_but_last(c, 3)
+    day = timedelta(hours=12)
+    # Bookings, none by a few-option patient: nothing held from the others.
+    plain = rank(Priority.ASAP, [c], booked, {"a": Demand(bookings=5)}, deadline=day, options=40)
+    assert sorted(r.start for r in plain) == last  # (priced: not in time order)
+    # Few-option bookings, but the rule off (few_options 0, or no hold window).
+    demand = {"a": Demand(bookings=1, few=1)}
+    for off in (PolicySettings(few_options=0), PolicySettings(few_hold_minutes=0)):
+        again = rank(Priority.ASAP, [c], booked, demand, off, deadline=day, options=40)
+        assert sorted(r.start for r in again) == last
+
+
+def test_routine_patients_are_held_from_the_urgent_few_option_places() -> None:
+    # The last three places of the day, past the 6 h urgent reserve, which holds
+    # nothing (its window is all booked): an urgent few-option booking in the window
+    # keeps a routine patient, few-option or not, out of them for the urgent.
+    c = centre("a", 1)
+    last, booked = _day_but_last(c, 3)
+    assert last[0] > NOW + timedelta(hours=6)
+    demand = {"a": Demand(bookings=1, urgent=1, few=1, few_urgent=1)}
+    for options in (2, 40):
+        routine = rank(Priority.ROUTINE, [c], booked, demand, options=options)
+        assert routine and all(r.start > last[-1] for r in routine)
+    urgent = rank(Priority.ASAP, [c], booked, demand, deadline=timedelta(hours=12), options=2)
+    assert [r.start for r in urgent] == last
+    # Without the urgent few-option booking, the reserve alone lets the routine in.
+    only_urgent = {"a": Demand(bookings=1, urgent=1)}
+    assert rank(Priority.ROUTINE, [c], booked, only_urgent, options=2)[0].start == last[0]
+
+
+def test_the_few_option_hold_keeps_the_latest_places_not_the_earliest() -> None:
+    c = centre("a", 1)
+    demand = {"a": Demand(bookings=1, urgent=1, few=1, few_urgent=1)}
+    first = next(_slots(c, NOW, NOW + timedelta(hours=1)))[0]
+    for priority in (Priority.ASAP, Priority.ROUTINE):
+        assert rank(priority, [c], demand=demand, options=40)[0].start == first
+
+
+def test_joint_assignment_counts_each_request_s_options() -> None:
+    # A near centre whose last places are held for few-option patients, and far ones
+    # (59.5 km, free now). Weighed on 16 centres the patient has more than 15 options
+    # and goes far; on 15, few, and takes the near centre's held place.
+    near = centre("a", 1)
+    far = [centre(f"f{i:02d}", 59.5) for i in range(15)]
+    _, booked = _day_but_last(near, 3)
+    demand = {"a": Demand(bookings=1, few=1)}
+    request = Request("r", Priority.ASAP, HERE, NOW + timedelta(hours=12))
+
+    def placed(nearest: int) -> str:
+        got = assign_jointly(
+            [request],
+            now=NOW,
+            centres=[near, *far],
+            booked=booked,
+            demand=demand,
+            weights=W,
+            nearest=nearest,
+        )
+        return got["r"].centre_id
+
+    assert placed(16) != "a"
+    assert placed(15) == "a"
 
 
 def test_deadlines_respected() -> None:

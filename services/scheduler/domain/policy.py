@@ -44,6 +44,26 @@ them*. It leaves two costs to the patients after them, whom the offline optimum 
    places of the first two hours left unused than by the offline optimum, about the
    whole gap in mean wait).
 
+4. **Who has nowhere else to go.** A patient of south Seine-et-Marne has one to a few
+   centres within reach; one of the inner suburbs has forty. In a surge the queues
+   near Paris run hours long, so patients with many alternatives take the places of
+   an outlying centre (Melun) that the few-option patients cannot replace, and those
+   urgent ones then miss their deadline (the optimum sends the others elsewhere, or
+   later). The 2. reserve does not stop it: it covers only the next 6 hours, while
+   the places an urgent patient arriving at 10:00 needs are the 10:00-16:00 ones,
+   which the morning's routine patients had taken. So each booking records how many
+   candidate centres its patient had in reach (``options``: those within max_km), a
+   patient with at most ``few_options`` counting as few-option, and at a centre where
+   few-option patients booked lately two more sets of latest places before
+   ``now + few_hold_minutes`` (12 h, the day) are held: against patients with more
+   options, ``few_hold_factor`` times the few-option bookings the window's length
+   predicts; against routine ones (few-option too), ``few_urgent_factor`` times the
+   urgent few-option bookings it predicts. Like the reserve, these are the latest places (a
+   patient still gets the early ones), they follow the rates, and where no few-option
+   patient booked lately (Paris and its suburbs) nothing changes. The urgent
+   few-option patient is the only one never held out. (Seeds 2020 and 2021 at surge:
+   7 and 4 patients past their deadline without it, 0 with it, as the optimum.)
+
 Rates are bookings over the minutes they were counted over: the window, or less when
 the earliest of the recent bookings near the patient is more recent than the window
 (``Demand.first``; the morning's first bookings after a quiet night): dividing the
@@ -104,25 +124,50 @@ class PolicySettings:
     # load against 1.087 at a half) and saved one patient of seven past their deadline
     # at surge.
     reserve_factor: float = 0.5
+    # A patient with at most this many candidate centres in reach (within max_km) has
+    # few options (module, 4.). Fifteen: the patients past their deadline at surge had
+    # 1 to 13, those who took their places more than 15. 0: no few-option holds.
+    few_options: int = 15
+    # The window whose latest places are held for few-option patients (minutes): the
+    # day, not the 6 h of the reserve (module, 4.). 0: no few-option holds.
+    few_hold_minutes: float = 720.0
+    # Places held against patients with more options = factor x the bookings by
+    # few-option patients the window's length predicts. A half: bench at light load,
+    # seed 2020, 1.0999 times the optimum's cost (0.6: 1.1004; 1.0: 1.104); below a
+    # half the surge misses come back (0.3: 3 past deadline at seed 2020).
+    few_hold_factor: float = 0.5
+    # Places held against routine patients = factor x the urgent bookings by
+    # few-option patients the window's length predicts (without it, at surge seed
+    # 2020 the few-option routine ones took the places of the urgent at 14:30-16:30).
+    few_urgent_factor: float = 0.5
 
     def __post_init__(self) -> None:
         if self.rate_window_minutes <= 0 or self.rate_floor_minutes <= 0:
             raise ValueError("rate_window_minutes and rate_floor_minutes must be positive")
         if min(self.forecast_minutes, self.area_km, self.reserve_minutes) < 0:
             raise ValueError("policy settings must not be negative")
-        if self.reserve_factor < 0:
-            raise ValueError("reserve_factor must not be negative")
+        if min(self.reserve_factor, self.few_hold_factor, self.few_urgent_factor) < 0:
+            raise ValueError("reserve factors must not be negative")
+        if self.few_options < 0 or self.few_hold_minutes < 0:
+            raise ValueError("few_options and few_hold_minutes must not be negative")
 
 
 @dataclass(frozen=True)
 class Demand:
     """What one centre booked in the last ``rate_window_minutes``: every booking, those
     for an urgent priority (more urgent than routine), and when the earliest of them
-    was booked (``None``: not known, the rate is counted over the whole window)."""
+    was booked (``None``: not known, the rate is counted over the whole window); then
+    the bookings of few-option patients (at most ``few_options`` candidate centres in
+    reach when they booked), and the urgent ones of them (module, 4.)."""
 
     bookings: int = 0
     urgent: int = 0
     first: datetime | None = None
+    few: int = 0
+    few_urgent: int = 0
+
+
+_NO_DEMAND = Demand()
 
 
 class Request(NamedTuple):
@@ -189,37 +234,51 @@ def taken_by_others(expected: float, ahead: int) -> float:
     return max(0.0, 1.0 - below)
 
 
+class Load(NamedTuple):
+    """A centre's share of its area's recent demand (``area_loads``), per minute."""
+
+    rho: float  # the area's bookings per minute over its places per minute
+    urgent_rate: float  # urgent bookings, the centre's capacity share of the area's
+    few_rate: float = 0.0  # bookings of few-option patients, likewise (module, 4.)
+    few_urgent_rate: float = 0.0  # the urgent ones of them, likewise
+
+
 def area_loads(
     centres: Sequence[CentreSchedule],
     demand: Mapping[str, Demand],
     now: datetime,
     policy: PolicySettings,
-) -> dict[str, tuple[float, float]]:
-    """Per centre, its area's (rho, urgent bookings per minute of capacity share).
+) -> dict[str, Load]:
+    """Per centre, its area's ``Load``.
 
-    rho: the area's bookings per minute over its places per minute. The urgent rate is
-    the area's urgent bookings per minute, shared out by the centre's capacity. Both
-    are counted over ``rate_span`` of these centres.
+    rho: the area's bookings per minute over its places per minute. The other rates are
+    the area's urgent, few-option and urgent few-option bookings per minute, shared out
+    by the centre's capacity. All are counted over ``rate_span`` of these centres.
     """
     capacity = {c.centre_id: _capacity_per_minute(c, now) for c in centres}
     span = rate_span(centres, demand, now, policy)
-    loads: dict[str, tuple[float, float]] = {}
+    loads: dict[str, Load] = {}
     for centre in centres:
-        booked = urgent = places = 0.0
+        booked = urgent = few = few_urgent = places = 0.0
         # area_km 0: the centre alone (and no pairwise distances to compute).
         area = centres if policy.area_km > 0 else ()
         for other in (centre, *(c for c in area if c.centre_id != centre.centre_id)):
             if other.centre_id == centre.centre_id or (
                 haversine_km(centre.lat, centre.lon, other.lat, other.lon) <= policy.area_km
             ):
-                seen = demand.get(other.centre_id, Demand())
+                seen = demand.get(other.centre_id, _NO_DEMAND)
                 booked += seen.bookings
                 urgent += seen.urgent
+                few += seen.few
+                few_urgent += seen.few_urgent
                 places += capacity[other.centre_id]
-        rate = booked / span
-        urgent_rate = urgent / span
         share = capacity[centre.centre_id] / places if places else 0.0
-        loads[centre.centre_id] = (rate / places if places else 0.0, urgent_rate * share)
+        loads[centre.centre_id] = Load(
+            booked / span / places if places else 0.0,
+            urgent / span * share,
+            few / span * share,
+            few_urgent / span * share,
+        )
     return loads
 
 
@@ -237,7 +296,8 @@ def rank_priced(
     policy: PolicySettings,
     per_centre: int = 3,
     limit: int = 10,
-    loads: Mapping[str, tuple[float, float]] | None = None,
+    loads: Mapping[str, Load] | None = None,
+    options: int | None = None,
 ) -> list[Candidate]:
     """Free places starting in [now, deadline] that the patient may take, best first by
     priced cost (cost plus the slot's price, module 1.), then start, centre, box.
@@ -246,6 +306,11 @@ def rank_priced(
     candidate's ``cost`` is the patient's own (travel and waiting); ``price`` is what
     it costs the patients after them, weighted by the chance that one of them would
     have taken it (module 3.).
+
+    ``options``: how many candidate centres the patient has in reach (by default
+    ``len(centres)``: the caller passes those within its max_km). One with more than
+    ``few_options`` does not see the places held for few-option patients, nor does a
+    routine one those held for the urgent few-option ones (module 4.).
     """
     if per_centre < 1 or limit < 1:
         raise ValueError("per_centre and limit must be at least 1")
@@ -255,20 +320,34 @@ def rank_priced(
         loads = area_loads(centres, demand, now, policy)
     reserve_end = now + timedelta(minutes=policy.reserve_minutes)
     urgent = is_urgent(priority)
+    # Module 4.: the few-option holds, against patients with more options (at the
+    # few-option booking rate) and against routine ones (at its urgent part).
+    hold = policy.few_hold_minutes if policy.few_options > 0 else 0.0
+    hold_end = now + timedelta(minutes=hold)
+    many = (len(centres) if options is None else options) > policy.few_options
+    hold_factors = (
+        policy.few_hold_factor if many else 0.0,
+        0.0 if urgent else policy.few_urgent_factor,
+    )
     ranked: list[tuple[float, Candidate]] = []
     for centre in centres:
-        rho, urgent_rate = loads[centre.centre_id]
+        rho, urgent_rate, few_rate, few_urgent_rate = loads[centre.centre_id]
         taken = booked.get(centre.centre_id, ())
         taken = taken if isinstance(taken, set | frozenset) else frozenset(taken)
-        held = set()
-        if not urgent and policy.reserve_minutes > 0 and urgent_rate > 0:
-            keep = math.ceil(policy.reserve_factor * urgent_rate * policy.reserve_minutes)
-            latest = free_slots_latest_first(centre, now, reserve_end, taken)
-            held = {(s, b) for s, _, b in itertools.islice(latest, keep)}
         slots = free_slots(centre, now, deadline + _JUST_AFTER, taken)
         front = next(slots, None)
         if front is None:
             continue
+        # The latest places of each window kept from this patient: (window end, count).
+        holds = []
+        if not urgent and policy.reserve_minutes > 0 and urgent_rate > 0:
+            keep = math.ceil(policy.reserve_factor * urgent_rate * policy.reserve_minutes)
+            holds.append((reserve_end, keep))
+        if hold > 0 and (few_rate > 0 or few_urgent_rate > 0):
+            held_rate = max(hold_factors[0] * few_rate, hold_factors[1] * few_urgent_rate)
+            if held_rate > 0:
+                holds.append((hold_end, math.ceil(held_rate * hold)))
+        held = _held(centre, front[0], taken, holds) if holds else set()
         # The queue's front is the centre's first free place, reserved or not.
         clears = queue_clears((front[0] - now).total_seconds() / 60, rho, policy.forecast_minutes)
         usable = (
@@ -300,6 +379,31 @@ def rank_priced(
             )
     ranked.sort(key=lambda pair: (pair[0], pair[1].start, pair[1].centre_id, pair[1].box))
     return [candidate for _, candidate in ranked[:limit]]
+
+
+def _held(
+    centre: CentreSchedule,
+    since: datetime,
+    taken: Collection[tuple[datetime, int]],
+    holds: Sequence[tuple[datetime, int]],
+) -> set[tuple[datetime, int]]:
+    """The union, over ``holds`` (window end, count), of each window's latest ``count``
+    free places from ``since`` (the centre's first free place): one pass, latest first,
+    over the longest window, and none at all when every window ends before ``since``."""
+    holds = [(end, count) for end, count in holds if end > since]
+    held: set[tuple[datetime, int]] = set()
+    if not holds:
+        return held
+    end = max(e for e, _ in holds)
+    left = [count for _, count in holds]
+    for start, _, box in free_slots_latest_first(centre, since, end, taken):
+        for i, (window_end, _) in enumerate(holds):
+            if left[i] > 0 and start < window_end:
+                left[i] -= 1
+                held.add((start, box))
+        if not any(left):
+            break
+    return held
 
 
 def assign_jointly(
@@ -365,6 +469,7 @@ def assign_jointly(
             per_centre=places,
             limit=limit or places * max(1, nearest),
             loads=loads,
+            options=min(len(reach), nearest),
         )
         row: list[tuple[float, int, Candidate]] = []
         for candidate in ranked:
