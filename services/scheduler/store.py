@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from math import cos, radians
 from typing import Any, TypedDict
 
@@ -56,7 +56,20 @@ AnyRow = Row[*tuple[Any, ...]]
 
 
 def _hours(raw: Any) -> tuple[OpeningPeriod, ...]:
-    return tuple(OpeningPeriod.model_validate(p) for p in raw)
+    # Every booking reads its candidate centres' hours: the same few weeks of hours,
+    # validated once per process rather than seven periods per centre per booking.
+    try:
+        key = tuple((p["weekday"], p["opens"], p["closes"]) for p in raw)
+    except (KeyError, TypeError):
+        return tuple(OpeningPeriod.model_validate(p) for p in raw)
+    if any(len(p) != 3 for p in raw):
+        return tuple(OpeningPeriod.model_validate(p) for p in raw)
+    return _periods(key)
+
+
+@lru_cache(maxsize=1024)
+def _periods(key: tuple[tuple[Any, Any, Any], ...]) -> tuple[OpeningPeriod, ...]:
+    return tuple(OpeningPeriod(weekday=w, opens=o, closes=c) for w, o, c in key)
 
 
 @cache
@@ -137,8 +150,10 @@ async def nearby_centre_ids(
     """The ``k`` active centres nearest (lat, lon) within ``max_km``, nearest first.
 
     The spatial prefilter: a bounding box on the indexed (lat, lon) columns, widened
-    until it holds ``k`` centres or reaches ``max_km``, so that the cost depends on the
-    centres near the patient, not on how many there are in France.
+    to ``max_km`` when it does not hold ``k`` centres, so that the cost depends on the
+    centres near the patient, not on how many there are in France. Widened at once,
+    not by doubling: with 40 candidates most patients outside a city have fewer
+    within 20 km, and each step was a round trip.
     """
     radius = min(20.0, max_km)
     while True:
@@ -160,7 +175,7 @@ async def nearby_centre_ids(
         )
         if len(found) >= k or radius >= max_km:
             return [(centre_id, d) for d, centre_id in found[:k]]
-        radius = min(max_km, radius * 2)
+        radius = max_km
 
 
 async def lock_centres(session: AsyncSession, centre_ids: Sequence[str]) -> None:
