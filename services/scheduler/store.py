@@ -150,10 +150,11 @@ async def nearby_centre_ids(
     """The ``k`` active centres nearest (lat, lon) within ``max_km``, nearest first.
 
     The spatial prefilter: a bounding box on the indexed (lat, lon) columns, widened
-    to ``max_km`` when it does not hold ``k`` centres, so that the cost depends on the
-    centres near the patient, not on how many there are in France. Widened at once,
-    not by doubling: with 40 candidates most patients outside a city have fewer
-    within 20 km, and each step was a round trip.
+    until it holds ``k`` centres or reaches ``max_km``, so that the cost depends on the
+    centres near the patient, not on how many there are in France. Doubled, not
+    widened to ``max_km`` at once: that spares a round trip where centres are few, but
+    where they are dense the wider box reads every centre in it (bench/slot_search.py,
+    10,000 centres: 36.6 ms a patient doubled, 41.6 ms at once).
     """
     radius = min(20.0, max_km)
     while True:
@@ -175,7 +176,7 @@ async def nearby_centre_ids(
         )
         if len(found) >= k or radius >= max_km:
             return [(centre_id, d) for d, centre_id in found[:k]]
-        radius = max_km
+        radius = min(max_km, radius * 2)
 
 
 async def lock_centres(session: AsyncSession, centre_ids: Sequence[str]) -> None:
