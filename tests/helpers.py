@@ -13,17 +13,25 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from shared.consumer import Delivery
+from shared.db import Database
 from shared.events import (
     CentreActivated,
     CentreKind,
     Clinical,
+    Decision,
     Envelope,
+    EventPayload,
     OpeningPeriod,
     PatientIdentity,
+    Priority,
+    ReferralRegulated,
     ReferralSubmitted,
     Referrer,
     ReferrerKind,
     Vitals,
+    new_id,
+    utcnow,
 )
 from shared.runtime import ServiceRuntime
 from shared.topology import dead_letter_queue, events_exchange, ingress_exchange
@@ -131,6 +139,53 @@ def centre(
         consultation_minutes=minutes,
         first_day=date.today() - timedelta(days=1),
     )
+
+
+def oriented(
+    referral_id: str,
+    insee: str = "35238",
+    priority: Priority = Priority.ROUTINE,
+    within: timedelta = timedelta(hours=12),
+) -> ReferralRegulated:
+    """Regulation's decision that sends the patient to a centre, due ``within``."""
+    return ReferralRegulated(
+        referral_id=referral_id,
+        patient_ref=f"pat-{referral_id}",
+        decision=Decision.ORIENT,
+        priority=priority,
+        deadline=utcnow() + within,
+        protocol_version="1",
+        decided_by="protocol",
+        decision_id=new_id(),
+        age=40,
+        commune_insee=insee,
+        departement=insee[:2],
+    )
+
+
+async def handle(
+    database: Database,
+    handler: Callable[[Delivery], Any],
+    payload: EventPayload,
+    *,
+    handled: asyncio.Event | None = None,
+    commit: asyncio.Event | None = None,
+) -> Delivery:
+    """A service's handler on one event, in its own transaction, as its consumer runs it
+    (no broker); ``handled`` is set once the handler is done, and the transaction
+    commits only once ``commit`` is set (a race held open)."""
+    async with database.transaction() as session:
+        delivery = Delivery(
+            session=session,
+            envelope=Envelope.wrap(payload, source="test", correlation_id=new_id()),
+            source="scheduler",
+        )
+        await handler(delivery)
+        if handled is not None:
+            handled.set()
+        if commit is not None:
+            await commit.wait()
+    return delivery
 
 
 def referral(

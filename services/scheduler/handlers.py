@@ -480,20 +480,9 @@ class SchedulerHandlers:
         if planned is not None:
             # A joint plan (_plan) chose it among this patient's nearest centres, and
             # locked them, in this transaction: booked at once if still free.
-            appointment_id = new_id()
-            if await store.try_book(
-                session,
-                planned.candidate,
-                appointment_id=appointment_id,
-                referral_id=patient.referral_id,
-                patient_ref=patient.patient_ref,
-                priority=patient.priority.value,
-                test_eligible=patient.test_eligible,
-                now=now,
-                options=planned.options,
-            ):
-                centre = await store.centre_row(session, planned.candidate.centre_id)
-                return Booked(appointment_id, planned.candidate, centre, patient.test_eligible)
+            booked = await self._try(session, patient, planned.candidate, now, planned.options)
+            if booked is not None:
+                return booked
             # Taken meanwhile (by one before it in the batch): the policy's own choice.
         lat, lon = _place(patient.commune_insee)
         nearby = await store.nearby_centre_ids(
@@ -506,7 +495,7 @@ class SchedulerHandlers:
         await store.lock_centres(session, ids)
         schedules = await store.active_schedules(session, ids=ids)
         for _ in range(CONTENTION_ROUNDS):
-            booked = await store.booked_slots(session, ids, now, self._horizon(patient, now))
+            taken = await store.booked_slots(session, ids, now, self._horizon(patient, now))
             candidates = rank_priced(
                 patient_lat=lat,
                 patient_lon=lon,
@@ -514,7 +503,7 @@ class SchedulerHandlers:
                 deadline=patient.deadline,
                 priority=patient.priority,
                 centres=schedules,
-                booked=booked,
+                booked=taken,
                 demand=await self._demand(session, ids, now),
                 weights=self.config.weights,
                 policy=self.config.policy,
@@ -522,23 +511,32 @@ class SchedulerHandlers:
             )
             if not candidates:
                 return None
-            appointment_id = new_id()
             for candidate in candidates:
-                if await store.try_book(
-                    session,
-                    candidate,
-                    appointment_id=appointment_id,
-                    referral_id=patient.referral_id,
-                    patient_ref=patient.patient_ref,
-                    priority=patient.priority.value,
-                    test_eligible=patient.test_eligible,
-                    now=now,
-                    options=options,
-                ):
-                    centre = await store.centre_row(session, candidate.centre_id)
-                    return Booked(appointment_id, candidate, centre, patient.test_eligible)
+                booked = await self._try(session, patient, candidate, now, options)
+                if booked is not None:
+                    return booked
         # Replicas took every candidate, several rounds running: hand the message back.
         raise RuntimeError("slots taken by concurrent bookings; will retry")
+
+    async def _try(
+        self, session: Any, patient: Patient, candidate: Candidate, now: datetime, options: int
+    ) -> Booked | None:
+        """The patient booked into ``candidate``, or None if someone holds it already."""
+        appointment_id = new_id()
+        if not await store.try_book(
+            session,
+            candidate,
+            appointment_id=appointment_id,
+            referral_id=patient.referral_id,
+            patient_ref=patient.patient_ref,
+            priority=patient.priority.value,
+            test_eligible=patient.test_eligible,
+            now=now,
+            options=options,
+        ):
+            return None
+        centre = await store.centre_row(session, candidate.centre_id)
+        return Booked(appointment_id, candidate, centre, patient.test_eligible)
 
     def _horizon(self, patient: Patient, now: datetime) -> datetime:
         return max(patient.deadline, self._windows_end(now))

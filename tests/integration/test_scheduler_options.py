@@ -15,19 +15,13 @@ from sqlalchemy import select
 from services.scheduler import store
 from services.scheduler.handlers import SchedulerHandlers
 from services.scheduler.tables import appointments
-from shared.consumer import Delivery
 from shared.db import Database
 from shared.events import (
-    Decision,
-    Envelope,
-    EventPayload,
     Priority,
-    ReferralRegulated,
-    new_id,
     utcnow,
 )
 from shared.migrations import upgrade
-from tests.helpers import centre
+from tests.helpers import centre, handle, oriented
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -44,33 +38,6 @@ async def database(request: Any, postgres: Any, tmp_path: Path) -> AsyncIterator
         await db.dispose()
 
 
-async def deliver(database: Database, handler: Any, payload: EventPayload) -> None:
-    async with database.transaction() as session:
-        await handler(
-            Delivery(
-                session=session,
-                envelope=Envelope.wrap(payload, source="test", correlation_id=new_id()),
-                source="scheduler",
-            )
-        )
-
-
-def regulated(referral_id: str, insee: str, priority: Priority) -> ReferralRegulated:
-    return ReferralRegulated(
-        referral_id=referral_id,
-        patient_ref=f"pat-{referral_id}",
-        decision=Decision.ORIENT,
-        priority=priority,
-        deadline=utcnow() + timedelta(hours=24),
-        protocol_version="1",
-        decided_by="protocol",
-        decision_id=new_id(),
-        age=40,
-        commune_insee=insee,
-        departement=insee[:2],
-    )
-
-
 async def test_each_booking_records_its_options_and_the_demand_counts_the_few(
     database: Database,
 ) -> None:
@@ -82,9 +49,9 @@ async def test_each_booking_records_its_options_and_the_demand_counts_the_few(
         ("st-gregoire", "35278"),
         ("paris", "75115"),
     ]:
-        await deliver(database, handlers.on_centre, centre(centre_id, insee, boxes=4))
-    await deliver(database, handlers.on_referral, regulated("r-rennes", "35238", Priority.ASAP))
-    await deliver(database, handlers.on_referral, regulated("r-paris", "75115", Priority.ROUTINE))
+        await handle(database, handlers.on_centre, centre(centre_id, insee, boxes=4))
+    await handle(database, handlers.on_referral, oriented("r-rennes", "35238", Priority.ASAP))
+    await handle(database, handlers.on_referral, oriented("r-paris", "75115", Priority.ROUTINE))
     async with database.transaction() as session:
         rows = (await session.execute(select(appointments))).all()
         options = {row.referral_id: row.options for row in rows}

@@ -25,16 +25,12 @@ from services.scheduler.tables import appointments, waitlist
 from shared.consumer import Delivery
 from shared.db import Database
 from shared.events import (
-    Decision,
-    Envelope,
-    EventPayload,
     Priority,
-    ReferralRegulated,
     new_id,
     utcnow,
 )
 from shared.migrations import upgrade
-from tests.helpers import centre
+from tests.helpers import centre, handle, oriented
 
 pytestmark = pytest.mark.postgres
 
@@ -49,49 +45,6 @@ async def database(postgres: Any) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.dispose()
-
-
-def regulated(referral_id: str, insee: str = "35238") -> ReferralRegulated:
-    return ReferralRegulated(
-        referral_id=referral_id,
-        patient_ref=f"pat-{referral_id}",
-        decision=Decision.ORIENT,
-        priority=Priority.ROUTINE,
-        deadline=utcnow() + timedelta(hours=12),
-        protocol_version="1",
-        decided_by="protocol",
-        decision_id=new_id(),
-        age=40,
-        commune_insee=insee,
-        departement=insee[:2],
-    )
-
-
-async def deliver(database: Database, handler: Any, payload: EventPayload) -> Delivery:
-    async with database.transaction() as session:
-        delivery = Delivery(
-            session=session,
-            envelope=Envelope.wrap(payload, source="test", correlation_id=new_id()),
-            source="scheduler",
-        )
-        await handler(delivery)
-    return delivery
-
-
-async def held_open(
-    database: Database, handler: Any, payload: EventPayload, done: asyncio.Event, go: asyncio.Event
-) -> Delivery:
-    """The handler's work in a transaction that commits only once ``go`` is set."""
-    async with database.transaction() as session:
-        delivery = Delivery(
-            session=session,
-            envelope=Envelope.wrap(payload, source="test", correlation_id=new_id()),
-            source="scheduler",
-        )
-        await handler(delivery)
-        done.set()
-        await go.wait()
-    return delivery
 
 
 def assigned(*deliveries: Delivery) -> list[str]:
@@ -117,19 +70,25 @@ async def test_two_replicas_draining_at_once_book_a_waiting_patient_once(
 ) -> None:
     handlers = SchedulerHandlers()
     # No centre yet: the patient waits.
-    waiting = await deliver(database, handlers.on_referral, regulated("r-wait"))
+    waiting = await handle(database, handlers.on_referral, oriented("r-wait"))
     assert [e.type for e in waiting.emitted][:1] == ["referral.waitlisted"]
 
     # Replica A activates a centre near them, drains and books them; not committed yet.
     first_done, first_go = asyncio.Event(), asyncio.Event()
     first = asyncio.create_task(
-        held_open(database, handlers.on_centre, centre("rennes-a", "35238"), first_done, first_go)
+        handle(
+            database,
+            handlers.on_centre,
+            centre("rennes-a", "35238"),
+            handled=first_done,
+            commit=first_go,
+        )
     )
     await asyncio.wait_for(first_done.wait(), 10)
     # Replica B activates another centre near them and drains the list, which (read
     # before A commits) still holds the patient.
     second = asyncio.create_task(
-        deliver(database, SchedulerHandlers().on_centre, centre("st-gregoire-b", "35278"))
+        handle(database, SchedulerHandlers().on_centre, centre("st-gregoire-b", "35278"))
     )
     await asyncio.sleep(1.0)
     assert not second.done(), "the second drain should wait for the first's hold"
@@ -146,7 +105,7 @@ async def test_a_new_decision_books_a_waiting_patient_and_takes_them_off_the_lis
     database: Database,
 ) -> None:
     handlers = SchedulerHandlers()
-    await deliver(database, handlers.on_centre, centre("rennes-c", "35238"))
+    await handle(database, handlers.on_centre, centre("rennes-c", "35238"))
     # Listed while a slot was free (a drain the list missed): a decision then books them.
     async with database.transaction() as session:
         now = utcnow()
@@ -164,12 +123,12 @@ async def test_a_new_decision_books_a_waiting_patient_and_takes_them_off_the_lis
             test_eligible=False,
             queued_at=now,
         )
-    decided = await deliver(database, handlers.on_referral, regulated("r-listed"))
+    decided = await handle(database, handlers.on_referral, oriented("r-listed"))
     assert assigned(decided) == ["r-listed"]
     async with database.transaction() as session:
         assert not await store.hold_waiting(session, "r-listed")
     # The next centre's drain finds nobody to book again.
-    drained = await deliver(database, handlers.on_centre, centre("st-gregoire-c", "35278"))
+    drained = await handle(database, handlers.on_centre, centre("st-gregoire-c", "35278"))
     assert assigned(drained) == []
     assert await booked_count(database, "r-listed") == 1
 
@@ -178,8 +137,8 @@ async def test_the_database_refuses_a_second_booked_appointment_for_a_referral(
     database: Database,
 ) -> None:
     handlers = SchedulerHandlers()
-    await deliver(database, handlers.on_centre, centre("rennes-d", "35238"))
-    await deliver(database, handlers.on_referral, regulated("r-once"))
+    await handle(database, handlers.on_centre, centre("rennes-d", "35238"))
+    await handle(database, handlers.on_referral, oriented("r-once"))
     async with database.transaction() as session:
         row = (
             await session.execute(
