@@ -21,29 +21,18 @@ from services.scheduler.store import active_schedules
 from services.scheduler.tables import appointments
 from shared.consumer import Delivery
 from shared.db import as_utc
-from shared.events import Decision, Envelope, Priority, ReferralRegulated, new_id, utcnow
+from shared.events import Envelope, Priority, ReferralRegulated, new_id
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import declare_topology
-from tests.helpers import Tap, centre, running
+from tests.helpers import Tap, centre, oriented, running
 
 DEADLINE = timedelta(minutes=60)  # one slot of the centre starts before it, the next after
 
 
 def regulated(referral_id: str, priority: Priority) -> ReferralRegulated:
-    return ReferralRegulated(
-        referral_id=referral_id,
-        patient_ref=f"pat-{referral_id}",
-        decision=Decision.ORIENT,
-        priority=priority,
-        deadline=utcnow() + (DEADLINE if priority is Priority.ASAP else timedelta(hours=24)),
-        protocol_version="1",
-        decided_by="protocol",
-        decision_id=new_id(),
-        age=40,
-        commune_insee="35238",
-        departement="35",
-    )
+    urgent = priority is Priority.ASAP
+    return oriented(referral_id, "35238", priority, DEADLINE if urgent else timedelta(hours=24))
 
 
 async def _with_one_slot_an_hour(settings: Settings) -> None:
