@@ -12,6 +12,7 @@ import structlog
 
 from services.scheduler import store
 from services.scheduler.domain.assignment import Candidate, Weights
+from services.scheduler.domain.centres import CentreSchedule
 from services.scheduler.domain.policy import (
     Demand,
     PolicySettings,
@@ -113,6 +114,17 @@ def _place(insee: str) -> tuple[float, float]:
     if found is None:
         raise PermanentError("unknown_commune", f"no commune with INSEE code {insee}")
     return found.lat, found.lon
+
+
+class Reach(NamedTuple):
+    """The centres a patient may be booked at: where the patient is, the nearest active
+    centres within the travel limit (ids, schedules), and how many (``options``)."""
+
+    lat: float
+    lon: float
+    ids: list[str]
+    schedules: list[CentreSchedule]
+    options: int
 
 
 class Planned(NamedTuple):
@@ -484,6 +496,22 @@ class SchedulerHandlers:
             if booked is not None:
                 return booked
             # Taken meanwhile (by one before it in the batch): the policy's own choice.
+        reach = await self.reach(session, patient)
+        if reach is None:
+            return None
+        for _ in range(CONTENTION_ROUNDS):
+            candidates = await self.rank(session, patient, reach, now)
+            if not candidates:
+                return None
+            for candidate in candidates:
+                booked = await self._try(session, patient, candidate, now, reach.options)
+                if booked is not None:
+                    return booked
+        # Replicas took every candidate, several rounds running: hand the message back.
+        raise RuntimeError("slots taken by concurrent bookings; will retry")
+
+    async def reach(self, session: Any, patient: Patient) -> Reach | None:
+        """The active centres within the patient's reach, locked (None: not one)."""
         lat, lon = _place(patient.commune_insee)
         nearby = await store.nearby_centre_ids(
             session, lat, lon, k=self.config.candidate_centres, max_km=self.config.max_travel_km
@@ -491,32 +519,41 @@ class SchedulerHandlers:
         if not nearby:
             return None
         ids = [centre_id for centre_id, _ in nearby]
-        options = len(nearby)
         await store.lock_centres(session, ids)
         schedules = await store.active_schedules(session, ids=ids)
-        for _ in range(CONTENTION_ROUNDS):
-            taken = await store.booked_slots(session, ids, now, self._horizon(patient, now))
-            candidates = rank_priced(
-                patient_lat=lat,
-                patient_lon=lon,
-                now=now,
-                deadline=patient.deadline,
-                priority=patient.priority,
-                centres=schedules,
-                booked=taken,
-                demand=await self._demand(session, ids, now),
-                weights=self.config.weights,
-                policy=self.config.policy,
-                options=options,
-            )
-            if not candidates:
-                return None
-            for candidate in candidates:
-                booked = await self._try(session, patient, candidate, now, options)
-                if booked is not None:
-                    return booked
-        # Replicas took every candidate, several rounds running: hand the message back.
-        raise RuntimeError("slots taken by concurrent bookings; will retry")
+        return Reach(lat, lon, ids, schedules, len(nearby))
+
+    async def rank(
+        self,
+        session: Any,
+        patient: Patient,
+        reach: Reach,
+        now: datetime,
+        *,
+        per_centre: int = 3,
+        limit: int = 10,
+        until: datetime | None = None,
+    ) -> list[Candidate]:
+        """The free places the patient may take, best first (``policy.rank_priced``):
+        the one ranking behind a booking and the slots a patient is offered
+        (patient_requests.py), so that both keep the same rules. ``until``: only the
+        places starting by then (at most the patient's deadline)."""
+        taken = await store.booked_slots(session, reach.ids, now, self._horizon(patient, now))
+        return rank_priced(
+            patient_lat=reach.lat,
+            patient_lon=reach.lon,
+            now=now,
+            deadline=patient.deadline if until is None else min(until, patient.deadline),
+            priority=patient.priority,
+            centres=reach.schedules,
+            booked=taken,
+            demand=await self._demand(session, reach.ids, now),
+            weights=self.config.weights,
+            policy=self.config.policy,
+            per_centre=per_centre,
+            limit=limit,
+            options=reach.options,
+        )
 
     async def _try(
         self, session: Any, patient: Patient, candidate: Candidate, now: datetime, options: int
