@@ -116,7 +116,7 @@ def _place(insee: str) -> tuple[float, float]:
     return found.lat, found.lon
 
 
-class Reach(NamedTuple):
+class Nearby(NamedTuple):
     """The centres a patient may be booked at: where the patient is, the nearest active
     centres within the travel limit (ids, schedules), and how many (``options``)."""
 
@@ -496,21 +496,21 @@ class SchedulerHandlers:
             if booked is not None:
                 return booked
             # Taken meanwhile (by one before it in the batch): the policy's own choice.
-        reach = await self.reach(session, patient)
-        if reach is None:
+        near = await self.nearby(session, patient)
+        if near is None:
             return None
         for _ in range(CONTENTION_ROUNDS):
-            candidates = await self.rank(session, patient, reach, now)
+            candidates = await self.rank(session, patient, near, now)
             if not candidates:
                 return None
             for candidate in candidates:
-                booked = await self._try(session, patient, candidate, now, reach.options)
+                booked = await self._try(session, patient, candidate, now, near.options)
                 if booked is not None:
                     return booked
         # Replicas took every candidate, several rounds running: hand the message back.
         raise RuntimeError("slots taken by concurrent bookings; will retry")
 
-    async def reach(self, session: Any, patient: Patient) -> Reach | None:
+    async def nearby(self, session: Any, patient: Patient) -> Nearby | None:
         """The active centres within the patient's reach, locked (None: not one)."""
         lat, lon = _place(patient.commune_insee)
         nearby = await store.nearby_centre_ids(
@@ -521,13 +521,13 @@ class SchedulerHandlers:
         ids = [centre_id for centre_id, _ in nearby]
         await store.lock_centres(session, ids)
         schedules = await store.active_schedules(session, ids=ids)
-        return Reach(lat, lon, ids, schedules, len(nearby))
+        return Nearby(lat, lon, ids, schedules, len(nearby))
 
     async def rank(
         self,
         session: Any,
         patient: Patient,
-        reach: Reach,
+        near: Nearby,
         now: datetime,
         *,
         per_centre: int = 3,
@@ -538,21 +538,21 @@ class SchedulerHandlers:
         the one ranking behind a booking and the slots a patient is offered
         (patient_requests.py), so that both keep the same rules. ``until``: only the
         places starting by then (at most the patient's deadline)."""
-        taken = await store.booked_slots(session, reach.ids, now, self._horizon(patient, now))
+        taken = await store.booked_slots(session, near.ids, now, self._horizon(patient, now))
         return rank_priced(
-            patient_lat=reach.lat,
-            patient_lon=reach.lon,
+            patient_lat=near.lat,
+            patient_lon=near.lon,
             now=now,
             deadline=patient.deadline if until is None else min(until, patient.deadline),
             priority=patient.priority,
-            centres=reach.schedules,
+            centres=near.schedules,
             booked=taken,
-            demand=await self._demand(session, reach.ids, now),
+            demand=await self._demand(session, near.ids, now),
             weights=self.config.weights,
             policy=self.config.policy,
             per_centre=per_centre,
             limit=limit,
-            options=reach.options,
+            options=near.options,
         )
 
     async def _try(
