@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import random
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -52,7 +50,6 @@ from aiguillage.wave import (
 )
 from shared.auth import Role, issue_token
 from shared.events import Envelope, EventPayload, ReferralSubmitted, new_id
-from shared.http import free_port
 from shared.publisher import EventPublisher
 from shared.settings import Environment, ServiceName, Settings
 from shared.topology import declare_topology, delete_topology, events_exchange
@@ -152,32 +149,6 @@ async def _ars(run: Run, http: httpx.AsyncClient, poll: float) -> None:
                     await run.decide(run.policy.on_alert(dep, count, loop.time()))
 
 
-def _start_console(services: ServiceProcesses, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "aiguillage", "console", "--port", str(port)],
-            env=services.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-async def _wait_console(
-    url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as http:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(f"{url}/sante", timeout=2)).status_code == 200:
-                    return
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = await asyncio.to_thread(_tail, log)
-                raise RuntimeError(f"the console did not start on {url} (--console-port?):\n{tail}")
-            await asyncio.sleep(0.3)
-
-
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
@@ -262,21 +233,18 @@ async def run_scenario(
     await declare_topology(settings.broker_url, namespace)
     observer = Observer(settings.broker_url, namespace, keep_events=False)
     await observer.start()
-    port = console_port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    # The patient's link in the notices leads to this run's console.
-    env["AIGUILLAGE_PATIENT_LINK_BASE_URL"] = url
     services = ServiceProcesses(env, run_dir / "logs")
-    console_proc: subprocess.Popen[bytes] | None = None
     alerts_connection = None
     ars_task: asyncio.Task[None] | None = None
     try:
-        services.start()
         with console.status("démarrage des quatre services et de la console..."):
+            # The console first (on the port asked, or one the system picks): the
+            # patient's link in the notices leads to this run's console.
+            port = await asyncio.to_thread(services.start_console, console_port or 0)
+            url = f"http://127.0.0.1:{port}"
+            services.env["AIGUILLAGE_PATIENT_LINK_BASE_URL"] = url
+            await asyncio.to_thread(services.start)
             await wait_for_consumers(settings.broker_url, namespace)
-            console_log = run_dir / "logs" / "console.log"
-            console_proc = _start_console(services, port, console_log)
-            await _wait_console(url, console_proc, console_log)
         console.print(f"console : [bold]{url}/[/] (identifiants : voir la fin)")
         async with (
             EventPublisher(settings.broker_url, namespace, "demo") as publisher,
@@ -317,12 +285,7 @@ async def run_scenario(
                 await alerts_connection.close()
         finally:
             # Whatever failed above, no process of the run outlives it.
-            if console_proc is not None:
-                console_proc.terminate()
-                try:
-                    console_proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    console_proc.kill()
+            services.stop_console()
             services.stop()
         await observer.stop()
         if not keep:

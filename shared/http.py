@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -15,6 +16,8 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.settings import Settings
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -105,6 +108,22 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class PortReportingServer(uvicorn.Server):
+    """uvicorn that, once it listens, writes its port to ``<folder>/<name>.port``
+    (``write_port_file``): a process started on port 0 says where it ended up."""
+
+    def __init__(self, config: uvicorn.Config, folder: Path | None, name: str) -> None:
+        super().__init__(config)
+        self.port_folder = folder
+        self.port_name = name
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.port_folder is not None and self.started:
+            port = int(self.servers[0].sockets[0].getsockname()[1])
+            write_port_file(self.port_folder, self.port_name, port)
 
 
 def allow_every_method(app: FastAPI) -> None:
@@ -199,6 +218,32 @@ class HttpServer:
         if self._task is not None:
             await self._task
             self._task = None
+
+
+def write_port_file(folder: Path, name: str, port: int) -> None:
+    """Say which port ``name`` listens on, once it listens: written whole then renamed,
+    so a reader never sees half a number."""
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{name}.port.partial"
+    partial.write_text(str(port))
+    partial.replace(folder / f"{name}.port")
+
+
+def read_port_file(folder: Path, name: str) -> int | None:
+    """The port ``name`` wrote, or None while it does not listen yet."""
+    try:
+        return int((folder / f"{name}.port").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def service_port(settings: Settings, service: str) -> int | None:
+    """Where ``service``'s HTTP API listens: its setting, or, when that is 0 (the system
+    picked one), the port the service wrote to ``settings.port_file_dir``."""
+    port = settings.http_port(service)
+    if port == 0 and settings.port_file_dir is not None:
+        return read_port_file(settings.port_file_dir, service)
+    return port
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -20,7 +20,13 @@ from shared.broker_nodes import ClusterRabbitBroker, connect_first
 from shared.consumer import Consumer, ConsumerConfig, Handler, LockOrder, Prepare, register
 from shared.db import Database
 from shared.events import Envelope, EventPayload
-from shared.http import BodyLimit, HttpServer, add_health_routes, allow_every_method
+from shared.http import (
+    BodyLimit,
+    HttpServer,
+    add_health_routes,
+    allow_every_method,
+    write_port_file,
+)
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.provisioning import service_account
@@ -267,6 +273,8 @@ class ServiceRuntime:
         if port is not None and not self.in_memory:
             self.http = HttpServer(self.http_app, self.settings.http_host, port)
             await self.http.start()
+            if self.settings.port_file_dir is not None:
+                write_port_file(self.settings.port_file_dir, self.service.value, self.http.port)
         log.info("service started", namespace=self.settings.namespace)
 
     async def stopping(self) -> None:

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     regulation_http_port: int | None = Field(8002, description="Regulation's HTTP port.")
     scheduler_http_port: int | None = Field(8003, description="The scheduler's HTTP port.")
     notifier_http_port: int | None = Field(8004, description="The notifier's HTTP port.")
+    port_file_dir: Path | None = Field(
+        None,
+        description="Where a service writes the HTTP port it listens on, once it listens "
+        "(`<dir>/<service>.port`): with a port of 0 the system picks a free one, and "
+        "whoever started the service reads it there (tests, the demo). Empty: no file.",
+    )
 
     log_level: str = Field("INFO", description="Log level.")
     log_json: bool = Field(True, description="JSON log lines (false: readable console lines).")

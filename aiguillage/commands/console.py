@@ -37,13 +37,18 @@ def serve(
     import uvicorn
 
     from aiguillage.console.app import create_app
+    from shared.http import PortReportingServer
 
     settings = get_settings()
     configure_logging("console", settings.log_level, settings.log_json)
     # The console signs sessions and tokens with the secrets: the services' rule applies.
     settings.check_secrets("the console")
-    typer.echo(f"console on http://{host}:{port}/ (namespace {settings.namespace})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    if port:
+        typer.echo(f"console on http://{host}:{port}/ (namespace {settings.namespace})")
+    # Port 0: the system picks one, written to AIGUILLAGE_PORT_FILE_DIR/console.port once
+    # the console listens (tests start it so: no port is chosen then taken by another).
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+    PortReportingServer(config, settings.port_file_dir, "console").run()
 
 
 user_app = typer.Typer(help="The console's people: one account per person.")

@@ -63,7 +63,7 @@ from shared.events import (
     Priority,
 )
 from shared.geo import commune
-from shared.http import BodyLimit
+from shared.http import BodyLimit, service_port
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import declare_topology
@@ -158,7 +158,7 @@ class Console:
     def base_url(self, service: str) -> str:
         host = self.settings.http_host
         host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        return f"http://{host}:{self.settings.http_port(service)}"
+        return f"http://{host}:{service_port(self.settings, service)}"
 
     async def call(
         self, actor: Actor, method: str, service: str, path: str, body: Any = None, **params: Any

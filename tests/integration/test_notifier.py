@@ -36,7 +36,7 @@ from shared.events import (
     Vitals,
     new_id,
 )
-from shared.http import HttpServer, free_port
+from shared.http import HttpServer
 from shared.paris import in_paris
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
@@ -60,12 +60,22 @@ class Mailbox:
         return "250 OK"
 
 
+class AnyPortController(Controller):
+    """aiosmtpd on a port the system picks (0): a port chosen free beforehand could be
+    taken by another process before the server binds it."""
+
+    def _trigger_server(self) -> None:
+        assert self.server is not None
+        self.port = int(self.server.sockets[0].getsockname()[1])
+        super()._trigger_server()  # type: ignore[no-untyped-call]
+
+
 @pytest.fixture
 def mailbox(request: pytest.FixtureRequest) -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox(getattr(request, "param", 0))
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller = AnyPortController(box, hostname="127.0.0.1", port=0)
     controller.start()
+    port = controller.port
     try:
         yield box, port
     finally:

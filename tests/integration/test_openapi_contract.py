@@ -30,7 +30,7 @@ from services.notifier.app import build as build_notifier
 from services.regulation.app import build as build_regulation
 from services.scheduler.app import build as build_scheduler
 from shared.auth import Role, issue_token
-from shared.http import free_port
+from shared.http import read_port_file
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 from shared.topology import delete_topology
@@ -110,7 +110,9 @@ def _settings(broker_url: str, data_dir: Path, service: ServiceName) -> Settings
             "regulation_http_port": None,
             "scheduler_http_port": None,
             "notifier_http_port": None,
-            f"{service.value}_http_port": free_port(),
+            # Port 0 and a port file: the service binds a free port and says which.
+            f"{service.value}_http_port": 0,
+            "port_file_dir": data_dir / "ports",
         }
     )
 
@@ -119,7 +121,8 @@ def _served(service: ServiceName, broker_url: str, tmp: pytest.TempPathFactory) 
     settings = _settings(broker_url, tmp.mktemp(service.value), service)
     try:
         with ServiceThread(BUILDERS[service](settings)):
-            base = f"http://127.0.0.1:{settings.http_port(service)}"
+            assert settings.port_file_dir is not None
+            base = f"http://127.0.0.1:{read_port_file(settings.port_file_dir, service.value)}"
             document = httpx.get(f"{base}/openapi.json").json()
             role, subject = CALLERS[service]
             token = issue_token(settings, role, subject, service)

@@ -35,7 +35,7 @@ from shared.events import (
     Vitals,
     utcnow,
 )
-from shared.http import free_port
+from shared.http import read_port_file
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings, get_settings
@@ -299,18 +299,20 @@ def _invoke(args: list[str], env: dict[str, str]) -> Any:
 
 
 async def test_the_commands_decide_and_read_the_trail(settings: Settings) -> None:
-    s = settings.model_copy(update={"regulation_http_port": free_port()})
-    env = {
-        "AIGUILLAGE_BROKER_URL": s.broker_url,
-        "AIGUILLAGE_NAMESPACE": s.namespace,
-        "AIGUILLAGE_REGULATION_HTTP_PORT": str(s.regulation_http_port),
-        "AIGUILLAGE_AUTH_SECRET": s.auth_secret,
-    }
+    # Port 0 and a port file: regulation binds a free port and says which.
+    ports = settings.data_dir / "ports"
+    s = settings.model_copy(update={"regulation_http_port": 0, "port_file_dir": ports})
     await declare_topology(s.broker_url, s.namespace)
     async with (
         running(s),
         Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap,
     ):
+        env = {
+            "AIGUILLAGE_BROKER_URL": s.broker_url,
+            "AIGUILLAGE_NAMESPACE": s.namespace,
+            "AIGUILLAGE_REGULATION_HTTP_PORT": str(read_port_file(ports, "regulation")),
+            "AIGUILLAGE_AUTH_SECRET": s.auth_secret,
+        }
         await refer(s, tap, held_referral("cli-1"))
         refused = await asyncio.to_thread(
             _invoke,
