@@ -510,8 +510,9 @@ class SchedulerHandlers:
         # Replicas took every candidate, several rounds running: hand the message back.
         raise RuntimeError("slots taken by concurrent bookings; will retry")
 
-    async def nearby(self, session: Any, patient: Patient) -> Nearby | None:
-        """The active centres within the patient's reach, locked (None: not one)."""
+    async def nearby(self, session: Any, patient: Patient, *, lock: bool = True) -> Nearby | None:
+        """The active centres within the patient's reach (None: not one), locked for a
+        booking (``lock``; a patient reading their offers books nothing)."""
         lat, lon = _place(patient.commune_insee)
         nearby = await store.nearby_centre_ids(
             session, lat, lon, k=self.config.candidate_centres, max_km=self.config.max_travel_km
@@ -519,7 +520,8 @@ class SchedulerHandlers:
         if not nearby:
             return None
         ids = [centre_id for centre_id, _ in nearby]
-        await store.lock_centres(session, ids)
+        if lock:
+            await store.lock_centres(session, ids)
         schedules = await store.active_schedules(session, ids=ids)
         return Nearby(lat, lon, ids, schedules, len(nearby))
 
@@ -618,6 +620,16 @@ class SchedulerHandlers:
     ) -> None:
         """The new appointment to its centre (and so the patient and the referrer); the
         old one, replaced, to the centre that loses the patient."""
+        # Recorded with who and why: a patient's own moves are counted from it, and
+        # their page says why a suspension or a regulator moved them.
+        await store.record_move(
+            delivery.session,
+            old=old,
+            replaced_by=booked.appointment_id,
+            by=by.value,
+            reason=reason,
+            now=utcnow(),
+        )
         await delivery.emit(
             AppointmentRescheduled(
                 centre_id=booked.slot.centre_id,

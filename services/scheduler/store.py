@@ -32,6 +32,7 @@ from services.scheduler.domain.policy import Demand
 from services.scheduler.domain.slots import capacity_between
 from services.scheduler.tables import (
     alerts,
+    appointment_moves,
     appointments,
     bookings,
     capacity_changes,
@@ -794,3 +795,61 @@ async def recent_demand(
             few_urgent=seen.few_urgent + (few if urgent else 0),
         )
     return out
+
+
+# -- moves (who moved an appointment, and why) ---------------------------------------
+
+_APPOINTMENT = select(appointments).where(appointments.c.id == bindparam("appointment_id"))
+_APPOINTMENT_LOCKED = _APPOINTMENT.with_for_update()
+_INSERT_MOVE = insert(appointment_moves)
+_MOVES_BY = select(func.count()).where(
+    appointment_moves.c.referral_id == bindparam("referral_id"),
+    appointment_moves.c.moved_by == bindparam("by"),
+)
+_MOVED_INTO = select(appointment_moves.c.moved_by, appointment_moves.c.reason).where(
+    appointment_moves.c.replaced_by == bindparam("appointment_id")
+)
+
+
+async def appointment(
+    session: AsyncSession, appointment_id: str, *, lock: bool = False
+) -> AnyRow | None:
+    """The appointment (every column), held until the transaction ends when ``lock``
+    (PostgreSQL: two requests on one appointment wait for each other)."""
+    query = _APPOINTMENT_LOCKED if lock else _APPOINTMENT
+    return (await session.execute(query, {"appointment_id": appointment_id})).first()
+
+
+async def record_move(
+    session: AsyncSession,
+    *,
+    old: Any,
+    replaced_by: str,
+    by: str,
+    reason: str,
+    now: datetime,
+) -> None:
+    """``old`` (an appointment's row) replaced by ``replaced_by``, moved by ``by``."""
+    await session.execute(
+        _INSERT_MOVE,
+        {
+            "appointment_id": old.id,
+            "referral_id": old.referral_id,
+            "replaced_by": replaced_by,
+            "moved_by": by,
+            "reason": reason[:2000],
+            "moved_at": now,
+        },
+    )
+
+
+async def moves_by(session: AsyncSession, referral_id: str, by: str) -> int:
+    """How many times the referral's appointment was moved by ``by`` (``patient``)."""
+    count = await session.scalar(_MOVES_BY, {"referral_id": referral_id, "by": by})
+    return int(count or 0)
+
+
+async def moved_into(session: AsyncSession, appointment_id: str) -> AnyRow | None:
+    """Who moved the patient into this appointment, and why (``moved_by``, ``reason``);
+    None when it replaced nothing."""
+    return (await session.execute(_MOVED_INTO, {"appointment_id": appointment_id})).first()

@@ -86,6 +86,21 @@ Index(
     sqlite_where=appointments.c.status == "booked",
 )
 
+# Every move, one row per appointment replaced: who moved it and why. The patient's
+# own moves are counted from it (at most three by their link, patient_requests.py),
+# durably, whichever replica answers; the patient's page reads why their current
+# appointment replaced another (a suspended centre, say).
+appointment_moves = Table(
+    "appointment_moves",
+    metadata,
+    Column("appointment_id", String(36), primary_key=True),  # the one replaced
+    Column("referral_id", String(36), nullable=False, index=True),
+    Column("replaced_by", String(36), nullable=False, index=True),
+    Column("moved_by", String(16), nullable=False),  # CancelledBy: patient, service...
+    Column("reason", Text, nullable=False),
+    Column("moved_at", DateTime(timezone=True), nullable=False),
+)
+
 # The database itself forbids a double booking: one row per (centre, start, box),
 # deleted when the appointment is cancelled so that the slot is free again.
 bookings = Table(
