@@ -2,30 +2,40 @@
 
 The link of the notice (shared/patient_link.py) is the patient's only credential: the
 scheduler checks its signature and expiry itself, then that the appointment it names
-is still booked and not begun. The page reads that appointment and nothing else;
-"another slot" books the best other free slot for the patient, then cancels the old
-one, as the patient (``cancelled_by: patient``), with the events of any move: the new
-appointment goes to its centre (and so to the patient, with a new link), the old one's
-cancellation to the centre that loses the patient. Deny by default: no token (401), a
-forged or altered one (403), an expired one or an appointment no longer booked (410).
+is still booked and not begun. The page reads that appointment and nothing else.
+
+Another slot is offered, not imposed (offers.py): the patient reads up to three slots
+the scheduler's own ranking gives them (``GET /patient/appointment/options``) and
+confirms one (``POST /patient/appointment/move`` with its centre and start); their
+appointment is kept until then, and kept when the one chosen was taken meanwhile (409
+``slot_taken``, with fresh offers). The one confirmed is booked, then the old one
+cancelled as the patient (``cancelled_by: patient``), with the events of any move: the
+new appointment goes to its centre (and so to the patient, with a new link), the old
+one's cancellation to the centre that loses the patient. A patient moves at most
+``MAX_PATIENT_MOVES`` times by the link (counted in the database, ``appointment_moves``),
+then is told to call the centre (409 ``too_many_moves``). Deny by default: no token
+(401), a forged or altered one (403), an expired one or an appointment no longer booked
+(410).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.scheduler import store
-from services.scheduler.handlers import SchedulerHandlers
-from services.scheduler.tables import appointments
+from services.scheduler.handlers import Booked, Patient, SchedulerHandlers
+from services.scheduler.offers import Offer, book_chosen, offers
 from shared.consumer import Delivery
 from shared.db import Database, as_utc
 from shared.events import CancelledBy, Envelope, Priority, utcnow
 from shared.geo import commune
+from shared.openapi import BODY, ProblemBody, ValidationErrorBody
 from shared.outbox import OutboxRelay
 from shared.patient_link import HEADER, LinkRefused, PatientLink, verify_link
 
@@ -41,12 +51,32 @@ LinkHeader = Annotated[
 MOVE_REASON = "à la demande du patient (lien de l'avis de rendez-vous)"
 # Booked and rescheduled appointments are the ones a patient still has to go to.
 LIVE = ("booked",)
+# Moves a patient makes by their link, per referral; past them, they call the centre
+# (issue 28: self-service, bounded). A move by the service or a regulator is not theirs.
+MAX_PATIENT_MOVES = 3
+TOO_MANY_MOVES_FR = (
+    "Vous avez déjà changé trois fois de créneau par ce lien : pour changer encore, "
+    "appelez le centre. Votre rendez-vous actuel est maintenu."
+)
+SLOT_TAKEN_FR = (
+    "Ce créneau vient d'être pris par un autre patient : votre rendez-vous actuel est "
+    "maintenu. Voici les créneaux libres à présent."
+)
 
 
-def _refusal(status: int, code: str, message: str) -> Response:
+class SlotChoice(BaseModel):
+    """The slot the patient confirms: one of their offers, by centre and start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    centre_id: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    start: AwareDatetime
+
+
+def _refusal(status: int, code: str, message: str, **extra: Any) -> Response:
     return JSONResponse(
         status_code=status,
-        content={"error_code": code, "reasons": [{"code": code, "message": message}]},
+        content={"error_code": code, "reasons": [{"code": code, "message": message}], **extra},
     )
 
 
@@ -62,8 +92,7 @@ def _check(token: str | None, key: str) -> PatientLink | Response:
 
 
 async def _current(session: Any, link: PatientLink, *, lock: bool = False) -> Any | Response:
-    query = select(appointments).where(appointments.c.id == link.appointment_id)
-    row = (await session.execute(query.with_for_update() if lock else query)).first()
+    row = await store.appointment(session, link.appointment_id, lock=lock)
     # Another referral's appointment under this id is as unknown as none.
     if row is None or row.referral_id != link.referral_id:
         return _refusal(404, "unknown_appointment", "Aucun rendez-vous ne correspond.")
@@ -76,8 +105,20 @@ async def _current(session: Any, link: PatientLink, *, lock: bool = False) -> An
     return row
 
 
-def _view(row: Any, centre: Any) -> dict[str, Any]:
+def _centre_view(centre_id: str, centre: Any) -> dict[str, Any]:
     town = commune(centre.commune_insee) if centre is not None else None
+    return {
+        "centre_id": centre_id,
+        "name": centre.name if centre is not None else centre_id,
+        "address": centre.address if centre is not None else None,
+        "commune_insee": centre.commune_insee if centre is not None else None,
+        "commune": town.name if town else None,
+        "lat": centre.lat if centre is not None else None,
+        "lon": centre.lon if centre is not None else None,
+    }
+
+
+def _view(row: Any, centre: Any) -> dict[str, Any]:
     return {
         "appointment_id": row.id,
         "referral_id": row.referral_id,
@@ -86,33 +127,74 @@ def _view(row: Any, centre: Any) -> dict[str, Any]:
         "end": as_utc(row.end).isoformat(),
         "box": row.box,
         "test_eligible": bool(row.test_eligible),
-        "centre": {
-            "centre_id": row.centre_id,
-            "name": centre.name if centre is not None else row.centre_id,
-            "address": centre.address if centre is not None else None,
-            "commune_insee": centre.commune_insee if centre is not None else None,
-            "commune": town.name if town else None,
-            "lat": centre.lat if centre is not None else None,
-            "lon": centre.lon if centre is not None else None,
-        },
+        "centre": _centre_view(row.centre_id, centre),
     }
+
+
+def _offer_view(offer: Offer) -> dict[str, Any]:
+    slot = offer.slot
+    return {
+        "centre_id": slot.centre_id,
+        "start": slot.start.isoformat(),
+        "end": slot.end.isoformat(),
+        "distance_km": round(slot.distance_km, 1),
+        "centre": _centre_view(slot.centre_id, offer.centre),
+    }
+
+
+async def _moves(session: Any, row: Any) -> dict[str, Any]:
+    """The patient's moves so far and left, and why a move by someone else brought
+    them here (a suspended centre, a regulator): their page says so."""
+    done = await store.moves_by(session, row.referral_id, CancelledBy.PATIENT.value)
+    into = await store.moved_into(session, row.id)
+    moved = (
+        {"by": into.moved_by, "reason": into.reason}
+        if into is not None and into.moved_by != CancelledBy.PATIENT.value
+        else None
+    )
+    return {
+        "moves": {
+            "done": done,
+            "left": max(0, MAX_PATIENT_MOVES - done),
+            "allowed": MAX_PATIENT_MOVES,
+        },
+        "moved": moved,
+    }
+
+
+async def _too_many(session: Any, row: Any) -> Response | None:
+    """The refusal once the patient has moved as often as their link allows."""
+    done = await store.moves_by(session, row.referral_id, CancelledBy.PATIENT.value)
+    if done < MAX_PATIENT_MOVES:
+        return None
+    centre = await store.centre_row(session, row.centre_id)
+    # The centre to call comes with it: whoever reads the refusal knows whom to ask.
+    return _refusal(
+        409, "too_many_moves", TOO_MANY_MOVES_FR, centre=_centre_view(row.centre_id, centre)
+    )
+
+
+async def _patient(handlers: SchedulerHandlers, session: Any, row: Any) -> Patient:
+    return await handlers._patient_of(session, row, utcnow())
+
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ProblemBody, "description": "No link."},
+    403: {"model": ProblemBody, "description": "A forged or altered link."},
+    404: {"model": ProblemBody, "description": "No such appointment for this link."},
+    410: {"model": ProblemBody, "description": "Expired, or the appointment is no longer booked."},
+}
 
 
 def build_patient_router(
     handlers: SchedulerHandlers, database: Database, relay: OutboxRelay, key: str
 ) -> APIRouter:
     router = APIRouter(tags=["patient"])
-    refusals: dict[int | str, dict[str, Any]] = {
-        401: {"description": "No link."},
-        403: {"description": "A forged or altered link."},
-        404: {"description": "No such appointment for this link."},
-        410: {"description": "Expired, or the appointment is no longer booked."},
-    }
 
     @router.get(
         "/patient/appointment",
         summary="The appointment a patient's link names (the token in X-Patient-Link)",
-        responses=refusals,
+        responses=REFUSALS,
     )
     async def read(token: LinkHeader = None) -> Response:
         link = _check(token, key)
@@ -123,14 +205,59 @@ def build_patient_router(
             if isinstance(row, Response):
                 return row
             centre = await store.centre_row(session, row.centre_id)
-        return JSONResponse(_view(row, centre))
+            moves = await _moves(session, row)
+        return JSONResponse(_view(row, centre) | moves)
+
+    @router.get(
+        "/patient/appointment/options",
+        summary="Up to three other slots the patient may choose (the token in X-Patient-Link)",
+        responses={
+            **REFUSALS,
+            409: {"model": ProblemBody, "description": "too_many_moves: call the centre."},
+        },
+    )
+    async def options(token: LinkHeader = None) -> Response:
+        link = _check(token, key)
+        if isinstance(link, Response):
+            return link
+        async with database.transaction() as session:
+            row = await _current(session, link)
+            if isinstance(row, Response):
+                return row
+            refused = await _too_many(session, row)
+            if refused is not None:
+                return refused
+            offered = await offers(
+                handlers, session, row, await _patient(handlers, session, row), utcnow()
+            )
+            centre = await store.centre_row(session, row.centre_id)
+            moves = await _moves(session, row)
+        return JSONResponse(
+            {
+                "appointment": _view(row, centre),
+                **moves,
+                "options": [_offer_view(o) for o in offered],
+            }
+        )
 
     @router.post(
         "/patient/appointment/move",
-        summary="The patient asks for another slot (the token in X-Patient-Link)",
-        responses={**refusals, 409: {"description": "No other free slot: theirs is kept."}},
+        summary="The patient confirms one of their offers (the token in X-Patient-Link)",
+        responses={
+            **REFUSALS,
+            **BODY,
+            409: {
+                "model": ProblemBody,
+                "description": "slot_taken (with fresh options), same_slot or too_many_moves: "
+                "their appointment is kept.",
+            },
+            422: {
+                "model": ValidationErrorBody,
+                "description": "No slot chosen, or a malformed one.",
+            },
+        },
     )
-    async def move(token: LinkHeader = None) -> Response:
+    async def move(choice: SlotChoice, token: LinkHeader = None) -> Response:
         link = _check(token, key)
         if isinstance(link, Response):
             return link
@@ -139,40 +266,50 @@ def build_patient_router(
             old = await _current(session, link, lock=True)
             if isinstance(old, Response):
                 return old
-            # The request itself is no event of the bus: an envelope only to say what
-            # caused the events the move emits.
-            request_envelope = Envelope(
-                type="patient.slot_requested",
-                source="scheduler",
-                correlation_id=old.referral_id,
+            # Counted with the appointment held: two confirms at once wait for each
+            # other, and the second finds it moved (410).
+            refused = await _too_many(session, old)
+            if refused is not None:
+                return refused
+            start = as_utc(choice.start)
+            if choice.centre_id == old.centre_id and start == as_utc(old.start):
+                return _refusal(409, "same_slot", "C'est déjà votre rendez-vous : il est maintenu.")
+            patient = await _patient(handlers, session, old)
+            booked = await book_chosen(
+                handlers, session, old, patient, (choice.centre_id, start), now
             )
-            delivery = Delivery(session=session, envelope=request_envelope, source="scheduler")
-            patient = await handlers._patient_of(session, old, now)
-            # Sought while the old one is still held: "another" slot, never the same.
-            booked = await handlers._book_instead(session, old, patient, now)
             if booked is None:
+                fresh = await offers(handlers, session, old, patient, now)
                 return _refusal(
-                    409,
-                    "no_other_slot",
-                    "Aucun autre créneau n'est libre pour l'instant : votre rendez-vous "
-                    "est maintenu.",
+                    409, "slot_taken", SLOT_TAKEN_FR, options=[_offer_view(o) for o in fresh]
                 )
-            await handlers._announce_move(
-                delivery, old, booked, Priority(old.priority), MOVE_REASON, CancelledBy.PATIENT
-            )
-            await handlers._drain(delivery, old.centre_id, now)
-            new_row = (
-                await session.execute(
-                    select(appointments).where(appointments.c.id == booked.appointment_id)
-                )
-            ).first()
+            new_row = await _announce(handlers, session, old, booked, now)
             centre = await store.centre_row(session, booked.slot.centre_id)
+            moves = await _moves(session, new_row)
         relay.notify()
         log.info(
             "appointment moved at the patient's request",
             referral_id=old.referral_id,
             appointment_id=booked.appointment_id,
         )
-        return JSONResponse(_view(new_row, centre))
+        return JSONResponse(_view(new_row, centre) | moves)
 
     return router
+
+
+async def _announce(
+    handlers: SchedulerHandlers, session: Any, old: Any, booked: Booked, now: datetime
+) -> Any:
+    """The move's events (and its record), the freed slot offered to those waiting;
+    the new appointment's row."""
+    # The request itself is no event of the bus: an envelope only to say what caused
+    # the events the move emits.
+    request_envelope = Envelope(
+        type="patient.slot_requested", source="scheduler", correlation_id=old.referral_id
+    )
+    delivery = Delivery(session=session, envelope=request_envelope, source="scheduler")
+    await handlers._announce_move(
+        delivery, old, booked, Priority(old.priority), MOVE_REASON, CancelledBy.PATIENT
+    )
+    await handlers._drain(delivery, old.centre_id, now)
+    return await store.appointment(session, booked.appointment_id)

@@ -237,7 +237,15 @@ async def test_the_scheduler_shows_and_moves_only_with_a_genuine_current_link(
             )
 
         async def move(token: str) -> httpx.Response:
-            return await client.post("/patient/appointment/move", headers={HEADER: token})
+            # The patient confirms the first slot offered (issue 27: offered, not imposed).
+            offered = await client.get("/patient/appointment/options", headers={HEADER: token})
+            if offered.status_code != 200:
+                return offered
+            first = offered.json()["options"][0]
+            choice = {"centre_id": first["centre_id"], "start": first["start"]}
+            return await client.post(
+                "/patient/appointment/move", headers={HEADER: token}, json=choice
+            )
 
         later = int(time.time()) + 3600
         assert (await read(None)).status_code == 401

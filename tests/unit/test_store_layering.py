@@ -54,7 +54,6 @@ NOT_YET_IN_STORE = {
     # Issue 17's console hooks, added while the stores were being made.
     "intake/patient_link.py",
     "intake/referrer_list.py",
-    "scheduler/patient_requests.py",
 }
 
 
