@@ -13,6 +13,7 @@ import typer
 
 from aiguillage.commands.common import publish
 from aiguillage.errors import KnownErrors, quiet_broker_client
+from aiguillage.reach import database, database_url, reaching
 from shared.auth import Role, issue_token
 from shared.events import ReferralSubmitted, new_id
 from shared.logging import configure_logging
@@ -64,13 +65,16 @@ def run(
     configure_logging(name.value, settings.log_level, settings.log_json)
     module = importlib.import_module(f"services.{name.value}.app")
     runtime = module.build(settings)
-    asyncio.run(runtime.app().run())
+    # Its database not answering is said in one line (the broker's too: errors.py).
+    with reaching(database(settings, name)):
+        asyncio.run(runtime.app().run())
 
 
 @app.command("run-hubsante", hidden=True)
 def run_hubsante() -> None:
     """The Hub Santé door (also ``aiguillage run hubsante``)."""
     from aiguillage.hubsante.door import HubSanteDoor
+    from aiguillage.hubsante.store import database_url as door_database
 
     tune_allocator()
     settings = get_settings()
@@ -81,7 +85,8 @@ def run_hubsante() -> None:
         )
         raise typer.Exit(1)
     configure_logging("hubsante", settings.log_level, settings.log_json)
-    asyncio.run(HubSanteDoor(settings).run())
+    with reaching(database_url(door_database(settings), "AIGUILLAGE_HUBSANTE_DATABASE_URL")):
+        asyncio.run(HubSanteDoor(settings).run())
 
 
 @app.command()

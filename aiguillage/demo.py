@@ -31,6 +31,7 @@ from rich.table import Table
 
 from aiguillage.observer import FINAL, Observer
 from aiguillage.processes import ServiceProcesses
+from aiguillage.reach import Unreachable, broker
 from aiguillage.scenario import demo_centres, demo_referral
 from shared.events import Envelope, ReferralSubmitted, new_id
 from shared.logging import configure_logging
@@ -40,12 +41,12 @@ from shared.topology import SUBSCRIPTIONS, declare_topology, delete_topology
 
 console = Console()
 
-NO_BROKER = """[bold red]No RabbitMQ answers at {url}.[/]
-Start one, then run the demo again:
-  - on this machine:   rabbitmq-server -detached
-  - with Docker:       docker compose up -d rabbitmq
-or point AIGUILLAGE_BROKER_URL at a running broker.
-To see the flow without a broker: aiguillage demo --in-memory"""
+
+def no_broker(settings: Settings) -> Unreachable:
+    """The one line every command says of a broker that does not answer (errors.py),
+    and the demo's way round it."""
+    line = broker(settings).down().removesuffix(".")
+    return Unreachable(f"{line} ; pour voir le flux sans broker : aiguillage demo --in-memory.")
 
 
 async def broker_reachable(url: str, timeout: float = 5.0) -> bool:
@@ -161,8 +162,7 @@ async def _drive(
 
 async def _run(settings: Settings, referrals: int, seed: int, timeout: float, keep: bool) -> int:
     if not await broker_reachable(settings.broker_url):
-        console.print(NO_BROKER.format(url=settings.broker_url))
-        return 2
+        raise no_broker(settings)
     run_id = f"demo-{uuid.uuid4().hex[:8]}"
     namespace = f"{settings.namespace}-{run_id}"
     run_dir = settings.data_dir / run_id

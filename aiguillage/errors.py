@@ -1,21 +1,24 @@
 """What a command says when the world is not as it needs: one line on stderr, what is
-wrong and what to do, and exit code 1, instead of a traceback.
+wrong and what to do, instead of a traceback.
 
-Only the errors a person can act on are turned into a line (the broker refusing or not
-answering, a topology not provisioned, Chromium missing, production secrets that are
-public or short); any other exception is a bug and keeps its traceback. The root
-command's group catches them (``cli.py``), so every command, and every command added
-later, says them the same way.
+Only the errors a person can act on are turned into a line; any other exception is a
+bug and keeps its traceback. A server the command needs that does not answer or refuses
+the connection (the broker, a database, a service's HTTP API: ``reach.py``) is said in
+French, with how to start it, and exits 2; the broker refusing a right, a topology not
+provisioned, Chromium missing, production secrets that are public or short exit 1. The
+root command's group catches them (``cli.py``), so every command, and every command
+added later, says them the same way.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import typer
 from aiormq.exceptions import (
-    AMQPConnectionError,
     ChannelAccessRefused,
     ChannelNotFoundEntity,
     InvalidFrameError,
@@ -24,7 +27,8 @@ from aiormq.exceptions import (
 from typer.core import TyperGroup
 
 from aiguillage.console.screenshots import ChromiumMissing
-from shared.settings import UnsafeSecrets
+from aiguillage.reach import Unreachable, line_for, origin, untagged_servers
+from shared.settings import UnsafeSecrets, get_settings
 from shared.topology import TopologyMissing
 
 BROKER_URL = "AIGUILLAGE_BROKER_URL"
@@ -41,18 +45,49 @@ def _reason(exc: BaseException) -> str:
     return _one_line(args[-1] if args else str(exc)).rstrip(".")
 
 
-def explain(exc: BaseException) -> str | None:
-    """The line for an error a person can act on, or None (a bug: keep the traceback)."""
+# Exit codes: a server the command needs is not there (as click's usage errors: the
+# command was not run); anything else a person can act on.
+UNREACHABLE_EXIT = 2
+KNOWN_EXIT = 1
+
+
+@dataclass(frozen=True)
+class Known:
+    line: str
+    exit_code: int
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    # A known error may be wrapped (raise ... from it): the first known one says it.
     seen: set[int] = set()
     current: BaseException | None = exc
-    # A known error may be wrapped (raise ... from it): the first known one says it.
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__
+
+
+def diagnose(exc: BaseException) -> Known | None:
+    """The line and exit code for an error a person can act on, or None (a bug)."""
+    for current in _causes(exc):
+        if isinstance(current, Unreachable):
+            return Known(str(current), UNREACHABLE_EXIT)
         line = _explain_one(current)
         if line is not None:
-            return line
-        current = current.__cause__
+            return Known(f"error: {line}", KNOWN_EXIT)
+    for current in _causes(exc):
+        # A server no command placed: the broker, or an HTTP API (reach.py).
+        if origin(current) is not None:
+            line = line_for(current, untagged_servers(current, get_settings()))
+            if line is not None:
+                return Known(line, UNREACHABLE_EXIT)
     return None
+
+
+def explain(exc: BaseException) -> str | None:
+    """The line for an error a person can act on, or None (a bug: keep the traceback)."""
+    known = diagnose(exc)
+    return known.line if known is not None else None
 
 
 def _explain_one(exc: BaseException) -> str | None:
@@ -83,27 +118,22 @@ def _explain_one(exc: BaseException) -> str | None:
             f"{BROKER_URL} does not exist or its user may not use it (see "
             "`aiguillage broker provision`)"
         )
-    if isinstance(exc, AMQPConnectionError):
-        return (
-            f"no RabbitMQ answers at the address of {BROKER_URL} ({_reason(exc)}): start "
-            f"one (`rabbitmq-server -detached`) or point {BROKER_URL} at a running broker"
-        )
     return None
 
 
 class KnownErrors(TyperGroup):
-    """The root group: a known error of any command becomes ``error: ...`` and exit 1."""
+    """The root group: a known error of any command becomes one line and its exit code."""
 
     # The context is the click Context typer vendors (typer._click, private): Any here.
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except Exception as exc:  # only the known ones are caught; the rest go on
-            line = explain(exc)
-            if line is None:
+            known = diagnose(exc)
+            if known is None:
                 raise
-            typer.echo(f"error: {line}", err=True)
-            raise typer.Exit(1) from None
+            typer.echo(known.line, err=True)
+            raise typer.Exit(known.exit_code) from None
 
 
 def quiet_broker_client() -> None:

@@ -37,7 +37,7 @@ from rich.progress import (
 from rich.table import Table
 
 from aiguillage.console.accounts import demo_accounts, region_of_departement
-from aiguillage.demo import NO_BROKER, broker_reachable, wait_for_consumers, wait_for_drain
+from aiguillage.demo import broker_reachable, no_broker, wait_for_consumers, wait_for_drain
 from aiguillage.observer import FINAL, Observer
 from aiguillage.processes import ServiceProcesses
 from aiguillage.wave import (
@@ -205,8 +205,7 @@ async def run_scenario(
     timeout: float,
 ) -> int:
     if not await broker_reachable(settings.broker_url):
-        console.print(NO_BROKER.format(url=settings.broker_url))
-        return 2
+        raise no_broker(settings)
     today = date.today()
     scenario = SCENARIOS[name](today)
     days = days or scenario.days

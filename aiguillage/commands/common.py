@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from aiguillage.reach import http_api, reaching
 from shared.auth import Role, issue_token
 from shared.events import EventPayload
 from shared.publisher import EventPublisher
@@ -41,11 +42,10 @@ async def get_from_service(
         raise ApiError(f"{service.value} serves no HTTP API (its HTTP port setting is empty)")
     url = f"http://127.0.0.1:{port}{path}"
     token = issue_token(settings, role, subject, service)
-    try:
+    # Not answering: one line and exit 2, said at the command's top (aiguillage/errors.py).
+    with reaching(http_api(service, port)):
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.get(url, headers={"Authorization": f"Bearer {token}"})
-    except httpx.TransportError as exc:
-        raise ApiError(f"{service.value} does not answer at {url}: {exc}") from exc
     if response.status_code != 200:
         raise ApiError(f"{url}: HTTP {response.status_code} {response.text[:200]}")
     body: dict[str, Any] = response.json()

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from aiguillage.console.accounts import AccountError, AccountStore, open_store
+from aiguillage.reach import database, reaching
 from shared.auth import Role
 from shared.logging import configure_logging
 from shared.settings import get_settings
@@ -64,7 +65,9 @@ def _run_store(action: Callable[[AccountStore], Awaitable[T]]) -> T:
             await store.close()
 
     try:
-        return asyncio.run(run())
+        # Not answering: one line and exit 2, said at the command's top (errors.py).
+        with reaching(database(get_settings(), "console")):
+            return asyncio.run(run())
     except AccountError as exc:
         typer.echo(f"refusé : {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -18,6 +18,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiguillage.reach import database, reaching
 from services.intake import registry
 from services.intake.registry import Registration
 from shared.db import Database
@@ -39,13 +40,15 @@ T = TypeVar("T")
 
 
 async def _with_intake(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    database = Database(settings.database_url(ServiceName.INTAKE))
+    intake = Database(settings.database_url(ServiceName.INTAKE))
+    # Not answering: one line and exit 2, said at the command's top (aiguillage/errors.py).
     try:
-        await upgrade(database, "services.intake:migrations")
-        async with database.transaction() as session:
-            return await work(session)
+        with reaching(database(settings, ServiceName.INTAKE)):
+            await upgrade(intake, "services.intake:migrations")
+            async with intake.transaction() as session:
+                return await work(session)
     finally:
-        await database.dispose()
+        await intake.dispose()
 
 
 def _channels(text: str) -> tuple[str, ...]:

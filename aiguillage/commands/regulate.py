@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from aiguillage.commands.common import publish
+from aiguillage.reach import http_api, reaching
 from services.regulation.domain.protocol import Protocol, load_protocol
 from shared.auth import Role, issue_token
 from shared.events import Decision, Priority, ProtocolPublished, RegulationDecided
@@ -107,11 +108,10 @@ async def get_from_regulation(settings: Settings, path: str) -> dict[str, Any]:
         raise ApiError("regulation serves no HTTP API (AIGUILLAGE_REGULATION_HTTP_PORT is empty)")
     url = f"http://127.0.0.1:{port}{path}"
     token = issue_token(settings, Role.CENTRE_15, CLI_SUBJECT, ServiceName.REGULATION)
-    try:
+    # Not answering: one line and exit 2, said at the command's top (aiguillage/errors.py).
+    with reaching(http_api(ServiceName.REGULATION, port)):
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.get(url, headers={"Authorization": f"Bearer {token}"})
-    except httpx.TransportError as exc:
-        raise ApiError(f"regulation does not answer at {url}: {exc}") from exc
     if response.status_code != 200:
         detail = response.json().get("detail") if response.content else None
         raise ApiError(f"{url}: HTTP {response.status_code} {detail or response.text}")

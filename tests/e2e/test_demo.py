@@ -53,9 +53,9 @@ def test_demo_without_a_broker_says_how_to_start_one(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "No RabbitMQ answers" in result.stdout
-    assert "rabbitmq-server -detached" in result.stdout
-    assert "--in-memory" in result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith("RabbitMQ ne répond pas sur 127.0.0.1:1 : ")
+    assert "rabbitmq-server -detached" in line and "aiguillage demo --in-memory" in line
 
 
 def _children(pid: int) -> set[int]:

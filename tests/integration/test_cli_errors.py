@@ -112,7 +112,7 @@ def test_centre_listen_without_a_broker_is_one_line() -> None:
         ["centre", "listen", "other-centre", "--timeout", "5"],
         {"AIGUILLAGE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/"},
     )
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     [line] = result.stderr.splitlines()
-    assert line.startswith("error: no RabbitMQ answers at the address of AIGUILLAGE_BROKER_URL")
-    assert "rabbitmq-server -detached" in line
+    assert line.startswith("RabbitMQ ne répond pas sur 127.0.0.1:")
+    assert "démarrez-le (rabbitmq-server -detached) ou réglez AIGUILLAGE_BROKER_URL." in line

@@ -131,7 +131,7 @@ def test_the_audit_gives_paris_time_labelled() -> None:
         ),
         (
             AMQPConnectionError(111, "Connect call failed ('127.0.0.1', 5999)"),
-            "no RabbitMQ answers at the address of AIGUILLAGE_BROKER_URL (Connect call failed",
+            "RabbitMQ ne répond pas sur ",
         ),
         (TopologyMissing("queue 'x' does not exist"), "queue 'x' does not exist"),
         (ChromiumMissing("no Chromium on the PATH"), "no Chromium on the PATH"),

@@ -174,9 +174,9 @@ def test_a_service_starts_past_the_check_with_generated_secrets(tmp_path: Path) 
     del env["AIGUILLAGE_ENVIRONMENT"]  # from the .env
     result = _aiguillage(["run", "intake"], env, tmp_path)
     # It went on to the broker, which does not answer here.
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "refuses to start" not in result.stderr
-    assert "no RabbitMQ answers" in result.stderr, result.stderr
+    assert "RabbitMQ ne répond pas" in result.stderr, result.stderr
 
 
 def test_secrets_generate_keeps_an_existing_env_unless_forced(tmp_path: Path) -> None:
