@@ -4,7 +4,8 @@ wrong and what to do, instead of a traceback.
 Only the errors a person can act on are turned into a line; any other exception is a
 bug and keeps its traceback. A server the command needs that does not answer or refuses
 the connection (the broker, a database, a service's HTTP API: ``reach.py``) is said in
-French, with how to start it, and exits 2; the broker refusing a right, a topology not
+French, with how to start it, and exits 2, as do opening hours that cannot be read
+(``hours.py``, in French too); the broker refusing a right, a topology not
 provisioned, Chromium missing, production secrets that are public or short exit 1. The
 root command's group catches them (``cli.py``), so every command, and every command
 added later, says them the same way.
@@ -27,6 +28,7 @@ from aiormq.exceptions import (
 from typer.core import TyperGroup
 
 from aiguillage.console.screenshots import ChromiumMissing
+from aiguillage.hours import HoursError
 from aiguillage.reach import Unreachable, line_for, origin, untagged_servers
 from shared.settings import UnsafeSecrets, get_settings
 from shared.topology import TopologyMissing
@@ -45,9 +47,11 @@ def _reason(exc: BaseException) -> str:
     return _one_line(args[-1] if args else str(exc)).rstrip(".")
 
 
-# Exit codes: a server the command needs is not there (as click's usage errors: the
-# command was not run); anything else a person can act on.
+# Exit codes: a server the command needs is not there, or a value typed that cannot be
+# read (as click's usage errors: the command was not run); anything else a person can
+# act on.
 UNREACHABLE_EXIT = 2
+USAGE_EXIT = 2
 KNOWN_EXIT = 1
 
 
@@ -72,6 +76,9 @@ def diagnose(exc: BaseException) -> Known | None:
     for current in _causes(exc):
         if isinstance(current, Unreachable):
             return Known(str(current), UNREACHABLE_EXIT)
+        if isinstance(current, HoursError):
+            # A value the person typed (--hours): a usage error, as click's are.
+            return Known(f"horaires invalides : {current}", USAGE_EXIT)
         line = _explain_one(current)
         if line is not None:
             return Known(f"error: {line}", KNOWN_EXIT)

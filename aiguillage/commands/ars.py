@@ -34,9 +34,13 @@ def activate(
     commune: Annotated[str, typer.Option(help="INSEE code of the centre's commune.")],
     boxes: Annotated[int, typer.Option(help="Consultations held in parallel.")] = 2,
     minutes: Annotated[int, typer.Option(help="Length of a consultation.")] = 20,
-    hours: Annotated[str, typer.Option(help="e.g. 'mon-fri 09:00-19:00; sat 09:00-12:00'")] = (
-        "all 08:00-20:00"
-    ),
+    hours: Annotated[
+        str,
+        typer.Option(
+            help="Days, then ranges; groups separated by ';': 'lun-ven 08:00-20:00; "
+            "sam 09:00-13:00', 'lun,mer,ven 09:00-12:00 14:00-18:00' (aiguillage/hours.py)."
+        ),
+    ] = "tous les jours 08:00-20:00",
     kind: Annotated[CentreKind, typer.Option(help="Kind of centre.")] = (
         CentreKind.TEMPORARY_DEDICATED
     ),
@@ -65,7 +69,9 @@ def capacity(
     from_date: Annotated[str, typer.Option("--from", help="YYYY-MM-DD, default today.")] = "",
     boxes: Annotated[int | None, typer.Option(help="New number of boxes.")] = None,
     minutes: Annotated[int | None, typer.Option(help="New consultation length.")] = None,
-    hours: Annotated[str | None, typer.Option(help="New opening hours.")] = None,
+    hours: Annotated[
+        str | None, typer.Option(help="New opening hours, as activate's: 'lun-ven 08:00-20:00'.")
+    ] = None,
 ) -> None:
     """Ramp a centre up or down from a date (publishes centre.capacity_changed)."""
     payload = CentreCapacityChanged(
