@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import httpx
 from fastapi import FastAPI, Query, Request
@@ -30,6 +30,7 @@ from aiguillage.console import referral_form as rf
 from aiguillage.console.auth import Actor
 from aiguillage.console.svgmap import MARGIN
 from shared.auth import Role
+from shared.events import WITHDRAWAL_REASONS_FR, WithdrawalReason
 from shared.geo import commune as find_commune
 from shared.geo import communes
 from shared.paris import in_paris
@@ -58,6 +59,9 @@ MONTHS = (
     "novembre",
     "décembre",
 )
+# The reasons a referrer withdraws a referral for (intake's codes), as the list offers
+# them; intake answers with the same words.
+WITHDRAWAL_CHOICES = tuple((r.value, WITHDRAWAL_REASONS_FR[r]) for r in WithdrawalReason)
 WHAT_TO_BRING = (
     "votre carte Vitale et une pièce d'identité",
     "vos ordonnances et traitements en cours",
@@ -116,6 +120,11 @@ def patient_map(lat: float, lon: float) -> dict[str, Any]:
         "lat": f"{lat:.5f}".replace(".", ","),
         "lon": f"{lon:.5f}".replace(".", ","),
     }
+
+
+def _back(path: str, message: str, ok: bool = True) -> RedirectResponse:
+    """Back to ``path``, the outcome said at the top of the page (base.html)."""
+    return RedirectResponse(f"{path}?{'ok' if ok else 'erreur'}={quote(message)}", 303)
 
 
 def add_referrer_routes(
@@ -235,6 +244,9 @@ def add_referrer_routes(
             "pending": referral is None or referral.get("status") in PENDING,
             "when": day_and_time(detail.get("start")),
             "day_and_time": day_and_time,
+            # Intake says whether it is at its end (seen, no-show, withdrawn, refused).
+            "withdrawable": referral is not None and referral.get("final") is False,
+            "withdrawal_choices": WITHDRAWAL_CHOICES,
         }
 
     @app.get("/adresser/demandes/{referral_id}/fragment")
@@ -257,6 +269,56 @@ def add_referrer_routes(
             raise Refused("Aucune de vos demandes ne porte ce numéro.")
         return page(
             request, "demande.html", actor, referral_id=referral_id, **outcome_context(referral)
+        )
+
+    @app.post("/adresser/demandes/{referral_id}/retirer")
+    async def withdraw(request: Request, referral_id: str) -> Response:
+        """The referrer withdraws its referral: the reason from the list, then a page
+        that asks to confirm (no script needed), then intake, which checks the rest."""
+        actor = await referrer_of(request)  # the session's, and its CSRF token
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        back = f"/adresser/demandes/{referral_id}"
+        try:
+            reason = WithdrawalReason(form.get("motif", ""))
+        except ValueError:
+            return _back(back, "Choisissez le motif du retrait dans la liste.", ok=False)
+        if form.get("confirme") != "oui":
+            referral = await read_referral(actor, referral_id)
+            if referral is None:
+                raise Refused("Aucune de vos demandes ne porte ce numéro.")
+            return page(
+                request,
+                "retirer.html",
+                actor,
+                referral_id=referral_id,
+                referral=referral,
+                reason=reason.value,
+                label=WITHDRAWAL_REASONS_FR[reason],
+            )
+        return await withdrawn(request, actor, referral_id, reason)
+
+    async def withdrawn(
+        request: Request, actor: Actor, referral_id: str, reason: WithdrawalReason
+    ) -> Response:
+        back = f"/adresser/demandes/{referral_id}"
+        path = f"/referrals/{referral_id}/withdraw"
+        try:
+            answer = await intake(actor, "POST", path, {"reason": reason.value})
+        except httpx.HTTPError:
+            return _back(
+                back, "Le service d'accueil des demandes ne répond pas : réessayez.", False
+            )
+        if answer.status_code == 404:
+            raise Refused("Aucune de vos demandes ne porte ce numéro.")
+        if answer.status_code == 409:  # at its end: intake says where it stands
+            return _back(back, answer.json()["reasons"][0]["message"], ok=False)
+        if answer.status_code != 200:
+            return _back(back, f"Le service d'accueil a refusé ({answer.status_code}).", False)
+        await record(request, "referral.withdrawn", reason.value, referral_id=referral_id)
+        return _back(
+            back,
+            "Demande retirée : le créneau éventuel est libéré, le centre et le patient sont "
+            "prévenus.",
         )
 
     @app.get("/adresser/demandes/{referral_id}/avis")

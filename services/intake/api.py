@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from services.intake import store
-from services.intake.handlers import IntakeHandlers, Verdict
+from services.intake.handlers import IntakeHandlers, Verdict, replayed
 from services.intake.registry import RateLimited
-from services.intake.status import State, message
+from services.intake.status import FINAL, State, message
 from shared.auth import Keys, Principal, Role, authenticator, forbid
 from shared.consumer import Delivery
 from shared.db import Database, as_utc
@@ -83,7 +83,9 @@ def build_router(
             },
             409: {
                 "model": ProblemBody,
-                "description": "This reference was used for another referral.",
+                "description": "This reference was used for another referral: the reason "
+                "(reference_conflict, in French), and that referral's referral_id, status, "
+                "detail and message, which the refusal leaves as they were.",
             },
             **TOO_LARGE,
             429: {
@@ -169,8 +171,16 @@ def build_router(
                 },
             )
         if outcome.verdict is Verdict.CONFLICT:
+            # Where the referral the reference names stands: unchanged by this refusal.
+            current = outcome.status or State.RECEIVED.value
             return _problem(
-                409, "reference_conflict", outcome.reasons, referral_id=outcome.referral_id
+                409,
+                "reference_conflict",
+                outcome.reasons,
+                referral_id=outcome.referral_id,
+                status=current,
+                detail=outcome.detail,
+                message=message(current, outcome.detail),
             )
         code = outcome.reasons[0].code if len(outcome.reasons) == 1 else "invalid_referral"
         return _problem(422, code, outcome.reasons, submission_id=submission_id)
@@ -198,6 +208,7 @@ def build_router(
                     "referral_id": refused.referral_id,
                     "status": State.REJECTED.value,
                     "message": message(State.REJECTED.value, {}),
+                    "final": True,
                     "reasons": refused.reasons,
                     "at": as_utc(refused.rejected_at).isoformat(),
                 }
@@ -211,6 +222,7 @@ def build_router(
                 raise HTTPException(404, f"no referral or submission {referral_id}")
             history = await store.history_by_time(session, referral_id)
             person = await store.identity(session, referral_id) if call_back else None
+            current = await replayed(session, referral_id)
         body: dict[str, Any] = {
             "referral_id": row.id,
             "reference": row.reference,
@@ -218,6 +230,8 @@ def build_router(
             "status": row.status,
             "detail": row.detail,
             "message": message(row.status, row.detail or {}),
+            # At its end (seen, no-show, withdrawn): nothing changes it, nor withdraws it.
+            "final": current is not None and current.state in FINAL,
             "received_at": as_utc(row.received_at).isoformat(),
             "updated_at": as_utc(row.updated_at).isoformat(),
             "history": [

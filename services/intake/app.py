@@ -6,6 +6,7 @@ from services.intake.api import build_router, document_referral_schema
 from services.intake.handlers import IntakeHandlers, by_referrer
 from services.intake.patient_link import build_patient_router
 from services.intake.referrer_list import build_list_router
+from services.intake.withdrawal import build_withdrawal_router
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 
@@ -23,6 +24,10 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.http_app.include_router(build_list_router(runtime.database, settings))
     runtime.http_app.include_router(
         build_patient_router(handlers, runtime.database, runtime.relay, settings.patient_link_key)
+    )
+    # Issue 27: a referrer withdraws its own referral, with a reason from the list.
+    runtime.http_app.include_router(
+        build_withdrawal_router(handlers, runtime.database, runtime.relay, settings)
     )
     document_referral_schema(runtime.http_app)
     return runtime

@@ -131,11 +131,11 @@ class IntakeHandlers:
                 raise SenderRefused(
                     "sender_inconsistent", "a referrer cancels as itself", "cancelled_by"
                 )
+        detail: dict[str, Any] = {"by": cancel.cancelled_by.value, "reason": cancel.reason}
+        if cancel.reason_code is not None:  # chosen from the list (intake's HTTP door)
+            detail["reason_code"] = cancel.reason_code.value
         await _record_status(
-            delivery,
-            cancel.referral_id,
-            referral_status.Happening.WITHDRAWN,
-            {"by": cancel.cancelled_by.value, "reason": cancel.reason},
+            delivery, cancel.referral_id, referral_status.Happening.WITHDRAWN, detail
         )
         await delivery.emit(cancel, correlation_id=cancel.referral_id)
         log.info("referral cancelled", referral_id=cancel.referral_id, by=cancel.cancelled_by)
@@ -215,16 +215,7 @@ class IntakeHandlers:
                     status=existing.status,
                     detail=dict(existing.detail or {}),
                 )
-            conflict = Reason(
-                code="reference_conflict",
-                field="reference",
-                message=f"Reference {submission.reference!r} was already used for referral "
-                f"{existing.id} with different content.",
-            )
-            outcome = await self._refuse(
-                delivery, (conflict,), referral_id=existing.id, registration=registration
-            )
-            return Outcome(Verdict.CONFLICT, existing.id, outcome.reasons)
+            return await self._conflict(delivery, existing, submission, registration)
 
         referral_id = new_id()
         patient_ref = domain.pseudonym(self.settings.pseudonym_secret, submission)
@@ -292,6 +283,37 @@ class IntakeHandlers:
         log.info("referral received", referral_id=referral_id, departement=commune.departement)
         return Outcome(Verdict.ACCEPTED, referral_id)
 
+    async def _conflict(
+        self,
+        delivery: Delivery,
+        existing: Any,
+        submission: ReferralSubmitted,
+        registration: Registration | None,
+    ) -> Outcome:
+        """The reference names a referral of other content: the sender is answered (409
+        over HTTP, submission.error on the broker), and nobody else is told. The referral
+        it names has not changed, so no referral.rejected: its referrer's webhook would
+        read "rejected" about a referral that is in fact, say, booked."""
+        current = existing.status or referral_status.State.RECEIVED.value
+        detail = dict(existing.detail or {})
+        conflict = Reason(
+            code="reference_conflict",
+            field="reference",
+            message=f"La référence « {submission.reference} » a déjà servi pour la demande "
+            f"{existing.id}, avec un autre contenu : cet envoi n'est pas pris en compte et "
+            "la demande existante reste telle quelle.",
+        )
+        outcome = await self._refuse(
+            delivery,
+            (conflict,),
+            referral_id=existing.id,
+            registration=registration,
+            downstream=False,
+        )
+        return Outcome(
+            Verdict.CONFLICT, existing.id, outcome.reasons, status=current, detail=detail
+        )
+
     async def _reply_ack(
         self,
         delivery: Delivery,
@@ -320,7 +342,11 @@ class IntakeHandlers:
         referral_id: str | None = None,
         owner: tuple[str, str] | None = None,
         registration: Registration | None = None,
+        *,
+        downstream: bool = True,
     ) -> Outcome:
+        """Filed (readable by the submission's id) and answered on the sender's key;
+        ``downstream``: referral.rejected too, whence the referrer's webhook."""
         data = delivery.envelope.data
         reply_to, referrer, reference = _reply_to(data), _referrer_ref(data), _reference(data)
         if registration is not None:
@@ -341,16 +367,17 @@ class IntakeHandlers:
             reasons=[r.model_dump(mode="json") for r in reasons],
             rejected_at=delivery.occurred_at,
         )
-        await delivery.emit(
-            ReferralRejected(
-                referral_id=referral_id,
-                reference=reference,
-                referrer=referrer,
-                source_message_id=delivery.envelope.id,
-                reasons=reasons,
-            ),
-            correlation_id=correlation,
-        )
+        if downstream:
+            await delivery.emit(
+                ReferralRejected(
+                    referral_id=referral_id,
+                    reference=reference,
+                    referrer=referrer,
+                    source_message_id=delivery.envelope.id,
+                    reasons=reasons,
+                ),
+                correlation_id=correlation,
+            )
         if reply_to is not None:
             await delivery.emit(
                 SubmissionError(
@@ -493,15 +520,21 @@ async def _record_status(
         # Not a referral of ours (or not yet committed): retried, then dead-lettered.
         raise LookupError(f"status event for unknown referral {referral_id}")
     await _history(delivery, referral_id, happening, detail)
+    current = await replayed(session, referral_id)
+    if current is None:
+        return
+    await store.set_status(session, referral_id, current.status, current.detail, current.at)
+
+
+async def replayed(session: Any, referral_id: str) -> referral_status.Current | None:
+    """Where the referral's whole history, as committed, brings it: its state (which
+    tells a withdrawal, final, from an appointment's cancellation, both "cancelled")."""
     rows = await store.history(session, referral_id)
     entries = (
         referral_status.Entry.from_row(r.status, r.detail or {}, as_utc(r.at), r.event_id)
         for r in rows
     )
-    current = referral_status.replay(e for e in entries if e is not None)
-    if current is None:
-        return
-    await store.set_status(session, referral_id, current.status, current.detail, current.at)
+    return referral_status.replay(e for e in entries if e is not None)
 
 
 async def _history(

@@ -244,7 +244,10 @@ def entry_for_event(
             Happening.APPOINTMENT_REPLACED if replaced else Happening.APPOINTMENT_CANCELLED
         ), detail
     if event_type == "referral.cancelled":
-        return Happening.WITHDRAWN, {"by": data.get("cancelled_by"), "reason": data.get("reason")}
+        withdrawn = {"by": data.get("cancelled_by"), "reason": data.get("reason")}
+        if data.get("reason_code") is not None:  # chosen from the list (intake's HTTP door)
+            withdrawn["reason_code"] = data["reason_code"]
+        return Happening.WITHDRAWN, withdrawn
     if event_type == "consultation.completed":
         return Happening.SEEN, pick("appointment_id", "centre_id", "test_prescribed")
     if event_type == "consultation.no_show":

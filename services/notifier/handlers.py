@@ -158,10 +158,19 @@ class NotifierHandlers:
                 payload.patient_ref, payload.start, payload.reason
             )
             template, status = "cancelled", "cancelled"
-            patient_text = templates.patient_cancelled(
-                payload.start, by_the_patient=payload.cancelled_by is CancelledBy.PATIENT
-            )
+            if payload.cancelled_by is CancelledBy.REFERRER:
+                # Withdrawn by whoever referred the patient: nobody will call them back.
+                patient_text = templates.patient_withdrawn(
+                    payload.start, await self._referrer_kind(session, payload.referral_id)
+                )
+            else:
+                patient_text = templates.patient_cancelled(
+                    payload.start, by_the_patient=payload.cancelled_by is CancelledBy.PATIENT
+                )
+            # Who cancelled and why: the referrer's webhook says it (by, reason, code).
             detail = {"reason": payload.reason, "by": payload.cancelled_by.value}
+            if payload.reason_code is not None:
+                detail["reason_code"] = payload.reason_code.value
         else:
             return
         await self._sent_on_broker(

@@ -138,6 +138,26 @@ def patient_cancelled(start: datetime, by_the_patient: bool = False) -> str:
     )
 
 
+# Who withdrew a referral (the referrer's kind), as the subject of a sentence.
+WITHDRAWN_BY_FR = {
+    "centre_15": "le Centre 15 (SAMU)",
+    "sos_medecins": "SOS Médecins",
+    "emergency_department": "le service des urgences",
+    "gp": "votre médecin",
+}
+
+
+def patient_withdrawn(start: datetime, referrer_kind: str | None) -> str:
+    """Withdrawn by whoever referred the patient (issue 27): final, nobody books or
+    calls them again, so the notice promises nothing more."""
+    who = WITHDRAWN_BY_FR.get(referrer_kind or "", "le médecin qui vous a adressé")
+    return (
+        f"Bonjour, votre rendez-vous du {local_time(start)} est annulé : {who} a retiré sa "
+        "demande de consultation. Aucun autre rendez-vous ne vous sera proposé. En cas "
+        "d'aggravation, appelez le 15."
+    )
+
+
 # -- referrers -----------------------------------------------------------------------
 
 

@@ -44,6 +44,7 @@ from shared.events import (
     ReferralWaitlisted,
     ReinforcementRequested,
     SlotAssigned,
+    WithdrawalReason,
     new_id,
     utcnow,
 )
@@ -477,7 +478,9 @@ class SchedulerHandlers:
         if current is None:
             return
         await self._cancel(session, current.id)
-        await self._announce_cancel(delivery, current, cancel.cancelled_by, cancel.reason)
+        await self._announce_cancel(
+            delivery, current, cancel.cancelled_by, cancel.reason, reason_code=cancel.reason_code
+        )
         await self._drain(delivery, current.centre_id, utcnow())
 
     # -- assignment --------------------------------------------------------------
@@ -661,6 +664,7 @@ class SchedulerHandlers:
         by: CancelledBy,
         reason: str,
         replaced_by: str | None = None,
+        reason_code: WithdrawalReason | None = None,
     ) -> None:
         await delivery.emit(
             AppointmentCancelled(
@@ -671,6 +675,8 @@ class SchedulerHandlers:
                 start=as_utc(old.start),
                 cancelled_by=by,
                 reason=reason,
+                # A withdrawal's code, passed on for the notices to say why.
+                reason_code=reason_code,
                 replaced_by=replaced_by,
             ),
             correlation_id=old.referral_id,

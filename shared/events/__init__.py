@@ -27,6 +27,7 @@ from shared.events.registry import CATALOGUE, UnknownEventError, payload_class
 from shared.events.regulation import ProtocolPublished, RegulationDecided
 from shared.events.submission import RequestRefused, SubmissionAcknowledged, SubmissionError
 from shared.events.vocabulary import (
+    WITHDRAWAL_REASONS_FR,
     CancelledBy,
     CentreKind,
     Clinical,
@@ -41,10 +42,12 @@ from shared.events.vocabulary import (
     SeveritySign,
     Sex,
     Vitals,
+    WithdrawalReason,
 )
 
 __all__ = [
     "CATALOGUE",
+    "WITHDRAWAL_REASONS_FR",
     "AlertKind",
     "AppointmentCancelled",
     "AppointmentRescheduled",
@@ -94,6 +97,7 @@ __all__ = [
     "SubmissionError",
     "UnknownEventError",
     "Vitals",
+    "WithdrawalReason",
     "new_id",
     "payload_class",
     "utcnow",

@@ -9,7 +9,14 @@ from typing import ClassVar
 from pydantic import Field
 
 from shared.events.base import EventPayload
-from shared.events.vocabulary import CancelledBy, PatientRef, Priority, RecordId, RoutingWord
+from shared.events.vocabulary import (
+    CancelledBy,
+    PatientRef,
+    Priority,
+    RecordId,
+    RoutingWord,
+    WithdrawalReason,
+)
 
 
 class _PerCentre(EventPayload):
@@ -79,6 +86,11 @@ class AppointmentCancelled(_PerCentre):
     start: datetime
     cancelled_by: CancelledBy
     reason: str
+    reason_code: WithdrawalReason | None = Field(
+        None,
+        description="A withdrawal's reason as a stable code (referral.cancelled's), for "
+        "the notices to say why.",
+    )
     replaced_by: RecordId | None = Field(
         None, description="The appointment that replaces it elsewhere, when it was moved."
     )

@@ -24,6 +24,7 @@ from shared.events.vocabulary import (
     ReferrerRef,
     RoutingWord,
     Sex,
+    WithdrawalReason,
 )
 
 # RFC 5321's limit (email-validator's too), within the 320 characters of the columns.
@@ -181,6 +182,11 @@ class ReferralCancelled(EventPayload):
     referral_id: RecordId
     cancelled_by: CancelledBy
     reason: str = Field(max_length=500)
+    reason_code: WithdrawalReason | None = Field(
+        None,
+        description="The reason as a stable code, when the referrer chose it from the list "
+        "(intake's HTTP door); ``reason`` then holds its French label.",
+    )
 
 
 class PatientContact(EventPayload):

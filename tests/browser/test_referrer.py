@@ -7,6 +7,7 @@ no serious or critical violation on any page, the existing ones included."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
@@ -20,13 +21,14 @@ from selenium.webdriver.support.ui import Select
 
 from aiguillage.console.screenshots import log_in
 from aiguillage.demo import wait_for_consumers
-from shared.auth import Role
+from shared.auth import Role, issue_token
 from shared.patient_link import issue_link
-from shared.settings import Settings
+from shared.settings import ServiceName, Settings
 from tests.browser.axe import assert_accessible
 from tests.browser.test_console import activate_centres, forget_centre_queues, rows, wait_until
 from tests.console_session import person
 from tests.helpers import Tap
+from tests.strategies import valid_referral
 
 if TYPE_CHECKING:
     from tests.browser.conftest import Stack
@@ -295,3 +297,90 @@ async def test_every_existing_page_passes_axe(
         assert_accessible(browser, "Centre 15's referral form")
     finally:
         await forget_centre_queues(s, "rennes-axe")
+
+
+async def test_a_gp_withdraws_a_referral_from_its_page_with_a_reason_and_a_confirmation(
+    settings: Settings, stack: Stack, browser: Any
+) -> None:
+    """Issue 27: the referral's page offers "Retirer" with the reasons of the list; the
+    GP confirms on a page of its own, and the slot is freed, the centre told, the
+    status says who withdrew and why; the button is gone once it is done."""
+    s = settings
+    await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    try:
+        await activate_centres(s, ("rennes-retrait", "35238"))
+        login = "dr.leroux@cabinet-rennes.fr"
+        password = person(s, login, "Dr Leroux", Role.REFERRER, "gp-10009998886")
+        referral_id = await _booked_over_http(s, stack, "10009998886", "retrait-1")
+        log_in(browser, stack.url, login, password)
+        page = f"{stack.url}/adresser/demandes/{referral_id}"
+        browser.get(page)
+        choices = Select(browser.find_element(By.ID, "motif-retrait"))
+        assert [o.get_attribute("value") for o in choices.options][1:] == [
+            "patient_recovered",
+            "seen_elsewhere",
+            "hospitalised",
+            "referral_error",
+            "patient_declined",
+            "other",
+        ]
+        assert_accessible(browser, "a referral with its withdrawal form")
+
+        # Asked to confirm, and not confirmed: nothing happens.
+        choices.select_by_value("seen_elsewhere")
+        browser.find_element(By.ID, "retirer").click()
+        wait_until(browser, lambda d: d.find_element(By.ID, "confirmer-retrait"))
+        assert browser.find_element(By.ID, "motif-choisi").text == "Le patient a été vu ailleurs"
+        assert_accessible(browser, "the withdrawal's confirmation")
+        browser.find_element(By.ID, "ne-pas-retirer").click()
+        wait_until(browser, lambda d: d.find_element(By.ID, "form-retirer"))
+        assert (await _status(s, stack, "10009998886", referral_id))["status"] == "appointment"
+
+        # Confirmed: withdrawn, the slot freed and the centre told.
+        async with Tap(s.broker_url, s.namespace, "appointment.cancelled.*") as tap:
+            Select(browser.find_element(By.ID, "motif-retrait")).select_by_value(
+                "patient_recovered"
+            )
+            browser.find_element(By.ID, "retirer").click()
+            wait_until(browser, lambda d: d.find_element(By.ID, "confirmer-retrait")).click()
+            done = wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".message.ok"))
+            assert "Demande retirée" in done.text
+            await tap.wait_for(lambda es: bool(es), timeout=60)
+        [cancelled] = tap.of_type("appointment.cancelled")
+        assert cancelled.data["cancelled_by"] == "referrer"
+        assert cancelled.data["reason_code"] == "patient_recovered"
+        status = await _status(s, stack, "10009998886", referral_id)
+        assert status["status"] == "cancelled" and status["final"] is True
+        assert status["detail"]["by"] == "referrer"
+        browser.get(page)
+        history = browser.find_element(By.ID, "historique").text
+        assert "par le médecin adresseur" in history and "le patient va mieux" in history
+        assert not browser.find_elements(By.ID, "form-retirer")
+        assert_accessible(browser, "a withdrawn referral")
+    finally:
+        await forget_centre_queues(s, "rennes-retrait")
+
+
+async def _status(s: Settings, stack: Stack, gp: str, referral_id: str) -> dict[str, Any]:
+    token = issue_token(s, Role.REFERRER, f"gp:{gp}", ServiceName.INTAKE)
+    url = f"http://127.0.0.1:{stack.services.ports['intake']}/referrals/{referral_id}"
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        found: dict[str, Any] = (await http.get(url)).json()
+    return found
+
+
+async def _booked_over_http(s: Settings, stack: Stack, gp: str, reference: str) -> str:
+    """A referral of the GP's practice software (intake's HTTP door), once booked."""
+    body = valid_referral(reference)
+    body["referrer"] = {"kind": "gp", "identifier": gp}
+    token = issue_token(s, Role.REFERRER, f"gp:{gp}", ServiceName.INTAKE)
+    url = f"http://127.0.0.1:{stack.services.ports['intake']}/referrals"
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        created = await http.post(url, json=body)
+    assert created.status_code == 201, created.text
+    referral_id: str = created.json()["referral_id"]
+    deadline = time.monotonic() + 60
+    while (await _status(s, stack, gp, referral_id))["status"] != "appointment":
+        assert time.monotonic() < deadline, "no appointment within 60 s"
+        await asyncio.sleep(0.3)
+    return referral_id
