@@ -31,6 +31,11 @@ PERSONAL_KEYS = frozenset(
         "patient",
     }
 )
+# Keys whose values name staff, never a patient: the reader of a patient's identity (a
+# regulator's login, the subject of their token). The access trail must say who read,
+# and a login is e-mail-like: it is kept from the e-mail pattern, and only from it (the
+# patient's own values, NIR and phone patterns still go).
+STAFF_KEYS = frozenset({"reader"})
 
 # NIR: sex digit (3, 4, 7, 8 for special registrations), year, month, département
 # (digits or 2A/2B), commune, order, optional key.
@@ -38,8 +43,13 @@ _NIR = re.compile(
     r"\b[123478]\s?\d{2}\s?(0[1-9]|1[0-2]|[2-9]\d)\s?(\d{2}|2[AB])\s?\d{3}\s?\d{3}(\s?\d{2})?\b"
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-# French phone numbers, national or international form, with common separators.
-_PHONE = re.compile(r"(?<!\w)(\+33\s?|0033\s?|0)[1-9]([\s.-]?\d{2}){4}(?!\w)")
+# French phone numbers, national or international form, with common separators; and
+# any number in international form (intake keeps them in E.164: +262692123456, a
+# Belgian +32...), 8 to 15 digits after the +.
+_PHONE = re.compile(
+    r"(?<!\w)(\+33\s?|0033\s?|0)[1-9]([\s.-]?\d{2}){4}(?!\w)"
+    r"|(?<![\w+])\+[1-9](?:[\s.-]?\d){7,14}(?!\w)"
+)
 _PATIENT_LINK = re.compile(r"\bp1\.[A-Za-z0-9-]{1,36}\.[A-Za-z0-9-]{1,36}\.\d+\.[\w-]+")
 
 
@@ -61,6 +71,8 @@ class PersonalDataRedactor:
     def _clean(self, key: str, value: Any, sensitive: re.Pattern[str] | None) -> Any:
         if key in PERSONAL_KEYS and value not in (None, "", False):
             return REDACTED
+        if key in STAFF_KEYS and isinstance(value, str):
+            return _scrub(value, sensitive, staff=True)
         return self._scrub(value, sensitive)
 
     def _scrub(self, value: Any, sensitive: re.Pattern[str] | None) -> Any:
@@ -80,12 +92,13 @@ def scrub_text(text: str, sensitive: Iterable[object] = ()) -> str:
     return _scrub(text, _literals(sensitive))
 
 
-def _scrub(text: str, sensitive: re.Pattern[str] | None) -> str:
+def _scrub(text: str, sensitive: re.Pattern[str] | None, staff: bool = False) -> str:
     # The known values first: a pattern replacing part of one (a phone number in an
     # address) would leave the rest of it unmatched.
     if sensitive is not None:
         text = sensitive.sub(REDACTED, text)
-    text = _EMAIL.sub(REDACTED, text)
+    if not staff:
+        text = _EMAIL.sub(REDACTED, text)
     text = _NIR.sub(REDACTED, text)
     # A patient's link (shared/patient_link.py) opens their appointment: never logged.
     text = _PATIENT_LINK.sub(REDACTED, text)

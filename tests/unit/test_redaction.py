@@ -54,6 +54,16 @@ def test_redaction_keeps_what_is_not_personal() -> None:
     assert scrub_text(text) == text
 
 
+@pytest.mark.parametrize(
+    "phone", ["+262692123456", "+590 590 27 12 34", "+32 470 12 34 56", "0692 12 34 56"]
+)
+def test_numbers_as_intake_keeps_them_go_too(phone: str) -> None:
+    # E.164, overseas and abroad included: what intake stores and the notifier sends.
+    assert scrub_text(f"sms to {phone} failed at 2020-03-25T09:20:00+00:00") == (
+        f"sms to {REDACTED} failed at 2020-03-25T09:20:00+00:00"
+    )
+
+
 # What intake binds for the patient in hand, and an error quoting it the way SQLAlchemy
 # quotes a failed statement's parameters.
 PATIENT = ("Éloïse", "Dupont", date(1985, 5, 17), "285057800608491", "12 rue de la Paix, Rennes")
@@ -124,3 +134,34 @@ def test_regex_characters_are_literal_and_short_values_ignored() -> None:
 
 def test_the_longest_value_goes_whole() -> None:
     assert scrub_text("Dupont-Lajoie", ["Dupont", "Dupont-Lajoie"]) == REDACTED
+
+
+def test_the_reader_of_an_identity_is_kept_and_the_patient_is_not(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The access trail says who read (a regulator's login, e-mail-like), while the
+    patient's name and phone in the same line still go."""
+    configure_logging("test", "DEBUG", json=True)
+    structlog.contextvars.bind_contextvars(_sensitive=("Dupont-Lajoie", "Éloïse"))
+    structlog.get_logger("t").info(
+        "identity read by centre 15 for Éloïse Dupont-Lajoie, 06 12 34 56 78",
+        referral_id="3f2b",
+        reader="r.le-gall@samu35.fr",
+        phone="06 12 34 56 78",
+        note="rappeler eloise@exemple.fr",
+    )
+    structlog.contextvars.clear_contextvars()
+    [line] = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert line["reader"] == "r.le-gall@samu35.fr"
+    assert line["phone"] == REDACTED and line["note"] == f"rappeler {REDACTED}"
+    text = json.dumps(line, ensure_ascii=False).lower()
+    for secret in ("dupont-lajoie", "éloïse", "06 12 34 56 78", "eloise@exemple.fr"):
+        assert secret not in text, secret
+
+
+def test_a_reader_field_still_loses_a_patient_s_own_values() -> None:
+    from shared.logging import PersonalDataRedactor, _literals
+
+    redactor = PersonalDataRedactor()
+    cleaned = redactor._clean("reader", "Dupont 0612345678", _literals(["Dupont"]))
+    assert cleaned == f"{REDACTED} {REDACTED}"
