@@ -6,10 +6,12 @@ Every service reads the same settings class and uses the part it needs, so one
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Self
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from pydantic import Field, field_validator, model_validator
@@ -36,7 +38,8 @@ class Environment(StrEnum):
 SECRET_SETTINGS = ("auth_secret", "webhook_secret", "pseudonym_secret", "patient_link_key")
 # Secrets that may hold several values (older token keys still accepted): each is checked.
 SECRET_LIST_SETTINGS = ("auth_keys",)
-# 32 characters: what secrets.token_urlsafe(24) and more give; below it a key is guessable.
+# 32 bytes (as UTF-8): what secrets.token_urlsafe(24) and more give; below it a key is
+# guessable.
 MIN_SECRET_LENGTH = 32
 # Values published in this repository (the development defaults, the old compose file's):
 # whoever reads the code knows them.
@@ -58,18 +61,39 @@ def env_name(field: str) -> str:
     return f"AIGUILLAGE_{field.upper()}"
 
 
+# The operator's broker user of a fresh RabbitMQ (and what an AMQP URL without a user
+# logs in as): its password is public, and it may do anything.
+GUEST = "guest"
+LOOPBACK_HOSTS = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
 class UnsafeSecrets(Exception):
-    """Production with secrets anyone may know: the one message names each variable."""
+    """Production with secrets anyone may know, or settings that expose the deployment:
+    the one message names each variable and what is wrong with it."""
 
     def __init__(self, component: str, problems: dict[str, str]) -> None:
         self.component = component
         self.problems = problems
         listed = "; ".join(f"{name} {why}" for name, why in problems.items())
+        fixes = []
+        if any(_is_secret_variable(name) for name in problems):
+            fixes.append(f"make fresh secrets with `{GENERATE_COMMAND}` (it writes .env)")
+        if not all(_is_secret_variable(name) for name in problems):
+            fixes.append("set the other variables as said")
+        fix = ", ".join(fixes)
         super().__init__(
             f"{component} refuses to start in production (AIGUILLAGE_ENVIRONMENT=production): "
-            f"{listed}. Make fresh secrets with `{GENERATE_COMMAND}` (it writes .env), or set "
-            "AIGUILLAGE_ENVIRONMENT=development on a development machine"
+            f"{listed}. {fix[:1].upper()}{fix[1:]}, or set AIGUILLAGE_ENVIRONMENT=development "
+            "on a development machine"
         )
+
+
+# What production refuses, whatever its name says: a service or the console stops on it.
+UnsafeSettings = UnsafeSecrets
+
+
+def _is_secret_variable(name: str) -> bool:
+    return name in {env_name(f) for f in (*SECRET_SETTINGS, *SECRET_LIST_SETTINGS)}
 
 
 # Once per process: every start of a runtime in one process (tests, the in-memory demo)
@@ -119,6 +143,12 @@ class Settings(BaseSettings):
         True,
         description="Mark the console's cookies Secure (sent over HTTPS only); false only "
         "for plain http on localhost in development.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies (addresses or networks, comma-separated) whose "
+        "X-Forwarded-For and X-Forwarded-Proto the console and the services believe; from "
+        "any other peer the socket's address is the client's and its scheme the request's.",
     )
 
     http_host: str = Field("127.0.0.1", description="Interface the services' HTTP APIs listen on.")
@@ -285,6 +315,14 @@ class Settings(BaseSettings):
     candidate_centres: int = Field(
         40, ge=1, description="Nearest centres the scheduler weighs for each patient."
     )
+    booking_lead_minutes: float = Field(
+        30.0,
+        ge=0,
+        description="Scheduler: no slot is offered or booked that starts sooner than this "
+        "after the booking plus the patient's estimated travel to the centre (by the "
+        "area of their commune: Paris and petite couronne, other urban, rural; "
+        "services/scheduler/domain/reach.py).",
+    )
     joint_batch: int = Field(
         8,
         ge=1,
@@ -389,6 +427,16 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for part in value:
+                ipaddress.ip_network(str(part), strict=False)  # ValueError: not one
+        return value
+
     @field_validator("auth_keys", "revoked_tokens", mode="before")
     @classmethod
     def _comma_separated_tokens(cls, value: object) -> object:
@@ -435,13 +483,58 @@ class Settings(BaseSettings):
             weak = [why for v in values if (why := _weakness(v)) is not None]
             if weak:
                 problems[env_name(field)] = f"holds a key that {weak[0].removeprefix('is ')}"
+        for name, why in self._shared_secrets().items():
+            problems.setdefault(name, why)
         return problems
+
+    def _shared_secrets(self) -> dict[str, str]:
+        """A secret equal to another: one leak opens both (a token key that also signs
+        patients' links), and rotating one changes the other."""
+        problems: dict[str, str] = {}
+        seen: dict[str, str] = {}
+        owned = [(env_name(f), str(getattr(self, f))) for f in SECRET_SETTINGS]
+        # An older token key is the token key's own, but no other secret's.
+        others = {v for f, v in owned if f != env_name("auth_secret")}
+        for field, value in owned:
+            if value and value in seen:
+                problems[field] = f"equals {seen[value]} (each secret must be its own)"
+            seen.setdefault(value, field)
+        if any(key in others for key in self.auth_keys):
+            problems[env_name("auth_keys")] = "holds a key equal to another secret"
+        return problems
+
+    def setting_problems(self) -> dict[str, str]:
+        """What is wrong, for production, with the settings that are not secrets: each
+        opens the deployment to whoever knows the defaults."""
+        problems: dict[str, str] = {}
+        if not self.console_secure_cookies:
+            problems[env_name("console_secure_cookies")] = (
+                "is false (the session cookie would travel over plain http): set it to true"
+            )
+        for field, urls in (("broker_url", [self.broker_url]), ("broker_urls", self.broker_urls)):
+            if any(_broker_user(url) == GUEST for url in urls):
+                problems[env_name(field)] = (
+                    f"logs in as {GUEST!r} (the public administrator): give each service "
+                    "its own broker user"
+                )
+        if GUEST in self.broker_operators:
+            problems[env_name("broker_operators")] = (
+                f"trusts {GUEST!r}, whose password is public: list the administrators only"
+            )
+        if (why := _link_base_problem(self.patient_link_base_url)) is not None:
+            problems[env_name("patient_link_base_url")] = why
+        return problems
+
+    def production_problems(self) -> dict[str, str]:
+        """Everything production refuses: the secrets, then the other settings."""
+        return {**self.secret_problems(), **self.setting_problems()}
 
     def check_secrets(self, component: str) -> None:
         """At the start of a service or the console: in production, raise UnsafeSecrets
-        when a secret is unsafe; in development, warn once and go on."""
+        when a secret or a setting is unsafe (production_problems); in development,
+        warn once and go on."""
         global _warned_development
-        problems = self.secret_problems()
+        problems = self.production_problems()
         if not problems:
             return
         if self.environment is Environment.PRODUCTION:
@@ -449,7 +542,7 @@ class Settings(BaseSettings):
         if not _warned_development:
             _warned_development = True
             structlog.get_logger(__name__).warning(
-                "development secrets in use: never in production",
+                "development settings in use: never in production",
                 variables=sorted(problems),
                 generate=GENERATE_COMMAND,
             )
@@ -460,8 +553,31 @@ def _weakness(value: str) -> str | None:
         return "is empty"
     if value in KNOWN_DEFAULT_SECRETS:
         return "is a known default"
-    if len(value) < MIN_SECRET_LENGTH:
-        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(value.encode()) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} bytes"
+    return None
+
+
+def _broker_user(url: str) -> str:
+    """The user an AMQP URL logs in as: without one, the client's default, guest."""
+    return unquote(urlsplit(url).username or GUEST)
+
+
+def _link_base_problem(url: str) -> str | None:
+    """Why patients' links may not lead to ``url`` (a loopback host, plain http)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host in LOOPBACK_HOSTS or host.endswith(".localhost")
+    if loopback or not host:
+        return (
+            "is a loopback address (patients' links would lead nowhere): set the "
+            "console's public https address"
+        )
+    if parts.scheme != "https":
+        return "is not https (a patient's link is their key): set the console's https address"
     return None
 
 
