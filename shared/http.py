@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,6 +29,104 @@ def development(settings: object) -> bool:
     unregistered referrer, a plain-http or loopback webhook). Anything else, or no such
     setting, is production: the safe side."""
     return str(getattr(settings, "environment", "production")) == "development"
+
+
+# A year: a browser that once reached us over TLS never tries plain http again. Not
+# includeSubDomains: the operator's other hosts are not ours to bind.
+HSTS = "max-age=31536000"
+UNKNOWN_ADDRESS = "unknown"
+
+
+class Proxies:
+    """Whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed: the reverse
+    proxies of AIGUILLAGE_TRUSTED_PROXIES, and no one else. Anyone may write these
+    headers; believed from anyone, they would let a guesser pick a fresh address for
+    every log-in attempt."""
+
+    def __init__(self, trusted: Iterable[str] = ()) -> None:
+        self.networks = tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
+
+    def trusts(self, address: str | None) -> bool:
+        found = _ip(address or "")
+        return found is not None and any(found in network for network in self.networks)
+
+    def client_address(self, scope: Scope) -> str:
+        """The client's address: the socket's peer, or, when the peer is a trusted
+        proxy, the last hop of X-Forwarded-For that is not one (what our own proxies
+        saw; the hops before it are the client's to write)."""
+        peer = _peer(scope)
+        if not self.trusts(peer):
+            return peer
+        hops = [hop.strip() for hop in _header_values(scope, b"x-forwarded-for")]
+        for hop in reversed(hops):
+            if not self.trusts(hop):
+                found = _ip(hop)
+                # Not an address: our proxy wrote nonsense; the proxy is what we know.
+                return str(found) if found is not None else peer
+        first = _ip(hops[0]) if hops else None
+        return str(first) if first is not None else peer
+
+    def over_tls(self, scope: Scope) -> bool:
+        """Served over https: the socket's scheme, or what a trusted proxy says (the
+        value nearest to us)."""
+        if scope.get("scheme") in ("https", "wss"):
+            return True
+        if not self.trusts(_peer(scope)):
+            return False
+        said = _header_values(scope, b"x-forwarded-proto")
+        return bool(said) and said[-1].strip().lower() == "https"
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else UNKNOWN_ADDRESS
+
+
+def _header_values(scope: Scope, name: bytes) -> list[str]:
+    """Every comma-separated value of every ``name`` header, in order."""
+    values = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == name]
+    return [part for value in values for part in value.split(",") if part.strip()]
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address, with or without a port (``1.2.3.4:5``, ``[::1]:5``)."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+class SecurityHeaders:
+    """On every answer: ``Cache-Control: no-store`` (answers carry patients' identities
+    and people's sessions: no browser or proxy cache keeps them), and
+    ``Strict-Transport-Security`` when the request came over TLS. Paths under
+    ``cacheable`` (the console's static files) keep whatever they say."""
+
+    def __init__(self, app: ASGIApp, proxies: Proxies, cacheable: tuple[str, ...] = ()) -> None:
+        self.app, self.proxies, self.cacheable = app, proxies, cacheable
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        private = not str(scope.get("path", "")).startswith(self.cacheable)
+        tls = self.proxies.over_tls(scope)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if private:
+                    headers["Cache-Control"] = "no-store"
+                if tls:
+                    headers["Strict-Transport-Security"] = HSTS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class BodyLimit:
@@ -197,7 +297,11 @@ def add_health_routes(
 class HttpServer:
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         self.server = EmbeddedServer(
-            uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+            # No proxy headers: uvicorn would believe X-Forwarded-For from 127.0.0.1 by
+            # default; shared.http.Proxies decides whom to believe.
+            uvicorn.Config(
+                app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
+            )
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -23,6 +23,8 @@ from shared.events import Envelope, EventPayload
 from shared.http import (
     BodyLimit,
     HttpServer,
+    Proxies,
+    SecurityHeaders,
     add_health_routes,
     allow_every_method,
     write_port_file,
@@ -92,6 +94,11 @@ class ServiceRuntime:
         )
         # Every HTTP door bounds what it reads (413), before routing or authentication.
         self.http_app.add_middleware(BodyLimit, max_bytes=self.settings.max_body_bytes)
+        # Outermost: every answer, the 413 too, is no-store (identities, statuses) and
+        # HSTS over TLS.
+        self.http_app.add_middleware(
+            SecurityHeaders, proxies=Proxies(self.settings.trusted_proxies)
+        )
         allow_every_method(self.http_app)
         add_health_routes(
             self.http_app,

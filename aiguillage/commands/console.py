@@ -48,7 +48,11 @@ def serve(
         typer.echo(f"console on http://{host}:{port}/ (namespace {settings.namespace})")
     # Port 0: the system picks one, written to AIGUILLAGE_PORT_FILE_DIR/console.port once
     # the console listens (tests start it so: no port is chosen then taken by another).
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+    # No proxy headers: uvicorn believes X-Forwarded-For from 127.0.0.1 by default; the
+    # console believes AIGUILLAGE_TRUSTED_PROXIES only (shared.http.Proxies).
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False
+    )
     PortReportingServer(config, settings.port_file_dir, "console").run()
 
 

@@ -12,10 +12,13 @@ the services' are.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
+import math
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Role
@@ -48,8 +52,38 @@ IDLE = timedelta(minutes=30)
 ABSOLUTE = timedelta(hours=12)
 # last_seen is written at most this often: a write per page request is wasted work.
 TOUCH_EVERY = timedelta(seconds=60)
-FAILURE_WINDOW = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """How often one key (a login from one address, or a login from anywhere) may be
+    tried: ``free`` attempts back to back, then each attempt opens the gate again
+    2^k seconds later only, k the attempts past ``free``, at most ``cap``: a delay
+    that grows, never a lock."""
+
+    free: int
+    cap: timedelta
+
+    def delay(self, attempts: int) -> timedelta:
+        if attempts < self.free:
+            return timedelta(0)
+        return min(timedelta(seconds=2 ** min(attempts - self.free, 20)), self.cap)
+
+
+# A login from one address: 5 tries back to back, then 1, 2, 4 s... up to 15 minutes.
 MAX_FAILURES = 5
+PAIR_GATE = Gate(MAX_FAILURES, timedelta(minutes=15))
+# A login from every address at once (a guesser with many addresses): more tries, and a
+# short cap, since the account's owner on a new address waits behind it; an address
+# the owner logged in from lately does not (KNOWN_ADDRESS).
+ACCOUNT_GATE = Gate(10, timedelta(minutes=5))
+ANY_ADDRESS = "*"
+# A key's attempts start again from one after this long without any: a password
+# mistyped yesterday does not delay today. Longer than both caps, so a guesser who
+# waits out each delay is never forgotten.
+FORGET_AFTER = timedelta(hours=1)
+KNOWN_ADDRESS = timedelta(days=30)
+PRUNE_EVERY = timedelta(minutes=10)
 
 metadata = sa.MetaData()
 
@@ -88,6 +122,7 @@ sessions = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )
 
+# The trail of failed log-ins (who was tried, from where, when).
 login_failures = sa.Table(
     "console_login_failures",
     metadata,
@@ -95,6 +130,21 @@ login_failures = sa.Table(
     sa.Column("login", sa.String(320), nullable=False, index=True),
     sa.Column("address", sa.String(64), nullable=False, index=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+# The throttle's gates: one row per (login, address), and per login (address "*").
+login_attempts = sa.Table(
+    "console_login_attempts",
+    metadata,
+    sa.Column("login", sa.String(320), primary_key=True),
+    sa.Column("address", sa.String(64), primary_key=True),
+    # Attempts counted before their password is checked (a success takes its back).
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    # No attempt is checked before this; the next one counted pushes it (Gate.delay).
+    sa.Column("open_at", sa.DateTime(timezone=True), nullable=False),
+    # The last log-in from this address: the owner's address (KNOWN_ADDRESS).
+    sa.Column("succeeded_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 audit = sa.Table(
@@ -127,6 +177,15 @@ def _dummy_hash() -> str:
 
 class AccountError(ValueError):
     """A request the operator must correct; the message says what, in French."""
+
+
+class Throttled(Exception):
+    """Too many log-in attempts lately: no password was checked; try again in
+    ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 def utcnow() -> datetime:
@@ -242,8 +301,11 @@ def check_login(login: str) -> str:
 class AccountStore:
     """Accounts, sessions, failures and audit, in the console's database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], datetime] = utcnow) -> None:
         self.database = Database(url)
+        # The time of sessions and log-ins (tests move it).
+        self.clock = clock
+        self._pruned_at: datetime | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> AccountStore:
@@ -332,71 +394,120 @@ class AccountStore:
 
     # -- log-in and sessions (the console) -------------------------------------------
 
-    async def retry_after(self, login: str, address: str, now: datetime | None = None) -> int:
-        """Seconds until this login and this address may try again; 0: now."""
-        now = now or utcnow()
-        since = now - FAILURE_WINDOW
-        waits = []
-        async with self.database.transaction() as session:
-            for column, value in (
-                (login_failures.c.login, login.strip().lower()),
-                (login_failures.c.address, address),
-            ):
-                recent = (
-                    await session.execute(
-                        sa.select(login_failures.c.at)
-                        .where(column == value, login_failures.c.at > since)
-                        .order_by(login_failures.c.at.desc())
-                        .limit(MAX_FAILURES)
-                    )
-                ).scalars()
-                times = [as_utc(t) for t in recent]
-                if len(times) >= MAX_FAILURES:
-                    # Free again when the oldest of the last MAX_FAILURES leaves the window.
-                    waits.append(int((min(times) + FAILURE_WINDOW - now).total_seconds()) + 1)
-        return max(waits, default=0)
-
     async def log_in(self, login: str, password: str, address: str) -> Session | None:
-        """A new session, or None (and the failure counted) for a wrong log-in."""
+        """A new session, or None for a wrong log-in; Throttled, with no password
+        checked, when this login was tried too often lately from this address, or from
+        everywhere (the gates: ``_admit``)."""
         login = login.strip().lower()[:320]
-        now = utcnow()
+        address = address[:64]
+        now = self.clock()
+        known = await self._admit(login, address, now)
         async with self.database.transaction() as session:
             row = await self._row(session, login)
-            ok = _verify(row.password_hash if row is not None else _dummy_hash(), password)
+        # Off the event loop: argon2id takes most of a second of CPU, and 30 guesses
+        # at once would hold every other request behind them.
+        hashed = row.password_hash if row is not None else _dummy_hash()
+        ok = await asyncio.to_thread(_verify, hashed, password)
+        async with self.database.transaction() as session:
             if row is None or not ok or row.disabled:
                 await session.execute(
-                    login_failures.insert().values(login=login, address=address[:64], at=now)
+                    login_failures.insert().values(login=login, address=address, at=now)
                 )
                 return None
-            if _hasher.check_needs_rehash(row.password_hash):
-                await session.execute(
-                    accounts.update()
-                    .where(accounts.c.id == row.id)
-                    .values(password_hash=hash_password(password))
-                )
-            # A person who gets in is no longer being guessed at under this login.
-            await session.execute(login_failures.delete().where(login_failures.c.login == login))
-            token = secrets.token_urlsafe(32)  # 256 bits
-            csrf = secrets.token_urlsafe(32)
+            return await self._open_session(session, row, password, address, known, now)
+
+    async def _admit(self, login: str, address: str, now: datetime) -> bool:
+        """Count this attempt at its gates, or raise Throttled: the check and the count
+        in one transaction, each gate's row locked by its upsert, so that concurrent
+        attempts pass one after the other and no more than the gate allows. Whether
+        the address is one the account's owner logged in from lately."""
+        async with self.database.transaction() as session:
+            pair = await _pass_gate(session, login, address, PAIR_GATE, now)
+            known = pair.succeeded_at is not None and as_utc(pair.succeeded_at) > (
+                now - KNOWN_ADDRESS
+            )
+            if not known:
+                # Raised here, the pair's count is rolled back with it.
+                await _pass_gate(session, login, ANY_ADDRESS, ACCOUNT_GATE, now)
+        await self._prune(now)
+        return known
+
+    async def _open_session(
+        self,
+        session: AsyncSession,
+        row: Any,
+        password: str,
+        address: str,
+        known: bool,
+        now: datetime,
+    ) -> Session:
+        if _hasher.check_needs_rehash(row.password_hash):
             await session.execute(
-                sessions.insert().values(
-                    id=_digest(token),
-                    account_id=row.id,
-                    csrf=csrf,
-                    created_at=now,
-                    last_seen_at=now,
-                    expires_at=now + ABSOLUTE,
-                    revoked_at=None,
+                accounts.update()
+                .where(accounts.c.id == row.id)
+                .values(password_hash=hash_password(password))
+            )
+        # The owner got in from here: this pair starts afresh, and the address is known.
+        attempts = login_attempts.c
+        await session.execute(
+            login_attempts.update()
+            .where(attempts.login == row.login, attempts.address == address)
+            .values(attempts=0, open_at=now, succeeded_at=now)
+        )
+        if not known:  # the account-wide count takes back this attempt, not a guess
+            await session.execute(
+                login_attempts.update()
+                .where(
+                    attempts.login == row.login,
+                    attempts.address == ANY_ADDRESS,
+                    attempts.attempts > 0,
+                )
+                .values(attempts=attempts.attempts - 1)
+            )
+        token = secrets.token_urlsafe(32)  # 256 bits
+        csrf = secrets.token_urlsafe(32)
+        await session.execute(
+            sessions.insert().values(
+                id=_digest(token),
+                account_id=row.id,
+                csrf=csrf,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + ABSOLUTE,
+                revoked_at=None,
+            )
+        )
+        return Session(token, _account(row), csrf)
+
+    async def _prune(self, now: datetime) -> None:
+        """Forget gates nobody tried for a while (a guesser's made-up logins), at most
+        every PRUNE_EVERY."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        attempts = login_attempts.c
+        async with self.database.transaction() as session:
+            await session.execute(
+                login_attempts.delete().where(
+                    attempts.last_at < now - FORGET_AFTER,
+                    attempts.open_at < now,
+                    sa.or_(
+                        attempts.succeeded_at.is_(None),
+                        attempts.succeeded_at < now - KNOWN_ADDRESS,
+                    ),
                 )
             )
-            return Session(token, _account(row), csrf)
 
-    async def session(self, token: str | None, now: datetime | None = None) -> Session | None:
-        """The live session the cookie names (touched), or None: unknown, revoked,
-        idle too long, past its absolute expiry, or its account disabled."""
+    async def session(
+        self, token: str | None, now: datetime | None = None, *, touch: bool = True
+    ) -> Session | None:
+        """The live session the cookie names, or None: unknown, revoked, idle too long,
+        past its absolute expiry, or its account disabled. ``touch``: a person's own
+        request, which keeps the session from going idle; the live stream's checks
+        and the page's automatic refreshes do not."""
         if not token or len(token) > 100:
             return None
-        now = now or utcnow()
+        now = now or self.clock()
         async with self.database.transaction() as session:
             found = (
                 await session.execute(
@@ -416,7 +527,7 @@ class AccountStore:
             last_seen = as_utc(found.last_seen_at)
             if as_utc(found.expires_at) <= now or last_seen + IDLE <= now:
                 return None
-            if now - last_seen >= TOUCH_EVERY:
+            if touch and now - last_seen >= TOUCH_EVERY:
                 await session.execute(
                     sessions.update()
                     .where(sessions.c.id == _digest(token))
@@ -429,7 +540,7 @@ class AccountStore:
             await session.execute(
                 sessions.update()
                 .where(sessions.c.id == _digest(token), sessions.c.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
+                .values(revoked_at=self.clock())
             )
 
     # -- audit -----------------------------------------------------------------------
@@ -448,7 +559,7 @@ class AccountStore:
         async with self.database.transaction() as session:
             await session.execute(
                 audit.insert().values(
-                    at=utcnow(),
+                    at=self.clock(),
                     login=account.login,
                     role=account.role.value,
                     region=region,
@@ -497,6 +608,61 @@ class AccountStore:
             .values(revoked_at=now)
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+_TIME = sa.DateTime(timezone=True)
+
+
+def _gate_statement(insert: Any) -> Any:
+    """Count one attempt at a gate, if it is open: an upsert whose update holds only
+    while ``open_at`` has passed, returning the row it counted (none: the gate is
+    shut). Built once per dialect."""
+    c = login_attempts.c
+    statement = insert(login_attempts).values(
+        login=sa.bindparam("login"),
+        address=sa.bindparam("address"),
+        attempts=1,
+        last_at=sa.bindparam("now", type_=_TIME),
+        open_at=sa.bindparam("now", type_=_TIME),
+        succeeded_at=None,
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[c.login, c.address],
+        set_={
+            "attempts": sa.case(
+                (c.last_at < sa.bindparam("forgotten", type_=_TIME), 1), else_=c.attempts + 1
+            ),
+            "last_at": statement.excluded.last_at,
+        },
+        where=c.open_at <= statement.excluded.open_at,
+    ).returning(c.attempts, c.succeeded_at)
+
+
+_GATE = {False: _gate_statement(sqlite.insert), True: _gate_statement(postgresql.insert)}
+
+
+async def _pass_gate(
+    session: AsyncSession, login: str, address: str, gate: Gate, now: datetime
+) -> Any:
+    """This attempt counted at the gate of (login, address), which it then shuts for
+    ``gate.delay``; Throttled while it is shut. The upsert locks the row until the
+    transaction ends: a concurrent attempt reads the gate as this one leaves it."""
+    key = {"login": login, "address": address}
+    counted = (
+        await session.execute(
+            _GATE[session.get_bind().dialect.name == "postgresql"],
+            {**key, "now": now, "forgotten": now - FORGET_AFTER},
+        )
+    ).first()
+    c = login_attempts.c
+    where = (c.login == login, c.address == address)
+    if counted is None:
+        open_at = (await session.execute(sa.select(c.open_at).where(*where))).scalar_one()
+        raise Throttled(max(1, math.ceil((as_utc(open_at) - now).total_seconds())))
+    shut = gate.delay(counted.attempts)
+    if shut:
+        await session.execute(login_attempts.update().where(*where).values(open_at=now + shut))
+    return counted
 
 
 def _verify(hashed: str, password: str) -> bool:

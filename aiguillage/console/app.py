@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from aiguillage.console.accounts import (
     AccountStore,
     AuditEntry,
     Session,
+    Throttled,
     region_codes,
     region_departements,
 )
@@ -63,7 +65,7 @@ from shared.events import (
     Priority,
 )
 from shared.geo import commune
-from shared.http import BodyLimit, service_port
+from shared.http import BodyLimit, Proxies, SecurityHeaders, service_port
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import declare_topology
@@ -142,6 +144,11 @@ HOME = {
     Role.CENTRE_15: "/centre-15",
     Role.REFERRER: "/adresser",
 }
+
+
+# The live stream's last message when the session ends: the page says so (console.js)
+# rather than try to reconnect.
+EXPIRED = "event: expired\ndata: {}\n\n"
 
 
 class ServiceError(Exception):
@@ -262,6 +269,7 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
     templates = _templates()
     store = AccountStore.for_settings(settings)
     secure = settings.console_secure_cookies
+    proxies = Proxies(settings.trusted_proxies)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -288,6 +296,9 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     # A door like the services' APIs: no body larger than the bound is read.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Pages show identities and carry the session: no cache keeps them (the static
+    # files may be kept); HSTS once served over TLS.
+    app.add_middleware(SecurityHeaders, proxies=proxies, cacheable=("/static/",))
 
     @app.middleware("http")
     async def security_headers(
@@ -304,10 +315,13 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             templates.get_template("refus.html").render(message=str(exc)), status_code=403
         )
 
-    async def actor_of(request: Request, role: Role | None = None) -> Actor:
+    async def actor_of(request: Request, role: Role | None = None, touch: bool = True) -> Actor:
         """The person the session cookie names, as the actor they act for; a POST must
-        carry the session's CSRF token."""
-        found = await store.session(request.cookies.get(SESSION_COOKIE))
+        carry the session's CSRF token. Only the person's own requests keep the session
+        from going idle: not the live stream, nor the parts of a page that the page's
+        script reads again on its own (``X-Fragment``, console.js)."""
+        touch = touch and "x-fragment" not in request.headers
+        found = await store.session(request.cookies.get(SESSION_COOKIE), touch=touch)
         if found is None:
             raise HTTPException(303, headers={"Location": "/connexion"})
         request.state.session = found
@@ -374,18 +388,19 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
         ):
             raise Refused("Formulaire expiré : rechargez la page de connexion et recommencez.")
         login_name = form.get("identifiant", "").strip().lower()
-        address = request.client.host if request.client else "inconnue"
-        wait = await store.retry_after(login_name, address)
-        if wait:
+        address = proxies.client_address(request.scope)
+        try:
+            found = await store.log_in(login_name, form.get("mot_de_passe", ""), address)
+        except Throttled as refused:
+            wait = refused.retry_after
             response = login_form(
                 request,
-                f"Trop d'essais infructueux : réessayez dans {wait // 60 + 1} minutes.",
+                f"Trop d'essais infructueux : réessayez dans {_in_french(wait)}.",
                 login_name,
                 429,
             )
             response.headers["Retry-After"] = str(wait)
             return response
-        found = await store.log_in(login_name, form.get("mot_de_passe", ""), address)
         if found is None:
             return login_form(request, "Identifiant ou mot de passe inconnu.", login_name)
         if found.account.role not in HOME:
@@ -409,15 +424,17 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
 
     async def while_valid(token: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
         # The stream outlives the request that opened it: it ends with the session
-        # (log-out, account disabled, expiry), checked at each message or keep-alive.
+        # (log-out, account disabled, expiry, idle), checked at each message or
+        # keep-alive without touching it: an open page is not a person's action.
         async for chunk in stream:
-            if await store.session(token) is None:
+            if await store.session(token, touch=False) is None:
+                yield EXPIRED
                 return
             yield chunk
 
     @app.get("/evenements")
     async def events(request: Request) -> StreamingResponse:
-        actor = await actor_of(request)
+        actor = await actor_of(request, touch=False)
         return StreamingResponse(
             while_valid(request.cookies.get(SESSION_COOKIE, ""), hub.stream(actor)),
             media_type="text/event-stream",
@@ -726,6 +743,12 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
         )
 
     return app
+
+
+def _in_french(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} seconde{'s' if seconds > 1 else ''}"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 def _short(exc: Exception) -> str:

@@ -160,6 +160,9 @@ def classify(envelope: Envelope) -> Change | None:
 class EventHub:
     url: str
     namespace: str
+    # Seconds between keep-alives on an idle stream; each one checks the session again
+    # (the console's while_valid), so a session gone idle ends its stream this soon.
+    heartbeat: float = 15.0
     _subscribers: set[asyncio.Queue[Change]] = field(default_factory=set)
     _connection: AbstractConnection | None = None
 
@@ -194,7 +197,8 @@ class EventHub:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(change)
 
-    async def stream(self, actor: Actor, heartbeat: float = 15.0) -> AsyncIterator[str]:
+    async def stream(self, actor: Actor, heartbeat: float | None = None) -> AsyncIterator[str]:
+        heartbeat = self.heartbeat if heartbeat is None else heartbeat
         queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=1000)
         self._subscribers.add(queue)
         try:

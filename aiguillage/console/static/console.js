@@ -69,6 +69,12 @@
     source.onerror = function () {
       if (direct) { direct.textContent = "● reconnexion…"; direct.className = "direct"; }
     };
+    // The session ended (idle, log-out, account disabled): no reconnecting, say it.
+    source.addEventListener("expired", function () {
+      source.close();
+      source = null;
+      if (direct) { direct.textContent = "● session expirée : rechargez la page pour vous reconnecter"; direct.className = "direct"; }
+    });
     source.addEventListener("change", function (message) {
       var change = JSON.parse(message.data);
       note(change.line);
