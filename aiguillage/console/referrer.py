@@ -7,10 +7,8 @@ the account acts for: intake validates, as for any other referrer, and its reaso
 session, never from the form. The outcome is intake's status of the referral, read
 again as the services' events come in (aiguillage/console/live.py).
 
-The patient's page needs no log-in: the link's token is the key. The console checks
-it (a forged or expired link never reaches a service), but the services check it
-again themselves before they act or show anything: the scheduler shows the
-appointment and moves it, intake cancels the referral.
+The patient's page (aiguillage/console/patient.py) needs no log-in: the link's token
+is the key; its routes are added with these.
 """
 
 from __future__ import annotations
@@ -31,10 +29,9 @@ from aiguillage.console.auth import Actor
 from aiguillage.console.svgmap import MARGIN
 from shared.auth import Role
 from shared.events import WITHDRAWAL_REASONS_FR, WithdrawalReason
-from shared.geo import commune as find_commune
 from shared.geo import communes
 from shared.paris import in_paris
-from shared.patient_link import HEADER, LinkRefused, issue_link, link_url, verify_link
+from shared.patient_link import issue_link, link_url
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -382,129 +379,7 @@ def add_referrer_routes(
         return JSONResponse({"communes": rf.search_communes(q)})
 
     # -- the patient's page, by the link of the notice (no log-in) ---------------------
+    # Imported here: that module reads this one's helpers (day_and_time, patient_map).
+    from aiguillage.console.patient import add_patient_routes
 
-    def patient_page(
-        request: Request, status: int, template: str = "patient.html", **context: Any
-    ) -> HTMLResponse:
-        response = page(request, template, None, what_to_bring=WHAT_TO_BRING, **context)
-        response.status_code = status
-        # The page holds the patient's appointment: no cache keeps it.
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
-    def refused_link(request: Request, refused: LinkRefused) -> HTMLResponse:
-        if refused.expired:
-            return patient_page(
-                request,
-                410,
-                "patient_refus.html",
-                title="Lien expiré",
-                message="Ce lien a expiré : le rendez-vous est passé. En cas de besoin, "
-                "contactez votre médecin ; en cas d'aggravation, appelez le 15.",
-            )
-        return patient_page(
-            request,
-            403,
-            "patient_refus.html",
-            title="Lien non valide",
-            message="Ce lien n'est pas valide. Vérifiez qu'il est recopié en entier "
-            "depuis votre SMS, votre courriel ou votre avis imprimé.",
-        )
-
-    def service_refusal(request: Request, status: int, data: dict[str, Any]) -> HTMLResponse:
-        reasons = data.get("reasons") or []
-        message = reasons[0].get("message") if reasons else None
-        titles = {403: "Lien non valide", 410: "Rendez-vous plus d'actualité"}
-        return patient_page(
-            request,
-            status if status in (403, 404, 409, 410) else 502,
-            "patient_refus.html",
-            title=titles.get(status, "Demande impossible"),
-            message=message or "Le service ne peut pas répondre pour l'instant : réessayez.",
-        )
-
-    async def patient_call(method: str, service: str, path: str, token: str) -> httpx.Response:
-        assert console.http is not None
-        # The token in a header, not the URL: no service's access log writes it down.
-        return await console.http.request(
-            method, console.base_url(service) + path, headers={HEADER: token}
-        )
-
-    async def appointment_page(request: Request, token: str, **extra: Any) -> HTMLResponse:
-        try:
-            verify_link(key, token)
-            answer = await patient_call("GET", "scheduler", "/patient/appointment", token)
-        except LinkRefused as refused:
-            return refused_link(request, refused)
-        except httpx.HTTPError:
-            return service_refusal(request, 502, {})
-        if answer.status_code != 200:
-            return service_refusal(request, answer.status_code, answer.json())
-        appointment = answer.json()
-        centre = appointment["centre"]
-        town = find_commune(centre.get("commune_insee") or "")
-        return patient_page(
-            request,
-            200,
-            appointment=appointment,
-            centre=centre,
-            town=town.name if town else "",
-            when=day_and_time(appointment["start"]),
-            map=patient_map(centre["lat"], centre["lon"]) if centre.get("lat") else None,
-            token=token,
-            **extra,
-        )
-
-    @app.get("/patient/{token}")
-    async def patient_appointment(request: Request, token: str) -> HTMLResponse:
-        return await appointment_page(request, token)
-
-    async def patient_action(
-        request: Request, token: str, service: str, path: str
-    ) -> httpx.Response | Response:
-        """What the patient asked, done by the service that checks the link itself; the
-        page to show instead when the link or the service refuses."""
-        try:
-            verify_link(key, token)
-            answer = await patient_call("POST", service, path, token)
-        except LinkRefused as refused:
-            return refused_link(request, refused)
-        except httpx.HTTPError:
-            return service_refusal(request, 502, {})
-        if answer.status_code != 200:
-            return service_refusal(request, answer.status_code, answer.json())
-        return answer
-
-    # No CSRF token on the patient's forms: there is no session to ride, and a forger
-    # who could post here would need the link itself, which is the whole credential.
-    @app.post("/patient/{token}/annuler")
-    async def patient_cancel(request: Request, token: str) -> Response:
-        answer = await patient_action(request, token, "intake", "/patient/cancellation")
-        if isinstance(answer, Response):
-            return answer
-        return patient_page(
-            request,
-            200,
-            "patient_refus.html",
-            title="Rendez-vous annulé",
-            message="Votre rendez-vous est annulé ; le centre est prévenu et la place est "
-            "rendue à un autre patient. Si vous avez encore besoin d'une consultation, "
-            "contactez votre médecin. En cas d'aggravation, appelez le 15.",
-            done=True,
-        )
-
-    @app.post("/patient/{token}/autre-creneau")
-    async def patient_move(request: Request, token: str) -> Response:
-        answer = await patient_action(request, token, "scheduler", "/patient/appointment/move")
-        if isinstance(answer, Response):
-            return answer
-        moved = answer.json()
-        # The new appointment's own link (the notice that follows carries the same): the
-        # old one stops working with the old appointment.
-        fresh = issue_link(
-            key,
-            moved["appointment_id"],
-            moved["referral_id"],
-            datetime.fromisoformat(moved["end"]),
-        )
-        return RedirectResponse(f"/patient/{fresh}?deplace=1", status_code=303)
+    add_patient_routes(app, settings=settings, console=console, page=page)

@@ -214,4 +214,25 @@ def take_referrer_screenshots(
             path = out / "patient.png"
             full_page(driver, path)
             written.append(path)
+            written += patient_options_screenshots(driver, base_url, token, out)
+    return written
+
+
+# A phone's width (the smallest in common use) and a laptop's.
+PATIENT_WIDTHS = (360, 1280)
+
+
+def patient_options_screenshots(
+    driver: Any, base_url: str, token: str, out: Path, widths: tuple[int, ...] = PATIENT_WIDTHS
+) -> list[Path]:
+    """The slots a patient is offered when they ask for another (issue 27), at each
+    width: patient-options-<width>.png. Reading the offers books nothing."""
+    written = []
+    for width in widths:
+        # The window, not --window-size: Chromium's headless window is 500 px at least.
+        driver.set_window_size(width, 900)
+        driver.get(f"{base_url}/patient/{token}/autre-creneau")
+        path = out / f"patient-options-{width}.png"
+        full_page(driver, path)
+        written.append(path)
     return written

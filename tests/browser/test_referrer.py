@@ -194,7 +194,7 @@ async def test_a_gp_refers_and_the_patient_moves_then_cancels_by_the_link(
             answer = await client.get(f"/patient/{expired}")
             assert answer.status_code == 410 and "expiré" in answer.text
             # The services refuse it themselves, whoever calls them.
-            scheduler = stack.services.env["AIGUILLAGE_SCHEDULER_HTTP_PORT"]
+            scheduler = stack.services.ports["scheduler"]
             direct = await client.get(
                 f"http://127.0.0.1:{scheduler}/patient/appointment",
                 headers={"X-Patient-Link": tampered},
@@ -204,11 +204,14 @@ async def test_a_gp_refers_and_the_patient_moves_then_cancels_by_the_link(
         assert "Lien non valide" in browser.page_source
         assert_accessible(browser, "a refused link")
 
-        # Another slot: the scheduler moves it; the page follows the new link, the old
-        # one stops working.
+        # Another slot: the patient confirms one of those offered; the page follows the
+        # new link, the old one stops working (tests/browser/test_patient_moves.py).
         async with Tap(s.broker_url, s.namespace) as tap:
             browser.get(f"{stack.url}/patient/{token}")
             browser.find_element(By.ID, "autre-creneau").click()
+            wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "label.creneau"))
+            browser.find_element(By.CSS_SELECTOR, "label.creneau").click()
+            browser.find_element(By.ID, "confirmer").click()
             wait_until(browser, lambda d: "deplace=1" in d.current_url)
             moved_token = browser.current_url.split("/patient/")[1].split("?")[0]
             assert moved_token != token
