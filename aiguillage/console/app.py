@@ -59,13 +59,22 @@ from shared.events import (
     CentreCapacityChanged,
     CentreKind,
     CentreSuspended,
-    Decision,
     Envelope,
     EventPayload,
-    Priority,
 )
 from shared.geo import commune
 from shared.http import BodyLimit, Proxies, SecurityHeaders, service_port
+from shared.labels import (
+    ALERT_KINDS,
+    APPOINTMENT_STATUSES,
+    CENTRE_KINDS,
+    CENTRE_STATUSES,
+    DECISIONS,
+    PRIORITIES,
+    REFERRAL_STATES,
+    REFERRER_KINDS,
+    by_code,
+)
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import declare_topology
@@ -73,55 +82,27 @@ from shared.topology import declare_topology
 HERE = Path(__file__).parent
 PARIS = ZoneInfo("Europe/Paris")
 
-KIND_LABELS = {
-    CentreKind.TEMPORARY_DEDICATED.value: "Centre dédié temporaire",
-    CentreKind.HOSPITAL_ATTACHED.value: "Adossé à un hôpital",
-    CentreKind.MSP.value: "Maison de santé (MSP)",
-    CentreKind.CENTRE_DE_SANTE.value: "Centre de santé",
-    CentreKind.GROUP_PRACTICE.value: "Cabinet de groupe",
-}
-STATUS_LABELS = {
-    "active": "actif",
-    "suspended": "suspendu",
-    "closed": "fermé",
-    "booked": "prévu",
-    "fulfilled": "vu",
-    "noshow": "absent",
-    "escalated": "escaladé",
-    "cancelled": "annulé",
-    "rescheduled": "déplacé",
-}
-DECISION_LABELS = {
-    Decision.ORIENT.value: "Orienter vers un centre",
-    Decision.ESCALATE.value: "Adresser au SAMU / aux urgences",
-    Decision.HOME_FOLLOW_UP.value: "Suivi à domicile (médecin traitant)",
-    Decision.REFUSE.value: "Refuser",
-    Decision.HOLD.value: "Garder en attente",
-}
-PRIORITY_LABELS = {
-    Priority.STAT.value: "immédiate",
-    Priority.ASAP.value: "dès que possible",
-    Priority.URGENT.value: "urgente",
-    Priority.ROUTINE.value: "ordinaire",
-}
-REFERRER_LABELS = {
-    "gp": "médecin traitant",
-    "centre_15": "Centre 15",
-    "sos_medecins": "SOS Médecins",
-    "emergency_department": "urgences",
-}
+# The words of the codes: shared/labels.py, as everywhere a person reads them.
+KIND_LABELS = by_code(CENTRE_KINDS, capital=True)
+STATUS_LABELS = {**CENTRE_STATUSES, **APPOINTMENT_STATUSES}
+DECISION_LABELS = by_code(DECISIONS, capital=True)
+PRIORITY_LABELS = by_code(PRIORITIES)
+REFERRER_LABELS = by_code(REFERRER_KINDS)
+# The referrer's page heads an answer with these (the others: intake's message alone).
 OUTCOME_LABELS = {
-    "appointment": "rendez-vous donné",
-    "refused": "refusé",
-    "escalated": "adressé au SAMU",
-    "home_follow_up": "suivi à domicile",
-    "held": "en attente d'un régulateur",
-    "waitlisted": "en liste d'attente",
-    "rescheduled": "déplacé",
-    "cancelled": "annulé",
-    "no_show": "absent",
+    state: REFERRAL_STATES[state]
+    for state in (
+        "appointment",
+        "refused",
+        "escalated",
+        "home_follow_up",
+        "held_for_regulator",
+        "waitlisted",
+        "cancelled",
+        "no_show",
+    )
 }
-ALERT_LABELS = {"saturation": "saturation", "waiting_list": "liste d'attente"}
+ALERT_LABELS = by_code(ALERT_KINDS)
 ACTION_LABELS = {
     "centre.activated": "activation d'un centre",
     "centre.capacity_changed": "changement de capacité",

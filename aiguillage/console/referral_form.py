@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from shared.events import ReferrerKind, RiskFactor, SeveritySign, Sex
+from shared.events import ReferrerKind
 from shared.geo import Commune, communes, communes_for_postcode, normalise_name
+from shared.labels import REFERRER_KINDS, RISK_FACTORS, SEVERITY_SIGNS, SEXES, by_code
 
 # Bounds of the commune search: a query longer than any commune's name is refused, and
 # a short list is all a person reads as they type.
@@ -22,39 +23,11 @@ MAX_QUERY = 50
 MAX_RESULTS = 10
 MIN_QUERY = 2
 
-SEX_LABELS = {
-    Sex.FEMALE.value: "Femme",
-    Sex.MALE.value: "Homme",
-    Sex.OTHER.value: "Autre",
-    Sex.UNKNOWN.value: "Non précisé",
-}
-SIGN_LABELS = {
-    SeveritySign.DYSPNOEA.value: "Essoufflement inhabituel à la parole ou au moindre effort",
-    SeveritySign.CONFUSION.value: "Confusion, somnolence, altération de la conscience",
-    SeveritySign.UNABLE_TO_EAT_OR_DRINK.value: "Impossibilité de s'alimenter ou de boire "
-    "depuis 24 h ou plus",
-    SeveritySign.DEHYDRATION.value: "Déshydratation",
-    SeveritySign.SUDDEN_DECLINE_ELDERLY.value: "Altération brutale de l'état général "
-    "(personne âgée)",
-}
-RISK_LABELS = {
-    RiskFactor.CHRONIC_RESPIRATORY.value: "Pathologie respiratoire chronique",
-    RiskFactor.HEART_FAILURE_NYHA_3_4.value: "Insuffisance cardiaque NYHA III ou IV",
-    RiskFactor.COMPLICATED_HYPERTENSION.value: "Hypertension artérielle compliquée",
-    RiskFactor.STROKE_OR_CORONARY_HISTORY.value: "Antécédent d'AVC ou de coronaropathie",
-    RiskFactor.DIABETES_INSULIN_UNBALANCED.value: "Diabète insulinodépendant non équilibré",
-    RiskFactor.RENAL_FAILURE_DIALYSIS.value: "Insuffisance rénale chronique dialysée",
-    RiskFactor.CANCER_UNDER_TREATMENT.value: "Cancer sous traitement",
-    RiskFactor.IMMUNODEFICIENCY.value: "Immunodépression",
-    RiskFactor.CIRRHOSIS_B_OR_WORSE.value: "Cirrhose au stade B ou plus",
-    RiskFactor.MORBID_OBESITY.value: "Obésité morbide (IMC > 40)",
-}
-KIND_LABELS = {
-    ReferrerKind.GP.value: "Médecin traitant",
-    ReferrerKind.SOS_MEDECINS.value: "SOS Médecins",
-    ReferrerKind.EMERGENCY_DEPARTMENT.value: "Service des urgences",
-    ReferrerKind.CENTRE_15.value: "Centre 15",
-}
+# A form's choices: the words of shared/labels.py, as everywhere a person reads them.
+SEX_LABELS = by_code(SEXES, capital=True)
+SIGN_LABELS = by_code(SEVERITY_SIGNS, capital=True)
+RISK_LABELS = by_code(RISK_FACTORS, capital=True)
+KIND_LABELS = by_code(REFERRER_KINDS, capital=True)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from aiguillage.console import referral_form as rf
 from aiguillage.console.auth import Actor
 from aiguillage.console.svgmap import MARGIN
 from shared.auth import Role
-from shared.events import WITHDRAWAL_REASONS_FR, WithdrawalReason
+from shared.events import WithdrawalReason
 from shared.geo import communes
+from shared.labels import WITHDRAWAL_REASONS as WITHDRAWAL_REASONS_FR
 from shared.paris import in_paris
 from shared.patient_link import issue_link, link_url
 from shared.settings import Settings

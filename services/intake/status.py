@@ -31,6 +31,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.labels import CANCELLED_BY, PRIORITIES, by_code
 from shared.paris import paris_fr
 
 
@@ -299,19 +300,9 @@ def replay(entries: Iterable[Entry]) -> Current | None:
 
 # -- what a person reads ---------------------------------------------------------------
 
-BY_FR = {
-    "referrer": "par le médecin adresseur",
-    "patient": "par le patient",
-    "centre": "par le centre",
-    "regulator": "par un médecin régulateur",
-    "service": "par le service (centre suspendu ou fermé)",
-}
-PRIORITY_FR = {
-    "stat": "immédiate",
-    "asap": "dès que possible",
-    "urgent": "urgente",
-    "routine": "ordinaire",
-}
+# shared/labels.py, as every label a person reads.
+BY_FR = {code: f"par {who}" for code, who in by_code(CANCELLED_BY).items()}
+PRIORITY_FR = by_code(PRIORITIES)
 
 
 def _when(value: Any) -> str:

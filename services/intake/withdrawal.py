@@ -28,13 +28,8 @@ from services.intake.status import FINAL, State, message
 from shared.auth import Keys, Principal, authenticator
 from shared.consumer import Delivery
 from shared.db import Database
-from shared.events import (
-    WITHDRAWAL_REASONS_FR,
-    CancelledBy,
-    Envelope,
-    ReferralCancelled,
-    WithdrawalReason,
-)
+from shared.events import CancelledBy, Envelope, ReferralCancelled, WithdrawalReason
+from shared.labels import WITHDRAWAL_REASONS as WITHDRAWAL_REASONS_FR
 from shared.openapi import AUTHENTICATED, TOO_LARGE, ProblemBody, not_found
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceName

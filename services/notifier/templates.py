@@ -6,6 +6,7 @@ import re
 from datetime import datetime
 
 from shared.geo import commune
+from shared.labels import PRIORITIES, SEVERITY_SIGNS, by_code
 from shared.paris import paris_fr
 
 
@@ -40,12 +41,7 @@ def where_at(name: str, address: str | None, insee: str) -> str:
     return ", ".join(p for p in parts if p)
 
 
-PRIORITY_FR = {
-    "stat": "immédiate",
-    "asap": "dès que possible",
-    "urgent": "urgente",
-    "routine": "ordinaire",
-}
+PRIORITY_FR = by_code(PRIORITIES)  # shared/labels.py
 
 
 def _test(test_eligible: bool) -> str:
@@ -166,15 +162,7 @@ def patient_withdrawn(start: datetime, referrer_kind: str | None) -> str:
 # lists the severity findings more tersely: each is named here by its stable code; a
 # measured vital also gives its value and the protocol's threshold, the first two
 # numbers of the reason's message (value, then threshold, as v1's wording has them).
-_SEVERITY_SIGNS = {
-    "severity.sign.dyspnoea": "essoufflement inhabituel à la parole ou au moindre effort",
-    "severity.sign.confusion": "confusion, somnolence ou altération de la conscience",
-    "severity.sign.unable_to_eat_or_drink": "impossibilité de s'alimenter ou de boire "
-    "depuis 24 h ou plus",
-    "severity.sign.dehydration": "déshydratation",
-    "severity.sign.sudden_decline_elderly": "altération brutale de l'état général "
-    "d'une personne âgée",
-}
+_SEVERITY_SIGNS = {f"severity.sign.{sign}": words for sign, words in SEVERITY_SIGNS.items()}
 _SEVERITY_VITALS = {
     "severity.spo2": ("SpO2 {} % (< {} %)", "SpO2 sous le seuil"),
     "severity.respiratory_rate": (

@@ -49,6 +49,7 @@ from shared.events import (
     utcnow,
 )
 from shared.geo import commune
+from shared.labels import CENTRE_STATUSES, PRIORITIES
 from shared.senders import ActorKind, SenderRefused
 
 log = structlog.get_logger(__name__)
@@ -73,7 +74,7 @@ PLAN = "scheduler.plan"
 # The reasons the scheduler gives travel as they are to the patient, the centre and
 # the referrer: French. What a machine acts on keeps its stable codes (the event
 # type, ``cancelled_by``, the statuses).
-WITHDRAWN_FR = {"suspended": "suspendu", "closed": "fermé"}
+WITHDRAWN_FR = CENTRE_STATUSES  # shared/labels.py, as every label a person reads
 DECISION_FR = {
     Decision.ESCALATE: "adressé au SAMU / aux urgences",
     Decision.HOME_FOLLOW_UP: "suivi à domicile par le médecin traitant",
@@ -81,12 +82,7 @@ DECISION_FR = {
     Decision.HOLD: "en attente d'un médecin régulateur",
     Decision.ORIENT: "orienté vers un centre",
 }
-PRIORITY_FR = {
-    Priority.STAT: "immédiate",
-    Priority.ASAP: "dès que possible",
-    Priority.URGENT: "urgente",
-    Priority.ROUTINE: "ordinaire",
-}
+PRIORITY_FR = PRIORITIES
 NO_SLOT_FR = "aucun créneau libre avant l'échéance"
 
 

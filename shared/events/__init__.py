@@ -27,7 +27,6 @@ from shared.events.registry import CATALOGUE, UnknownEventError, payload_class
 from shared.events.regulation import ProtocolPublished, RegulationDecided
 from shared.events.submission import RequestRefused, SubmissionAcknowledged, SubmissionError
 from shared.events.vocabulary import (
-    WITHDRAWAL_REASONS_FR,
     CancelledBy,
     CentreKind,
     Clinical,
@@ -47,7 +46,6 @@ from shared.events.vocabulary import (
 
 __all__ = [
     "CATALOGUE",
-    "WITHDRAWAL_REASONS_FR",
     "AlertKind",
     "AppointmentCancelled",
     "AppointmentRescheduled",

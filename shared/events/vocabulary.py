@@ -156,18 +156,6 @@ class WithdrawalReason(StrEnum):
     OTHER = "other"
 
 
-# What a person reads for each code (the status, the notices, the referrer's page): the
-# code travels, the words are said where the message is written.
-WITHDRAWAL_REASONS_FR: dict[WithdrawalReason, str] = {
-    WithdrawalReason.PATIENT_RECOVERED: "le patient va mieux",
-    WithdrawalReason.SEEN_ELSEWHERE: "le patient a été vu ailleurs",
-    WithdrawalReason.HOSPITALISED: "le patient a été hospitalisé",
-    WithdrawalReason.REFERRAL_ERROR: "demande envoyée par erreur",
-    WithdrawalReason.PATIENT_DECLINED: "le patient ne souhaite plus de consultation",
-    WithdrawalReason.OTHER: "autre motif",
-}
-
-
 class Reason(Frozen):
     """A reason a sender can read: a stable code, the field concerned, a message."""
 

@@ -405,8 +405,10 @@ def test_a_screening_request_with_spo2_88_is_escalated_naming_spo2() -> None:
     assert (outcome.priority, outcome.deadline) == (Priority.STAT, NOW)
     lead = outcome.reasons[0]
     assert lead.code == "escalate"
-    assert "SpO2 88 %" in lead.message and "en dessous de 90 %" in lead.message
-    # The finding itself, then the screening request: the audit sees both.
+    assert "SpO2 à 88 %" in lead.message
+    # The finding itself (with the threshold), then the screening request: the audit
+    # sees both.
+    assert "en dessous de 90 %" in outcome.reasons[1].message
     assert codes(outcome) == ["escalate", "severity.spo2", "screening"]
 
 
@@ -421,9 +423,13 @@ def test_a_screening_request_with_confusion_at_81_is_escalated_naming_confusion(
 def test_the_lead_reason_of_an_escalation_names_every_finding() -> None:
     outcome = run(case(severity_signs=["dehydration"], vitals={"respiratory_rate": 30}))
     lead = outcome.reasons[0].message
-    assert "Fréquence respiratoire 30/min" in lead and "déshydratation" in lead
-    for finding in outcome.reasons[1:3]:
-        assert finding.message in lead
+    assert lead.startswith("Signes de gravité : fréquence respiratoire à 30/min ; déshydratation.")
+    # Tersely: each finding's own reason follows, with its threshold, not repeated in it.
+    assert [r.code for r in outcome.reasons[1:3]] == [
+        "severity.respiratory_rate",
+        "severity.sign.dehydration",
+    ]
+    assert all(finding.message not in lead for finding in outcome.reasons[1:3])
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.intake.status import Entry, Happening, State, entry_for_event, message, replay
-from shared.events import (
-    WITHDRAWAL_REASONS_FR,
-    AppointmentCancelled,
-    CancelledBy,
-    ReferralCancelled,
-    WithdrawalReason,
-)
+from shared.events import AppointmentCancelled, CancelledBy, ReferralCancelled, WithdrawalReason
+from shared.labels import WITHDRAWAL_REASONS as WITHDRAWAL_REASONS_FR
 
 T0 = datetime(2020, 3, 25, 8, 0, tzinfo=UTC)
 

@@ -25,25 +25,15 @@ from datetime import datetime, timedelta
 from services.regulation.domain.protocol import PriorityRule, Protocol
 from services.regulation.domain.rules import Case, Outcome, decide, findings, orientation_rule
 from shared.events import Decision, Priority, Reason
+from shared.labels import DECISIONS, PRIORITIES
 
 # The width of ``decisions.decided_by``.
 MAX_REGULATOR_ID = 64
 
 # A regulator and Centre 15's page read these reasons: French words, the codes
 # (``regulator.<decision>``, ``protocol.<decision>``) stay for machines.
-DECISION_FR = {
-    Decision.ORIENT: "orienter vers un centre",
-    Decision.ESCALATE: "adresser au SAMU / aux urgences",
-    Decision.HOME_FOLLOW_UP: "suivi à domicile par le médecin traitant",
-    Decision.REFUSE: "refuser",
-    Decision.HOLD: "garder en attente d'un médecin régulateur",
-}
-PRIORITY_FR = {
-    Priority.STAT: "immédiate",
-    Priority.ASAP: "dès que possible",
-    Priority.URGENT: "urgente",
-    Priority.ROUTINE: "ordinaire",
-}
+DECISION_FR = DECISIONS  # shared/labels.py
+PRIORITY_FR = PRIORITIES
 
 
 class InvalidOverride(ValueError):

@@ -39,9 +39,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from services.regulation.domain.protocol import PriorityRule, Protocol
-from shared.events import Clinical, Decision, Priority, Purpose, Reason, ReferrerKind
+from services.regulation.domain.protocol import PriorityRule, Protocol, VitalName
+from shared.events import Clinical, Decision, Priority, Purpose, Reason, ReferrerKind, SeveritySign
+from shared.labels import VITAL_UNITS
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,18 @@ class Outcome:
 def _num(value: float) -> str:
     # 39.0 reads "39" and 89.9 reads "89,9": the value as a French clinician writes it.
     return f"{value:g}".replace(".", ",")
+
+
+def _named(finding: Reason, clinical: Clinical, protocol: Protocol) -> str:
+    """A severity finding as the escalation's list names it, tersely: "SpO2 à 88 %",
+    "confusion, somnolence ou altération de la conscience". Not its reason's message,
+    which says "Signe de gravité : ..." under a "Signes de gravité : " already."""
+    sign = finding.code.removeprefix("severity.sign.")
+    if sign != finding.code:
+        return protocol.severity.signs[SeveritySign(sign)]
+    vital = cast(VitalName, finding.code.removeprefix("severity."))
+    value = getattr(clinical.vitals, vital)
+    return f"{protocol.messages.vitals[vital]} à {_num(value)}{VITAL_UNITS[vital]}"
 
 
 @dataclass(frozen=True)
@@ -332,7 +346,7 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
     # whatever the referral asked for (see the module docstring).
     if found.severity:
         stat = protocol.priorities.escalate
-        signs = " ".join(r.message for r in found.severity)
+        signs = " ; ".join(_named(r, clinical, protocol) for r in found.severity) + "."
         return conclude(
             Decision.ESCALATE,
             Reason(
