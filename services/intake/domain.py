@@ -23,6 +23,7 @@ from shared.events import (
     ReferralSubmitted,
     Vitals,
 )
+from shared.events.phone import takes_sms
 from shared.geo import Commune, resolve_commune
 
 # Values outside these ranges are typing errors, not patients.
@@ -106,6 +107,9 @@ _SCHEMA_MESSAGES: dict[str, str] = {
     "département (2A ou 2B pour la Corse), commune, numéro d'ordre et clé à 2 chiffres ; "
     "les espaces sont admis.",
     "nir_key": "La clé de contrôle du NIR ne correspond pas à ses 13 premiers caractères.",
+    "phone": "Numéro de téléphone invalide : un numéro français à 10 chiffres (06…, 01…), "
+    "d'outre-mer (0262…, 0590…, 0696…) ou d'un autre pays sous sa forme internationale "
+    "(+ et l'indicatif du pays).",
 }
 
 
@@ -326,13 +330,28 @@ def _vital(name: str, value: float | None) -> list[Reason]:
 
 
 def _consent(sms_consent: bool, phone: str | None) -> list[Reason]:
-    if not sms_consent or phone:
+    """SMS consent needs a number an SMS reaches. A landline is refused rather than the
+    consent dropped: the referrer believes the patient will get an SMS, and must learn
+    now that they will not (the number is valid: the schema checked it)."""
+    if not sms_consent:
+        return []
+    if not phone:
+        return [
+            Reason(
+                code="missing_consent_field",
+                field="patient.phone",
+                message="Consentement aux SMS donné sans numéro de téléphone.",
+            )
+        ]
+    if takes_sms(phone):
         return []
     return [
         Reason(
-            code="missing_consent_field",
+            code="sms_to_landline",
             field="patient.phone",
-            message="Consentement aux SMS donné sans numéro de téléphone.",
+            message="Consentement aux SMS donné pour un numéro qui n'est pas un mobile "
+            "(fixe, box internet, numéro spécial) : il ne reçoit pas de SMS. Donnez le "
+            "numéro de mobile du patient, ou retirez le consentement aux SMS.",
         )
     ]
 

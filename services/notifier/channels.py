@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
+from shared.events.phone import e164, takes_sms
 from shared.webhooks import WebhookPolicy, WebhookRefused, check_addresses, check_url
 
 log = structlog.get_logger(__name__)
@@ -143,10 +144,17 @@ class HttpSms:
         return bool(contact.phone) and contact.sms_consent
 
     async def send(self, contact: Contact, message: PatientMessage) -> None:
+        if not takes_sms(contact.phone or ""):
+            # Intake refuses SMS consent for a landline (sms_to_landline); a contact kept
+            # from before it did is refused here, as a rule applied, not sent into a void.
+            raise Refused("sms_not_mobile", "the patient's number is not a mobile")
         headers = {"Idempotency-Key": message.notification_id}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        body = {"to": contact.phone, "text": message.text, "id": message.notification_id}
+        # E.164, as gateways take it (intake sends it so; a contact kept from before, in
+        # its national form, is put so here).
+        to = e164(contact.phone or "") or contact.phone
+        body = {"to": to, "text": message.text, "id": message.notification_id}
         await post(self.url, json.dumps(body).encode(), headers)
 
 

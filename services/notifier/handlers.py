@@ -10,19 +10,19 @@ outbox in the same transaction, so it is as reliable as every other event.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from services.notifier import store, templates
+from services.notifier import patient_notices, store, templates
 from services.notifier.channels import PatientChannel
 from services.notifier.store import Referrer
 from shared.consumer import Delivery
 from shared.events import (
     AppointmentCancelled,
     AppointmentRescheduled,
-    CancelledBy,
     CentreActivated,
     Channel,
     ConsultationCompleted,
@@ -62,6 +62,18 @@ def _told_as_centre_15(referrer: Referrer) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Told:
+    """What an appointment's event tells: the centre (``centre.<template>``), the
+    patient, and the referrer (an outcome of ``status``, with its ``detail``)."""
+
+    template: str
+    centre: str
+    patient: patient_notices.PatientNotice
+    status: str
+    detail: dict[str, Any]
+
+
 class NotifierHandlers:
     def __init__(
         self,
@@ -81,60 +93,7 @@ class NotifierHandlers:
         payload = delivery.envelope.payload()
         session = delivery.session
         if isinstance(payload, SlotAssigned | AppointmentRescheduled):
-            if isinstance(payload, AppointmentRescheduled) and payload.previous_appointment_id:
-                await self._appointment_status(
-                    session, payload.previous_appointment_id, "cancelled"
-                )
-            await store.add_appointment(
-                session,
-                appointment_id=payload.appointment_id,
-                centre_id=payload.centre_id,
-                referral_id=payload.referral_id,
-                patient_ref=payload.patient_ref,
-                start=payload.start,
-                end=payload.end,
-                box=payload.box,
-                priority=payload.priority.value,
-                test_eligible=payload.test_eligible,
-            )
-            where = templates.place(
-                payload.centre_name, payload.centre_address, payload.centre_commune_insee
-            )
-            go_to = templates.where_at(
-                payload.centre_name, payload.centre_address, payload.centre_commune_insee
-            )
-            if isinstance(payload, SlotAssigned):
-                centre_text = templates.centre_new_patient(
-                    payload.patient_ref,
-                    payload.start,
-                    payload.priority.value,
-                    payload.box,
-                    payload.test_eligible,
-                )
-                template, status = "new_patient", "appointment"
-                patient_text = templates.patient_appointment(
-                    payload.start, go_to, await self._referrer_kind(session, payload.referral_id)
-                ) + templates.patient_link_line(self._link(payload))
-            else:
-                centre_text = templates.centre_rescheduled(
-                    payload.patient_ref,
-                    payload.start,
-                    payload.previous_centre_id,
-                    payload.test_eligible,
-                )
-                template, status = "rescheduled", "rescheduled"
-                patient_text = templates.patient_rescheduled(
-                    payload.start, go_to
-                ) + templates.patient_link_line(self._link(payload))
-            detail = {
-                "appointment_id": payload.appointment_id,
-                "centre_id": payload.centre_id,
-                "centre_name": payload.centre_name,
-                "where": where,
-                "start": payload.start.isoformat(),
-                "end": payload.end.isoformat(),
-                "test_eligible": payload.test_eligible,
-            }
+            told = await self._booked(session, payload)
         elif isinstance(payload, AppointmentCancelled) and payload.replaced_by:
             # Moved elsewhere: the patient and the referrer hear of the new appointment;
             # the centre that loses the patient hears of it here.
@@ -153,24 +112,7 @@ class NotifierHandlers:
             )
             return
         elif isinstance(payload, AppointmentCancelled):
-            await self._appointment_status(session, payload.appointment_id, "cancelled")
-            centre_text = templates.centre_cancelled(
-                payload.patient_ref, payload.start, payload.reason
-            )
-            template, status = "cancelled", "cancelled"
-            if payload.cancelled_by is CancelledBy.REFERRER:
-                # Withdrawn by whoever referred the patient: nobody will call them back.
-                patient_text = templates.patient_withdrawn(
-                    payload.start, await self._referrer_kind(session, payload.referral_id)
-                )
-            else:
-                patient_text = templates.patient_cancelled(
-                    payload.start, by_the_patient=payload.cancelled_by is CancelledBy.PATIENT
-                )
-            # Who cancelled and why: the referrer's webhook says it (by, reason, code).
-            detail = {"reason": payload.reason, "by": payload.cancelled_by.value}
-            if payload.reason_code is not None:
-                detail["reason_code"] = payload.reason_code.value
+            told = await self._cancelled(session, payload)
         else:
             return
         await self._sent_on_broker(
@@ -178,11 +120,90 @@ class NotifierHandlers:
             referral_id=payload.referral_id,
             recipient_kind=RecipientKind.CENTRE,
             recipient=payload.centre_id,
-            template=f"centre.{template}",
-            body=centre_text,
+            template=f"centre.{told.template}",
+            body=told.centre,
         )
-        await self._to_patient(delivery, payload.referral_id, f"patient.{template}", patient_text)
-        await self._to_referrer(delivery, payload.referral_id, status, detail)
+        await self._to_patient(delivery, payload.referral_id, told.patient)
+        await self._to_referrer(delivery, payload.referral_id, told.status, told.detail)
+
+    async def _booked(self, session: Any, payload: SlotAssigned | AppointmentRescheduled) -> _Told:
+        """A new appointment (booked, or moved here): on the centre's list, and told."""
+        if isinstance(payload, AppointmentRescheduled) and payload.previous_appointment_id:
+            await self._appointment_status(session, payload.previous_appointment_id, "cancelled")
+        await store.add_appointment(
+            session,
+            appointment_id=payload.appointment_id,
+            centre_id=payload.centre_id,
+            referral_id=payload.referral_id,
+            patient_ref=payload.patient_ref,
+            start=payload.start,
+            end=payload.end,
+            box=payload.box,
+            priority=payload.priority.value,
+            test_eligible=payload.test_eligible,
+        )
+        visit = patient_notices.Visit(
+            payload.start, payload.centre_name, payload.centre_address, payload.centre_commune_insee
+        )
+        detail: dict[str, Any] = {
+            "appointment_id": payload.appointment_id,
+            "centre_id": payload.centre_id,
+            "centre_name": payload.centre_name,
+            "where": templates.place(
+                payload.centre_name, payload.centre_address, payload.centre_commune_insee
+            ),
+            "start": payload.start.isoformat(),
+            "end": payload.end.isoformat(),
+            "test_eligible": payload.test_eligible,
+        }
+        if isinstance(payload, SlotAssigned):
+            kind = await self._referrer_kind(session, payload.referral_id)
+            return _Told(
+                "new_patient",
+                templates.centre_new_patient(
+                    payload.patient_ref,
+                    payload.start,
+                    payload.priority.value,
+                    payload.box,
+                    payload.test_eligible,
+                ),
+                patient_notices.appointment(visit, kind, self._link(payload)),
+                "appointment",
+                detail,
+            )
+        moved_by = payload.moved_by.value if payload.moved_by is not None else None
+        return _Told(
+            "rescheduled",
+            templates.centre_rescheduled(
+                payload.patient_ref,
+                payload.start,
+                payload.previous_centre_id,
+                payload.test_eligible,
+            ),
+            patient_notices.moved(
+                visit, payload.previous_start, moved_by, payload.reason, self._link(payload)
+            ),
+            "rescheduled",
+            {**detail, "reason": payload.reason, "by": moved_by},
+        )
+
+    async def _cancelled(self, session: Any, payload: AppointmentCancelled) -> _Told:
+        """An appointment cancelled and not replaced: off the list, and told by who."""
+        await self._appointment_status(session, payload.appointment_id, "cancelled")
+        # Who cancelled and why: the referrer's webhook says it (by, reason, code).
+        detail: dict[str, Any] = {"reason": payload.reason, "by": payload.cancelled_by.value}
+        if payload.reason_code is not None:
+            detail["reason_code"] = payload.reason_code.value
+        kind = await self._referrer_kind(session, payload.referral_id)
+        return _Told(
+            "cancelled",
+            templates.centre_cancelled(payload.patient_ref, payload.start, payload.reason),
+            patient_notices.cancelled(
+                payload.start, payload.cancelled_by.value, payload.reason, kind
+            ),
+            "cancelled",
+            detail,
+        )
 
     def _link(self, payload: SlotAssigned | AppointmentRescheduled) -> str | None:
         if self.patient_link is None:
@@ -251,6 +272,7 @@ class NotifierHandlers:
                             recipient=CENTRE_15,
                         )
                 await self._to_referrer(delivery, payload.referral_id, status, detail)
+                await self._decision_to_patient(delivery, payload)
         elif isinstance(payload, ReferralWaitlisted):
             await self._to_referrer(
                 delivery,
@@ -258,6 +280,7 @@ class NotifierHandlers:
                 "waitlisted",
                 {"reason": payload.reason, "priority": payload.priority.value},
             )
+            await self._waiting_to_patient(delivery, payload.referral_id)
         elif isinstance(payload, PatientEscalated):
             detail = {"reason": payload.reason, "centre_id": payload.centre_id}
             if payload.appointment_id:
@@ -287,6 +310,24 @@ class NotifierHandlers:
                 "seen",
                 {"centre_id": payload.centre_id, "appointment_id": payload.appointment_id},
             )
+
+    async def _decision_to_patient(self, delivery: Delivery, payload: ReferralRegulated) -> None:
+        """An escalation, a home follow-up or a refusal: the patient learns what comes
+        next (a hold waits for the regulator's decision, which is told)."""
+        kind = await self._referrer_kind(delivery.session, payload.referral_id)
+        lead = payload.reasons[0].code if payload.reasons else None
+        notice = patient_notices.decided(payload.decision.value, lead, kind)
+        if notice is not None:
+            await self._to_patient(delivery, payload.referral_id, notice)
+
+    async def _waiting_to_patient(self, delivery: Delivery, referral_id: str) -> None:
+        """Waitlisted: told once, and only if never booked. A patient whose centre was
+        withdrawn learnt it, and that they wait, from their appointment's cancellation;
+        one waitlisted again (a new decision) was told already."""
+        if await store.told_of_a_place(delivery.session, referral_id):
+            return
+        kind = await self._referrer_kind(delivery.session, referral_id)
+        await self._to_patient(delivery, referral_id, patient_notices.waitlisted(kind))
 
     async def on_contact(self, delivery: Delivery) -> None:
         contact = delivery.payload_as(PatientContact)
@@ -447,8 +488,10 @@ class NotifierHandlers:
         )
 
     async def _to_patient(
-        self, delivery: Delivery, referral_id: str, template: str, text: str
+        self, delivery: Delivery, referral_id: str, notice: patient_notices.PatientNotice
     ) -> None:
+        """The notice on every patient channel: the SMS its short text, the others (the
+        e-mail, the demos' record) the whole one."""
         for channel in self.patient_channels:
             await self._pending(
                 delivery,
@@ -456,10 +499,10 @@ class NotifierHandlers:
                 recipient_kind=RecipientKind.PATIENT,
                 recipient=referral_id,
                 channel=Channel(channel.name),
-                template=template,
-                body=text,
+                template=notice.template,
+                body=notice.body(channel.name),
                 target={"referral_id": referral_id},
-                subject=templates.SUBJECT,
+                subject=notice.subject,
             )
 
     async def _sent_on_broker(

@@ -219,6 +219,26 @@ _CENTRE_15_CAUSES = select(notifications.c.cause_event_id).where(
 )
 
 
+# The notices that say a patient had a place, or waits for one: a centre's new patient
+# or moved patient (recorded whatever the patient's channels), the waiting list's.
+_PLACE_TEMPLATES = ("centre.new_patient", "centre.rescheduled", "patient.waitlisted")
+_TOLD_OF_A_PLACE = (
+    select(notifications.c.id)
+    .where(
+        notifications.c.referral_id == bindparam("referral_id"),
+        notifications.c.template.in_(_PLACE_TEMPLATES),
+    )
+    .limit(1)
+)
+
+
+async def told_of_a_place(session: AsyncSession, referral_id: str) -> bool:
+    """The referral was booked once, or its patient told they wait (by its notices,
+    found by the referral's index)."""
+    found = await session.scalar(_TOLD_OF_A_PLACE, {"referral_id": referral_id})
+    return found is not None
+
+
 async def referrer(session: AsyncSession, referral_id: str) -> Referrer | None:
     """Who referred the patient, or None while its patient.contact is on its way."""
     row = (await session.execute(_REFERRER, {"referral_id": referral_id})).first()

@@ -1,4 +1,5 @@
-"""Message texts, in French, for the people the notifier tells."""
+"""Message texts, in French, for the centres and the referrers the notifier tells (the
+patients' are services/notifier/patient_notices.py)."""
 
 from __future__ import annotations
 
@@ -71,87 +72,6 @@ def centre_rescheduled(
 
 def centre_cancelled(patient_ref: str, start: datetime, reason: str) -> str:
     return f"Rendez-vous annulé : {patient_ref}, le {local_time(start)}. Motif : {reason}."
-
-
-# -- patients ------------------------------------------------------------------------
-
-SUBJECT = "Votre rendez-vous de consultation Covid-19"
-
-# Who referred the patient, as the notice names them ("à la suite de l'avis ...").
-REFERRED_BY_FR = {
-    "centre_15": "du Centre 15 (SAMU)",
-    "sos_medecins": "de SOS Médecins",
-    "emergency_department": "du service des urgences",
-    "gp": "de votre médecin",
-}
-
-
-def _after_advice(referrer_kind: str | None) -> str:
-    by = REFERRED_BY_FR.get(referrer_kind or "")
-    # The referrer may not be known yet (its referral.received on another queue):
-    # a notice that names nobody rather than the wrong one.
-    return f"à la suite de l'avis {by}" if by else "à la suite d'un avis médical"
-
-
-def patient_appointment(start: datetime, where: str, referrer_kind: str | None = None) -> str:
-    """``where`` as ``where_at`` writes it (``au centre « … », adresse, commune``)."""
-    return (
-        f"Bonjour, {_after_advice(referrer_kind)}, un rendez-vous de consultation vous est "
-        f"réservé le {local_time(start)} {where}. Présentez-vous à l'heure, muni d'un "
-        "masque si vous en avez un. En cas d'aggravation (difficulté à respirer, malaise), "
-        "appelez le 15."
-    )
-
-
-def patient_rescheduled(start: datetime, where: str) -> str:
-    return (
-        f"Bonjour, votre rendez-vous de consultation est déplacé : le {local_time(start)} "
-        f"{where}. En cas d'aggravation, appelez le 15."
-    )
-
-
-def patient_link_line(url: str | None) -> str:
-    """The notice's last sentence: the patient's own link (shared/patient_link.py),
-    to see the appointment, cancel it or ask for another slot, until it is over."""
-    if not url:
-        return ""
-    return (
-        f" Pour voir votre rendez-vous, l'annuler ou demander un autre créneau : {url} "
-        "(lien personnel, valable jusqu'à la fin du rendez-vous)."
-    )
-
-
-def patient_cancelled(start: datetime, by_the_patient: bool = False) -> str:
-    if by_the_patient:
-        # The patient cancelled it from their link: nobody will call them back.
-        return (
-            f"Bonjour, votre rendez-vous du {local_time(start)} est annulé, comme vous "
-            "l'avez demandé. En cas d'aggravation, appelez le 15."
-        )
-    return (
-        f"Bonjour, votre rendez-vous du {local_time(start)} est annulé. Vous serez recontacté. "
-        "En cas d'aggravation, appelez le 15."
-    )
-
-
-# Who withdrew a referral (the referrer's kind), as the subject of a sentence.
-WITHDRAWN_BY_FR = {
-    "centre_15": "le Centre 15 (SAMU)",
-    "sos_medecins": "SOS Médecins",
-    "emergency_department": "le service des urgences",
-    "gp": "votre médecin",
-}
-
-
-def patient_withdrawn(start: datetime, referrer_kind: str | None) -> str:
-    """Withdrawn by whoever referred the patient (issue 27): final, nobody books or
-    calls them again, so the notice promises nothing more."""
-    who = WITHDRAWN_BY_FR.get(referrer_kind or "", "le médecin qui vous a adressé")
-    return (
-        f"Bonjour, votre rendez-vous du {local_time(start)} est annulé : {who} a retiré sa "
-        "demande de consultation. Aucun autre rendez-vous ne vous sera proposé. En cas "
-        "d'aggravation, appelez le 15."
-    )
 
 
 # -- referrers -----------------------------------------------------------------------
@@ -243,19 +163,42 @@ def referrer_outcome(status: str, detail: dict[str, object]) -> str:
     # Outcomes kept from before the verdict travelled with the appointment lack it:
     # nothing said rather than a "non" nobody decided.
     test = f" {_test(bool(detail['test_eligible']))}" if "test_eligible" in detail else ""
+    why = f" ({detail['reason']})" if detail.get("reason") else ""
+    motive = f" Motif : {detail['reason']}." if detail.get("reason") else ""
+    # What happens next, where a process of ours does it: Centre 15 has the escalated
+    # patient's contact and lists them to call back; the scheduler books a waiting
+    # patient when a place frees up, and that booking is told; a regulator's decision
+    # is told, whatever it is. Nothing rebooks a patient who did not come.
     return {
         "appointment": f"Rendez-vous attribué le {at}, {detail.get('centre_name')}.{test}",
-        "rescheduled": f"Rendez-vous déplacé : le {at}, {detail.get('centre_name')}.{test}",
-        "escalated": _escalated(detail),
+        "rescheduled": f"Rendez-vous déplacé : le {at}, {detail.get('centre_name')}.{motive}{test}",
+        "escalated": f"{_escalated(detail)} {CALLED_BACK}",
         "home_follow_up": _decided("Suivi à domicile par le médecin traitant.", detail),
-        "refused": f"Demande refusée : {reasons}",
-        "held_for_regulator": _decided(
-            "En attente de la décision d'un médecin régulateur.", detail
-        ),
-        "waitlisted": "Aucun créneau disponible : patient en liste d'attente.",
-        "cancelled": f"Rendez-vous annulé ({detail.get('reason')}).",
-        "no_show": "Le patient ne s'est pas présenté au rendez-vous.",
+        "refused": f"Demande refusée : {reasons}" if reasons else "Demande refusée.",
+        "held_for_regulator": _decided("En attente de la décision d'un médecin régulateur.", detail)
+        + " Vous serez informé de sa décision.",
+        "waitlisted": "Aucun créneau disponible : patient en liste d'attente. Un rendez-vous "
+        "lui sera réservé dès qu'une place se libère près de chez lui, et vous en serez "
+        "informé.",
+        "cancelled": _cancelled(detail),
+        "no_show": "Le patient ne s'est pas présenté au rendez-vous. Aucun autre rendez-vous "
+        "ne lui est réservé : adressez-le à nouveau si besoin.",
         "seen": "Le patient a été vu en consultation.",
-        "escalated_by_centre": f"Le centre a réadressé le patient au Centre 15 "
-        f"({detail.get('reason')}).",
+        "escalated_by_centre": f"Le centre a réadressé le patient au Centre 15{why}. {CALLED_BACK}",
     }.get(status, status)
+
+
+CALLED_BACK = "Le Centre 15 en est informé et rappelle le patient."
+
+
+def _cancelled(detail: dict[str, object]) -> str:
+    """By who, and why: a withdrawal is final; a centre withdrawn by the ARS is followed
+    by the waiting list's outcome, a regulator's new decision by its own."""
+    by, why = detail.get("by"), detail.get("reason")
+    if by == "referrer":  # its reason is the label of its code when chosen from the list
+        return f"Demande retirée : rendez-vous annulé{f' ({why})' if why else ''}."
+    if by == "patient":
+        return "Rendez-vous annulé par le patient (depuis le lien de son avis)."
+    if by == "centre":
+        return f"Rendez-vous annulé par le centre ({why})."
+    return f"Rendez-vous annulé ({why})."

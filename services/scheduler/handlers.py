@@ -647,6 +647,7 @@ class SchedulerHandlers:
                 priority=priority,
                 distance_km=round(booked.slot.distance_km, 2),
                 reason=reason,
+                moved_by=by,
                 test_eligible=booked.test_eligible,
             ),
             correlation_id=old.referral_id,

@@ -73,6 +73,12 @@ class AppointmentRescheduled(_PerCentre):
     test_eligible: bool = Field(
         False, description="As in slot.assigned: the centre prescribes a diagnostic test."
     )
+    moved_by: CancelledBy | None = Field(
+        None,
+        description="Who moved it: the service (its centre suspended or closed), the "
+        "patient (from their link), a regulator (a raised priority); the patient's notice "
+        "says why (None in events from before it was carried).",
+    )
 
 
 class AppointmentCancelled(_PerCentre):

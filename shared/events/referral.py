@@ -9,6 +9,7 @@ from pydantic import ConfigDict, EmailStr, Field
 
 from shared.events.base import EventPayload
 from shared.events.nir import Nir
+from shared.events.phone import OptionalPhone
 from shared.events.vocabulary import (
     CancelledBy,
     Clinical,
@@ -43,7 +44,11 @@ class PatientIdentity(Frozen):
         description="Numéro d'inscription au répertoire: 13 characters and a 2-digit "
         "control key, spaces allowed (kept without).",
     )
-    phone: str | None = Field(None, max_length=32)
+    phone: OptionalPhone = Field(
+        None,
+        description="A valid number: French (06 12 34 56 78), overseas (0692 12 34 56) or "
+        "international (+32 470 12 34 56); kept in E.164 (+33612345678).",
+    )
     email: Email | None = None
     sms_consent: bool = False
     commune_insee: InseeCode | None = None
@@ -204,6 +209,8 @@ class PatientContact(EventPayload):
     patient_ref: PatientRef
     first_name: str = Field(max_length=100)
     last_name: str = Field(max_length=100)
+    # E.164 as intake checked it (shared/events/phone.py); not checked again here, so
+    # that a contact staged before the check still parses.
     phone: str | None = Field(None, max_length=32)
     email: str | None = Field(None, max_length=254)
     sms_consent: bool = False

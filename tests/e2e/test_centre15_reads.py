@@ -45,7 +45,7 @@ async def test_an_escalation_reaches_centre_15_and_stays_listed_with_whom_to_cal
     referral_id = told.data["referral_id"]
     # With whom to call, when the contact came first (the two travel apart).
     patient = told.data["detail"].get("patient")
-    assert patient is None or patient["phone"] == "0612345678"
+    assert patient is None or patient["phone"] == "+33612345678"
     assert sent.id != referral_id  # the referral's id, not the submission's
 
     listed: list[dict[str, Any]] = []
@@ -57,7 +57,7 @@ async def test_an_escalation_reaches_centre_15_and_stays_listed_with_whom_to_cal
     [escalation] = listed
     assert escalation["referral_id"] == referral_id
     assert escalation["identity"]["last_name"] == "Dupont-Lajoie"
-    assert escalation["identity"]["phone"] == "0612345678"
+    assert escalation["identity"]["phone"] == "+33612345678"  # E.164, as kept
     assert escalation["detail"]["by"] == "protocol"
     assert "SpO2" in json.dumps(escalation["detail"]["reasons"])  # the sign, named
     # Nobody else reads that list.

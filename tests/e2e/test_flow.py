@@ -17,7 +17,14 @@ from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
 
-SECRETS = ["Éloïse", "Dupont-Lajoie", "285057800608441", "0612345678", "eloise.dl@exemple.fr"]
+SECRETS = [
+    "Éloïse",
+    "Dupont-Lajoie",
+    "285057800608441",
+    "0612345678",
+    "+33612345678",  # the number as intake keeps it
+    "eloise.dl@exemple.fr",
+]
 
 
 async def test_referral_goes_from_intake_to_the_centres_notification(

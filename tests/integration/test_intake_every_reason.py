@@ -56,3 +56,36 @@ async def test_the_broker_door_answers_every_reason_at_once(
     assert {(r["field"], r["code"]) for r in rejected.data["reasons"]} == expected
     replies = {m.routing_key for m in tap.messages if (m.routing_key or "").startswith("reply.")}
     assert replies == {"reply.prop.submission.error"}
+
+
+async def test_the_broker_door_refuses_a_wrong_number_as_the_http_door_does(
+    settings: Settings, intake: ServiceRuntime
+) -> None:
+    """The same reasons on both doors: a number that is none (``invalid_phone``), a
+    landline with SMS consent (``sms_to_landline``), in French, beside the others."""
+    s = settings
+    wrong, landline = valid_referral("b-phone-1"), valid_referral("b-phone-2")
+    wrong["patient"]["phone"] = "06 12 34"
+    wrong["patient"]["birth_date"] = "2999-01-01"
+    landline["patient"] |= {"phone": "01 23 45 67 89", "sms_consent": True}
+    envelopes = [
+        Envelope(type=ReferralSubmitted.event_type, source="tests", correlation_id=ref, data=data)
+        for ref, data in (("b-phone-1", wrong), ("b-phone-2", landline))
+    ]
+    async with Tap(s.broker_url, s.namespace, "reply.#") as tap:
+        async with EventPublisher(s.broker_url, s.namespace, "tests") as door:
+            for envelope in envelopes:
+                await door.publish_envelope(envelope, ReferralSubmitted.event_type)
+        await tap.wait_for(lambda es: len([e for e in es if e.type == "submission.error"]) == 2)
+    errors = {e.data["source_message_id"]: e.data for e in tap.of_type("submission.error")}
+    first, second = (errors[envelope.id] for envelope in envelopes)
+    assert {(r["field"], r["code"]) for r in first["reasons"]} == {
+        ("patient.phone", "invalid_phone"),
+        ("patient.birth_date", "birth_date_in_future"),
+    }
+    [invalid] = [r for r in first["reasons"] if r["code"] == "invalid_phone"]
+    assert invalid["message"].startswith("Numéro de téléphone invalide : un numéro français")
+    assert [(r["field"], r["code"]) for r in second["reasons"]] == [
+        ("patient.phone", "sms_to_landline")
+    ]
+    assert "n'est pas un mobile" in second["reasons"][0]["message"]

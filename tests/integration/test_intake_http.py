@@ -13,9 +13,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from services.intake.app import build
+from services.intake.tables import identities
 from shared.auth import Role, issue_token
 from shared.events import (
     AppointmentCancelled,
@@ -179,6 +181,38 @@ async def test_every_reason_at_once_the_schema_s_and_the_rules(http: httpx.Async
     # The refusal, read back, keeps them all.
     read = (await http.get(f"/referrals/{body['submission_id']}")).json()
     assert {r["code"] for r in read["reasons"]} == {r["code"] for r in body["reasons"]}
+
+
+async def test_a_phone_number_is_a_real_one(
+    http: httpx.AsyncClient, intake: ServiceRuntime
+) -> None:
+    """A number that is none is a 422 in French; a landline with SMS consent too; a good
+    one is kept in E.164 (what Centre 15 reads, what the notifier gets)."""
+    bad = valid_referral("ph-1")
+    bad["patient"]["phone"] = "abc"
+    response = await http.post("/referrals", json=bad)
+    assert response.status_code == 422
+    [reason] = response.json()["reasons"]
+    assert (reason["field"], reason["code"]) == ("patient.phone", "invalid_phone")
+    assert reason["message"].startswith("Numéro de téléphone invalide : un numéro français")
+    landline = valid_referral("ph-2")
+    landline["patient"] |= {"phone": "02 99 28 43 21", "sms_consent": True}
+    response = await http.post("/referrals", json=landline)
+    assert response.status_code == 422
+    assert [(r["field"], r["code"]) for r in response.json()["reasons"]] == [
+        ("patient.phone", "sms_to_landline")
+    ]
+    overseas = valid_referral("ph-3")
+    overseas["patient"]["phone"] = "0692 12 34 56"
+    created = await http.post("/referrals", json=overseas)
+    assert created.status_code == 201, created.text
+    async with intake.database.transaction() as session:
+        kept = await session.scalar(
+            select(identities.c.phone).where(
+                identities.c.referral_id == created.json()["referral_id"]
+            )
+        )
+    assert kept == "+262692123456"
 
 
 # -- downstream events, as the other services would publish them -----------------------
@@ -380,7 +414,7 @@ async def test_centre_15_reads_the_patients_it_must_call_back_and_only_those(
         "first_name": "Jeanne",
         "last_name": "Martin",
         "birth_date": "1960-02-01",
-        "phone": "0612345678",
+        "phone": "+33612345678",  # as intake keeps it: E.164
         "address": None,
         "commune": {"insee": "35238", "name": "Rennes", "departement": "35"},
     }

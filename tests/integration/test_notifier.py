@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from sqlalchemy import select
 
 from services.notifier.app import build
 from services.notifier.channels import signature
+from services.notifier.sms import measure
 from services.notifier.tables import attempts, deferred_outcomes, notifications, referrers
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.domain.rules import Case, decide
@@ -29,6 +32,7 @@ from shared.events import (
     Purpose,
     ReferralReceived,
     ReferralRegulated,
+    ReferralWaitlisted,
     ReferrerKind,
     ReferrerRef,
     SeveritySign,
@@ -229,11 +233,18 @@ async def test_same_event_three_times_gives_one_sms_and_one_email(
     assert mail.rcpt_tos == ["eloise@exemple.fr"]
     text = mail.content.decode()
     assert "12 rue de la Poterie" in text and "Rennes" in text
+    # Who referred, where to go, and when on which clock, in French: the e-mail whole.
+    part = message_from_bytes(mail.content, policy=default).get_body()
+    assert part is not None
+    body = part.get_content()
+    assert body.startswith("Bonjour, à la suite de l'avis de votre médecin, ")
+    assert "(heure de Paris) au centre « École de la Poterie », 12 rue" in body
+    # The SMS: its essentials in two segments of the GSM alphabet, to the E.164 number.
     sms = gateway[0].sms[0]
-    assert sms["to"] == "0612345678" and "rendez-vous" in sms["text"]
-    # Who referred, where to go, and when on which clock, in French.
-    assert sms["text"].startswith("Bonjour, à la suite de l'avis de votre médecin, ")
-    assert "(heure de Paris) au centre « École de la Poterie », 12 rue" in sms["text"]
+    assert sms["to"] == "+33612345678"
+    assert sms["text"].startswith("RDV Covid-19 ")
+    assert "(heure de Paris), École de la Poterie, 12 rue de la Poterie, Rennes." in sms["text"]
+    assert measure(sms["text"]).encoding == "GSM-7" and measure(sms["text"]).segments <= 2
     [centre_notice] = [
         r for r in await _rows(notifier, notifications) if r.recipient_kind == "centre"
     ]
@@ -429,10 +440,15 @@ async def test_a_protocol_escalation_is_told_to_centre_15_once_naming_the_signs(
         assert data["detail"]["patient_ref"] == "pat-esc"
         assert data["message"] == (
             "Orientation vers le SAMU / les urgences : SpO2 88 % (< 90 %) ; "
-            "confusion, somnolence ou altération de la conscience."
+            "confusion, somnolence ou altération de la conscience. Le Centre 15 en est "
+            "informé et rappelle le patient."
         )
     rows = [r for r in await _rows(notifier, notifications) if r.referral_id == "ref-esc-gp"]
-    assert sorted(r.recipient_kind for r in rows) == ["centre_15", "referrer"]
+    assert sorted(r.recipient_kind for r in rows) == ["centre_15", "patient", "patient", "referrer"]
+    # The patient learns who will call: Centre 15 (the SMS short, the e-mail whole).
+    told = {r.channel: r.body for r in rows if r.recipient_kind == "patient"}
+    assert told["sms"].startswith("Covid-19 : votre demande est transmise au SAMU-Centre 15")
+    assert "qui va vous rappeler" in told["email"] and told["email"].startswith("Bonjour")
 
 
 async def test_centre_15_referring_an_escalated_patient_is_told_once(
@@ -451,7 +467,48 @@ async def test_centre_15_referring_an_escalated_patient_is_told_once(
     assert message.routing_key == "reply.centre-15.referral.outcome"
     assert Envelope.model_validate_json(message.body).data["status"] == "escalated"
     rows = [r for r in await _rows(notifier, notifications) if r.referral_id == "ref-esc-c15"]
-    assert [r.recipient_kind for r in rows] == ["referrer"]
+    assert sorted(r.recipient_kind for r in rows) == ["patient", "patient", "referrer"]
+
+
+async def test_a_waiting_patient_is_told_once_and_a_booked_one_by_the_cancellation(
+    settings: Settings, notifier: ServiceRuntime
+) -> None:
+    """Waitlisted: the patient learns they wait, once, that a message will come with
+    the appointment; a patient whose appointment was cancelled (a centre withdrawn)
+    learnt it from the cancellation, and is not told a second time."""
+    s = settings
+    gp = ReferrerRef(kind=ReferrerKind.GP, identifier="gp-1", reply_to="gp-1")
+    [_, _, (booked, _)] = _events()
+    slot = booked.payload_as(SlotAssigned)
+
+    def waiting(referral_id: str) -> ReferralWaitlisted:
+        return ReferralWaitlisted(
+            referral_id=referral_id,
+            patient_ref="pat-w",
+            priority=Priority.ROUTINE,
+            departement="35",
+            reason="aucun créneau libre avant l'échéance",
+            waiting_in_departement=1,
+        )
+
+    async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+        for referral_id in ("ref-wait", REFERRAL):
+            await pub.publish(_contact(referral_id, "pat-w", gp), correlation_id=referral_id)
+        await pub.publish(slot, correlation_id=REFERRAL)
+        await asyncio.sleep(0.5)
+        for event in (waiting("ref-wait"), waiting("ref-wait"), waiting(REFERRAL)):
+            await pub.publish(event, correlation_id=event.referral_id)
+
+    async def told() -> bool:
+        rows = await _rows(notifier, notifications)
+        return bool(sum(r.template == "referrer.waitlisted" for r in rows) == 3)
+
+    await _until(told)
+    rows = await _rows(notifier, notifications)
+    waited = {(r.referral_id, r.channel) for r in rows if r.template == "patient.waitlisted"}
+    assert waited == {("ref-wait", "email"), ("ref-wait", "sms")}
+    [said] = [r.body for r in rows if r.template == "patient.waitlisted" and r.channel == "sms"]
+    assert "Vous recevrez un SMS dès qu'un RDV vous sera réservé" in said
 
 
 @pytest.mark.parametrize("contact_first", [True, False], ids=["contact_first", "outcome_first"])
@@ -482,6 +539,7 @@ async def test_the_referrer_is_told_from_the_contact_alone(
     rows = [r for r in await _rows(notifier, notifications) if r.referral_id == referral_id]
     assert sorted((r.recipient_kind, r.recipient) for r in rows) == [
         ("centre_15", "centre-15"),
+        *[("patient", referral_id)] * 2,  # e-mail and SMS: Centre 15 will call
         ("referrer", "gp-2"),
     ]
     assert not [r for r in await _rows(notifier, deferred_outcomes) if r.referral_id == referral_id]

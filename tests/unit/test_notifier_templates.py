@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.notifier import templates
+from services.notifier import patient_notices, templates
+from services.notifier.patient_notices import Visit
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.domain.rules import Case, decide
 from shared.events import Clinical, Purpose, ReferrerKind
@@ -30,15 +31,17 @@ def test_times_are_paris_time_and_say_so(instant: datetime, read: str) -> None:
 
 
 def test_every_notice_gives_paris_time_labelled() -> None:
-    where = templates.where_at("École de la Poterie", None, "35238")
+    visit = Visit(WINTER, "École de la Poterie", None, "35238")
+    patients = [
+        patient_notices.appointment(visit, "gp", None),
+        patient_notices.moved(visit, SUMMER, "service", "centre suspendu : fermeture", None),
+        *(patient_notices.cancelled(WINTER, by, "motif", "gp") for by in ("patient", "service")),
+    ]
     texts = [
         templates.centre_new_patient("pat-1", WINTER, "asap", 2, True),
         templates.centre_rescheduled("pat-1", WINTER, "rennes-cleunay"),
         templates.centre_cancelled("pat-1", WINTER, "centre suspendu : fermeture"),
-        templates.patient_appointment(WINTER, where, "gp"),
-        templates.patient_rescheduled(WINTER, where),
-        templates.patient_cancelled(WINTER),
-        templates.patient_cancelled(WINTER, by_the_patient=True),
+        *(text for notice in patients for text in (notice.text, notice.sms)),
         templates.referrer_outcome(
             "appointment", {"start": WINTER.isoformat(), "centre_name": "X"}
         ),
@@ -64,7 +67,8 @@ def test_every_notice_gives_paris_time_labelled() -> None:
 def test_the_place_takes_the_right_preposition(name: str, said: str) -> None:
     where = templates.where_at(name, "12 rue de la Poterie", "35238")
     assert where == f"{said}, 12 rue de la Poterie, Rennes"
-    text = templates.patient_appointment(WINTER, where, "gp")
+    visit = Visit(WINTER, name, "12 rue de la Poterie", "35238")
+    text = patient_notices.appointment(visit, "gp", None).text
     assert f"16h40 (heure de Paris) {said}, 12 rue de la Poterie, Rennes." in text
     assert "au École" not in text and "au Maison" not in text and "au SOS" not in text
 
@@ -81,7 +85,9 @@ def test_the_place_takes_the_right_preposition(name: str, said: str) -> None:
     ],
 )
 def test_the_patient_notice_names_who_referred(kind: str | None, named: str) -> None:
-    text = templates.patient_appointment(WINTER, "au CHU Pontchaillou", kind)
+    text = patient_notices.appointment(
+        Visit(WINTER, "CHU Pontchaillou", None, "35238"), kind, None
+    ).text
     assert text.startswith(f"Bonjour, {named} un rendez-vous")
     if kind != "gp":
         assert "votre médecin" not in text
@@ -168,11 +174,16 @@ def test_the_referrer_is_told_regulations_french_reason() -> None:
 def test_a_vitals_value_and_threshold_are_read_from_either_wording(message: str) -> None:
     detail = _regulated(("escalate", "…"), ("severity.spo2", message))
     assert templates.referrer_outcome("escalated", detail) == (
-        "Orientation vers le SAMU / les urgences : SpO2 88,5 % (< 90 %)."
+        "Orientation vers le SAMU / les urgences : SpO2 88,5 % (< 90 %). "
+        "Le Centre 15 en est informé et rappelle le patient."
     )
 
 
 def test_a_patient_who_cancelled_is_not_told_they_will_be_called_back() -> None:
-    assert "recontacté" in templates.patient_cancelled(WINTER)
-    theirs = templates.patient_cancelled(WINTER, by_the_patient=True)
-    assert "recontacté" not in theirs and "comme vous l'avez demandé" in theirs
+    # Nobody calls anyone back after a cancellation (tests/unit/test_patient_notices.py
+    # has every case): a centre withdrawn leads to the waiting list and its new notice.
+    for by in ("patient", "referrer", "service", "regulator", "centre"):
+        notice = patient_notices.cancelled(WINTER, by, "motif", "gp")
+        assert "Vous serez recontacté" not in notice.text + notice.sms
+    theirs = patient_notices.cancelled(WINTER, "patient", "motif", "gp").text
+    assert "comme vous l'avez demandé" in theirs and "Personne ne vous recontactera" in theirs

@@ -184,7 +184,7 @@ def test_a_referrer_hears_of_referral_events_without_their_content() -> None:
 
 
 def test_the_notice_carries_a_link_that_verifies_until_the_appointment_ends() -> None:
-    from services.notifier import templates
+    from services.notifier import patient_notices
     from services.notifier.patient_links import patient_link_for
 
     settings = Settings(patient_link_key=KEY, patient_link_base_url="https://rdv.example")
@@ -193,6 +193,6 @@ def test_the_notice_carries_a_link_that_verifies_until_the_appointment_ends() ->
     assert url.startswith("https://rdv.example/patient/p1.")
     link = verify_link(KEY, url.rsplit("/", 1)[1])
     assert (link.appointment_id, link.expires) == (APPOINTMENT, LATER)
-    line = templates.patient_link_line(url)
+    line = patient_notices.link_line(url)
     assert url in line and "annuler" in line and "autre créneau" in line
-    assert templates.patient_link_line(None) == ""
+    assert patient_notices.link_line(None) == ""
