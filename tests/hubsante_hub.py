@@ -22,7 +22,11 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from aiguillage.hubsante import messages, schema
 from aiguillage.hubsante.door import ORIGIN_HEADER, HubSanteDoor
+from shared.events import Envelope, SubmissionAcknowledged
+from shared.publisher import EventPublisher
+from shared.senders import CENTRE_15_KEY
 from shared.settings import Settings
+from shared.topology import ingress_exchange
 
 DATA = Path(__file__).parent / "hubsante" / "data"
 LRM = "fr.health.samuA"
@@ -122,7 +126,7 @@ class HubRouter:
                 message = json.loads(delivery.body)
                 address = message["descriptor"]["explicitAddress"]["explicitAddressValue"]
                 kind = message.get("distributionKind")
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 address, kind = self.fallback, None
             if not isinstance(address, str):
                 address = self.fallback
@@ -163,9 +167,12 @@ class Lrm:
         self._arrived.set()
 
     async def publish(self, message: dict[str, Any], routing_key: str | None = None) -> None:
+        await self.publish_raw(json.dumps(message).encode(), routing_key)
+
+    async def publish_raw(self, body: bytes, routing_key: str | None = None) -> None:
         await self._hub.publish(
             aio_pika.Message(
-                json.dumps(message).encode(),
+                body,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 content_type="application/json",
             ),
@@ -218,10 +225,13 @@ def answers(distribution_id: str) -> Callable[[dict[str, Any]], bool]:
 
 
 @contextlib.asynccontextmanager
-async def door_on_hub(settings: Settings) -> AsyncIterator[tuple[Lrm, HubSanteDoor]]:
-    """The door, on a hub of its own with an LRM; on the way out, checks that every
-    message the door sent validates against the hub's whole-message schema."""
-    async with hub_vhost(settings.broker_url, (DOOR,)) as url:
+async def door_on_hub(
+    settings: Settings, clients: tuple[str, ...] = ()
+) -> AsyncIterator[tuple[Lrm, HubSanteDoor]]:
+    """The door, on a hub of its own with an LRM (and the queues of ``clients``, for
+    other LRMs: ``Lrm(door.settings.hubsante_url, client)``); on the way out, checks that
+    every message the door sent validates against the hub's whole-message schema."""
+    async with hub_vhost(settings.broker_url, (DOOR, *clients)) as url:
         door = HubSanteDoor(
             settings.model_copy(update={"hubsante_url": url, "hubsante_client_id": DOOR})
         )
@@ -283,3 +293,61 @@ def oriented_case(case_id: str, age: str = "P75Y", insee: str = "35238") -> dict
             ],
         }
     }
+
+
+class FakeIntake:
+    """Intake, played by the test: takes what the door publishes on the ingress and
+    answers on Centre 15's reply key as intake would (the door follows an answer to the
+    submissions it made only)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.received: list[Envelope] = []
+        self._arrived = asyncio.Event()
+
+    async def __aenter__(self) -> FakeIntake:
+        self._connection = await aio_pika.connect_robust(self.settings.broker_url)
+        channel = await self._connection.channel()
+        exchange = await channel.get_exchange(ingress_exchange(self.settings.namespace))
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for key in ("referral.#", "regulation.#"):
+            await queue.bind(exchange, key)
+        await queue.consume(self._on_message, no_ack=True)
+        self.intake = EventPublisher(self.settings.broker_url, self.settings.namespace, "intake")
+        await self.intake.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.intake.__aexit__(None, None, None)
+        await self._connection.close()
+
+    async def _on_message(self, delivery: AbstractIncomingMessage) -> None:
+        self.received.append(Envelope.model_validate_json(delivery.body))
+        self._arrived.set()
+
+    async def wait_for(
+        self, kind: str, predicate: Callable[[Envelope], bool] = lambda _: True
+    ) -> Envelope:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for envelope in self.received:
+                if envelope.type == kind and predicate(envelope):
+                    return envelope
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), 0.5)
+        raise TimeoutError(f"no {kind} from the door; received {[e.type for e in self.received]}")
+
+    async def acknowledge(self, source_message_id: str, reference: str) -> str:
+        """intake's acknowledgement of the message ``source_message_id``: the referral id."""
+        referral_id = str(uuid.uuid4())
+        await self.intake.publish(
+            SubmissionAcknowledged(
+                reply_to=CENTRE_15_KEY,
+                source_message_id=source_message_id,
+                referral_id=referral_id,
+                reference=reference,
+            ),
+            correlation_id=referral_id,
+        )
+        return referral_id

@@ -6,7 +6,9 @@ broker, and a Centre 15 on Aiguillage's.
   acting for ``centre_15``, or the ``centre_15`` user itself); updates and ``Cancel``
   become ``regulation.decided`` / ``referral.cancelled``.
 - Answers: the AMQP ack once the case is held (in the door's table and confirmed by
-  Aiguillage's broker), then the hub's functional Ack or an RS-ERROR.
+  Aiguillage's broker), then the hub's functional Ack or an RS-ERROR, always to the
+  publisher. Several messages at once, one case's in arrival order (``lanes``), each
+  within a time budget; bounds and JSON first (``guard``), never a requeue.
 - Out: Centre 15's answers (``reply.centre-15.#`` on ``<ns>.events``) mapped back to
   the case: RS-SAS-RDV for the appointment, an RS-EDA-MAJ note for the rest.
 """
@@ -21,9 +23,10 @@ from typing import Any
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 
-from aiguillage.hubsante import cases, messages, schema
+from aiguillage.hubsante import cases, guard, messages, schema
+from aiguillage.hubsante.lanes import Lanes
 from aiguillage.hubsante.messages import ErrorCode
 from aiguillage.hubsante.store import applied, open_database
 from aiguillage.hubsante.store import cases as table
@@ -34,7 +37,9 @@ from shared.events import (
     Envelope,
     Priority,
     ReferralCancelled,
+    ReferralSubmitted,
     RegulationDecided,
+    new_id,
 )
 from shared.publisher import EventPublisher
 from shared.settings import Settings
@@ -47,6 +52,14 @@ HUB_EXCHANGE = "hubsante"
 # hub does). The hub itself refuses a sender inconsistency at its entry; the door checks
 # again whatever reaches it.
 ORIGIN_HEADER = "x-hubsante-routing-key"
+# Hub messages handled at once (one case's still one after the other).
+CONCURRENCY = 8
+# Each hub message's budget, its validation and handling: past it the publisher is told
+# (700, send it again) and the message acked, so that none holds its place for long.
+# Under the hub's 5 s TTL (its test topology).
+BUDGET_SECONDS = 3.0
+# A publish on the hub waits that long for its confirm at most.
+SEND_SECONDS = 10.0
 # Intake's codes that mean the case id was used for another case.
 _CONFLICT = {"reference_conflict"}
 # What goes back as a note on the LRM's case, in French, for the regulator.
@@ -59,6 +72,15 @@ _NOTE = {
 }
 
 
+def _as_samu(referral: ReferralSubmitted, samu: str | None) -> ReferralSubmitted:
+    """A SAMU refers in its own name, answered on its own key (intake's door checks
+    both); the LRM's case keeps its sender in the door's table."""
+    if samu is None:
+        return referral
+    referrer = referral.referrer.model_copy(update={"identifier": samu, "reply_to": samu})
+    return referral.model_copy(update={"referrer": referrer})
+
+
 def replies_queue(namespace: str) -> str:
     return hubsante_queue(namespace).name(namespace)
 
@@ -69,13 +91,16 @@ class HubSanteDoor:
             raise ValueError("AIGUILLAGE_HUBSANTE_URL is empty: the Hub Santé door is off")
         self.settings = settings
         self.client_id = settings.hubsante_client_id
+        # The SAMU whose LRM it relays (issue 28): its cases, its territory, its answers.
+        self.samu = settings.hubsante_samu or None
         self.publisher = EventPublisher(
-            settings.broker_url, settings.namespace, "hubsante", actor="centre_15"
+            settings.broker_url, settings.namespace, "hubsante", actor=self.samu or "centre_15"
         )
         self._database: Database | None = None
         self._hub_channel: AbstractChannel | None = None
         self._hub_exchange: AbstractExchange | None = None
-        self._lock = asyncio.Lock()  # one message at a time: the case table is the state
+        self._lanes = Lanes(CONCURRENCY)
+        self.budget_seconds = BUDGET_SECONDS
 
     @property
     def database(self) -> Database:
@@ -87,7 +112,8 @@ class HubSanteDoor:
         await self.publisher.__aenter__()
         self._hub = await aio_pika.connect_robust(self.settings.hubsante_url)
         self._hub_channel = await self._hub.channel(publisher_confirms=True)
-        await self._hub_channel.set_qos(prefetch_count=1)
+        # Enough for every place, and as many waiting behind a case's earlier messages.
+        await self._hub_channel.set_qos(prefetch_count=2 * CONCURRENCY)
         self._hub_exchange = await self._hub_channel.get_exchange(HUB_EXCHANGE, ensure=False)
         # The answers to what we sent (.ack, .info) go through the same checks: an
         # invalid one gets its 300, a valid Ack or Error is never answered.
@@ -96,14 +122,19 @@ class HubSanteDoor:
             await queue.consume(self.on_hub_message)
         # Declared and bound where this user may (an operator); provisioned for the
         # least-privilege Centre 15 user, which may only read it.
-        spec = hubsante_queue(self.settings.namespace)
+        spec = hubsante_queue(self.settings.namespace, self.samu)
         await declare_topology(self.settings.broker_url, self.settings.namespace, [spec])
         self._bus = await aio_pika.connect_robust(self.settings.broker_url)
         channel = await self._bus.channel()
         await channel.set_qos(prefetch_count=1)
         queue = await channel.declare_queue(spec.name(self.settings.namespace), passive=True)
         await queue.consume(self.on_reply)
-        log.info("hubsante door started", client_id=self.client_id)
+        # Compiles every pattern now, and says which would not run on RE2 (none today).
+        log.info(
+            "hubsante door started",
+            client_id=self.client_id,
+            fallback_patterns=schema.fallback_patterns(),
+        )
 
     async def stop(self) -> None:
         for connection in (getattr(self, "_hub", None), getattr(self, "_bus", None)):
@@ -136,6 +167,7 @@ class HubSanteDoor:
                 message_id=message["distributionID"],
             ),
             routing_key=self.client_id,
+            timeout=SEND_SECONDS,
         )
         log.info(
             "hubsante sent",
@@ -152,42 +184,62 @@ class HubSanteDoor:
     # -- in: the hub's messages -------------------------------------------------------
 
     async def on_hub_message(self, delivery: AbstractIncomingMessage) -> None:
-        async with self._lock, delivery.process(requeue=True):
-            origin = (delivery.headers or {}).get(ORIGIN_HEADER)
-            published_with = origin if isinstance(origin, str) else None
-            try:
-                await self.handle(delivery.body, published_with)
-            except Exception as exc:
-                # Never a message that blocks the queue: the sender hears of it (700) and
-                # may send it again; the log names the error, never the case's content.
-                log.exception("hubsante message failed", error=type(exc).__name__)
-                sender = _sender_of(delivery.body) or published_with
-                if sender:
-                    await self._error(
-                        sender,
-                        ErrorCode.INTERNAL_CLIENT_ERROR,
-                        f"the door could not process it ({type(exc).__name__}); send it again",
-                        _distribution_of(delivery.body),
-                    )
-
-    async def handle(self, body: bytes, published_with: str | None) -> None:
-        """One message from the hub. ``published_with``: the routing key it was
-        published with, when known (else the senderID stands for it)."""
+        origin = (delivery.headers or {}).get(ORIGIN_HEADER)
+        published_with = origin if isinstance(origin, str) and origin else None
+        # Read before any await, so that the case's lane is taken in arrival order.
         try:
-            message: Any = json.loads(body)
-        except ValueError:
-            message = None
-        sender = message.get("senderID") if isinstance(message, dict) else None
-        # Answered where it came from: its sender, else the key it was published with.
-        to = sender if isinstance(sender, str) and sender else published_with
+            message: Any = guard.read(delivery.body, self.settings.max_message_bytes)
+        except guard.Unreadable as exc:
+            message = exc
+        case_id = guard.case_id(message)
+        key = (guard.publisher(message, published_with), case_id) if case_id else None
+        await self._lanes.run(key, lambda: self._process(delivery, message, published_with))
+
+    async def _process(
+        self, delivery: AbstractIncomingMessage, message: Any, published_with: str | None
+    ) -> None:
+        # Never requeued: what failed once would fail again. The publisher is answered
+        # instead; a failure to answer (the hub away) rejects it to the hub's dead letters.
+        async with delivery.process(requeue=False):
+            try:
+                await asyncio.wait_for(self.handle(message, published_with), self.budget_seconds)
+            except TimeoutError:
+                log.warning("hubsante message over its budget", seconds=self.budget_seconds)
+                cause = f"message non traité en {self.budget_seconds:g} s"
+                await self._failed(message, published_with, cause)
+            except Exception as exc:
+                # The log names the error, never the case's content.
+                log.exception("hubsante message failed", error=type(exc).__name__)
+                cause = f"la porte n'a pas pu le traiter ({type(exc).__name__})"
+                await self._failed(message, published_with, cause)
+
+    async def _failed(self, message: Any, published_with: str | None, cause: str) -> None:
+        """700: the LRM may send it again."""
+        to = guard.publisher(message, published_with)
+        if to:
+            await self._error(
+                to,
+                ErrorCode.INTERNAL_CLIENT_ERROR,
+                f"{cause} ; renvoyez-le",
+                guard.distribution_id(message),
+            )
+
+    async def handle(self, message: Any, published_with: str | None) -> None:
+        """One message from the hub, as ``guard.read`` gave it (or its ``Unreadable``).
+        ``published_with``: the key it was published with, when the hub passes it on."""
+        to = guard.publisher(message, published_with)
         if not isinstance(message, dict):
             if to:
-                cause = "not a JSON object"
+                cause = (
+                    str(message)
+                    if isinstance(message, guard.Unreadable)
+                    else "le message n'est pas un objet JSON"
+                )
                 await self._error(to, ErrorCode.INVALID_MESSAGE, cause, "unknown")
             return
-        distribution_id = message.get("distributionID")
-        referenced = distribution_id if isinstance(distribution_id, str) else "unknown"
-        problems = schema.errors(message)
+        referenced = guard.distribution_id(message)
+        # In a thread: the budget answers on time even for a validation that ran long.
+        problems = await asyncio.to_thread(schema.errors, message)
         if problems:
             # Even a message that says it is an Ack: an error is not an acknowledgement.
             if to:
@@ -197,43 +249,37 @@ class HubSanteDoor:
         if message["distributionKind"] in ("Ack", "Error"):
             log.info("hubsante answer received", kind=message["distributionKind"])
             return  # never acknowledge an acknowledgement
-        distribution_id = referenced
-        sender = str(sender)  # the schema requires it, a string
-        if (published_with is not None and sender != published_with) or not (
-            distribution_id.startswith(f"{sender}_")
-        ):
-            await self._error(
-                published_with or str(sender),
-                ErrorCode.SENDER_INCONSISTENCY,
-                "senderID must be the routing key and begin the distributionID",
-                distribution_id,
-            )
+        sender = str(message["senderID"])  # the schema requires it, a string
+        refusal = guard.sender_refusal(sender, referenced, published_with)
+        if refusal is not None:
+            await self._error(to or sender, ErrorCode.SENDER_INCONSISTENCY, refusal, referenced)
             return
+        await self._dispatch(message, sender, referenced)
+
+    async def _dispatch(self, message: dict[str, Any], sender: str, distribution_id: str) -> None:
         content = message["content"][0]["jsonContent"]["embeddedJsonContent"]["message"]
         kind = content.get("kind") or message["distributionKind"]
-        if "createCaseHealth" in content:
-            case = content["createCaseHealth"]
-            if kind == "Cancel":
-                await self.cancel(case, sender, distribution_id)
-            else:
-                await self.create(case, sender, distribution_id)
-        elif "createCaseHealthUpdate" in content:
-            update_ = content["createCaseHealthUpdate"]
-            if kind == "Cancel":
-                await self.cancel(update_, sender, distribution_id)
-            else:
-                await self.update(update_, sender, distribution_id)
-        else:
+        case = content.get("createCaseHealth") or content.get("createCaseHealthUpdate")
+        if not isinstance(case, dict):
             # Another use case: received, nothing for a consultation door to do.
             await self.send(messages.ack(self.client_id, sender, distribution_id))
+            return
+        refusal = guard.case_refusal(str(case["caseId"]), sender)
+        if refusal is not None:
+            await self._error(sender, *refusal, distribution_id)
+        elif kind == "Cancel":
+            await self.cancel(case, sender, distribution_id)
+        elif "createCaseHealth" in content:
+            await self.create(case, sender, distribution_id)
+        else:
+            await self.update(case, sender, distribution_id)
 
     async def create(self, case: dict[str, Any], sender: str, distribution_id: str) -> None:
         case_id = str(case["caseId"])
         digest = cases.content_hash(case)
-        async with self.database.transaction() as session:
-            row = (await session.execute(select(table).where(table.c.case_id == case_id))).first()
+        row = await self._case(sender, case_id)
         if row is not None:
-            if row.content_hash != digest or row.sender != sender:
+            if row.content_hash != digest:
                 await self._error(
                     sender,
                     ErrorCode.CASE_ALREADY_EXISTS,
@@ -242,8 +288,8 @@ class HubSanteDoor:
                 )
             elif row.answered:
                 await self.send(messages.ack(self.client_id, sender, distribution_id))
-            else:  # redelivered before intake answered (a crash): publish it again
-                await self._submit(case, sender, cases.last_decision(case))
+            else:  # sent again before intake answered (a crash, a lost answer): publish again
+                await self._submit(case, sender, cases.last_decision(case), distribution_id)
             return
         decision = cases.last_decision(case)
         if decision is None or decision.decision is not Decision.ORIENT:
@@ -273,19 +319,38 @@ class HubSanteDoor:
                     created_at=datetime.now(UTC),
                 )
             )
-        await self._submit(case, sender, decision)
+        await self._submit(case, sender, decision, distribution_id)
 
     async def _submit(
-        self, case: dict[str, Any], sender: str, decision: cases.RegulatorDecision | None
+        self,
+        case: dict[str, Any],
+        sender: str,
+        decision: cases.RegulatorDecision | None,
+        distribution_id: str,
     ) -> None:
+        """Publishes the referral under an id of our own, recorded first: intake's answer
+        to that id, and to no other message, binds the case (``_answered``). A new id
+        each time: intake answers a message it already took (its inbox) no more."""
         assert decision is not None
-        referral = cases.referral(case, sender, decision)
-        await self.publisher.publish(referral, correlation_id=referral.reference)
+        referral = _as_samu(cases.referral(case, sender, decision), self.samu)
+        submission_id = new_id()
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(table)
+                .where(_key(sender, str(case["caseId"])))
+                .values(submission_id=submission_id, distribution_id=distribution_id)
+            )
+        await self.publisher.publish(
+            referral, correlation_id=referral.reference, event_id=submission_id
+        )
+
+    async def _case(self, sender: str, case_id: str) -> Any:
+        async with self.database.transaction() as session:
+            return (await session.execute(select(table).where(_key(sender, case_id)))).first()
 
     async def _known(self, case_id: str, sender: str, distribution_id: str) -> Any:
-        async with self.database.transaction() as session:
-            row = (await session.execute(select(table).where(table.c.case_id == case_id))).first()
-        if row is None or row.sender != sender or row.referral_id is None:
+        row = await self._case(sender, case_id)
+        if row is None or row.referral_id is None:
             await self._error(
                 sender,
                 ErrorCode.WRONG_MESSAGE_SEQUENCE,
@@ -340,7 +405,9 @@ class HubSanteDoor:
     # -- out: what Aiguillage tells Centre 15 -------------------------------------------
 
     async def on_reply(self, delivery: AbstractIncomingMessage) -> None:
-        async with self._lock, delivery.process(requeue=True):
+        # One at a time (prefetch 1), alongside the hub's messages: each reads and
+        # writes its case's row in transactions of its own.
+        async with delivery.process(requeue=True):
             try:
                 envelope = Envelope.model_validate_json(delivery.body)
             except ValueError:
@@ -362,34 +429,30 @@ class HubSanteDoor:
         async with self.database.transaction() as session:
             await session.execute(insert(applied).values(event_id=envelope.id))
 
-    async def _row(self, **where: Any) -> Any:
-        ((column, value),) = where.items()
+    async def _row(self, column: str, value: str) -> Any:
         async with self.database.transaction() as session:
             return (await session.execute(select(table).where(table.c[column] == value))).first()
 
     async def _answered(self, kind: str, data: dict[str, Any]) -> None:
-        reference = data.get("reference")
-        row = await self._row(case_id=reference) if isinstance(reference, str) else None
+        """Intake's answer to a submission: followed only when it answers one the door
+        published itself (its id), never for a reference, which any Centre 15
+        submission may name (an HTTP one reusing a case id would re-point the case)."""
+        source = data.get("source_message_id")
+        row = await self._row("submission_id", source) if isinstance(source, str) else None
         if row is None:
-            return  # another Centre 15 client's submission
+            return  # another Centre 15 client's submission, or one we sent again since
         if kind == "submission.acknowledged":
-            async with self.database.transaction() as session:
-                await session.execute(
-                    update(table)
-                    .where(table.c.case_id == row.case_id)
-                    .values(referral_id=data["referral_id"], answered=True)
-                )
-            if not row.answered:
-                await self.send(messages.ack(self.client_id, row.sender, row.distribution_id))
+            await self._bind(row, str(data["referral_id"]))
             return
         code = str(data.get("error_code", ""))
         reasons = "; ".join(
             f"{r.get('code')} ({r.get('field')}): {r.get('message')}"
             for r in data.get("reasons", [])
         )
-        async with self.database.transaction() as session:
-            # Refused: the LRM may send the case corrected under the same id.
-            await session.execute(delete(table).where(table.c.case_id == row.case_id))
+        if row.referral_id is None:
+            async with self.database.transaction() as session:
+                # Refused: the LRM may send the case corrected under the same id.
+                await session.execute(delete(table).where(_same(row)))
         await self._error(
             row.sender,
             ErrorCode.CASE_ALREADY_EXISTS if code in _CONFLICT else ErrorCode.INSUFFICIENT_DATA,
@@ -397,8 +460,20 @@ class HubSanteDoor:
             row.distribution_id,
         )
 
+    async def _bind(self, row: Any, referral_id: str) -> None:
+        """The case is its referral's for good."""
+        if row.referral_id not in (None, referral_id):
+            log.warning("hubsante case already bound", case_sender=row.sender)
+            return
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(table).where(_same(row)).values(referral_id=referral_id, answered=True)
+            )
+        if not row.answered:
+            await self.send(messages.ack(self.client_id, row.sender, row.distribution_id))
+
     async def _outcome(self, data: dict[str, Any]) -> None:
-        row = await self._row(referral_id=str(data.get("referral_id")))
+        row = await self._row("referral_id", str(data.get("referral_id")))
         if row is None:
             return
         status, detail = str(data.get("status")), data.get("detail") or {}
@@ -409,9 +484,7 @@ class HubSanteDoor:
                 priority = Priority(row.priority) if row.priority else None
                 await self._decide(row, Decision(row.decision), priority, row.regulator)
                 async with self.database.transaction() as session:
-                    await session.execute(
-                        update(table).where(table.c.case_id == row.case_id).values(released=True)
-                    )
+                    await session.execute(update(table).where(_same(row)).values(released=True))
             return
         if status in ("appointment", "rescheduled"):
             await self._appointment(row, "booked", detail)
@@ -462,7 +535,7 @@ class HubSanteDoor:
         async with self.database.transaction() as session:
             await session.execute(
                 update(table)
-                .where(table.c.case_id == row.case_id)
+                .where(_same(row))
                 .values(
                     appointment_id=appointment_id,
                     appointment_seq=seq,
@@ -475,17 +548,10 @@ class HubSanteDoor:
             )
 
 
-def _field(body: bytes, name: str) -> str | None:
-    try:
-        value = json.loads(body).get(name)
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
+def _key(sender: str, case_id: str) -> ColumnElement[bool]:
+    """A case is its sender's: the same case id from another SAMU is another case."""
+    return and_(table.c.sender == sender, table.c.case_id == case_id)
 
 
-def _sender_of(body: bytes) -> str | None:
-    return _field(body, "senderID")
-
-
-def _distribution_of(body: bytes) -> str:
-    return _field(body, "distributionID") or "unknown"
+def _same(row: Any) -> ColumnElement[bool]:
+    return _key(row.sender, row.case_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table
 
 from shared.db import Database
 from shared.migrations import upgrade
@@ -16,11 +16,15 @@ metadata = MetaData()
 cases = Table(
     "hubsante_cases",
     metadata,
+    # A case is its sender's: one SAMU's case id never names another's (migration 0002).
+    Column("sender", String(200), primary_key=True),
     Column("case_id", String(100), primary_key=True),
-    Column("sender", String(200), nullable=False),
     Column("content_hash", String(64), nullable=False),
     # The createCaseHealth waiting for intake's answer, then answered Ack or Error.
     Column("distribution_id", String(200), nullable=False),
+    # The referral.submitted the door published for it: intake's answer to that message
+    # alone binds the case to a referral (never an answer naming its reference).
+    Column("submission_id", String(36), nullable=True),
     Column("answered", Boolean, nullable=False, default=False),
     Column("referral_id", String(36), nullable=True, index=True),
     Column("decision", String(20), nullable=True),
@@ -38,6 +42,7 @@ cases = Table(
     Column("centre_id", String(64), nullable=True),
     Column("centre_name", String(200), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("uq_hubsante_cases_submission_id", "submission_id", unique=True),
 )
 
 # The outcome events already sent to the hub: a redelivery sends nothing twice.
