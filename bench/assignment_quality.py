@@ -14,7 +14,10 @@ centre's recent bookings (``policy.Demand``) and with the settings' defaults. Th
 greedy line is the previous rule (``rank_candidates``, one patient at a time), for
 reference. The offline optimum sees every patient at once and solves the assignment
 problem on the same cost (travel and waiting, same weights) and the same slots, with
-scipy.optimize.linear_sum_assignment.
+scipy.optimize.linear_sum_assignment. Both sides honour the same reach
+(``domain/reach.py``): no slot starts before the patient's arrival (the optimum) or the
+batch's answer (online) + ``--lead-minutes`` + the travel from the patient's commune,
+at the speed of its area, to that centre.
 
     python bench/assignment_quality.py [--seeds 2020 2021 2022] [--loads 600 1500 3000]
 """
@@ -45,6 +48,7 @@ from services.scheduler.domain.policy import (
     is_urgent,
     rank_priced,
 )
+from services.scheduler.domain.reach import Area, Reach, commune_area
 from services.scheduler.domain.slots import free_slots
 from services.scheduler.handlers import JOINT_BATCH
 from shared.events import OpeningPeriod, Priority
@@ -70,6 +74,7 @@ class Patient:
     arrival: datetime
     priority: Priority
     deadline: datetime
+    area: Area  # of the patient's commune: their travel speed
 
 
 def scenario(
@@ -105,8 +110,9 @@ def scenario(
         town = rng.choices(towns, weights=weights)[0]
         arrival = start + timedelta(minutes=rng.uniform(0, MORNING_MINUTES))
         priority = Priority.ASAP if rng.random() < 0.3 else Priority.ROUTINE
+        deadline = arrival + DEADLINES[priority]
         drawn.append(
-            Patient(index, town.lat, town.lon, arrival, priority, arrival + DEADLINES[priority])
+            Patient(index, town.lat, town.lon, arrival, priority, deadline, commune_area(town))
         )
     drawn.sort(key=lambda p: p.arrival)
     return centres, drawn
@@ -155,6 +161,7 @@ def online(
     k: int,
     max_km: float,
     batch_seconds: float,
+    lead_minutes: float,
 ) -> tuple[Result, int]:
     """The policy, as the scheduler runs it: each batch of arrivals placed at once."""
     grid: GridIndex[str] = GridIndex()
@@ -185,7 +192,16 @@ def online(
                 {cid for p in joint for cid, _ in grid.nearest(p.lat, p.lon, k, max_km)}
             )
             planned = assign_jointly(
-                [Request(str(p.index), p.priority, (p.lat, p.lon), p.deadline) for p in joint],
+                [
+                    Request(
+                        str(p.index),
+                        p.priority,
+                        (p.lat, p.lon),
+                        p.deadline,
+                        Reach.of(p.area, lead_minutes),
+                    )
+                    for p in joint
+                ],
                 now=now,
                 centres=[by_id[cid] for cid in near_ids],
                 booked=booked,
@@ -214,6 +230,7 @@ def online(
                     demand=recent.demand(own_ids, now),
                     weights=weights,
                     policy=policy,
+                    reach=Reach.of(p.area, lead_minutes),
                     limit=1,
                 )
                 slot = ranked[0] if ranked else None
@@ -228,7 +245,12 @@ def online(
 
 
 def greedy(
-    centres: list[CentreSchedule], patients: list[Patient], weights: Weights, k: int, max_km: float
+    centres: list[CentreSchedule],
+    patients: list[Patient],
+    weights: Weights,
+    k: int,
+    max_km: float,
+    lead_minutes: float,
 ) -> Result:
     """The previous rule: each patient as it arrives, nearest-first, no price."""
     grid: GridIndex[str] = GridIndex()
@@ -247,6 +269,7 @@ def greedy(
             centres=near,
             booked=booked,
             weights=weights,
+            reach=Reach.of(p.area, lead_minutes),
         )
         if ranked:
             best = ranked[0]
@@ -266,9 +289,15 @@ def _haversine(
 
 
 def optimum(
-    centres: list[CentreSchedule], patients: list[Patient], weights: Weights, max_km: float
+    centres: list[CentreSchedule],
+    patients: list[Patient],
+    weights: Weights,
+    max_km: float,
+    lead_minutes: float,
 ) -> Result:
-    """Every patient at once: the assignment problem on the same slots and cost."""
+    """Every patient at once: the assignment problem on the same slots and cost, and
+    the same reach (a slot starts at the earliest the lead time and the travel from the
+    patient's arrival, ``Reach.earliest`` vectorised)."""
     first = min(p.arrival for p in patients)
     last = max(p.deadline for p in patients)
     slots = [
@@ -287,7 +316,9 @@ def optimum(
     arrival = np.array([p.arrival.timestamp() for p in patients])[:, None]
     deadline = np.array([p.deadline.timestamp() for p in patients])[:, None]
     wait = (starts[None, :] - arrival) / 60
-    ok = (wait >= 0) & (starts[None, :] <= deadline) & (km <= max_km)
+    per_km = np.array([Reach.of(p.area, lead_minutes).minutes_per_km for p in patients])
+    reachable = wait >= lead_minutes + km * per_km[:, None]
+    ok = reachable & (starts[None, :] <= deadline) & (km <= max_km)
     cost = np.where(ok, weights.travel_per_km * km + weights.wait_per_minute * wait, INFEASIBLE)
     rows, cols = linear_sum_assignment(cost)
     result: Result = {}
@@ -352,6 +383,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=settings.candidate_centres)
     parser.add_argument("--max-km", type=float, default=settings.max_travel_km)
     parser.add_argument(
+        "--lead-minutes",
+        type=float,
+        default=settings.booking_lead_minutes,
+        help="no slot sooner than this + the travel after booking (both sides)",
+    )
+    parser.add_argument(
         "--batch-seconds",
         type=float,
         default=2.0,
@@ -401,17 +438,24 @@ def main() -> None:
             worst_dep, worst_load, region_load = busiest(centres, patients)
             t0 = time.perf_counter()
             on, batches = online(
-                centres, patients, weights, policy, args.k, args.max_km, args.batch_seconds
+                centres,
+                patients,
+                weights,
+                policy,
+                args.k,
+                args.max_km,
+                args.batch_seconds,
+                args.lead_minutes,
             )
             t1 = time.perf_counter()
-            off = optimum(centres, patients, weights, args.max_km)
+            off = optimum(centres, patients, weights, args.max_km, args.lead_minutes)
             t2 = time.perf_counter()
             got, best = summary(on, weights, len(patients)), summary(off, weights, len(patients))
             r = ratios(got, best)
             old = None
             if not args.no_greedy:
                 old = summary(
-                    greedy(centres, patients, weights, args.k, args.max_km),
+                    greedy(centres, patients, weights, args.k, args.max_km, args.lead_minutes),
                     weights,
                     len(patients),
                 )

@@ -23,6 +23,7 @@ from shared.events import (
     CentreClosed,
     CentreSuspended,
     ConsultationCompleted,
+    ConsultationCorrected,
     ConsultationNoShow,
     Envelope,
     EventPayload,
@@ -47,7 +48,13 @@ from shared.events import (
 )
 
 _ARS = (CentreActivated, CentreCapacityChanged, CentreSuspended, CentreClosed)
-_CENTRES = (ConsultationCompleted, ConsultationNoShow, PatientEscalated, ReinforcementRequested)
+_CENTRES = (
+    ConsultationCompleted,
+    ConsultationNoShow,
+    ConsultationCorrected,
+    PatientEscalated,
+    ReinforcementRequested,
+)
 
 PUBLISHERS: dict[str, tuple[type[EventPayload], ...]] = {
     # Outside actors, on the ingress exchange.

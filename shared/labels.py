@@ -25,6 +25,7 @@ from shared.events import (
     CancelledBy,
     CentreKind,
     Channel,
+    ConsultationOutcome,
     Decision,
     Priority,
     Purpose,
@@ -56,6 +57,10 @@ DECISIONS: Mapping[Decision, str] = {
     Decision.HOME_FOLLOW_UP: "suivi à domicile par le médecin traitant",
     Decision.REFUSE: "refuser",
     Decision.HOLD: "garder en attente d'un médecin régulateur",
+}
+CONSULTATION_OUTCOMES: Mapping[ConsultationOutcome, str] = {
+    ConsultationOutcome.SEEN: "vu",
+    ConsultationOutcome.NO_SHOW: "absent",
 }
 SEVERITY_SIGNS: Mapping[SeveritySign, str] = {
     SeveritySign.DYSPNOEA: "essoufflement inhabituel à la parole ou au moindre effort",
@@ -138,6 +143,7 @@ CHANNELS: Mapping[Channel, str] = {
 _BY_ENUM: Mapping[type[StrEnum], Mapping[Any, str]] = {
     Priority: PRIORITIES,
     Decision: DECISIONS,
+    ConsultationOutcome: CONSULTATION_OUTCOMES,
     SeveritySign: SEVERITY_SIGNS,
     RiskFactor: RISK_FACTORS,
     CancelledBy: CANCELLED_BY,

@@ -80,6 +80,7 @@ class QueueSpec:
 CENTRE_REPORT_TYPES = (
     "consultation.completed",
     "consultation.no_show",
+    "consultation.corrected",
     "patient.escalated",
     "reinforcement.requested",
 )
@@ -109,6 +110,7 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
                 "appointment.cancelled.*",
                 "consultation.completed.*",
                 "consultation.no_show.*",
+                "consultation.corrected.*",
                 "patient.escalated.*",
             ),
             "What became of each referral downstream, for its referrer to read.",
@@ -150,8 +152,10 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             "scheduler",
             "consultations",
             tuple(f"{t}.*" for t in CENTRE_REPORT_TYPES),
-            "The door of what centres report, each for its own appointments: a no-show or "
-            "an escalation frees the slot; applied, it goes on the bus.",
+            "The door of what centres report, each for its own appointments: an outcome "
+            "in its time (seen from the slot's start, no-show from its end), corrected "
+            "within 24 hours; a no-show or an escalation frees the slot; applied, it goes "
+            "on the bus.",
             INGRESS,
         ),
     ),
@@ -181,6 +185,7 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
                 "patient.escalated.*",
                 "consultation.no_show.*",
                 "consultation.completed.*",
+                "consultation.corrected.*",
             ),
             "What the referrer (and Centre 15, for escalations) must be told.",
         ),

@@ -77,6 +77,9 @@ class Happening(StrEnum):
     WITHDRAWN = "withdrawn"  # referral.cancelled
     SEEN = "seen"  # consultation.completed
     NO_SHOW = "no_show"  # consultation.no_show
+    # consultation.corrected: the centre corrects the outcome it recorded (issue 27)
+    CORRECTED_TO_SEEN = "corrected_to_seen"
+    CORRECTED_TO_NO_SHOW = "corrected_to_no_show"
     ESCALATED_BY_CENTRE = "escalated_by_centre"  # patient.escalated
 
 
@@ -99,6 +102,7 @@ OPEN = frozenset(
 # applies: the orientation, its waiting, an appointment (the newest wins), and an
 # appointment's cancellation (a suspended centre's patient is moved or waits).
 FOR_A_SLOT = frozenset({S.RECEIVED, S.REGULATED, S.WAITLISTED, S.APPOINTMENT, S.CANCELLED})
+# Nothing follows them; a centre's correction turns seen and no_show into each other.
 FINAL = frozenset({S.REJECTED, S.WITHDRAWN, S.SEEN, S.NO_SHOW})
 
 
@@ -129,12 +133,20 @@ TRANSITIONS: dict[Happening, dict[State | None, State]] = {
     Happening.WITHDRAWN: _to(S.WITHDRAWN, OPEN),
     Happening.SEEN: {S.APPOINTMENT: S.SEEN},
     Happening.NO_SHOW: {S.APPOINTMENT: S.NO_SHOW},
+    Happening.CORRECTED_TO_SEEN: {S.NO_SHOW: S.SEEN},
+    Happening.CORRECTED_TO_NO_SHOW: {S.SEEN: S.NO_SHOW},
     Happening.ESCALATED_BY_CENTRE: _to(S.ESCALATED, set(State) - {S.REJECTED}),
 }
 # These apply only to the appointment the status holds: a report or a cancellation
 # about an earlier appointment (moved since) is history.
 ABOUT_THE_APPOINTMENT = frozenset(
-    {Happening.APPOINTMENT_CANCELLED, Happening.SEEN, Happening.NO_SHOW}
+    {
+        Happening.APPOINTMENT_CANCELLED,
+        Happening.SEEN,
+        Happening.NO_SHOW,
+        Happening.CORRECTED_TO_SEEN,
+        Happening.CORRECTED_TO_NO_SHOW,
+    }
 )
 # What the orientation decided, kept in the detail of what follows from it.
 CARRIED = ("priority", "test_eligible")
@@ -253,6 +265,12 @@ def entry_for_event(
         return Happening.SEEN, pick("appointment_id", "centre_id", "test_prescribed")
     if event_type == "consultation.no_show":
         return Happening.NO_SHOW, pick("appointment_id", "centre_id")
+    if event_type == "consultation.corrected":
+        seen = data.get("outcome") == "seen"
+        corrected = pick("appointment_id", "centre_id", "outcome", "previous_outcome", "reason")
+        if seen:
+            corrected["test_prescribed"] = data.get("test_prescribed")
+        return (Happening.CORRECTED_TO_SEEN if seen else Happening.CORRECTED_TO_NO_SHOW), corrected
     if event_type == "patient.escalated":
         return Happening.ESCALATED_BY_CENTRE, {
             "by": "centre",
@@ -332,6 +350,15 @@ def _centre(detail: Mapping[str, Any]) -> str:
     return f"{centre}, {address}" if address else centre
 
 
+OUTCOME_FR = {"seen": "vu", "no_show": "absent"}
+
+
+def _corrected(detail: Mapping[str, Any]) -> str:
+    """What a status set by a correction says of it."""
+    before = OUTCOME_FR.get(str(detail.get("previous_outcome")))
+    return f" Issue corrigée par le centre (notée « {before} » d'abord)." if before else ""
+
+
 def _by(detail: Mapping[str, Any]) -> str:
     by = BY_FR.get(str(detail.get("by")))
     return f" {by}" if by else ""
@@ -399,10 +426,17 @@ def message(code: str, detail: Mapping[str, Any]) -> str:
         return f"Demande annulée{_by(detail)}.{_because(detail)}"
     if code == "seen":
         prescribed = " Test prescrit." if detail.get("test_prescribed") else ""
-        return f"Patient vu au centre {detail.get('centre_id')}.{prescribed}"
+        return f"Patient vu au centre {detail.get('centre_id')}.{prescribed}{_corrected(detail)}"
     if code == "no_show":
         return (
             "Le patient ne s'est pas présenté à son rendez-vous au centre "
-            f"{detail.get('centre_id')}."
+            f"{detail.get('centre_id')}.{_corrected(detail)}"
+        )
+    if code in ("corrected_to_seen", "corrected_to_no_show"):
+        now = "patient vu" if code == "corrected_to_seen" else "patient absent"
+        before = OUTCOME_FR.get(str(detail.get("previous_outcome")), "une autre issue")
+        return (
+            f"Issue corrigée par le centre {detail.get('centre_id')} : {now} "
+            f"(il avait été noté {before}).{_because(detail)}"
         )
     return code

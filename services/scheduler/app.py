@@ -31,6 +31,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
             ),
             max_travel_km=settings.max_travel_km,
             candidate_centres=settings.candidate_centres,
+            lead_minutes=settings.booking_lead_minutes,
             joint_batch=settings.joint_batch,
             saturation_threshold=settings.saturation_threshold,
             policy=PolicySettings(

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import structlog
 
-from services.scheduler import store
+from services.scheduler import consultations, store
 from services.scheduler.domain.assignment import Candidate, Weights
 from services.scheduler.domain.centres import CentreSchedule
 from services.scheduler.domain.policy import (
@@ -34,6 +34,7 @@ from shared.events import (
     CentreClosed,
     CentreSuspended,
     ConsultationCompleted,
+    ConsultationCorrected,
     ConsultationNoShow,
     Decision,
     Envelope,
@@ -148,6 +149,7 @@ _CENTRE_DECISIONS = (CentreActivated, CentreCapacityChanged, CentreSuspended, Ce
 _CENTRE_REPORTS = (
     ConsultationCompleted,
     ConsultationNoShow,
+    ConsultationCorrected,
     PatientEscalated,
     ReinforcementRequested,
 )
@@ -158,9 +160,13 @@ class SchedulerHandlers:
         self,
         config: SchedulerConfig | None = None,
         provision_centre: Callable[[str], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config or SchedulerConfig()
         self.provision_centre = provision_centre
+        # What the centres' outcomes are judged by (services/scheduler/consultations.py):
+        # this service's own clock, never a time the message carries; tests set it.
+        self.clock = clock
         self._checked: dict[str, float] = {}
 
     # -- centres -----------------------------------------------------------------
@@ -393,8 +399,9 @@ class SchedulerHandlers:
     async def on_consultation(self, delivery: Delivery) -> None:
         """The centres' door: what a centre reports, for its own appointments only (the
         routing key names the centre, which the broker holds it to; the appointment's
-        centre is checked here). Then the appointment's status; a no-show or an
-        escalation gives the slot back; and the report goes on the bus."""
+        centre is checked here). Then the appointment's status: an outcome in its time,
+        or its correction (consultations.py); a no-show or an escalation gives the slot
+        back; and the report goes on the bus."""
         payload = delivery.envelope.payload()
         centre_id = getattr(payload, "centre_id", None)
         if not isinstance(payload, _CENTRE_REPORTS) or centre_id is None:
@@ -417,15 +424,9 @@ class SchedulerHandlers:
             )
             await delivery.emit(payload, correlation_id=centre_id)
             return
-        if isinstance(payload, ConsultationCompleted):
-            status, release = "fulfilled", False
-        elif isinstance(payload, ConsultationNoShow):
-            status, release = "noshow", True
-        else:
-            status, release = "escalated", True
         appointment_id = payload.appointment_id
         if appointment_id is not None:
-            appt = await store.appointment_owner(delivery.session, appointment_id)
+            appt = await store.reported_appointment(delivery.session, appointment_id)
             if appt is None:
                 if delivery.sender is None or delivery.sender.trusted:
                     raise LookupError(f"report on unknown appointment {appointment_id}")
@@ -436,9 +437,11 @@ class SchedulerHandlers:
                     "the appointment is not the reporting centre's",
                     "appointment_id",
                 )
-            if release:
-                await store.release(delivery.session, appointment_id)
-            await store.set_appointment_status(delivery.session, appointment_id, status)
+            if not isinstance(payload, PatientEscalated):
+                await consultations.apply(delivery, payload, appt, self.clock())
+                return
+            await store.release(delivery.session, appointment_id)
+            await store.set_appointment_status(delivery.session, appointment_id, "escalated")
         else:
             # An escalation outside an appointment (the patient called the centre, say)
             # is still about a patient of the reporting centre: one it has booked.

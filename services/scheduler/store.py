@@ -37,7 +37,9 @@ from services.scheduler.tables import (
     bookings,
     capacity_changes,
     centres,
+    consultation_outcomes,
     origins,
+    outcome_corrections,
     reinforcements,
     waitlist,
 )
@@ -519,9 +521,6 @@ _FUTURE_APPOINTMENTS = (
     )
     .order_by(appointments.c.start)
 )
-_APPOINTMENT_OWNER = select(appointments.c.centre_id, appointments.c.referral_id).where(
-    appointments.c.id == bindparam("appointment_id")
-)
 _PATIENT_OF_CENTRE = select(appointments.c.id).where(
     appointments.c.referral_id == bindparam("referral_id"),
     appointments.c.centre_id == bindparam("centre_id"),
@@ -562,11 +561,6 @@ async def future_appointments(
 ) -> Sequence[AnyRow]:
     """The centre's booked appointments from ``now`` on, soonest first."""
     return (await session.execute(_FUTURE_APPOINTMENTS, {"centre_id": centre_id, "now": now})).all()
-
-
-async def appointment_owner(session: AsyncSession, appointment_id: str) -> AnyRow | None:
-    """The appointment's ``centre_id`` and ``referral_id``, or None."""
-    return (await session.execute(_APPOINTMENT_OWNER, {"appointment_id": appointment_id})).first()
 
 
 async def is_patient_of(session: AsyncSession, referral_id: str, centre_id: str) -> bool:
@@ -853,3 +847,105 @@ async def moved_into(session: AsyncSession, appointment_id: str) -> AnyRow | Non
     """Who moved the patient into this appointment, and why (``moved_by``, ``reason``);
     None when it replaced nothing."""
     return (await session.execute(_MOVED_INTO, {"appointment_id": appointment_id})).first()
+
+
+# -- what centres record of their consultations (issue 27) ---------------------------
+
+_REPORTED_APPOINTMENT = (
+    select(appointments).where(appointments.c.id == bindparam("appointment_id")).with_for_update()
+)
+_OUTCOME = select(consultation_outcomes).where(
+    consultation_outcomes.c.appointment_id == bindparam("appointment_id")
+)
+_INSERT_OUTCOME = insert(consultation_outcomes)
+_DELETE_OUTCOME = delete(consultation_outcomes).where(
+    consultation_outcomes.c.appointment_id == bindparam("appointment_id")
+)
+_SET_OUTCOME = (
+    update(consultation_outcomes)
+    .where(consultation_outcomes.c.appointment_id == bindparam("outcome_of"))
+    .values(outcome=bindparam("new_outcome"))
+)
+_INSERT_CORRECTION = insert(outcome_corrections)
+
+
+async def reported_appointment(session: AsyncSession, appointment_id: str) -> AnyRow | None:
+    """The appointment a centre reports on (every column), locked until the transaction
+    ends on PostgreSQL: two reports on one appointment, at two replicas, apply in turn."""
+    found = await session.execute(_REPORTED_APPOINTMENT, {"appointment_id": appointment_id})
+    return found.first()
+
+
+async def consultation_outcome(session: AsyncSession, appointment_id: str) -> AnyRow | None:
+    """The outcome recorded for the appointment (``outcome``, ``recorded_at``,
+    ``recorded_by``), or None."""
+    return (await session.execute(_OUTCOME, {"appointment_id": appointment_id})).first()
+
+
+async def record_outcome(
+    session: AsyncSession, appointment_id: str, outcome: str, recorded_at: datetime, by: str
+) -> None:
+    """The outcome recorded now (in place of one recorded before an escalation: the
+    window of its correction starts again)."""
+    await session.execute(_DELETE_OUTCOME, {"appointment_id": appointment_id})
+    await session.execute(
+        _INSERT_OUTCOME,
+        {
+            "appointment_id": appointment_id,
+            "outcome": outcome,
+            "recorded_at": recorded_at,
+            "recorded_by": by[:128],
+        },
+    )
+
+
+async def correct_outcome(
+    session: AsyncSession,
+    *,
+    correction_id: str,
+    appointment: AnyRow,
+    from_outcome: str,
+    to_outcome: str,
+    actor: str,
+    sender_user: str,
+    via: str | None,
+    reason: str,
+    corrected_at: datetime,
+) -> None:
+    """The outcome that stands changed, and the correction kept in the audit trail."""
+    await session.execute(_SET_OUTCOME, {"outcome_of": appointment.id, "new_outcome": to_outcome})
+    await session.execute(
+        _INSERT_CORRECTION,
+        {
+            "id": correction_id,
+            "appointment_id": appointment.id,
+            "referral_id": appointment.referral_id,
+            "centre_id": appointment.centre_id,
+            "from_outcome": from_outcome,
+            "to_outcome": to_outcome,
+            "actor": actor[:128],
+            "sender_user": sender_user[:128],
+            "via": via[:128] if via else None,
+            "reason": reason[:500],
+            "corrected_at": corrected_at,
+        },
+    )
+
+
+async def hold_again(session: AsyncSession, appointment: AnyRow) -> bool:
+    """The appointment's slot held again (a no-show corrected: the patient came), unless
+    another booking holds it now; True if held."""
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                _INSERT_BOOKING,
+                {
+                    "centre_id": appointment.centre_id,
+                    "start": appointment.start,
+                    "box": appointment.box,
+                    "appointment_id": appointment.id,
+                },
+            )
+    except IntegrityError:
+        return False
+    return True

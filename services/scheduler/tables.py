@@ -169,3 +169,33 @@ reinforcements = Table(
     Column("requested_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_reinforcements_departement", reinforcements.c.departement, reinforcements.c.requested_at)
+
+# What a centre recorded of each consultation (issue 27): the outcome that stands, and
+# when and by whom it was first recorded; a correction is allowed within 24 hours of
+# that (shared/outcomes.py), and changes the outcome, never the first recording.
+consultation_outcomes = Table(
+    "consultation_outcomes",
+    metadata,
+    Column("appointment_id", String(36), primary_key=True),
+    Column("outcome", String(16), nullable=False),  # ConsultationOutcome: seen, no_show
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_by", String(128), nullable=False),  # the actor, as its door proved it
+)
+
+# Every correction of an outcome, never overwritten: who (the actor, the broker user that
+# published it and the door that spoke in its name), when, from what to what, and why.
+outcome_corrections = Table(
+    "outcome_corrections",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the correction's event id
+    Column("appointment_id", String(36), nullable=False, index=True),
+    Column("referral_id", String(36), nullable=False),
+    Column("centre_id", String(64), nullable=False),
+    Column("from_outcome", String(16), nullable=False),
+    Column("to_outcome", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("sender_user", String(128), nullable=False),
+    Column("via", String(128), nullable=True),
+    Column("reason", String(500), nullable=False),
+    Column("corrected_at", DateTime(timezone=True), nullable=False),
+)

@@ -9,7 +9,13 @@ from shared.events.centre import (
     CentreClosed,
     CentreSuspended,
 )
-from shared.events.consultation import ConsultationCompleted, ConsultationNoShow, PatientEscalated
+from shared.events.consultation import (
+    ConsultationCompleted,
+    ConsultationCorrected,
+    ConsultationNoShow,
+    ConsultationOutcome,
+    PatientEscalated,
+)
 from shared.events.notification import Channel, NotificationFailed, NotificationSent, RecipientKind
 from shared.events.referral import (
     PatientContact,
@@ -59,7 +65,9 @@ __all__ = [
     "Channel",
     "Clinical",
     "ConsultationCompleted",
+    "ConsultationCorrected",
     "ConsultationNoShow",
+    "ConsultationOutcome",
     "Decision",
     "Envelope",
     "EventPayload",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar
 
 from pydantic import Field
@@ -40,6 +41,34 @@ class ConsultationNoShow(_CentreReport):
     appointment_id: RecordId
     referral_id: RecordId
     centre_id: RoutingWord
+
+
+class ConsultationOutcome(StrEnum):
+    """What a centre records of a consultation, and may correct into the other."""
+
+    SEEN = "seen"  # consultation.completed
+    NO_SHOW = "no_show"  # consultation.no_show
+
+
+class ConsultationCorrected(_CentreReport):
+    """A centre corrects the outcome it recorded for its own appointment ("vu" into
+    "absent" or back), within 24 hours of recording it (``shared/outcomes.py``). The
+    scheduler's door checks it with its own clock, records who corrected what, and puts
+    it on the bus with ``previous_outcome`` from its own record."""
+
+    event_type: ClassVar[str] = "consultation.corrected"
+
+    appointment_id: RecordId
+    referral_id: RecordId
+    centre_id: RoutingWord
+    outcome: ConsultationOutcome = Field(description="The outcome that stands from now on.")
+    previous_outcome: ConsultationOutcome | None = Field(
+        None,
+        description="The outcome it replaces: set by the scheduler's door from its own "
+        "record (what a centre says here is not believed).",
+    )
+    test_prescribed: bool = Field(False, description="As in consultation.completed.")
+    reason: str = Field("", max_length=500, description="Why, in the centre's words.")
 
 
 class PatientEscalated(_CentreReport):

@@ -11,7 +11,12 @@ from shared.events.centre import (
     CentreClosed,
     CentreSuspended,
 )
-from shared.events.consultation import ConsultationCompleted, ConsultationNoShow, PatientEscalated
+from shared.events.consultation import (
+    ConsultationCompleted,
+    ConsultationCorrected,
+    ConsultationNoShow,
+    PatientEscalated,
+)
 from shared.events.notification import NotificationFailed, NotificationSent
 from shared.events.referral import (
     PatientContact,
@@ -49,6 +54,7 @@ CATALOGUE: tuple[type[EventPayload], ...] = (
     CentreClosed,
     ConsultationCompleted,
     ConsultationNoShow,
+    ConsultationCorrected,
     PatientEscalated,
     CapacityAlert,
     ReinforcementRequested,

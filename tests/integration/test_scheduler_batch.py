@@ -1,10 +1,10 @@
 """A consumer batch of new referrals is placed jointly (issue 21), on the real broker.
 
-One centre, one box, one-hour consultations: the next slot is the only one before an
-urgent patient's deadline. A routine patient arrives just before them. Placed one by
-one, the routine patient takes that slot (the earliest is theirs to take) and the
-urgent one waits; placed together, the urgent patient gets it and the routine one the
-next.
+One centre, one box, one-hour consultations: the next slot the patients can reach (the
+lead time on, their commune being the centre's) is the only one before an urgent
+patient's deadline. A routine patient arrives just before them. Placed one by one, the
+routine patient takes that slot (the earliest is theirs to take) and the urgent one
+waits; placed together, the urgent patient gets it and the routine one the next.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from shared.settings import Settings
 from shared.topology import declare_topology
 from tests.helpers import Tap, centre, oriented, running
 
-DEADLINE = timedelta(minutes=60)  # one slot of the centre starts before it, the next after
+# From now + the lead time (30 min; no travel, the centre is in the patient's commune)
+# to the deadline, one hour: one slot of the centre starts in it, the next after.
+DEADLINE = timedelta(minutes=30 + 60)
 
 
 def regulated(referral_id: str, priority: Priority) -> ReferralRegulated:

@@ -25,7 +25,9 @@ from shared.events import (
     AppointmentRescheduled,
     CancelledBy,
     ConsultationCompleted,
+    ConsultationCorrected,
     ConsultationNoShow,
+    ConsultationOutcome,
     Decision,
     EventPayload,
     PatientEscalated,
@@ -185,6 +187,26 @@ def no_show(minutes: float, appointment: str, centre: str = "rennes") -> Entry:
     )
 
 
+def corrected(
+    minutes: float, appointment: str, outcome: ConsultationOutcome, centre: str = "rennes"
+) -> Entry:
+    return entry(
+        ConsultationCorrected(
+            appointment_id=appointment,
+            referral_id=REFERRAL,
+            centre_id=centre,
+            outcome=outcome,
+            previous_outcome=(
+                ConsultationOutcome.NO_SHOW
+                if outcome is ConsultationOutcome.SEEN
+                else ConsultationOutcome.SEEN
+            ),
+            reason="erreur de saisie",
+        ),
+        minutes,
+    )
+
+
 def escalated_by(minutes: float, centre: str, appointment: str | None = None) -> Entry:
     return entry(
         PatientEscalated(
@@ -218,11 +240,18 @@ def test_the_table_names_every_happening_and_reaches_every_state() -> None:
     assert reached == set(State)
 
 
-def test_final_states_are_left_by_a_centre_s_escalation_only() -> None:
+def test_final_states_are_left_by_a_centre_s_escalation_or_correction_only() -> None:
+    corrections = {
+        Happening.CORRECTED_TO_SEEN: {State.NO_SHOW: State.SEEN},
+        Happening.CORRECTED_TO_NO_SHOW: {State.SEEN: State.NO_SHOW},
+    }
     for happening, row in TRANSITIONS.items():
         leaving = {source for source in row if source in FINAL and row[source] != source}
         if happening is Happening.ESCALATED_BY_CENTRE:
             assert leaving == FINAL - {State.REJECTED}
+        elif happening in corrections:
+            # A correction turns a recorded outcome into the other, and nothing else.
+            assert row == corrections[happening]
         else:
             assert not leaving, happening
 
@@ -384,6 +413,36 @@ def test_the_centre_s_reports_on_the_current_appointment() -> None:
     assert final(*base, seen(9, "a-1"), regulated(10), booked(11, "a-3")).status == "seen"
     assert final(*base, no_show(9, "a-1"), withdrawn(10)).status == "no_show"
     assert final(*base, seen(9, "a-1"), escalated_by(10, "rennes", "a-1")).status == "escalated"
+
+
+def test_the_status_follows_a_centre_s_correction() -> None:
+    base = (received(), regulated(1), booked(2, "a-1"))
+    to_seen = corrected(30, "a-1", ConsultationOutcome.SEEN)
+    current = final(*base, no_show(9, "a-1"), to_seen)
+    assert current.status == "seen"
+    assert (current.detail["previous_outcome"], current.detail["appointment_id"]) == (
+        "no_show",
+        "a-1",
+    )
+    assert "Issue corrigée par le centre" in message(current.status, current.detail)
+    # Corrected and corrected back: the newest stands, whatever order they arrive in.
+    back = corrected(40, "a-1", ConsultationOutcome.NO_SHOW)
+    assert in_every_order(*base, no_show(9, "a-1"), to_seen, back) == {("no_show", "a-1")}
+    assert final(*base, seen(9, "a-1"), back).status == "no_show"
+    # Only a recorded outcome is corrected: an appointment still awaited, one escalated
+    # since, or one replaced by a move keeps its status (the correction is history).
+    assert final(*base, to_seen).status == "appointment"
+    assert final(*base, no_show(9, "a-1"), escalated_by(20, "rennes"), to_seen).status == (
+        "escalated"
+    )
+    moved_since = (*base, moved(3, "a-2", "a-1", "sg", "rennes"), no_show(9, "a-2", "sg"))
+    current = final(*moved_since, to_seen)
+    assert (current.status, current.detail["appointment_id"]) == ("no_show", "a-2")
+    history = message(to_seen.happening, to_seen.detail)
+    assert history == (
+        "Issue corrigée par le centre rennes : patient vu (il avait été noté absent). "
+        "Motif : erreur de saisie."
+    )
 
 
 def test_a_report_on_an_appointment_moved_since_is_history() -> None:

@@ -16,6 +16,7 @@ from services.scheduler.domain.assignment import (
     rank_candidates,
 )
 from services.scheduler.domain.centres import CentreSchedule, ScheduleChange
+from services.scheduler.domain.reach import Reach
 from services.scheduler.domain.slots import (
     capacity_between,
     free_slots,
@@ -278,6 +279,10 @@ def test_a_change_of_hours_from_a_date_and_same_day_changes_in_recorded_order() 
 
 # -- ranking --------------------------------------------------------------------------
 
+# The patient's reach (lead time, travel) taken out: these tests are about the cost and
+# the windows, on places from now on; test_scheduler_reach.py puts it back.
+AT_ONCE = Reach(lead_minutes=0.0, minutes_per_km=0.0)
+
 
 def rank(
     centres: list[CentreSchedule],
@@ -297,6 +302,7 @@ def rank(
         centres=centres,
         booked=booked or {},
         weights=weights or Weights(),
+        reach=AT_ONCE,
         per_centre=per_centre,
         limit=limit,
     )

@@ -24,12 +24,16 @@ from services.scheduler.domain.policy import (
     rate_span,
     taken_by_others,
 )
+from services.scheduler.domain.reach import Reach
 from shared.events import OpeningPeriod, Priority
 
 DAY = date(2020, 3, 30)
 NOW = datetime(2020, 3, 30, 8, 0, tzinfo=UTC)  # 10:00 in Paris
 HERE = (48.8566, 2.3522)
 W = Weights()
+# The patient's reach (lead time, travel) taken out: these tests are about the cost, the
+# prices and the holds, on places from now on; test_scheduler_reach.py puts it back.
+AT_ONCE = Reach(lead_minutes=0.0, minutes_per_km=0.0)
 
 
 def centre(centre_id: str, north_km: float, boxes: int = 1) -> CentreSchedule:
@@ -67,6 +71,7 @@ def rank(
         demand=demand or {},
         weights=W,
         policy=policy or PolicySettings(),
+        reach=AT_ONCE,
         options=options,
     )
 
@@ -89,6 +94,7 @@ def test_without_demand_it_is_the_greedy_choice() -> None:
         centres=centres,
         booked={},
         weights=W,
+        reach=AT_ONCE,
     )
     assert [(c.centre_id, c.start, c.box) for c in priced] == [
         (c.centre_id, c.start, c.box) for c in greedy
@@ -124,6 +130,7 @@ def test_a_place_nobody_else_can_take_in_time_is_not_priced() -> None:
         demand=busy,
         weights=W,
         policy=PolicySettings(reserve_minutes=0),
+        reach=AT_ONCE,
         per_centre=4,
     )
     by_start = sorted(ranked, key=lambda r: r.start)
@@ -268,7 +275,7 @@ def test_joint_assignment_counts_each_request_s_options() -> None:
     far = [centre(f"f{i:02d}", 59.5) for i in range(15)]
     _, booked = _day_but_last(near, 3)
     demand = {"a": Demand(bookings=1, few=1)}
-    request = Request("r", Priority.ASAP, HERE, NOW + timedelta(hours=12))
+    request = Request("r", Priority.ASAP, HERE, NOW + timedelta(hours=12), AT_ONCE)
 
     def placed(nearest: int) -> str:
         got = assign_jointly(
@@ -292,7 +299,7 @@ def test_deadlines_respected() -> None:
     for priority in Priority:
         for c in rank(priority, centres, deadline=deadline):
             assert NOW <= c.start <= NOW + deadline
-    requests = [Request(f"r{i}", Priority.ASAP, HERE, NOW + deadline) for i in range(20)]
+    requests = [Request(f"r{i}", Priority.ASAP, HERE, NOW + deadline, AT_ONCE) for i in range(20)]
     plan = assign_jointly(requests, now=NOW, centres=centres, booked={}, weights=W)
     assert all(NOW <= s.start <= NOW + deadline for s in plan.values())
     # Two centres, one box, five places each up to the deadline: 10 served, no double.
@@ -309,8 +316,8 @@ def test_joint_assignment_beats_greedy_on_a_crafted_case() -> None:
     now = datetime(2020, 3, 30, 7, 59, tzinfo=UTC)
     only_first = datetime(2020, 3, 30, 8, 0, tzinfo=UTC)  # the 10:00 places alone
     reqs = [
-        Request("p1", Priority.ROUTINE, p1, only_first),
-        Request("p2", Priority.ROUTINE, p2, only_first),
+        Request("p1", Priority.ROUTINE, p1, only_first, AT_ONCE),
+        Request("p2", Priority.ROUTINE, p2, only_first, AT_ONCE),
     ]
     plan = assign_jointly(reqs, now=now, centres=[a, b], booked={}, weights=W)
     booked: dict[str, set[tuple[datetime, int]]] = {"a": set(), "b": set()}
@@ -324,6 +331,7 @@ def test_joint_assignment_beats_greedy_on_a_crafted_case() -> None:
             centres=[a, b],
             booked=booked,
             weights=W,
+            reach=AT_ONCE,
         )[0]
         booked[best.centre_id].add((best.start, best.box))
         greedy += best.cost
@@ -334,8 +342,8 @@ def test_joint_assignment_beats_greedy_on_a_crafted_case() -> None:
 def test_joint_assignment_serves_the_urgent_first_when_not_all_fit() -> None:
     c = centre("a", 1)
     deadline = NOW + timedelta(minutes=30)  # two places: 08:00 and 08:30 UTC
-    reqs = [Request(f"r{i}", Priority.ROUTINE, HERE, deadline) for i in range(3)]
-    reqs.append(Request("urgent", Priority.ASAP, HERE, deadline))
+    reqs = [Request(f"r{i}", Priority.ROUTINE, HERE, deadline, AT_ONCE) for i in range(3)]
+    reqs.append(Request("urgent", Priority.ASAP, HERE, deadline, AT_ONCE))
     plan = assign_jointly(reqs, now=NOW, centres=[c], booked={}, weights=W)
     assert "urgent" in plan and len(plan) == 2
 
@@ -349,6 +357,7 @@ def test_joint_assignment_takes_plain_tuples_and_is_deterministic() -> None:
             rng.choice([Priority.ASAP, Priority.ROUTINE]),
             (HERE[0] + rng.uniform(-0.05, 0.05), HERE[1] + rng.uniform(-0.05, 0.05)),
             NOW + timedelta(hours=rng.choice([6, 24])),
+            AT_ONCE,
         )
         for i in range(25)
     ]
@@ -368,7 +377,10 @@ def test_booked_places_are_never_given() -> None:
     c = centre("a", 1, boxes=2)
     taken = {(s, b) for s, _, b in _free(c, NOW, NOW + timedelta(hours=3))}
     plan = assign_jointly(
-        [Request(f"r{i}", Priority.ROUTINE, HERE, NOW + timedelta(hours=24)) for i in range(4)],
+        [
+            Request(f"r{i}", Priority.ROUTINE, HERE, NOW + timedelta(hours=24), AT_ONCE)
+            for i in range(4)
+        ],
         now=NOW,
         centres=[c],
         booked={"a": taken},

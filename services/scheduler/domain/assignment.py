@@ -8,7 +8,9 @@ sent 6 km further to be seen an hour sooner, not 30 km. Travel weighs more per u
 because a sick patient travels (often by taxi or a relative's car, with the risk of
 contaminating them) while a patient waits at home; and the priority's deadline
 already bounds how long anyone waits. The deadline is a constraint, not a cost: only
-slots that start by it count at all, the cost ranks what satisfies it.
+slots that start by it count at all, the cost ranks what satisfies it. So is the
+patient's reach (``reach.py``): no slot starting before the patient can be there
+counts, however cheap.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from services.scheduler.domain.centres import CentreSchedule
+from services.scheduler.domain.reach import Reach
 from services.scheduler.domain.slots import free_slots
 from shared.events import Priority
 from shared.geo import haversine_km
@@ -69,11 +72,14 @@ def rank_candidates(
     centres: Sequence[CentreSchedule],
     booked: Mapping[str, Collection[tuple[datetime, int]]],
     weights: Weights,
+    reach: Reach,
     per_centre: int = 3,
     limit: int = 10,
 ) -> list[Candidate]:
-    """Free places starting in [now, deadline], best first: sorted by (cost, start,
-    centre_id, box), at most ``per_centre`` from each centre and ``limit`` in all.
+    """Free places starting in [earliest, deadline], best first: sorted by (cost,
+    start, centre_id, box), at most ``per_centre`` from each centre and ``limit`` in
+    all. ``earliest`` is the patient's at each centre (``reach.earliest``: now, the lead
+    time and the travel to it).
 
     A centre's earliest free place dominates its later ones (same distance, more
     waiting), so one per centre would do for a single booker. A few are kept because
@@ -88,7 +94,11 @@ def rank_candidates(
         return candidates
     for centre in centres:
         distance = haversine_km(patient_lat, patient_lon, centre.lat, centre.lon)
-        slots = free_slots(centre, now, deadline + _JUST_AFTER, booked.get(centre.centre_id, ()))
+        earliest = reach.earliest(now, distance)
+        if earliest > deadline:
+            continue
+        taken = booked.get(centre.centre_id, ())
+        slots = free_slots(centre, earliest, deadline + _JUST_AFTER, taken)
         for start, end, box in itertools.islice(slots, per_centre):
             wait = (start - now).total_seconds() / 60
             candidates.append(

@@ -76,6 +76,11 @@ Where several patients are held at once (a drained waiting list, a consumer batc
 a burst), ``assign_jointly`` gives them the minimum total (priced) cost assignment over
 their candidate slots, most urgent served first when not all can be.
 
+Every search honours the patient's reach (``reach.py``): no place starting before the
+patient can be there (now, the lead time, the travel to the centre) is a candidate,
+for one patient or a batch; a place this patient cannot reach still counts in the
+centre's queue, which others nearer it may take.
+
 Plain functions: the caller reads the centres, the bookings and the recent demand, and
 books what is returned. Nothing here moves a patient already booked.
 """
@@ -85,13 +90,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from services.scheduler.domain.assignment import Candidate, Weights
 from services.scheduler.domain.centres import CentreSchedule
+from services.scheduler.domain.reach import Reach
 from services.scheduler.domain.slots import free_slots, free_slots_latest_first
 from shared.events import Priority
 from shared.geo import haversine_km
@@ -171,12 +177,13 @@ _NO_DEMAND = Demand()
 
 
 class Request(NamedTuple):
-    """A patient to place: (referral, priority, (lat, lon), deadline)."""
+    """A patient to place: (referral, priority, (lat, lon), deadline, reach)."""
 
     referral_id: str
     priority: Priority
     location: tuple[float, float]
     deadline: datetime
+    reach: Reach
 
 
 def is_urgent(priority: Priority) -> bool:
@@ -294,13 +301,18 @@ def rank_priced(
     demand: Mapping[str, Demand],
     weights: Weights,
     policy: PolicySettings,
+    reach: Reach,
     per_centre: int = 3,
     limit: int = 10,
     loads: Mapping[str, Load] | None = None,
     options: int | None = None,
 ) -> list[Candidate]:
-    """Free places starting in [now, deadline] that the patient may take, best first by
-    priced cost (cost plus the slot's price, module 1.), then start, centre, box.
+    """Free places starting in [earliest, deadline] that the patient may take, best
+    first by priced cost (cost plus the slot's price, module 1.), then start, centre,
+    box. ``earliest`` is the patient's at each centre (``reach.earliest``: now, the
+    lead time, the travel to it); a centre's queue starts at the lead time alone
+    (``reach.floor``), as other patients nearer it may take the places this one cannot
+    reach: they are ahead of this one's places in the queue and in module 3.
 
     A routine patient does not see a centre's reserved places (module 2.). Each
     candidate's ``cost`` is the patient's own (travel and waiting); ``price`` is what
@@ -332,9 +344,13 @@ def rank_priced(
     ranked: list[tuple[float, Candidate]] = []
     for centre in centres:
         rho, urgent_rate, few_rate, few_urgent_rate = loads[centre.centre_id]
+        distance = haversine_km(patient_lat, patient_lon, centre.lat, centre.lon)
+        earliest = reach.earliest(now, distance)
+        if earliest > deadline:
+            continue  # the patient cannot be there in time
         taken = booked.get(centre.centre_id, ())
         taken = taken if isinstance(taken, set | frozenset) else frozenset(taken)
-        slots = free_slots(centre, now, deadline + _JUST_AFTER, taken)
+        slots = free_slots(centre, reach.floor(now), deadline + _JUST_AFTER, taken)
         front = next(slots, None)
         if front is None:
             continue
@@ -348,20 +364,24 @@ def rank_priced(
             if held_rate > 0:
                 holds.append((hold_end, math.ceil(held_rate * hold)))
         held = _held(centre, front[0], taken, holds) if holds else set()
-        # The queue's front is the centre's first free place, reserved or not.
-        clears = queue_clears((front[0] - now).total_seconds() / 60, rho, policy.forecast_minutes)
+        # The queue's front is the centre's first free place, reserved or not, and its
+        # backlog what lies beyond the lead time (nobody books a place sooner than that:
+        # those minutes are no queue).
+        lead = reach.lead_minutes
+        backlog = (front[0] - now).total_seconds() / 60 - lead
+        clears = lead + queue_clears(backlog, rho, policy.forecast_minutes)
         usable = (
             slot for slot in itertools.chain((front,), slots) if (slot[0], slot[2]) not in held
         )
-        distance = haversine_km(patient_lat, patient_lon, centre.lat, centre.lon)
         # The centre's bookings per minute (its area's rate, shared by capacity).
         rate = rho * _capacity_per_minute(centre, now)
-        for ahead, (start, end, box) in enumerate(itertools.islice(usable, per_centre)):
+        for ahead, (start, end, box) in _reachable(usable, earliest, per_centre):
             wait = (start - now).total_seconds() / 60
             cost = weights.cost(distance, wait)
             price = weights.wait_per_minute * max(0.0, clears - wait)
             if price > 0:
-                price *= taken_by_others(rate * wait, ahead)
+                # Another patient books it up to its lead time before it starts.
+                price *= taken_by_others(rate * max(0.0, wait - lead), ahead)
             ranked.append(
                 (
                     cost + price,
@@ -379,6 +399,23 @@ def rank_priced(
             )
     ranked.sort(key=lambda pair: (pair[0], pair[1].start, pair[1].centre_id, pair[1].box))
     return [candidate for _, candidate in ranked[:limit]]
+
+
+def _reachable(
+    usable: Iterable[tuple[datetime, datetime, int]], earliest: datetime, count: int
+) -> Iterator[tuple[int, tuple[datetime, datetime, int]]]:
+    """The first ``count`` places starting from ``earliest``, each with the number of
+    usable places ahead of it in the centre's queue (those before ``earliest`` too:
+    patients nearer the centre may take them)."""
+    if count < 1:
+        return
+    found = 0
+    for ahead, slot in enumerate(usable):
+        if slot[0] >= earliest:
+            yield ahead, slot
+            found += 1
+            if found == count:
+                return
 
 
 def _held(
@@ -400,7 +437,7 @@ def _held(
 
 
 def assign_jointly(
-    requests: Sequence[Request | tuple[str, Priority, tuple[float, float], datetime]],
+    requests: Sequence[Request | tuple[str, Priority, tuple[float, float], datetime, Reach]],
     *,
     now: datetime,
     centres: Sequence[CentreSchedule],
@@ -428,7 +465,7 @@ def assign_jointly(
 
     ``centres`` are the candidate centres of the whole batch (the union of each
     request's nearest); each request is weighed on its ``nearest`` of them within
-    ``max_km``, as ``rank_priced`` would be for it alone.
+    ``max_km``, as ``rank_priced`` would be for it alone, with its own ``reach``.
     """
     policy = policy or PolicySettings()
     demand = demand or {}
@@ -459,6 +496,7 @@ def assign_jointly(
             demand=demand,
             weights=weights,
             policy=policy,
+            reach=request.reach,
             per_centre=places,
             limit=limit or places * max(1, nearest),
             loads=loads,

@@ -140,6 +140,19 @@ def free_slots_latest_first(
         day -= timedelta(days=1)
 
 
+def has_place(schedule: CentreSchedule, start: datetime, box: int) -> bool:
+    """Whether the schedule (as it now stands) has a slot starting at ``start`` with a
+    box numbered ``box``: a booking made before a capacity change may have lost it."""
+    for slot_start, _, boxes in slot_starts(schedule, start, start + _INSTANT):
+        if slot_start == start:
+            return 1 <= box <= boxes
+    return False
+
+
+# The shortest window that holds a slot starting at a given instant.
+_INSTANT = timedelta(microseconds=1)
+
+
 def capacity_between(schedule: CentreSchedule, start: datetime, end: datetime) -> int:
     """Places (slot × box) starting in [start, end): the denominator of occupancy."""
     return sum(boxes for _, _, boxes in slot_starts(schedule, start, end))
