@@ -20,6 +20,8 @@ from services.scheduler.domain.policy import (
     assign_jointly,
     rank_priced,
 )
+from services.scheduler.domain.reach import DEFAULT_LEAD_MINUTES, Reach, commune_area
+from services.scheduler.domain.slots import has_place
 from services.scheduler.store import CentreFields
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
@@ -85,6 +87,7 @@ DECISION_FR = {
 }
 PRIORITY_FR = PRIORITIES
 NO_SLOT_FR = "aucun créneau libre avant l'échéance"
+REDUCED_FR = "capacité du centre réduite"
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class SchedulerConfig:
     policy: PolicySettings = field(default_factory=PolicySettings)
     max_travel_km: float = 60.0
     candidate_centres: int = 40
+    # No slot starts sooner than this after booking, travel not counted (domain/reach.py).
+    lead_minutes: float = DEFAULT_LEAD_MINUTES
     joint_batch: int = JOINT_BATCH
     saturation_threshold: float = SATURATION_THRESHOLD
     # A département's saturation is checked at most this often (per process); its alert
@@ -206,6 +211,7 @@ class SchedulerHandlers:
                 consultation_minutes=payload.consultation_minutes,
                 recorded_at=now,
             )
+            await self._move_unfit(delivery, payload.centre_id, now)
             await self._drain(delivery, payload.centre_id, now)
         elif isinstance(payload, CentreSuspended | CentreClosed):
             status = "suspended" if isinstance(payload, CentreSuspended) else "closed"
@@ -247,7 +253,26 @@ class SchedulerHandlers:
         await store.set_centre_status(session, centre_id, status, now)
         future = await store.future_appointments(session, centre_id, now)
         why = f"centre {WITHDRAWN_FR.get(status, status)} : {reason}"
-        for appt in sorted(future, key=lambda a: Priority(a.priority).rank):
+        await self._move_away(delivery, future, why, now)
+
+    async def _move_unfit(self, delivery: Delivery, centre_id: str, now: datetime) -> None:
+        """A capacity change: the centre's future appointments whose place (start, box)
+        its new schedule no longer has (fewer boxes, shorter hours, another length) are
+        moved, or waitlisted; left there, the patient would come to a closed box."""
+        schedules = await store.active_schedules(delivery.session, ids=[centre_id])
+        if not schedules:
+            return  # suspended or closed: its appointments were moved then
+        future = await store.future_appointments(delivery.session, centre_id, now)
+        unfit = [a for a in future if not has_place(schedules[0], as_utc(a.start), a.box)]
+        await self._move_away(delivery, unfit, REDUCED_FR, now)
+
+    async def _move_away(
+        self, delivery: Delivery, appointments: Sequence[Any], why: str, now: datetime
+    ) -> None:
+        """Each appointment moved to another slot (most urgent first), or cancelled and
+        its patient waitlisted: none is dropped."""
+        session = delivery.session
+        for appt in sorted(appointments, key=lambda a: Priority(a.priority).rank):
             await self._cancel(session, appt.id)
             patient = await self._patient_of(session, appt, now)
             booked = await self._book(session, patient, now)
@@ -299,6 +324,7 @@ class SchedulerHandlers:
                 e.priority or Priority.ROUTINE,
                 _place(e.commune_insee),
                 e.deadline or now + timedelta(hours=24),
+                self._reach(e.commune_insee),
             )
             for e in regulated
             if e.referral_id not in booked  # a confirmation or a move: not placed here
@@ -554,6 +580,7 @@ class SchedulerHandlers:
             demand=await self._demand(session, near.ids, now),
             weights=self.config.weights,
             policy=self.config.policy,
+            reach=self._reach(patient.commune_insee),
             per_centre=per_centre,
             limit=limit,
             options=near.options,
@@ -578,6 +605,14 @@ class SchedulerHandlers:
             return None
         centre = await store.centre_row(session, candidate.centre_id)
         return Booked(appointment_id, candidate, centre, patient.test_eligible)
+
+    def _reach(self, insee: str) -> Reach:
+        """The patient's reach from their commune: no slot before they can be there
+        (domain/reach.py)."""
+        found = commune(insee)
+        if found is None:
+            raise PermanentError("unknown_commune", f"no commune with INSEE code {insee}")
+        return Reach.of(commune_area(found), self.config.lead_minutes)
 
     def _horizon(self, patient: Patient, now: datetime) -> datetime:
         return max(patient.deadline, self._windows_end(now))
@@ -863,6 +898,7 @@ class SchedulerHandlers:
                     Priority(row.priority),
                     (row.lat, row.lon),
                     max(as_utc(row.deadline), now + DRAIN_HORIZON),
+                    self._reach(row.commune_insee),
                 )
                 for row in rows[:DRAIN_BATCH]
             ],
