@@ -23,6 +23,14 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="Why, for the person reading (never personal data).")
 
 
+class TerritoryRefusal(BaseModel):
+    """A refusal with its stable code: a SAMU acting outside its départements
+    (``outside_territory``, shared.territory), or a role's or subject's 403 (detail only)."""
+
+    detail: str = Field(description="Why, in French for the person reading.")
+    error_code: str | None = None
+
+
 class ValidationErrorBody(BaseModel):
     """A refusal of a request that does not fit its schema: FastAPI's own list of
     errors, or one sentence when the rule that refuses is the service's."""

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from faststream import FastStream
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 from faststream.rabbit.schemas import Channel
@@ -35,6 +36,7 @@ from shared.provisioning import service_account
 from shared.publisher import ConfirmedChannel
 from shared.senders import ACTOR_HEADER, SenderPolicy
 from shared.settings import ServiceName, Settings
+from shared.territory import OutsideTerritory, Territories
 from shared.topology import (
     DEAD_LETTER_MAX_LENGTH,
     SUBSCRIPTIONS,
@@ -62,6 +64,11 @@ def make_broker(settings: Settings, service: str) -> RabbitBroker:
         # Our consumers log each delivery themselves, with redaction.
         log_level=10,
     )
+
+
+async def _outside_territory(request: Request, exc: Exception) -> JSONResponse:
+    code = getattr(exc, "code", "outside_territory")
+    return JSONResponse(status_code=403, content={"detail": str(exc), "error_code": code})
 
 
 def events_exchange_ref(namespace: str) -> RabbitExchange:
@@ -100,6 +107,8 @@ class ServiceRuntime:
             SecurityHeaders, proxies=Proxies(self.settings.trusted_proxies)
         )
         allow_every_method(self.http_app)
+        # A SAMU acting on another territory's referral: 403 with a stable code.
+        self.http_app.add_exception_handler(OutsideTerritory, _outside_territory)
         add_health_routes(
             self.http_app,
             {
@@ -127,7 +136,9 @@ class ServiceRuntime:
         )
         self._watcher: asyncio.Task[None] | None = None
         self.senders = SenderPolicy(
-            frozenset(self.settings.broker_operators), self.settings.broker_user_suffix
+            frozenset(self.settings.broker_operators),
+            self.settings.broker_user_suffix,
+            territories=Territories.of(self.settings),
         )
 
     async def publish(self, event: OutgoingEvent) -> None:

@@ -5,8 +5,10 @@ connection that published it, so ``user_id`` is the one thing a message says abo
 its sender that can be believed. A door derives the actor from it, by the user names
 that ``aiguillage broker provision`` gives (shared/provisioning.py):
 
-- ``centre_15``, ``ars``, ``referrer-<id>``, ``centre-<id>`` (plus the deployment's
-  suffix): the outside actors, each allowed its own part only;
+- ``samu-<dép.>``, ``ars``, ``referrer-<id>``, ``centre-<id>`` (plus the deployment's
+  suffix): the outside actors, each allowed its own part only (a SAMU: Centre 15 for its
+  départements, shared.territory); ``centre_15``, the national Centre 15, only where the
+  deployment enables it;
 - a service's user where that service's HTTP API is an actor's door
   (``contracts.HTTP_DOORS``): it speaks in the name of the actor its token
   authenticated, named in the ``x-aiguillage-actor`` header, of the kinds it is a door
@@ -22,15 +24,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import structlog
+
 from shared.contracts import HTTP_DOORS, actor_may_send
+from shared.territory import NATIONAL_ACTOR, SAMU_PREFIX, Territories
 from shared.topology import centre_reply_key
 
+log = structlog.get_logger(__name__)
+
 ACTOR_HEADER = "x-aiguillage-actor"
-# The Centre 15 reply key (reply.centre-15.*), shared by every Centre 15 regulator.
+# The national Centre 15's reply key (reply.centre-15.*); a SAMU's is its name
+# (reply.samu-35.*).
 CENTRE_15_KEY = "centre-15"
 
 _WORD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -50,7 +58,7 @@ class Sender:
 
     user: str  # the AMQP user_id, as the broker checked it
     kind: ActorKind
-    actor: str = ""  # the referrer's or the centre's id; "" for the others
+    actor: str = ""  # the referrer's or the centre's id, the SAMU; "" for the others
     via: str | None = None  # the door (a service, an operator) that spoke in its name
 
     @property
@@ -58,6 +66,8 @@ class Sender:
         """The actor as the provisioning names it: ``referrer-<id>``, ``centre-<id>``..."""
         if self.kind in (ActorKind.REFERRER, ActorKind.CENTRE):
             return f"{self.kind.value}-{self.actor}"
+        if self.kind is ActorKind.CENTRE_15 and self.actor:
+            return self.actor  # samu-35
         return self.user if self.kind is ActorKind.OPERATOR else self.kind.value
 
     @property
@@ -66,7 +76,7 @@ class Sender:
         if self.kind is ActorKind.REFERRER:
             return self.actor
         if self.kind is ActorKind.CENTRE_15:
-            return CENTRE_15_KEY
+            return self.actor or CENTRE_15_KEY
         if self.kind is ActorKind.CENTRE:
             return centre_reply_key(self.actor)
         if self.kind is ActorKind.ARS:
@@ -105,6 +115,7 @@ class SenderPolicy:
     operators: frozenset[str]
     suffix: str = ""
     services: frozenset[str] = frozenset(("intake", "regulation", "scheduler", "notifier"))
+    territories: Territories = field(default_factory=Territories)
 
     def resolve(self, user_id: str | None, headers: Mapping[str, Any] | None) -> Sender:
         if not user_id:
@@ -141,10 +152,19 @@ class SenderPolicy:
             return user
         return user[: -len(self.suffix)] if user.endswith(self.suffix) else None
 
-    @staticmethod
-    def _actor(name: str, user: str, via: str | None) -> Sender:
-        if name == ActorKind.CENTRE_15.value:
+    def _actor(self, name: str, user: str, via: str | None) -> Sender:
+        if name == NATIONAL_ACTOR:
+            # An operator is trusted to act for it; its own user only where enabled.
+            if via is None and not self.territories.national:
+                raise SenderRefused(
+                    "sender_unknown", "the national Centre 15 is not enabled in this deployment"
+                )
+            log.warning("national centre 15 on the broker", sender_user=user, via=via)
             return Sender(user, ActorKind.CENTRE_15, via=via)
+        if name.startswith(SAMU_PREFIX):
+            if self.territories.departements(name) is None:
+                raise SenderRefused("sender_unknown", "the user names no SAMU of this deployment")
+            return Sender(user, ActorKind.CENTRE_15, name, via=via)
         if name == ActorKind.ARS.value:
             return Sender(user, ActorKind.ARS, via=via)
         for kind in (ActorKind.REFERRER, ActorKind.CENTRE):

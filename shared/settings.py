@@ -217,6 +217,18 @@ class Settings(BaseSettings):
         description="Suffix of this deployment's broker users (`aiguillage broker provision "
         "--user-suffix`): a door maps `referrer-<id><suffix>` to referrer <id>.",
     )
+    # Issue 28: each SAMU (Centre 15) sees and decides on its own départements only.
+    samu_departements: str = Field(
+        "",
+        description="SAMUs whose départements are not (only) their own: "
+        "`samu-75=75,92; samu-13=13,04` (each samu-<département> not named covers its "
+        "own département only).",
+    )
+    centre_15_national: bool = Field(
+        False,
+        description="Enable the national Centre 15 (token subject `national`, broker user "
+        "`centre_15`): every département; each use logged. Off: refused.",
+    )
     max_message_bytes: int = Field(
         64 * 1024,
         ge=1024,
@@ -402,6 +414,12 @@ class Settings(BaseSettings):
         "of our distributionIDs and of the queues we read (<id>.message).",
         pattern=r"^([a-zA-Z0-9_-]+\.){2,}[a-zA-Z0-9_-]+$",
     )
+    hubsante_samu: str = Field(
+        "",
+        description="The SAMU whose LRM the Hub Santé door relays (samu-35): the door "
+        "acts for it (empty: for the national Centre 15, through an operator's user).",
+        pattern=r"^(samu-[A-Za-z0-9_-]{1,59})?$",
+    )
     hubsante_database_url: str | None = Field(
         None,
         description="The Hub Santé door's database: case id <-> referral id and the "
@@ -425,6 +443,14 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("samu_departements")
+    @classmethod
+    def _samu_departements(cls, value: str) -> str:
+        from shared.territory import parse_samu_departements  # shared.territory reads geo
+
+        parse_samu_departements(value)  # TerritoryError (a ValueError): not started
         return value
 
     @field_validator("trusted_proxies", mode="before")

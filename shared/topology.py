@@ -271,11 +271,14 @@ def actor_queue(
     return QueueSpec(ACTOR_OWNER, f"{actor}.{purpose}", bindings, f"What {actor} is told.", EVENTS)
 
 
-def hubsante_queue(namespace: str) -> QueueSpec:
+def hubsante_queue(namespace: str, samu: str | None = None) -> QueueSpec:
     """Centre 15's answers for the Hub Santé door (aiguillage/hubsante), which speaks as
-    Centre 15: a queue of its own beside Centre 15's replies, so that a Centre 15 client
-    on the broker and the door do not take each other's answers."""
-    return actor_queue(namespace, "centre_15", (reply_key("centre-15"),), "hubsante")
+    the SAMU whose LRM it relays (``samu``; None: the national Centre 15): a queue of its
+    own beside that SAMU's replies, so that its client on the broker and the door do not
+    take each other's answers."""
+    if samu is None:
+        return actor_queue(namespace, "centre_15", (reply_key("centre-15"),), "hubsante")
+    return actor_queue(namespace, samu, (reply_key(samu),), "hubsante")
 
 
 def queue_arguments(namespace: str, spec: QueueSpec) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from shared.auth import Role, issue_token
 from shared.events import Decision, Priority, ProtocolPublished, RegulationDecided
 from shared.paris import paris_zone
 from shared.settings import ServiceName, Settings, get_settings
+from shared.territory import NATIONAL
 
 app = typer.Typer(
     help="Centre 15 and regulation: protocol versions, regulators' decisions, the audit trail.",
@@ -29,8 +30,11 @@ protocol_app = typer.Typer(help="Versions of the regulation protocol.", no_args_
 app.add_typer(protocol_app, name="protocol")
 
 SOURCE = "centre_15"
-# The subject of the token the command issues itself to read regulation's API.
-CLI_SUBJECT = "aiguillage-cli"
+# Whom the commands read regulation's API as: a SAMU (``--samu``), its départements
+# only, or the national Centre 15, where the deployment enables it (shared.territory).
+SAMU_OPTION = typer.Option(
+    "--samu", help="Read as this SAMU (samu-35), its départements only; default: national."
+)
 
 
 def validation_errors(exc: ValidationError) -> list[str]:
@@ -101,13 +105,16 @@ class ApiError(Exception):
     pass
 
 
-async def get_from_regulation(settings: Settings, path: str) -> dict[str, Any]:
-    """GET on regulation's HTTP API, as Centre 15 (a token issued from the auth secret)."""
+async def get_from_regulation(
+    settings: Settings, path: str, samu: str | None = None
+) -> dict[str, Any]:
+    """GET on regulation's HTTP API, as a SAMU's Centre 15 or the national one (a token
+    issued from the auth secret)."""
     port = settings.http_port(ServiceName.REGULATION)
     if port is None:
         raise ApiError("regulation serves no HTTP API (AIGUILLAGE_REGULATION_HTTP_PORT is empty)")
     url = f"http://127.0.0.1:{port}{path}"
-    token = issue_token(settings, Role.CENTRE_15, CLI_SUBJECT, ServiceName.REGULATION)
+    token = issue_token(settings, Role.CENTRE_15, samu or NATIONAL, ServiceName.REGULATION)
     # Not answering: one line and exit 2, said at the command's top (aiguillage/errors.py).
     with reaching(http_api(ServiceName.REGULATION, port)):
         async with httpx.AsyncClient(timeout=10) as http:
@@ -144,9 +151,9 @@ def describe_trail(trail: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _run_or_exit(path: str) -> dict[str, Any]:
+def _run_or_exit(path: str, samu: str | None) -> dict[str, Any]:
     try:
-        return asyncio.run(get_from_regulation(get_settings(), path))
+        return asyncio.run(get_from_regulation(get_settings(), path, samu))
     except ApiError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
@@ -156,9 +163,10 @@ def _run_or_exit(path: str) -> dict[str, Any]:
 def audit(
     referral: Annotated[str, typer.Argument(help="The referral's id.")],
     as_json: Annotated[bool, typer.Option("--json", help="The API's JSON as is.")] = False,
+    samu: Annotated[str | None, SAMU_OPTION] = None,
 ) -> None:
     """Every decision on a referral: automatic or human, who, when, protocol version, why."""
-    trail = _run_or_exit(f"/referrals/{referral}/decisions")
+    trail = _run_or_exit(f"/referrals/{referral}/decisions", samu)
     if as_json:
         typer.echo(json.dumps(trail, indent=2, ensure_ascii=False))
         return
@@ -169,9 +177,10 @@ def audit(
 @app.command()
 def held(
     as_json: Annotated[bool, typer.Option("--json", help="The API's JSON as is.")] = False,
+    samu: Annotated[str | None, SAMU_OPTION] = None,
 ) -> None:
     """The referrals held for a regulator, longest waiting first."""
-    queue = _run_or_exit("/held")["held"]
+    queue = _run_or_exit("/held", samu)["held"]
     if as_json:
         typer.echo(json.dumps(queue, indent=2, ensure_ascii=False))
         return

@@ -21,6 +21,7 @@ from shared.openapi import AUTHENTICATED, TOO_LARGE, ErrorBody, ProblemBody, not
 from shared.outbox import OutboxRelay
 from shared.senders import SenderRefused
 from shared.settings import ServiceName
+from shared.territory import Territories, centre_15_scope, samu_and_regulator
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +46,12 @@ def _problem(
     )
 
 
-def _referrer_of(principal: Principal) -> tuple[str, str]:
+def _referrer_of(principal: Principal, territories: Territories) -> tuple[str, str]:
     """(kind, identifier) a caller may refer as: a referrer's token names both
-    (``gp:10001234567``); Centre 15's names its identifier."""
+    (``gp:10001234567``); Centre 15's names its SAMU (``samu-35``, a known one only)."""
     if principal.role is Role.CENTRE_15:
-        return "centre_15", principal.subject
+        centre_15_scope(territories, principal)  # 403: no known SAMU
+        return "centre_15", samu_and_regulator(principal.subject)[0]
     if principal.role is Role.REFERRER:
         kind, _, identifier = principal.subject.partition(":")
         return kind, identifier
@@ -62,6 +64,7 @@ def build_router(
     # Every route is behind a token: 401 and 403 are documented once, for all.
     router = APIRouter(tags=["referrals"], responses=AUTHENTICATED)
     Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.INTAKE))]
+    territories = Territories.of(handlers.settings)
 
     @router.post(
         "/referrals",
@@ -101,7 +104,7 @@ def build_router(
         },
     )
     async def submit(request: Request, caller: Caller) -> Response:
-        allowed = _referrer_of(caller)
+        allowed = _referrer_of(caller, territories)
         submission_id = new_id()
         try:
             # Registered (403 unknown_referrer) and within its quotas (429), before the
@@ -191,7 +194,7 @@ def build_router(
         responses=not_found("No such referral or submission of the caller's."),
     )
     async def read(referral_id: str, caller: Caller) -> dict[str, Any]:
-        kind, identifier = _referrer_of(caller)
+        kind, identifier = _referrer_of(caller, territories)
         async with database.transaction() as session:
             row = await store.referral(session, referral_id)
             if row is None:
@@ -213,11 +216,16 @@ def build_router(
                     "at": as_utc(refused.rejected_at).isoformat(),
                 }
             own = (row.referrer_kind, row.referrer_id) == (kind, identifier)
-            # Centre 15 calls back the patients escalated to it (by the protocol, a
-            # regulator or a centre), whoever referred them: it reads those, with the
-            # identity it needs to call; any other referral is as invisible to it as to
-            # a referrer that did not send it.
-            call_back = caller.role is Role.CENTRE_15 and row.status == State.ESCALATED.value
+            # A SAMU calls back the patients of its départements escalated to it (by the
+            # protocol, a regulator or a centre), whoever referred them: it reads those,
+            # with the identity it needs to call; any other referral, another
+            # territory's escalation too, is as invisible to it as to a referrer that did
+            # not send it.
+            call_back = (
+                caller.role is Role.CENTRE_15
+                and row.status == State.ESCALATED.value
+                and centre_15_scope(territories, caller).covers(row.departement)
+            )
             if not own and not call_back:
                 raise HTTPException(404, f"no referral or submission {referral_id}")
             history = await store.history_by_time(session, referral_id)
@@ -256,14 +264,17 @@ def build_router(
         summary="Centre 15's list: the patients escalated to it, to call back (Centre 15)",
     )
     async def escalations(caller: Caller, limit: int = 100) -> dict[str, Any]:
-        """Every referral whose status is escalated (by the protocol, a regulator or a
-        centre), newest first, with what a regulator needs to call the patient back.
-        Kept here, so Centre 15 reads it whether or not a page was open when it came."""
-        if caller.role is not Role.CENTRE_15:
-            raise forbid("the escalations are Centre 15's")
+        """Every referral of the SAMU's départements whose status is escalated (by the
+        protocol, a regulator or a centre), newest first, with what a regulator needs to
+        call the patient back. Kept here, so Centre 15 reads it whether or not a page was
+        open when it came."""
+        scope = centre_15_scope(territories, caller)  # 403: not a known SAMU's
         async with database.transaction() as session:
             rows = await store.with_status(
-                session, State.ESCALATED.value, limit=max(1, min(limit, 500))
+                session,
+                State.ESCALATED.value,
+                limit=max(1, min(limit, 500)),
+                departements=None if scope.national else scope.departements,
             )
         log.info("escalations read by centre 15", count=len(rows), reader=caller.subject)
         return {

@@ -467,6 +467,11 @@ def _in_own_name(sender: Sender, data: dict[str, Any]) -> dict[str, Any]:
             raise SenderRefused(
                 "sender_inconsistent", "Centre 15 refers as Centre 15", "referrer.kind"
             )
+        # A SAMU refers in its own name (the national Centre 15 names its regulators).
+        if sender.actor and identifier != sender.actor:
+            raise SenderRefused(
+                "sender_inconsistent", "a SAMU refers in its own name", "referrer.identifier"
+            )
     elif sender.kind is ActorKind.REFERRER:
         if kind == ActorKind.CENTRE_15.value:
             raise SenderRefused(
@@ -489,9 +494,12 @@ def _in_own_name(sender: Sender, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_owner(sender: Sender, referrer_kind: str | None, referrer_id: str | None) -> None:
-    """A referrer acts on its own referrals only; Centre 15 on Centre 15's."""
+    """A referrer acts on its own referrals only; a SAMU on its own, the national
+    Centre 15 on Centre 15's."""
     if sender.kind is ActorKind.CENTRE_15:
-        own = referrer_kind == ActorKind.CENTRE_15.value
+        own = referrer_kind == ActorKind.CENTRE_15.value and (
+            not sender.actor or referrer_id == sender.actor
+        )
     elif sender.kind is ActorKind.REFERRER:
         own = referrer_kind != ActorKind.CENTRE_15.value and referrer_id == sender.actor
     else:

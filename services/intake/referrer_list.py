@@ -17,6 +17,7 @@ from shared.auth import Keys, Principal, authenticator
 from shared.db import Database, as_utc
 from shared.openapi import AUTHENTICATED
 from shared.settings import ServiceName
+from shared.territory import Territories
 
 MAX_LIMIT = 200
 
@@ -24,6 +25,7 @@ MAX_LIMIT = 200
 def build_list_router(database: Database, auth_keys: Keys) -> APIRouter:
     router = APIRouter(tags=["referrals"], responses=AUTHENTICATED)
     Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.INTAKE))]
+    territories = Territories.of(auth_keys)  # the settings: a SAMU's name is checked
 
     @router.get("/referrals", summary="The caller's own referrals, newest first, searchable")
     async def own_referrals(
@@ -31,7 +33,7 @@ def build_list_router(database: Database, auth_keys: Keys) -> APIRouter:
         q: Annotated[str, Query(max_length=100)] = "",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     ) -> dict[str, Any]:
-        kind, identifier = _referrer_of(caller)  # 403 for anyone else
+        kind, identifier = _referrer_of(caller, territories)  # 403 for anyone else
         query = (
             select(
                 referrals.c.id,

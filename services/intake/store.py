@@ -11,7 +11,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, TypeAlias
 
@@ -173,10 +173,16 @@ async def identity(session: AsyncSession, referral_id: str) -> AnyRow | None:
     return (await session.execute(_IDENTITY, {"referral_id": referral_id})).first()
 
 
-async def with_status(session: AsyncSession, status: str, limit: int) -> Sequence[AnyRow]:
+async def with_status(
+    session: AsyncSession, status: str, limit: int, departements: Iterable[str] | None = None
+) -> Sequence[AnyRow]:
     """The referrals in this status with their identities, last updated first, at most
-    ``limit``; each row has the columns of ``referrals`` then of ``identities``."""
-    return (await session.execute(_ESCALATED, {"status": status, "limit": limit})).all()
+    ``limit``, of these ``departements`` only when given (a SAMU's); each row has the
+    columns of ``referrals`` then of ``identities``."""
+    query = _ESCALATED
+    if departements is not None:
+        query = query.where(referrals.c.departement.in_(sorted(departements)))
+    return (await session.execute(query, {"status": status, "limit": limit})).all()
 
 
 # -- history ------------------------------------------------------------------------

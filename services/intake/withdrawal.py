@@ -33,6 +33,7 @@ from shared.labels import WITHDRAWAL_REASONS as WITHDRAWAL_REASONS_FR
 from shared.openapi import AUTHENTICATED, TOO_LARGE, ProblemBody, not_found
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceName
+from shared.territory import Territories
 
 log = structlog.get_logger(__name__)
 
@@ -108,12 +109,13 @@ def build_withdrawal_router(
 ) -> APIRouter:
     router = APIRouter(tags=["referrals"], responses=AUTHENTICATED)
     Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.INTAKE))]
+    territories = Territories.of(handlers.settings)
     body = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
     }
 
     async def withdraw(referral_id: str, request: Request, caller: Caller) -> Response:
-        owner = _referrer_of(caller)  # 403 for a role that refers nothing
+        owner = _referrer_of(caller, territories)  # 403 for a role that refers nothing
         reason = _reason_of(await request.body())
         if isinstance(reason, Response):
             return reason

@@ -1,4 +1,5 @@
-"""Centre 15's HTTP API: a regulator's decision, the audit trail, the held queue."""
+"""Centre 15's HTTP API: a regulator's decision, the audit trail, the held queue; each
+SAMU's for the départements it covers only (shared.territory)."""
 
 # No ``from __future__ import annotations``: FastAPI reads the ``Caller`` dependency,
 # defined inside ``build_router``, from the live annotations.
@@ -10,13 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.regulation.domain.override import InvalidOverride
 from services.regulation.handlers import Override, UnknownReferral, apply_override
-from services.regulation.store import ProtocolBook, decision_trail, held_cases
-from shared.auth import Keys, Principal, Role, authenticator, forbid
+from services.regulation.store import ProtocolBook, case_departement, decision_trail, held_cases
+from shared.auth import Keys, Principal, authenticator
 from shared.db import Database
 from shared.events import Decision, Priority, utcnow
-from shared.openapi import AUTHENTICATED, BODY, invalid, not_found
+from shared.openapi import AUTHENTICATED, BODY, TerritoryRefusal, invalid, not_found
 from shared.outbox import OutboxRelay, add_to_outbox
 from shared.settings import ServiceName
+from shared.territory import Scope, Territories, centre_15_scope, samu_and_regulator
 
 SOURCE = "regulation"
 
@@ -34,15 +36,19 @@ class DecisionRequest(BaseModel):
 
 
 def build_router(
-    database: Database, relay: OutboxRelay, book: ProtocolBook, auth_keys: Keys
+    database: Database,
+    relay: OutboxRelay,
+    book: ProtocolBook,
+    auth_keys: Keys,
+    territories: Territories | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["regulation"], responses=AUTHENTICATED)
     Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.REGULATION))]
+    known = territories or Territories()
 
-    def regulator(caller: Principal) -> str:
-        if caller.role is not Role.CENTRE_15:
-            raise forbid("only Centre 15's regulators decide and read the regulation trail")
-        return caller.subject
+    def regulator(caller: Principal) -> Scope:
+        """The caller's territory: 403 for anyone but a known SAMU's Centre 15."""
+        return centre_15_scope(known, caller)
 
     @router.post(
         "/referrals/{referral_id}/decision",
@@ -50,19 +56,25 @@ def build_router(
         summary="A regulator's decision: it supersedes the one that stands",
         responses={
             **not_found("No such referral in regulation (yet)."),
+            403: {
+                "model": TerritoryRefusal,
+                "description": "Not Centre 15, a subject that is no known SAMU, or a referral "
+                "outside the SAMU's départements (error_code outside_territory, in French).",
+            },
             **BODY,
             **invalid("The decision does not fit its schema, or cannot stand as given."),
         },
     )
     async def decide(referral_id: str, body: DecisionRequest, caller: Caller) -> dict[str, Any]:
         # The token names the regulator: the trail records who decided, not what they say.
-        regulator_id = regulator(caller)
+        scope = regulator(caller)
         override = Override(
             referral_id=referral_id,
-            regulator_id=regulator_id,
+            regulator_id=samu_and_regulator(caller.subject)[1],
             decision=body.decision,
             priority=body.priority,
             comment=body.comment,
+            scope=scope,  # another territory's referral: 403 outside_territory
         )
         try:
             async with database.transaction() as session:
@@ -86,8 +98,11 @@ def build_router(
         responses=not_found("No such referral in regulation."),
     )
     async def trail(referral_id: str, caller: Caller) -> dict[str, Any]:
-        regulator(caller)
+        scope = regulator(caller)
         async with database.transaction() as session:
+            # Another territory's referral is as invisible as a missing one.
+            if not scope.covers(await case_departement(session, referral_id)):
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no referral {referral_id}")
             found = await decision_trail(session, referral_id)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no referral {referral_id}")
@@ -95,9 +110,9 @@ def build_router(
 
     @router.get("/held", summary="Referrals held for a regulator, longest waiting first")
     async def held(caller: Caller) -> dict[str, Any]:
-        regulator(caller)
+        scope = regulator(caller)
         async with database.transaction() as session:
-            return {"held": await held_cases(session)}
+            return {"held": await held_cases(session, None if scope.national else scope)}
 
     @router.get("/protocols", summary="Protocol versions in the order they applied")
     async def protocol_versions(caller: Caller) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from services.regulation.handlers import RegulationHandlers
 from services.regulation.store import ProtocolBook
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
+from shared.territory import Territories
 
 log = structlog.get_logger(__name__)
 
@@ -27,8 +28,11 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         log.info("protocol version applies", protocol_version=active.version)
 
     runtime.on_startup(protocol_at_start)
-    handlers = RegulationHandlers(book)
+    territories = Territories.of(settings)
+    handlers = RegulationHandlers(book, territories)
     runtime.consume("referrals", handlers.on_received)
     runtime.consume("decisions", handlers.on_decision)
-    runtime.http_app.include_router(build_router(runtime.database, runtime.relay, book, settings))
+    runtime.http_app.include_router(
+        build_router(runtime.database, runtime.relay, book, settings, territories)
+    )
     return runtime

@@ -32,6 +32,8 @@ from shared.events import (
     RegulationDecided,
     utcnow,
 )
+from shared.senders import ActorKind, Sender, SenderRefused
+from shared.territory import NATIONAL, OUTSIDE_TERRITORY, OutsideTerritory, Scope, Territories
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,8 @@ class Override:
     decision: Decision
     priority: Priority | None
     comment: str
+    # The deciding SAMU's territory; None: an operator, who answers for itself.
+    scope: Scope | None = None
 
 
 async def apply_override(
@@ -55,11 +59,13 @@ async def apply_override(
     """Append the regulator's decision, superseding the one that stands, under the
     protocol that applies now; the event to stage is returned.
 
-    Raises ``UnknownReferral`` and ``InvalidOverride``.
+    Raises ``UnknownReferral``, ``OutsideTerritory`` and ``InvalidOverride``.
     """
     record = await load_case(session, override.referral_id, lock=True)
     if record is None:
         raise UnknownReferral(f"no referral {override.referral_id} in regulation")
+    if override.scope is not None and not override.scope.covers(record.departement):
+        raise OutsideTerritory(override.scope)
     protocol = await book.active(session)
     outcome = regulator_outcome(
         record.case(),
@@ -91,8 +97,21 @@ async def apply_override(
 
 
 class RegulationHandlers:
-    def __init__(self, book: ProtocolBook) -> None:
+    def __init__(self, book: ProtocolBook, territories: Territories | None = None) -> None:
         self.book = book
+        self.territories = territories or Territories()
+
+    def _scope(self, sender: Sender | None) -> Scope | None:
+        """The territory a decision's sender decides for: a SAMU's, the national Centre
+        15's; None for an operator in its own name (or no broker: in-memory)."""
+        if sender is None or sender.trusted:
+            return None
+        if sender.kind is not ActorKind.CENTRE_15:
+            raise SenderRefused("sender_not_allowed", "only Centre 15 decides", "type")
+        scope = self.territories.scope(sender.actor or NATIONAL)
+        # Resolved by the sender policy, which refuses what covers nothing: an operator
+        # acting for the national Centre 15 where it is not enabled covers it all.
+        return scope or Scope(NATIONAL, frozenset(), national=True)
 
     async def on_received(self, delivery: Delivery) -> None:
         referral = delivery.payload_as(ReferralReceived)
@@ -159,10 +178,16 @@ class RegulationHandlers:
             decision=event.decision,
             priority=event.priority,
             comment=event.comment,
+            scope=self._scope(delivery.sender),
         )
         try:
             # UnknownReferral propagates: retried, then dead-lettered.
             regulated = await apply_override(delivery.session, self.book, override, utcnow())
         except InvalidOverride as exc:
             raise PermanentError("invalid_decision", str(exc)) from exc
+        except OutsideTerritory as exc:
+            # Answered on the SAMU's own key (request.refused), recorded, never applied.
+            raise SenderRefused(
+                OUTSIDE_TERRITORY, "the referral is outside the SAMU's départements", "referral_id"
+            ) from exc
         await delivery.emit(regulated, correlation_id=event.referral_id)

@@ -17,6 +17,7 @@ from services.regulation.domain.rules import Case, Outcome
 from services.regulation.tables import cases, decisions, protocol_activations, protocols
 from shared.db import Database, as_utc
 from shared.events import Clinical, Purpose, ReferralRegulated, ReferrerKind, new_id, utcnow
+from shared.territory import Scope
 
 log = structlog.get_logger(__name__)
 
@@ -295,28 +296,38 @@ async def decision_trail(session: AsyncSession, referral_id: str) -> dict[str, A
     }
 
 
-async def held_cases(session: AsyncSession) -> list[dict[str, Any]]:
-    """Referrals whose decision that stands is HOLD, longest waiting first."""
-    rows = (
-        await session.execute(
-            select(
-                cases.c.referral_id,
-                cases.c.age,
-                cases.c.commune_insee,
-                cases.c.departement,
-                cases.c.referrer_kind,
-                cases.c.received_at,
-                decisions.c.id,
-                decisions.c.decided_at,
-                decisions.c.reasons,
-                decisions.c.protocol_version,
-                decisions.c.test_eligible,
-            )
-            .join(decisions, decisions.c.id == cases.c.current_decision_id)
-            .where(decisions.c.decision == "hold")
-            .order_by(decisions.c.decided_at, cases.c.referral_id)
+async def case_departement(session: AsyncSession, referral_id: str) -> str | None:
+    """The département of the referral's patient, None for an unknown referral."""
+    found: str | None = await session.scalar(
+        select(cases.c.departement).where(cases.c.referral_id == referral_id)
+    )
+    return found
+
+
+async def held_cases(session: AsyncSession, scope: Scope | None = None) -> list[dict[str, Any]]:
+    """Referrals whose decision that stands is HOLD, longest waiting first; of the
+    SAMU's départements only, given its ``scope``."""
+    query = (
+        select(
+            cases.c.referral_id,
+            cases.c.age,
+            cases.c.commune_insee,
+            cases.c.departement,
+            cases.c.referrer_kind,
+            cases.c.received_at,
+            decisions.c.id,
+            decisions.c.decided_at,
+            decisions.c.reasons,
+            decisions.c.protocol_version,
+            decisions.c.test_eligible,
         )
-    ).all()
+        .join(decisions, decisions.c.id == cases.c.current_decision_id)
+        .where(decisions.c.decision == "hold")
+        .order_by(decisions.c.decided_at, cases.c.referral_id)
+    )
+    if scope is not None:
+        query = query.where(cases.c.departement.in_(sorted(scope.departements)))
+    rows = (await session.execute(query)).all()
     return [
         {
             "referral_id": r.referral_id,

@@ -49,7 +49,7 @@ async def _booked_appointments(settings: Settings) -> set[str]:
 
 
 def _regulator(settings: Settings, processes: ServiceProcesses) -> httpx.AsyncClient:
-    token = issue_token(settings, Role.CENTRE_15, "DR-e2e", ServiceName.REGULATION)
+    token = issue_token(settings, Role.CENTRE_15, "samu-35:DR-e2e", ServiceName.REGULATION)
     return httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{processes.ports['regulation']}",
         headers={"Authorization": f"Bearer {token}"},
@@ -146,7 +146,9 @@ async def test_escalating_an_oriented_patient_frees_the_slot_and_tells_the_centr
 
     # The audit trail, as the command reads it from regulation's HTTP API.
     cli_settings = s.model_copy(update={"regulation_http_port": processes.ports["regulation"]})
-    trail = await get_from_regulation(cli_settings, f"/referrals/{referral_id}/decisions")
+    trail = await get_from_regulation(
+        cli_settings, f"/referrals/{referral_id}/decisions", samu="samu-35"
+    )
     assert [(d["decision"], d["decided_by"]) for d in trail["decisions"]] == [
         ("orient", "protocol"),
         ("escalate", "DR-e2e"),

@@ -260,7 +260,7 @@ async def test_every_service_api_answer_is_no_store(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", namespace="t-api-headers")
     runtime = build(settings, in_memory=True)
     await upgrade(runtime.database, runtime.migrations)
-    token = issue_token(settings, Role.CENTRE_15, OWNER, ServiceName.INTAKE)
+    token = issue_token(settings, Role.CENTRE_15, f"samu-35:{OWNER}", ServiceName.INTAKE)
     transport = httpx.ASGITransport(app=runtime.http_app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="https://intake") as api:

@@ -215,7 +215,8 @@ async def test_http_decision_audit_trail_and_held_queue(settings: Settings) -> N
             headers=headers,
         )
 
-    regulator = issue_token(s, Role.CENTRE_15, "DR-ward", ServiceName.REGULATION)
+    # A regulator of SAMU 35 (the referrals are of Rennes): decided_by is the person.
+    regulator = issue_token(s, Role.CENTRE_15, "samu-35:DR-ward", ServiceName.REGULATION)
     centre = issue_token(s, Role.CENTRE, "rennes-poterie", ServiceName.REGULATION)
     async with (
         running(s) as runtime,
@@ -333,9 +334,12 @@ async def test_the_commands_decide_and_read_the_trail(settings: Settings) -> Non
         )
         assert decided.exit_code == 0, decided.output
         await tap.wait_for(lambda es: len(regulated_of(tap, "cli-1")) == 2, timeout=20)
-        audit = await asyncio.to_thread(_invoke, ["regulate", "audit", "cli-1"], env)
-        held = await asyncio.to_thread(_invoke, ["regulate", "held"], env)
-        unknown = await asyncio.to_thread(_invoke, ["regulate", "audit", "nobody"], env)
+        samu = ["--samu", "samu-35"]
+        audit = await asyncio.to_thread(_invoke, ["regulate", "audit", "cli-1", *samu], env)
+        held = await asyncio.to_thread(_invoke, ["regulate", "held", *samu], env)
+        unknown = await asyncio.to_thread(_invoke, ["regulate", "audit", "nobody", *samu], env)
+        # Without a SAMU, as the national Centre 15: refused unless the deployment enables it.
+        national = await asyncio.to_thread(_invoke, ["regulate", "held"], env)
     assert audit.exit_code == 0, audit.output
     # The services of this very process may log meanwhile: look for the command's lines.
     lines = audit.stdout.splitlines()
@@ -350,3 +354,4 @@ async def test_the_commands_decide_and_read_the_trail(settings: Settings) -> Non
     assert "regulator.orient" in audit.stdout and "hold.no_vitals" in audit.stdout
     assert held.exit_code == 0 and "0 held" in held.stdout.splitlines()
     assert unknown.exit_code == 1 and "404" in unknown.stderr
+    assert national.exit_code == 1 and "403" in national.stderr
