@@ -1,6 +1,6 @@
 """Least privilege on the broker: one RabbitMQ user per service and per outside actor
-(Centre 15, each referrer, the ARS, each centre), each allowed to publish and read
-only what it must. ``aiguillage broker provision`` applies the plan with
+(each SAMU's Centre 15, each referrer, the ARS, each centre), each allowed to publish
+and read only what it must. ``aiguillage broker provision`` applies the plan with
 ``rabbitmqctl`` or writes it as a definitions file.
 
 Nothing here restates the topology: queues and binding keys come from
@@ -43,6 +43,7 @@ from shared.contracts import HTTP_DOORS, PUBLISHERS, routing_key_pattern
 from shared.events import CapacityAlert, EventPayload, ReinforcementRequested
 from shared.senders import CENTRE_15_KEY
 from shared.settings import ServiceName
+from shared.territory import NATIONAL_ACTOR, SAMU_PREFIX
 from shared.topology import (
     DEAD_LETTER_OWNERS,
     DEAD_LETTER_QUEUE_ARGUMENTS,
@@ -133,10 +134,15 @@ class Plan:
 
     def queues(self) -> list[QueueSpec]:
         """Every queue the provisioning declares: the services', the centres' and the
-        outside actors' reply queues."""
+        outside actors' reply queues, and each Centre 15's for a Hub Santé door."""
         specs = [spec for specs in SUBSCRIPTIONS.values() for spec in specs]
         specs += [centre_queue(self.namespace, c) for c in self.centres]
-        return [*specs, *self.actor_queues, hubsante_queue(self.namespace)]
+        hubsante = [
+            _hubsante(self.namespace, a.actor)
+            for a in self.accounts
+            if a.kind is AccountKind.CENTRE_15
+        ]
+        return [*specs, *self.actor_queues, *hubsante]
 
     @property
     def actor_queues(self) -> tuple[QueueSpec, ...]:
@@ -237,6 +243,11 @@ def actor_queue_prefix(namespace: str, actor: str) -> str:
     return actor_queue(namespace, actor, ()).name(namespace).removesuffix("replies")
 
 
+def _hubsante(namespace: str, actor: str) -> QueueSpec:
+    """The Hub Santé door's queue of a Centre 15 account (a SAMU's, or the national's)."""
+    return hubsante_queue(namespace, None if actor == NATIONAL_ACTOR else actor)
+
+
 def _outside(
     namespace: str,
     actor: str,
@@ -249,8 +260,8 @@ def _outside(
     queue = actor_queue(namespace, actor, tuple(bindings)).name(namespace)
     readable = [queue]
     if kind is AccountKind.CENTRE_15:
-        # The Hub Santé door connects as Centre 15 and reads its own copy of the answers.
-        readable.append(hubsante_queue(namespace).name(namespace))
+        # The Hub Santé door connects as its SAMU and reads its own copy of the answers.
+        readable.append(_hubsante(namespace, actor).name(namespace))
     publishes = _patterns(cls for producer in producers for cls in PUBLISHERS[producer])
     return Account(
         user=f"{actor}{suffix}",
@@ -337,27 +348,39 @@ def build_plan(
     referrers: Sequence[str] = (),
     user_suffix: str = "",
     administrator: str | None = None,
+    samus: Sequence[str] = (),
+    national_centre_15: bool = False,
 ) -> Plan:
-    """The users of one deployment (namespace in a virtual host) and their permissions."""
+    """The users of one deployment (namespace in a virtual host) and their permissions.
+
+    Centre 15 is one user per SAMU (``samu-35``: it refers and decides for its own
+    départements, and is answered on its own key ``reply.samu-35.#``); the national
+    ``centre_15`` user only where the deployment enables it (``national_centre_15``)."""
     # "dlq" would name the centres' dead-letter queue; a referrer answered on Centre
     # 15's key would read Centre 15's answers.
     _check_identifiers("centre id", centres, ["dlq", "dlx"])
     # A referrer's id is its reply key: it must not be another actor's.
     _check_identifiers("referrer id", referrers, [CENTRE_15_REPLY_TO, "ars"])
     for referrer in referrers:
-        if referrer.startswith("centre-"):
-            raise ProvisioningError(f"referrer id {referrer!r}: 'centre-' is the centres' prefix")
+        for prefix, whose in (("centre-", "centres'"), (SAMU_PREFIX, "SAMUs'")):
+            if referrer.startswith(prefix):
+                raise ProvisioningError(
+                    f"referrer id {referrer!r}: {prefix!r} is the {whose} prefix"
+                )
+    _check_identifiers("SAMU", samus, [])
+    for samu in samus:
+        if not samu.startswith(SAMU_PREFIX):
+            raise ProvisioningError(f"SAMU {samu!r}: samu-<département> (samu-35)")
     accounts = [_service(namespace, service, user_suffix) for service in ServiceName]
-    accounts.append(
+    centre_15 = [(samu, samu) for samu in samus]
+    if national_centre_15:
+        centre_15.append((NATIONAL_ACTOR, CENTRE_15_REPLY_TO))
+    accounts += [
         _replies(
-            namespace,
-            "centre_15",
-            AccountKind.CENTRE_15,
-            user_suffix,
-            CENTRE_15_REPLY_TO,
-            ["centre_15", "referrers"],
+            namespace, actor, AccountKind.CENTRE_15, user_suffix, key, ["centre_15", "referrers"]
         )
-    )
+        for actor, key in centre_15
+    ]
     accounts += [
         _replies(namespace, f"referrer-{r}", AccountKind.REFERRER, user_suffix, r, ["referrers"])
         for r in referrers
@@ -615,6 +638,7 @@ def plan_user_pattern(plan: Plan) -> re.Pattern[str]:
             "ars",
             f"referrer-{WORD}",
             f"centre-{WORD}",
+            f"{SAMU_PREFIX}{WORD}",
         ]
     )
     return re.compile(f"^({kinds}){re.escape(plan.suffix)}$")

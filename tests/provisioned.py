@@ -40,6 +40,8 @@ from shared.topology import actor_queue, centre_queue, events_exchange, ingress_
 
 CENTRES = ("poterie", "cleunay")
 REFERRER = "sos-rennes"
+# Centre 15: one user per SAMU (issue 28).
+SAMU = "samu-35"
 
 # The broker's node, when the tests use another one than rabbitmqctl's default.
 NODE = os.environ.get("AIGUILLAGE_TEST_RABBITMQ_NODE")
@@ -72,6 +74,8 @@ class Deployment:
     suffix: str
     referrers: tuple[str, ...]
     administrator: str | None = None
+    samus: tuple[str, ...] = (SAMU,)
+    national_centre_15: bool = False
 
     @property
     def namespace(self) -> str:
@@ -99,6 +103,10 @@ class Deployment:
             args += ["--centre", c]
         for r in self.referrers:
             args += ["--referrer", r]
+        for samu in self.samus:
+            args += ["--samu", samu]
+        if self.national_centre_15:
+            args += ["--national-centre-15"]
         if self.administrator is not None:
             args += ["--administrator", self.administrator]
         return args
@@ -112,6 +120,8 @@ async def deployment(
     centres: Sequence[str] = CENTRES,
     referrers: Sequence[str] = (REFERRER,),
     administrator: bool = False,
+    samus: Sequence[str] = (SAMU,),
+    national_centre_15: bool = False,
 ) -> AsyncIterator[Deployment]:
     """Provisioned with the command (known passwords from a file); everything it
     created (users, virtual host and all in it) is deleted afterwards, whatever happened.
@@ -128,11 +138,22 @@ async def deployment(
         referrers=referrers,
         user_suffix=suffix,
         administrator=admin,
+        samus=samus,
+        national_centre_15=national_centre_15,
     )
     passwords = {user: f"pw-{uuid.uuid4().hex}" for user in plan.users}
     password_file = tmp_path / f"passwords-{tag}.json"
     password_file.write_text(json.dumps(passwords))
-    d = Deployment(broker_url_, plan, passwords, suffix, tuple(referrers), admin)
+    d = Deployment(
+        broker_url_,
+        plan,
+        passwords,
+        suffix,
+        tuple(referrers),
+        admin,
+        tuple(samus),
+        national_centre_15,
+    )
     try:
         result = await asyncio.to_thread(
             provision, d.args("--password-file", str(password_file)), broker_url_

@@ -90,6 +90,22 @@ def provision(
             help="A referrer's reply key (its reply_to): a user answered on it only. Repeat.",
         ),
     ] = None,
+    samu: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--samu",
+            help="A SAMU (samu-35): a Centre 15 user for its own départements, answered on "
+            "its own key. Repeat.",
+        ),
+    ] = None,
+    national_centre_15: Annotated[
+        bool | None,
+        typer.Option(
+            "--national-centre-15/--no-national-centre-15",
+            help="The national centre_15 user, every département (default: "
+            "AIGUILLAGE_CENTRE_15_NATIONAL).",
+        ),
+    ] = None,
     vhost: Annotated[
         str | None, typer.Option(help="Virtual host (default: the namespace).")
     ] = None,
@@ -139,6 +155,10 @@ def provision(
             referrers=referrer or [],
             user_suffix=user_suffix,
             administrator=administrator,
+            samus=samu or [],
+            national_centre_15=(
+                settings.centre_15_national if national_centre_15 is None else national_centre_15
+            ),
         )
         typer.echo(describe(plan))
         if dry_run:

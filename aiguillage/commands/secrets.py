@@ -24,7 +24,8 @@ app = typer.Typer(
 # administrator, each service's and each outside actor's broker user, the database.
 # They share the .env that `docker compose` reads beside the file; the services ignore
 # them (their settings all start with AIGUILLAGE_).
-BROKER_USERS = (*(s.value for s in ServiceName), "centre_15", "ars")
+# Each SAMU's Centre 15 user (provision --samu) is the operator's to add, per SAMU.
+BROKER_USERS = (*(s.value for s in ServiceName), "ars")
 COMPOSE_SECRETS = (
     "RABBITMQ_PASSWORD",
     # The RabbitMQ nodes' shared Erlang cookie (docker-compose.yml's cluster profile).

@@ -61,6 +61,7 @@ from tests.provisioned import (
     CENTRES,
     NODE,
     REFERRER,
+    SAMU,
     Actor,
     Deployment,
     binding,
@@ -140,12 +141,12 @@ def alert(departement: str) -> CapacityAlert:
 
 async def test_centre_15_refers_but_cannot_activate_a_centre(shared: Deployment) -> None:
     d, ns = shared, shared.namespace
-    async with Actor(d, "centre_15") as c15, Actor(d, "intake") as intake:
+    async with Actor(d, SAMU) as c15, Actor(d, "intake") as intake:
         sent = await c15.publish(referral("c15-1"))
         # It reached intake's door, which intake reads with its own credentials; the
         # broker vouches for the sender.
         got = await intake.get(f"{ns}.intake.submissions")
-        assert (got.message_id, got.user_id) == (sent.id, d.user("centre_15"))
+        assert (got.message_id, got.user_id) == (sent.id, d.user(SAMU))
         refusal = await c15.refused(c15.publishing(centre("rogue")))
         assert "centre.activated" in refusal
         # Nor on the services' bus, whatever the key.
@@ -157,11 +158,14 @@ async def test_centre_15_refers_but_cannot_activate_a_centre(shared: Deployment)
                     b"{}", "referral.submitted", user_id=d.user(f"referrer-{REFERRER}")
                 )
             )
-        assert await message_count(d, "centre_15", f"{ns}.scheduler.centres") == 0
+        assert await message_count(d, SAMU, f"{ns}.scheduler.centres") == 0
         # Its reply queue was provisioned for it, bound to its own answers; it may not
         # bind it to anyone else's, nor read another queue.
         await c15.on_channel(consuming(c15.replies))
         await c15.refused(binding(c15.replies, events_exchange(ns), f"reply.{REFERRER}.#"))
+        # Nor another SAMU's answers, nor the national Centre 15's (issue 28).
+        await c15.refused(binding(c15.replies, events_exchange(ns), "reply.samu-75.#"))
+        await c15.refused(binding(c15.replies, events_exchange(ns), "reply.centre-15.#"))
         await c15.refused(binding(c15.replies, events_exchange(ns), "slot.assigned.*"))
         await c15.refused(consuming(actor_queue(ns, "ars", ()).name(ns)))
         await c15.refused(consuming(f"{ns}.intake.submissions"))
@@ -243,13 +247,13 @@ async def test_a_referrer_is_answered_on_its_own_key_only(shared: Deployment) ->
     async with (
         Actor(d, f"referrer-{REFERRER}") as gp,
         Actor(d, "intake") as intake,
-        Actor(d, "centre_15") as c15,
+        Actor(d, SAMU) as c15,
     ):
         sent = await gp.publish(by_referrer("gp-1", REFERRER))
         got = await intake.get(f"{ns}.intake.submissions")
         assert (got.message_id, got.user_id) == (sent.id, gp.account.user)
-        # Answers on its key reach its provisioned queue; Centre 15's do not.
-        for reply_to in (REFERRER, "centre-15"):
+        # Answers on its key reach its provisioned queue; a SAMU's do not.
+        for reply_to in (REFERRER, SAMU):
             ack = SubmissionAcknowledged(
                 reply_to=reply_to, source_message_id=sent.id, referral_id="r-1", reference="gp-1"
             )
@@ -257,15 +261,15 @@ async def test_a_referrer_is_answered_on_its_own_key_only(shared: Deployment) ->
         told = Envelope.model_validate_json((await gp.get(gp.replies)).body)
         assert told.data["reply_to"] == REFERRER
         assert await message_count(d, f"referrer-{REFERRER}", gp.replies) == 0
-        assert await message_count(d, "centre_15", c15.replies) == 1
+        assert await message_count(d, SAMU, c15.replies) == 1
         await c15.drain(c15.replies)
-        await gp.refused(binding(gp.replies, events_exchange(ns), "reply.centre-15.#"))
+        await gp.refused(binding(gp.replies, events_exchange(ns), f"reply.{SAMU}.#"))
         await gp.refused(binding(gp.replies, events_exchange(ns), "reply.*.referral.outcome"))
         await gp.refused(gp.publishing(received("forged", REFERRER)))
         await gp.refused(gp.publishing(received("forged", REFERRER), exchange="events"))
 
 
-@pytest.mark.parametrize("actor", ["centre_15", f"referrer-{REFERRER}", "ars", "centre-poterie"])
+@pytest.mark.parametrize("actor", [SAMU, f"referrer-{REFERRER}", "ars", "centre-poterie"])
 async def test_outside_actors_configure_nothing(shared: Deployment, actor: str) -> None:
     """No queue of an outsider's own, under any name or arguments: none of its queues
     can dead-letter into an exchange of ours (attack 5 of tests/security)."""
@@ -381,7 +385,11 @@ async def test_the_four_services_run_under_their_own_users(
     through intake's door to a centre's queue, the centre's escalation through the
     scheduler's door reaches Centre 15, the notifier provisions a new centre's queue.
     """
-    async with deployment(broker_url, tmp_path) as d, contextlib.AsyncExitStack() as stack:
+    # The notifier tells escalations on the national Centre 15's key (its user here).
+    async with (
+        deployment(broker_url, tmp_path, national_centre_15=True) as d,
+        contextlib.AsyncExitStack() as stack,
+    ):
         ns = d.namespace
         for service, build in BUILDERS.items():
             own = settings.model_copy(
@@ -510,6 +518,7 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
         centres=["poterie"],
         user_suffix=suffix,
         administrator=f"admin{suffix}",
+        samus=[SAMU],
     )
     target = tmp_path / "definitions.json"
     ctl = Rabbitmqctl(node=NODE)
@@ -518,7 +527,7 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
             provision,
             [
                 "--vhost", vhost, "--namespace", namespace, "--user-suffix", suffix,
-                "--centre", "poterie", "--administrator", f"admin{suffix}",
+                "--centre", "poterie", "--administrator", f"admin{suffix}", "--samu", SAMU,
                 "--definitions", str(target),
             ],
             broker_url,
@@ -536,7 +545,7 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
         # user, which may not read the test's files).
         await asyncio.to_thread(ctl.import_definitions, json.loads(target.read_text()))
 
-        c15_user = f"centre_15{suffix}"
+        c15_user = f"{SAMU}{suffix}"
         c15 = await aio_pika.connect(urls[c15_user], timeout=10)
         try:
             channel = await c15.channel(publisher_confirms=True)
@@ -562,7 +571,7 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
             await channel.declare_queue(
                 centre_queue(namespace, "poterie").name(namespace), passive=True
             )
-            for actor in ("centre_15", "ars"):
+            for actor in (SAMU, "ars"):
                 await channel.declare_queue(
                     actor_queue(namespace, actor, ()).name(namespace), passive=True
                 )

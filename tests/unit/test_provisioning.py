@@ -47,9 +47,22 @@ from shared.topology import (
 )
 
 NS = "aig"
-PLAN = build_plan(NS, "aig-vhost", centres=["poterie", "cleunay"], referrers=["sos-rennes"])
+PLAN = build_plan(
+    NS,
+    "aig-vhost",
+    centres=["poterie", "cleunay"],
+    referrers=["sos-rennes"],
+    samus=["samu-35", "samu-75"],
+)
 SERVICES = {s.value for s in ServiceName}
-OUTSIDERS = {"centre_15", "referrer-sos-rennes", "ars", "centre-poterie", "centre-cleunay"}
+OUTSIDERS = {
+    "samu-35",
+    "samu-75",
+    "referrer-sos-rennes",
+    "ars",
+    "centre-poterie",
+    "centre-cleunay",
+}
 
 
 def allows(regex: str, name: str) -> bool:
@@ -145,7 +158,8 @@ def test_outsiders_configure_nothing_bind_nothing_and_read_their_own_queue() -> 
 def test_reply_queues_are_declared_by_the_plan_on_their_own_answers() -> None:
     bindings = {spec.name(NS): spec.bindings for spec in PLAN.actor_queues}
     assert bindings == {
-        replies("centre_15"): ("reply.centre-15.#",),
+        replies("samu-35"): ("reply.samu-35.#",),
+        replies("samu-75"): ("reply.samu-75.#",),
         replies("referrer-sos-rennes"): ("reply.sos-rennes.#",),
         replies("ars"): ("capacity.alert.*", "reinforcement.requested.*", "reply.ars.#"),
     }
@@ -218,7 +232,7 @@ def test_the_http_doors_publish_on_the_ingress_for_their_actor_only() -> None:
 
 
 def test_the_issue_s_three_refusals() -> None:
-    c15 = PLAN.account("centre_15")
+    c15 = PLAN.account("samu-35")
     assert not allows(c15.ingress_write, "centre.activated")
     assert allows(c15.ingress_write, "referral.submitted")
     assert allows(c15.ingress_write, "regulation.decided")
@@ -243,7 +257,8 @@ def test_a_centre_publishes_its_own_id_s_keys_only() -> None:
 def test_outside_actors_are_answered_on_their_own_keys_only() -> None:
     # What an outsider reads is the bindings of the queue provisioned for it.
     for actor, mine, theirs in (
-        ("centre_15", "reply.centre-15.referral.outcome", "reply.sos-rennes.referral.outcome"),
+        ("samu-35", "reply.samu-35.referral.outcome", "reply.samu-75.referral.outcome"),
+        ("samu-35", "reply.samu-35.request.refused", "reply.centre-15.referral.outcome"),
         ("referrer-sos-rennes", "reply.sos-rennes.submission.error", "reply.centre-15.x"),
         ("ars", "capacity.alert.75", "referral.received"),
     ):
@@ -300,7 +315,9 @@ def test_password_hash_is_rabbitmq_s_salted_sha256() -> None:
 
 
 def test_definitions_carry_users_permissions_and_the_whole_topology() -> None:
-    plan = build_plan(NS, "vh", centres=["poterie"], user_suffix="-x", administrator="root-x")
+    plan = build_plan(
+        NS, "vh", centres=["poterie"], user_suffix="-x", administrator="root-x", samus=["samu-35"]
+    )
     document = definitions(plan, {"intake-x": "pw", "root-x": "admin-pw", "ars-x": "pw"})
     assert [u["name"] for u in document["users"]] == ["ars-x", "intake-x", "root-x"]
     users = {u["name"]: u for u in document["users"]}
@@ -324,7 +341,7 @@ def test_definitions_carry_users_permissions_and_the_whole_topology() -> None:
     for spec in plan.queues():
         assert queues[spec.name(NS)] == queue_arguments(NS, spec), spec.name(NS)
     assert centre_queue(NS, "poterie").name(NS) in queues
-    assert {replies("centre_15"), replies("ars")} <= set(queues)
+    assert {replies("samu-35"), replies("ars")} <= set(queues)
     for owner in DEAD_LETTER_OWNERS:
         assert queues[dead_letter_queue(NS, owner)] == DEAD_LETTER_QUEUE_ARGUMENTS
     exchanges = {e["name"]: e["type"] for e in document["exchanges"]}
@@ -333,7 +350,7 @@ def test_definitions_carry_users_permissions_and_the_whole_topology() -> None:
     bound = {(b["source"], b["destination"], b["routing_key"]) for b in document["bindings"]}
     assert (events_exchange(NS), f"{NS}.regulation.referrals", "referral.received") in bound
     assert (ingress_exchange(NS), f"{NS}.intake.submissions", "referral.submitted") in bound
-    assert (events_exchange(NS), replies("centre_15"), "reply.centre-15.#") in bound
+    assert (events_exchange(NS), replies("samu-35"), "reply.samu-35.#") in bound
     assert (
         dead_letter_exchange(NS, "notifier"),
         dead_letter_queue(NS, "notifier"),
@@ -359,13 +376,15 @@ def test_every_queue_is_bounded_and_dead_letters_into_its_owner_s_exchange() -> 
 
 
 def test_user_names_carry_the_suffix() -> None:
-    plan = build_plan(NS, NS, centres=["poterie"], referrers=["gp1"], user_suffix="-prod")
+    plan = build_plan(
+        NS, NS, centres=["poterie"], referrers=["gp1"], user_suffix="-prod", samus=["samu-35"]
+    )
     assert set(plan.users) == {
         "intake-prod",
         "regulation-prod",
         "scheduler-prod",
         "notifier-prod",
-        "centre_15-prod",
+        "samu-35-prod",
         "referrer-gp1-prod",
         "ars-prod",
         "centre-poterie-prod",
@@ -480,11 +499,31 @@ def test_stale_user_removal_leaves_administrators_and_the_plan_alone() -> None:
     assert remove_stale_users(PLAN, ctl) == []
 
 
-def test_the_hub_sante_door_reads_its_own_copy_of_centre_15_s_answers() -> None:
+def test_the_hub_sante_door_reads_its_own_copy_of_its_samu_s_answers() -> None:
     from shared.topology import hubsante_queue
 
-    door = hubsante_queue(NS)
+    door = hubsante_queue(NS, "samu-35")
     assert door in PLAN.queues()
-    assert who("read", door.name(NS)) == {"centre_15"}
+    assert who("read", door.name(NS)) == {"samu-35"}
     assert who("configure", door.name(NS)) == set()
-    assert door.bindings == ("reply.centre-15.#",)
+    assert door.bindings == ("reply.samu-35.#",)
+    # No national Centre 15, no national door queue.
+    assert hubsante_queue(NS) not in PLAN.queues()
+
+
+def test_one_centre_15_user_per_samu_and_the_national_one_only_where_enabled() -> None:
+    """Issue 28: a SAMU reads its own answers only; the national centre_15 user, which
+    hears every SAMU's, exists only where the deployment enables it."""
+    assert AccountKind.CENTRE_15 in {a.kind for a in PLAN.accounts}
+    assert "centre_15" not in {a.actor for a in PLAN.accounts}
+    assert who("read", replies("samu-75")) - SERVICES == {"samu-75"}
+    national = build_plan(NS, NS, samus=["samu-35"], national_centre_15=True)
+    c15 = national.account("centre_15")
+    assert c15.reply_bindings == ("reply.centre-15.#",)
+    assert allows(c15.ingress_write, "regulation.decided")
+    for bad in (["35"], ["samu-35", "samu-35"], ["samu 35"]):
+        with pytest.raises(ProvisioningError):
+            build_plan(NS, NS, samus=bad)
+    # A referrer answered on a SAMU's key would read that SAMU's answers.
+    with pytest.raises(ProvisioningError, match="SAMU"):
+        build_plan(NS, NS, referrers=["samu-35"])
