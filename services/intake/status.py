@@ -31,7 +31,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.labels import CANCELLED_BY, PRIORITIES, by_code
+from shared.labels import CANCELLED_BY, CONSULTATION_OUTCOMES, PRIORITIES, by_code
 from shared.paris import paris_fr
 
 
@@ -350,7 +350,7 @@ def _centre(detail: Mapping[str, Any]) -> str:
     return f"{centre}, {address}" if address else centre
 
 
-OUTCOME_FR = {"seen": "vu", "no_show": "absent"}
+OUTCOME_FR = by_code(CONSULTATION_OUTCOMES)
 
 
 def _corrected(detail: Mapping[str, Any]) -> str:
