@@ -77,6 +77,7 @@ from shared.labels import (
 )
 from shared.publisher import EventPublisher
 from shared.settings import Settings
+from shared.territory import OUTSIDE_TERRITORY, Territories
 from shared.topology import declare_topology
 
 HERE = Path(__file__).parent
@@ -135,6 +136,11 @@ EXPIRED = "event: expired\ndata: {}\n\n"
 class ServiceError(Exception):
     """A service refused or could not be reached; the message is shown to the actor."""
 
+    def __init__(self, message: str, detail: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail  # the service's own words
+        self.code = code  # its stable code, when it gives one (outside_territory)
+
 
 @dataclass
 class Console:
@@ -165,11 +171,15 @@ class Console:
                 f"le service {service} ne répond pas ({exc.__class__.__name__})"
             ) from exc
         if response.status_code >= 400:
+            code = None
             try:
                 detail = response.json().get("detail", response.text)
+                code = response.json().get("error_code")
             except ValueError:
                 detail = response.text
-            raise ServiceError(f"{service} a refusé ({response.status_code}) : {detail}")
+            raise ServiceError(
+                f"{service} a refusé ({response.status_code}) : {detail}", str(detail), code
+            )
         return response.json()
 
     async def publish(self, actor: Actor, payload: EventPayload, correlation_id: str) -> str:
@@ -245,7 +255,8 @@ def _back(path: str, message: str, ok: bool = True) -> RedirectResponse:
 
 
 def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
-    hub = EventHub(settings.broker_url, settings.namespace)
+    # Each SAMU's live stream is held to its départements (shared.territory).
+    hub = EventHub(settings.broker_url, settings.namespace, territories=Territories.of(settings))
     console = Console(settings, hub)
     templates = _templates()
     store = AccountStore.for_settings(settings)
@@ -699,6 +710,8 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
                 actor, "POST", "regulation", f"/referrals/{referral_id}/decision", body
             )
         except ServiceError as exc:
+            if exc.code == OUTSIDE_TERRITORY:
+                raise Refused(exc.detail) from exc  # 403, said in French
             return _back("/centre-15", str(exc), False)
         await record(request, "regulation.decision", json.dumps(body), referral_id=referral_id)
         return _back("/centre-15", f"Décision enregistrée pour le dossier {referral_id[:8]}.")

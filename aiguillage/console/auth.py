@@ -3,8 +3,9 @@
 A person logs in with their own account (aiguillage.console.accounts: argon2id
 passwords, server-side sessions); the console then speaks to the services as the actor
 the account acts for (a centre, the ARS, Centre 15), with that actor's bearer token, so
-that each service still decides what may be seen. A regulator's token names the person
-(their login): the regulation service records who decided from the token.
+that each service still decides what may be seen. A regulator's token names their SAMU
+then the person (``samu-35:<login>``): the services show the SAMU its départements only
+(shared.territory), and regulation records who decided from the token.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class Actor:
 
 def actor_of_account(account: Account) -> Actor:
     """The actor a person acts as towards the services."""
-    # A regulator decides in their own name (the token's subject is the regulator_id);
-    # the others act for their centre, region or referrer.
-    subject = account.login if account.role is Role.CENTRE_15 else account.actor
+    # A regulator acts for their SAMU and decides in their own name (the token's subject
+    # names both: the territory, then the regulator_id); the others act for their
+    # centre, region or referrer.
+    subject = (
+        f"{account.actor}:{account.login}" if account.role is Role.CENTRE_15 else account.actor
+    )
     return Actor(account.role, subject, account.login, account.name, account.actor)

@@ -2,7 +2,11 @@
 
 Each browser holds a server-sent-events stream; the hub tells it which parts of its
 page an event touches (``territory``, ``appointments``, ``escalations``, ``held``), and
-only what the actor may see: a centre hears of its own patients only.
+only what the actor may see: a centre hears of its own patients only; a SAMU of its
+départements' patients, an ARS of its region (issue 28). An event of another territory
+is not sent at all; one whose territory the event does not say (a centre the console has
+not seen activated, an answer on Centre 15's key) only says that something changed, never
+what: the page reads its part again from the services, which show it its own only.
 """
 
 from __future__ import annotations
@@ -10,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from aiguillage.console.accounts import region_departements
 from aiguillage.console.auth import Actor
 from shared.auth import Role
 from shared.events import Envelope
+from shared.geo import commune
+from shared.territory import Territories
 from shared.topology import events_exchange
 
 # The keys the console listens to. Centre 15's replies carry the escalations and the
@@ -45,6 +52,18 @@ class Change:
     parts: tuple[str, ...]
     centre_id: str | None
     line: str
+    # Whose territory it is of, when the event says: the patient's (or the alert's)
+    # département, and the centre's.
+    departement: str | None = None
+    centre_departement: str | None = None
+
+    def territory(self, actor: Actor) -> str | None:
+        """The département that decides who may hear of it: a SAMU's patients are
+        those of its départements (wherever they are booked), an ARS's the centres and
+        patients of its region."""
+        if actor.role is Role.CENTRE_15:
+            return self.departement
+        return self.departement or self.centre_departement
 
     def concerns(self, actor: Actor) -> bool:
         if actor.role is Role.ARS:
@@ -84,6 +103,22 @@ def referral_change(envelope: Envelope) -> Change | None:
     if envelope.type not in REFERRAL_EVENTS:
         return None
     return Change(envelope.type, ("referrals",), None, "")
+
+
+def departements_of(
+    envelope: Envelope, centres: Mapping[str, str]
+) -> tuple[str | None, str | None]:
+    """(the patient's or the alert's département, the centre's), as far as the event
+    says: ``departement`` in its data, the centre's commune (its activation), or the
+    centre's département as its activation told the hub (``centres``)."""
+    data = envelope.data
+    own = data.get("departement")
+    centre_id = data.get("centre_id")
+    town = (
+        commune(str(data.get("commune_insee", ""))) if envelope.type.startswith("centre.") else None
+    )
+    at_centre = town.departement if town else centres.get(str(centre_id)) if centre_id else None
+    return (str(own) if own else None), at_centre
 
 
 def classify(envelope: Envelope) -> Change | None:
@@ -163,8 +198,11 @@ class EventHub:
     # Seconds between keep-alives on an idle stream; each one checks the session again
     # (the console's while_valid), so a session gone idle ends its stream this soon.
     heartbeat: float = 15.0
+    territories: Territories = field(default_factory=Territories)
     _subscribers: set[asyncio.Queue[Change]] = field(default_factory=set)
     _connection: AbstractConnection | None = None
+    # Each centre's département, as its activation said (centre.activated).
+    _centres: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(self.url)
@@ -190,9 +228,13 @@ class EventHub:
         self.feed(envelope)
 
     def feed(self, envelope: Envelope) -> None:
-        for change in (classify(envelope), referral_change(envelope)):
-            if change is None:
+        own, at_centre = departements_of(envelope, self._centres)
+        if envelope.type == "centre.activated" and at_centre is not None:
+            self._centres[str(envelope.data.get("centre_id"))] = at_centre
+        for found in (classify(envelope), referral_change(envelope)):
+            if found is None:
                 continue
+            change = replace(found, departement=own, centre_departement=at_centre)
             for queue in list(self._subscribers):
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(change)
@@ -209,7 +251,39 @@ class EventHub:
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if change.concerns(actor):
-                    yield change.sse(private=actor.role is Role.REFERRER)
+                told = self.told(change, actor)
+                if told is not None:
+                    yield told
         finally:
             self._subscribers.discard(queue)
+
+    def territory_of(self, actor: Actor) -> frozenset[str] | None:
+        """The départements an actor's stream is held to; None: not held to any (a
+        centre, a referrer: their own, by id; the national Centre 15)."""
+        if actor.role is Role.ARS:
+            return region_departements(actor.acts_for)
+        if actor.role is Role.CENTRE_15:
+            scope = self.territories.scope(actor.acts_for)
+            if scope is None:
+                return frozenset()  # no known SAMU: nothing of anyone's patients
+            return None if scope.national else scope.departements
+        return None
+
+    def told(self, change: Change, actor: Actor) -> str | None:
+        """What of ``change`` the actor hears: nothing, that something changed, or what."""
+        if not change.concerns(actor):
+            return None
+        if change.parts == ("referrals",):
+            # "Read your referrals again", said to every referring page as to referrers:
+            # nothing of whom; a SAMU's own referral may be of a patient outside its
+            # départements.
+            return change.sse(private=True)
+        mine = self.territory_of(actor)
+        where = change.territory(actor)
+        if mine is not None and where is not None and where not in mine:
+            return None  # another territory's: not even that it happened
+        # A referrer hears that something changed, never what; so does an actor held
+        # to a territory of an event that does not say whose it is.
+        return change.sse(
+            private=actor.role is Role.REFERRER or (mine is not None and where is None)
+        )

@@ -151,9 +151,10 @@ def test_a_person_acts_for_their_actor_and_a_regulator_in_their_own_name() -> No
     assert ars.label == "A. Martin — ARS région 11"
     centre = actor_of_account(_person(Role.CENTRE, "rennes-a", "c.durand@chu.fr"))
     assert centre.subject == "rennes-a"
-    # The regulation service takes regulator_id from the token's subject: the person.
+    # The token's subject names the SAMU (its territory), then the person: regulation
+    # takes regulator_id from it.
     regulator = actor_of_account(_person(Role.CENTRE_15, "samu-35", "r.le-gall@samu35.fr"))
-    assert regulator.subject == "r.le-gall@samu35.fr" and regulator.acts_for == "samu-35"
+    assert regulator.subject == "samu-35:r.le-gall@samu35.fr" and regulator.acts_for == "samu-35"
     assert _person(Role.CENTRE_15, "samu-35").region == "53"
 
 

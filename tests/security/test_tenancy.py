@@ -1,0 +1,629 @@
+"""Issue 28, tenancy: every actor sees and acts on its own territory only.
+
+One table (``CASES``): a route (a service's HTTP route, a console page, the console's
+live stream, a broker door), an actor, a referral of the actor's own territory or of
+another's, and what the actor must get: a status, and a refusal's code or whether the
+referral is listed. A SAMU (Centre 15) covers its départements (shared.territory):
+SAMU 35 reads and decides on Rennes's patients, never on Paris's. Reading another
+territory's referral is the 404 of a missing one; acting on it, 403 ``outside_territory``.
+
+Another part of issue 28 adds its actors' rows (the ARS, the centres) to ``CASES``;
+``PENDING`` names the routes that have none of this part's actors yet, and
+``test_every_route_is_in_the_table`` fails when a route of any service (or a Centre 15
+page of the console) is in neither.
+
+The stage: intake and regulation in the test's process on the real broker (SQLite), the
+scheduler's and the notifier's HTTP apps (their routes refuse a SAMU before anything
+else), the console in-process, calling the services' apps; referrals of Rennes (35) and
+Paris (75) escalated and held by the protocol itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from aiguillage.console.app import create_app
+from aiguillage.console.auth import Actor
+from services.intake.app import build as build_intake
+from services.notifier.app import build as build_notifier
+from services.regulation.app import build as build_regulation
+from services.scheduler.app import build as build_scheduler
+from shared.auth import Role, issue_token
+from shared.events import (
+    Decision,
+    Envelope,
+    RegulationDecided,
+    RiskFactor,
+    Vitals,
+    new_id,
+)
+from shared.publisher import EventPublisher
+from shared.runtime import ServiceRuntime
+from shared.settings import Environment, ServiceName, Settings
+from shared.territory import OUTSIDE_TERRITORY
+from shared.topology import declare_topology, delete_topology
+from tests.console_session import csrf_of, log_in
+from tests.helpers import Tap, fresh_namespace, referral, running
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+OWN, OTHER, NONE = "own", "other", "-"
+SAMU_35, SAMU_75 = "samu-35", "samu-75"
+ARS_53 = "ars-53"  # Bretagne: 22, 29, 35, 56
+REGULATOR = "r.le-gall@samu35.fr"
+PASSWORD = "correct-horse-battery"
+# A patient of each territory: Rennes (35) for SAMU 35 and Bretagne, Paris (75).
+INSEE = {OWN: "35238", OTHER: "75056"}
+GP = "gp:10001234567"
+# The console calls the services on these ports (its transport hands them to the apps).
+PORTS = {ServiceName.INTAKE: 18001, ServiceName.REGULATION: 18002}
+
+
+# -- the table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What an actor got: a status (None on the broker), a refusal's code or the
+    outcome's (``applied``), and whether the referral was listed (for lists, pages,
+    the live stream; None where that does not apply)."""
+
+    status: int | None
+    code: str | None = None
+    listed: bool | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    route: str  # "<service> <METHOD> <path>", "console <METHOD> <path>", "broker <type>"
+    actor: str  # samu-35, ars-53...
+    territory: str  # OWN: a referral (or a centre) of the actor's territory; OTHER: not
+    expected: Seen
+    what: str = ""  # which event, where a route has several (the live stream)
+
+    @property
+    def id(self) -> str:
+        return " | ".join(filter(None, (self.route, self.actor, self.territory, self.what)))
+
+
+def _pair(route: str, actor: str, own: Seen, other: Seen, what: str = "") -> list[Case]:
+    return [Case(route, actor, OWN, own, what), Case(route, actor, OTHER, other, what)]
+
+
+LISTED, NOT_LISTED = Seen(200, listed=True), Seen(200, listed=False)
+NOT_FOUND = Seen(404)
+REFUSED = Seen(403, OUTSIDE_TERRITORY)
+NOT_ITS_ROLE = Seen(403)
+TOLD, NOT_TOLD = Seen(None, listed=True), Seen(None, listed=False)
+
+CASES: list[Case] = [
+    # intake: Centre 15's reads of the patients to call back, with their identity.
+    *_pair("intake GET /escalations", SAMU_35, LISTED, NOT_LISTED),
+    *_pair("intake GET /referrals/{referral_id}", SAMU_35, Seen(200, listed=True), NOT_FOUND),
+    # A SAMU refers any patient (where they live is no one's secret to it), in its name.
+    *_pair("intake POST /referrals", SAMU_35, Seen(201), Seen(201)),
+    # Its own referrals (OTHER: another SAMU's).
+    *_pair("intake GET /referrals", SAMU_35, LISTED, NOT_LISTED),
+    *_pair("intake POST /referrals/{referral_id}/withdraw", SAMU_35, Seen(200), NOT_FOUND),
+    *_pair("intake DELETE /referrals/{referral_id}", SAMU_35, Seen(200), NOT_FOUND),
+    # regulation: the held queue, the trail, the decision.
+    *_pair("regulation GET /held", SAMU_35, LISTED, NOT_LISTED),
+    *_pair("regulation GET /referrals/{referral_id}/decisions", SAMU_35, Seen(200), NOT_FOUND),
+    *_pair("regulation POST /referrals/{referral_id}/decision", SAMU_35, Seen(201), REFUSED),
+    # The protocol is the same for every territory.
+    Case("regulation GET /protocols", SAMU_35, NONE, Seen(200)),
+    # The ARS's and the centres' routes: not a SAMU's (their rows: their part).
+    *_pair("scheduler GET /territory/{code}", SAMU_35, NOT_ITS_ROLE, NOT_ITS_ROLE),
+    Case("scheduler GET /territory", SAMU_35, NONE, NOT_ITS_ROLE),
+    Case("scheduler GET /reinforcements", SAMU_35, NONE, NOT_ITS_ROLE),
+    Case("notifier GET /centres/{centre_id}/appointments", SAMU_35, NONE, NOT_ITS_ROLE),
+    # The console's Centre 15 desk and the decision form.
+    *_pair("console GET /centre-15", SAMU_35, LISTED, NOT_LISTED),
+    *_pair("console GET /centre-15/fragment", SAMU_35, LISTED, NOT_LISTED),
+    *_pair("console POST /centre-15/dossiers/{referral_id}/decision", SAMU_35, Seen(303), REFUSED),
+    # The live stream: escalations to the SAMU of the patient's département; alerts and
+    # reinforcement requests to the ARS of the region.
+    *_pair("console GET /evenements", SAMU_35, TOLD, NOT_TOLD, "escalation"),
+    *_pair("console GET /evenements", ARS_53, TOLD, NOT_TOLD, "alert"),
+    *_pair("console GET /evenements", ARS_53, TOLD, NOT_TOLD, "reinforcement"),
+    # The broker door: a SAMU's decision (its own user, or the Hub Santé door acting
+    # for it) on another territory's referral is refused and answered.
+    *_pair(
+        "broker regulation.decided", SAMU_35, Seen(None, "applied"), Seen(None, OUTSIDE_TERRITORY)
+    ),
+]
+
+# Routes listed with no row of this part's actors yet, and why.
+PENDING: dict[str, str] = {
+    "scheduler POST /centres": "the ARS's: its rows come with the ARS's part",
+    "scheduler POST /centres/{centre_id}/capacity": "the ARS's",
+    "scheduler POST /centres/{centre_id}/suspend": "the ARS's",
+    "scheduler POST /centres/{centre_id}/close": "the ARS's",
+    "scheduler GET /patient/appointment": "the patient's link (tests/integration/"
+    "test_patient_link_doors.py)",
+    "scheduler GET /patient/appointment/options": "the patient's link",
+    "scheduler POST /patient/appointment/move": "the patient's link",
+    "intake POST /patient/cancellation": "the patient's link",
+    "notifier POST /centres/{centre_id}/appointments/{appointment_id}/outcome": "a centre's",
+    "notifier POST /centres/{centre_id}/appointments/{appointment_id}/correction": "a centre's",
+    "notifier POST /centres/{centre_id}/reinforcements": "a centre's",
+}
+
+# Not a tenant's: the process's health and the documents.
+UNGUARDED = {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+
+# -- the stage --------------------------------------------------------------------------
+
+
+class _Services(httpx.AsyncBaseTransport):
+    """The console's calls to the services, handed to their apps by port."""
+
+    def __init__(self, apps: dict[int, FastAPI]) -> None:
+        self.by_port = {port: httpx.ASGITransport(app=app) for port, app in apps.items()}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        port = request.url.port
+        assert port in self.by_port, f"the console called port {port}"
+        return await self.by_port[port].handle_async_request(request)
+
+
+@dataclass
+class World:
+    settings: Settings
+    runtimes: dict[ServiceName, ServiceRuntime]
+    console: FastAPI
+    browser: httpx.AsyncClient  # the regulator of SAMU 35, logged in to the console
+    # Referrals by role: escalated-own, held-other, mine (SAMU 35's), theirs (SAMU 75's)...
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def api(self, service: ServiceName, actor: str = SAMU_35) -> httpx.AsyncClient:
+        token = issue_token(self.settings, Role.CENTRE_15, actor, service)
+        transport = httpx.ASGITransport(app=self.runtimes[service].http_app)
+        return httpx.AsyncClient(
+            transport=transport,
+            base_url=f"http://{service.value}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    def gp(self) -> httpx.AsyncClient:
+        token = issue_token(self.settings, Role.REFERRER, GP, ServiceName.INTAKE)
+        transport = httpx.ASGITransport(app=self.runtimes[ServiceName.INTAKE].http_app)
+        return httpx.AsyncClient(
+            transport=transport,
+            base_url="http://intake",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+
+def _referral(insee: str, *, severe: bool = False, held: bool = False, **patient: Any) -> Any:
+    """A referral's JSON: severe (SpO2 88 %: the protocol escalates it), or at risk
+    without vitals (the protocol holds it for a regulator)."""
+    made = referral(f"t-{uuid.uuid4().hex[:12]}", insee=insee, severe=severe, **patient)
+    if held:
+        clinical = made.clinical.model_copy(
+            update={"risk_factors": (RiskFactor.CHRONIC_RESPIRATORY,), "vitals": Vitals()}
+        )
+        made = made.model_copy(update={"clinical": clinical})
+    return made.model_dump(mode="json")
+
+
+async def _submit(client: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    response = await client.post("/referrals", json=body)
+    assert response.status_code == 201, response.text
+    referral_id: str = response.json()["referral_id"]
+    return referral_id
+
+
+async def _status_becomes(world: World, referral_id: str, status: str) -> None:
+    deadline = time.monotonic() + 30
+    async with world.gp() as gp:
+        while (await gp.get(f"/referrals/{referral_id}")).json().get("status") != status:
+            assert time.monotonic() < deadline, f"{referral_id} never {status}"
+            await asyncio.sleep(0.1)
+
+
+async def _referrals(world: World) -> None:
+    """Escalated and held patients of Rennes and Paris (the GP's), and referrals of
+    SAMU 35 and SAMU 75 themselves."""
+    names = {OWN: "Rennes-Grave", OTHER: "Paris-Grave"}
+    async with world.gp() as gp:
+        for where, insee in INSEE.items():
+            world.ids[f"escalated-{where}"] = await _submit(
+                gp, _referral(insee, severe=True, last_name=names[where])
+            )
+            world.ids[f"held-{where}"] = await _submit(gp, _referral(insee, held=True))
+    for samu, role in ((SAMU_35, "mine"), (SAMU_75, "theirs")):
+        async with world.api(ServiceName.INTAKE, samu) as client:
+            for n in range(3):
+                body = _referral(INSEE[OWN])
+                body["referrer"] = {"kind": "centre_15", "identifier": samu}
+                world.ids[f"{role}-{n}"] = await _submit(client, body)
+    for where in INSEE:
+        await _status_becomes(world, world.ids[f"escalated-{where}"], "escalated")
+        await _status_becomes(world, world.ids[f"held-{where}"], "held_for_regulator")
+
+
+@contextlib.asynccontextmanager
+async def _console(settings: Settings, apps: dict[int, FastAPI]) -> AsyncIterator[FastAPI]:
+    ports = {f"{service.value}_http_port": port for service, port in PORTS.items()}
+    own = settings.model_copy(update={"data_dir": settings.data_dir / "console", **ports})
+    app = create_app(own, listen=False)
+    async with app.router.lifespan_context(app):
+        state = app.state.console
+        await state.http.aclose()
+        state.http = httpx.AsyncClient(transport=_Services(apps))
+        await app.state.accounts.add(REGULATOR, "R. Le Gall", Role.CENTRE_15, SAMU_35, PASSWORD)
+        yield app
+
+
+@pytest.fixture(scope="module")
+async def world(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    namespace = fresh_namespace()
+    settings = Settings(
+        environment=Environment.DEVELOPMENT,
+        broker_url=broker_url,
+        namespace=namespace,
+        data_dir=tmp_path_factory.mktemp("tenancy") / "data",
+        retry_backoff_seconds=0.05,
+        outbox_poll_seconds=0.2,
+        max_deliveries=3,
+        intake_http_port=None,
+        regulation_http_port=None,
+        scheduler_http_port=None,
+        notifier_http_port=None,
+    )
+    await declare_topology(broker_url, namespace)
+    runtimes = {
+        ServiceName.INTAKE: build_intake(settings),
+        ServiceName.REGULATION: build_regulation(settings),
+        # Built, not started: their routes refuse a SAMU before reading anything.
+        ServiceName.SCHEDULER: build_scheduler(settings),
+        ServiceName.NOTIFIER: build_notifier(settings),
+    }
+    apps = {port: runtimes[service].http_app for service, port in PORTS.items()}
+    try:
+        async with (
+            running(runtimes[ServiceName.INTAKE]),
+            running(runtimes[ServiceName.REGULATION]),
+            _console(settings, apps) as console,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=console), base_url="https://console"
+            ) as browser,
+        ):
+            assert (await log_in(browser, REGULATOR, PASSWORD)).status_code == 303
+            made = World(settings, runtimes, console, browser)
+            await _referrals(made)
+            yield made
+    finally:
+        await asyncio.wait_for(delete_topology(broker_url, namespace), 30)
+
+
+# -- the probes: one per route, what the actor gets -------------------------------------
+
+
+Probe = Callable[[World, Case], Awaitable[Seen]]
+PROBES: dict[str, Probe] = {}
+
+
+def probe(route: str) -> Callable[[Probe], Probe]:
+    def register(function: Probe) -> Probe:
+        PROBES[route] = function
+        return function
+
+    return register
+
+
+def _code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error_code") if isinstance(body, dict) else None
+
+
+@probe("intake GET /escalations")
+async def _escalations(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.INTAKE) as api:
+        response = await api.get("/escalations")
+    listed = {e["referral_id"] for e in response.json()["escalations"]}
+    return Seen(response.status_code, listed=w.ids[f"escalated-{case.territory}"] in listed)
+
+
+@probe("intake GET /referrals/{referral_id}")
+async def _read(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.INTAKE) as api:
+        response = await api.get(f"/referrals/{w.ids[f'escalated-{case.territory}']}")
+    if response.status_code != 200:
+        return Seen(response.status_code, _code(response))
+    # Listed: with the identity a regulator needs to call the patient back.
+    return Seen(200, listed="identity" in response.json())
+
+
+@probe("intake POST /referrals")
+async def _refer(w: World, case: Case) -> Seen:
+    body = _referral(INSEE[case.territory])
+    body["referrer"] = {"kind": "centre_15", "identifier": SAMU_35}
+    async with w.api(ServiceName.INTAKE) as api:
+        response = await api.post("/referrals", json=body)
+    return Seen(response.status_code, _code(response))
+
+
+@probe("intake GET /referrals")
+async def _own_list(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.INTAKE) as api:
+        response = await api.get("/referrals")
+    listed = {r["referral_id"] for r in response.json()["referrals"]}
+    wanted = w.ids["mine-0" if case.territory == OWN else "theirs-0"]
+    return Seen(response.status_code, listed=wanted in listed)
+
+
+async def _withdraw(w: World, case: Case, method: str, path: str, n: int) -> Seen:
+    referral_id = w.ids[f"mine-{n}" if case.territory == OWN else f"theirs-{n}"]
+    async with w.api(ServiceName.INTAKE) as api:
+        response = await api.request(
+            method, path.format(referral_id=referral_id), json={"reason": "referral_error"}
+        )
+    return Seen(response.status_code, _code(response))
+
+
+@probe("intake POST /referrals/{referral_id}/withdraw")
+async def _withdraw_post(w: World, case: Case) -> Seen:
+    return await _withdraw(w, case, "POST", "/referrals/{referral_id}/withdraw", 1)
+
+
+@probe("intake DELETE /referrals/{referral_id}")
+async def _withdraw_delete(w: World, case: Case) -> Seen:
+    return await _withdraw(w, case, "DELETE", "/referrals/{referral_id}", 2)
+
+
+@probe("regulation GET /held")
+async def _held(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.REGULATION) as api:
+        response = await api.get("/held")
+    listed = {h["referral_id"] for h in response.json()["held"]}
+    return Seen(response.status_code, listed=w.ids[f"held-{case.territory}"] in listed)
+
+
+@probe("regulation GET /referrals/{referral_id}/decisions")
+async def _trail(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.REGULATION) as api:
+        response = await api.get(f"/referrals/{w.ids[f'held-{case.territory}']}/decisions")
+    return Seen(response.status_code, _code(response))
+
+
+# A regulator confirms the hold: the referral stays held, so every row may run in any
+# order and any number of times.
+HOLD = {"decision": "hold", "comment": "rappel prévu"}
+
+
+@probe("regulation POST /referrals/{referral_id}/decision")
+async def _decide(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.REGULATION) as api:
+        response = await api.post(
+            f"/referrals/{w.ids[f'held-{case.territory}']}/decision", json=HOLD
+        )
+    return Seen(response.status_code, _code(response))
+
+
+@probe("regulation GET /protocols")
+async def _protocols(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.REGULATION) as api:
+        response = await api.get("/protocols")
+    return Seen(response.status_code, _code(response))
+
+
+def _get(service: ServiceName, path: Callable[[Case], str]) -> Probe:
+    async def run(w: World, case: Case) -> Seen:
+        async with w.api(service) as api:
+            response = await api.get(path(case))
+        return Seen(response.status_code, _code(response))
+
+    return run
+
+
+PROBES["scheduler GET /territory/{code}"] = _get(
+    ServiceName.SCHEDULER, lambda case: f"/territory/{INSEE[case.territory][:2]}"
+)
+PROBES["scheduler GET /territory"] = _get(ServiceName.SCHEDULER, lambda case: "/territory")
+PROBES["scheduler GET /reinforcements"] = _get(ServiceName.SCHEDULER, lambda c: "/reinforcements")
+PROBES["notifier GET /centres/{centre_id}/appointments"] = _get(
+    ServiceName.NOTIFIER, lambda case: "/centres/rennes-a/appointments"
+)
+
+
+async def _desk(w: World, case: Case, path: str) -> Seen:
+    response = await w.browser.get(path)
+    page = response.text
+    escalated = "Rennes-Grave" if case.territory == OWN else "Paris-Grave"
+    held = w.ids[f"held-{case.territory}"]
+    both, neither = escalated in page and held in page, escalated not in page and held not in page
+    assert both or neither, f"{path}: one of the escalation and the held referral only"
+    return Seen(response.status_code, listed=both)
+
+
+@probe("console GET /centre-15")
+async def _desk_page(w: World, case: Case) -> Seen:
+    return await _desk(w, case, "/centre-15")
+
+
+@probe("console GET /centre-15/fragment")
+async def _desk_fragment(w: World, case: Case) -> Seen:
+    return await _desk(w, case, "/centre-15/fragment")
+
+
+@probe("console POST /centre-15/dossiers/{referral_id}/decision")
+async def _desk_decides(w: World, case: Case) -> Seen:
+    csrf = csrf_of((await w.browser.get("/centre-15")).text)
+    referral_id = w.ids[f"held-{case.territory}"]
+    response = await w.browser.post(
+        f"/centre-15/dossiers/{referral_id}/decision",
+        data={"csrf": csrf, "decision": "hold", "commentaire": "rappel prévu"},
+        follow_redirects=False,
+    )
+    # The refusal's page says it in French; its code is the service's.
+    said = "ne relève pas du territoire" in response.text
+    return Seen(response.status_code, OUTSIDE_TERRITORY if said else None)
+
+
+def _envelope(event_type: str, **data: Any) -> Envelope:
+    return Envelope(type=event_type, source="test", correlation_id=new_id(), data=data)
+
+
+def _live_events(case: Case) -> tuple[Actor, list[Envelope], str]:
+    """The actor as the console makes it, what the bus carries, and the line that tells
+    the actor of it."""
+    dep = INSEE[case.territory][:2]
+    if case.actor == SAMU_35:
+        actor = Actor(Role.CENTRE_15, f"{SAMU_35}:{REGULATOR}", REGULATOR, "R. Le Gall", SAMU_35)
+        escalated = _envelope(
+            "referral.regulated",
+            decision="escalate",
+            decided_by="protocol",
+            commune_insee=INSEE[case.territory],
+            departement=dep,
+            age=61 if case.territory == OWN else 62,
+        )
+        return actor, [escalated], f"{escalated.data['age']} ans"
+    actor = Actor(Role.ARS, "53", "a.martin@ars.bzh", "A. Martin", "53")
+    if case.what == "alert":
+        alert = _envelope("capacity.alert", departement=dep, kind="waiting_list", waiting=7)
+        return actor, [alert], f"dans le {dep}"
+    centre_id = f"centre-{dep}-{uuid.uuid4().hex[:6]}"
+    activated = _envelope(
+        "centre.activated", centre_id=centre_id, commune_insee=INSEE[case.territory]
+    )
+    asked = _envelope("reinforcement.requested", centre_id=centre_id, count=2, profession="IDE")
+    return actor, [activated, asked], f"{centre_id} demande 2 IDE"
+
+
+@probe("console GET /evenements")
+async def _live(w: World, case: Case) -> Seen:
+    """What the actor's stream carries (the stream the route serves, read from the hub:
+    the route adds only the session's checks)."""
+    hub = w.console.state.console.hub
+    actor, envelopes, line = _live_events(case)
+    stream = hub.stream(actor, heartbeat=0.3)
+    try:
+        assert (await anext(stream)).startswith("retry:")  # subscribed from here
+        for envelope in envelopes:
+            hub.feed(envelope)
+        heard = []
+        while not (chunk := await anext(stream)).startswith(": keep-alive"):
+            heard.append(chunk)
+    finally:
+        await stream.aclose()
+    # Listed: told what happened (a line for its journal). A change without a line only
+    # has the page read its part again from the services, which hold it to its own.
+    told = [c for c in heard if c.startswith("event: change") and '"line": ""' not in c]
+    assert not told or any(line in chunk for chunk in told), told
+    return Seen(None, listed=bool(told))
+
+
+@probe("broker regulation.decided")
+async def _door(w: World, case: Case) -> Seen:
+    """The SAMU's decision on the ingress, as the operator's user acting for it (the
+    Hub Santé door's way; a SAMU's own user is held so by shared.senders too)."""
+    s = w.settings
+    referral_id = w.ids[f"held-{case.territory}"]
+    decided = RegulationDecided(
+        referral_id=referral_id, regulator_id="DR-lrm", decision=Decision.HOLD, comment="LRM"
+    )
+    async with (
+        Tap(s.broker_url, s.namespace, f"reply.{SAMU_35}.#", "referral.regulated.*") as tap,
+        EventPublisher(s.broker_url, s.namespace, "lrm", actor=SAMU_35) as lrm,
+    ):
+        sent = await lrm.publish(decided, correlation_id=referral_id)
+
+        def outcome(envelopes: list[Envelope]) -> str | None:
+            for e in envelopes:
+                if e.type == "request.refused" and e.data["source_message_id"] == sent.id:
+                    return str(e.data["error_code"])
+                if e.type == "referral.regulated" and e.causation_id == sent.id:
+                    return "applied"
+            return None
+
+        await tap.wait_for(lambda es: outcome(es) is not None, timeout=20)
+    return Seen(None, outcome(tap.envelopes))
+
+
+# -- the tests ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+async def test_tenancy(world: World, case: Case) -> None:
+    assert case.route in PROBES, f"no probe for {case.route}"
+    seen = await PROBES[case.route](world, case)
+    assert seen == case.expected, f"{case.id}: {seen}"
+
+
+def _walk(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI's included router
+        if included is not None:
+            yield from _walk(included.routes)
+        elif getattr(route, "methods", None):
+            yield route
+
+
+def _routes(name: str, app: FastAPI) -> set[str]:
+    found = {
+        f"{name} {method} {route.path}"
+        for route in _walk(app.routes)
+        for method in route.methods - {"HEAD"}
+        if route.path not in UNGUARDED
+    }
+    # And what the OpenAPI document says, in case a route hides from the walk.
+    for path, operations in app.openapi()["paths"].items():
+        if path not in UNGUARDED:
+            found |= {f"{name} {method.upper()} {path}" for method in operations}
+    return found
+
+
+def test_every_route_is_in_the_table(tmp_path: Path) -> None:
+    """Each HTTP route of every service, and each Centre 15 page of the console, has a
+    row, or is pending with a reason: a new route cannot escape the table."""
+    settings = Settings(data_dir=tmp_path, intake_http_port=None)
+    builders = {
+        ServiceName.INTAKE: build_intake,
+        ServiceName.REGULATION: build_regulation,
+        ServiceName.SCHEDULER: build_scheduler,
+        ServiceName.NOTIFIER: build_notifier,
+    }
+    routes: set[str] = set()
+    for service, build in builders.items():
+        routes |= _routes(service.value, build(settings).http_app)
+    console = {
+        f"console {method} {route.path}"
+        for route in _walk(create_app(settings, listen=False).routes)
+        for method in route.methods - {"HEAD"}
+        if route.path.startswith("/centre-15") or route.path == "/evenements"
+    }
+    assert len(console) == 4, console
+    listed = {case.route for case in CASES} | set(PENDING)
+    missing = sorted((routes | console) - listed)
+    assert not missing, f"routes in no row of the tenancy table: {missing}"
+    gone = sorted(r for r in listed - routes - console if not r.startswith("broker "))
+    assert not gone, f"rows for routes that no longer exist: {gone}"
+    # Every row of a route has both territories where it has any.
+    assert all(case.route in PROBES for case in CASES)
+
+
+def test_the_table_is_a_real_one() -> None:
+    """Each Centre 15 route of intake and regulation is tried on both territories."""
+    for route in PROBES:
+        rows = {case.territory for case in CASES if case.route == route}
+        assert rows in ({OWN, OTHER}, {NONE}), (route, rows)
+    refused = [c for c in CASES if c.expected in (NOT_FOUND, REFUSED) or c.expected.listed is False]
+    assert refused and all(c.territory == OTHER for c in refused)
