@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import aio_pika
+from fastapi import FastAPI
 from faststream.rabbit.annotations import RabbitMessage
 from rich.console import Console
 from rich.progress import (
@@ -34,12 +35,24 @@ from aiguillage.processes import ServiceProcesses
 from aiguillage.reach import Unreachable, broker
 from aiguillage.scenario import demo_centres, demo_referral
 from shared.events import Envelope, ReferralSubmitted, new_id
+from shared.http import HttpServer
 from shared.logging import configure_logging
 from shared.publisher import EventPublisher
 from shared.settings import Environment, ServiceName, Settings
 from shared.topology import SUBSCRIPTIONS, declare_topology, delete_topology
 
 console = Console()
+
+
+def sms_sink() -> FastAPI:
+    """An SMS gateway that takes every message and sends it nowhere (the demo's)."""
+    app = FastAPI()
+
+    @app.post("/sms")
+    async def sms() -> dict[str, str]:
+        return {"status": "queued"}
+
+    return app
 
 
 def no_broker(settings: Settings) -> Unreachable:
@@ -178,6 +191,12 @@ async def _run(settings: Settings, referrals: int, seed: int, timeout: float, ke
     await declare_topology(settings.broker_url, namespace)
     observer = Observer(settings.broker_url, namespace)
     await observer.start()
+    # The patients' SMS go to a gateway of the demo's own that delivers them to nobody:
+    # the notifier sends them as it would in production, and their length is measured.
+    gateway = HttpServer(sms_sink(), "127.0.0.1", 0)
+    await gateway.start()
+    env["AIGUILLAGE_PATIENT_CHANNELS"] = "record,sms"
+    env["AIGUILLAGE_SMS_GATEWAY_URL"] = f"http://127.0.0.1:{gateway.port}/sms"
     services = ServiceProcesses(env, run_dir / "logs")
 
     def alive() -> None:
@@ -200,6 +219,7 @@ async def _run(settings: Settings, referrals: int, seed: int, timeout: float, ke
             )
     finally:
         services.stop()
+        await gateway.stop()
         await observer.stop()
         if not keep:
             centre_ids = [c.centre_id for c in demo_centres(date.today())]
@@ -301,6 +321,10 @@ def _report(observer: Observer, submitted: int, elapsed: float) -> int:
             f"submission → centre notified: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
             f"over {len(latencies)} assigned referrals"
         )
+    if observer.shortest_lead is not None:
+        console.print(f"shortest lead: {int(observer.shortest_lead.total_seconds() // 60)} min")
+    if observer.longest_sms is not None:
+        console.print(f"longest SMS: {observer.longest_sms} segments")
     console.print(f"{submitted} referrals in {elapsed:.1f} s")
     ok = states["unaccounted"] == 0 and received == downstream
     console.print(

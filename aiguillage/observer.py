@@ -7,6 +7,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
@@ -48,6 +49,11 @@ class Observer:
     _pending: dict[str, list[Envelope]] = field(default_factory=lambda: defaultdict(list))
     _seen: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # What the run booked and sent, for its summary: the least time between a booking
+    # (its event's time) and its slot's start, over every booking and move; the most
+    # segments an SMS took.
+    shortest_lead: timedelta | None = None
+    longest_sms: int | None = None
 
     async def start(self) -> None:
         self._connection = await broker_nodes.connect_robust(self.url)
@@ -99,8 +105,18 @@ class Observer:
         if self.keep_events:
             self.events.append(envelope)
         self.counts[envelope.type] += 1
+        self._measure(envelope)
         self._apply(envelope)
         self.changed.set()
+
+    def _measure(self, env: Envelope) -> None:
+        data = env.data
+        if env.type in ("slot.assigned", "appointment.rescheduled") and "start" in data:
+            lead = datetime.fromisoformat(data["start"]) - env.time
+            if self.shortest_lead is None or lead < self.shortest_lead:
+                self.shortest_lead = lead
+        elif env.type == "notification.sent" and data.get("segments") is not None:
+            self.longest_sms = max(self.longest_sms or 0, int(data["segments"]))
 
     def _apply(self, env: Envelope) -> None:
         data = env.data

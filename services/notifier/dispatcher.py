@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notifier import sms
 from services.notifier.channels import (
     Contact,
     PatientChannel,
@@ -210,7 +211,11 @@ class Dispatcher:
             )
         contact = recipient.contact
         if not channel.reaches(contact):
-            raise PermanentFailure(f"the patient cannot be reached by {row.channel}")
+            # No number, or no consent to SMS: the patient's own choice, a rule applied
+            # (recorded as failed with its code), not an error for the operators' letters.
+            raise Refused(
+                "not_reachable", f"the patient gave no address or consent for {row.channel}"
+            )
         key = _address_key(row.channel, contact)
         if key is not None:
             await self._take_quota(key)
@@ -344,7 +349,12 @@ class Dispatcher:
             "attempts": attempt,
         }
         if error is None:
-            payload: NotificationSent | NotificationFailed = NotificationSent(**common)
+            # The text an SMS row holds is the one sent: its segments tell the run's
+            # summary (and whoever pays the operator) what each SMS cost.
+            length = sms.segments(row.body) if row.channel == Channel.SMS.value else None
+            payload: NotificationSent | NotificationFailed = NotificationSent(
+                **common, segments=length
+            )
         else:
             payload = NotificationFailed(
                 **common,

@@ -38,6 +38,9 @@ class NotificationSent(EventPayload):
     channel: Channel
     template: str
     attempts: int = 1
+    # An SMS's length as operators bill it (GSM 03.38 or UCS-2 segments): a count, never
+    # the text. Added in 0.3.0, so older producers leave it out.
+    segments: int | None = None
 
 
 class NotificationFailed(EventPayload):
