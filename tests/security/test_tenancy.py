@@ -7,8 +7,9 @@ referral is listed. A SAMU (Centre 15) covers its départements (shared.territor
 SAMU 35 reads and decides on Rennes's patients, never on Paris's. Reading another
 territory's referral is the 404 of a missing one; acting on it, 403 ``outside_territory``.
 
-Another part of issue 28 adds its actors' rows (the ARS, the centres) to ``CASES``;
-``PENDING`` names the routes that have none of this part's actors yet, and
+Another part of issue 28 adds its actors' rows (the ARS, the centres) to ``CASES``
+(``principal`` makes their tokens; a probe per route, ``@probe``, says what the actor
+got); ``PENDING`` names the routes that have none of this part's actors yet, and
 ``test_every_route_is_in_the_table`` fails when a route of any service (or a Centre 15
 page of the console) is in neither.
 
@@ -41,13 +42,18 @@ from services.regulation.app import build as build_regulation
 from services.scheduler.app import build as build_scheduler
 from shared.auth import Role, issue_token
 from shared.events import (
+    CancelledBy,
     Decision,
     Envelope,
+    EventPayload,
+    ReferralCancelled,
+    ReferrerKind,
     RegulationDecided,
     RiskFactor,
     Vitals,
     new_id,
 )
+from shared.events.referral import Referrer
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.settings import Environment, ServiceName, Settings
@@ -142,6 +148,20 @@ CASES: list[Case] = [
     *_pair(
         "broker regulation.decided", SAMU_35, Seen(None, "applied"), Seen(None, OUTSIDE_TERRITORY)
     ),
+    # A SAMU refers in its own name (OTHER: in another SAMU's), and withdraws its own
+    # referrals only (OTHER: another SAMU's).
+    *_pair(
+        "broker referral.submitted",
+        SAMU_35,
+        Seen(None, "applied"),
+        Seen(None, "sender_inconsistent"),
+    ),
+    *_pair(
+        "broker referral.cancelled",
+        SAMU_35,
+        Seen(None, "applied"),
+        Seen(None, "sender_inconsistent"),
+    ),
 ]
 
 # Routes listed with no row of this part's actors yet, and why.
@@ -189,7 +209,8 @@ class World:
     ids: dict[str, str] = field(default_factory=dict)
 
     def api(self, service: ServiceName, actor: str = SAMU_35) -> httpx.AsyncClient:
-        token = issue_token(self.settings, Role.CENTRE_15, actor, service)
+        """The service's API as the actor of a row (its token, for that service)."""
+        token = issue_token(self.settings, *principal(actor), service)
         transport = httpx.ASGITransport(app=self.runtimes[service].http_app)
         return httpx.AsyncClient(
             transport=transport,
@@ -205,6 +226,16 @@ class World:
             base_url="http://intake",
             headers={"Authorization": f"Bearer {token}"},
         )
+
+
+def principal(actor: str) -> tuple[Role, str]:
+    """A row's actor as a token's role and subject: ``samu-35``, ``ars-53`` (the
+    region's code), ``centre-<id>``."""
+    if actor.startswith("ars-"):
+        return Role.ARS, actor.removeprefix("ars-")
+    if actor.startswith("centre-"):
+        return Role.CENTRE, actor.removeprefix("centre-")
+    return Role.CENTRE_15, actor
 
 
 def _referral(insee: str, *, severe: bool = False, held: bool = False, **patient: Any) -> Any:
@@ -246,7 +277,7 @@ async def _referrals(world: World) -> None:
             world.ids[f"held-{where}"] = await _submit(gp, _referral(insee, held=True))
     for samu, role in ((SAMU_35, "mine"), (SAMU_75, "theirs")):
         async with world.api(ServiceName.INTAKE, samu) as client:
-            for n in range(3):
+            for n in range(4):
                 body = _referral(INSEE[OWN])
                 body["referrer"] = {"kind": "centre_15", "identifier": samu}
                 world.ids[f"{role}-{n}"] = await _submit(client, body)
@@ -335,7 +366,7 @@ def _code(response: httpx.Response) -> str | None:
 
 @probe("intake GET /escalations")
 async def _escalations(w: World, case: Case) -> Seen:
-    async with w.api(ServiceName.INTAKE) as api:
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
         response = await api.get("/escalations")
     listed = {e["referral_id"] for e in response.json()["escalations"]}
     return Seen(response.status_code, listed=w.ids[f"escalated-{case.territory}"] in listed)
@@ -343,7 +374,7 @@ async def _escalations(w: World, case: Case) -> Seen:
 
 @probe("intake GET /referrals/{referral_id}")
 async def _read(w: World, case: Case) -> Seen:
-    async with w.api(ServiceName.INTAKE) as api:
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
         response = await api.get(f"/referrals/{w.ids[f'escalated-{case.territory}']}")
     if response.status_code != 200:
         return Seen(response.status_code, _code(response))
@@ -354,15 +385,15 @@ async def _read(w: World, case: Case) -> Seen:
 @probe("intake POST /referrals")
 async def _refer(w: World, case: Case) -> Seen:
     body = _referral(INSEE[case.territory])
-    body["referrer"] = {"kind": "centre_15", "identifier": SAMU_35}
-    async with w.api(ServiceName.INTAKE) as api:
+    body["referrer"] = {"kind": "centre_15", "identifier": case.actor}
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
         response = await api.post("/referrals", json=body)
     return Seen(response.status_code, _code(response))
 
 
 @probe("intake GET /referrals")
 async def _own_list(w: World, case: Case) -> Seen:
-    async with w.api(ServiceName.INTAKE) as api:
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
         response = await api.get("/referrals")
     listed = {r["referral_id"] for r in response.json()["referrals"]}
     wanted = w.ids["mine-0" if case.territory == OWN else "theirs-0"]
@@ -371,7 +402,7 @@ async def _own_list(w: World, case: Case) -> Seen:
 
 async def _withdraw(w: World, case: Case, method: str, path: str, n: int) -> Seen:
     referral_id = w.ids[f"mine-{n}" if case.territory == OWN else f"theirs-{n}"]
-    async with w.api(ServiceName.INTAKE) as api:
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
         response = await api.request(
             method, path.format(referral_id=referral_id), json={"reason": "referral_error"}
         )
@@ -390,7 +421,7 @@ async def _withdraw_delete(w: World, case: Case) -> Seen:
 
 @probe("regulation GET /held")
 async def _held(w: World, case: Case) -> Seen:
-    async with w.api(ServiceName.REGULATION) as api:
+    async with w.api(ServiceName.REGULATION, case.actor) as api:
         response = await api.get("/held")
     listed = {h["referral_id"] for h in response.json()["held"]}
     return Seen(response.status_code, listed=w.ids[f"held-{case.territory}"] in listed)
@@ -398,7 +429,7 @@ async def _held(w: World, case: Case) -> Seen:
 
 @probe("regulation GET /referrals/{referral_id}/decisions")
 async def _trail(w: World, case: Case) -> Seen:
-    async with w.api(ServiceName.REGULATION) as api:
+    async with w.api(ServiceName.REGULATION, case.actor) as api:
         response = await api.get(f"/referrals/{w.ids[f'held-{case.territory}']}/decisions")
     return Seen(response.status_code, _code(response))
 
@@ -410,7 +441,7 @@ HOLD = {"decision": "hold", "comment": "rappel prévu"}
 
 @probe("regulation POST /referrals/{referral_id}/decision")
 async def _decide(w: World, case: Case) -> Seen:
-    async with w.api(ServiceName.REGULATION) as api:
+    async with w.api(ServiceName.REGULATION, case.actor) as api:
         response = await api.post(
             f"/referrals/{w.ids[f'held-{case.territory}']}/decision", json=HOLD
         )
@@ -419,14 +450,14 @@ async def _decide(w: World, case: Case) -> Seen:
 
 @probe("regulation GET /protocols")
 async def _protocols(w: World, case: Case) -> Seen:
-    async with w.api(ServiceName.REGULATION) as api:
+    async with w.api(ServiceName.REGULATION, case.actor) as api:
         response = await api.get("/protocols")
     return Seen(response.status_code, _code(response))
 
 
 def _get(service: ServiceName, path: Callable[[Case], str]) -> Probe:
     async def run(w: World, case: Case) -> Seen:
-        async with w.api(service) as api:
+        async with w.api(service, case.actor) as api:
             response = await api.get(path(case))
         return Seen(response.status_code, _code(response))
 
@@ -531,31 +562,57 @@ async def _live(w: World, case: Case) -> Seen:
     return Seen(None, listed=bool(told))
 
 
-@probe("broker regulation.decided")
-async def _door(w: World, case: Case) -> Seen:
-    """The SAMU's decision on the ingress, as the operator's user acting for it (the
-    Hub Santé door's way; a SAMU's own user is held so by shared.senders too)."""
+async def _on_the_broker(
+    w: World, payload: EventPayload, correlation_id: str, caused: str
+) -> str | None:
+    """SAMU 35's message on the ingress, as the operator's user acting for it (the Hub
+    Santé door's way; a SAMU's own user is held so by shared.senders too): what became
+    of it (``applied``: ``caused``, the event it caused on the bus; an answer's type; a
+    refusal's code)."""
     s = w.settings
-    referral_id = w.ids[f"held-{case.territory}"]
-    decided = RegulationDecided(
-        referral_id=referral_id, regulator_id="DR-lrm", decision=Decision.HOLD, comment="LRM"
-    )
     async with (
-        Tap(s.broker_url, s.namespace, f"reply.{SAMU_35}.#", "referral.regulated.*") as tap,
+        Tap(s.broker_url, s.namespace, f"reply.{SAMU_35}.#", caused) as tap,
         EventPublisher(s.broker_url, s.namespace, "lrm", actor=SAMU_35) as lrm,
     ):
-        sent = await lrm.publish(decided, correlation_id=referral_id)
+        sent = await lrm.publish(payload, correlation_id=correlation_id)
 
         def outcome(envelopes: list[Envelope]) -> str | None:
             for e in envelopes:
-                if e.type == "request.refused" and e.data["source_message_id"] == sent.id:
-                    return str(e.data["error_code"])
-                if e.type == "referral.regulated" and e.causation_id == sent.id:
+                if e.data.get("source_message_id") == sent.id:
+                    return str(e.data.get("error_code") or e.type)
+                if e.causation_id == sent.id:
                     return "applied"
             return None
 
         await tap.wait_for(lambda es: outcome(es) is not None, timeout=20)
-    return Seen(None, outcome(tap.envelopes))
+    return outcome(tap.envelopes)
+
+
+@probe("broker referral.submitted")
+async def _door_refers(w: World, case: Case) -> Seen:
+    made = referral(f"t-{uuid.uuid4().hex[:12]}", insee=INSEE[OWN])
+    samu = SAMU_35 if case.territory == OWN else SAMU_75
+    referrer = Referrer(kind=ReferrerKind.CENTRE_15, identifier=samu, reply_to=SAMU_35)
+    submitted = made.model_copy(update={"referrer": referrer})
+    return Seen(None, await _on_the_broker(w, submitted, submitted.reference, "referral.received"))
+
+
+@probe("broker referral.cancelled")
+async def _door_cancels(w: World, case: Case) -> Seen:
+    referral_id = w.ids["mine-3" if case.territory == OWN else "theirs-3"]
+    cancelled = ReferralCancelled(
+        referral_id=referral_id, cancelled_by=CancelledBy.REFERRER, reason="erreur"
+    )
+    return Seen(None, await _on_the_broker(w, cancelled, referral_id, "referral.cancelled"))
+
+
+@probe("broker regulation.decided")
+async def _door_decides(w: World, case: Case) -> Seen:
+    referral_id = w.ids[f"held-{case.territory}"]
+    decided = RegulationDecided(
+        referral_id=referral_id, regulator_id="DR-lrm", decision=Decision.HOLD, comment="LRM"
+    )
+    return Seen(None, await _on_the_broker(w, decided, referral_id, "referral.regulated.*"))
 
 
 # -- the tests ----------------------------------------------------------------------------
