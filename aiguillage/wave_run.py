@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,8 @@ from aiguillage.wave import (
     wave_referral,
 )
 from shared.auth import Role, issue_token
-from shared.events import Envelope, EventPayload, ReferralSubmitted, new_id
+from shared.events import ConsultationOutcome, Envelope, EventPayload, ReferralSubmitted, new_id
+from shared.outcomes import refuse_record
 from shared.publisher import EventPublisher
 from shared.settings import Environment, ServiceName, Settings
 from shared.topology import declare_topology, delete_topology, events_exchange
@@ -162,20 +163,37 @@ def busiest_centre(centres: list[dict[str, Any]]) -> str | None:
     return ranked[0]["centre_id"] if ranked else None
 
 
+def _outcomes(
+    listing: list[dict[str, Any]], now: datetime
+) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """What the demo's centre reports: each outcome on an appointment it is allowed for
+    now (shared/outcomes.py), the escalation on any other."""
+    left = [a for a in listing if a.get("status") == "booked"]
+    chosen: list[tuple[dict[str, Any], dict[str, str]]] = []
+    for outcome in (ConsultationOutcome.NO_SHOW, ConsultationOutcome.SEEN):
+        for appointment in left:
+            start = datetime.fromisoformat(appointment["start"])
+            end = datetime.fromisoformat(appointment["end"])
+            if refuse_record(outcome, start=start, end=end, now=now) is None:
+                chosen.append((appointment, {"outcome": outcome.value, "reason": ""}))
+                left.remove(appointment)
+                break
+    if left:
+        worse = {"outcome": "escalated", "reason": "SpO2 à 89 % à l'arrivée, dyspnée"}
+        chosen.append((left[0], worse))
+    return chosen
+
+
 async def _centre_outcomes(run: Run, http: httpx.AsyncClient, centre_id: str) -> None:
-    """The centre's morning: a patient seen, one absent, one handed back to Centre 15,
-    and a request for reinforcement."""
+    """The centre's morning: a patient seen and one absent, where their slot has begun
+    or ended (appointments are booked on the real clock: in a short run, none may have),
+    one handed back to Centre 15, and a request for reinforcement."""
     port = run.services.ports["notifier"]
     token = issue_token(run.settings, Role.CENTRE, centre_id, ServiceName.NOTIFIER)
     headers = {"Authorization": f"Bearer {token}"}
     base = f"http://127.0.0.1:{port}/centres/{centre_id}/appointments"
     listing = (await http.get(base, headers=headers)).json()["appointments"]
-    outcomes = [
-        {"outcome": "seen", "reason": ""},
-        {"outcome": "no_show", "reason": ""},
-        {"outcome": "escalated", "reason": "SpO2 à 89 % à l'arrivée, dyspnée"},
-    ]
-    for appointment, body in zip(listing, outcomes, strict=False):
+    for appointment, body in _outcomes(listing, datetime.now(UTC)):
         await http.post(
             f"{base}/{appointment['appointment_id']}/outcome", json=body, headers=headers
         )

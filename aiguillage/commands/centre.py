@@ -13,7 +13,9 @@ import typer
 from aiguillage.commands.common import publish
 from shared.events import (
     ConsultationCompleted,
+    ConsultationCorrected,
     ConsultationNoShow,
+    ConsultationOutcome,
     Envelope,
     EventPayload,
     PatientEscalated,
@@ -128,6 +130,33 @@ def no_show(centre_id: Centre, appointment: Appointment, referral: Referral) -> 
     _report(
         centre_id,
         ConsultationNoShow(appointment_id=appointment, referral_id=referral, centre_id=centre_id),
+        referral,
+    )
+
+
+@app.command()
+def correct(
+    centre_id: Centre,
+    appointment: Appointment,
+    referral: Referral,
+    outcome: Annotated[
+        ConsultationOutcome, typer.Option(help="The outcome that stands from now on.")
+    ],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit).")] = "",
+    test_prescribed: bool = False,
+) -> None:
+    """Correct the outcome recorded (seen <-> no-show) within 24 hours of recording it
+    (consultation.corrected); a refusal comes back on the centre's own queue."""
+    _report(
+        centre_id,
+        ConsultationCorrected(
+            appointment_id=appointment,
+            referral_id=referral,
+            centre_id=centre_id,
+            outcome=outcome,
+            reason=reason,
+            test_prescribed=test_prescribed,
+        ),
         referral,
     )
 

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -49,6 +49,7 @@ from aiguillage.console.auth import (
     Actor,
     actor_of_account,
 )
+from aiguillage.console.centre_day import with_offers
 from aiguillage.console.live import EventHub
 from aiguillage.console.referrer import add_referrer_routes
 from aiguillage.console.svgmap import region_maps
@@ -69,6 +70,7 @@ from shared.labels import (
     APPOINTMENT_STATUSES,
     CENTRE_KINDS,
     CENTRE_STATUSES,
+    CONSULTATION_OUTCOMES,
     DECISIONS,
     PRIORITIES,
     REFERRAL_STATES,
@@ -109,6 +111,7 @@ ACTION_LABELS = {
     "centre.capacity_changed": "changement de capacité",
     "centre.suspended": "suspension d'un centre",
     "consultation.outcome": "issue d'une consultation",
+    "consultation.correction": "correction de l'issue d'une consultation",
     "reinforcement.requested": "demande de renfort",
     "regulation.decision": "décision de régulation",
 }
@@ -173,7 +176,7 @@ class Console:
         if response.status_code >= 400:
             code = None
             try:
-                detail = response.json().get("detail", response.text)
+                detail = _said(response.json(), response.text)
                 code = response.json().get("error_code")
             except ValueError:
                 detail = response.text
@@ -188,6 +191,18 @@ class Console:
         envelope = Envelope.wrap(payload, source=actor.source, correlation_id=correlation_id)
         await self.publisher.publish_envelope(envelope, payload.routing_key())
         return envelope.id
+
+
+def _said(body: Any, text: str) -> str:
+    """What a service's refusal says: its ``detail``, or the messages of its reasons (a
+    body with a stable code: ``{"error_code", "reasons": [{"code", "message"}]}``)."""
+    if not isinstance(body, dict):
+        return text
+    reasons = body.get("reasons")
+    if "detail" not in body and isinstance(reasons, list):
+        said = " ".join(str(r.get("message", "")) for r in reasons if isinstance(r, dict))
+        return said or text
+    return str(body.get("detail", text))
 
 
 def local_time(value: str | None, fmt: str = "%H:%M") -> str:
@@ -598,8 +613,12 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             )
         except ServiceError as exc:
             return {"service_error": str(exc), "appointments": [], "day": day}
+        # What may be recorded now, and when that changes (the page is read again then).
+        appointments, next_change = with_offers(listing["appointments"], datetime.now(UTC))
         return {
-            "appointments": listing["appointments"],
+            "appointments": appointments,
+            "next_change": next_change,
+            "issues": CONSULTATION_OUTCOMES,
             "day": listing["day"],
             "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
         }
@@ -625,7 +644,11 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
         back = "/centre" + (f"?jour={form['jour']}&" if form.get("jour") else "?")
         try:
             message, ok = await action(actor, form), True
-        except (ServiceError, ValueError) as exc:
+        except ServiceError as exc:
+            # A refusal with a stable code (an outcome out of its time) is said in the
+            # service's own French words, not as an HTTP error.
+            message, ok = (exc.detail if exc.code else str(exc)), False
+        except ValueError as exc:
             message, ok = str(exc), False
         if ok:
             detail = {k: v for k, v in form.items() if k != "csrf"}
@@ -649,6 +672,20 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             return "Issue de la consultation enregistrée."
 
         return await centre_action(request, report, "consultation.outcome", appointment_id)
+
+    @app.post("/centre/rendez-vous/{appointment_id}/correction")
+    async def correction(request: Request, appointment_id: str) -> Response:
+        async def correct(actor: Actor, form: dict[str, str]) -> str:
+            await console.call(
+                actor,
+                "POST",
+                "notifier",
+                f"/centres/{actor.subject}/appointments/{appointment_id}/correction",
+                {"outcome": form.get("issue"), "reason": form.get("motif", "")},
+            )
+            return "Correction de l'issue envoyée."
+
+        return await centre_action(request, correct, "consultation.correction", appointment_id)
 
     @app.post("/centre/renforts")
     async def reinforcements(request: Request) -> Response:

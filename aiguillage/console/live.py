@@ -93,6 +93,7 @@ REFERRAL_EVENTS = frozenset(
         "appointment.cancelled",
         "consultation.completed",
         "consultation.no_show",
+        "consultation.corrected",
         "patient.escalated",
     }
 )
@@ -160,7 +161,7 @@ def classify(envelope: Envelope) -> Change | None:
         )
     if kind in ("slot.assigned", "appointment.rescheduled", "appointment.cancelled"):
         return Change(kind, ("territory", "appointments"), centre_id, f"{kind} {centre_id}")
-    if kind in ("consultation.completed", "consultation.no_show"):
+    if kind in ("consultation.completed", "consultation.no_show", "consultation.corrected"):
         return Change(kind, ("territory", "appointments"), centre_id, f"{kind} {centre_id}")
     if kind == "referral.waitlisted":
         return Change(kind, ("territory",), None, "Patient en liste d'attente")

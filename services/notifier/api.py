@@ -1,4 +1,9 @@
-"""The centres' HTTP API: the day's patients (its own only), and what happened to them."""
+"""The centres' HTTP API: the day's patients (its own only), and what happened to them.
+
+What a centre reports goes to the scheduler's door on the broker, which decides; the
+outcomes' time rule (shared/outcomes.py) is checked here first, with this service's
+clock, so that a centre hears at once, with the code and the French reason, what the
+door would refuse later on its reply key."""
 
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
@@ -7,6 +12,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool
 
 from services.notifier import store
@@ -14,14 +20,24 @@ from shared.auth import Keys, Principal, Role, authenticator, forbid
 from shared.db import Database, as_utc
 from shared.events import (
     ConsultationCompleted,
+    ConsultationCorrected,
     ConsultationNoShow,
+    ConsultationOutcome,
     Envelope,
     EventPayload,
     PatientEscalated,
     ReinforcementRequested,
+    utcnow,
 )
 from shared.events.base import IsoDate, JsonInt
-from shared.openapi import AUTHENTICATED, BODY, CentreId, not_found
+from shared.openapi import AUTHENTICATED, BODY, CentreId, ProblemBody, Responses, not_found
+from shared.outcomes import (
+    OutcomeRefused,
+    correctable_until,
+    recorded,
+    refuse_correction,
+    refuse_record,
+)
 from shared.settings import ServiceName
 
 # Sends an actor's request on the ingress, in its name (ServiceRuntime.publish_at_door).
@@ -43,6 +59,37 @@ class OutcomeReport(BaseModel):
     test_prescribed: StrictBool = False
 
 
+class Correction(BaseModel):
+    outcome: ConsultationOutcome = Field(description="The outcome that stands from now on.")
+    reason: str = Field("", max_length=500)
+    test_prescribed: StrictBool = False
+
+
+# The outcomes' time rule, and the correction's window: a code and a French reason.
+OUT_OF_TIME: Responses = {
+    409: {
+        "model": ProblemBody,
+        "description": "Not now: before the slot's start (seen) or end (no-show), an "
+        "outcome already recorded, nothing to correct, or past the 24 hours a correction "
+        "is allowed (shared/outcomes.py).",
+    }
+}
+
+
+def _refused(refused: OutcomeRefused) -> JSONResponse:
+    return JSONResponse(
+        status_code=409,
+        content={
+            "error_code": refused.code,
+            "reasons": [{"code": refused.code, "message": refused.message}],
+        },
+    )
+
+
+def _outcome_at(row: Any) -> datetime | None:
+    return as_utc(row.outcome_at) if row.outcome_at is not None else None
+
+
 class ReinforcementRequest(BaseModel):
     count: JsonInt = Field(ge=1, le=100)
     profession: str = Field(min_length=2, max_length=100)
@@ -50,7 +97,13 @@ class ReinforcementRequest(BaseModel):
     note: str = Field("", max_length=500)
 
 
-def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Keys) -> APIRouter:
+def build_router(
+    database: Database,
+    publish_at_door: DoorPublish,
+    auth_keys: Keys,
+    clock: Callable[[], datetime] = utcnow,
+) -> APIRouter:
+    """``clock``: what the outcomes' time rule is judged by (tests set it)."""
     router = APIRouter(tags=["centres"], responses=AUTHENTICATED)
     Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.NOTIFIER))]
 
@@ -94,6 +147,11 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
                     "status": r.status,
                     # What the consultation is for: the test the centre prescribes.
                     "test_eligible": r.test_eligible,
+                    # When its outcome was recorded, and until when it may be corrected.
+                    "outcome_at": _iso(_outcome_at(r)),
+                    "correctable_until": _iso(
+                        correctable_until(at) if (at := _outcome_at(r)) is not None else None
+                    ),
                 }
                 for r in rows
             ],
@@ -103,16 +161,25 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         "/centres/{centre_id}/appointments/{appointment_id}/outcome",
         status_code=202,
         summary="Seen, no-show, or escalated to Centre 15",
-        responses={**not_found("No such appointment at this centre."), **BODY},
+        response_model=dict[str, str],
+        responses={**not_found("No such appointment at this centre."), **OUT_OF_TIME, **BODY},
     )
     async def report(
         centre_id: CentreId, appointment_id: str, body: OutcomeReport, caller: Caller
-    ) -> dict[str, str]:
+    ) -> Any:
         own_centre(caller, centre_id)
-        async with database.transaction() as session:
-            row = await store.appointment(session, appointment_id)
-        if row is None or row.centre_id != centre_id:
-            raise HTTPException(404, f"no appointment {appointment_id} at {centre_id}")
+        row = await own_appointment(centre_id, appointment_id)
+        if body.outcome is not Outcome.ESCALATED:
+            # An escalation is never too early: a patient may worsen in the waiting room.
+            refused = refuse_record(
+                ConsultationOutcome(body.outcome.value),
+                start=as_utc(row.start),
+                end=as_utc(row.end),
+                now=clock(),
+                already=recorded(row.status),
+            )
+            if refused is not None:
+                return _refused(refused)
         payload: EventPayload
         if body.outcome is Outcome.SEEN:
             payload = ConsultationCompleted(
@@ -138,6 +205,46 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         return {"event_id": event_id, "event_type": payload.event_type}
 
     @router.post(
+        "/centres/{centre_id}/appointments/{appointment_id}/correction",
+        status_code=202,
+        summary="Correct a recorded outcome (seen into no-show, or back) within 24 hours",
+        response_model=dict[str, str],
+        responses={**not_found("No such appointment at this centre."), **OUT_OF_TIME, **BODY},
+    )
+    async def correct(
+        centre_id: CentreId, appointment_id: str, body: Correction, caller: Caller
+    ) -> Any:
+        own_centre(caller, centre_id)
+        row = await own_appointment(centre_id, appointment_id)
+        refused = refuse_correction(
+            body.outcome,
+            start=as_utc(row.start),
+            end=as_utc(row.end),
+            now=clock(),
+            already=recorded(row.status),
+            recorded_at=_outcome_at(row),
+        )
+        if refused is not None:
+            return _refused(refused)
+        payload = ConsultationCorrected(
+            appointment_id=appointment_id,
+            referral_id=row.referral_id,
+            centre_id=centre_id,
+            outcome=body.outcome,
+            test_prescribed=body.test_prescribed,
+            reason=body.reason,
+        )
+        event_id = await publish(payload, row.referral_id, centre_id)
+        return {"event_id": event_id, "event_type": payload.event_type}
+
+    async def own_appointment(centre_id: str, appointment_id: str) -> Any:
+        async with database.transaction() as session:
+            row = await store.appointment(session, appointment_id)
+        if row is None or row.centre_id != centre_id:
+            raise HTTPException(404, f"no appointment {appointment_id} at {centre_id}")
+        return row
+
+    @router.post(
         "/centres/{centre_id}/reinforcements",
         status_code=202,
         summary="Ask the ARS for health professionals",
@@ -152,3 +259,7 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         return {"event_id": event_id, "event_type": payload.event_type}
 
     return router
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

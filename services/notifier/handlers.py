@@ -26,7 +26,9 @@ from shared.events import (
     CentreActivated,
     Channel,
     ConsultationCompleted,
+    ConsultationCorrected,
     ConsultationNoShow,
+    ConsultationOutcome,
     Decision,
     NotificationSent,
     PatientContact,
@@ -297,12 +299,20 @@ class NotifierHandlers:
             )
             await self._to_referrer(delivery, payload.referral_id, "escalated_by_centre", detail)
         elif isinstance(payload, ConsultationNoShow):
-            await self._appointment_status(session, payload.appointment_id, "noshow")
+            # Recorded by the scheduler when it sent it: the centre may correct it for
+            # 24 hours from then (its day list says until when).
+            await store.set_appointment_outcome(
+                session, payload.appointment_id, "noshow", delivery.envelope.time
+            )
             await self._to_referrer(
                 delivery, payload.referral_id, "no_show", {"centre_id": payload.centre_id}
             )
+        elif isinstance(payload, ConsultationCorrected):
+            await self._corrected(delivery, payload)
         elif isinstance(payload, ConsultationCompleted):
-            await self._appointment_status(session, payload.appointment_id, "fulfilled")
+            await store.set_appointment_outcome(
+                session, payload.appointment_id, "fulfilled", delivery.envelope.time
+            )
             # The referrer hears the end too (Hub Santé's LRM reads it as "fulfilled").
             await self._to_referrer(
                 delivery,
@@ -310,6 +320,24 @@ class NotifierHandlers:
                 "seen",
                 {"centre_id": payload.centre_id, "appointment_id": payload.appointment_id},
             )
+
+    async def _corrected(self, delivery: Delivery, payload: ConsultationCorrected) -> None:
+        """A centre corrected the outcome it recorded: the day list shows the new one,
+        and the referrer hears it under the outcome that now stands ("seen" or
+        "no_show"), marked as a correction, with what it replaces."""
+        status = "fulfilled" if payload.outcome is ConsultationOutcome.SEEN else "noshow"
+        await self._appointment_status(delivery.session, payload.appointment_id, status)
+        detail: dict[str, Any] = {
+            "centre_id": payload.centre_id,
+            "appointment_id": payload.appointment_id,
+            "corrected": True,
+            "previous_outcome": (
+                payload.previous_outcome.value if payload.previous_outcome else None
+            ),
+        }
+        if payload.reason:
+            detail["reason"] = payload.reason
+        await self._to_referrer(delivery, payload.referral_id, payload.outcome.value, detail)
 
     async def _decision_to_patient(self, delivery: Delivery, payload: ReferralRegulated) -> None:
         """An escalation, a home follow-up or a refusal: the patient learns what comes

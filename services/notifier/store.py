@@ -73,6 +73,11 @@ _APPOINTMENT_STATUS = (
     .where(centre_appointments.c.appointment_id == bindparam("b_appointment_id"))
     .values(status=bindparam("new_status"))
 )
+_APPOINTMENT_OUTCOME = (
+    update(centre_appointments)
+    .where(centre_appointments.c.appointment_id == bindparam("b_appointment_id"))
+    .values(status=bindparam("new_status"), outcome_at=bindparam("new_outcome_at"))
+)
 _APPOINTMENT = select(centre_appointments).where(
     centre_appointments.c.appointment_id == bindparam("appointment_id")
 )
@@ -145,6 +150,17 @@ async def set_appointment_status(session: AsyncSession, appointment_id: str, sta
     """No effect for an appointment the notifier never heard of."""
     await session.execute(
         _APPOINTMENT_STATUS, {"b_appointment_id": appointment_id, "new_status": status}
+    )
+
+
+async def set_appointment_outcome(
+    session: AsyncSession, appointment_id: str, status: str, recorded_at: datetime
+) -> None:
+    """The outcome the scheduler recorded, and when (a correction sets the status only:
+    its window runs from the recording)."""
+    await session.execute(
+        _APPOINTMENT_OUTCOME,
+        {"b_appointment_id": appointment_id, "new_status": status, "new_outcome_at": recorded_at},
     )
 
 

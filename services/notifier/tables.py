@@ -104,6 +104,9 @@ centre_appointments = Table(
     Column("status", String(16), nullable=False),
     # The centre prescribes a diagnostic test (regulation's verdict, via the scheduler).
     Column("test_eligible", Boolean, nullable=False, server_default=false()),
+    # When the scheduler recorded the outcome ("vu", "absent"; not a correction): the
+    # centre may correct it for 24 hours (shared/outcomes.py). None: none recorded.
+    Column("outcome_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_centre_appointments_day", centre_appointments.c.centre_id, centre_appointments.c.start)
 

@@ -148,6 +148,19 @@ def _decided(text: str, detail: dict[str, object]) -> str:
     return f"{text} Motif : {lead}" if lead else text
 
 
+_OUTCOME_FR = {"seen": "vu", "no_show": "absent"}
+
+
+def _corrected(text: str, detail: dict[str, object]) -> str:
+    """A centre's correction of the outcome it recorded says so, and what it replaces."""
+    if not detail.get("corrected"):
+        return text
+    before = _OUTCOME_FR.get(str(detail.get("previous_outcome")))
+    was = f" (le patient avait été noté « {before} »)" if before else ""
+    reason = f" Motif : {detail['reason']}." if detail.get("reason") else ""
+    return f"Issue corrigée par le centre{was} : {text[0].lower()}{text[1:]}{reason}"
+
+
 def referrer_outcome(status: str, detail: dict[str, object]) -> str:
     when = detail.get("start")
     at = local_time(datetime.fromisoformat(str(when))) if when else ""
@@ -181,9 +194,12 @@ def referrer_outcome(status: str, detail: dict[str, object]) -> str:
         "lui sera réservé dès qu'une place se libère près de chez lui, et vous en serez "
         "informé.",
         "cancelled": _cancelled(detail),
-        "no_show": "Le patient ne s'est pas présenté au rendez-vous. Aucun autre rendez-vous "
-        "ne lui est réservé : adressez-le à nouveau si besoin.",
-        "seen": "Le patient a été vu en consultation.",
+        "no_show": _corrected(
+            "Le patient ne s'est pas présenté au rendez-vous. Aucun autre rendez-vous ne lui "
+            "est réservé : adressez-le à nouveau si besoin.",
+            detail,
+        ),
+        "seen": _corrected("Le patient a été vu en consultation.", detail),
         "escalated_by_centre": f"Le centre a réadressé le patient au Centre 15{why}. {CALLED_BACK}",
     }.get(status, status)
 

@@ -1,5 +1,6 @@
 """The console in a real browser, on the real services: the ARS activates a centre and
-sees it appear; a centre sees only its own patients and marks one seen; Centre 15
+sees it appear; a centre sees only its own patients, marks one seen once its time has
+come and corrects it; Centre 15
 decides on a referral held for a regulator."""
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from aiguillage.console.screenshots import log_in
 from aiguillage.demo import wait_for_consumers, wait_for_drain
 from shared.auth import Role
 from shared.events import RiskFactor, Vitals
+from shared.paris import in_paris
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import centre_queue
 from tests.browser.axe import assert_accessible
 from tests.console_session import person
+from tests.consultation_time import consultation_over
 from tests.helpers import Tap, centre, referral
 
 if TYPE_CHECKING:
@@ -215,26 +218,64 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
         assert "rôle" in browser.page_source
         browser.get(f"{stack.url}/centre")
 
-        def mark_first_seen(driver: Any) -> str:
-            first = rows(driver, "#rdv tr[data-appointment]")[0]
-            appointment = str(first.get_attribute("data-appointment"))
-            first.find_element(By.CSS_SELECTOR, "button.vu").click()
-            return appointment
+        # Before its slot starts, nothing can be recorded: "Vu" and "Absent" are off,
+        # and say from when (issue 27). An escalation is never too early.
+        def offered(driver: Any) -> dict[str, tuple[bool, bool, bool]]:
+            read = {}
+            for row in rows(driver, "#rdv tr[data-appointment]"):
+                buttons = [
+                    row.find_element(By.CSS_SELECTOR, f"button[value={v}]").is_enabled()
+                    for v in ("seen", "no_show", "escalated")
+                ]
+                read[str(row.get_attribute("data-appointment"))] = tuple(buttons)
+            return read
 
-        appointment = wait_until(browser, mark_first_seen)
+        before = wait_until(browser, offered)
+        assert set(before.values()) == {(False, False, True)}
+        first = rows(browser, "#rdv tr[data-appointment]")[0]
+        assert "« Vu » à partir de" in first.find_element(By.CSS_SELECTOR, ".quand").text
+        appointment = str(first.get_attribute("data-appointment"))
+
+        # Its time comes (the appointment moved into the past, where the services read
+        # it): "Vu", then, within 24 hours, "Corriger" into "absent", at a phone's width.
+        start, _ = await consultation_over(s.data_dir, appointment)
+        browser.set_window_size(360, 900)
+        browser.get(f"{stack.url}/centre?jour={in_paris(start).date().isoformat()}")
         selector = f'#rdv tr[data-appointment="{appointment}"]'
+        wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, f"{selector} button.vu"))
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 360
+        assert_accessible(browser, "a centre's day at 360 px, a consultation under way")
         started = time.monotonic()
+
+        def click(what: str) -> Callable[[Any], bool]:
+            # Read again if the list was refreshed live meanwhile (a stale row).
+            def clicked(driver: Any) -> bool:
+                driver.find_element(By.CSS_SELECTOR, f"{selector} {what}").click()
+                return True
+
+            return clicked
+
+        wait_until(browser, click("button.vu"))
         wait_until(
             browser,
             lambda d: d.find_element(By.CSS_SELECTOR, f"{selector} td.etat").text.strip() == "vu",
         )
         assert time.monotonic() - started < 30
-        other = [
-            r
-            for r in rows(browser, "#rdv tr[data-appointment]")
-            if r.get_attribute("data-appointment") != appointment
-        ]
-        assert other[0].find_element(By.CSS_SELECTOR, "td.etat").text.strip() == "prévu"
+        correct = wait_until(
+            browser, lambda d: d.find_element(By.CSS_SELECTOR, f"{selector} button.corriger")
+        )
+        assert correct.text == "Corriger : « absent »" and correct.is_enabled()
+        assert "Possible jusqu'au" in browser.find_element(By.CSS_SELECTOR, selector).text
+        wait_until(browser, click("button.corriger"))
+        wait_until(browser, lambda d: "Correction de l'issue envoyée" in d.page_source)
+        wait_until(
+            browser,
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, f"{selector} td.etat").text.strip() == "absent"
+            ),
+        )
+        browser.set_window_size(1280, 900)
+        browser.get(f"{stack.url}/centre")
 
         # The centre asks the ARS for staff: it goes out as reinforcement.requested.
         async with Tap(s.broker_url, s.namespace, "reinforcement.requested.*") as asks:

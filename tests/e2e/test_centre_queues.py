@@ -15,6 +15,7 @@ from shared.events import Envelope
 from shared.publisher import EventPublisher
 from shared.settings import ServiceName, Settings
 from shared.topology import centre_queue
+from tests.consultation_time import consultation_over
 from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
@@ -164,6 +165,13 @@ async def test_no_show_frees_the_slot_and_escalation_reaches_centre_15(
                 if len(listed) == 2:
                     break
                 await asyncio.sleep(0.2)
+            # Before the slot's end, "absent" is refused at once, with why (issue 27).
+            no_show = await http.post(
+                f"{base}/{first['appointment_id']}/outcome", json={"outcome": "no_show"}
+            )
+            assert no_show.status_code == 409
+            assert no_show.json()["error_code"] == "no_show_before_end"
+            await consultation_over(s.data_dir, first["appointment_id"])
             no_show = await http.post(
                 f"{base}/{first['appointment_id']}/outcome", json={"outcome": "no_show"}
             )

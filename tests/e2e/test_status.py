@@ -19,13 +19,16 @@ from shared.events import (
     CancelledBy,
     CentreSuspended,
     ConsultationCompleted,
+    ConsultationCorrected,
     ConsultationNoShow,
+    ConsultationOutcome,
     Envelope,
     PatientEscalated,
     ReferralCancelled,
 )
 from shared.publisher import EventPublisher
 from shared.settings import ServiceName, Settings
+from tests.consultation_time import consultation_over
 from tests.helpers import Tap, centre, referral
 
 pytestmark = pytest.mark.e2e
@@ -157,6 +160,9 @@ async def test_every_transition_of_a_referral_reads_through_intake(
             body = await referrer.status_becomes(ids[reference], "appointment")
             assert body["detail"]["centre_id"] == new  # the other one is suspended
             appointments[reference] = body["detail"]["appointment_id"]
+        # Their time has come: "vu" from the slot's start, "absent" from its end.
+        for reference in ("st-seen", "st-absent"):
+            await consultation_over(s.data_dir, appointments[reference])
         async with EventPublisher(s.broker_url, s.namespace, "centre", actor=f"centre-{new}") as c:
             await c.publish(
                 ConsultationCompleted(
@@ -188,6 +194,21 @@ async def test_every_transition_of_a_referral_reads_through_intake(
         assert seen["detail"]["centre_id"] == new and seen["detail"]["test_prescribed"] is True
         absent = await referrer.status_becomes(ids["st-absent"], "no_show")
         assert absent["detail"]["appointment_id"] == appointments["st-absent"]
+        # The patient came after all: the centre corrects it, and the status follows.
+        async with EventPublisher(s.broker_url, s.namespace, "centre", actor=f"centre-{new}") as c:
+            await c.publish(
+                ConsultationCorrected(
+                    appointment_id=appointments["st-absent"],
+                    referral_id=ids["st-absent"],
+                    centre_id=new,
+                    outcome=ConsultationOutcome.SEEN,
+                    reason="arrivé en retard",
+                ),
+                correlation_id=ids["st-absent"],
+            )
+        corrected = await referrer.status_becomes(ids["st-absent"], "seen")
+        assert corrected["detail"]["previous_outcome"] == "no_show"
+        assert _history(corrected)[-2:] == ["no_show", "corrected_to_seen"]
         worse = await referrer.status_becomes(ids["st-worse"], "escalated")
         assert (worse["detail"]["by"], worse["detail"]["centre_id"]) == ("centre", new)
         assert _history(worse)[-1] == "escalated_by_centre"

@@ -26,6 +26,8 @@ from shared.auth import Role, issue_token
 from shared.db import as_utc
 from shared.events import (
     Clinical,
+    ConsultationCorrected,
+    ConsultationNoShow,
     Envelope,
     PatientContact,
     Priority,
@@ -369,12 +371,111 @@ async def test_centre_day_list_is_its_own_only(
         assert appointment["appointment_id"] == "appt-1"
         assert appointment["patient_name"] == "Éloïse Dupont"
         assert appointment["test_eligible"] is True  # the point of the consultation
-        report = await http.post(f"{url}/appt-1/outcome", json={"outcome": "no_show"}, headers=own)
-        assert report.status_code == 202 and report.json()["event_type"] == "consultation.no_show"
+        # In two hours: neither "absent" nor "vu" yet (shared/outcomes.py), said at once.
+        early = await http.post(f"{url}/appt-1/outcome", json={"outcome": "no_show"}, headers=own)
+        assert early.status_code == 409 and early.json()["error_code"] == "no_show_before_end"
+        assert "le patient peut encore venir" in early.json()["reasons"][0]["message"]
+        early = await http.post(f"{url}/appt-1/outcome", json={"outcome": "seen"}, headers=own)
+        assert early.status_code == 409 and early.json()["error_code"] == "outcome_before_start"
+        report = await http.post(
+            f"{url}/appt-1/outcome", json={"outcome": "escalated", "reason": "SpO2 88"}, headers=own
+        )
+        assert report.status_code == 202 and report.json()["event_type"] == "patient.escalated"
         foreign = await http.post(
             "/centres/paris-1/appointments/appt-1/outcome", json={"outcome": "seen"}, headers=other
         )
         assert foreign.status_code == 404
+
+
+async def on_the_bus(
+    pub: EventPublisher, payload: ConsultationNoShow | ConsultationCorrected
+) -> None:
+    """A centre's report as the scheduler's door puts it on the bus once applied (its
+    key alone would send it to the ingress, where centres publish)."""
+    envelope = Envelope.wrap(payload, source="scheduler", correlation_id=REFERRAL)
+    await pub.publish_envelope(envelope, payload.routing_key(), exchange="events")
+
+
+async def test_a_centre_corrects_an_outcome_and_the_referrer_hears_it(
+    settings: Settings, notifier: ServiceRuntime
+) -> None:
+    """The centre's HTTP door: an outcome recorded (by the scheduler, on the bus) shows in
+    the day list with until when it may be corrected; the correction goes to the
+    scheduler's door in the centre's name; applied there (on the bus, with the outcome it
+    replaces), the referrer is told the outcome that now stands, as a correction."""
+    s = settings
+    received, contact, booked = _events()
+    slot = booked[0].payload_as(SlotAssigned)
+    start = datetime.now(UTC) - timedelta(hours=1)  # the consultation is over
+    slot = slot.model_copy(update={"start": start, "end": start + timedelta(minutes=20)})
+    absent = ConsultationNoShow(appointment_id="appt-1", referral_id=REFERRAL, centre_id="rennes-1")
+    async with EventPublisher(s.broker_url, s.namespace, "scheduler") as pub:
+        await pub.publish_envelope(*received)
+        await pub.publish_envelope(*contact)
+        await pub.publish(slot, correlation_id=REFERRAL)
+        await asyncio.sleep(0.5)
+        await on_the_bus(pub, absent)
+
+    async def recorded() -> bool:
+        from services.notifier.tables import centre_appointments
+
+        rows = await _rows(notifier, centre_appointments)
+        return bool(rows) and rows[0].status == "noshow"
+
+    await _until(recorded)
+    token = issue_token(s, Role.CENTRE, "rennes-1", ServiceName.NOTIFIER)
+    own = {"Authorization": f"Bearer {token}"}
+    url = "/centres/rennes-1/appointments"
+    transport = httpx.ASGITransport(app=notifier.http_app)
+    async with (
+        Tap(s.broker_url, s.namespace, "consultation.#", exchange="ingress") as door,
+        httpx.AsyncClient(transport=transport, base_url="http://notifier") as http,
+    ):
+        day = in_paris(start).date().isoformat()
+        [listed] = (await http.get(url, headers=own, params={"day": day})).json()["appointments"]
+        assert listed["status"] == "noshow" and listed["outcome_at"] is not None
+        until = datetime.fromisoformat(listed["correctable_until"])
+        assert until - datetime.fromisoformat(listed["outcome_at"]) == timedelta(hours=24)
+        again = await http.post(f"{url}/appt-1/outcome", json={"outcome": "seen"}, headers=own)
+        assert again.json()["error_code"] == "outcome_already_recorded"
+        same = await http.post(f"{url}/appt-1/correction", json={"outcome": "no_show"}, headers=own)
+        assert same.status_code == 409 and same.json()["error_code"] == "correction_unchanged"
+        fixed = await http.post(
+            f"{url}/appt-1/correction",
+            json={"outcome": "seen", "reason": "arrivé en retard"},
+            headers=own,
+        )
+        assert fixed.status_code == 202, fixed.text
+        assert fixed.json()["event_type"] == "consultation.corrected"
+        await door.wait_for(lambda es: any(e.type == "consultation.corrected" for e in es))
+    [sent] = door.of_type("consultation.corrected")
+    assert (sent.data["outcome"], sent.data["reason"]) == ("seen", "arrivé en retard")
+    [message] = [m for m in door.messages if m.message_id == sent.id]
+    assert message.headers["x-aiguillage-actor"] == "centre-rennes-1"
+
+    # The scheduler's door applied it: on the bus, with what it replaces.
+    applied = ConsultationCorrected.model_validate({**sent.data, "previous_outcome": "no_show"})
+    async with Tap(s.broker_url, s.namespace, "reply.#") as replies:
+        async with EventPublisher(s.broker_url, s.namespace, "scheduler") as pub:
+            await on_the_bus(pub, applied)
+        told = await replies.wait_for(
+            lambda es: any(e.data.get("detail", {}).get("corrected") for e in es)
+        )
+    [outcome] = [e for e in told if e.data.get("detail", {}).get("corrected")]
+    assert outcome.data["status"] == "seen"
+    assert outcome.data["detail"]["previous_outcome"] == "no_show"
+    assert outcome.data["message"] == (
+        "Issue corrigée par le centre (le patient avait été noté « absent ») : le patient "
+        "a été vu en consultation. Motif : arrivé en retard."
+    )
+
+    async def shown() -> bool:
+        from services.notifier.tables import centre_appointments
+
+        [row] = await _rows(notifier, centre_appointments)
+        return bool(row.status == "fulfilled")
+
+    await _until(shown)
 
 
 def _escalation(referral_id: str, referrer: ReferrerRef) -> list[tuple[Envelope, str]]:

@@ -31,6 +31,7 @@
         // A referral still on its way (regulation, a slot being looked for) is read
         // again shortly, events or not: its status is intake's, committed after them.
         if (el.querySelector("[data-pending]")) { schedule(el, 1500); }
+        atNextChange(el);
       })
       .catch(function () { /* the next event tries again */ });
   }
@@ -40,6 +41,15 @@
     if (timers[key]) { return; }
     timers[key] = setTimeout(function () { delete timers[key]; refresh(el); }, delay);
   }
+
+  // What a centre may record changes with time (a slot starts, ends; a correction's 24
+  // hours run out): the server says in how many seconds, the part is read again then.
+  function atNextChange(el) {
+    var marked = el.querySelector("[data-prochain]");
+    if (!marked) { return; }
+    schedule(el, 1000 * parseInt(marked.getAttribute("data-prochain"), 10));
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("[data-part]"), atNextChange);
 
   function note(line) {
     if (!journal || !line) { return; }
