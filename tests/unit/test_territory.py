@@ -100,3 +100,16 @@ def test_the_national_user_where_enabled_and_an_operator_acting_for_it() -> None
         "guest", {"x-aiguillage-actor": "centre_15"}
     )
     assert (operator.kind, operator.actor, operator.via) == (ActorKind.CENTRE_15, "", "guest")
+
+
+def test_the_hub_sante_door_refers_as_the_samu_it_relays() -> None:
+    from aiguillage.hubsante.door import _as_samu
+    from shared.events import ReferrerKind
+    from shared.events.referral import Referrer
+    from tests.helpers import referral
+
+    lrm = Referrer(kind=ReferrerKind.CENTRE_15, identifier="fr.health.samuA", reply_to="centre-15")
+    made = referral("case-1").model_copy(update={"referrer": lrm})
+    assert _as_samu(made, None) == made
+    relayed = _as_samu(made, "samu-35").referrer
+    assert (relayed.identifier, relayed.reply_to) == ("samu-35", "samu-35")
