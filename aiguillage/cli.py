@@ -205,7 +205,16 @@ def token(
     from datetime import UTC, datetime
 
     from shared.auth import read_token
+    from shared.regions import regions
 
+    if role is Role.ARS and subject not in regions():
+        # The scheduler would refuse it on every route: said now rather than later.
+        typer.echo(
+            f"« {subject} » n'est pas une région : le jeton d'une ARS nomme le code de sa "
+            "région (53 pour la Bretagne, 11 pour l'Île-de-France).",
+            err=True,
+        )
+        raise typer.Exit(2)
     issued = issue_token(get_settings(), role, subject, service, ttl_seconds=ttl)
     claims = read_token(issued)
     typer.echo(issued)

@@ -95,7 +95,9 @@ class Run:
 
     async def read_territory(self, http: httpx.AsyncClient) -> Territory:
         port = self.services.ports["scheduler"]
-        token = issue_token(self.settings, Role.ARS, "idf", ServiceName.SCHEDULER)
+        # The scenario's ARS reads its own region, as any ARS (shared.regions).
+        region = region_of_departement(departement_of(self.scenario.centres[0].commune_insee))
+        token = issue_token(self.settings, Role.ARS, region or "11", ServiceName.SCHEDULER)
         headers = {"Authorization": f"Bearer {token}"}
         base = f"http://127.0.0.1:{port}"
         overview = (await http.get(f"{base}/territory", headers=headers)).json()

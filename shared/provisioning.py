@@ -40,7 +40,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from shared.contracts import HTTP_DOORS, PUBLISHERS, routing_key_pattern
-from shared.events import CapacityAlert, EventPayload, ReinforcementRequested
+from shared.events import CapacityAlert, EventPayload
+from shared.regions import ARS_PREFIX, ars_actor, region_departements, regions
 from shared.senders import CENTRE_15_KEY
 from shared.settings import ServiceName
 from shared.territory import NATIONAL_ACTOR, SAMU_PREFIX
@@ -78,8 +79,10 @@ OUTSIDER_LIMITS: dict[str, int] = {"max-connections": 5, "max-channels": 20}
 # What an actor kind of contracts.HTTP_DOORS publishes, as producers of PUBLISHERS.
 _DOOR_PRODUCERS = {"centre": "centres", "ars": "ars"}
 
-# What the ARS is told on the broker; the territory it reads over the scheduler's API.
-ARS_RECEIVES: tuple[type[EventPayload], ...] = (CapacityAlert, ReinforcementRequested)
+# What an ARS is told on the broker, of its region's départements only (a key that
+# names a département); the territory, and the centres' reinforcement requests (keyed by
+# the centre, which says no region), it reads over the scheduler's API.
+ARS_RECEIVES: tuple[type[EventPayload], ...] = (CapacityAlert,)
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 
@@ -291,6 +294,20 @@ def _replies(
     return _outside(namespace, actor, kind, suffix, producers, _reply_bindings(reply_to))
 
 
+def _ars(namespace: str, region: str, suffix: str) -> Account:
+    """A region's ARS: it decides on the centres of its region (its door judges it) and
+    hears of its départements' alerts and its own answers only."""
+    actor = ars_actor(region)
+    alerts = [
+        pattern.replace("{departement}", code)
+        for pattern in _patterns(ARS_RECEIVES)
+        for code in sorted(region_departements(region))
+    ]
+    return _outside(
+        namespace, actor, AccountKind.ARS, suffix, ["ars"], [*alerts, *_reply_bindings(actor)]
+    )
+
+
 def _centre(namespace: str, centre_id: str, suffix: str) -> Account:
     spec = centre_queue(namespace, centre_id)
     queue = re.escape(spec.name(namespace))
@@ -350,19 +367,27 @@ def build_plan(
     administrator: str | None = None,
     samus: Sequence[str] = (),
     national_centre_15: bool = False,
+    ars_regions: Sequence[str] = (),
 ) -> Plan:
     """The users of one deployment (namespace in a virtual host) and their permissions.
 
     Centre 15 is one user per SAMU (``samu-35``: it refers and decides for its own
     départements, and is answered on its own key ``reply.samu-35.#``); the national
-    ``centre_15`` user only where the deployment enables it (``national_centre_15``)."""
+    ``centre_15`` user only where the deployment enables it (``national_centre_15``).
+    The ARS is one user per region (``ars-53``: its region's centres, its départements'
+    alerts, answered on ``reply.ars-53.#``); no national ARS user (the operators are the
+    national path, shared.regions)."""
     # "dlq" would name the centres' dead-letter queue; a referrer answered on Centre
     # 15's key would read Centre 15's answers.
     _check_identifiers("centre id", centres, ["dlq", "dlx"])
     # A referrer's id is its reply key: it must not be another actor's.
     _check_identifiers("referrer id", referrers, [CENTRE_15_REPLY_TO, "ars"])
     for referrer in referrers:
-        for prefix, whose in (("centre-", "centres'"), (SAMU_PREFIX, "SAMUs'")):
+        for prefix, whose in (
+            ("centre-", "centres'"),
+            (SAMU_PREFIX, "SAMUs'"),
+            (ARS_PREFIX, "ARS'"),
+        ):
             if referrer.startswith(prefix):
                 raise ProvisioningError(
                     f"referrer id {referrer!r}: {prefix!r} is the {whose} prefix"
@@ -385,17 +410,11 @@ def build_plan(
         _replies(namespace, f"referrer-{r}", AccountKind.REFERRER, user_suffix, r, ["referrers"])
         for r in referrers
     ]
-    alerts = [re.sub(r"\{[a-z_]+\}", "*", p) for p in _patterns(ARS_RECEIVES)]
-    accounts.append(
-        _outside(
-            namespace,
-            "ars",
-            AccountKind.ARS,
-            user_suffix,
-            ["ars"],
-            [*alerts, *_reply_bindings("ars")],
-        )
-    )
+    _check_identifiers("ARS region", ars_regions, [])
+    unknown = sorted(r for r in ars_regions if r not in regions())
+    if unknown:
+        raise ProvisioningError(f"ARS region {unknown[0]!r}: a region's INSEE code (53)")
+    accounts += [_ars(namespace, region, user_suffix) for region in ars_regions]
     accounts += [_centre(namespace, c, user_suffix) for c in centres]
     if administrator is not None:
         accounts.append(_administrator(administrator))
@@ -635,7 +654,8 @@ def plan_user_pattern(plan: Plan) -> re.Pattern[str]:
         [
             *(re.escape(s.value) for s in ServiceName),
             "centre_15",
-            "ars",
+            "ars",  # the former national ARS user: removed by provisioning again
+            f"{ARS_PREFIX}{WORD}",
             f"referrer-{WORD}",
             f"centre-{WORD}",
             f"{SAMU_PREFIX}{WORD}",

@@ -5,10 +5,11 @@ connection that published it, so ``user_id`` is the one thing a message says abo
 its sender that can be believed. A door derives the actor from it, by the user names
 that ``aiguillage broker provision`` gives (shared/provisioning.py):
 
-- ``samu-<dép.>``, ``ars``, ``referrer-<id>``, ``centre-<id>`` (plus the deployment's
-  suffix): the outside actors, each allowed its own part only (a SAMU: Centre 15 for its
-  départements, shared.territory); ``centre_15``, the national Centre 15, only where the
-  deployment enables it;
+- ``samu-<dép.>``, ``ars-<region>``, ``referrer-<id>``, ``centre-<id>`` (plus the
+  deployment's suffix): the outside actors, each allowed its own part only (a SAMU:
+  Centre 15 for its départements, shared.territory; an ARS: its region's centres,
+  shared.regions); ``centre_15``, the national Centre 15, only where the deployment
+  enables it;
 - a service's user where that service's HTTP API is an actor's door
   (``contracts.HTTP_DOORS``): it speaks in the name of the actor its token
   authenticated, named in the ``x-aiguillage-actor`` header, of the kinds it is a door
@@ -31,6 +32,7 @@ from typing import Any
 import structlog
 
 from shared.contracts import HTTP_DOORS, actor_may_send
+from shared.regions import ARS_PREFIX, region_of_actor
 from shared.territory import NATIONAL_ACTOR, SAMU_PREFIX, Territories
 from shared.topology import centre_reply_key
 
@@ -58,7 +60,7 @@ class Sender:
 
     user: str  # the AMQP user_id, as the broker checked it
     kind: ActorKind
-    actor: str = ""  # the referrer's or the centre's id, the SAMU; "" for the others
+    actor: str = ""  # the referrer's or the centre's id, the SAMU, the ARS's region
     via: str | None = None  # the door (a service, an operator) that spoke in its name
 
     @property
@@ -68,6 +70,8 @@ class Sender:
             return f"{self.kind.value}-{self.actor}"
         if self.kind is ActorKind.CENTRE_15 and self.actor:
             return self.actor  # samu-35
+        if self.kind is ActorKind.ARS:
+            return f"{ARS_PREFIX}{self.actor}"  # ars-53
         return self.user if self.kind is ActorKind.OPERATOR else self.kind.value
 
     @property
@@ -80,7 +84,7 @@ class Sender:
         if self.kind is ActorKind.CENTRE:
             return centre_reply_key(self.actor)
         if self.kind is ActorKind.ARS:
-            return "ars"
+            return f"{ARS_PREFIX}{self.actor}"  # reply.ars-53.*: its region's answers only
         return None
 
     @property
@@ -165,8 +169,12 @@ class SenderPolicy:
             if self.territories.departements(name) is None:
                 raise SenderRefused("sender_unknown", "the user names no SAMU of this deployment")
             return Sender(user, ActorKind.CENTRE_15, name, via=via)
-        if name == ActorKind.ARS.value:
-            return Sender(user, ActorKind.ARS, via=via)
+        if name.startswith(ARS_PREFIX):
+            # An ARS is its region's: what names none (the former ``ars``) acts on nothing.
+            region = region_of_actor(name)
+            if region is None:
+                raise SenderRefused("sender_unknown", "the user names no region of an ARS")
+            return Sender(user, ActorKind.ARS, region, via=via)
         for kind in (ActorKind.REFERRER, ActorKind.CENTRE):
             prefix = f"{kind.value}-"
             if name.startswith(prefix) and _WORD.match(name[len(prefix) :]):

@@ -42,6 +42,9 @@ CENTRES = ("poterie", "cleunay")
 REFERRER = "sos-rennes"
 # Centre 15: one user per SAMU (issue 28).
 SAMU = "samu-35"
+# The ARS: one user per region (issue 28); Bretagne's, whose centres these are.
+ARS_REGION = "53"
+ARS = f"ars-{ARS_REGION}"
 
 # The broker's node, when the tests use another one than rabbitmqctl's default.
 NODE = os.environ.get("AIGUILLAGE_TEST_RABBITMQ_NODE")
@@ -76,6 +79,7 @@ class Deployment:
     administrator: str | None = None
     samus: tuple[str, ...] = (SAMU,)
     national_centre_15: bool = False
+    ars_regions: tuple[str, ...] = (ARS_REGION,)
 
     @property
     def namespace(self) -> str:
@@ -107,6 +111,8 @@ class Deployment:
             args += ["--samu", samu]
         if self.national_centre_15:
             args += ["--national-centre-15"]
+        for region in self.ars_regions:
+            args += ["--ars-region", region]
         if self.administrator is not None:
             args += ["--administrator", self.administrator]
         return args
@@ -122,6 +128,7 @@ async def deployment(
     administrator: bool = False,
     samus: Sequence[str] = (SAMU,),
     national_centre_15: bool = False,
+    ars_regions: Sequence[str] = (ARS_REGION,),
 ) -> AsyncIterator[Deployment]:
     """Provisioned with the command (known passwords from a file); everything it
     created (users, virtual host and all in it) is deleted afterwards, whatever happened.
@@ -140,6 +147,7 @@ async def deployment(
         administrator=admin,
         samus=samus,
         national_centre_15=national_centre_15,
+        ars_regions=ars_regions,
     )
     passwords = {user: f"pw-{uuid.uuid4().hex}" for user in plan.users}
     password_file = tmp_path / f"passwords-{tag}.json"
@@ -153,6 +161,7 @@ async def deployment(
         admin,
         tuple(samus),
         national_centre_15,
+        tuple(ars_regions),
     )
     try:
         result = await asyncio.to_thread(

@@ -111,13 +111,16 @@ def close(
 
 @app.command("reinforcements")
 def list_reinforcements(
+    region: Annotated[
+        str, typer.Option(help="The ARS's region (its INSEE code: 53 Bretagne): its centres only.")
+    ],
     departement: Annotated[str | None, typer.Option(help="One département only.")] = None,
 ) -> None:
     """The centres' reinforcement requests, newest first (kept by the scheduler)."""
     path = "/reinforcements" + (f"?departement={departement}" if departement else "")
     try:
         body = asyncio.run(
-            get_from_service(get_settings(), ServiceName.SCHEDULER, Role.ARS, "ars-cli", path)
+            get_from_service(get_settings(), ServiceName.SCHEDULER, Role.ARS, region, path)
         )
     except ApiError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -106,6 +106,14 @@ def provision(
             "AIGUILLAGE_CENTRE_15_NATIONAL).",
         ),
     ] = None,
+    ars_region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ars-region",
+            help="A region's INSEE code (53): its ARS's user ars-<region>, for the centres "
+            "of its region and its départements' alerts only. Repeat.",
+        ),
+    ] = None,
     vhost: Annotated[
         str | None, typer.Option(help="Virtual host (default: the namespace).")
     ] = None,
@@ -159,6 +167,7 @@ def provision(
             national_centre_15=(
                 settings.centre_15_national if national_centre_15 is None else national_centre_15
             ),
+            ars_regions=ars_region or [],
         )
         typer.echo(describe(plan))
         if dry_run:

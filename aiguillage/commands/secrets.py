@@ -24,8 +24,9 @@ app = typer.Typer(
 # administrator, each service's and each outside actor's broker user, the database.
 # They share the .env that `docker compose` reads beside the file; the services ignore
 # them (their settings all start with AIGUILLAGE_).
-# Each SAMU's Centre 15 user (provision --samu) is the operator's to add, per SAMU.
-BROKER_USERS = (*(s.value for s in ServiceName), "ars")
+# Each SAMU's Centre 15 user (provision --samu) and each region's ARS user (provision
+# --ars-region) are the operator's to add, per SAMU and per region.
+BROKER_USERS = tuple(s.value for s in ServiceName)
 COMPOSE_SECRETS = (
     "RABBITMQ_PASSWORD",
     # The RabbitMQ nodes' shared Erlang cookie (docker-compose.yml's cluster profile).

@@ -3,10 +3,10 @@
 The console keeps only its people (accounts, sessions, log-in failures, the audit
 trail: aiguillage.console.accounts). It reads the services' HTTP APIs with the bearer
 token of the actor the logged-in person acts for (issued here, since the console holds
-the deployment's secret), so each service still decides what may be seen; the ARS's
-decisions are events the console publishes on the broker in the person's name
-(``source`` = ``console:<login>``), as the ``aiguillage ars`` commands do. Every action
-is recorded in the audit trail, and an ARS person acts on their own region only.
+the deployment's secret), so each service still decides what may be seen and done: the
+ARS's decisions go to the scheduler's API (the ARS's door, which judges them on the
+centres as it stores them). It publishes nothing on the broker. Every action is recorded
+in the audit trail in the person's name, and an ARS person acts on their own region only.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ from shared.events import (
     CentreCapacityChanged,
     CentreKind,
     CentreSuspended,
-    Envelope,
     EventPayload,
 )
 from shared.geo import commune
@@ -77,12 +76,16 @@ from shared.labels import (
     REFERRER_KINDS,
     by_code,
 )
-from shared.publisher import EventPublisher
+from shared.regions import CENTRE_IN_OTHER_DEPARTEMENT, CENTRE_IN_OTHER_REGION
 from shared.settings import Settings
 from shared.territory import OUTSIDE_TERRITORY, Territories
 from shared.topology import declare_topology
 
 HERE = Path(__file__).parent
+# The scheduler's refusals of an ARS's decision on a centre not of its region (as stored).
+REGION_REFUSALS = frozenset(
+    {OUTSIDE_TERRITORY, CENTRE_IN_OTHER_REGION, CENTRE_IN_OTHER_DEPARTEMENT}
+)
 PARIS = ZoneInfo("Europe/Paris")
 
 # The words of the codes: shared/labels.py, as everywhere a person reads them.
@@ -150,7 +153,6 @@ class Console:
     settings: Settings
     hub: EventHub
     http: httpx.AsyncClient | None = None
-    publisher: EventPublisher | None = None
 
     def base_url(self, service: str) -> str:
         host = self.settings.http_host
@@ -184,13 +186,6 @@ class Console:
                 f"{service} a refusé ({response.status_code}) : {detail}", str(detail), code
             )
         return response.json()
-
-    async def publish(self, actor: Actor, payload: EventPayload, correlation_id: str) -> str:
-        assert self.publisher is not None
-        # In the person's name, not the console's: the events say who decided.
-        envelope = Envelope.wrap(payload, source=actor.source, correlation_id=correlation_id)
-        await self.publisher.publish_envelope(envelope, payload.routing_key())
-        return envelope.id
 
 
 def _said(body: Any, text: str) -> str:
@@ -285,15 +280,10 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
         if listen:
             await declare_topology(settings.broker_nodes, settings.namespace)
             await hub.start()
-            console.publisher = await EventPublisher(
-                settings.broker_nodes, settings.namespace, "console"
-            ).__aenter__()
         try:
             yield
         finally:
             await console.http.aclose()
-            if console.publisher is not None:
-                await console.publisher.__aexit__(None, None, None)
             await hub.stop()
             await store.close()
 
@@ -451,8 +441,8 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
     # -- the ARS ---------------------------------------------------------------------
 
     async def region_view(actor: Actor) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The départements and centres of the person's region (the scheduler shows the
-        ARS the whole territory: the console narrows it to the region they manage)."""
+        """The départements and centres of the person's region (the scheduler shows an
+        ARS its own region only; the console keeps to the region the account names)."""
         mine = region_departements(actor.acts_for)
         overview = await console.call(actor, "GET", "scheduler", "/territory")
         deps = [d for d in overview["departements"] if d["departement"] in mine]
@@ -481,8 +471,9 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
             "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
         }
 
-    async def check_region(actor: Actor, payload: EventPayload) -> None:
-        """Refused unless the decision concerns a centre of the person's own region."""
+    def check_commune(actor: Actor, payload: EventPayload) -> None:
+        """A commune outside the person's region is refused here, naming it; the centre
+        itself is judged by the scheduler, on the centre as it stores it (below)."""
         region = region_codes().get(actor.acts_for, actor.acts_for)
         if isinstance(payload, CentreActivated):
             place = commune(payload.commune_insee)
@@ -491,17 +482,6 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
                     f"La commune {payload.commune_insee} n'est pas dans votre région "
                     f"({region}) : vous ne pouvez pas y activer de centre."
                 )
-            return
-        centre_id = str(getattr(payload, "centre_id", ""))
-        try:
-            _, centres = await region_view(actor)
-        except ServiceError as exc:
-            raise Refused(f"Impossible de vérifier le centre {centre_id} : {exc}") from exc
-        if not any(c["centre_id"] == centre_id for c in centres):
-            raise Refused(
-                f"Le centre {centre_id} n'est pas un centre de votre région ({region}) : "
-                "vous ne pouvez ni changer sa capacité ni le suspendre."
-            )
 
     async def record(
         request: Request,
@@ -550,8 +530,18 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
         except (ValidationError, ValueError) as exc:
             return _back("/territoire", f"Formulaire incomplet ou invalide : {_short(exc)}", False)
         centre_id = str(getattr(payload, "centre_id", ""))
-        await check_region(actor, payload)
-        event_id = await console.publish(actor, payload, centre_id)
+        check_commune(actor, payload)
+        path, body = _decision_call(payload)
+        try:
+            # Through the ARS's door, the scheduler's API, with the region's token: the
+            # scheduler judges it on the centre as it stores it (a Paris id activated
+            # with a Breton commune is Paris's, and refused), as for any ARS.
+            answer = await console.call(actor, "POST", "scheduler", path, body)
+        except ServiceError as exc:
+            if exc.code in REGION_REFUSALS:
+                raise Refused(exc.detail) from exc  # 403, said in French
+            return _back("/territoire", str(exc), False)
+        event_id = str(answer["event_id"])
         await record(
             request,
             payload.event_type,
@@ -774,6 +764,17 @@ def create_app(settings: Settings, *, listen: bool = True) -> FastAPI:
         )
 
     return app
+
+
+def _decision_call(payload: EventPayload) -> tuple[str, dict[str, Any]]:
+    """The scheduler's route and body for an ARS's decision."""
+    body = payload.model_dump(mode="json", exclude_none=True)
+    if isinstance(payload, CentreActivated):
+        return "/centres", body
+    centre_id = body.pop("centre_id")
+    if isinstance(payload, CentreCapacityChanged):
+        return f"/centres/{quote(centre_id, safe='')}/capacity", body
+    return f"/centres/{quote(centre_id, safe='')}/suspend", body
 
 
 def _in_french(seconds: int) -> str:

@@ -6,12 +6,12 @@ from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from services.scheduler import store
 from services.scheduler.domain.slots import capacity_between
-from shared.auth import Keys, Principal, Role, authenticator, forbid
+from shared.auth import Keys, Principal, authenticator
 from shared.db import Database, as_utc
 from shared.events import (
     CentreActivated,
@@ -24,7 +24,8 @@ from shared.events import (
 )
 from shared.events.base import JSON_INTEGER, IsoDate
 from shared.geo import departement
-from shared.openapi import AUTHENTICATED, BODY, CentreId
+from shared.openapi import AUTHENTICATED, BODY, CentreId, TerritoryRefusal, not_found
+from shared.regions import Region, ars_actor, ars_region, judge_centre_decision
 from shared.settings import ServiceName
 
 # Sends an actor's request on the ingress, in its name (ServiceRuntime.publish_at_door).
@@ -54,6 +55,19 @@ class Withdrawal(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
+# What an ARS's decision may earn besides its body's refusals (shared.regions).
+DECISION: dict[int | str, dict[str, Any]] = {
+    **BODY,
+    403: {
+        "model": TerritoryRefusal,
+        "description": "Not an ARS, a subject that names no region, or a centre outside the "
+        "ARS's region as stored (error_code outside_territory), or an activation that "
+        "would move a centre to another département (centre_in_other_region, "
+        "centre_in_other_departement); in French.",
+    },
+}
+
+
 def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Keys) -> APIRouter:
     router = APIRouter(tags=["territory"], responses=AUTHENTICATED)
     Caller = Annotated[Principal, Depends(authenticator(auth_keys, ServiceName.SCHEDULER))]
@@ -62,12 +76,21 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         """The ARS's decision, sent in the ARS's name through the ARS's door (the ingress
         queue this service consumes), as if the ARS had published it on the broker: the
         same checks, the same order. This service may not publish ``centre.*`` on the bus
-        but as the door's consumer, once the decision is applied."""
-        ars_only(caller)
-        envelope = await publish_at_door(payload, actor="ars", correlation_id=centre_id)
+        but as the door's consumer, once the decision is applied.
+
+        Judged here first, on the centre as stored, so that the caller hears a refusal
+        (403 with its code) rather than a 202; the door judges again when it applies it
+        (a centre activated meanwhile)."""
+        region = ars_region(caller)
+        async with database.transaction() as session:
+            row = await store.centre_row(session, centre_id)
+        judge_centre_decision(region, row.departement if row is not None else None, payload)
+        envelope = await publish_at_door(
+            payload, actor=ars_actor(region.code), correlation_id=centre_id
+        )
         return {"event_id": envelope.id, "event_type": envelope.type}
 
-    @router.post("/centres", status_code=202, summary="Activate a centre (ARS)", responses=BODY)
+    @router.post("/centres", status_code=202, summary="Activate a centre (ARS)", responses=DECISION)
     async def activate(body: CentreActivated, caller: Caller) -> dict[str, str]:
         return await decide(caller, body, body.centre_id)
 
@@ -75,7 +98,7 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         "/centres/{centre_id}/capacity",
         status_code=202,
         summary="Ramp a centre up or down from a date (ARS)",
-        responses=BODY,
+        responses=DECISION,
     )
     async def capacity(centre_id: CentreId, body: CentreChange, caller: Caller) -> dict[str, str]:
         payload = CentreCapacityChanged(centre_id=centre_id, **body.model_dump())
@@ -85,7 +108,7 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         "/centres/{centre_id}/suspend",
         status_code=202,
         summary="Suspend (ARS)",
-        responses=BODY,
+        responses=DECISION,
     )
     async def suspend(centre_id: CentreId, body: Withdrawal, caller: Caller) -> dict[str, str]:
         return await decide(
@@ -93,19 +116,16 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
         )
 
     @router.post(
-        "/centres/{centre_id}/close", status_code=202, summary="Close (ARS)", responses=BODY
+        "/centres/{centre_id}/close", status_code=202, summary="Close (ARS)", responses=DECISION
     )
     async def close(centre_id: CentreId, body: Withdrawal, caller: Caller) -> dict[str, str]:
         return await decide(
             caller, CentreClosed(centre_id=centre_id, reason=body.reason), centre_id
         )
 
-    def ars_only(caller: Principal) -> None:
-        if caller.role is not Role.ARS:
-            raise forbid("the territory is the ARS's view")
-
-    async def centre_figures(session: Any, dep: str | None) -> list[dict[str, Any]]:
-        rows = await store.centre_rows(session, dep)
+    async def centre_figures(session: Any, dep: str | None, region: Region) -> list[dict[str, Any]]:
+        """The figures of the region's centres (of one of its départements, if given)."""
+        rows = [r for r in await store.centre_rows(session, dep) if region.covers(r.departement)]
         schedules = {
             s.centre_id: s
             for s in await store.active_schedules(session, departement=dep, any_status=True)
@@ -142,10 +162,13 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
     async def requested(
         caller: Caller, departement: str | None = None, limit: int = 100
     ) -> dict[str, Any]:
-        ars_only(caller)
+        region = ars_region(caller)
+        # The region's centres' requests only; another region's département reads as one
+        # without any.
+        deps = region.departements if departement is None else {departement}
         async with database.transaction() as session:
             rows = await store.reinforcement_requests(
-                session, departement, limit=max(1, min(limit, 500))
+                session, deps & region.departements, limit=max(1, min(limit, 500))
             )
         return {
             "reinforcements": [
@@ -165,11 +188,14 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
 
     @router.get("/territory", summary="Per département: centres, capacity, occupancy, waiting")
     async def territory(caller: Caller) -> dict[str, Any]:
-        ars_only(caller)
+        region = ars_region(caller)
         async with database.transaction() as session:
-            figures = await centre_figures(session, None)
+            figures = await centre_figures(session, None, region)
             waiting = await store.waiting_by_departement(session)
-            last_alerts = await store.raised_alerts(session)
+            raised = await store.raised_alerts(session)
+        # The region's départements only: another's waiting list and alerts are not its.
+        waiting = {code: n for code, n in waiting.items() if region.covers(code)}
+        last_alerts = [a for a in raised if region.covers(a.departement)]
         by_dep: dict[str, dict[str, Any]] = {}
         for entry in figures:
             dep = by_dep.setdefault(entry["departement"], _empty(entry["departement"]))
@@ -194,11 +220,20 @@ def build_router(database: Database, publish_at_door: DoorPublish, auth_keys: Ke
                 )
         return {"departements": [by_dep[k] for k in sorted(by_dep)]}
 
-    @router.get("/territory/{code}", summary="The centres of one département")
+    @router.get(
+        "/territory/{code}",
+        summary="The centres of one département of the caller's region",
+        responses=not_found("No such département in the caller's region."),
+    )
     async def one_departement(code: str, caller: Caller) -> dict[str, Any]:
-        ars_only(caller)
+        region = ars_region(caller)
+        if not region.covers(code):
+            # Another region's département reads as one that does not exist.
+            raise HTTPException(
+                404, f"Aucun département « {code} » dans votre région ({region.name})."
+            )
         async with database.transaction() as session:
-            figures = await centre_figures(session, code)
+            figures = await centre_figures(session, code, region)
             waiting = await store.waiting_count(session, code)
         known = departement(code)
         return {

@@ -53,6 +53,7 @@ from shared.events import (
 )
 from shared.geo import commune
 from shared.labels import CENTRE_STATUSES, PRIORITIES
+from shared.regions import CentreDecisionRefused, Region, judge_centre_decision
 from shared.senders import ActorKind, SenderRefused
 
 log = structlog.get_logger(__name__)
@@ -160,6 +161,30 @@ _CENTRE_REPORTS = (
 )
 
 
+async def _judge_centre(delivery: Delivery, payload: Any) -> None:
+    """Judged on the centre as stored here, never on what the message says of it: an ARS
+    decides on its region's centres only, and a centre id keeps the département of its
+    first activation, whoever sends it (shared.regions). Refused: answered, recorded,
+    never applied (the consumer)."""
+    row = await store.centre_row(delivery.session, payload.centre_id)
+    sender = delivery.sender
+    region = None
+    if sender is not None and sender.kind is ActorKind.ARS:
+        region = Region(sender.actor)
+    elif sender is not None and sender.kind is ActorKind.OPERATOR:
+        # The one national path: every region's centres, each decision in the log.
+        log.warning(
+            "centre decision by an operator",
+            sender_user=sender.user,
+            centre_id=payload.centre_id,
+            event_type=delivery.envelope.type,
+        )
+    try:
+        judge_centre_decision(region, row.departement if row is not None else None, payload)
+    except CentreDecisionRefused as refused:
+        raise SenderRefused(refused.code, str(refused), refused.field) from None
+
+
 class SchedulerHandlers:
     def __init__(
         self,
@@ -182,6 +207,7 @@ class SchedulerHandlers:
         payload = delivery.envelope.payload()
         if not isinstance(payload, _CENTRE_DECISIONS):
             raise PermanentError("unexpected_event", f"{delivery.envelope.type} is no decision")
+        await _judge_centre(delivery, payload)
         now = utcnow()
         await self._apply_centre(delivery, payload, now)
         await delivery.emit(payload, correlation_id=delivery.envelope.correlation_id)

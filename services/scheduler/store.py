@@ -698,14 +698,9 @@ _CENTRE_BOOKED = (
         bookings.c.start < bindparam("end"),
     )
 )
-_REINFORCEMENTS = (
+_REINFORCEMENTS_IN = (
     select(reinforcements)
-    .order_by(reinforcements.c.requested_at.desc())
-    .limit(bindparam("limit", type_=Integer))
-)
-_REINFORCEMENTS_OF = (
-    select(reinforcements)
-    .where(reinforcements.c.departement == bindparam("departement"))
+    .where(reinforcements.c.departement.in_(bindparam("departements", expanding=True)))
     .order_by(reinforcements.c.requested_at.desc())
     .limit(bindparam("limit", type_=Integer))
 )
@@ -731,14 +726,14 @@ async def centre_booked(
 
 
 async def reinforcement_requests(
-    session: AsyncSession, departement: str | None, limit: int
+    session: AsyncSession, departements: Collection[str], limit: int
 ) -> Sequence[AnyRow]:
-    """What centres asked the ARS for (of the département, if given), newest first."""
-    if departement is None:
-        return (await session.execute(_REINFORCEMENTS, {"limit": limit})).all()
-    return (
-        await session.execute(_REINFORCEMENTS_OF, {"departement": departement, "limit": limit})
-    ).all()
+    """What the centres of these départements (an ARS's region) asked the ARS for,
+    newest first."""
+    if not departements:
+        return []
+    params = {"departements": sorted(departements), "limit": limit}
+    return (await session.execute(_REINFORCEMENTS_IN, params)).all()
 
 
 async def raised_alerts(session: AsyncSession) -> Sequence[AnyRow]:

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def _scheduler(processes: ServiceProcesses, settings: Settings, path: str) -> dict[str, Any]:
-    token = issue_token(settings, Role.ARS, "idf", ServiceName.SCHEDULER)
+    token = issue_token(settings, Role.ARS, "53", ServiceName.SCHEDULER)
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(
             f"http://127.0.0.1:{processes.ports['scheduler']}{path}",

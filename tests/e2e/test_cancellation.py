@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def _booked(processes: ServiceProcesses, s: Settings) -> int:
-    token = issue_token(s, Role.ARS, "bzh", ServiceName.SCHEDULER)
+    token = issue_token(s, Role.ARS, "53", ServiceName.SCHEDULER)
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(
             f"http://127.0.0.1:{processes.ports['scheduler']}/territory/35",

@@ -45,7 +45,7 @@ async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
                 "/centres/rennes-s/suspend", json={"reason": "x"}, headers=as_centre
             )
             assert refused.status_code == 403
-            ars_token = issue_token(s, Role.ARS, "b", ServiceName.SCHEDULER)
+            ars_token = issue_token(s, Role.ARS, "53", ServiceName.SCHEDULER)
             as_ars = {"Authorization": f"Bearer {ars_token}"}
             accepted = await http.post(
                 "/centres/rennes-s/suspend", json={"reason": "no staff"}, headers=as_ars
@@ -103,7 +103,7 @@ async def test_suspended_centre_patients_are_moved_or_waitlisted_and_told(
     assert len(patient_notices) == 6
 
     # The ARS's view: the suspended centre, the waiting list, the alerts.
-    token = issue_token(s, Role.ARS, "bretagne", ServiceName.SCHEDULER)
+    token = issue_token(s, Role.ARS, "53", ServiceName.SCHEDULER)
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{processes.ports['scheduler']}",
         headers={"Authorization": f"Bearer {token}"},

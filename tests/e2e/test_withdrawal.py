@@ -108,7 +108,7 @@ def _client(s: Settings, procs: ServiceProcesses, service: str, role: Role, who:
 
 async def _booked(s: Settings, procs: ServiceProcesses) -> int:
     """Places booked today and tomorrow in Ille-et-Vilaine, as the ARS reads them."""
-    async with _client(s, procs, "scheduler", Role.ARS, "bzh") as ars:
+    async with _client(s, procs, "scheduler", Role.ARS, "53") as ars:
         body = (await ars.get("/territory/35")).json()
     return sum(c["today"]["booked"] + c["tomorrow"]["booked"] for c in body["centres"])
 

@@ -58,6 +58,7 @@ from shared.topology import (
 )
 from tests.helpers import centre, referral
 from tests.provisioned import (
+    ARS,
     CENTRES,
     NODE,
     REFERRER,
@@ -167,7 +168,7 @@ async def test_centre_15_refers_but_cannot_activate_a_centre(shared: Deployment)
         await c15.refused(binding(c15.replies, events_exchange(ns), "reply.samu-75.#"))
         await c15.refused(binding(c15.replies, events_exchange(ns), "reply.centre-15.#"))
         await c15.refused(binding(c15.replies, events_exchange(ns), "slot.assigned.*"))
-        await c15.refused(consuming(actor_queue(ns, "ars", ()).name(ns)))
+        await c15.refused(consuming(actor_queue(ns, ARS, ()).name(ns)))
         await c15.refused(consuming(f"{ns}.intake.submissions"))
 
 
@@ -221,25 +222,29 @@ async def test_a_centre_reads_its_own_queue_only(shared: Deployment) -> None:
 
 async def test_the_ars_activates_centres_but_cannot_refer(shared: Deployment) -> None:
     d, ns = shared, shared.namespace
-    async with Actor(d, "ars") as ars, Actor(d, "scheduler") as scheduler:
+    async with Actor(d, ARS) as ars, Actor(d, "scheduler") as scheduler:
         sent = await ars.publish(centre("gare-rennes"))
         got = await scheduler.get(f"{ns}.scheduler.centres")
-        assert (got.message_id, got.user_id) == (sent.id, d.user("ars"))
+        assert (got.message_id, got.user_id) == (sent.id, d.user(ARS))
         assert "referral.submitted" in await ars.refused(ars.publishing(referral("ars-1")))
-        # Its reply queue, provisioned with the alerts it is told of.
+        # Its reply queue, provisioned with the alerts it is told of: its region's only
+        # (issue 28), Paris's never reach Bretagne's ARS.
+        await scheduler.publish(alert("75"))
         await scheduler.publish(alert("35"))
         told = Envelope.model_validate_json((await ars.get(ars.replies)).body)
         assert (told.type, told.data["departement"]) == ("capacity.alert", "35")
         await ars.refused(binding(ars.replies, events_exchange(ns), "referral.received"))
+        await ars.refused(binding(ars.replies, events_exchange(ns), "capacity.alert.75"))
+        await ars.refused(binding(ars.replies, events_exchange(ns), "reinforcement.requested.*"))
         await ars.refused(consuming(f"{ns}.notifier.contacts"))
         # The ARS's own command works with the ARS's credentials, on the ingress.
-        env = {"AIGUILLAGE_BROKER_URL": d.url("ars"), "AIGUILLAGE_NAMESPACE": ns}
+        env = {"AIGUILLAGE_BROKER_URL": d.url(ARS), "AIGUILLAGE_NAMESPACE": ns}
         args = ["ars", "activate", "--id", "cli-centre", "--name", "CLI", "--commune", "35238"]
         result = await asyncio.to_thread(invoke, args, env)
         assert result.exit_code == 0, result.output
         got = await scheduler.get(f"{ns}.scheduler.centres")
         assert Envelope.model_validate_json(got.body).data["centre_id"] == "cli-centre"
-        assert got.user_id == d.user("ars")
+        assert got.user_id == d.user(ARS)
 
 
 async def test_a_referrer_is_answered_on_its_own_key_only(shared: Deployment) -> None:
@@ -269,7 +274,7 @@ async def test_a_referrer_is_answered_on_its_own_key_only(shared: Deployment) ->
         await gp.refused(gp.publishing(received("forged", REFERRER), exchange="events"))
 
 
-@pytest.mark.parametrize("actor", [SAMU, f"referrer-{REFERRER}", "ars", "centre-poterie"])
+@pytest.mark.parametrize("actor", [SAMU, f"referrer-{REFERRER}", ARS, "centre-poterie"])
 async def test_outside_actors_configure_nothing(shared: Deployment, actor: str) -> None:
     """No queue of an outsider's own, under any name or arguments: none of its queues
     can dead-letter into an exchange of ours (attack 5 of tests/security)."""
@@ -404,7 +409,7 @@ async def test_the_four_services_run_under_their_own_users(
             app = build(own).app()
             await asyncio.wait_for(app.start(), 60)
             stack.push_async_callback(stop, app)
-        ars = await stack.enter_async_context(Actor(d, "ars"))
+        ars = await stack.enter_async_context(Actor(d, ARS))
         gp = await stack.enter_async_context(Actor(d, f"referrer-{REFERRER}"))
         poterie = await stack.enter_async_context(Actor(d, "centre-poterie"))
         c15 = await stack.enter_async_context(Actor(d, "centre_15"))
@@ -437,7 +442,7 @@ async def test_the_four_services_run_under_their_own_users(
         deadline = time.monotonic() + 30
         while True:
             try:
-                await message_count(d, "ars", gare)
+                await message_count(d, ARS, gare)
                 break
             except aio_pika.exceptions.ChannelNotFoundEntity:
                 assert time.monotonic() < deadline, "the notifier did not declare it"
@@ -445,7 +450,7 @@ async def test_the_four_services_run_under_their_own_users(
         # Declared before it is bound (AMQP has no atomic declare-and-bind): the
         # scheduler's slot reaches it once the bindings are there too.
         async with Actor(d, "scheduler") as scheduler:
-            while await message_count(d, "ars", gare) == 0:
+            while await message_count(d, ARS, gare) == 0:
                 assert time.monotonic() < deadline, "the centre's queue is not bound"
                 await scheduler.publish(slot("gare", "r-gare"))
                 await asyncio.sleep(0.2)
@@ -483,7 +488,7 @@ async def test_provisioning_again_resets_permissions_and_keeps_passwords(
         assert topics == {events_exchange(d.namespace), ingress_exchange(d.namespace)}
 
         # A password given in the file is set; the others stay as they were.
-        ars = d.user("ars")
+        ars = d.user(ARS)
         new_file = tmp_path / "new.json"
         new_file.write_text(json.dumps({ars: "a-new-password"}))
         result = await asyncio.to_thread(
@@ -491,10 +496,10 @@ async def test_provisioning_again_resets_permissions_and_keeps_passwords(
         )
         assert result.exit_code == 0, result.output
         with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
-            async with Actor(d, "ars"):
+            async with Actor(d, ARS):
                 pass
         d.passwords[ars] = "a-new-password"
-        async with Actor(d, "ars"), Actor(d, "intake"):
+        async with Actor(d, ARS), Actor(d, "intake"):
             pass
 
         # A centre no longer in the plan (closed) loses its user; the others stay.
@@ -503,7 +508,7 @@ async def test_provisioning_again_resets_permissions_and_keeps_passwords(
         assert result.exit_code == 0, result.output
         users = await asyncio.to_thread(ctl.users)
         assert gone not in users
-        assert {d.user("centre-poterie"), d.user("ars"), d.user("intake")} <= users
+        assert {d.user("centre-poterie"), d.user(ARS), d.user("intake")} <= users
         with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
             async with Actor(d, "centre-cleunay"):
                 pass
@@ -519,6 +524,7 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
         user_suffix=suffix,
         administrator=f"admin{suffix}",
         samus=[SAMU],
+        ars_regions=["53"],
     )
     target = tmp_path / "definitions.json"
     ctl = Rabbitmqctl(node=NODE)
@@ -528,7 +534,7 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
             [
                 "--vhost", vhost, "--namespace", namespace, "--user-suffix", suffix,
                 "--centre", "poterie", "--administrator", f"admin{suffix}", "--samu", SAMU,
-                "--definitions", str(target),
+                "--ars-region", "53", "--definitions", str(target),
             ],
             broker_url,
         )  # fmt: skip
@@ -571,7 +577,7 @@ async def test_the_definitions_file_is_the_same_plan(broker_url: str, tmp_path: 
             await channel.declare_queue(
                 centre_queue(namespace, "poterie").name(namespace), passive=True
             )
-            for actor in (SAMU, "ars"):
+            for actor in (SAMU, ARS):
                 await channel.declare_queue(
                     actor_queue(namespace, actor, ()).name(namespace), passive=True
                 )

@@ -6,6 +6,7 @@ audit trail in the person's name."""
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,15 @@ from aiguillage.console.accounts import (
 )
 from aiguillage.console.app import SECURITY_HEADERS, create_app
 from aiguillage.console.auth import SESSION_COOKIE
-from shared.auth import Role
-from shared.events import Envelope
+from shared.auth import Role, read_token
+from shared.events import (
+    CentreActivated,
+    CentreCapacityChanged,
+    CentreSuspended,
+    EventPayload,
+    new_id,
+)
+from shared.regions import CentreDecisionRefused, Region, judge_centre_decision
 from shared.settings import Settings
 from tests.console_session import csrf_of, log_in
 
@@ -89,17 +97,42 @@ def text(response: httpx.Response) -> str:
     return html.unescape(response.text)
 
 
-def _scheduler(request: httpx.Request) -> httpx.Response:
-    body = TERRITORY.get(request.url.path)
-    return httpx.Response(200, json=body) if body is not None else httpx.Response(404)
+# The département of each centre as the scheduler stores it.
+STORED = {"paris-a": "75", "rennes-a": "35"}
 
 
-class FakePublisher:
+class FakeScheduler:
+    """The scheduler's API as the console sees it: its reads, and the ARS's decisions
+    judged as the scheduler judges them (shared.regions), on its stored centres."""
+
     def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
+        self.decisions: list[EventPayload] = []
 
-    async def publish_envelope(self, envelope: Envelope, routing_key: str) -> None:
-        self.envelopes.append(envelope)
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return self.decide(request)
+        body = TERRITORY.get(request.url.path)
+        return httpx.Response(200, json=body) if body is not None else httpx.Response(404)
+
+    def decide(self, request: httpx.Request) -> httpx.Response:
+        token = request.headers["authorization"].removeprefix("Bearer ")
+        region = Region(read_token(token).subject)
+        body = json.loads(request.content)
+        parts = request.url.path.strip("/").split("/")
+        payload: EventPayload
+        if parts == ["centres"]:
+            payload = CentreActivated.model_validate(body)
+        elif parts[-1] == "capacity":
+            payload = CentreCapacityChanged(centre_id=parts[1], **body)
+        else:
+            payload = CentreSuspended(centre_id=parts[1], **body)
+        centre_id = str(getattr(payload, "centre_id", ""))
+        try:
+            judge_centre_decision(region, STORED.get(centre_id), payload)
+        except CentreDecisionRefused as refused:
+            return httpx.Response(403, json={"detail": str(refused), "error_code": refused.code})
+        self.decisions.append(payload)
+        return httpx.Response(202, json={"event_id": new_id(), "event_type": payload.event_type})
 
 
 @pytest.fixture
@@ -119,7 +152,7 @@ async def store(console_settings: Settings) -> AsyncIterator[AccountStore]:
 class Console:
     def __init__(self, settings: Settings) -> None:
         self.app = create_app(settings, listen=False)
-        self.publisher = FakePublisher()
+        self.scheduler = FakeScheduler()
 
     def client(self) -> httpx.AsyncClient:
         # https: the cookies are Secure, and httpx, like a browser, keeps them to https.
@@ -134,12 +167,8 @@ async def console(console_settings: Settings, store: AccountStore) -> AsyncItera
     async with made.app.router.lifespan_context(made.app):
         state = made.app.state.console
         await state.http.aclose()
-        state.http = httpx.AsyncClient(transport=httpx.MockTransport(_scheduler))
-        state.publisher = made.publisher
-        try:
-            yield made
-        finally:
-            state.publisher = None
+        state.http = httpx.AsyncClient(transport=httpx.MockTransport(made.scheduler))
+        yield made
 
 
 async def test_passwords_are_stored_as_argon2id_hashes(store: AccountStore) -> None:
@@ -242,7 +271,7 @@ async def test_a_form_without_its_csrf_token_is_refused(
         wrong = await client.post("/territoire/suspendre", data={**form, "csrf": "x" * 43})
         assert missing.status_code == wrong.status_code == 403
         assert "Formulaire expiré ou falsifié" in text(missing)
-        assert console.publisher.envelopes == []
+        assert console.scheduler.decisions == []
         # The log-out form too, and the log-in form (log-in CSRF).
         assert (await client.post("/deconnexion")).status_code == 403
         ok = await client.post("/territoire/suspendre", data={**form, "csrf": token})
@@ -252,7 +281,7 @@ async def test_a_form_without_its_csrf_token_is_refused(
             "/connexion", data={"identifiant": "a.martin@ars.fr", "mot_de_passe": PASSWORD}
         )
         assert no_token.status_code == 403
-    assert len(console.publisher.envelopes) == 1
+    assert len(console.scheduler.decisions) == 1
 
 
 async def test_an_ars_person_of_another_region_is_refused(
@@ -279,15 +308,22 @@ async def test_an_ars_person_of_another_region_is_refused(
             )
             assert other.status_code == 403, path
             assert "n'est pas un centre de votre région" in text(other)
-        assert console.publisher.envelopes == []
-        # Their own centre: published in their name.
+        # Paris's centre activated again with a Breton commune: the scheduler judges it
+        # on the centre as it stores it, and refuses it (issue 28).
+        moved = await client.post(
+            "/territoire/activer",
+            data={"csrf": token, "centre_id": "paris-a", "nom": "Brest", "commune": "29019"},
+        )
+        assert moved.status_code == 403
+        assert "celui d'un centre d'une autre région" in text(moved)
+        assert console.scheduler.decisions == []
+        # Their own centre: sent to the scheduler with their region's token.
         own = await client.post(
             "/territoire/suspendre", data={"csrf": token, "centre_id": "rennes-a"}
         )
         assert own.status_code == 303
-    [envelope] = console.publisher.envelopes
-    assert envelope.type == "centre.suspended"
-    assert envelope.source == "console:b.morvan@ars-bretagne.fr"
+    [decision] = console.scheduler.decisions
+    assert decision.event_type == "centre.suspended"
 
 
 async def test_every_action_is_in_the_audit_trail_of_the_region(

@@ -48,7 +48,7 @@ BUILDERS: dict[ServiceName, Callable[[Settings], ServiceRuntime]] = {
 CALLERS = {
     ServiceName.INTAKE: (Role.REFERRER, "gp:10001234567"),
     ServiceName.REGULATION: (Role.CENTRE_15, "samu-35"),
-    ServiceName.SCHEDULER: (Role.ARS, "idf"),
+    ServiceName.SCHEDULER: (Role.ARS, "53"),
     ServiceName.NOTIFIER: (Role.CENTRE, "rennes-1"),
 }
 # The base URL of a running service, the caller's token, the OpenAPI it serves.

@@ -32,7 +32,7 @@ from shared.provisioning import Rabbitmqctl
 from shared.settings import ServiceName
 from shared.topology import dead_letter_queue
 from tests.helpers import centre, referral
-from tests.provisioned import NODE, Actor, Deployment, deployment
+from tests.provisioned import ARS, NODE, Actor, Deployment, deployment
 
 T = TypeVar("T")
 
@@ -129,7 +129,7 @@ class Stage:
         """The ARS's view of a département: each centre's status."""
         response = await self.http.get(
             self.api("scheduler", f"/territory/{departement}"),
-            headers=self.bearer(Role.ARS, "35", ServiceName.SCHEDULER),
+            headers=self.bearer(Role.ARS, "53", ServiceName.SCHEDULER),
         )
         assert response.status_code == 200, response.text
         return {c["centre_id"]: c["status"] for c in response.json()["centres"]}
@@ -361,7 +361,7 @@ async def stage(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> As
             async with stage.http:
                 await _ready(stage.http, procs)
                 # The ARS opens the two centres, through its door on the broker.
-                async with Actor(d, "ars") as ars:
+                async with Actor(d, ARS) as ars:
                     for centre_id, insee in COMMUNES.items():
                         await ars.publish(centre(centre_id, insee))
                 for centre_id, insee in COMMUNES.items():

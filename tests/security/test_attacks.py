@@ -47,7 +47,7 @@ from shared.topology import (
     ingress_exchange,
 )
 from tests.helpers import centre
-from tests.provisioned import Actor, declaring
+from tests.provisioned import ARS, Actor, declaring
 from tests.security.conftest import (
     CENTRE_A,
     CENTRE_B,
@@ -397,7 +397,7 @@ async def test_7_an_outbox_row_the_service_may_not_publish_is_set_aside(stage: S
     response = await s.http.post(
         s.api("scheduler", "/centres"),
         json=activation.model_dump(mode="json"),
-        headers=s.bearer(Role.ARS, "35", ServiceName.SCHEDULER),
+        headers=s.bearer(Role.ARS, "53", ServiceName.SCHEDULER),
     )
     assert response.status_code == 202, response.text
     assert response.json()["event_type"] == "centre.activated"
@@ -501,7 +501,7 @@ async def test_8_a_wrong_nir_is_refused_and_dead_letters_carry_no_personal_data(
     letter = await s.dead_letter("intake", message_id)
     assert letter.headers["x-error-code"] == "invalid_envelope"
     # Dead-lettered after its tries: the capacity of a centre nobody activated.
-    async with Actor(s.d, "ars") as ars:
+    async with Actor(s.d, ARS) as ars:
         unknown = await ars.publish(
             CentreCapacityChanged(centre_id="never-activated", from_date=date.today(), boxes=3)
         )

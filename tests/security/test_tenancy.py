@@ -7,16 +7,26 @@ referral is listed. A SAMU (Centre 15) covers its départements (shared.territor
 SAMU 35 reads and decides on Rennes's patients, never on Paris's. Reading another
 territory's referral is the 404 of a missing one; acting on it, 403 ``outside_territory``.
 
-Another part of issue 28 adds its actors' rows (the ARS, the centres) to ``CASES``
+An ARS (``ars-53``, Bretagne) covers its region's départements (shared.regions), judged
+on the centres as the scheduler stores them: Bretagne's ARS reads and decides on a
+Rennes centre, never on a Paris one, whatever the route (the scheduler's API, the
+console's pages and forms, the live stream, the broker door); reading another region's
+département is a 404, acting on another region's centre 403 ``outside_territory``, and
+activating a Paris centre's id again with a Breton commune 403
+``centre_in_other_region`` (``test_a_paris_centre_cannot_be_taken_over_from_bretagne``:
+the attack of issue 28, every way).
+
+Another part of issue 28 adds its actors' rows (the centres) to ``CASES``
 (``principal`` makes their tokens; a probe per route, ``@probe``, says what the actor
 got); ``PENDING`` names the routes that have none of this part's actors yet, and
 ``test_every_route_is_in_the_table`` fails when a route of any service (or a Centre 15
-page of the console) is in neither.
+or ARS page of the console) is in neither.
 
-The stage: intake and regulation in the test's process on the real broker (SQLite), the
-scheduler's and the notifier's HTTP apps (their routes refuse a SAMU before anything
-else), the console in-process, calling the services' apps; referrals of Rennes (35) and
-Paris (75) escalated and held by the protocol itself.
+The stage: intake, regulation and the scheduler in the test's process on the real broker
+(SQLite), the notifier's HTTP app (its routes refuse a SAMU before anything else), the
+console in-process, calling the services' apps; referrals of Rennes (35) and Paris (75)
+escalated and held by the protocol itself; centres of Bretagne and of Paris activated by
+their own region's ARS, each with a reinforcement request.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,37 +54,54 @@ from services.scheduler.app import build as build_scheduler
 from shared.auth import Role, issue_token
 from shared.events import (
     CancelledBy,
+    CentreActivated,
+    CentreCapacityChanged,
+    CentreClosed,
+    CentreSuspended,
     Decision,
     Envelope,
     EventPayload,
     ReferralCancelled,
     ReferrerKind,
     RegulationDecided,
+    ReinforcementRequested,
     RiskFactor,
     Vitals,
     new_id,
 )
 from shared.events.referral import Referrer
+from shared.messaging_tables import refusals
 from shared.publisher import EventPublisher
+from shared.regions import CENTRE_IN_OTHER_REGION
 from shared.runtime import ServiceRuntime
 from shared.settings import Environment, ServiceName, Settings
 from shared.territory import OUTSIDE_TERRITORY
 from shared.topology import declare_topology, delete_topology
 from tests.console_session import csrf_of, log_in
-from tests.helpers import Tap, fresh_namespace, referral, running
+from tests.helpers import Tap, centre, fresh_namespace, referral, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 OWN, OTHER, NONE = "own", "other", "-"
 SAMU_35, SAMU_75 = "samu-35", "samu-75"
 ARS_53 = "ars-53"  # Bretagne: 22, 29, 35, 56
+ARS_11 = "ars-11"  # Île-de-France: Paris's
 REGULATOR = "r.le-gall@samu35.fr"
 PASSWORD = "correct-horse-battery"
 # A patient of each territory: Rennes (35) for SAMU 35 and Bretagne, Paris (75).
 INSEE = {OWN: "35238", OTHER: "75056"}
 GP = "gp:10001234567"
 # The console calls the services on these ports (its transport hands them to the apps).
-PORTS = {ServiceName.INTAKE: 18001, ServiceName.REGULATION: 18002}
+PORTS = {ServiceName.INTAKE: 18001, ServiceName.REGULATION: 18002, ServiceName.SCHEDULER: 18003}
+# A centre of each territory (OWN: Bretagne's, OTHER: Paris's), and the Breton centres
+# that Bretagne's rows suspend and close; each activated by its own region's ARS.
+CENTRES = {OWN: "rennes-ars", OTHER: "paris-ars"}
+SUSPENDED, CLOSED = "brest-ars", "quimper-ars"
+PLACES = {CENTRES[OWN]: "35238", CENTRES[OTHER]: "75056", SUSPENDED: "29019", CLOSED: "29232"}
+# Where Bretagne's ARS would move Paris's centre: Brest.
+BREST = "29019"
+# Each region's ARS officer, with a console account.
+ARS_PEOPLE = {ARS_53: "b.morvan@ars-bretagne.fr", ARS_11: "a.martin@ars-idf.fr"}
 
 
 # -- the table ------------------------------------------------------------------------
@@ -162,14 +190,51 @@ CASES: list[Case] = [
         Seen(None, "applied"),
         Seen(None, "sender_inconsistent"),
     ),
+    # The ARS of Bretagne: its region's centres (OWN: a Breton centre; OTHER: Paris's),
+    # judged on the centre as the scheduler stores it. Reading another region's
+    # département is the 404 of a missing one.
+    *_pair("scheduler GET /territory", ARS_53, LISTED, NOT_LISTED),
+    *_pair("scheduler GET /territory/{code}", ARS_53, LISTED, NOT_FOUND),
+    *_pair("scheduler GET /reinforcements", ARS_53, LISTED, NOT_LISTED),
+    # OTHER: Paris's centre id activated again with a Breton commune (issue 28's attack).
+    *_pair("scheduler POST /centres", ARS_53, Seen(202), Seen(403, CENTRE_IN_OTHER_REGION)),
+    # OTHER: a new centre in a Paris commune.
+    *_pair("scheduler POST /centres", ARS_53, Seen(202), REFUSED, "commune"),
+    *_pair("scheduler POST /centres/{centre_id}/capacity", ARS_53, Seen(202), REFUSED),
+    *_pair("scheduler POST /centres/{centre_id}/suspend", ARS_53, Seen(202), REFUSED),
+    *_pair("scheduler POST /centres/{centre_id}/close", ARS_53, Seen(202), REFUSED),
+    # The console's territory page, its forms and the audit trail of the region.
+    *_pair("console GET /territoire", ARS_53, LISTED, NOT_LISTED),
+    *_pair("console GET /territoire/fragment", ARS_53, LISTED, NOT_LISTED),
+    *_pair(
+        "console POST /territoire/activer", ARS_53, Seen(303), Seen(403, CENTRE_IN_OTHER_REGION)
+    ),
+    *_pair("console POST /territoire/capacite", ARS_53, Seen(303), REFUSED),
+    *_pair("console POST /territoire/suspendre", ARS_53, Seen(303), REFUSED),
+    *_pair("console GET /audit", ARS_53, LISTED, NOT_LISTED),
+    *_pair("console GET /evenements", ARS_53, TOLD, NOT_TOLD, "capacity"),
+    # The broker door: the region's ARS user (or an operator acting for it) on another
+    # region's centre is refused, answered on its own key, recorded, never applied.
+    *_pair(
+        "broker centre.activated",
+        ARS_53,
+        Seen(None, "applied"),
+        Seen(None, CENTRE_IN_OTHER_REGION),
+    ),
+    *_pair(
+        "broker centre.capacity_changed",
+        ARS_53,
+        Seen(None, "applied"),
+        Seen(None, OUTSIDE_TERRITORY),
+    ),
+    *_pair("broker centre.suspended", ARS_53, Seen(None, "applied"), Seen(None, OUTSIDE_TERRITORY)),
+    *_pair("broker centre.closed", ARS_53, Seen(None, "applied"), Seen(None, OUTSIDE_TERRITORY)),
+    # A token that names no region (the former "idf", "bzh") acts on nothing.
+    Case("scheduler GET /territory", "ars-bzh", NONE, NOT_ITS_ROLE),
 ]
 
 # Routes listed with no row of this part's actors yet, and why.
 PENDING: dict[str, str] = {
-    "scheduler POST /centres": "the ARS's: its rows come with the ARS's part",
-    "scheduler POST /centres/{centre_id}/capacity": "the ARS's",
-    "scheduler POST /centres/{centre_id}/suspend": "the ARS's",
-    "scheduler POST /centres/{centre_id}/close": "the ARS's",
     "scheduler GET /patient/appointment": "the patient's link (tests/integration/"
     "test_patient_link_doors.py)",
     "scheduler GET /patient/appointment/options": "the patient's link",
@@ -207,6 +272,8 @@ class World:
     browser: httpx.AsyncClient  # the regulator of SAMU 35, logged in to the console
     # Referrals by role: escalated-own, held-other, mine (SAMU 35's), theirs (SAMU 75's)...
     ids: dict[str, str] = field(default_factory=dict)
+    # Each region's ARS officer, logged in to the console.
+    ars: dict[str, httpx.AsyncClient] = field(default_factory=dict)
 
     def api(self, service: ServiceName, actor: str = SAMU_35) -> httpx.AsyncClient:
         """The service's API as the actor of a row (its token, for that service)."""
@@ -299,6 +366,73 @@ async def _console(settings: Settings, apps: dict[int, FastAPI]) -> AsyncIterato
         yield app
 
 
+async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+async def _centres_active(w: World) -> None:
+    """Each centre activated by its own region's ARS (through the scheduler's API), and
+    a reinforcement request from Rennes's and from Paris's (through the centres' door)."""
+    for centre_id, insee in PLACES.items():
+        region = ARS_11 if insee.startswith("75") else ARS_53
+        async with w.api(ServiceName.SCHEDULER, region) as api:
+            activation = centre(centre_id, insee).model_dump(mode="json")
+            response = await api.post("/centres", json=activation)
+            assert response.status_code == 202, response.text
+            code = f"/territory/{insee[:2]}"
+
+            async def active(
+                api: httpx.AsyncClient = api, code: str = code, centre_id: str = centre_id
+            ) -> bool:
+                found = (await api.get(code)).json()["centres"]
+                return any(c["centre_id"] == centre_id for c in found)
+
+            await _until(active, f"{centre_id} not activated")
+    s = w.settings
+    for where, centre_id in CENTRES.items():
+        asked = ReinforcementRequested(
+            centre_id=centre_id,
+            count=2,
+            profession="infirmiers",
+            from_date=date.today() + timedelta(days=1),
+        )
+        async with EventPublisher(s.broker_url, s.namespace, "c", actor=f"centre-{centre_id}") as c:
+            await c.publish(asked, correlation_id=centre_id)
+        region = ARS_53 if where == OWN else ARS_11
+        async with w.api(ServiceName.SCHEDULER, region) as api:
+
+            async def listed(api: httpx.AsyncClient = api, centre_id: str = centre_id) -> bool:
+                asks = (await api.get("/reinforcements")).json()["reinforcements"]
+                return any(r["centre_id"] == centre_id for r in asks)
+
+            await _until(listed, f"{centre_id}'s request not kept")
+
+
+async def _ars_stage(w: World, stack: contextlib.AsyncExitStack) -> None:
+    """The centres, and each region's ARS officer logged in to the console, who has
+    changed the capacity of a centre of their region there (their audit trail)."""
+    await _centres_active(w)
+    for actor, login in ARS_PEOPLE.items():
+        region = principal(actor)[1]
+        await w.console.state.accounts.add(login, login, Role.ARS, region, PASSWORD)
+        browser = await stack.enter_async_context(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=w.console), base_url="https://console"
+            )
+        )
+        assert (await log_in(browser, login, PASSWORD)).status_code == 303
+        w.ars[actor] = browser
+        own = CENTRES[OWN] if actor == ARS_53 else CENTRES[OTHER]
+        csrf = csrf_of((await browser.get("/territoire")).text)
+        done = await browser.post(
+            "/territoire/capacite", data={"csrf": csrf, "centre_id": own, "boxes": "3"}
+        )
+        assert done.status_code == 303, done.text
+
+
 @pytest.fixture(scope="module")
 async def world(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     namespace = fresh_namespace()
@@ -319,8 +453,8 @@ async def world(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> As
     runtimes = {
         ServiceName.INTAKE: build_intake(settings),
         ServiceName.REGULATION: build_regulation(settings),
-        # Built, not started: their routes refuse a SAMU before reading anything.
         ServiceName.SCHEDULER: build_scheduler(settings),
+        # Built, not started: its routes refuse a SAMU before reading anything.
         ServiceName.NOTIFIER: build_notifier(settings),
     }
     apps = {port: runtimes[service].http_app for service, port in PORTS.items()}
@@ -328,14 +462,17 @@ async def world(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> As
         async with (
             running(runtimes[ServiceName.INTAKE]),
             running(runtimes[ServiceName.REGULATION]),
+            running(runtimes[ServiceName.SCHEDULER]),
             _console(settings, apps) as console,
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=console), base_url="https://console"
             ) as browser,
+            contextlib.AsyncExitStack() as stack,
         ):
             assert (await log_in(browser, REGULATOR, PASSWORD)).status_code == 303
             made = World(settings, runtimes, console, browser)
             await _referrals(made)
+            await _ars_stage(made, stack)
             yield made
     finally:
         await asyncio.wait_for(delete_topology(broker_url, namespace), 30)
@@ -464,11 +601,6 @@ def _get(service: ServiceName, path: Callable[[Case], str]) -> Probe:
     return run
 
 
-PROBES["scheduler GET /territory/{code}"] = _get(
-    ServiceName.SCHEDULER, lambda case: f"/territory/{INSEE[case.territory][:2]}"
-)
-PROBES["scheduler GET /territory"] = _get(ServiceName.SCHEDULER, lambda case: "/territory")
-PROBES["scheduler GET /reinforcements"] = _get(ServiceName.SCHEDULER, lambda c: "/reinforcements")
 PROBES["notifier GET /centres/{centre_id}/appointments"] = _get(
     ServiceName.NOTIFIER, lambda case: "/centres/rennes-a/appointments"
 )
@@ -528,6 +660,14 @@ def _live_events(case: Case) -> tuple[Actor, list[Envelope], str]:
         )
         return actor, [escalated], f"{escalated.data['age']} ans"
     actor = Actor(Role.ARS, "53", "a.martin@ars.bzh", "A. Martin", "53")
+    if case.what == "capacity":
+        # A centre's capacity changed: its département is its activation's commune's.
+        centre_id = f"centre-{dep}-{uuid.uuid4().hex[:6]}"
+        activated = _envelope(
+            "centre.activated", centre_id=centre_id, commune_insee=INSEE[case.territory]
+        )
+        changed = _envelope("centre.capacity_changed", centre_id=centre_id, boxes=5)
+        return actor, [activated, changed], f"Centre {centre_id} capacit"  # JSON escapes é
     if case.what == "alert":
         alert = _envelope("capacity.alert", departement=dep, kind="waiting_list", waiting=7)
         return actor, [alert], f"dans le {dep}"
@@ -563,16 +703,16 @@ async def _live(w: World, case: Case) -> Seen:
 
 
 async def _on_the_broker(
-    w: World, payload: EventPayload, correlation_id: str, caused: str
+    w: World, payload: EventPayload, correlation_id: str, caused: str, actor: str = SAMU_35
 ) -> str | None:
-    """SAMU 35's message on the ingress, as the operator's user acting for it (the Hub
-    Santé door's way; a SAMU's own user is held so by shared.senders too): what became
-    of it (``applied``: ``caused``, the event it caused on the bus; an answer's type; a
-    refusal's code)."""
+    """The actor's message on the ingress (SAMU 35's, ``ars-53``...), as the operator's
+    user acting for it (the Hub Santé door's way; the actor's own user is held so by
+    shared.senders too): what became of it (``applied``: ``caused``, the event it caused
+    on the bus; an answer's type; a refusal's code)."""
     s = w.settings
     async with (
-        Tap(s.broker_url, s.namespace, f"reply.{SAMU_35}.#", caused) as tap,
-        EventPublisher(s.broker_url, s.namespace, "lrm", actor=SAMU_35) as lrm,
+        Tap(s.broker_url, s.namespace, f"reply.{actor}.#", caused) as tap,
+        EventPublisher(s.broker_url, s.namespace, "lrm", actor=actor) as lrm,
     ):
         sent = await lrm.publish(payload, correlation_id=correlation_id)
 
@@ -615,6 +755,171 @@ async def _door_decides(w: World, case: Case) -> Seen:
     return Seen(None, await _on_the_broker(w, decided, referral_id, "referral.regulated.*"))
 
 
+# -- the ARS's routes: Bretagne's ARS on a Breton centre (OWN) and on Paris's (OTHER) ----
+
+
+def _dep(case: Case) -> str:
+    return INSEE[case.territory][:2]
+
+
+async def _scheduler_read(w: World, case: Case, path: str) -> tuple[Seen, Any]:
+    async with w.api(ServiceName.SCHEDULER, case.actor) as api:
+        response = await api.get(path)
+    if response.status_code != 200:
+        return Seen(response.status_code, _code(response)), None
+    return Seen(200), response.json()
+
+
+@probe("scheduler GET /territory")
+async def _territory(w: World, case: Case) -> Seen:
+    seen, body = await _scheduler_read(w, case, "/territory")
+    if body is None:
+        return seen
+    return Seen(200, listed=any(d["departement"] == _dep(case) for d in body["departements"]))
+
+
+@probe("scheduler GET /territory/{code}")
+async def _one_departement(w: World, case: Case) -> Seen:
+    seen, body = await _scheduler_read(w, case, f"/territory/{_dep(case)}")
+    if body is None:
+        return seen
+    return Seen(200, listed=any(c["centre_id"] == CENTRES[case.territory] for c in body["centres"]))
+
+
+@probe("scheduler GET /reinforcements")
+async def _reinforcements(w: World, case: Case) -> Seen:
+    seen, body = await _scheduler_read(w, case, "/reinforcements")
+    if body is None:
+        return seen
+    asks = {r["centre_id"] for r in body["reinforcements"]}
+    return Seen(200, listed=CENTRES[case.territory] in asks)
+
+
+def _activation(case: Case) -> CentreActivated:
+    """OWN: a Breton centre activated again where it is (or a new one in Rennes);
+    OTHER: Paris's centre's id with a Breton commune (or a new one in Paris)."""
+    if case.what == "commune":
+        return centre(f"ars-new-{uuid.uuid4().hex[:8]}", INSEE[case.territory])
+    if case.territory == OWN:
+        return centre(CENTRES[OWN], PLACES[CENTRES[OWN]])
+    return centre(CENTRES[OTHER], BREST)
+
+
+def _target(case: Case, own: str) -> str:
+    return own if case.territory == OWN else CENTRES[OTHER]
+
+
+async def _decides(w: World, case: Case, path: str, body: dict[str, Any]) -> Seen:
+    async with w.api(ServiceName.SCHEDULER, case.actor) as api:
+        response = await api.post(path, json=body)
+    return Seen(response.status_code, _code(response))
+
+
+@probe("scheduler POST /centres")
+async def _activates(w: World, case: Case) -> Seen:
+    return await _decides(w, case, "/centres", _activation(case).model_dump(mode="json"))
+
+
+@probe("scheduler POST /centres/{centre_id}/capacity")
+async def _ramps(w: World, case: Case) -> Seen:
+    path = f"/centres/{_target(case, CENTRES[OWN])}/capacity"
+    return await _decides(w, case, path, {"boxes": 3, "from_date": date.today().isoformat()})
+
+
+@probe("scheduler POST /centres/{centre_id}/suspend")
+async def _suspends(w: World, case: Case) -> Seen:
+    path = f"/centres/{_target(case, SUSPENDED)}/suspend"
+    return await _decides(w, case, path, {"reason": "pas de personnel"})
+
+
+@probe("scheduler POST /centres/{centre_id}/close")
+async def _closes(w: World, case: Case) -> Seen:
+    path = f"/centres/{_target(case, CLOSED)}/close"
+    return await _decides(w, case, path, {"reason": "fin de la vague"})
+
+
+async def _territory_page(w: World, case: Case, path: str) -> Seen:
+    response = await w.ars[case.actor].get(path)
+    return Seen(
+        response.status_code, listed=f'data-centre="{CENTRES[case.territory]}"' in response.text
+    )
+
+
+@probe("console GET /territoire")
+async def _territory_console(w: World, case: Case) -> Seen:
+    return await _territory_page(w, case, "/territoire")
+
+
+@probe("console GET /territoire/fragment")
+async def _territory_fragment(w: World, case: Case) -> Seen:
+    return await _territory_page(w, case, "/territoire/fragment")
+
+
+# The console's refusal pages say it in French; the code is the scheduler's.
+ARS_REFUSALS = {
+    "celui d'un centre d'une autre région": CENTRE_IN_OTHER_REGION,
+    "n'est pas un centre de votre région": OUTSIDE_TERRITORY,
+}
+
+
+async def _console_decides(w: World, case: Case, path: str, form: dict[str, str]) -> Seen:
+    browser = w.ars[case.actor]
+    csrf = csrf_of((await browser.get("/territoire")).text)
+    response = await browser.post(path, data={"csrf": csrf, **form})
+    page = response.text.replace("&#39;", "'")
+    said = [code for words, code in ARS_REFUSALS.items() if words in page]
+    return Seen(response.status_code, said[0] if said else None)
+
+
+@probe("console POST /territoire/activer")
+async def _console_activates(w: World, case: Case) -> Seen:
+    activation = _activation(case)
+    form = {"centre_id": activation.centre_id, "nom": "Centre", "commune": activation.commune_insee}
+    return await _console_decides(w, case, "/territoire/activer", form)
+
+
+@probe("console POST /territoire/capacite")
+async def _console_ramps(w: World, case: Case) -> Seen:
+    form = {"centre_id": _target(case, CENTRES[OWN]), "boxes": "3"}
+    return await _console_decides(w, case, "/territoire/capacite", form)
+
+
+@probe("console POST /territoire/suspendre")
+async def _console_suspends(w: World, case: Case) -> Seen:
+    form = {"centre_id": _target(case, SUSPENDED), "motif": "pas de personnel"}
+    return await _console_decides(w, case, "/territoire/suspendre", form)
+
+
+@probe("console GET /audit")
+async def _audit(w: World, case: Case) -> Seen:
+    """OWN: Bretagne's own action on its centre; OTHER: Paris's ARS's on Paris's."""
+    response = await w.ars[case.actor].get("/audit")
+    return Seen(response.status_code, listed=CENTRES[case.territory] in response.text)
+
+
+def _ars_decision(case: Case) -> EventPayload:
+    """What a broker row sends: OWN on a Breton centre, OTHER on Paris's."""
+    kind = case.route.removeprefix("broker ")
+    if kind == "centre.activated":
+        return _activation(case)
+    if kind == "centre.capacity_changed":
+        target = _target(case, CENTRES[OWN])
+        return CentreCapacityChanged(centre_id=target, boxes=3, from_date=date.today())
+    if kind == "centre.suspended":
+        return CentreSuspended(centre_id=_target(case, SUSPENDED), reason="pas de personnel")
+    return CentreClosed(centre_id=_target(case, CLOSED), reason="fin de la vague")
+
+
+async def _door_centre(w: World, case: Case) -> Seen:
+    decision = _ars_decision(case)
+    centre_id = str(getattr(decision, "centre_id", ""))
+    return Seen(None, await _on_the_broker(w, decision, centre_id, "centre.*", case.actor))
+
+
+for _kind in ("activated", "capacity_changed", "suspended", "closed"):
+    PROBES[f"broker centre.{_kind}"] = _door_centre
+
+
 # -- the tests ----------------------------------------------------------------------------
 
 
@@ -649,8 +954,8 @@ def _routes(name: str, app: FastAPI) -> set[str]:
 
 
 def test_every_route_is_in_the_table(tmp_path: Path) -> None:
-    """Each HTTP route of every service, and each Centre 15 page of the console, has a
-    row, or is pending with a reason: a new route cannot escape the table."""
+    """Each HTTP route of every service, and each Centre 15 and ARS page of the console,
+    has a row, or is pending with a reason: a new route cannot escape the table."""
     settings = Settings(data_dir=tmp_path, intake_http_port=None)
     builders = {
         ServiceName.INTAKE: build_intake,
@@ -665,9 +970,10 @@ def test_every_route_is_in_the_table(tmp_path: Path) -> None:
         f"console {method} {route.path}"
         for route in _walk(create_app(settings, listen=False).routes)
         for method in route.methods - {"HEAD"}
-        if route.path.startswith("/centre-15") or route.path == "/evenements"
+        if route.path.startswith(("/centre-15", "/territoire", "/audit"))
+        or route.path == "/evenements"
     }
-    assert len(console) == 4, console
+    assert len(console) == 10, console
     listed = {case.route for case in CASES} | set(PENDING)
     missing = sorted((routes | console) - listed)
     assert not missing, f"routes in no row of the tenancy table: {missing}"
@@ -678,9 +984,69 @@ def test_every_route_is_in_the_table(tmp_path: Path) -> None:
 
 
 def test_the_table_is_a_real_one() -> None:
-    """Each Centre 15 route of intake and regulation is tried on both territories."""
-    for route in PROBES:
-        rows = {case.territory for case in CASES if case.route == route}
-        assert rows in ({OWN, OTHER}, {NONE}), (route, rows)
+    """Each actor's route is tried on both territories (or on none: its own role's)."""
+    for route, actor in {(case.route, case.actor) for case in CASES}:
+        rows = {case.territory for case in CASES if (case.route, case.actor) == (route, actor)}
+        assert rows in ({OWN, OTHER}, {NONE}), (route, actor, rows)
     refused = [c for c in CASES if c.expected in (NOT_FOUND, REFUSED) or c.expected.listed is False]
     assert refused and all(c.territory == OTHER for c in refused)
+
+
+async def test_a_paris_centre_cannot_be_taken_over_from_bretagne(world: World) -> None:
+    """Issue 28's attack, every way: Bretagne's ARS activates Paris's centre's id with a
+    Breton commune (the scheduler's API, the console, its broker user), and so does an
+    operator (the national path: a centre keeps its département for life). Each is
+    refused ``centre_in_other_region``, the broker's recorded with who sent it; Paris's
+    centre is as it was (name, commune, boxes, status), Paris's audit trail and
+    Bretagne's say nothing of it."""
+    w, paris = world, CENTRES[OTHER]
+    audits = world.console.state.accounts
+
+    async def as_paris() -> dict[str, Any]:
+        async with w.api(ServiceName.SCHEDULER, ARS_11) as api:
+            found = (await api.get("/territory/75")).json()["centres"]
+        [entry] = [c for c in found if c["centre_id"] == paris]
+        return {k: entry[k] for k in ("name", "commune_insee", "departement", "boxes", "status")}
+
+    before = await as_paris()
+    paris_trail = [(e.at, e.action, e.centre_id) for e in await audits.audit_of_region("11")]
+    moved = centre(paris, BREST).model_copy(update={"name": "Centre de Brest", "boxes": 1})
+    attack = Case("broker centre.activated", ARS_53, OTHER, Seen(None))
+    assert await _decides(w, attack, "/centres", moved.model_dump(mode="json")) == Seen(
+        403, CENTRE_IN_OTHER_REGION
+    )
+    form = {"centre_id": paris, "nom": "Centre de Brest", "commune": BREST, "boxes": "1"}
+    assert await _console_decides(w, attack, "/territoire/activer", form) == Seen(
+        403, CENTRE_IN_OTHER_REGION
+    )
+    s = w.settings
+    sent = []
+    for actor in (ARS_53, None):  # the region's ARS, then an operator in its own name
+        async with (
+            Tap(s.broker_url, s.namespace, "reply.ars-53.#", "centre.*") as tap,
+            EventPublisher(s.broker_url, s.namespace, "ars", actor=actor) as ars,
+        ):
+            sent.append(await ars.publish(moved, correlation_id=paris))
+            if actor is not None:
+                [told] = await tap.wait_for(
+                    lambda es: any(e.type == "request.refused" for e in es), timeout=20
+                )
+                assert told.data["error_code"] == CENTRE_IN_OTHER_REGION
+                assert told.data["source_message_id"] == sent[-1].id
+    recorded: dict[str, Any] = {}
+
+    async def refused() -> bool:
+        async with w.runtimes[ServiceName.SCHEDULER].database.transaction() as session:
+            rows = (await session.execute(refusals.select())).all()
+        recorded.update({r.message_id: r for r in rows if r.message_id in {e.id for e in sent}})
+        return len(recorded) == len(sent)
+
+    await _until(refused, "the door's refusals are not recorded")
+    assert {(r.sender, r.error_code) for r in recorded.values()} == {
+        (ARS_53, CENTRE_IN_OTHER_REGION),
+        ("guest", CENTRE_IN_OTHER_REGION),
+    }
+    assert await as_paris() == before
+    after = [(e.at, e.action, e.centre_id) for e in await audits.audit_of_region("11")]
+    assert after == paris_trail
+    assert paris not in {e.centre_id for e in await audits.audit_of_region("53")}

@@ -27,6 +27,7 @@ from shared.provisioning import (
     build_plan,
     definitions,
     password_hash,
+    plan_user_pattern,
     remove_stale_users,
 )
 from shared.settings import ServiceName
@@ -53,13 +54,15 @@ PLAN = build_plan(
     centres=["poterie", "cleunay"],
     referrers=["sos-rennes"],
     samus=["samu-35", "samu-75"],
+    ars_regions=["53", "11"],
 )
 SERVICES = {s.value for s in ServiceName}
 OUTSIDERS = {
     "samu-35",
     "samu-75",
     "referrer-sos-rennes",
-    "ars",
+    "ars-53",
+    "ars-11",
     "centre-poterie",
     "centre-cleunay",
 }
@@ -161,7 +164,14 @@ def test_reply_queues_are_declared_by_the_plan_on_their_own_answers() -> None:
         replies("samu-35"): ("reply.samu-35.#",),
         replies("samu-75"): ("reply.samu-75.#",),
         replies("referrer-sos-rennes"): ("reply.sos-rennes.#",),
-        replies("ars"): ("capacity.alert.*", "reinforcement.requested.*", "reply.ars.#"),
+        replies("ars-53"): (
+            *(f"capacity.alert.{d}" for d in ("22", "29", "35", "56")),
+            "reply.ars-53.#",
+        ),
+        replies("ars-11"): (
+            *(f"capacity.alert.{d}" for d in ("75", "77", "78", "91", "92", "93", "94", "95")),
+            "reply.ars-11.#",
+        ),
     }
     assert {spec.name(NS) for spec in PLAN.actor_queues} <= {s.name(NS) for s in PLAN.queues()}
     for spec in PLAN.actor_queues:
@@ -238,7 +248,7 @@ def test_the_issue_s_three_refusals() -> None:
     assert allows(c15.ingress_write, "regulation.decided")
     assert c15.topic_write == "^$"
     assert not allows(PLAN.account("centre-poterie").read, centre_queue(NS, "cleunay").name(NS))
-    ars = PLAN.account("ars")
+    ars = PLAN.account("ars-53")
     assert not allows(ars.ingress_write, "referral.submitted")
     assert allows(ars.ingress_write, "centre.activated")
 
@@ -260,7 +270,11 @@ def test_outside_actors_are_answered_on_their_own_keys_only() -> None:
         ("samu-35", "reply.samu-35.referral.outcome", "reply.samu-75.referral.outcome"),
         ("samu-35", "reply.samu-35.request.refused", "reply.centre-15.referral.outcome"),
         ("referrer-sos-rennes", "reply.sos-rennes.submission.error", "reply.centre-15.x"),
-        ("ars", "capacity.alert.75", "referral.received"),
+        ("ars-53", "capacity.alert.35", "referral.received"),
+        # A region hears of its own départements' alerts and answers only.
+        ("ars-53", "capacity.alert.29", "capacity.alert.75"),
+        ("ars-53", "reply.ars-53.request.refused", "reply.ars-11.request.refused"),
+        ("ars-11", "capacity.alert.75", "reinforcement.requested.poterie"),
     ):
         bindings = PLAN.account(actor).reply_bindings
         assert any(_topic_match(b, mine) for b in bindings), actor
@@ -283,7 +297,7 @@ def test_regexes_are_anchored() -> None:
     assert not allows(intake.read, f"{NS}.intake.submissions.x")
     assert not allows(intake.topic_write, "referral.received.x")
     assert not allows(PLAN.account("notifier").configure, f"{NS}.centre.poterie.x")
-    assert not allows(PLAN.account("ars").write, f"{NS}.ingress.x")
+    assert not allows(PLAN.account("ars-53").write, f"{NS}.ingress.x")
 
 
 @pytest.mark.parametrize(
@@ -295,6 +309,7 @@ def test_regexes_are_anchored() -> None:
         (["x", "x"], []),
         ([], ["centre-15"]),
         ([], ["ars"]),
+        ([], ["ars-53"]),
         ([], ["centre-poterie"]),
         ([], ["a#"]),
     ],
@@ -316,17 +331,23 @@ def test_password_hash_is_rabbitmq_s_salted_sha256() -> None:
 
 def test_definitions_carry_users_permissions_and_the_whole_topology() -> None:
     plan = build_plan(
-        NS, "vh", centres=["poterie"], user_suffix="-x", administrator="root-x", samus=["samu-35"]
+        NS,
+        "vh",
+        centres=["poterie"],
+        user_suffix="-x",
+        administrator="root-x",
+        samus=["samu-35"],
+        ars_regions=["53"],
     )
-    document = definitions(plan, {"intake-x": "pw", "root-x": "admin-pw", "ars-x": "pw"})
-    assert [u["name"] for u in document["users"]] == ["ars-x", "intake-x", "root-x"]
+    document = definitions(plan, {"intake-x": "pw", "root-x": "admin-pw", "ars-53-x": "pw"})
+    assert [u["name"] for u in document["users"]] == ["ars-53-x", "intake-x", "root-x"]
     users = {u["name"]: u for u in document["users"]}
     assert {n: u["tags"] for n, u in users.items()} == {
-        "ars-x": [],
+        "ars-53-x": [],
         "intake-x": [],
         "root-x": ["administrator"],
     }
-    assert users["ars-x"]["limits"] == OUTSIDER_LIMITS
+    assert users["ars-53-x"]["limits"] == OUTSIDER_LIMITS
     assert users["intake-x"]["limits"] == {}
     assert {p["user"] for p in document["permissions"]} == set(plan.users)
     # The administrator is the one user without topic restrictions; every other has
@@ -341,7 +362,7 @@ def test_definitions_carry_users_permissions_and_the_whole_topology() -> None:
     for spec in plan.queues():
         assert queues[spec.name(NS)] == queue_arguments(NS, spec), spec.name(NS)
     assert centre_queue(NS, "poterie").name(NS) in queues
-    assert {replies("samu-35"), replies("ars")} <= set(queues)
+    assert {replies("samu-35"), replies("ars-53")} <= set(queues)
     for owner in DEAD_LETTER_OWNERS:
         assert queues[dead_letter_queue(NS, owner)] == DEAD_LETTER_QUEUE_ARGUMENTS
     exchanges = {e["name"]: e["type"] for e in document["exchanges"]}
@@ -377,7 +398,13 @@ def test_every_queue_is_bounded_and_dead_letters_into_its_owner_s_exchange() -> 
 
 def test_user_names_carry_the_suffix() -> None:
     plan = build_plan(
-        NS, NS, centres=["poterie"], referrers=["gp1"], user_suffix="-prod", samus=["samu-35"]
+        NS,
+        NS,
+        centres=["poterie"],
+        referrers=["gp1"],
+        user_suffix="-prod",
+        samus=["samu-35"],
+        ars_regions=["53"],
     )
     assert set(plan.users) == {
         "intake-prod",
@@ -386,7 +413,7 @@ def test_user_names_carry_the_suffix() -> None:
         "notifier-prod",
         "samu-35-prod",
         "referrer-gp1-prod",
-        "ars-prod",
+        "ars-53-prod",
         "centre-poterie-prod",
     }
     assert AccountKind.ADMINISTRATOR not in {a.kind for a in plan.accounts}
@@ -455,8 +482,8 @@ class FakeRabbitmqctl(Rabbitmqctl):
 
 def test_apply_creates_the_users_with_their_limits_and_keeps_passwords() -> None:
     ctl = FakeRabbitmqctl()
-    passwords = apply(PLAN, ctl, {"ars": "given"})
-    assert passwords["ars"] == "given"
+    passwords = apply(PLAN, ctl, {"ars-53": "given"})
+    assert passwords["ars-53"] == "given"
     assert all(passwords[u] for u in PLAN.users)  # new users: a password each
     assert ctl.users() == set(PLAN.users) | {"guest"}
     assert set(ctl.limits) == {PLAN.account(a).user for a in OUTSIDERS}
@@ -527,3 +554,19 @@ def test_one_centre_15_user_per_samu_and_the_national_one_only_where_enabled() -
     # A referrer answered on a SAMU's key would read that SAMU's answers.
     with pytest.raises(ProvisioningError, match="SAMU"):
         build_plan(NS, NS, referrers=["samu-35"])
+
+
+def test_one_ars_user_per_region_and_no_national_one() -> None:
+    """Issue 28: an ARS is its region's (ars-<region>): it decides on the centres (its
+    door judges them, shared.regions), hears of its départements' alerts and its own
+    answers only; the former ``ars`` user, which heard every region's, is gone."""
+    assert "ars" not in {a.actor for a in PLAN.accounts}
+    assert who("read", replies("ars-11")) - SERVICES == {"ars-11"}
+    for bad in (["99"], ["53", "53"], ["bzh"], ["ars-53"]):
+        with pytest.raises(ProvisioningError):
+            build_plan(NS, NS, ars_regions=bad)
+    # A referrer answered on an ARS's key would read that ARS's answers.
+    with pytest.raises(ProvisioningError, match="ARS"):
+        build_plan(NS, NS, referrers=["ars-53"])
+    # A former national user is stale: provisioning again removes it.
+    assert plan_user_pattern(PLAN).match("ars") and plan_user_pattern(PLAN).match("ars-53")
