@@ -212,6 +212,19 @@ CENTRE_STATUSES: Mapping[str, str] = {
     "suspended": "suspendu",
     "closed": "fermé",
 }
+# What a person did, as the console's audit trail records it (its ``action``).
+AUDIT_ACTIONS: Mapping[str, str] = {
+    "centre.activated": "activation d'un centre",
+    "centre.capacity_changed": "changement de capacité",
+    "centre.suspended": "suspension d'un centre",
+    "centre.closed": "fermeture d'un centre",
+    "consultation.outcome": "issue d'une consultation",
+    "consultation.correction": "correction de l'issue d'une consultation",
+    "reinforcement.requested": "demande de renfort",
+    "regulation.decision": "décision de régulation",
+    "referral.submitted": "adressage d'un patient",
+    "referral.withdrawn": "retrait d'une demande",
+}
 
 
 def referral_state(code: str) -> str:

@@ -67,6 +67,7 @@ from shared.http import BodyLimit, Proxies, SecurityHeaders, service_port
 from shared.labels import (
     ALERT_KINDS,
     APPOINTMENT_STATUSES,
+    AUDIT_ACTIONS,
     CENTRE_KINDS,
     CENTRE_STATUSES,
     CONSULTATION_OUTCOMES,
@@ -109,15 +110,7 @@ OUTCOME_LABELS = {
     )
 }
 ALERT_LABELS = by_code(ALERT_KINDS)
-ACTION_LABELS = {
-    "centre.activated": "activation d'un centre",
-    "centre.capacity_changed": "changement de capacité",
-    "centre.suspended": "suspension d'un centre",
-    "consultation.outcome": "issue d'une consultation",
-    "consultation.correction": "correction de l'issue d'une consultation",
-    "reinforcement.requested": "demande de renfort",
-    "regulation.decision": "décision de régulation",
-}
+ACTION_LABELS = dict(AUDIT_ACTIONS)
 # No inline script or style anywhere: what the page runs is the console's own files.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "

@@ -129,3 +129,26 @@ def test_the_console_says_the_labels(kind: ReferrerKind) -> None:
 
     assert REFERRER_LABELS[kind.value] == labels.label(kind)
     assert KIND_LABELS[kind.value] == labels.capitalised(labels.label(kind))
+
+
+def test_every_action_the_console_audits_has_a_label() -> None:
+    """The audit trail's actions (aiguillage/console: ``record`` and the centres'
+    actions, the ARS's decisions by their event), each read in French on its page."""
+    import re
+    from pathlib import Path
+
+    import aiguillage.console
+    from shared.events import CentreActivated, CentreCapacityChanged, CentreClosed, CentreSuspended
+
+    source = "\n".join(
+        p.read_text(encoding="utf-8") for p in Path(aiguillage.console.__file__).parent.glob("*.py")
+    )
+    call = r'(?:record|centre_action)\(\s*request,\s*(?:\w+,\s*)?"([a-z_]+\.[a-z_]+)"'
+    recorded = set(re.findall(call, source))
+    assert {"referral.submitted", "referral.withdrawn", "consultation.outcome"} <= recorded
+    recorded |= {
+        c.event_type
+        for c in (CentreActivated, CentreCapacityChanged, CentreSuspended, CentreClosed)
+    }
+    assert sorted(recorded - set(labels.AUDIT_ACTIONS)) == []
+    assert labels.AUDIT_ACTIONS["referral.withdrawn"] == "retrait d'une demande"
