@@ -107,6 +107,13 @@ class Territories:
             return frozenset({code})
         return None
 
+    def samus_covering(self, code: str) -> tuple[str, ...]:
+        """Every SAMU that covers the département ``code``, sorted: those the setting
+        widens to it, and ``samu-<code>`` unless the setting gives it other départements
+        (``samu-75=75,92``: the 92 is SAMU 75's and SAMU 92's)."""
+        candidates = {*self.by_samu, f"{SAMU_PREFIX}{code}"}
+        return tuple(sorted(s for s in candidates if code in (self.departements(s) or ())))
+
     def scope(self, centre_15: str) -> Scope | None:
         """What the Centre 15 named so covers (a token's SAMU, a broker user's actor);
         None when it covers nothing: refused."""

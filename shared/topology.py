@@ -182,12 +182,14 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
                 # Not orient: an orientation is told with its appointment (slot.assigned).
                 *(f"referral.regulated.{d}" for d in REGULATED_TOLD),
                 "referral.waitlisted",
+                # A withdrawal: told here when no appointment is cancelled with it.
+                "referral.cancelled",
                 "patient.escalated.*",
                 "consultation.no_show.*",
                 "consultation.completed.*",
                 "consultation.corrected.*",
             ),
-            "What the referrer (and Centre 15, for escalations) must be told.",
+            "What the referrer (and the SAMUs covering the patient, for escalations) must be told.",
         ),
         QueueSpec(
             "notifier",

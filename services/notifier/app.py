@@ -15,6 +15,7 @@ from services.notifier.patient_links import patient_link_for
 from shared.http import development
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
+from shared.territory import Territories
 from shared.topology import CentreQueues, dead_letter_exchange
 from shared.webhooks import WebhookPolicy
 
@@ -86,7 +87,9 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         poll_seconds=min(settings.outbox_poll_seconds, 0.5),
         contact_messages_per_day=settings.contact_messages_per_day,
     )
-    handlers = NotifierHandlers(channels, provision_centre, patient_link_for(settings))
+    handlers = NotifierHandlers(
+        channels, provision_centre, patient_link_for(settings), Territories.of(settings)
+    )
     runtime.consume("assignments", handlers.on_assignment)
     runtime.consume("contacts", handlers.on_contact)
     runtime.consume("referrals", handlers.on_referral)

@@ -34,6 +34,7 @@ from shared.events import (
     PatientContact,
     PatientEscalated,
     RecipientKind,
+    ReferralCancelled,
     ReferralOutcome,
     ReferralRegulated,
     ReferralRejected,
@@ -44,10 +45,13 @@ from shared.events import (
     new_id,
     utcnow,
 )
+from shared.territory import Territories
 
 log = structlog.get_logger(__name__)
 
-CENTRE_15 = "centre-15"  # Centre 15's reply key: reply.centre-15.referral.outcome
+# The national Centre 15's reply key (reply.centre-15.referral.outcome); a SAMU's is its
+# name (reply.samu-35.referral.outcome).
+CENTRE_15 = "centre-15"
 
 REGULATED_STATUS = {
     "escalate": "escalated",
@@ -57,11 +61,23 @@ REGULATED_STATUS = {
 }
 
 
-def _told_as_centre_15(referrer: Referrer) -> bool:
-    """The referrer is Centre 15 and has a way to hear its outcomes."""
-    return referrer.kind == ReferrerKind.CENTRE_15.value and bool(
-        referrer.reply_to or referrer.webhook_url
-    )
+def _centre_15_keys(referrer: Referrer | None) -> set[str]:
+    """The Centre 15 keys of a referrer that is a Centre 15 and hears its outcomes (its
+    reply key, or its SAMU's name behind a webhook): told as the referrer, it is not
+    told again as the SAMU covering the patient. None: not known yet."""
+    if referrer is None or referrer.kind != ReferrerKind.CENTRE_15.value:
+        return set()
+    if not (referrer.reply_to or referrer.webhook_url):
+        return set()
+    return {k for k in (referrer.reply_to, referrer.identifier) if k}
+
+
+def _cancellation_detail(payload: AppointmentCancelled | ReferralCancelled) -> dict[str, Any]:
+    """Who cancelled and why: the referrer's webhook says it (by, reason, code)."""
+    detail: dict[str, Any] = {"reason": payload.reason, "by": payload.cancelled_by.value}
+    if payload.reason_code is not None:
+        detail["reason_code"] = payload.reason_code.value
+    return detail
 
 
 @dataclass(frozen=True)
@@ -82,8 +98,12 @@ class NotifierHandlers:
         patient_channels: Sequence[PatientChannel],
         provision_centre: Callable[[str], Awaitable[None]] | None = None,
         patient_link: Callable[[str, str, datetime], str] | None = None,
+        territories: Territories | None = None,
     ) -> None:
         self.patient_channels = list(patient_channels)
+        # Which SAMUs cover a département, and whether the national Centre 15 is enabled:
+        # whom an escalation is told to (shared/territory.py).
+        self.territories = territories or Territories()
         self.provision_centre = provision_centre
         # (appointment id, referral id, its end) -> the patient's signed link, put in
         # the notice (services/notifier/patient_links.py); None: notices without one.
@@ -125,6 +145,8 @@ class NotifierHandlers:
             template=f"centre.{told.template}",
             body=told.centre,
         )
+        if isinstance(payload, AppointmentCancelled) and not await self._first_told(delivery):
+            return  # its withdrawal told the referrer and the patient already
         await self._to_patient(delivery, payload.referral_id, told.patient)
         await self._to_referrer(delivery, payload.referral_id, told.status, told.detail)
 
@@ -192,10 +214,7 @@ class NotifierHandlers:
     async def _cancelled(self, session: Any, payload: AppointmentCancelled) -> _Told:
         """An appointment cancelled and not replaced: off the list, and told by who."""
         await self._appointment_status(session, payload.appointment_id, "cancelled")
-        # Who cancelled and why: the referrer's webhook says it (by, reason, code).
-        detail: dict[str, Any] = {"reason": payload.reason, "by": payload.cancelled_by.value}
-        if payload.reason_code is not None:
-            detail["reason_code"] = payload.reason_code.value
+        detail = _cancellation_detail(payload)
         kind = await self._referrer_kind(session, payload.referral_id)
         return _Told(
             "cancelled",
@@ -219,6 +238,52 @@ class NotifierHandlers:
 
     async def _appointment_status(self, session: Any, appointment_id: str, status: str) -> None:
         await store.set_appointment_status(session, appointment_id, status)
+
+    # -- withdrawals ---------------------------------------------------------------
+    # A withdrawal (referral.cancelled) and the appointment the scheduler cancels with it
+    # (appointment.cancelled, caused by it) come on two queues, in either order: the
+    # referrer and the patient hear of it once, recorded by its cause (``cancellations``).
+
+    async def _withdrawn(self, delivery: Delivery, payload: ReferralCancelled) -> None:
+        """Told here when no appointment is cancelled with it (received, waitlisted,
+        held...); a booked one's cancellation tells it, with the appointment."""
+        session, referral_id = delivery.session, payload.referral_id
+        cause = delivery.envelope.id
+        if await store.withdrawn(session, referral_id):
+            return  # withdrawn already: a second withdrawal changes nothing
+        found = await store.cancellation(session, referral_id, cause)
+        if found is not None:  # its appointment's cancellation came first, and told it
+            state = store.Cancellation(withdrawal=True, told=found.told)
+            await store.record_cancellation(session, referral_id, cause, state, new=False)
+            return
+        statuses = await store.appointment_statuses(session, referral_id)
+        # Booked: its cancellation will tell. Seen or absent: final, nothing changes.
+        tell = not statuses & {"booked", "fulfilled", "noshow"}
+        state = store.Cancellation(withdrawal=True, told=tell)
+        await store.record_cancellation(session, referral_id, cause, state, new=True)
+        if not tell:
+            return
+        detail = {**_cancellation_detail(payload), "appointment_cancelled": False}
+        await self._to_referrer(delivery, referral_id, "cancelled", detail)
+        if await store.told_patient(session, referral_id):  # only one who had heard of it
+            kind = await self._referrer_kind(session, referral_id)
+            notice = patient_notices.withdrawn(payload.cancelled_by.value, payload.reason, kind)
+            await self._to_patient(delivery, referral_id, notice)
+
+    async def _first_told(self, delivery: Delivery) -> bool:
+        """An appointment cancelled (not moved): does it tell the referrer and the
+        patient? Not when its cause, a withdrawal, told them already."""
+        payload = delivery.payload_as(AppointmentCancelled)
+        cause = delivery.envelope.causation_id
+        if cause is None:
+            return True
+        session, referral_id = delivery.session, payload.referral_id
+        found = await store.cancellation(session, referral_id, cause)
+        if found is not None and found.told:
+            return False
+        state = store.Cancellation(withdrawal=found is not None and found.withdrawal, told=True)
+        await store.record_cancellation(session, referral_id, cause, state, new=found is None)
+        return True
 
     # -- referrals -----------------------------------------------------------------
 
@@ -263,18 +328,13 @@ class NotifierHandlers:
                     detail |= {"patient_ref": payload.patient_ref, "decided_by": payload.decided_by}
                     # Centre 15 first, as for a centre's hand-back: an escalated patient
                     # is SAMU's, and must not depend on the referrer reading its answer.
-                    if not await self._centre_15_is_the_referrer(session, payload.referral_id):
-                        await self._outcome_on_broker(
-                            delivery,
-                            CENTRE_15,
-                            payload.referral_id,
-                            status,
-                            await self._with_contact(session, payload.referral_id, detail),
-                            recipient_kind=RecipientKind.CENTRE_15,
-                            recipient=CENTRE_15,
-                        )
+                    await self._to_samus(
+                        delivery, payload.referral_id, payload.departement, status, detail
+                    )
                 await self._to_referrer(delivery, payload.referral_id, status, detail)
                 await self._decision_to_patient(delivery, payload)
+        elif isinstance(payload, ReferralCancelled):
+            await self._withdrawn(delivery, payload)
         elif isinstance(payload, ReferralWaitlisted):
             await self._to_referrer(
                 delivery,
@@ -288,14 +348,8 @@ class NotifierHandlers:
             if payload.appointment_id:
                 await self._appointment_status(session, payload.appointment_id, "escalated")
             # Centre 15 first: an escalation cannot wait for anything else.
-            await self._outcome_on_broker(
-                delivery,
-                CENTRE_15,
-                payload.referral_id,
-                "escalated_by_centre",
-                await self._with_contact(session, payload.referral_id, detail),
-                recipient_kind=RecipientKind.CENTRE_15,
-                recipient=CENTRE_15,
+            await self._to_samus(
+                delivery, payload.referral_id, payload.departement, "escalated_by_centre", detail
             )
             await self._to_referrer(delivery, payload.referral_id, "escalated_by_centre", detail)
         elif isinstance(payload, ConsultationNoShow):
@@ -400,13 +454,46 @@ class NotifierHandlers:
             return detail
         return {**detail, "patient": patient}
 
-    async def _centre_15_is_the_referrer(self, session: Any, referral_id: str) -> bool:
-        """Centre 15 referred this patient and hears the outcome as its referrer: a
-        second notice on its own key would tell it twice. An unknown referrer (its
-        patient.contact still on its way) is not assumed to be Centre 15: Centre 15 is
-        told now, and ``_flush_deferred`` does not tell it again."""
-        referrer = await store.referrer(session, referral_id)
-        return referrer is not None and _told_as_centre_15(referrer)
+    async def _to_samus(
+        self,
+        delivery: Delivery,
+        referral_id: str,
+        departement: str | None,
+        status: str,
+        detail: dict[str, Any],
+    ) -> None:
+        """An escalation, with whom to call back, to every SAMU covering the patient's
+        département, each on its own key (``reply.samu-35.referral.outcome``), and to the
+        national Centre 15 only where it is enabled. Not to a Centre 15 that referred the
+        patient: it hears it as the referrer. An unknown referrer (its patient.contact
+        still on its way) is not assumed to be one: the SAMUs are told now, and
+        ``_flush_deferred`` does not tell the referrer again on a key told already."""
+        keys = self._samu_keys(departement)
+        referrer = await store.referrer(delivery.session, referral_id)
+        keys = [key for key in keys if key not in _centre_15_keys(referrer)]
+        if not keys:
+            return
+        told = await self._with_contact(delivery.session, referral_id, detail)
+        for key in keys:
+            await self._outcome_on_broker(
+                delivery,
+                key,
+                referral_id,
+                status,
+                told,
+                recipient_kind=RecipientKind.CENTRE_15,
+                recipient=key,
+            )
+
+    def _samu_keys(self, departement: str | None) -> list[str]:
+        """The Centre 15 keys an escalation in ``departement`` goes to."""
+        keys = list(self.territories.samus_covering(departement)) if departement else []
+        if self.territories.national:
+            keys.append(CENTRE_15)
+        if not keys:
+            # Centre 15 still reads it from intake (GET /escalations), by département.
+            log.warning("escalation told to no centre 15", departement=departement)
+        return keys
 
     async def _to_referrer(
         self, delivery: Delivery, referral_id: str, status: str, detail: dict[str, Any]
@@ -435,11 +522,12 @@ class NotifierHandlers:
             raise LookupError(f"no referrer recorded for {referral_id}")
         kept = await store.deferred(session, referral_id)
         told_centre_15: set[str] = set()
-        if _told_as_centre_15(referrer):
-            told_centre_15 = await store.told_centre_15(session, referral_id)
+        if keys := _centre_15_keys(referrer):
+            told = await store.told_centre_15(session, referral_id)
+            told_centre_15 = {cause for cause, key in told if key in keys}
         for row in kept:
             if row.cause_event_id in told_centre_15:
-                continue  # Centre 15, the referrer, heard of it on its own key already
+                continue  # the referrer, a SAMU covering the patient, heard of it already
             await self._tell_referrer(
                 delivery, referrer, row.status, row.detail, row.cause_event_id
             )

@@ -228,9 +228,14 @@ def cancelled(
     return PatientNotice("patient.cancelled", SUBJECT, text, short)
 
 
+def _withdrawer(referrer_kind: str | None) -> str:
+    """Who referred the patient, as the subject of "a retiré sa demande"."""
+    return WITHDRAWN_BY_FR.get(referrer_kind or "", "le médecin qui vous a adressé")
+
+
 def _withdrawn(when: str, day: str, referrer_kind: str | None) -> PatientNotice:
     """Withdrawn by whoever referred the patient: final, nobody books or calls."""
-    who = WITHDRAWN_BY_FR.get(referrer_kind or "", "le médecin qui vous a adressé")
+    who = _withdrawer(referrer_kind)
     text = (
         f"Bonjour, votre rendez-vous du {when} est annulé : {who} a retiré sa demande de "
         "consultation. Aucun autre rendez-vous ne vous sera proposé ; pour toute question, "
@@ -243,6 +248,37 @@ def _withdrawn(when: str, day: str, referrer_kind: str | None) -> PatientNotice:
         ]
     )
     return PatientNotice("patient.cancelled", SUBJECT, text, short)
+
+
+def withdrawn(cancelled_by: str, reason: str, referrer_kind: str | None) -> PatientNotice:
+    """A referral withdrawn before any appointment (``referral.cancelled``: received,
+    waitlisted, held), told to a patient who had heard of it: final, nobody books or
+    calls, so whom to turn to."""
+    if cancelled_by == "referrer":
+        who = _withdrawer(referrer_kind)
+        text = (
+            f"Bonjour, {who} a retiré sa demande de consultation pour vous. Aucun rendez-vous "
+            f"ne vous sera proposé ; pour toute question, contactez {who.removesuffix(' (SAMU)')}."
+        )
+        short = f"Covid-19 : {who} a retiré sa demande de consultation. Aucun RDV ne sera proposé."
+    elif cancelled_by == "patient":
+        text = (
+            "Bonjour, votre demande de consultation est annulée, comme vous l'avez demandé. "
+            "Personne ne vous recontactera à ce sujet : si vous avez encore besoin d'un avis "
+            "médical, contactez votre médecin."
+        )
+        short = (
+            "Covid-19 : demande annulée comme demandé. Besoin d'un avis ? Contactez votre médecin."
+        )
+    else:
+        text = (
+            f"Bonjour, votre demande de consultation est annulée (motif : "
+            f"{reason.rstrip('.')}). Pour la suite, contactez votre médecin."
+        )
+        short = "Covid-19 : votre demande de consultation est annulée. Contactez votre médecin."
+    return PatientNotice(
+        "patient.withdrawn", SUBJECT_REQUEST, f"{text} {WORSE}", sms.fit([f"{short} {SMS_WORSE}"])
+    )
 
 
 # -- decisions without an appointment ------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.tables import (
+    cancellations,
     centre_appointments,
     centres,
     contacts,
@@ -229,7 +230,7 @@ _DEFERRED = (
 _DROP_DEFERRED = delete(deferred_outcomes).where(
     deferred_outcomes.c.referral_id == bindparam("referral_id")
 )
-_CENTRE_15_CAUSES = select(notifications.c.cause_event_id).where(
+_CENTRE_15_CAUSES = select(notifications.c.cause_event_id, notifications.c.recipient).where(
     notifications.c.referral_id == bindparam("referral_id"),
     notifications.c.recipient_kind == RecipientKind.CENTRE_15.value,
 )
@@ -327,9 +328,99 @@ async def drop_deferred(session: AsyncSession, referral_id: str) -> None:
     await session.execute(_DROP_DEFERRED, {"referral_id": referral_id})
 
 
-async def told_centre_15(session: AsyncSession, referral_id: str) -> set[str]:
-    """The events of this referral that Centre 15 was told of on its own key."""
-    return set((await session.scalars(_CENTRE_15_CAUSES, {"referral_id": referral_id})).all())
+async def told_centre_15(session: AsyncSession, referral_id: str) -> set[tuple[str, str]]:
+    """The events of this referral that a Centre 15 was told of on its own key, each with
+    that key (``samu-35``, ``centre-15``)."""
+    rows = (await session.execute(_CENTRE_15_CAUSES, {"referral_id": referral_id})).all()
+    return {(r.cause_event_id, r.recipient) for r in rows}
+
+
+# -- cancellations told -------------------------------------------------------------
+
+_CANCELLATION = select(cancellations.c.withdrawal, cancellations.c.told).where(
+    cancellations.c.referral_id == bindparam("referral_id"),
+    cancellations.c.cause_event_id == bindparam("cause"),
+)
+_WITHDRAWN = (
+    select(cancellations.c.cause_event_id)
+    .where(
+        cancellations.c.referral_id == bindparam("referral_id"),
+        cancellations.c.withdrawal.is_(True),
+    )
+    .limit(1)
+)
+_INSERT_CANCELLATION = insert(cancellations)
+_UPDATE_CANCELLATION = (
+    update(cancellations)
+    .where(
+        cancellations.c.referral_id == bindparam("b_referral_id"),
+        cancellations.c.cause_event_id == bindparam("b_cause"),
+    )
+    .values(withdrawal=bindparam("new_withdrawal"), told=bindparam("new_told"))
+)
+_APPOINTMENT_STATUSES = select(centre_appointments.c.status).where(
+    centre_appointments.c.referral_id == bindparam("referral_id")
+)
+_TOLD_PATIENT = (
+    select(notifications.c.id)
+    .where(
+        notifications.c.referral_id == bindparam("referral_id"),
+        notifications.c.recipient_kind == RecipientKind.PATIENT.value,
+    )
+    .limit(1)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """A cancellation's cause as recorded: a withdrawal's, and whether the referrer (and
+    the patient) were told of it."""
+
+    withdrawal: bool
+    told: bool
+
+
+async def cancellation(session: AsyncSession, referral_id: str, cause: str) -> Cancellation | None:
+    found = await session.execute(_CANCELLATION, {"referral_id": referral_id, "cause": cause})
+    row = found.first()
+    return None if row is None else Cancellation(bool(row.withdrawal), bool(row.told))
+
+
+async def withdrawn(session: AsyncSession, referral_id: str) -> bool:
+    """A withdrawal of this referral came already."""
+    return await session.scalar(_WITHDRAWN, {"referral_id": referral_id}) is not None
+
+
+async def record_cancellation(
+    session: AsyncSession, referral_id: str, cause: str, state: Cancellation, *, new: bool
+) -> None:
+    """The cause's row added (``new``) or set to ``state``."""
+    if new:
+        values = {"referral_id": referral_id, "cause_event_id": cause}
+        await session.execute(
+            _INSERT_CANCELLATION, {**values, "withdrawal": state.withdrawal, "told": state.told}
+        )
+        return
+    await session.execute(
+        _UPDATE_CANCELLATION,
+        {
+            "b_referral_id": referral_id,
+            "b_cause": cause,
+            "new_withdrawal": state.withdrawal,
+            "new_told": state.told,
+        },
+    )
+
+
+async def appointment_statuses(session: AsyncSession, referral_id: str) -> set[str]:
+    """The statuses of the referral's appointments the notifier heard of (booked,
+    cancelled, fulfilled, noshow, escalated)."""
+    return set((await session.scalars(_APPOINTMENT_STATUSES, {"referral_id": referral_id})).all())
+
+
+async def told_patient(session: AsyncSession, referral_id: str) -> bool:
+    """The patient was sent (or is being sent) a notice about this referral."""
+    return await session.scalar(_TOLD_PATIENT, {"referral_id": referral_id}) is not None
 
 
 # -- notifications ------------------------------------------------------------------

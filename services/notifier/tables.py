@@ -42,7 +42,10 @@ notifications = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
-    UniqueConstraint("cause_event_id", "recipient_kind", "channel", name="uq_notification"),
+    # One per recipient of an event: an escalation reaches each SAMU covering the patient.
+    UniqueConstraint(
+        "cause_event_id", "recipient_kind", "recipient", "channel", name="uq_notification"
+    ),
 )
 Index("ix_notifications_due", notifications.c.status, notifications.c.next_attempt_at)
 
@@ -109,6 +112,8 @@ centre_appointments = Table(
     Column("outcome_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_centre_appointments_day", centre_appointments.c.centre_id, centre_appointments.c.start)
+# A withdrawal reads the referral's appointments (has one been booked?).
+Index("ix_centre_appointments_referral", centre_appointments.c.referral_id)
 
 centres = Table(
     "centres",
@@ -129,4 +134,18 @@ deferred_outcomes = Table(
     Column("status", String(32), nullable=False),
     Column("detail", JSON, nullable=False),
     Column("deferred_at", DateTime(timezone=True), nullable=False),
+)
+
+# The cancellations of each referral the referrer was told of, by their cause: a
+# withdrawal (``referral.cancelled``, its id) and the appointment cancelled with it
+# (``appointment.cancelled``, caused by it) arrive on two queues in either order, and
+# the referrer and the patient are told once. ``withdrawal``: the referral.cancelled
+# came (a second withdrawal changes nothing); ``told``: the referrer was told of it.
+cancellations = Table(
+    "cancellations",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("cause_event_id", String(36), primary_key=True),
+    Column("withdrawal", Boolean, nullable=False),
+    Column("told", Boolean, nullable=False),
 )

@@ -211,6 +211,9 @@ def _cancelled(detail: dict[str, object]) -> str:
     """By who, and why: a withdrawal is final; a centre withdrawn by the ARS is followed
     by the waiting list's outcome, a regulator's new decision by its own."""
     by, why = detail.get("by"), detail.get("reason")
+    if detail.get("appointment_cancelled") is False:
+        # Withdrawn before any appointment (received, waitlisted, held): the request alone.
+        return f"Demande retirée{f' ({why})' if why else ''}."
     if by == "referrer":  # its reason is the label of its code when chosen from the list
         return f"Demande retirée : rendez-vous annulé{f' ({why})' if why else ''}."
     if by == "patient":

@@ -504,6 +504,11 @@ class SchedulerHandlers:
                     "the patient is not the reporting centre's",
                     "referral_id",
                 )
+        if isinstance(payload, PatientEscalated):
+            # Whose SAMUs the notifier tells: the département as recorded here, never
+            # the centre's word for it.
+            departement = await store.referral_departement(delivery.session, payload.referral_id)
+            payload = payload.model_copy(update={"departement": departement})
         await delivery.emit(payload, correlation_id=payload.referral_id)
 
     @staticmethod

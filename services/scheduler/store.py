@@ -311,6 +311,13 @@ async def referral_origin(session: AsyncSession, referral_id: str) -> tuple[str,
     return row.departement, row.commune_insee
 
 
+async def referral_departement(session: AsyncSession, referral_id: str) -> str | None:
+    """The patient's département as regulation gave it, or None for a referral never
+    oriented here."""
+    row = (await session.execute(_ORIGIN, {"referral_id": referral_id})).first()
+    return None if row is None else str(row.departement)
+
+
 _WAITING_IN_BOX = (
     select(waitlist)
     .where(

@@ -80,3 +80,10 @@ class PatientEscalated(_CentreReport):
     centre_id: RoutingWord
     appointment_id: RecordId | None = None
     reason: str = Field(max_length=500)
+    departement: str | None = Field(
+        None,
+        max_length=3,
+        description="The patient's département, whose SAMUs the notifier tells: set by "
+        "the scheduler's door from its own record of the referral (what a centre says "
+        "here is not believed).",
+    )

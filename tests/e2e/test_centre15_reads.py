@@ -34,7 +34,7 @@ async def test_an_escalation_reaches_centre_15_and_stays_listed_with_whom_to_cal
     s = settings
     await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
     async with (
-        Tap(s.broker_url, s.namespace, "reply.centre-15.#") as centre_15,
+        Tap(s.broker_url, s.namespace, "reply.samu-35.#") as centre_15,
         EventPublisher(s.broker_url, s.namespace, "gp") as gp,
     ):
         sent = await gp.publish(referral("c15-severe", severe=True), correlation_id="c15")

@@ -190,12 +190,12 @@ async def test_no_show_frees_the_slot_and_escalation_reaches_centre_15(
             }
             return {
                 ("no_show", "tests"),
-                ("escalated_by_centre", "centre-15"),
+                ("escalated_by_centre", "samu-35"),
                 ("escalated_by_centre", "tests"),
             } <= statuses
 
         await tap.wait_for(told, timeout=30)
-    assert any(m.routing_key == "reply.centre-15.referral.outcome" for m in tap.messages)
+    assert any(m.routing_key == "reply.samu-35.referral.outcome" for m in tap.messages)
     scheduler = Database(f"sqlite+aiosqlite:///{s.data_dir / 'scheduler.db'}")
     try:
         for _ in range(50):

@@ -97,7 +97,7 @@ async def test_referral_goes_from_intake_to_the_centres_notification(
     assert all(e.causation_id in ids for e in trail)
 
     # Identity stays in intake: only the notifier's contact channel carries it (and,
-    # from the notifier, Centre 15's own key, for the escalated patient it must call
+    # from the notifier, the key of the SAMU covering the escalated patient it must call
     # back), and no log line of any service holds it.
     logs = {service: processes.log(service) for service in processes.ports}
     assert "referral received" in logs["intake"]
@@ -108,7 +108,7 @@ async def test_referral_goes_from_intake_to_the_centres_notification(
     for message in tap.messages:
         if message.routing_key in ("referral.submitted", "contact.notifier"):
             continue
-        if message.routing_key == "reply.centre-15.referral.outcome":
+        if message.routing_key == "reply.samu-35.referral.outcome":
             outcome = Envelope.model_validate_json(message.body)
             assert outcome.data["referral_id"] == severe_id, "Centre 15 calls back the escalated"
             continue

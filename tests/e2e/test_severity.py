@@ -23,7 +23,8 @@ from tests.helpers import Tap, referral
 pytestmark = pytest.mark.e2e
 
 REFERRER_KEY = "reply.tests.referral.outcome"
-CENTRE_15_KEY = "reply.centre-15.referral.outcome"
+# SAMU 35, which covers the patients of Rennes, on its own key.
+CENTRE_15_KEY = "reply.samu-35.referral.outcome"
 
 
 def _eighty_one_years_ago() -> date:

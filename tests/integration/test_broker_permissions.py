@@ -388,11 +388,13 @@ async def test_the_four_services_run_under_their_own_users(
     """Each service starts (its declarations of the topology included) and does its
     work with its own credentials, trusting no operator: a referral goes from a GP
     through intake's door to a centre's queue, the centre's escalation through the
-    scheduler's door reaches Centre 15, the notifier provisions a new centre's queue.
+    scheduler's door reaches the SAMU covering the patient, the notifier provisions a new
+    centre's queue.
     """
-    # The notifier tells escalations on the national Centre 15's key (its user here).
+    # The notifier tells escalations to each SAMU covering the patient's département, on
+    # its own key, which that SAMU's user reads (issue 28): SAMU 35 for Rennes, not 75.
     async with (
-        deployment(broker_url, tmp_path, national_centre_15=True) as d,
+        deployment(broker_url, tmp_path, samus=(SAMU, "samu-75")) as d,
         contextlib.AsyncExitStack() as stack,
     ):
         ns = d.namespace
@@ -412,7 +414,8 @@ async def test_the_four_services_run_under_their_own_users(
         ars = await stack.enter_async_context(Actor(d, ARS))
         gp = await stack.enter_async_context(Actor(d, f"referrer-{REFERRER}"))
         poterie = await stack.enter_async_context(Actor(d, "centre-poterie"))
-        c15 = await stack.enter_async_context(Actor(d, "centre_15"))
+        c15 = await stack.enter_async_context(Actor(d, SAMU))
+        paris = await stack.enter_async_context(Actor(d, "samu-75"))
 
         await ars.publish(centre("poterie"))
         await gp.publish(by_referrer("least-1", REFERRER))
@@ -434,7 +437,9 @@ async def test_the_four_services_run_under_their_own_users(
         [to_c15] = await collect(c15, c15.replies, lambda es: len(es) == 1)
         assert (to_c15.type, to_c15.source) == ("referral.outcome", "notifier")
         assert to_c15.data["status"] == "escalated_by_centre"
+        assert to_c15.data["referral_id"] == referral_id
         await collect(gp, gp.replies, lambda es: "escalated_by_centre" in outcomes(es))
+        assert await message_count(d, "samu-75", paris.replies) == 0
 
         # A centre nobody provisioned: the notifier declares and binds its queue.
         await ars.publish(centre("gare"))

@@ -4,12 +4,14 @@ backoff on temporary failure, recorded; and the centres' authenticated day list.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
@@ -25,13 +27,17 @@ from services.regulation.domain.rules import Case, decide
 from shared.auth import Role, issue_token
 from shared.db import as_utc
 from shared.events import (
+    AppointmentCancelled,
+    CancelledBy,
     Clinical,
     ConsultationCorrected,
     ConsultationNoShow,
     Envelope,
     PatientContact,
+    PatientEscalated,
     Priority,
     Purpose,
+    ReferralCancelled,
     ReferralReceived,
     ReferralRegulated,
     ReferralWaitlisted,
@@ -40,6 +46,7 @@ from shared.events import (
     SeveritySign,
     SlotAssigned,
     Vitals,
+    WithdrawalReason,
     new_id,
 )
 from shared.http import HttpServer
@@ -47,6 +54,7 @@ from shared.paris import in_paris
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
+from shared.topology import actor_queue, declare_queue, reply_key
 from tests.helpers import Tap, dead_letters, running
 
 
@@ -530,7 +538,8 @@ async def test_a_protocol_escalation_is_told_to_centre_15_once_naming_the_signs(
         await asyncio.sleep(1.0)  # room for a wrong second notice
     by_key = {m.routing_key: Envelope.model_validate_json(m.body) for m in tap.messages}
     assert len(tap.messages) == 2
-    assert set(by_key) == {"reply.centre-15.referral.outcome", "reply.gp-1.referral.outcome"}
+    # SAMU 35, which covers Rennes, on its own key (no national Centre 15 enabled).
+    assert set(by_key) == {"reply.samu-35.referral.outcome", "reply.gp-1.referral.outcome"}
     for outcome in by_key.values():
         data = outcome.data
         assert data["referral_id"] == "ref-esc-gp" and data["status"] == "escalated"
@@ -556,7 +565,7 @@ async def test_centre_15_referring_an_escalated_patient_is_told_once(
     settings: Settings, notifier: ServiceRuntime
 ) -> None:
     s = settings
-    c15 = ReferrerRef(kind=ReferrerKind.CENTRE_15, identifier="samu-35", reply_to="centre-15")
+    c15 = ReferrerRef(kind=ReferrerKind.CENTRE_15, identifier="samu-35", reply_to="samu-35")
     async with Tap(s.broker_url, s.namespace, "reply.#") as tap:
         async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
             for envelope, key in _escalation("ref-esc-c15", c15):
@@ -565,7 +574,7 @@ async def test_centre_15_referring_an_escalated_patient_is_told_once(
         await tap.wait_for(lambda es: len(es) >= 1)
         await asyncio.sleep(1.0)  # room for a wrong second notice
     [message] = tap.messages
-    assert message.routing_key == "reply.centre-15.referral.outcome"
+    assert message.routing_key == "reply.samu-35.referral.outcome"
     assert Envelope.model_validate_json(message.body).data["status"] == "escalated"
     rows = [r for r in await _rows(notifier, notifications) if r.referral_id == "ref-esc-c15"]
     assert sorted(r.recipient_kind for r in rows) == ["patient", "patient", "referrer"]
@@ -633,13 +642,13 @@ async def test_the_referrer_is_told_from_the_contact_alone(
         await tap.wait_for(lambda es: len(es) >= 2)
         await asyncio.sleep(1.0)  # room for a wrong second notice
     keys = sorted(str(m.routing_key) for m in tap.messages)
-    assert keys == ["reply.centre-15.referral.outcome", "reply.gp-2.referral.outcome"]
+    assert keys == ["reply.gp-2.referral.outcome", "reply.samu-35.referral.outcome"]
     for message in tap.messages:
         data = Envelope.model_validate_json(message.body).data
         assert data["referral_id"] == referral_id and data["status"] == "escalated"
     rows = [r for r in await _rows(notifier, notifications) if r.referral_id == referral_id]
     assert sorted((r.recipient_kind, r.recipient) for r in rows) == [
-        ("centre_15", "centre-15"),
+        ("centre_15", "samu-35"),
         *[("patient", referral_id)] * 2,  # e-mail and SMS: Centre 15 will call
         ("referrer", "gp-2"),
     ]
@@ -674,3 +683,207 @@ async def test_a_notice_waits_for_a_contact_later_than_its_whole_retry_budget(
     await _until(patient_told, timeout=30)
     assert len(mailbox[0].delivered) == 1 and len(gateway[0].sms) == 1
     assert not await dead_letters(s.broker_url, s.namespace, "notifier", expected=1, timeout=1)
+
+
+async def test_an_escalation_reaches_the_samu_covering_the_patient_and_no_other(
+    settings: Settings, notifier: ServiceRuntime
+) -> None:
+    """Issue 28: a Rennes patient escalated by the protocol, then handed back by a centre
+    (the département as the scheduler's door set it), reaches SAMU 35's reply queue (as
+    the provisioning declares it for its user) with whom to call back; SAMU 75's stays
+    empty, and so does the national key (the national Centre 15 is not enabled here)."""
+    s = settings
+    referral_id = "ref-esc-samu"
+    gp = ReferrerRef(kind=ReferrerKind.GP, identifier="gp-3", reply_to="gp-3")
+    contact, regulated = _escalation(referral_id, gp)
+    handed_back = PatientEscalated(
+        referral_id=referral_id, centre_id="rennes-1", reason="SpO2 89 %", departement="35"
+    )
+    specs = {samu: actor_queue(s.namespace, samu, (reply_key(samu),)) for samu in SAMUS}
+    connection = await aio_pika.connect_robust(s.broker_url)
+    try:
+        channel = await connection.channel()
+        for spec in specs.values():
+            await declare_queue(channel, s.namespace, spec)
+        async with Tap(s.broker_url, s.namespace, "reply.centre-15.#") as national:
+            async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+                await pub.publish_envelope(*contact)
+                await asyncio.sleep(0.5)
+                await pub.publish_envelope(*regulated)
+                back = Envelope.wrap(handed_back, source="scheduler", correlation_id=referral_id)
+                await pub.publish_envelope(back, handed_back.routing_key(), exchange="events")
+            told = await _drain(channel, specs["samu-35"].name(s.namespace), expected=2)
+            await asyncio.sleep(1.0)  # room for a wrong notice elsewhere
+            assert not await _drain(channel, specs["samu-75"].name(s.namespace), expected=0)
+            assert not national.messages
+        for queue in specs.values():
+            await channel.queue_delete(queue.name(s.namespace))
+    finally:
+        await connection.close()
+    assert sorted(e.data["status"] for e in told) == ["escalated", "escalated_by_centre"]
+    for envelope in told:
+        assert envelope.data["referral_id"] == referral_id
+        assert envelope.data["detail"]["patient"]["last_name"] == "Dupont"
+    rows = [r for r in await _rows(notifier, notifications) if r.recipient_kind == "centre_15"]
+    assert sorted(r.recipient for r in rows if r.referral_id == referral_id) == ["samu-35"] * 2
+
+
+SAMUS = ("samu-35", "samu-75")
+
+
+async def _drain(
+    channel: Any, queue_name: str, expected: int, timeout: float = 20
+) -> list[Envelope]:
+    """What a reply queue holds, once it holds ``expected`` messages (or the time is up)."""
+    queue = await channel.get_queue(queue_name, ensure=False)
+    found: list[Envelope] = []
+    for _ in range(int(timeout / 0.1)):
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            found.append(Envelope.model_validate_json(message.body))
+        if len(found) >= expected:
+            break
+        await asyncio.sleep(0.1)
+    return found
+
+
+def _withdrawal(referral_id: str) -> ReferralCancelled:
+    """A GP's withdrawal over intake's HTTP door, as intake puts it on the bus."""
+    return ReferralCancelled(
+        referral_id=referral_id,
+        cancelled_by=CancelledBy.REFERRER,
+        reason="le patient va mieux",
+        reason_code=WithdrawalReason.PATIENT_RECOVERED,
+    )
+
+
+async def _on_bus(
+    pub: EventPublisher, payload: Any, referral_id: str, causation_id: str | None = None
+) -> Envelope:
+    envelope = Envelope.wrap(
+        payload, source="t", correlation_id=referral_id, causation_id=causation_id
+    )
+    await pub.publish_envelope(envelope, payload.routing_key(), exchange="events")
+    return envelope
+
+
+def _hooks(gateway: Gateway, referral_id: str, status: str = "cancelled") -> list[dict[str, Any]]:
+    found = [json.loads(body) for body, _ in gateway.hooks]
+    return [h for h in found if h["referral_id"] == referral_id and h["status"] == status]
+
+
+async def test_a_referral_withdrawn_before_any_appointment_is_told_once(
+    settings: Settings, notifier: ServiceRuntime, gateway: tuple[Gateway, int]
+) -> None:
+    """Withdrawn while waitlisted, or just received: no appointment is cancelled with it,
+    so referral.cancelled tells the referrer (its signed webhook: cancelled, by the
+    referrer, why), and the patient who had heard of it (the waitlisted one) that it is
+    withdrawn; a second withdrawal changes nothing, and tells nobody."""
+    s, received_hooks = settings, gateway[0]
+    hook = f"http://127.0.0.1:{gateway[1]}/hook"
+    gp = ReferrerRef(kind=ReferrerKind.GP, identifier="gp-4", reply_to="gp-4", webhook_url=hook)
+    waiting, received = "ref-wd-waiting", "ref-wd-received"
+    async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+        for referral_id in (waiting, received):
+            await pub.publish(_contact(referral_id, "pat-wd", gp), correlation_id=referral_id)
+        listed = ReferralWaitlisted(
+            referral_id=waiting,
+            patient_ref="pat-wd",
+            priority=Priority.ROUTINE,
+            departement="35",
+            reason="aucun créneau libre avant l'échéance",
+            waiting_in_departement=1,
+        )
+        await pub.publish(listed, correlation_id=waiting)
+
+        async def patient_told() -> bool:
+            rows = await _rows(notifier, notifications)
+            return bool(sum(r.template == "patient.waitlisted" for r in rows) == 2)
+
+        await _until(patient_told)
+        for referral_id in (waiting, received, waiting):  # the second changes nothing
+            await _on_bus(pub, _withdrawal(referral_id), referral_id)
+
+    async def hooked() -> bool:
+        return all(_hooks(received_hooks, r) for r in (waiting, received))
+
+    await _until(hooked)
+    await asyncio.sleep(1.5)  # room for a wrong second webhook
+    for referral_id in (waiting, received):
+        [told] = _hooks(received_hooks, referral_id)
+        assert told["detail"] == {
+            "by": "referrer",
+            "reason": "le patient va mieux",
+            "reason_code": "patient_recovered",
+            "appointment_cancelled": False,
+        }
+    rows = await _rows(notifier, notifications)
+    said = {(r.referral_id, r.channel): r.body for r in rows if r.template == "patient.withdrawn"}
+    assert set(said) == {(waiting, "email"), (waiting, "sms")}  # the received one: told nothing
+    assert said[(waiting, "sms")].startswith("Covid-19 : votre médecin a retiré sa demande")
+    [outcome] = [r.body for r in rows if r.referral_id == received and r.channel == "broker"]
+    assert outcome == "Demande retirée (le patient va mieux)."
+
+
+@pytest.mark.parametrize("withdrawal_first", [True, False], ids=["withdrawal", "cancellation"])
+async def test_a_booked_referral_withdrawn_is_told_once_with_its_appointment(
+    settings: Settings,
+    notifier: ServiceRuntime,
+    gateway: tuple[Gateway, int],
+    withdrawal_first: bool,
+) -> None:
+    """Withdrawn with an appointment: the scheduler cancels it (appointment.cancelled,
+    caused by the withdrawal), and the two events reach the notifier on two queues in
+    either order. The centre is told, and the referrer and the patient once: by the
+    appointment's cancellation, or by whichever of the two came first."""
+    s, received_hooks = settings, gateway[0]
+    _received, contact, booked = _events(webhook=f"http://127.0.0.1:{gateway[1]}/hook")
+    slot = booked[0].payload_as(SlotAssigned)
+    async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+        await pub.publish_envelope(*contact)
+        await pub.publish_envelope(*booked)
+
+        async def appointment_told() -> bool:
+            return bool(_hooks(received_hooks, REFERRAL, "appointment"))
+
+        await _until(appointment_told)
+        withdrawal = Envelope.wrap(_withdrawal(REFERRAL), source="intake", correlation_id=REFERRAL)
+        cancelled = AppointmentCancelled(
+            centre_id=slot.centre_id,
+            appointment_id=slot.appointment_id,
+            referral_id=REFERRAL,
+            patient_ref=slot.patient_ref,
+            start=slot.start,
+            cancelled_by=CancelledBy.REFERRER,
+            reason="le patient va mieux",
+            reason_code=WithdrawalReason.PATIENT_RECOVERED,
+        )
+        if withdrawal_first:
+            await pub.publish_envelope(withdrawal, "referral.cancelled", exchange="events")
+            await asyncio.sleep(0.5)  # each its own queue: this is the arrival order
+        await _on_bus(pub, cancelled, REFERRAL, causation_id=withdrawal.id)
+        if not withdrawal_first:
+            await asyncio.sleep(0.5)
+            await pub.publish_envelope(withdrawal, "referral.cancelled", exchange="events")
+
+    async def hooked() -> bool:
+        return bool(_hooks(received_hooks, REFERRAL))
+
+    await _until(hooked)
+    await asyncio.sleep(1.5)  # room for a wrong second webhook
+    [told] = _hooks(received_hooks, REFERRAL)
+    assert told["detail"] == {
+        "by": "referrer",
+        "reason": "le patient va mieux",
+        "reason_code": "patient_recovered",
+    }
+    rows = await _rows(notifier, notifications)
+    templates = sorted(
+        r.template for r in rows if "cancelled" in r.template or "withdrawn" in r.template
+    )
+    assert templates == [
+        "centre.cancelled",
+        "patient.cancelled",
+        "patient.cancelled",
+        "referrer.cancelled",
+        "referrer.cancelled",
+    ]

@@ -25,6 +25,7 @@ from shared.events import (
     ConsultationOutcome,
     Envelope,
     EventPayload,
+    PatientEscalated,
     new_id,
     utcnow,
 )
@@ -277,3 +278,23 @@ async def test_what_a_correction_may_not_do(database: Database) -> None:
         await at_door(database, handlers, foreign, other)
     assert raised.value.code == "sender_inconsistent"
     assert await corrections(database, appt.appointment_id) == []
+
+
+async def test_an_escalation_carries_the_departement_the_door_recorded(
+    database: Database,
+) -> None:
+    """Issue 28: the notifier tells the SAMUs of the département the door puts on the
+    escalation, from its own record of the referral: a centre's word for it is not
+    taken (a Rennes patient is not sent to SAMU 75 because a centre says 75)."""
+    handlers = SchedulerHandlers(clock=Clock())
+    appt = await booked(database, handlers, "r-escalated")
+    claimed = PatientEscalated(
+        referral_id=appt.referral_id,
+        centre_id=CENTRE,
+        appointment_id=appt.appointment_id,
+        reason="SpO2 86 %",
+        departement="75",
+    )
+    done = await at_door(database, handlers, claimed, CENTRE_USER)
+    [sent] = done.emitted
+    assert (sent.type, sent.data["departement"]) == ("patient.escalated", "35")

@@ -61,6 +61,7 @@ def _every_notice(visit: Visit, link: str | None) -> list[PatientNotice]:
     for decision in ("escalate", "home_follow_up", "refuse"):
         for lead in ("screening", "asymptomatic", "home.mild", None):
             found += [n for kind in KINDS if (n := notices.decided(decision, lead, kind))]
+    found += [notices.withdrawn(by, "z" * 500, kind) for by in CANCELLERS for kind in KINDS]
     return found + [notices.waitlisted(kind) for kind in KINDS]
 
 
@@ -220,6 +221,30 @@ TABLE = [
         "Rendez-vous annulé par le centre (fermeture exceptionnelle).",
     ),
     Told(
+        "referral.cancelled",
+        "withdrawn by the GP before any appointment, the patient told before (waitlisted)",
+        "Covid-19 : votre médecin a retiré sa demande de consultation. Aucun RDV ne sera "
+        "proposé. Si aggravation, appelez le 15.",
+        "Bonjour, votre médecin a retiré sa demande de consultation pour vous. Aucun "
+        "rendez-vous ne vous sera proposé ; pour toute question, contactez votre médecin. "
+        f"{_WORSE}",
+        "Demande retirée (le patient va mieux).",
+    ),
+    Told(
+        "referral.cancelled",
+        "withdrawn before any appointment, the patient never told (received, held)",
+        None,
+        None,
+        "Demande retirée (le patient va mieux).",
+    ),
+    Told(
+        "referral.cancelled",
+        "withdrawn with its appointment: told by appointment.cancelled (referrer_cancelled)",
+        None,
+        None,
+        "",
+    ),
+    Told(
         "referral.regulated",
         "escalate: Centre 15 has the contact and lists the patient to call back",
         "Covid-19 : votre demande est transmise au SAMU-Centre 15, qui va vous rappeler. Si "
@@ -346,6 +371,8 @@ def _rendered(row: Told) -> tuple[PatientNotice | None, str]:
         return notice, templates.referrer_outcome("rescheduled", detail)
     if row.event == "appointment.cancelled":
         return _cancelled(row)
+    if row.event == "referral.cancelled":
+        return _withdrawn(row)
     if row.event == "referral.regulated":
         return _decided(row)
     return _reported(row)
@@ -369,6 +396,18 @@ def _cancelled(row: Told) -> tuple[PatientNotice | None, str]:
     return notices.cancelled(START, by, reason, kind), templates.referrer_outcome(
         "cancelled", detail
     )
+
+
+def _withdrawn(row: Told) -> tuple[PatientNotice | None, str]:
+    """referral.cancelled: told by the notifier only when no appointment is cancelled
+    with it, and to the patient only if they had heard of the referral."""
+    if "with its appointment" in row.cause:
+        return None, ""  # the appointment's cancellation tells it (its rows above)
+    reason = "le patient va mieux"
+    detail = {"reason": reason, "by": "referrer", "appointment_cancelled": False}
+    told_before = "told before" in row.cause
+    notice = notices.withdrawn("referrer", reason, "gp") if told_before else None
+    return notice, templates.referrer_outcome("cancelled", detail)
 
 
 def _decided(row: Told) -> tuple[PatientNotice | None, str]:

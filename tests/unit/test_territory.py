@@ -113,3 +113,16 @@ def test_the_hub_sante_door_refers_as_the_samu_it_relays() -> None:
     assert _as_samu(made, None) == made
     relayed = _as_samu(made, "samu-35").referrer
     assert (relayed.identifier, relayed.reply_to) == ("samu-35", "samu-35")
+
+
+def test_every_samu_covering_a_departement_is_found() -> None:
+    """Whom the notifier tells of an escalation: the département's own SAMU, and every
+    SAMU the setting widens to it; a SAMU moved elsewhere no longer covers its own."""
+    assert Territories().samus_covering("35") == ("samu-35",)
+    assert Territories().samus_covering("2A") == ("samu-2A",)
+    assert WIDENED.samus_covering("92") == ("samu-75", "samu-92")
+    assert WIDENED.samus_covering("75") == ("samu-75", "samu-idf")
+    assert WIDENED.samus_covering("77") == ("samu-77", "samu-idf")
+    moved = Territories.of(Settings(samu_departements="samu-92=93"))
+    assert moved.samus_covering("92") == ()
+    assert moved.samus_covering("93") == ("samu-92", "samu-93")
