@@ -114,7 +114,7 @@ async def test_a_severity_sign_wins_over_a_screening_request(
     # (a) SpO2 88 %: escalated, the referrer's answer names SpO2, Centre 15 told.
     spo2 = ids["sev-spo2"]
     assert decisions[spo2]["decision"] == "escalate"
-    assert "SpO2 88 %" in decisions[spo2]["reasons"][0]["message"]
+    assert "SpO2 à 88 %" in decisions[spo2]["reasons"][0]["message"]
     answer = to_referrer[spo2].data
     assert answer["status"] == "escalated"
     assert "SpO2 88 % (< 90 %)" in answer["message"]
