@@ -205,7 +205,7 @@ async def test_a_gp_refers_and_the_patient_moves_then_cancels_by_the_link(
         assert_accessible(browser, "a refused link")
 
         # Another slot: the patient confirms one of those offered; the page follows the
-        # new link, the old one stops working (tests/browser/test_patient_moves.py).
+        # new link, the old one stops working (tests/browser/test_patient_move_page.py).
         async with Tap(s.broker_url, s.namespace) as tap:
             browser.get(f"{stack.url}/patient/{token}")
             browser.find_element(By.ID, "autre-creneau").click()
