@@ -375,7 +375,7 @@ class Settings(BaseSettings):
         "for urgent priorities, as many as its recent urgent bookings predict (0: none).",
     )
     policy_reserve_factor: float = Field(
-        0.5, ge=0, description="Scheduler: reserved places per urgent booking predicted."
+        0.2, ge=0, description="Scheduler: reserved places per urgent booking predicted."
     )
     policy_few_options: int = Field(
         15,
@@ -390,13 +390,13 @@ class Settings(BaseSettings):
         "patients (0: no such holds).",
     )
     policy_few_hold_factor: float = Field(
-        0.5,
+        0.7,
         ge=0,
         description="Scheduler: places held from patients with more options, per "
         "few-option booking predicted over that window.",
     )
     policy_few_urgent_factor: float = Field(
-        0.5,
+        1.0,
         ge=0,
         description="Scheduler: places held from routine patients, per urgent few-option "
         "booking predicted over that window.",

@@ -208,23 +208,25 @@ def _day_but_last(c: CentreSchedule, free: int) -> tuple[list[datetime], dict]: 
 
 
 def test_places_few_option_patients_need_are_held_from_those_with_more() -> None:
-    # One booking by a few-option patient in the window: 0.5 x 720 / 120 = 3 places
-    # held, the last three of the day, against a patient with 40 centres in reach.
+    # One booking by a few-option patient in the window: ceil(0.7 x 720 / 120) = 5
+    # places held, the last five of the day, against a patient with 40 centres in reach.
     c = centre("a", 1)
-    last, booked = _day_but_last(c, 3)
+    held = math.ceil(PolicySettings().few_hold_factor * 720 / 120)
+    assert held == 5
+    last, booked = _day_but_last(c, held)
     demand = {"a": Demand(bookings=1, few=1)}
     day = timedelta(hours=12)
-    assert PolicySettings().few_hold_factor * 720 / 120 == 3
     many = rank(Priority.ASAP, [c], booked, demand, deadline=day, options=40)
     few = rank(Priority.ASAP, [c], booked, demand, deadline=day, options=3)
     assert many == []
-    assert [r.start for r in few] == last
+    # The held places are theirs (the first three: rank_priced's per_centre).
+    assert [r.start for r in few] == last[:3]
     # By default the options are the centres weighed: one here, a few-option patient.
-    assert [r.start for r in rank(Priority.ASAP, [c], booked, demand, deadline=day)] == last
-    # Two places to spare: only the last three are held, the fourth from last is not.
-    last4, booked4 = _day_but_last(c, 4)
-    many4 = rank(Priority.ASAP, [c], booked4, demand, deadline=day, options=40)
-    assert [r.start for r in many4] == last4[:1]
+    assert [r.start for r in rank(Priority.ASAP, [c], booked, demand, deadline=day)] == last[:3]
+    # One place more free: only the last five are held, the sixth from last is not.
+    spare, booked_spare = _day_but_last(c, held + 1)
+    many_spare = rank(Priority.ASAP, [c], booked_spare, demand, deadline=day, options=40)
+    assert [r.start for r in many_spare] == spare[:1]
 
 
 def test_the_few_option_hold_follows_their_bookings() -> None:

@@ -124,12 +124,14 @@ class PolicySettings:
     # The window whose last places are kept for the urgent priorities (minutes; the
     # ASAP deadline). 0: no reserve.
     reserve_minutes: float = 360.0
-    # Reserved places = factor x the urgent bookings the window's length predicts. Half:
-    # a full reserve keeps routine patients out of places no urgent one comes for
-    # (bench/assignment_quality.py, seed 2020: 1.102 times the optimum's cost at normal
-    # load against 1.087 at a half) and saved one patient of seven past their deadline
-    # at surge.
-    reserve_factor: float = 0.5
+    # Reserved places = factor x the urgent bookings the window's length predicts. The
+    # three factors (0.2, 0.7, 1.0) are the safe ones with issue 27's reach: nobody past
+    # their deadline whom the optimum serves at any load or seed of
+    # bench/assignment_quality.py, at a higher cost than (0.5, 0.5, 0.5), which left
+    # 1 and 3 late at surge (README, Performance). The reserve is the smaller: it keeps
+    # routine patients out of places no urgent one may come for, where the holds below
+    # keep them for the few-option patients who were late.
+    reserve_factor: float = 0.2
     # A patient with at most this many candidate centres in reach (within max_km) has
     # few options (module, 4.). Fifteen: the patients past their deadline at surge had
     # 1 to 13, those who took their places more than 15. 0: no few-option holds.
@@ -138,14 +140,16 @@ class PolicySettings:
     # day, not the 6 h of the reserve (module, 4.). 0: no few-option holds.
     few_hold_minutes: float = 720.0
     # Places held against patients with more options = factor x the bookings by
-    # few-option patients the window's length predicts. A half: bench at light load,
-    # seed 2020, 1.0999 times the optimum's cost (0.6: 1.1004; 1.0: 1.104); below a
-    # half the surge misses come back (0.3: 3 past deadline at seed 2020).
-    few_hold_factor: float = 0.5
+    # few-option patients the window's length predicts. Before the reach, a half was
+    # enough (0.3: 3 past deadline at surge, seed 2020); with it, 0.7 (0.6 with a
+    # reserve of 0.25: 1 past deadline at surge, seed 2021).
+    few_hold_factor: float = 0.7
     # Places held against routine patients = factor x the urgent bookings by
     # few-option patients the window's length predicts (without it, at surge seed
-    # 2020 the few-option routine ones took the places of the urgent at 14:30-16:30).
-    few_urgent_factor: float = 0.5
+    # 2020 the few-option routine ones took the places of the urgent at 14:30-16:30;
+    # with the reach, at a half, routine ones took 3 of Melun's 10 places of
+    # 12:00-16:30 at surge, seed 2020).
+    few_urgent_factor: float = 1.0
 
     def __post_init__(self) -> None:
         if self.rate_window_minutes <= 0 or self.rate_floor_minutes <= 0:
