@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REFERRALS ?= 200
 
-.PHONY: demo test test-cluster lint asyncapi screenshots setup clean
+.PHONY: demo test test-cluster lint asyncapi screenshots docs setup clean
 
 $(BIN)/aiguillage: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,5 +54,9 @@ screenshots: setup
 asyncapi: setup
 	$(BIN)/aiguillage asyncapi --output docs/asyncapi.yaml
 
+# The documentation site into site/ (not committed); `$(BIN)/mkdocs serve` to read it live.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data site .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""docker-compose.yml, the README and the AsyncAPI document cannot drift from the code."""
+"""docker-compose.yml, the documentation and the AsyncAPI document cannot drift from the
+code."""
 
 from __future__ import annotations
 
@@ -19,13 +20,43 @@ def _env_name(field: str) -> str:
     return f"AIGUILLAGE_{field.upper()}"
 
 
-def test_readme_lists_every_setting() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_settings_page_lists_every_setting() -> None:
+    # The operator's guide holds the settings table (the site's operations/settings.md).
+    page = (ROOT / "docs" / "operations" / "settings.md").read_text()
     for field in Settings.model_fields:
         name = _env_name(field)
         # SMTP_PORT is documented with its host as `AIGUILLAGE_SMTP_HOST` / `_PORT`.
         short = "`_" + name.rsplit("_", 1)[-1] + "`"
-        assert f"`{name}`" in readme or short in readme, field
+        assert f"`{name}`" in page or short in page, field
+
+
+def test_events_reference_renders_every_message() -> None:
+    """The site's events page (rendered at build) names every channel of the AsyncAPI
+    document and describes every payload."""
+    from aiguillage.reference import events_page
+
+    document = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
+    page = events_page(document)
+    for channel in document["channels"].values():
+        assert f"`{channel['address']}`" in page, channel["address"]
+    for schema in document["components"]["schemas"]:
+        if schema.endswith("V1"):
+            assert f"{{#schema-{schema.removesuffix('V1').lower()}}}" in page, schema
+
+
+def test_http_reference_lists_every_route(tmp_path: Path) -> None:
+    """The site's HTTP page (rendered at build) lists every route of every service."""
+    import importlib
+
+    from aiguillage.reference import http_page
+
+    page = http_page()
+    for service in ServiceName:
+        settings = Settings(environment="development", data_dir=str(tmp_path))
+        app = importlib.import_module(f"services.{service.value}.app").build(settings).http_app
+        for path, operations in app.openapi()["paths"].items():
+            for method in operations:
+                assert f"| {method.upper()} | `{path}` |" in page, (service, method, path)
 
 
 def test_compose_matches_the_code() -> None:
