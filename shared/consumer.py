@@ -17,6 +17,11 @@ holds per delivery.
   handler finds inconsistent with its sender (``SenderRefused``) is answered with a
   ``request.refused`` on the sender's own reply key, recorded in ``refusals`` and
   logged with the sender's user, and never applied.
+- No sender stalls a door (``shared.door_guard``): a sender held (its own quota spent)
+  is refused before its message is read, and past a budget refusals are answered
+  without being recorded, so that a flood costs no transaction per message.
+- No message nests deeper than ``shared.nesting.MAX_DEPTH``, judged on its bytes before
+  it is parsed: refused to its sender on a door, dead-lettered at once elsewhere.
 
 Dead-letter headers carry codes, ids and field names, never a value of the message:
 no identity, no clinical data, no exception text with parameters.
@@ -26,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import structlog
+from aio_pika import IncomingMessage as AmqpDelivery
 from faststream._internal.context import Context
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
@@ -43,11 +49,13 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
+from shared.door_guard import DoorGuard
 from shared.events import Envelope, EventPayload, RequestRefused, UnknownEventError, utcnow
 from shared.inbox import claim, claim_id, claim_many
 from shared.messaging_tables import refusals
-from shared.outbox import OutboxRelay, add_to_outbox, outbox_row, stage_rows
-from shared.senders import ActorKind, Sender, SenderPolicy, SenderRefused
+from shared.nesting import MAX_DEPTH, too_deep
+from shared.outbox import OutboxRelay, OutgoingPayload, add_to_outbox, outbox_row, stage_rows
+from shared.senders import ActorKind, Sender, SenderPolicy, SenderRefused, SenderThrottled
 from shared.topology import QueueSpec, dead_letter_exchange
 
 log = structlog.get_logger(__name__)
@@ -150,6 +158,11 @@ LockOrder = Callable[[Envelope], str]
 # found in ``session.info`` for them (the scheduler plans the batch's bookings
 # together). A delivery handled alone (a replay, a redelivery) has no such step.
 Prepare = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
+# A door's own checks that need no database, before a delivery joins a batch: raises
+# SenderRefused (intake: a quota this process knows spent, a referral in another's name).
+Gate = Callable[[Sender, Envelope], None]
+# What FastStream's subscriber does with a delivery aio-pika hands it.
+Consume = Callable[[AmqpDelivery], Coroutine[Any, Any, Any]]
 R = TypeVar("R")
 
 
@@ -232,12 +245,15 @@ class Consumer:
         broker: RabbitBroker,
         order: LockOrder | None = None,
         prepare: Prepare | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
         self.handler = handler
         self.order = order
         self.prepare = prepare
+        self.gate = gate
+        self.guard = DoorGuard()
         self.database = database
         self.relay = relay
         self.broker = broker
@@ -258,30 +274,32 @@ class Consumer:
             structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
 
     async def _consume(self, message: RabbitMessage) -> None:
-        # While the relay is far behind, the message waits unprocessed (and unacked):
-        # the backlog stays in the queue rather than in the outbox (OutboxRelay).
-        await self.relay.room()
         received_at = utcnow()
         attempt = _delivery_count(message) + 1
         structlog.contextvars.bind_contextvars(
             consumer=self.name, message_id=message.message_id, attempt=attempt
         )
-        raw = message.raw_message
         sender: Sender | None = None
         if self.spec.is_door:
             try:
                 sender = self._sender(message)
+                # Before anything else: a held sender's message costs no parsing, no
+                # database, no batch, and no wait behind the relay.
+                self._gate(sender, None)
             except SenderRefused as refused:
-                await self._refuse(message, None, None, refused, received_at)
+                await self._refuse(message, None, sender, refused, received_at)
                 return
-            if len(message.body) > self.config.max_message_bytes:
-                # Not even parsed; answered on the sender's own key all the same.
-                too_large = SenderRefused(
-                    "message_too_large",
-                    f"the message exceeds {self.config.max_message_bytes} bytes",
-                )
-                await self._refuse(message, None, sender, too_large, received_at)
-                return
+        # While the relay is far behind, the message waits unprocessed (and unacked):
+        # the backlog stays in the queue rather than in the outbox (OutboxRelay).
+        await self.relay.room()
+        out_of_bounds = self._out_of_bounds(message.body)
+        if out_of_bounds is not None:
+            # Not even parsed; on a door, answered on the sender's own key all the same.
+            if sender is not None:
+                await self._refuse(message, None, sender, out_of_bounds, received_at)
+            else:
+                await self._dead_letter(message, out_of_bounds.code, out_of_bounds.cause, attempt)
+            return
         try:
             envelope = Envelope.model_validate_json(message.body)
         except ValidationError as exc:
@@ -290,14 +308,11 @@ class Consumer:
         structlog.contextvars.bind_contextvars(
             event_id=envelope.id, event_type=envelope.type, correlation_id=envelope.correlation_id
         )
-        routing_key = raw.routing_key or ""
-        if sender is not None:
-            try:
-                _check_door(sender, envelope, routing_key, self.spec)
-            except SenderRefused as refused:
-                await self._refuse(message, envelope, sender, refused, received_at)
-                return
+        routing_key = message.raw_message.routing_key or ""
         try:
+            if sender is not None:
+                _check_door(sender, envelope, routing_key, self.spec)
+                self._gate(sender, envelope)
             delivery = await self._group_commit(
                 _Held(envelope, sender, routing_key, received_at, message.message_id, attempt)
             )
@@ -317,6 +332,32 @@ class Consumer:
             self.relay.notify(len(delivery.emitted))
         await message.ack()
 
+    def _out_of_bounds(self, body: bytes) -> SenderRefused | None:
+        """What no message may be, judged on its bytes before it is parsed: over the
+        door's size (a door's bound), nested too deep (every queue's: a parser recurses
+        once per level)."""
+        if self.spec.is_door and len(body) > self.config.max_message_bytes:
+            return SenderRefused(
+                "message_too_large", f"the message exceeds {self.config.max_message_bytes} bytes"
+            )
+        if too_deep(body):
+            return SenderRefused(
+                "too_deep", f"the message nests arrays or objects over {MAX_DEPTH} levels deep"
+            )
+        return None
+
+    def _gate(self, sender: Sender | None, envelope: Envelope | None) -> None:
+        """A door's checks that need no database: the sender held (shared.door_guard),
+        then, once the message is read, the service's own gate. Run again as a batch is
+        taken: an earlier delivery may have found the sender's quota spent meanwhile."""
+        if sender is None:
+            return
+        held = self.guard.held(sender.name)
+        if held is not None:
+            raise held
+        if envelope is not None and self.gate is not None:
+            self.gate(sender, envelope)
+
     def _sender(self, message: RabbitMessage) -> Sender:
         """Who published it, as the broker proved it (the door's first check)."""
         raw = message.raw_message
@@ -334,11 +375,102 @@ class Consumer:
         refused: SenderRefused,
         received_at: datetime,
     ) -> None:
-        """Answer, record and log a refusal, once per message; nothing of it is applied."""
+        """Answer a refusal, and record and log it, while its sender's budgets allow
+        (shared.door_guard); nothing of it is applied."""
+        raw = message.raw_message
+        key = sender.name if sender is not None else (raw.user_id or "")
+        if self._records(sender, refused, key):
+            await self._record_refusal(message, envelope, sender, refused, received_at)
+            return
+        await self._answer_only(raw.message_id or "", envelope, sender, refused)
+        await message.ack()
+
+    def first_look(self, consume: Consume) -> Consume:
+        """A door's first look at a message, before FastStream builds anything for it
+        (its dependency injection cost more than the rest of a refusal): while a sender
+        is held (shared.door_guard), the sender from the AMQP user_id, and a held
+        sender's message refused there, unread."""
+
+        async def look(raw: AmqpDelivery) -> Any:
+            if self.guard.holds_anyone():
+                try:
+                    sender = self.config.senders.resolve(raw.user_id, raw.headers)
+                    refusal = self.guard.held(sender.name)
+                    if refusal is not None:
+                        await self._answer_only(raw.message_id or "", None, sender, refusal)
+                        await raw.ack()
+                        return None
+                except SenderRefused:
+                    pass  # refused, recorded and answered by the consumer, as ever
+                except Exception as exc:  # the channel went: the message comes back
+                    log.warning("held sender's message not refused", error=safe_error(exc))
+                    return None
+            return await consume(raw)
+
+        return look
+
+    async def _answer_only(
+        self,
+        message_id: str,
+        envelope: Envelope | None,
+        sender: Sender | None,
+        refused: SenderRefused,
+    ) -> None:
+        """A refusal not recorded (a held sender's, or past its sender's budget): no
+        state goes with it, so its answer is published at once, not through the outbox,
+        while the sender's budget of answers allows."""
+        answer = self._refusal_answer(message_id, envelope, sender, refused)
+        if answer is None or sender is None or not self.guard.answers(sender.name):
+            return
+        try:
+            await self.relay.publish_unstaged(answer, source=self.config.service)
+        except Exception as exc:  # the sender is refused all the same
+            log.warning("refusal not answered", error=safe_error(exc))
+
+    def _records(self, sender: Sender | None, refused: SenderRefused, key: str) -> bool:
+        """Whether this refusal costs a transaction: not a held sender's (the refusal
+        that held it was recorded), nor one past its sender's budget (a flood)."""
+        if isinstance(refused, SenderThrottled) and sender is not None:
+            if self.guard.holding(sender.name):
+                return False
+            if refused.whole_sender:
+                self.guard.hold(sender.name, refused)
+        return self.guard.records(key)
+
+    def _refusal_answer(
+        self,
+        message_id: str,
+        envelope: Envelope | None,
+        sender: Sender | None,
+        refused: SenderRefused,
+    ) -> OutgoingPayload | None:
+        """``request.refused`` on the sender's own key (none for an unknown sender or an
+        operator), naming the message it answers."""
+        if sender is None or sender.reply_key is None:
+            return None
+        message_id = envelope.id if envelope is not None else message_id
+        payload = RequestRefused(
+            reply_to=sender.reply_key,
+            source_message_id=message_id or None,
+            refused_type=envelope.type if envelope is not None else None,
+            error_code=refused.code,
+            cause=refused.cause,
+        )
+        correlation_id = (envelope.correlation_id if envelope else message_id) or "-"
+        return OutgoingPayload(payload, correlation_id, envelope.id if envelope else None)
+
+    async def _record_refusal(
+        self,
+        message: RabbitMessage,
+        envelope: Envelope | None,
+        sender: Sender | None,
+        refused: SenderRefused,
+        received_at: datetime,
+    ) -> None:
+        """Answer, record and log a refusal, once per message."""
         raw = message.raw_message
         message_id = envelope.id if envelope is not None else (raw.message_id or "")
         user = sender.user if sender is not None else (raw.user_id or "")
-        reply_key = sender.reply_key if sender is not None else None
         log.warning(
             "message refused",
             error_code=refused.code,
@@ -348,7 +480,7 @@ class Consumer:
             sender=sender.name if sender is not None else None,
             routing_key=raw.routing_key,
         )
-        emitted = 0
+        answer = self._refusal_answer(message_id, envelope, sender, refused)
         async with self.database.transaction() as session:
             # Once per message: a redelivered refusal is neither answered nor recorded again.
             event_type = envelope.type if envelope is not None else "-"
@@ -368,23 +500,16 @@ class Consumer:
                     received_at=received_at,
                 )
             )
-            if reply_key is not None:
+            if answer is not None:
                 await add_to_outbox(
                     session,
-                    RequestRefused(
-                        reply_to=reply_key,
-                        source_message_id=message_id or None,
-                        refused_type=envelope.type if envelope is not None else None,
-                        error_code=refused.code,
-                        cause=refused.cause,
-                    ),
+                    answer.payload,
                     source=self.config.service,
-                    correlation_id=(envelope.correlation_id if envelope else message_id) or "-",
-                    causation_id=envelope.id if envelope is not None else None,
+                    correlation_id=answer.correlation_id,
+                    causation_id=answer.causation_id,
                 )
-                emitted = 1
-        if emitted:
-            self.relay.notify(emitted)
+        if answer is not None:
+            self.relay.notify(1)
         await message.ack()
 
     async def _process_while_database_away(
@@ -450,7 +575,7 @@ class Consumer:
             batch = self._waiting[: self.config.max_batch]
             del self._waiting[: len(batch)]
             try:
-                await self._commit_batch(batch)
+                await self._commit_batch(self._admitted(batch))
             except BaseException as exc:  # a bug here must not leave a delivery waiting
                 for held in batch:
                     held.settle(None, exc)
@@ -476,6 +601,8 @@ class Consumer:
                     held.settle(delivery)
                 return
         for held in batch:
+            if not self._admitted([held]):
+                continue  # refused since: its sender held by a delivery replayed before it
             _bind(held, self.name)
             try:
                 delivery = await self._process_while_database_away(
@@ -487,6 +614,23 @@ class Consumer:
                 held.settle(delivery)
             finally:
                 structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
+
+    def _admitted(self, batch: list[_Held]) -> list[_Held]:
+        """The deliveries of a batch its door still takes. One refused since it was gated
+        (its sender held, its quota found spent by an earlier delivery) is settled with
+        its refusal here, outside any transaction: it neither fails the batch (whose
+        replay, one by one, would cost every delivery in it a transaction) nor costs one."""
+        if not self.spec.is_door:
+            return batch
+        kept = []
+        for held in batch:
+            try:
+                self._gate(held.sender, held.envelope)
+            except SenderRefused as refused:
+                held.settle(None, refused)
+            else:
+                kept.append(held)
+        return kept
 
     async def _process_batch(self, batch: list[_Held]) -> list[Delivery | None]:
         """One transaction: one inbox statement for the batch, each handler in turn,
@@ -728,13 +872,17 @@ def register(
     name = consumer.spec.name(consumer.config.namespace)
     description = f"{consumer.spec.description} Bindings: {', '.join(consumer.spec.bindings)}."
     if in_memory_exchange is None:
-        broker.subscriber(
+        subscriber = broker.subscriber(
             RabbitQueue(name, declare=False),
             ack_policy=AckPolicy.MANUAL,
             decoder=_raw_body,
             title=f"{consumer.name}:consume",
             description=description,
-        )(consumer.__call__)
+        )
+        subscriber(consumer.__call__)
+        if consumer.spec.is_door:
+            # aio-pika calls the subscriber's ``consume`` (looked up when it starts).
+            subscriber.consume = consumer.first_look(subscriber.consume)  # type: ignore[method-assign,assignment]
         return
     # The in-memory broker knows nothing of bindings declared elsewhere: one subscriber
     # per binding lets it route by routing key.

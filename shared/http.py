@@ -19,6 +19,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.nesting import MAX_DEPTH, too_deep
 from shared.settings import Settings
 
 Check = Callable[[], Awaitable[bool]]
@@ -130,15 +131,19 @@ class SecurityHeaders:
 
 
 class BodyLimit:
-    """Refuse (413) a request body over ``max_bytes`` before the app sees any of it.
+    """Refuse (413) a request body over ``max_bytes`` before the app sees any of it, and
+    (400 ``too_deep``) one that nests arrays or objects over ``max_depth`` levels.
 
     A declared Content-Length is judged before a byte is read; a chunked body (or one
     whose length lies) is counted as it streams in and refused as soon as it passes the
     bound, so nothing larger than ``max_bytes`` plus one chunk is ever held in memory.
-    What passes is handed to the app whole (at most ``max_bytes``, small by design)."""
+    The whole body's depth is judged on its bytes (``shared.nesting``), whatever its
+    content type (intake reads any body as JSON), before routing and authentication: a
+    parser never sees it, and no quota counts it. What passes is handed to the app whole
+    (at most ``max_bytes``, small by design)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int = MAX_DEPTH) -> None:
+        self.app, self.max_bytes, self.max_depth = app, max_bytes, max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,13 +173,17 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
+        if too_deep(body, self.max_depth):
+            await self._too_deep(send)
+            return
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # then, as usual, the disconnect when it comes
 
         await self.app(scope, replay, send)
@@ -193,6 +202,21 @@ class BodyLimit:
             },
             status_code=413,
             headers={"Connection": "close"},
+        )
+        await response({"type": "http"}, _nothing, send)
+
+    async def _too_deep(self, send: Send) -> None:
+        # The body was read whole: the connection may serve the client's next request.
+        message = (
+            "Le corps de la requête imbrique des tableaux ou des objets sur plus de "
+            f"{self.max_depth} niveaux : il n'est pas lu."
+        )
+        response = JSONResponse(
+            {
+                "error_code": "too_deep",
+                "reasons": [{"code": "too_deep", "field": None, "message": message}],
+            },
+            status_code=400,
         )
         await response({"type": "http"}, _nothing, send)
 

@@ -80,9 +80,14 @@ TOO_LARGE: Responses = {
 RATE_LIMITED: Responses = {
     429: {"model": ErrorBody, "description": "Too many requests from this caller; retry later."}
 }
-# A body FastAPI cannot even decode (not UTF-8): its own 400, before validation.
+# A body that is not read: one FastAPI cannot decode (not UTF-8), its own 400 before
+# validation; one nested too deep (too_deep), refused before routing (shared.http.BodyLimit).
 MALFORMED: Responses = {
-    400: {"model": ErrorBody, "description": "The body cannot be read as JSON."}
+    400: {
+        "model": ErrorBody | ProblemBody,
+        "description": "The body cannot be read as JSON, or nests arrays or objects over "
+        "32 levels (too_deep).",
+    }
 }
 # Routes that take a JSON body FastAPI reads: what the body alone may earn.
 BODY: Responses = {**MALFORMED, **TOO_LARGE}

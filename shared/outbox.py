@@ -36,6 +36,15 @@ class OutgoingEvent:
     correlation_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingPayload:
+    """An event yet to be wrapped: what it says, and the events it follows."""
+
+    payload: EventPayload
+    correlation_id: str
+    causation_id: str | None = None
+
+
 Publish = Callable[[OutgoingEvent], Awaitable[None]]
 # Whether this service may publish on a routing key (its broker permissions' plan).
 MayPublish = Callable[[str], bool]
@@ -203,6 +212,30 @@ class OutboxRelay:
     async def room(self) -> None:
         """Return once the relay is not ``high_water`` events behind (see the class)."""
         await self._room.wait()
+
+    async def publish_unstaged(self, event: OutgoingPayload, *, source: str) -> None:
+        """Publish at once, not through the outbox, an event that goes with no change of
+        state (a door's answer to a message it refuses unread): nothing to keep atomic,
+        and a flood of such messages costs no database write each. Lost if the process
+        dies before the confirm: the message it answers, not acked yet, comes back and
+        is answered then."""
+        _, row = outbox_row(
+            event.payload,
+            source=source,
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id,
+        )
+        if self._may_publish is not None and not self._may_publish(row["routing_key"]):
+            raise PublishRefused(f"not this service's key: {row['routing_key']}")
+        await self._publish(
+            OutgoingEvent(
+                row["body"].encode(),
+                row["routing_key"],
+                row["event_id"],
+                row["event_type"],
+                event.correlation_id,
+            )
+        )
 
     def _relayed(self, fetched: int, published: int) -> None:
         if fetched < self._batch:

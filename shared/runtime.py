@@ -18,7 +18,15 @@ from faststream.rabbit.schemas import Channel
 from sqlalchemy import text
 
 from shared.broker_nodes import ClusterRabbitBroker, connect_first
-from shared.consumer import Consumer, ConsumerConfig, Handler, LockOrder, Prepare, register
+from shared.consumer import (
+    Consumer,
+    ConsumerConfig,
+    Gate,
+    Handler,
+    LockOrder,
+    Prepare,
+    register,
+)
 from shared.db import Database
 from shared.events import Envelope, EventPayload
 from shared.http import (
@@ -188,11 +196,13 @@ class ServiceRuntime:
         handler: Handler,
         order: LockOrder | None = None,
         prepare: Prepare | None = None,
+        gate: Gate | None = None,
     ) -> None:
         """Attach ``handler`` to this service's queue ``subscription`` (from the topology).
         ``order``: the key of the rows the handler locks, for group commit to take a
         batch's deliveries in one order. ``prepare``: the work a group-committed batch
-        does once, before its handlers (``shared.consumer.Prepare``)."""
+        does once, before its handlers (``shared.consumer.Prepare``). ``gate``: a door's
+        checks that need no database, before a delivery joins a batch."""
         spec = next(s for s in SUBSCRIPTIONS[self.service] if s.subscription == subscription)
         consumer = Consumer(
             ConsumerConfig(
@@ -213,6 +223,7 @@ class ServiceRuntime:
             self.broker,
             order,
             prepare,
+            gate,
         )
         register(self.broker, consumer, self._exchange if self.in_memory else None)
         self.consumers.append(consumer)

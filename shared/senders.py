@@ -112,6 +112,31 @@ class SenderRefused(Exception):
         self.field = field
 
 
+class SenderThrottled(SenderRefused):
+    """A refusal that holds for ``retry_after`` seconds (a quota spent until its window
+    ends). ``whole_sender``: it holds for every message of the sender (the quota is the
+    sender's own), so the door refuses them unread meanwhile (``shared.door_guard``)."""
+
+    def __init__(
+        self,
+        code: str,
+        cause: str,
+        retry_after: int,
+        field: str | None = None,
+        *,
+        whole_sender: bool = False,
+    ) -> None:
+        super().__init__(code, cause, field)
+        self.retry_after = retry_after
+        self.whole_sender = whole_sender
+
+    def again(self, retry_after: int) -> SenderThrottled:
+        """The same refusal, ``retry_after`` seconds before it ends."""
+        return SenderThrottled(
+            self.code, self.cause, retry_after, self.field, whole_sender=self.whole_sender
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SenderPolicy:
     """How user names map to actors in this deployment."""

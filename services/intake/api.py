@@ -17,7 +17,7 @@ from shared.consumer import Delivery
 from shared.db import Database, as_utc
 from shared.events import Envelope, Reason, ReferralSubmitted, ReferrerKind, new_id, utcnow
 from shared.geo import commune
-from shared.openapi import AUTHENTICATED, TOO_LARGE, ErrorBody, ProblemBody, not_found
+from shared.openapi import AUTHENTICATED, BODY, ErrorBody, ProblemBody, not_found
 from shared.outbox import OutboxRelay
 from shared.senders import SenderRefused
 from shared.settings import ServiceName
@@ -90,7 +90,7 @@ def build_router(
                 "(reference_conflict, in French), and that referral's referral_id, status, "
                 "detail and message, which the refusal leaves as they were.",
             },
-            **TOO_LARGE,
+            **BODY,
             429: {
                 "model": ProblemBody,
                 "description": "Past the referrer's quota per minute or per day "
@@ -121,7 +121,7 @@ def build_router(
             return _problem(403, refused.code, (reason,))
         try:
             body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep: BodyLimit first
             reason = Reason(code="invalid_json", message=f"The body is not JSON: {exc}")
             return _problem(422, "invalid_json", (reason,), submission_id=submission_id)
         if not isinstance(body, dict):

@@ -14,8 +14,9 @@ from shared.settings import ServiceName, Settings
 def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime = ServiceRuntime(ServiceName.INTAKE, settings, "services.intake:migrations", in_memory)
     handlers = IntakeHandlers(settings)
-    # A batch's submissions in referrer order: each locks its referrer's quota rows.
-    runtime.consume("submissions", handlers.on_submitted, order=by_referrer)
+    # A batch's submissions in referrer order: each locks its referrer's quota rows. A
+    # quota known spent is refused before its submission joins a batch (issue 28).
+    runtime.consume("submissions", handlers.on_submitted, order=by_referrer, gate=handlers.gate)
     runtime.consume("outcomes", handlers.on_outcome)
     runtime.http_app.include_router(
         build_router(handlers, runtime.database, runtime.relay, settings)

@@ -32,6 +32,7 @@ from shared.events import (
     SubmissionAcknowledged,
     SubmissionError,
     new_id,
+    utcnow,
 )
 from shared.http import development
 from shared.senders import ActorKind, Sender, SenderRefused
@@ -87,6 +88,8 @@ def _reference(data: dict[str, Any]) -> str | None:
 class IntakeHandlers:
     settings: Settings
     today: Callable[[], date] = field(default=date.today)
+    # Quotas this process found spent: refused until their window ends, no database.
+    quotas: registry.SpentQuotas = field(default_factory=registry.SpentQuotas)
 
     async def on_submitted(self, delivery: Delivery) -> None:
         """The broker door: every submission is answered on the referrer's reply key."""
@@ -104,7 +107,16 @@ class IntakeHandlers:
         if named is not None:
             # Refused (request.refused: unknown_referrer, rate_limited) before anything
             # is applied; the count rolls back with the refusal.
-            registration = await self.admit(delivery.session, *named, delivery.occurred_at)
+            registration = await self.admit(
+                delivery.session,
+                *named,
+                delivery.occurred_at,
+                whole_sender=_speaks_for_itself(delivery.sender),
+                # In a group-commit batch, the counts of the submissions before this one
+                # roll back with the batch, replayed one by one: only a count of its own
+                # transaction says the quota is spent.
+                remember=delivery.staged is None,
+            )
         outcome = await self.submit(delivery, registration=registration)
         if not outcome.identifiable:
             # Nobody to answer: the dead-letter queue keeps it, with the reasons' codes.
@@ -140,12 +152,39 @@ class IntakeHandlers:
         await delivery.emit(cancel, correlation_id=cancel.referral_id)
         log.info("referral cancelled", referral_id=cancel.referral_id, by=cancel.cancelled_by)
 
+    def gate(self, sender: Sender | None, envelope: Envelope) -> None:
+        """The broker door, before a submission joins a batch, without the database: a
+        referrer whose quota this process knows spent is refused here (the refusal
+        would otherwise fail the batch's transaction, which is then replayed one by one),
+        and so is a submission in another's name."""
+        if envelope.type != ReferralSubmitted.event_type:
+            return
+        data = envelope.data
+        if sender is not None and not sender.trusted:
+            data = _in_own_name(sender, data)
+        named = _named_referrer(data)
+        if named is not None:
+            whole_sender = _speaks_for_itself(sender)
+            self.quotas.check(*named, utcnow(), whole_sender=whole_sender)
+
     async def admit(
-        self, session: Any, kind: str, identifier: str, now: datetime
+        self,
+        session: Any,
+        kind: str,
+        identifier: str,
+        now: datetime,
+        *,
+        whole_sender: bool = False,
+        remember: bool = True,
     ) -> Registration | None:
         """Both doors, before a submission is read: the referrer as registered, and one
         more submission counted against its quotas. Unregistered: refused, except in
-        development (tests, the demo), where it speaks for itself (None)."""
+        development (tests, the demo), where it speaks for itself (None). A quota known
+        spent is refused at once; ``whole_sender``: the quota is its sender's own (the
+        door then holds the sender, shared.door_guard); ``remember``: a quota found
+        spent here is known spent until its window ends."""
+        now = as_utc(now)
+        self.quotas.check(kind, identifier, now, whole_sender=whole_sender)
         found = await registry.registered(session, kind, identifier)
         if found is None and not development(self.settings):
             raise SenderRefused(
@@ -155,7 +194,13 @@ class IntakeHandlers:
             "minute": self.settings.referrer_per_minute,
             "day": self.settings.referrer_per_day,
         }
-        await registry.count_submission(session, kind, identifier, as_utc(now), limits)
+        try:
+            await registry.count_submission(session, kind, identifier, now, limits)
+        except registry.RateLimited as limited:
+            if remember:
+                self.quotas.remember(kind, identifier, limited, now)
+            limited.whole_sender = whole_sender
+            raise
         return found
 
     async def submit(
@@ -417,6 +462,12 @@ def by_referrer(envelope: Envelope) -> str:
     acknowledgement gave."""
     named = _named_referrer(envelope.data)
     return "\x00".join(named) if named is not None else ""
+
+
+def _speaks_for_itself(sender: Sender | None) -> bool:
+    """Whether every submission of this sender is in one name, its own (``_in_own_name``):
+    a referrer, a SAMU. Not an operator, nor the national Centre 15 (its regulators')."""
+    return sender is not None and not sender.trusted and bool(sender.actor)
 
 
 def _named_referrer(data: dict[str, Any]) -> tuple[str, str] | None:

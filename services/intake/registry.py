@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.tables import registered_referrers, submission_counts
 from shared.events import ReferrerRef
-from shared.senders import SenderRefused
+from shared.senders import SenderThrottled
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,58 @@ class Registration:
         )
 
 
-class RateLimited(SenderRefused):
+class RateLimited(SenderThrottled):
     """Past a referrer's quota: answered 429 with ``Retry-After`` over HTTP,
-    ``request.refused`` (``rate_limited``) on the broker."""
+    ``request.refused`` (``rate_limited``) on the broker. ``until``: when the window ends."""
 
-    def __init__(self, retry_after: int, window: str) -> None:
+    def __init__(
+        self, retry_after: int, window: str, until: datetime, *, whole_sender: bool = False
+    ) -> None:
         super().__init__(
-            "rate_limited", f"too many submissions this {window}; retry in {retry_after} s"
+            "rate_limited",
+            f"too many submissions this {window}; retry in {retry_after} s",
+            retry_after,
+            whole_sender=whole_sender,
         )
-        self.retry_after = retry_after
+        self.window, self.until = window, until
+
+    def again(self, retry_after: int) -> RateLimited:
+        return RateLimited(retry_after, self.window, self.until, whole_sender=self.whole_sender)
+
+
+class SpentQuotas:
+    """The referrers whose quota this process found spent, and until when: their
+    submissions are refused until then without a database round trip (a flood past its
+    quota costs no statement per message). The count in the database stays the truth,
+    which replicas share: each learns a spent quota from its own first refusal."""
+
+    def __init__(self) -> None:
+        self._spent: dict[tuple[str, str], RateLimited] = {}
+
+    def check(self, kind: str, identifier: str, now: datetime, *, whole_sender: bool) -> None:
+        """Raise ``RateLimited`` if the referrer's quota is known spent at ``now``."""
+        found = self._spent.get((kind, identifier))
+        if found is None:
+            return
+        if now >= found.until:
+            del self._spent[(kind, identifier)]
+            return
+        refused = found.again(_seconds_until(found.until, now))
+        refused.whole_sender = whole_sender
+        raise refused
+
+    def remember(self, kind: str, identifier: str, limited: RateLimited, now: datetime) -> None:
+        if len(self._spent) >= _REMEMBERED:
+            self._spent = {k: v for k, v in self._spent.items() if v.until > now}
+        self._spent[(kind, identifier)] = limited
+
+
+# Beyond this many referrers remembered, those whose window has ended are forgotten.
+_REMEMBERED = 4096
+
+
+def _seconds_until(end: datetime, now: datetime) -> int:
+    return max(1, math.ceil((end - now).total_seconds()))
 
 
 async def registered(session: AsyncSession, kind: str, identifier: str) -> Registration | None:
@@ -156,7 +199,7 @@ async def count_submission(
     )
     for span, (_, end) in windows.items():
         if counts[span] > limits[span]:
-            raise RateLimited(max(1, math.ceil((end - now).total_seconds())), span)
+            raise RateLimited(_seconds_until(end, now), span, end)
 
 
 def _count_statement(insert: Any) -> Any:

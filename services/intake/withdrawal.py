@@ -30,7 +30,7 @@ from shared.consumer import Delivery
 from shared.db import Database
 from shared.events import CancelledBy, Envelope, ReferralCancelled, WithdrawalReason
 from shared.labels import WITHDRAWAL_REASONS as WITHDRAWAL_REASONS_FR
-from shared.openapi import AUTHENTICATED, TOO_LARGE, ProblemBody, not_found
+from shared.openapi import AUTHENTICATED, BODY, ProblemBody, not_found
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceName
 from shared.territory import Territories
@@ -64,7 +64,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": ProblemBody,
         "description": "No reason, or one not on the list (invalid_withdrawal_reason).",
     },
-    **TOO_LARGE,
+    **BODY,
 }
 
 
@@ -79,7 +79,7 @@ def _reason_of(raw: bytes) -> WithdrawalReason | Response:
     """The reason the body names, or the 422 that says, in French, what to send."""
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep: BodyLimit refuses first
         body = None
     given = body.get("reason") if isinstance(body, dict) else None
     try:
