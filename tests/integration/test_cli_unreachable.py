@@ -37,6 +37,10 @@ BROKER = {
     "centre listen": ["centre", "listen", "c1", "--timeout", "5"],
     "centre seen": ["centre", "seen", "c1", "--appointment", "a", "--referral", "r"],
     "centre no-show": ["centre", "no-show", "c1", "--appointment", "a", "--referral", "r"],
+    "centre correct": [
+        *("centre", "correct", "c1", "--appointment", "a", "--referral", "r"),
+        *("--outcome", "seen"),
+    ],
     "centre escalate": ["centre", "escalate", "c1", "--referral", "r", "aggravation"],
     "centre reinforce": ["centre", "reinforce", "c1", "2", "infirmier"],
     "regulate protocol load": ["regulate", "protocol", "load", PROTOCOL],
@@ -46,7 +50,7 @@ BROKER = {
     "run": ["run", "notifier"],
 }
 HTTP = {
-    "ars reinforcements": ("scheduler", ["ars", "reinforcements"]),
+    "ars reinforcements": ("scheduler", ["ars", "reinforcements", "--region", "53"]),
     "regulate audit": ("regulation", ["regulate", "audit", "r"]),
     "regulate held": ("regulation", ["regulate", "held"]),
 }
