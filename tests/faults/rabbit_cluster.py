@@ -170,12 +170,15 @@ class RabbitCluster:
         for node in self.nodes:
             self._write_config(node)
             self._spawn(node)
-        # Each CLI call costs seconds (an Erlang VM starts): the nodes are awaited and
-        # joined side by side.
+        # Each CLI call costs seconds (an Erlang VM starts): the nodes are awaited side
+        # by side. They join one after the other: two nodes joining the same node at
+        # once race in Mnesia's schema merge, and the second's start_app then fails
+        # ({badmatch, {error, {normal, {mnesia_app, start, ...}}}}) about one run in ten.
         with ThreadPoolExecutor(self.size) as pool:
             list(pool.map(self._await_startup, self.nodes))
-            first = self.nodes[0]
-            list(pool.map(lambda node: self._join(node, first), self.nodes[1:]))
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            self._join(node, first)
         running = self.ctl(first, "cluster_status", "--formatter", "json")
         for node in self.nodes:
             assert node.name in running, running
