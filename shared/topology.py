@@ -358,6 +358,13 @@ class TopologyMissing(RuntimeError):
     """A queue or exchange is missing, and these credentials may not declare it."""
 
 
+# What RabbitMQ says of a quorum queue whose record exists and whose replica is not up
+# yet (another connection is declaring it), and how often to try again: 0.1 + 0.2 + ...
+# + 1.1 s, about 6.6 s in all.
+_STARTING = "is down or inaccessible"
+_STARTING_TRIES = 12
+
+
 class _Declarer:
     """Declares on one channel. Where the broker refuses (least-privilege credentials),
     what it refused must exist already, and is left as it is; bindings are made only
@@ -380,12 +387,23 @@ class _Declarer:
             await self._must_exist("exchange", name, refused)
 
     async def queue(self, name: str, arguments: dict[str, Any]) -> AbstractQueue | None:
-        channel = await self._channel()
-        try:
-            return await channel.declare_queue(name, durable=True, arguments=arguments)
-        except ChannelAccessRefused as refused:
-            await self._must_exist("queue", name, refused)
-            return None
+        for attempt in range(1, _STARTING_TRIES + 1):
+            channel = await self._channel()
+            try:
+                return await channel.declare_queue(name, durable=True, arguments=arguments)
+            except ChannelAccessRefused as refused:
+                await self._must_exist("queue", name, refused)
+                return None
+            except ChannelNotFoundEntity as missing:
+                # Several processes declare the same topology as they start (every
+                # service declares all of it). A quorum queue that another connection is
+                # creating has its record before its replica runs; meanwhile RabbitMQ
+                # answers 404 "home node ... is down or inaccessible". It is being made:
+                # wait for it, a bounded while.
+                if _STARTING not in str(missing) or attempt == _STARTING_TRIES:
+                    raise
+                await asyncio.sleep(0.1 * attempt)
+        raise AssertionError("unreachable")
 
     async def _must_exist(self, kind: str, name: str, refused: Exception) -> None:
         # The refusal closed the channel; a passive declaration needs no permission.
