@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
@@ -42,6 +42,7 @@ from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.provisioning import service_account
 from shared.publisher import ConfirmedChannel
+from shared.routing import Route, check_routes, dispatcher, subscriptions
 from shared.senders import ACTOR_HEADER, SenderPolicy
 from shared.settings import ServiceName, Settings
 from shared.territory import OutsideTerritory, Territories
@@ -55,6 +56,17 @@ from shared.topology import (
 )
 
 log = structlog.get_logger(__name__)
+
+H = TypeVar("H")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeOptions:
+    """What a queue's consumer does besides handling: see ``ServiceRuntime.consume``."""
+
+    order: LockOrder | None = None
+    prepare: Prepare | None = None
+    gate: Gate | None = None
 
 DEAD_LETTER_CHECK_SECONDS = 30.0
 DEAD_LETTER_ALERT = 0.8  # of the bound
@@ -227,6 +239,29 @@ class ServiceRuntime:
         )
         register(self.broker, consumer, self._exchange if self.in_memory else None)
         self.consumers.append(consumer)
+
+    def route(
+        self,
+        owner: H,
+        routes: Sequence[Route[H]],
+        options: Mapping[str, ConsumeOptions] | None = None,
+    ) -> None:
+        """Consume every queue of the service's table (``app.py``'s ``ROUTES``), each
+        delivery going to its event type's handler on ``owner``. ``options``: per queue,
+        the ``order``, ``prepare`` and ``gate`` of ``consume``. Refuses to wire a table
+        that disagrees with the queues' bindings (``shared.routing.check_routes``)."""
+        problems = check_routes(self.service, routes)
+        if problems:
+            raise ValueError(f"{self.service.value}'s routes: " + "; ".join(problems))
+        for subscription in subscriptions(routes):
+            extra = (options or {}).get(subscription, ConsumeOptions())
+            self.consume(
+                subscription,
+                dispatcher(owner, routes, subscription),
+                order=extra.order,
+                prepare=extra.prepare,
+                gate=extra.gate,
+            )
 
     def on_startup(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._startup.append(hook)

@@ -1,16 +1,17 @@
-"""Every service reads the same way: its ``store.py`` is the one module of it that
-speaks SQL, with its statements built once at import; handlers and APIs orchestrate.
+"""Every service reads the same way: its ``store/`` package is the one place of it that
+speaks SQL, with its statements built once at import; handlers and routers orchestrate.
 
 Read from the source (no import of the modules checked, no server): a statement
 constructor imported, or reached through ``import sqlalchemy``, anywhere in
-``services/<name>/`` but ``store.py``, ``tables.py`` (the schema) and ``migrations/``
-fails the test, naming the module and the line.
+``services/<name>/`` but ``store/`` (with ``store/tables.py``, the schema) and
+``migrations/`` fails the test, naming the module and the line.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import pkgutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -59,7 +60,7 @@ NOT_YET_IN_STORE = {
 
 def _exempt(path: Path) -> bool:
     relative = path.relative_to(SERVICES)
-    return path.name in ("store.py", "tables.py") or "migrations" in relative.parts
+    return "store" in relative.parts or "migrations" in relative.parts
 
 
 def _modules() -> list[Path]:
@@ -122,7 +123,7 @@ def test_the_check_sees_sql_where_there_is_some() -> None:
     ):
         assert not sql_uses(source), source
     for name in NAMES:
-        assert sql_uses((SERVICES / name / "store.py").read_text()), name
+        assert any(sql_uses(p.read_text()) for p in (SERVICES / name / "store").glob("*.py")), name
 
 
 def test_only_the_stores_speak_sql() -> None:
@@ -130,8 +131,8 @@ def test_only_the_stores_speak_sql() -> None:
     checked = {p.relative_to(SERVICES).as_posix() for p in modules}
     # Not trivially passing: the modules that used to hold the statements are read.
     for name in NAMES:
-        assert f"{name}/handlers.py" in checked
-        assert f"{name}/api.py" in checked
+        assert any(c.startswith(f"{name}/handlers/") for c in checked), name
+        assert any(c.startswith(f"{name}/http/") for c in checked), name
     offending = {
         p.relative_to(SERVICES).as_posix(): uses
         for p in modules
@@ -153,13 +154,21 @@ def test_only_the_stores_speak_sql() -> None:
 # -- the stores' statements, built once -------------------------------------------------
 
 
-def _store(name: str) -> ModuleType:
-    return importlib.import_module(f"services.{name}.store")
+def _store(name: str) -> list[ModuleType]:
+    """The modules of a service's ``store/`` package."""
+    package = importlib.import_module(f"services.{name}.store")
+    return [package] + [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+    ]
 
 
-def _statements(module: ModuleType) -> dict[str, Any]:
+def _statements(modules: list[ModuleType]) -> dict[str, Any]:
     return {
-        k: v for k, v in vars(module).items() if isinstance(v, Select | Insert | Update | Delete)
+        f"{module.__name__.rsplit('.', 1)[-1]}.{k}": v
+        for module in modules
+        for k, v in vars(module).items()
+        if isinstance(v, Select | Insert | Update | Delete)
     }
 
 
