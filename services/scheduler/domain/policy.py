@@ -334,75 +334,110 @@ def rank_priced(
         return []
     if loads is None:
         loads = area_loads(centres, demand, now, policy)
-    reserve_end = now + timedelta(minutes=policy.reserve_minutes)
     urgent = is_urgent(priority)
     # Module 4.: the few-option holds, against patients with more options (at the
     # few-option booking rate) and against routine ones (at its urgent part).
-    hold = policy.few_hold_minutes if policy.few_options > 0 else 0.0
-    hold_end = now + timedelta(minutes=hold)
     many = (len(centres) if options is None else options) > policy.few_options
-    hold_factors = (
-        policy.few_hold_factor if many else 0.0,
-        0.0 if urgent else policy.few_urgent_factor,
+    ask = _Ask(
+        lat=patient_lat,
+        lon=patient_lon,
+        now=now,
+        deadline=deadline,
+        urgent=urgent,
+        hold_factors=(
+            policy.few_hold_factor if many else 0.0,
+            0.0 if urgent else policy.few_urgent_factor,
+        ),
+        weights=weights,
+        policy=policy,
+        reach=reach,
+        per_centre=per_centre,
     )
-    ranked: list[tuple[float, Candidate]] = []
-    for centre in centres:
-        rho, urgent_rate, few_rate, few_urgent_rate = loads[centre.centre_id]
-        distance = haversine_km(patient_lat, patient_lon, centre.lat, centre.lon)
-        earliest = reach.earliest(now, distance)
-        if earliest > deadline:
-            continue  # the patient cannot be there in time
-        taken = booked.get(centre.centre_id, ())
-        taken = taken if isinstance(taken, set | frozenset) else frozenset(taken)
-        slots = free_slots(centre, reach.floor(now), deadline + _JUST_AFTER, taken)
-        front = next(slots, None)
-        if front is None:
-            continue
-        # The latest places of each window kept from this patient: (window end, count).
-        holds = []
-        if not urgent and policy.reserve_minutes > 0 and urgent_rate > 0:
-            keep = math.ceil(policy.reserve_factor * urgent_rate * policy.reserve_minutes)
-            holds.append((reserve_end, keep))
-        if hold > 0 and (few_rate > 0 or few_urgent_rate > 0):
-            held_rate = max(hold_factors[0] * few_rate, hold_factors[1] * few_urgent_rate)
-            if held_rate > 0:
-                holds.append((hold_end, math.ceil(held_rate * hold)))
-        held = _held(centre, front[0], taken, holds) if holds else set()
-        # The queue's front is the centre's first free place, reserved or not, and its
-        # backlog what lies beyond the lead time (nobody books a place sooner than that:
-        # those minutes are no queue).
-        lead = reach.lead_minutes
-        backlog = (front[0] - now).total_seconds() / 60 - lead
-        clears = lead + queue_clears(backlog, rho, policy.forecast_minutes)
-        usable = (
-            slot for slot in itertools.chain((front,), slots) if (slot[0], slot[2]) not in held
+    ranked = [
+        (candidate.cost + candidate.price, candidate)
+        for centre in centres
+        for candidate in _centre_candidates(
+            ask, centre, loads[centre.centre_id], booked.get(centre.centre_id, ())
         )
-        # The centre's bookings per minute (its area's rate, shared by capacity).
-        rate = rho * _capacity_per_minute(centre, now)
-        for ahead, (start, end, box) in _reachable(usable, earliest, per_centre):
-            wait = (start - now).total_seconds() / 60
-            cost = weights.cost(distance, wait)
-            price = weights.wait_per_minute * max(0.0, clears - wait)
-            if price > 0:
-                # Another patient books it up to its lead time before it starts.
-                price *= taken_by_others(rate * max(0.0, wait - lead), ahead)
-            ranked.append(
-                (
-                    cost + price,
-                    Candidate(
-                        centre_id=centre.centre_id,
-                        start=start,
-                        end=end,
-                        box=box,
-                        distance_km=distance,
-                        wait_minutes=wait,
-                        cost=cost,
-                        price=price,
-                    ),
-                )
-            )
+    ]
     ranked.sort(key=lambda pair: (pair[0], pair[1].start, pair[1].centre_id, pair[1].box))
     return [candidate for _, candidate in ranked[:limit]]
+
+
+class _Ask(NamedTuple):
+    """One patient's search, as ``rank_priced`` was asked it."""
+
+    lat: float
+    lon: float
+    now: datetime
+    deadline: datetime
+    urgent: bool
+    hold_factors: tuple[float, float]
+    weights: Weights
+    policy: PolicySettings
+    reach: Reach
+    per_centre: int
+
+
+def _holds(ask: _Ask, load: Load) -> list[tuple[datetime, int]]:
+    """The latest places of each window kept from this patient: (window end, count)."""
+    policy, now = ask.policy, ask.now
+    _, urgent_rate, few_rate, few_urgent_rate = load
+    holds = []
+    if not ask.urgent and policy.reserve_minutes > 0 and urgent_rate > 0:
+        keep = math.ceil(policy.reserve_factor * urgent_rate * policy.reserve_minutes)
+        holds.append((now + timedelta(minutes=policy.reserve_minutes), keep))
+    hold = policy.few_hold_minutes if policy.few_options > 0 else 0.0
+    if hold > 0 and (few_rate > 0 or few_urgent_rate > 0):
+        held_rate = max(ask.hold_factors[0] * few_rate, ask.hold_factors[1] * few_urgent_rate)
+        if held_rate > 0:
+            holds.append((now + timedelta(minutes=hold), math.ceil(held_rate * hold)))
+    return holds
+
+
+def _centre_candidates(
+    ask: _Ask, centre: CentreSchedule, load: Load, booked: Collection[tuple[datetime, int]]
+) -> Iterator[Candidate]:
+    """The first ``per_centre`` places of one centre the patient may take, priced."""
+    now, reach = ask.now, ask.reach
+    distance = haversine_km(ask.lat, ask.lon, centre.lat, centre.lon)
+    earliest = reach.earliest(now, distance)
+    if earliest > ask.deadline:
+        return  # the patient cannot be there in time
+    taken = booked if isinstance(booked, set | frozenset) else frozenset(booked)
+    slots = free_slots(centre, reach.floor(now), ask.deadline + _JUST_AFTER, taken)
+    front = next(slots, None)
+    if front is None:
+        return
+    holds = _holds(ask, load)
+    held = _held(centre, front[0], taken, holds) if holds else set()
+    # The queue's front is the centre's first free place, reserved or not, and its
+    # backlog what lies beyond the lead time (nobody books a place sooner than that:
+    # those minutes are no queue).
+    rho = load.rho
+    lead = reach.lead_minutes
+    backlog = (front[0] - now).total_seconds() / 60 - lead
+    clears = lead + queue_clears(backlog, rho, ask.policy.forecast_minutes)
+    usable = (slot for slot in itertools.chain((front,), slots) if (slot[0], slot[2]) not in held)
+    # The centre's bookings per minute (its area's rate, shared by capacity).
+    rate = rho * _capacity_per_minute(centre, now)
+    for ahead, (start, end, box) in _reachable(usable, earliest, ask.per_centre):
+        wait = (start - now).total_seconds() / 60
+        cost = ask.weights.cost(distance, wait)
+        price = ask.weights.wait_per_minute * max(0.0, clears - wait)
+        if price > 0:
+            # Another patient books it up to its lead time before it starts.
+            price *= taken_by_others(rate * max(0.0, wait - lead), ahead)
+        yield Candidate(
+            centre_id=centre.centre_id,
+            start=start,
+            end=end,
+            box=box,
+            distance_km=distance,
+            wait_minutes=wait,
+            cost=cost,
+            price=price,
+        )
 
 
 def _reachable(
@@ -477,44 +512,38 @@ def assign_jointly(
         (Request(*r) for r in requests),
         key=lambda r: (r.priority.rank, r.deadline, r.referral_id),
     )
-    slot_index: dict[tuple[str, datetime, int], int] = {}
-    slots: list[tuple[str, datetime, int]] = []
-    edges: list[list[tuple[float, int, Candidate]]] = []
     places = per_centre or max(1, len(ordered))
     loads = area_loads(centres, demand, now, policy)
+    slot_index: dict[tuple[str, datetime, int], int] = {}
+    edges: list[list[tuple[float, int, Candidate]]] = []
     for request in ordered:
-        lat, lon = request.location
-        reach = sorted(
-            (d, c.centre_id, c)
-            for c in centres
-            if (d := haversine_km(lat, lon, c.lat, c.lon)) <= max_km
-        )
-        ranked = rank_priced(
-            patient_lat=lat,
-            patient_lon=lon,
+        ranked = _request_candidates(
+            request,
             now=now,
-            deadline=request.deadline,
-            priority=request.priority,
-            centres=[c for _, _, c in reach[:nearest]],
+            centres=centres,
             booked=booked,
             demand=demand,
             weights=weights,
             policy=policy,
-            reach=request.reach,
-            per_centre=places,
+            nearest=nearest,
+            max_km=max_km,
+            places=places,
             limit=limit or places * max(1, nearest),
             loads=loads,
-            options=min(len(reach), nearest),
         )
-        row: list[tuple[float, int, Candidate]] = []
-        for candidate in ranked:
-            key = (candidate.centre_id, candidate.start, candidate.box)
-            if key not in slot_index:
-                slot_index[key] = len(slots)
-                slots.append(key)
-            row.append((candidate.cost + candidate.price, slot_index[key], candidate))
-        edges.append(row)
-    owner = _min_cost_assignment([[(cost, j) for cost, j, _ in row] for row in edges], len(slots))
+        edges.append(
+            [
+                (
+                    c.cost + c.price,
+                    slot_index.setdefault((c.centre_id, c.start, c.box), len(slot_index)),
+                    c,
+                )
+                for c in ranked
+            ]
+        )
+    owner = _min_cost_assignment(
+        [[(cost, j) for cost, j, _ in row] for row in edges], len(slot_index)
+    )
     result: dict[str, Candidate] = {}
     for j, i in owner.items():
         for _, slot, candidate in edges[i]:
@@ -522,6 +551,48 @@ def assign_jointly(
                 result[ordered[i].referral_id] = candidate
                 break
     return result
+
+
+def _request_candidates(
+    request: Request,
+    *,
+    now: datetime,
+    centres: Sequence[CentreSchedule],
+    booked: Mapping[str, Collection[tuple[datetime, int]]],
+    demand: Mapping[str, Demand],
+    weights: Weights,
+    policy: PolicySettings,
+    nearest: int,
+    max_km: float,
+    places: int,
+    limit: int,
+    loads: Mapping[str, Load],
+) -> list[Candidate]:
+    """One request's candidates in a batch: ``rank_priced`` on its ``nearest`` centres
+    within ``max_km``, as it would be for the request alone."""
+    lat, lon = request.location
+    within = sorted(
+        (d, c.centre_id, c)
+        for c in centres
+        if (d := haversine_km(lat, lon, c.lat, c.lon)) <= max_km
+    )
+    return rank_priced(
+        patient_lat=lat,
+        patient_lon=lon,
+        now=now,
+        deadline=request.deadline,
+        priority=request.priority,
+        centres=[c for _, _, c in within[:nearest]],
+        booked=booked,
+        demand=demand,
+        weights=weights,
+        policy=policy,
+        reach=request.reach,
+        per_centre=places,
+        limit=limit,
+        loads=loads,
+        options=min(len(within), nearest),
+    )
 
 
 def _min_cost_assignment(rows: list[list[tuple[float, int]]], columns: int) -> dict[int, int]:
