@@ -25,7 +25,7 @@ from sqlalchemy import insert
 from stack import write_results
 
 from services.scheduler.handlers import Patient, SchedulerHandlers
-from services.scheduler.tables import bookings, centres
+from services.scheduler.store.tables import bookings, centres
 from shared.db import Database
 from shared.events import Priority
 from shared.geo import communes

@@ -142,7 +142,7 @@ async def test_no_show_frees_the_slot_and_escalation_reaches_centre_15(
     import httpx
     from sqlalchemy import select
 
-    from services.scheduler.tables import bookings
+    from services.scheduler.store.tables import bookings
     from shared.auth import Role, issue_token
     from shared.db import Database
 

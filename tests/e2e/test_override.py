@@ -15,7 +15,7 @@ from sqlalchemy import select
 from aiguillage.commands.regulate import describe_trail, get_from_regulation
 from aiguillage.demo import wait_for_consumers, wait_for_drain
 from aiguillage.processes import ServiceProcesses
-from services.scheduler.tables import bookings
+from services.scheduler.store.tables import bookings
 from shared.auth import Role, issue_token
 from shared.db import Database
 from shared.events import Clinical, Envelope, RiskFactor

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from services.scheduler.app import build
 from services.scheduler.handlers import PLAN, SchedulerHandlers
 from services.scheduler.store import active_schedules
-from services.scheduler.tables import appointments
+from services.scheduler.store.tables import appointments
 from shared.consumer import Delivery
 from shared.db import as_utc
 from shared.events import Envelope, Priority, ReferralRegulated, new_id

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from services.scheduler import store
 from services.scheduler.handlers import SchedulerHandlers
-from services.scheduler.tables import appointments
+from services.scheduler.store.tables import appointments
 from shared.db import Database
 from shared.events import (
     Priority,

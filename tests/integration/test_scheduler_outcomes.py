@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from services.scheduler.handlers import SchedulerHandlers
-from services.scheduler.tables import appointments, bookings, outcome_corrections
+from services.scheduler.store.tables import appointments, bookings, outcome_corrections
 from shared.consumer import Delivery
 from shared.db import Database, as_utc
 from shared.events import (

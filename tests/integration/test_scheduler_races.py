@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.scheduler import store
 from services.scheduler.handlers import SchedulerHandlers
-from services.scheduler.tables import appointments, waitlist
+from services.scheduler.store.tables import appointments, waitlist
 from shared.consumer import Delivery
 from shared.db import Database
 from shared.events import (

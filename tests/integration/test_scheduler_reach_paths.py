@@ -24,7 +24,7 @@ from sqlalchemy import select
 from services.scheduler.app import build
 from services.scheduler.domain.reach import Area, travel_minutes
 from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
-from services.scheduler.tables import appointments, centres
+from services.scheduler.store.tables import appointments, centres
 from shared.consumer import Delivery
 from shared.db import Database, as_utc
 from shared.events import (

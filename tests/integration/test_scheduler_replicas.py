@@ -21,7 +21,7 @@ from services.scheduler.domain.centres import CentreSchedule
 from services.scheduler.domain.reach import DEFAULT_LEAD_MINUTES, commune_area, travel_minutes
 from services.scheduler.domain.slots import capacity_between
 from services.scheduler.store import active_schedules
-from services.scheduler.tables import appointments, bookings
+from services.scheduler.store.tables import appointments, bookings
 from shared.db import Database
 from shared.events import Decision, Priority, ReferralRegulated, new_id, utcnow
 from shared.geo import commune, haversine_km

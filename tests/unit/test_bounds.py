@@ -24,8 +24,8 @@ from services.intake.tables import referrals, rejections, status_history
 from services.notifier.tables import centres as notifier_centres
 from services.notifier.tables import deferred_outcomes, notifications, referrers
 from services.regulation.tables import cases, decisions, protocol_activations, protocols
-from services.scheduler.tables import capacity_changes
-from services.scheduler.tables import centres as scheduler_centres
+from services.scheduler.store.tables import capacity_changes
+from services.scheduler.store.tables import centres as scheduler_centres
 from shared.contracts import PUBLISHERS
 from shared.events import CATALOGUE, CentreActivated, Envelope, ReferralSubmitted
 from shared.messaging_tables import inbox, outbox
