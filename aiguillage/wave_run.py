@@ -36,7 +36,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from aiguillage.console.accounts import demo_accounts, region_of_departement
+from aiguillage.console.people import demo_accounts, region_of_departement
 from aiguillage.demo import broker_reachable, no_broker, wait_for_consumers, wait_for_drain
 from aiguillage.observer import FINAL, Observer
 from aiguillage.processes import ServiceProcesses

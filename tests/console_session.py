@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from aiguillage.console.accounts import open_store
+from aiguillage.console.people import open_store
 from shared.auth import Role
 from shared.settings import Settings
 

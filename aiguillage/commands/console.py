@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from aiguillage.console.accounts import AccountError, AccountStore, open_store
+from aiguillage.console.people import AccountError, AccountStore, open_store
 from aiguillage.reach import database, reaching
 from shared.auth import Role
 from shared.logging import configure_logging

@@ -1,6 +1,6 @@
 """Who is logged in to the console: a person, and the actor they act for.
 
-A person logs in with their own account (aiguillage.console.accounts: argon2id
+A person logs in with their own account (aiguillage.console.people: argon2id
 passwords, server-side sessions); the console then speaks to the services as the actor
 the account acts for (a centre, the ARS, Centre 15), with that actor's bearer token, so
 that each service still decides what may be seen. A regulator's token names their SAMU
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiguillage.console.accounts import Account
+from aiguillage.console.people import Account
 from shared.auth import Keys, Role, issue_token
 from shared.settings import ServiceName
 

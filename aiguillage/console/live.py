@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from aiguillage.console.accounts import region_departements
 from aiguillage.console.auth import Actor
+from aiguillage.console.people import region_departements
 from shared.auth import Role
 from shared.events import Envelope
 from shared.geo import commune

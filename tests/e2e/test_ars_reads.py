@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from aiguillage.console.accounts import open_store
 from aiguillage.console.app import create_app
+from aiguillage.console.people import open_store
 from aiguillage.demo import wait_for_consumers
 from aiguillage.processes import ServiceProcesses
 from shared.auth import Role, issue_token

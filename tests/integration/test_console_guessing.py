@@ -17,7 +17,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from aiguillage.console.accounts import (
+from aiguillage.console.accounts import EXPIRED
+from aiguillage.console.app import create_app
+from aiguillage.console.auth import SESSION_COOKIE
+from aiguillage.console.people import (
     ACCOUNT_GATE,
     IDLE,
     MAX_FAILURES,
@@ -25,8 +28,6 @@ from aiguillage.console.accounts import (
     login_failures,
     sessions,
 )
-from aiguillage.console.app import EXPIRED, create_app
-from aiguillage.console.auth import SESSION_COOKIE
 from shared.auth import Role, issue_token
 from shared.db import as_utc
 from shared.http import HSTS

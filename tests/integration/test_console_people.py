@@ -15,15 +15,16 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from aiguillage.console.accounts import (
+from aiguillage.console.app import create_app
+from aiguillage.console.auth import SESSION_COOKIE
+from aiguillage.console.common import SECURITY_HEADERS
+from aiguillage.console.people import (
     MAX_FAILURES,
     AccountStore,
     Throttled,
     login_failures,
     open_store,
 )
-from aiguillage.console.app import SECURITY_HEADERS, create_app
-from aiguillage.console.auth import SESSION_COOKIE
 from shared.auth import Role, read_token
 from shared.events import (
     CentreActivated,

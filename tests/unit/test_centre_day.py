@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiguillage.console.app import _said
 from aiguillage.console.centre_day import LONGEST_WAIT_SECONDS, with_offers
+from aiguillage.console.common import _said
 from shared.events import ConsultationOutcome
 
 NOW = datetime(2020, 3, 25, 13, 0, tzinfo=UTC)

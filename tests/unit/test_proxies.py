@@ -1,5 +1,5 @@
 """Whose word on the client's address and scheme is believed (shared.http.Proxies),
-and how long a log-in gate stays shut (aiguillage.console.accounts.Gate): issue 28."""
+and how long a log-in gate stays shut (aiguillage.console.people.Gate): issue 28."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from aiguillage.console.accounts import ACCOUNT_GATE, PAIR_GATE
+from aiguillage.console.people import ACCOUNT_GATE, PAIR_GATE
 from shared.http import Proxies
 from shared.settings import Settings
 

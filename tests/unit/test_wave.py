@@ -7,9 +7,9 @@ import itertools
 import random
 from datetime import UTC, date, datetime
 
-from aiguillage.console.accounts import Account
 from aiguillage.console.auth import Actor, actor_of_account
 from aiguillage.console.live import classify
+from aiguillage.console.people import Account
 from aiguillage.wave import (
     IDF_2020_03_29,
     ArsPolicy,

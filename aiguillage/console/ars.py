@@ -1,0 +1,246 @@
+"""The ARS's pages: its region's territory, its decisions on centres, its audit trail.
+
+The decisions go to the scheduler's API (the ARS's door, which judges them on the
+centres as it stores them), with the region's token; each is recorded in the audit
+trail in the person's name, and an ARS person acts on their own region only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from aiguillage.console.auth import Actor
+from aiguillage.console.common import (
+    KIND_LABELS,
+    PARIS,
+    AccountsDep,
+    Console,
+    ConsoleDep,
+    Refused,
+    ServiceError,
+    actor_of,
+    back,
+    form_of,
+    page,
+    record,
+)
+from aiguillage.console.people import (
+    ACTOR_ID,
+    AuditEntry,
+    region_codes,
+    region_departements,
+)
+from aiguillage.console.svgmap import region_maps
+from aiguillage.hours import parse_hours
+from shared.auth import Role
+from shared.events import (
+    CentreActivated,
+    CentreCapacityChanged,
+    CentreKind,
+    CentreSuspended,
+    EventPayload,
+)
+from shared.geo import commune
+from shared.labels import AUDIT_ACTIONS
+from shared.regions import CENTRE_IN_OTHER_DEPARTEMENT, CENTRE_IN_OTHER_REGION
+from shared.territory import OUTSIDE_TERRITORY
+
+# The scheduler's refusals of an ARS's decision on a centre not of its region (as stored).
+REGION_REFUSALS = frozenset(
+    {OUTSIDE_TERRITORY, CENTRE_IN_OTHER_REGION, CENTRE_IN_OTHER_DEPARTEMENT}
+)
+ACTION_LABELS = dict(AUDIT_ACTIONS)
+
+router = APIRouter()
+
+
+async def region_view(
+    console: Console, actor: Actor
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The départements and centres of the person's region (the scheduler shows an
+    ARS its own region only; the console keeps to the region the account names)."""
+    mine = region_departements(actor.acts_for)
+    overview = await console.call(actor, "GET", "scheduler", "/territory")
+    deps = [d for d in overview["departements"] if d["departement"] in mine]
+    details = await asyncio.gather(
+        *(console.call(actor, "GET", "scheduler", f"/territory/{d['departement']}") for d in deps)
+    )
+    return deps, [c for detail in details for c in detail["centres"]]
+
+
+async def territory_context(console: Console, actor: Actor) -> dict[str, Any]:
+    mine = region_departements(actor.acts_for)
+    try:
+        deps, centres = await region_view(console, actor)
+        # Kept by the scheduler: a request sent while no console was open is there.
+        asked = await console.call(actor, "GET", "scheduler", "/reinforcements?limit=50")
+    except ServiceError as exc:
+        return {"service_error": str(exc), "departements": [], "centres": [], "maps": []}
+    return {
+        "departements": deps,
+        "centres": centres,
+        "maps": region_maps(centres),
+        "reinforcements": [r for r in asked["reinforcements"] if r["departement"] in mine],
+        "region_name": region_codes().get(actor.acts_for, actor.acts_for),
+        "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
+    }
+
+
+def check_commune(actor: Actor, payload: EventPayload) -> None:
+    """A commune outside the person's region is refused here, naming it; the centre
+    itself is judged by the scheduler, on the centre as it stores it (below)."""
+    region = region_codes().get(actor.acts_for, actor.acts_for)
+    if isinstance(payload, CentreActivated):
+        place = commune(payload.commune_insee)
+        if place is None or place.departement not in region_departements(actor.acts_for):
+            raise Refused(
+                f"La commune {payload.commune_insee} n'est pas dans votre région "
+                f"({region}) : vous ne pouvez pas y activer de centre."
+            )
+
+
+@router.get("/territoire")
+async def territory(request: Request, console: ConsoleDep) -> HTMLResponse:
+    actor = await actor_of(request, Role.ARS)
+    return page(
+        request,
+        "territory.html",
+        actor,
+        kinds=KIND_LABELS,
+        **await territory_context(console, actor),
+    )
+
+
+@router.get("/territoire/fragment")
+async def territory_fragment(request: Request, console: ConsoleDep) -> HTMLResponse:
+    actor = await actor_of(request, Role.ARS)
+    return page(request, "_territory.html", actor, **await territory_context(console, actor))
+
+
+async def ars_decision(
+    request: Request,
+    console: Console,
+    build: Callable[[dict[str, str]], EventPayload],
+    done: str,
+) -> Response:
+    actor = await actor_of(request, Role.ARS)
+    form = await form_of(request)
+    try:
+        payload = build(form)
+    except (ValidationError, ValueError) as exc:
+        return back("/territoire", f"Formulaire incomplet ou invalide : {_short(exc)}", False)
+    centre_id = str(getattr(payload, "centre_id", ""))
+    check_commune(actor, payload)
+    path, body = _decision_call(payload)
+    try:
+        # Through the ARS's door, the scheduler's API, with the region's token: the
+        # scheduler judges it on the centre as it stores it (a Paris id activated
+        # with a Breton commune is Paris's, and refused), as for any ARS.
+        answer = await console.call(actor, "POST", "scheduler", path, body)
+    except ServiceError as exc:
+        if exc.code in REGION_REFUSALS:
+            raise Refused(exc.detail) from exc  # 403, said in French
+        return back("/territoire", str(exc), False)
+    event_id = str(answer["event_id"])
+    await record(
+        request,
+        payload.event_type,
+        payload.model_dump_json(exclude_none=True),
+        centre_id=centre_id,
+        event_id=event_id,
+    )
+    return back("/territoire", done.format(centre=centre_id))
+
+
+def _activation(form: dict[str, str]) -> EventPayload:
+    if commune(form.get("commune", "")) is None:
+        raise ValueError(f"aucune commune de code INSEE {form.get('commune')!r}")
+    return CentreActivated(
+        centre_id=form.get("centre_id", ""),
+        name=form.get("nom", ""),
+        kind=CentreKind(form.get("type", CentreKind.TEMPORARY_DEDICATED.value)),
+        commune_insee=form["commune"],
+        address=form.get("adresse") or None,
+        opening_hours=parse_hours(form.get("horaires") or "all 08:00-20:00"),
+        boxes=int(form.get("boxes") or 2),
+        consultation_minutes=int(form.get("minutes") or 20),
+        first_day=date.fromisoformat(form.get("premier_jour") or date.today().isoformat()),
+    )
+
+
+def _capacity(form: dict[str, str]) -> EventPayload:
+    return CentreCapacityChanged(
+        centre_id=form.get("centre_id", ""),
+        boxes=int(form["boxes"]) if form.get("boxes") else None,
+        consultation_minutes=int(form["minutes"]) if form.get("minutes") else None,
+        opening_hours=parse_hours(form["horaires"]) if form.get("horaires") else None,
+        from_date=date.fromisoformat(form.get("a_partir_du") or date.today().isoformat()),
+    )
+
+
+def _suspension(form: dict[str, str]) -> EventPayload:
+    if not ACTOR_ID.match(form.get("centre_id", "")):
+        raise ValueError("identifiant de centre invalide")
+    return CentreSuspended(
+        centre_id=form["centre_id"], reason=form.get("motif") or "suspendu par l'ARS"
+    )
+
+
+@router.post("/territoire/activer")
+async def activate(request: Request, console: ConsoleDep) -> Response:
+    return await ars_decision(
+        request, console, _activation, "Activation du centre {centre} publiée."
+    )
+
+
+@router.post("/territoire/capacite")
+async def capacity(request: Request, console: ConsoleDep) -> Response:
+    return await ars_decision(
+        request, console, _capacity, "Changement de capacité de {centre} publié."
+    )
+
+
+@router.post("/territoire/suspendre")
+async def suspend(request: Request, console: ConsoleDep) -> Response:
+    return await ars_decision(request, console, _suspension, "Suspension de {centre} publiée.")
+
+
+@router.get("/audit")
+async def audit_page(request: Request, store: AccountsDep) -> HTMLResponse:
+    actor = await actor_of(request, Role.ARS)
+    entries: list[AuditEntry] = await store.audit_of_region(actor.acts_for)
+    return page(
+        request,
+        "audit.html",
+        actor,
+        entries=entries,
+        actions=ACTION_LABELS,
+        region_name=region_codes().get(actor.acts_for, actor.acts_for),
+    )
+
+
+def _decision_call(payload: EventPayload) -> tuple[str, dict[str, Any]]:
+    """The scheduler's route and body for an ARS's decision."""
+    body = payload.model_dump(mode="json", exclude_none=True)
+    if isinstance(payload, CentreActivated):
+        return "/centres", body
+    centre_id = body.pop("centre_id")
+    if isinstance(payload, CentreCapacityChanged):
+        return f"/centres/{quote(centre_id, safe='')}/capacity", body
+    return f"/centres/{quote(centre_id, safe='')}/suspend", body
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])} : {e['msg']}" for e in exc.errors()[:3]
+        )
+    return str(exc)

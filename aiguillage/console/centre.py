@@ -1,0 +1,140 @@
+"""A centre's day: its appointments, their outcomes (and corrections), its requests for
+reinforcement to the ARS, all through the notifier's API (the centres' door)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from aiguillage.console.auth import Actor
+from aiguillage.console.centre_day import with_offers
+from aiguillage.console.common import (
+    PARIS,
+    Console,
+    ConsoleDep,
+    ServiceError,
+    actor_of,
+    form_of,
+    page,
+    record,
+)
+from shared.auth import Role
+from shared.labels import CONSULTATION_OUTCOMES
+
+router = APIRouter()
+
+
+async def centre_context(console: Console, actor: Actor, day: str | None) -> dict[str, Any]:
+    try:
+        listing = await console.call(
+            actor, "GET", "notifier", f"/centres/{actor.subject}/appointments", day=day
+        )
+    except ServiceError as exc:
+        return {"service_error": str(exc), "appointments": [], "day": day}
+    # What may be recorded now, and when that changes (the page is read again then).
+    appointments, next_change = with_offers(listing["appointments"], datetime.now(UTC))
+    return {
+        "appointments": appointments,
+        "next_change": next_change,
+        "issues": CONSULTATION_OUTCOMES,
+        "day": listing["day"],
+        "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
+    }
+
+
+@router.get("/centre")
+async def centre_page(
+    request: Request, console: ConsoleDep, jour: str | None = None
+) -> HTMLResponse:
+    actor = await actor_of(request, Role.CENTRE)
+    return page(request, "centre.html", actor, **await centre_context(console, actor, jour))
+
+
+@router.get("/centre/fragment")
+async def centre_fragment(
+    request: Request, console: ConsoleDep, jour: str | None = None
+) -> HTMLResponse:
+    actor = await actor_of(request, Role.CENTRE)
+    context = await centre_context(console, actor, jour)
+    return page(request, "_appointments.html", actor, **context)
+
+
+async def centre_action(
+    request: Request,
+    action: Callable[[Actor, dict[str, str]], Awaitable[str]],
+    what: str,
+    appointment_id: str | None = None,
+) -> Response:
+    actor = await actor_of(request, Role.CENTRE)
+    form = await form_of(request)
+    back = "/centre" + (f"?jour={form['jour']}&" if form.get("jour") else "?")
+    try:
+        message, ok = await action(actor, form), True
+    except ServiceError as exc:
+        # A refusal with a stable code (an outcome out of its time) is said in the
+        # service's own French words, not as an HTTP error.
+        message, ok = (exc.detail if exc.code else str(exc)), False
+    except ValueError as exc:
+        message, ok = str(exc), False
+    if ok:
+        detail = {k: v for k, v in form.items() if k != "csrf"}
+        if appointment_id is not None:
+            detail["appointment_id"] = appointment_id
+        await record(request, what, json.dumps(detail), centre_id=actor.subject)
+    return RedirectResponse(f"{back}{'ok' if ok else 'erreur'}={quote(message)}", status_code=303)
+
+
+@router.post("/centre/rendez-vous/{appointment_id}/issue")
+async def outcome(request: Request, appointment_id: str, console: ConsoleDep) -> Response:
+    async def report(actor: Actor, form: dict[str, str]) -> str:
+        await console.call(
+            actor,
+            "POST",
+            "notifier",
+            f"/centres/{actor.subject}/appointments/{appointment_id}/outcome",
+            {"outcome": form.get("issue"), "reason": form.get("motif", "")},
+        )
+        return "Issue de la consultation enregistrée."
+
+    return await centre_action(request, report, "consultation.outcome", appointment_id)
+
+
+@router.post("/centre/rendez-vous/{appointment_id}/correction")
+async def correction(request: Request, appointment_id: str, console: ConsoleDep) -> Response:
+    async def correct(actor: Actor, form: dict[str, str]) -> str:
+        await console.call(
+            actor,
+            "POST",
+            "notifier",
+            f"/centres/{actor.subject}/appointments/{appointment_id}/correction",
+            {"outcome": form.get("issue"), "reason": form.get("motif", "")},
+        )
+        return "Correction de l'issue envoyée."
+
+    return await centre_action(request, correct, "consultation.correction", appointment_id)
+
+
+@router.post("/centre/renforts")
+async def reinforcements(request: Request, console: ConsoleDep) -> Response:
+    async def ask(actor: Actor, form: dict[str, str]) -> str:
+        await console.call(
+            actor,
+            "POST",
+            "notifier",
+            f"/centres/{actor.subject}/reinforcements",
+            {
+                "count": int(form.get("nombre") or 0),
+                "profession": form.get("profession", ""),
+                "from_date": form.get("a_partir_du") or date.today().isoformat(),
+                "note": form.get("note", ""),
+            },
+        )
+        return "Demande de renfort envoyée à l'ARS."
+
+    return await centre_action(request, ask, "reinforcement.requested")

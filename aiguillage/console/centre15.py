@@ -1,0 +1,76 @@
+"""Centre 15's desk: the referrals held for a regulator (regulation's API) and those
+escalated (intake's), and the regulator's decisions on them, in the regulator's name."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from aiguillage.console.auth import Actor
+from aiguillage.console.common import (
+    PARIS,
+    Console,
+    ConsoleDep,
+    Refused,
+    ServiceError,
+    actor_of,
+    back,
+    form_of,
+    page,
+    record,
+)
+from shared.auth import Role
+from shared.territory import OUTSIDE_TERRITORY
+
+router = APIRouter()
+
+
+async def desk_context(console: Console, actor: Actor) -> dict[str, Any]:
+    try:
+        held = (await console.call(actor, "GET", "regulation", "/held"))["held"]
+        # Kept by intake: escalated while no console was open, still listed.
+        escalated = (await console.call(actor, "GET", "intake", "/escalations"))["escalations"]
+        error = None
+    except ServiceError as exc:
+        held, escalated, error = [], [], str(exc)
+    return {
+        "held": held,
+        "escalations": escalated,
+        "service_error": error,
+        "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
+    }
+
+
+@router.get("/centre-15")
+async def desk(request: Request, console: ConsoleDep) -> HTMLResponse:
+    actor = await actor_of(request, Role.CENTRE_15)
+    return page(request, "centre15.html", actor, **await desk_context(console, actor))
+
+
+@router.get("/centre-15/fragment")
+async def desk_fragment(request: Request, console: ConsoleDep) -> HTMLResponse:
+    actor = await actor_of(request, Role.CENTRE_15)
+    return page(request, "_centre15.html", actor, **await desk_context(console, actor))
+
+
+@router.post("/centre-15/dossiers/{referral_id}/decision")
+async def decide(request: Request, referral_id: str, console: ConsoleDep) -> Response:
+    actor = await actor_of(request, Role.CENTRE_15)
+    form = await form_of(request)
+    body = {
+        "decision": form.get("decision"),
+        "priority": form.get("priorite") or None,
+        "comment": form.get("commentaire", ""),
+    }
+    try:
+        await console.call(actor, "POST", "regulation", f"/referrals/{referral_id}/decision", body)
+    except ServiceError as exc:
+        if exc.code == OUTSIDE_TERRITORY:
+            raise Refused(exc.detail) from exc  # 403, said in French
+        return back("/centre-15", str(exc), False)
+    await record(request, "regulation.decision", json.dumps(body), referral_id=referral_id)
+    return back("/centre-15", f"Décision enregistrée pour le dossier {referral_id[:8]}.")
