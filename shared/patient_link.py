@@ -21,8 +21,11 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from shared.settings import Settings
 
 VERSION = "p1"
 # Our ids are UUIDs: letters, digits and dashes, no dot (the separator).
@@ -94,6 +97,21 @@ def verify_link(key: str, token: str, *, now: float | None = None) -> PatientLin
 
 def link_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/patient/{token}"
+
+
+def patient_link_for(settings: Settings) -> Callable[[str, str, datetime], str]:
+    """The patient's link the notifier puts in each appointment notice: (appointment id,
+    referral id, the appointment's end) -> its URL.
+
+    Signed where the notice is written, with ``AIGUILLAGE_PATIENT_LINK_KEY``; valid until
+    the appointment's end. A moved appointment gets a new notice with a new link; the old
+    one stops working with the old appointment."""
+
+    def link(appointment_id: str, referral_id: str, end: datetime) -> str:
+        token = issue_link(settings.patient_link_key, appointment_id, referral_id, end)
+        return link_url(settings.patient_link_base_url, token)
+
+    return link
 
 
 # The header a caller (the console) passes the patient's token in to a service: a

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from shared.consumer import Delivery, Handler, PermanentError
+from shared.contracts import routing_key_pattern
 from shared.events import EventPayload
 from shared.events.registry import CATALOGUE
 from shared.settings import ServiceName
@@ -69,9 +70,23 @@ def _types() -> tuple[str, ...]:
     return tuple(sorted({c.event_type for c in CATALOGUE}, key=len, reverse=True))
 
 
+def _fixed_keys() -> dict[str, str]:
+    # An event on a key of its own, not its type's (patient.contact on contact.notifier,
+    # the one key only the notifier's queue binds): the key names its event type.
+    patterns = {c.event_type: routing_key_pattern(c) for c in CATALOGUE}
+    return {
+        key: event_type
+        for event_type, key in patterns.items()
+        if "{" not in key and key != event_type
+    }
+
+
 def event_type_of(binding: str) -> str | None:
     """The event type a binding key delivers (``slot.assigned.*`` → ``slot.assigned``,
-    ``referral.regulated.refuse`` → ``referral.regulated``), None when none."""
+    ``referral.regulated.refuse`` → ``referral.regulated``, ``contact.notifier`` →
+    ``patient.contact``), None when none."""
+    if binding in (fixed := _fixed_keys()):
+        return fixed[binding]
     for event_type in _types():
         if binding == event_type or binding.startswith(event_type + "."):
             return event_type

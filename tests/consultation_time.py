@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from services.notifier.tables import centre_appointments
+from services.notifier.store.tables import centre_appointments
 from services.scheduler.store.tables import appointments
 from shared.db import Database
 

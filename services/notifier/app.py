@@ -1,4 +1,5 @@
-"""The notifier service process."""
+"""The notifier service process: its wiring, and the table of which handler takes each
+event type its queues receive (``ROUTES``)."""
 
 from __future__ import annotations
 
@@ -7,42 +8,49 @@ from typing import Any
 
 from faststream.rabbit import RabbitExchange
 
-from services.notifier.api import build_router
-from services.notifier.channels import HttpSms, PatientChannel, RecordChannel, SmtpEmail, Webhook
-from services.notifier.dispatcher import Dispatcher
-from services.notifier.handlers import NotifierHandlers
-from services.notifier.patient_links import patient_link_for
+from services.notifier.handlers import Dispatcher, NotifierHandlers
+from services.notifier.handlers.channels import Webhook, patient_channels
+from services.notifier.http import centres
+from shared.events import (
+    AppointmentCancelled,
+    AppointmentRescheduled,
+    CentreActivated,
+    ConsultationCompleted,
+    ConsultationCorrected,
+    ConsultationNoShow,
+    PatientContact,
+    PatientEscalated,
+    ReferralCancelled,
+    ReferralRegulated,
+    ReferralRejected,
+    ReferralWaitlisted,
+    SlotAssigned,
+)
 from shared.http import development
+from shared.patient_link import patient_link_for
+from shared.routing import Route
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 from shared.territory import Territories
 from shared.topology import CentreQueues, dead_letter_exchange
 from shared.webhooks import WebhookPolicy
 
-
-def patient_channels(settings: Settings) -> list[PatientChannel]:
-    channels: list[PatientChannel] = []
-    for name in settings.patient_channels:
-        if name == "record":
-            channels.append(RecordChannel())
-        elif name == "email":
-            channels.append(
-                SmtpEmail(
-                    settings.smtp_host,
-                    settings.smtp_port,
-                    settings.mail_from,
-                    settings.smtp_username,
-                    settings.smtp_password,
-                    settings.smtp_starttls,
-                )
-            )
-        elif name == "sms":
-            if not settings.sms_gateway_url:
-                raise ValueError("AIGUILLAGE_SMS_GATEWAY_URL is needed for the sms channel")
-            channels.append(HttpSms(settings.sms_gateway_url, settings.sms_api_key))
-        else:
-            raise ValueError(f"unknown patient channel {name!r} (record, email, sms)")
-    return channels
+ROUTES: tuple[Route[NotifierHandlers], ...] = (
+    Route("assignments", SlotAssigned, NotifierHandlers.on_slot_assigned),
+    Route("assignments", AppointmentRescheduled, NotifierHandlers.on_rescheduled),
+    Route("assignments", AppointmentCancelled, NotifierHandlers.on_appointment_cancelled),
+    Route("contacts", PatientContact, NotifierHandlers.on_contact),
+    # No referral.received: the referrer comes with patient.contact.
+    Route("referrals", ReferralRejected, NotifierHandlers.on_rejected),
+    Route("referrals", ReferralRegulated, NotifierHandlers.on_regulated),
+    Route("referrals", ReferralWaitlisted, NotifierHandlers.on_waitlisted),
+    Route("referrals", ReferralCancelled, NotifierHandlers.on_withdrawn),
+    Route("referrals", PatientEscalated, NotifierHandlers.on_escalated),
+    Route("referrals", ConsultationNoShow, NotifierHandlers.on_no_show),
+    Route("referrals", ConsultationCompleted, NotifierHandlers.on_completed),
+    Route("referrals", ConsultationCorrected, NotifierHandlers.on_corrected),
+    Route("centres", CentreActivated, NotifierHandlers.on_centre_activated),
+)
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
@@ -90,13 +98,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     handlers = NotifierHandlers(
         channels, provision_centre, patient_link_for(settings), Territories.of(settings)
     )
-    runtime.consume("assignments", handlers.on_assignment)
-    runtime.consume("contacts", handlers.on_contact)
-    runtime.consume("referrals", handlers.on_referral)
-    runtime.consume("centres", handlers.on_centre)
+    runtime.route(handlers, ROUTES)
     runtime.on_startup(dispatcher.start)
     runtime.on_shutdown(dispatcher.stop)
-    runtime.http_app.include_router(
-        build_router(runtime.database, runtime.publish_at_door, settings)
-    )
+    centres.install(runtime.http_app, runtime.database, runtime.publish_at_door, settings)
     return runtime

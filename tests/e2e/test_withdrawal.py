@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 
 from aiguillage.demo import wait_for_consumers, wait_for_drain
 from aiguillage.processes import ServiceProcesses
-from services.notifier.channels import signature
+from services.notifier.handlers.channels import signature
 from shared.auth import Role, issue_token
 from shared.events import Envelope
 from shared.http import HttpServer

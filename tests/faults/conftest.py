@@ -19,7 +19,7 @@ from aiguillage.demo import wait_for_consumers, wait_for_drain
 from aiguillage.observer import FINAL, Observer
 from aiguillage.processes import ServiceProcesses
 from aiguillage.scenario import demo_referral
-from services.notifier.tables import notifications
+from services.notifier.store.tables import notifications
 from shared.db import Database
 from shared.events import Envelope, ReferralSubmitted, new_id
 from shared.publisher import EventPublisher

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.notifier.app import build
-from services.notifier.tables import contacts
+from services.notifier.store.tables import contacts
 from shared.events import PatientContact
 from shared.publisher import EventPublisher
 from shared.settings import Settings

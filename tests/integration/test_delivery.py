@@ -12,7 +12,7 @@ import aio_pika
 import pytest
 from sqlalchemy import func, select
 
-from services.notifier.tables import contacts
+from services.notifier.store.tables import contacts
 from shared.consumer import Delivery
 from shared.events import Envelope, NotificationSent, PatientContact, RecipientKind
 from shared.messaging_tables import outbox

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from services.notifier.tables import contacts
+from services.notifier.store.tables import contacts
 from shared.consumer import Delivery
 from shared.db import Database
 from shared.events import Envelope, NotificationSent, PatientContact, RecipientKind

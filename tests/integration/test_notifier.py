@@ -19,9 +19,9 @@ from fastapi import FastAPI, Request
 from sqlalchemy import select
 
 from services.notifier.app import build
-from services.notifier.channels import signature
-from services.notifier.sms import measure
-from services.notifier.tables import attempts, deferred_outcomes, notifications, referrers
+from services.notifier.domain.sms import measure
+from services.notifier.handlers.channels import signature
+from services.notifier.store.tables import attempts, deferred_outcomes, notifications, referrers
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.domain.rules import Case, decide
 from shared.auth import Role, issue_token
@@ -346,7 +346,7 @@ async def test_centre_day_list_is_its_own_only(
             await pub.publish_envelope(envelope, key)
 
     async def booked() -> bool:
-        from services.notifier.tables import centre_appointments
+        from services.notifier.store.tables import centre_appointments
 
         return bool(await _rows(notifier, centre_appointments))
 
@@ -369,7 +369,7 @@ async def test_centre_day_list_is_its_own_only(
         own = bearer(Role.CENTRE, "rennes-1")
         # The list is of a day in France: the appointment's (two hours ahead is
         # tomorrow there from 22:00 on).
-        from services.notifier.tables import centre_appointments
+        from services.notifier.store.tables import centre_appointments
 
         [booked_row] = await _rows(notifier, centre_appointments)
         day = in_paris(as_utc(booked_row.start)).date().isoformat()
@@ -425,7 +425,7 @@ async def test_a_centre_corrects_an_outcome_and_the_referrer_hears_it(
         await on_the_bus(pub, absent)
 
     async def recorded() -> bool:
-        from services.notifier.tables import centre_appointments
+        from services.notifier.store.tables import centre_appointments
 
         rows = await _rows(notifier, centre_appointments)
         return bool(rows) and rows[0].status == "noshow"
@@ -478,7 +478,7 @@ async def test_a_centre_corrects_an_outcome_and_the_referrer_hears_it(
     )
 
     async def shown() -> bool:
-        from services.notifier.tables import centre_appointments
+        from services.notifier.store.tables import centre_appointments
 
         [row] = await _rows(notifier, centre_appointments)
         return bool(row.status == "fulfilled")

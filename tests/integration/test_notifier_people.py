@@ -12,9 +12,9 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import insert, select
 
-from services.notifier.channels import Contact, PatientMessage, Webhook
-from services.notifier.dispatcher import Dispatcher
-from services.notifier.tables import contacts, notifications, referrers
+from services.notifier.handlers.channels import Contact, PatientMessage, Webhook
+from services.notifier.handlers.dispatcher import Dispatcher
+from services.notifier.store.tables import contacts, notifications, referrers
 from shared.db import Database
 from shared.events import new_id, utcnow
 from shared.messaging_tables import outbox

@@ -21,8 +21,8 @@ from sqlalchemy import Column, String, Table
 
 from services.intake import domain
 from services.intake.tables import referrals, rejections, status_history
-from services.notifier.tables import centres as notifier_centres
-from services.notifier.tables import deferred_outcomes, notifications, referrers
+from services.notifier.store.tables import centres as notifier_centres
+from services.notifier.store.tables import deferred_outcomes, notifications, referrers
 from services.regulation.tables import cases, decisions, protocol_activations, protocols
 from services.scheduler.store.tables import capacity_changes
 from services.scheduler.store.tables import centres as scheduler_centres

@@ -4,8 +4,9 @@ Centre 15 only where it is enabled, and not a Centre 15 that hears it as the ref
 
 from __future__ import annotations
 
-from services.notifier.handlers import CENTRE_15, NotifierHandlers, _centre_15_keys
-from services.notifier.store import Referrer
+from services.notifier.handlers import CENTRE_15, NotifierHandlers
+from services.notifier.handlers.telling import centre_15_keys as _centre_15_keys
+from services.notifier.store.referrers import Referrer
 from shared.settings import Settings
 from shared.territory import Territories
 

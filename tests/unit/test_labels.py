@@ -13,7 +13,7 @@ import pytest
 
 import shared.events
 from services.intake.status import State, message
-from services.notifier.templates import referrer_outcome
+from services.notifier.domain.templates import referrer_outcome
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.domain.rules import Outcome
 from shared import labels

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.notifier import patient_notices, templates
-from services.notifier.patient_notices import Visit
+from services.notifier.domain import patient_notices, templates
+from services.notifier.domain.patient_notices import Visit
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.domain.rules import Case, decide
 from shared.events import Clinical, Purpose, ReferrerKind

@@ -184,8 +184,8 @@ def test_a_referrer_hears_of_referral_events_without_their_content() -> None:
 
 
 def test_the_notice_carries_a_link_that_verifies_until_the_appointment_ends() -> None:
-    from services.notifier import patient_notices
-    from services.notifier.patient_links import patient_link_for
+    from services.notifier.domain import patient_notices
+    from shared.patient_link import patient_link_for
 
     settings = Settings(patient_link_key=KEY, patient_link_base_url="https://rdv.example")
     end = datetime.fromtimestamp(LATER, UTC)

@@ -11,9 +11,9 @@ import pytest
 
 from aiguillage.scenario import ILE_DE_FRANCE, RENNES
 from aiguillage.wave import idf_2020_03
-from services.notifier import patient_notices as notices
-from services.notifier import sms, templates
-from services.notifier.patient_notices import PatientNotice, Visit
+from services.notifier.domain import patient_notices as notices
+from services.notifier.domain import sms, templates
+from services.notifier.domain.patient_notices import PatientNotice, Visit
 from shared.geo import communes
 from shared.patient_link import issue_link, link_url
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.notifier.sms import fit, is_gsm, measure, segments, to_gsm
+from services.notifier.domain.sms import fit, is_gsm, measure, segments, to_gsm
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import ipaddress
 import httpx
 import pytest
 
-from services.notifier.channels import Refused, TemporaryFailure, Webhook
+from services.notifier.handlers.channels import Refused, TemporaryFailure, Webhook
 from shared.webhooks import WebhookPolicy, forbidden
 
 PRODUCTION = WebhookPolicy()

@@ -1,6 +1,6 @@
 """Alembic environment of the notifier service (run through shared.migrations.upgrade)."""
 
-from services.notifier.tables import metadata
+from services.notifier.store.tables import metadata
 from shared.messaging_tables import metadata as messaging_metadata
 from shared.migrations import run_env
 

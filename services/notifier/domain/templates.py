@@ -1,5 +1,5 @@
 """Message texts, in French, for the centres and the referrers the notifier tells (the
-patients' are services/notifier/patient_notices.py)."""
+patients' are services/notifier/domain/patient_notices.py)."""
 
 from __future__ import annotations
 

@@ -21,12 +21,10 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifier import sms
-from services.notifier.channels import (
+from services.notifier.domain import sms
+from services.notifier.handlers.channels import (
     Contact,
     PatientChannel,
     PatientMessage,
@@ -35,7 +33,7 @@ from services.notifier.channels import (
     TemporaryFailure,
     Webhook,
 )
-from services.notifier.tables import attempts, contact_quota, contacts, notifications, referrers
+from services.notifier.store import dispatch
 from shared.db import Database, as_utc
 from shared.events import Channel, NotificationFailed, NotificationSent, RecipientKind, utcnow
 from shared.outbox import OutboxRelay, outbox_row, stage_rows
@@ -146,17 +144,12 @@ class Dispatcher:
         records back, and a burst costs a transaction per group, not per notice)."""
         now = utcnow()
         async with self.database.transaction() as session:
-            query = _DUE_LOCKED if not self.database.is_sqlite else _DUE
-            rows = (await session.execute(query, {"now": now, "batch": batch})).all()
+            until = now + timedelta(seconds=self.claim_seconds(batch))
+            rows = await dispatch.claim_due(
+                session, now, batch, until, locked=not self.database.is_sqlite
+            )
             if not rows:
                 return 0
-            await session.execute(
-                _CLAIM,
-                {
-                    "ids": [r.id for r in rows],
-                    "until": now + timedelta(seconds=self.claim_seconds(batch)),
-                },
-            )
             known = await _recipients(session, rows)
         pending = {asyncio.ensure_future(self._send(row, known)) for row in rows}
         while pending:
@@ -237,13 +230,7 @@ class Dispatcher:
         and a refused message rolls its increment back."""
         day = self._today()
         async with self.database.transaction() as session:
-            insert_: Any = sqlite.insert if self.database.is_sqlite else postgresql.insert
-            statement = insert_(contact_quota).values(address_key=key, day=day, count=1)
-            statement = statement.on_conflict_do_update(
-                index_elements=[contact_quota.c.address_key, contact_quota.c.day],
-                set_={"count": contact_quota.c.count + 1},
-            ).returning(contact_quota.c.count)
-            count = (await session.execute(statement)).scalar_one()
+            count = await dispatch.take_quota(session, key, day, is_sqlite=self.database.is_sqlite)
             if count > self.contact_messages_per_day:
                 raise Refused(
                     "contact_quota",
@@ -253,11 +240,7 @@ class Dispatcher:
     async def _give_back_quota(self, key: str) -> None:
         with contextlib.suppress(Exception):  # at worst one message too few today
             async with self.database.transaction() as session:
-                await session.execute(
-                    update(contact_quota)
-                    .where(contact_quota.c.address_key == key, contact_quota.c.day == self._today())
-                    .values(count=contact_quota.c.count - 1)
-                )
+                await dispatch.give_back_quota(session, key, self._today())
 
     async def _record_all(self, outcomes: list[_Outcome]) -> None:
         """The outcomes of a group of sends, in one transaction: each try's attempt row,
@@ -295,21 +278,20 @@ class Dispatcher:
             states.append(
                 {
                     "b_id": row.id,
-                    "status": status,
-                    "attempts": attempt,
+                    "new_status": status,
+                    "new_attempts": attempt,
                     "due": due,
                     "error": error,
-                    "sent_at": now if error is None else None,
+                    "new_sent_at": now if error is None else None,
                 }
             )
             events.append(self._event_row(row, attempt, error, final, outcome.refused))
         async with self.database.transaction() as session:
             if tries:
-                await session.execute(_INSERT_ATTEMPT, tries)
-                await session.execute(_RECORD, states)
+                await dispatch.record(session, tries, states)
                 await stage_rows(session, events)
             if waits:
-                await session.execute(_WAIT, waits)
+                await dispatch.put_back(session, waits)
         if events:
             self.relay.notify(len(events))  # each try records one event
         for outcome in outcomes:
@@ -419,11 +401,8 @@ async def _recipients(session: AsyncSession, rows: Iterable[Any]) -> dict[str, _
     )
     if not ids:
         return {}
-    found = {r.referral_id: r for r in (await session.execute(_CONTACTS, {"ids": ids})).all()}
-    registered = {
-        r.referral_id: r.patient_channels
-        for r in (await session.execute(_REFERRERS, {"ids": ids})).all()
-    }
+    found = await dispatch.contacts_of(session, ids)
+    registered = await dispatch.registered_channels(session, ids)
     known: dict[str, _Recipient] = {}
     for referral_id in ids:
         c = found.get(referral_id)
@@ -436,46 +415,6 @@ async def _recipients(session: AsyncSession, rows: Iterable[Any]) -> dict[str, _
             contact, referral_id in registered, registered.get(referral_id)
         )
     return known
-
-
-# Statements built once, their parameters bound per call (executemany for a group).
-_DUE = (
-    select(notifications)
-    .where(
-        notifications.c.status.in_(("pending", "sending")),
-        notifications.c.next_attempt_at <= bindparam("now"),
-    )
-    .order_by(notifications.c.next_attempt_at)
-    .limit(bindparam("batch"))
-)
-_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
-_CLAIM = (
-    update(notifications)
-    .where(notifications.c.id.in_(bindparam("ids", expanding=True)))
-    .values(status="sending", next_attempt_at=bindparam("until"))
-)
-_CONTACTS = select(contacts).where(contacts.c.referral_id.in_(bindparam("ids", expanding=True)))
-_REFERRERS = select(referrers.c.referral_id, referrers.c.patient_channels).where(
-    referrers.c.referral_id.in_(bindparam("ids", expanding=True))
-)
-_INSERT_ATTEMPT = insert(attempts)
-# The bound names differ from the columns': an UPDATE reserves the column names for SET.
-_RECORD = (
-    update(notifications)
-    .where(notifications.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("status"),
-        attempts=bindparam("attempts"),
-        next_attempt_at=bindparam("due"),
-        last_error=bindparam("error"),
-        sent_at=bindparam("sent_at"),
-    )
-)
-_WAIT = (
-    update(notifications)
-    .where(notifications.c.id == bindparam("b_id"))
-    .values(status="pending", next_attempt_at=bindparam("due"), last_error=bindparam("error"))
-)
 
 
 def _address_key(channel: str, contact: Contact) -> str | None:

@@ -13,7 +13,7 @@ it names, will really do:
   books or calls, so the notice says whom to turn to;
 - every notice ends with what to do if the patient gets worse: call 15.
 
-An SMS fits ``sms.MAX_SEGMENTS`` segments of the GSM alphabet (services/notifier/sms.py):
+An SMS fits ``sms.MAX_SEGMENTS`` segments of the GSM alphabet (services/notifier/domain/sms.py):
 the centre, the day and time, and the patient's link, behind which the rest is.
 """
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.notifier import sms
-from services.notifier.templates import local_time, where_at
+from services.notifier.domain import sms
+from services.notifier.domain.templates import local_time, where_at
 from shared.geo import commune
 from shared.paris import LABEL_FR, in_paris
 

@@ -1,5 +1,7 @@
-"""The ways the notifier reaches people, behind one interface. Each raises
-``TemporaryFailure`` (try again later) or ``PermanentFailure`` (no use trying again)."""
+"""The ways the notifier reaches people, behind one interface: the outbound adapters
+(SMTP e-mail, the SMS gateway, referrers' webhooks, the demos' record), and which of
+them the settings choose. Each raises ``TemporaryFailure`` (try again later) or
+``PermanentFailure`` (no use trying again)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import httpx
 import structlog
 
 from shared.events.phone import e164, takes_sms
+from shared.settings import Settings
 from shared.webhooks import WebhookPolicy, WebhookRefused, check_addresses, check_url
 
 log = structlog.get_logger(__name__)
@@ -243,3 +246,29 @@ class Webhook:
         except httpx.HTTPError as exc:
             raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
         _judge(response)
+
+
+def patient_channels(settings: Settings) -> list[PatientChannel]:
+    """The patient channels ``AIGUILLAGE_PATIENT_CHANNELS`` names, in its order."""
+    channels: list[PatientChannel] = []
+    for name in settings.patient_channels:
+        if name == "record":
+            channels.append(RecordChannel())
+        elif name == "email":
+            channels.append(
+                SmtpEmail(
+                    settings.smtp_host,
+                    settings.smtp_port,
+                    settings.mail_from,
+                    settings.smtp_username,
+                    settings.smtp_password,
+                    settings.smtp_starttls,
+                )
+            )
+        elif name == "sms":
+            if not settings.sms_gateway_url:
+                raise ValueError("AIGUILLAGE_SMS_GATEWAY_URL is needed for the sms channel")
+            channels.append(HttpSms(settings.sms_gateway_url, settings.sms_api_key))
+        else:
+            raise ValueError(f"unknown patient channel {name!r} (record, email, sms)")
+    return channels

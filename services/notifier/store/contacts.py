@@ -1,0 +1,35 @@
+"""The patients' contacts: the only copy of contact details outside intake, kept for
+the patient notices and for Centre 15 to call an escalated patient back."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notifier.store.tables import contacts
+from shared.events import PatientContact
+
+_CONTACT_EXISTS = select(contacts.c.referral_id).where(
+    contacts.c.referral_id == bindparam("referral_id")
+)
+_INSERT_CONTACT = insert(contacts)
+_CALL_BACK = select(contacts.c.first_name, contacts.c.last_name, contacts.c.phone).where(
+    contacts.c.referral_id == bindparam("referral_id")
+)
+
+
+async def keep_contact(session: AsyncSession, contact: PatientContact) -> None:
+    """The patient's contact, once: a repeated one is the same patient's."""
+    exists = await session.scalar(_CONTACT_EXISTS, {"referral_id": contact.referral_id})
+    if exists is None:
+        await session.execute(
+            _INSERT_CONTACT, contact.model_dump(mode="json", exclude={"referrer"})
+        )
+
+
+async def call_back(session: AsyncSession, referral_id: str) -> dict[str, str | None] | None:
+    """What Centre 15 needs to call the patient back (names, phone), or None."""
+    row = (await session.execute(_CALL_BACK, {"referral_id": referral_id})).first()
+    if row is None:
+        return None
+    return {"first_name": row.first_name, "last_name": row.last_name, "phone": row.phone}
