@@ -182,7 +182,7 @@ def by_code(labels: Mapping[Any, str], *, capital: bool = False) -> dict[str, st
 
 # -- codes that are a service's own strings -------------------------------------------
 
-# Where a referral stands, as intake says it (services/intake/status.py ``State``).
+# Where a referral stands, as intake says it (services/intake/domain/status.py ``State``).
 REFERRAL_STATES: Mapping[str, str] = {
     "received": "reçu",
     "rejected": "refusé à l'accueil",

@@ -19,8 +19,12 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiguillage.reach import database, reaching
-from services.intake import registry
-from services.intake.registry import Registration
+from services.intake import (
+    Registration,
+    every_registration,
+    register_referrer,
+    remove_referrer,
+)
 from shared.db import Database
 from shared.events import ReferrerKind, utcnow
 from shared.http import development
@@ -91,7 +95,7 @@ def add(
         raise typer.BadParameter(str(exc).splitlines()[0]) from exc
 
     async def work(session: AsyncSession) -> bool:
-        return await registry.register(session, registration, utcnow())
+        return await register_referrer(session, registration, utcnow())
 
     new = asyncio.run(_with_intake(settings, work))
     typer.echo(f"{'registered' if new else 'updated'} {kind.value}:{identifier}")
@@ -102,7 +106,7 @@ def list_() -> None:
     """Every registered referrer."""
 
     async def work(session: AsyncSession) -> list[Registration]:
-        return await registry.every_registration(session)
+        return await every_registration(session)
 
     for r in asyncio.run(_with_intake(get_settings(), work)):
         typer.echo(
@@ -119,7 +123,7 @@ def remove(
     """Strike a referrer off: its next submission is refused (outside development)."""
 
     async def work(session: AsyncSession) -> bool:
-        return await registry.remove(session, kind.value, identifier)
+        return await remove_referrer(session, kind.value, identifier)
 
     if not asyncio.run(_with_intake(get_settings(), work)):
         typer.echo(f"{kind.value}:{identifier} is not registered", err=True)

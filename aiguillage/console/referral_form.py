@@ -41,7 +41,7 @@ class Vital:
     integer: bool
 
 
-# The plausible ranges intake applies (services/intake/domain.py VITAL_LIMITS): a value
+# The plausible ranges intake applies (services/intake/domain/submission.py VITAL_LIMITS): a value
 # outside them is a typing error, which intake refuses with its reason.
 VITALS = (
     Vital("spo2", "SpO2 en air ambiant", "%", 50, 100, "0.1", False),

@@ -1,14 +1,41 @@
-"""The intake service process."""
+"""The intake service process: its routes (``ROUTES``) and its wiring (``build``)."""
 
 from __future__ import annotations
 
-from services.intake.api import build_router, document_referral_schema
 from services.intake.handlers import IntakeHandlers, by_referrer
-from services.intake.patient_link import build_patient_router
-from services.intake.referrer_list import build_list_router
-from services.intake.withdrawal import build_withdrawal_router
-from shared.runtime import ServiceRuntime
+from services.intake.http import install
+from shared.events import (
+    AppointmentCancelled,
+    AppointmentRescheduled,
+    ConsultationCompleted,
+    ConsultationCorrected,
+    ConsultationNoShow,
+    PatientEscalated,
+    ReferralCancelled,
+    ReferralRegulated,
+    ReferralSubmitted,
+    ReferralWaitlisted,
+    SlotAssigned,
+)
+from shared.routing import Route
+from shared.runtime import ConsumeOptions, ServiceRuntime
 from shared.settings import ServiceName, Settings
+
+H = IntakeHandlers
+ROUTES: tuple[Route[IntakeHandlers], ...] = (
+    Route("submissions", ReferralSubmitted, H.on_submitted),
+    Route("submissions", ReferralCancelled, H.on_cancelled),
+    # What became of each referral downstream: one path for all (domain.status).
+    Route("outcomes", ReferralRegulated, H.on_outcome),
+    Route("outcomes", ReferralWaitlisted, H.on_outcome),
+    Route("outcomes", SlotAssigned, H.on_outcome),
+    Route("outcomes", AppointmentRescheduled, H.on_outcome),
+    Route("outcomes", AppointmentCancelled, H.on_outcome),
+    Route("outcomes", ConsultationCompleted, H.on_outcome),
+    Route("outcomes", ConsultationNoShow, H.on_outcome),
+    Route("outcomes", ConsultationCorrected, H.on_outcome),
+    Route("outcomes", PatientEscalated, H.on_outcome),
+)
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
@@ -16,19 +43,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     handlers = IntakeHandlers(settings)
     # A batch's submissions in referrer order: each locks its referrer's quota rows. A
     # quota known spent is refused before its submission joins a batch (issue 28).
-    runtime.consume("submissions", handlers.on_submitted, order=by_referrer, gate=handlers.gate)
-    runtime.consume("outcomes", handlers.on_outcome)
-    runtime.http_app.include_router(
-        build_router(handlers, runtime.database, runtime.relay, settings)
-    )
-    # Issue 17: a referrer's own list, and the patient's cancellation by their link.
-    runtime.http_app.include_router(build_list_router(runtime.database, settings))
-    runtime.http_app.include_router(
-        build_patient_router(handlers, runtime.database, runtime.relay, settings.patient_link_key)
-    )
-    # Issue 27: a referrer withdraws its own referral, with a reason from the list.
-    runtime.http_app.include_router(
-        build_withdrawal_router(handlers, runtime.database, runtime.relay, settings)
-    )
-    document_referral_schema(runtime.http_app)
+    submissions = ConsumeOptions(order=by_referrer, gate=handlers.gate)
+    runtime.route(handlers, ROUTES, {"submissions": submissions})
+    install(runtime.http_app, handlers, runtime.database, runtime.relay, settings)
     return runtime

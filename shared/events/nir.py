@@ -1,7 +1,7 @@
 """The NIR (numéro d'inscription au répertoire, the French social security number):
 its shape and its control key, checked where a referral comes in.
 
-A wrong NIR would become a wrong pseudonym (services.intake.domain.pseudonym): two
+A wrong NIR would become a wrong pseudonym (services.intake.domain.submission.pseudonym): two
 patients merged, or one patient split in two. Refusals never quote the value: their
 messages travel to the referrer and into the logs.
 """

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from services.intake.app import build
-from services.intake.tables import identities
+from services.intake.store.tables import identities
 from shared.auth import Role, issue_token
 from shared.events import (
     AppointmentCancelled,

@@ -15,9 +15,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from services.intake.api import build_router
+from services.intake.domain.referrers import RateLimited, Registration
 from services.intake.handlers import IntakeHandlers
-from services.intake.registry import RateLimited, Registration, register
+from services.intake.http import install
+from services.intake.store.registry import register
 from shared.auth import Role, issue_token
 from shared.consumer import Delivery
 from shared.db import Database
@@ -58,7 +59,7 @@ def _app(settings: Settings, database: Database) -> FastAPI:
     app = FastAPI()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     handlers = IntakeHandlers(settings)
-    app.include_router(build_router(handlers, database, cast(OutboxRelay, _Relay()), settings))
+    install(app, handlers, database, cast(OutboxRelay, _Relay()), settings)
     return app
 
 
@@ -177,7 +178,7 @@ async def test_past_the_rate_429_with_retry_after(
     limited = settings.model_copy(update={"referrer_per_minute": 3, "referrer_per_day": 5})
     noon = datetime.fromisoformat("2020-03-30T12:00:10+00:00")
     now = {"at": noon}
-    monkeypatch.setattr("services.intake.api.utcnow", lambda: now["at"])
+    monkeypatch.setattr("services.intake.http.referrals.utcnow", lambda: now["at"])
     async with _client(limited, sqlite_db) as http, _client(limited, sqlite_db) as replica:
         for n in range(2):
             assert (await http.post("/referrals", json=valid_referral(f"r-{n}"))).status_code == 201

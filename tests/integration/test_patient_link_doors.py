@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from services.intake.app import build as build_intake
-from services.intake.tables import referrals, status_history
+from services.intake.store.tables import referrals, status_history
 from services.scheduler.app import build as build_scheduler
 from services.scheduler.store.tables import appointments
 from shared.auth import Role, issue_token

@@ -174,7 +174,7 @@ async def test_1b_a_cc_header_does_not_carry_a_report_past_the_appointment_check
 async def test_2_a_referrer_cannot_submit_in_another_referrer_s_name(stage: Stage) -> None:
     """Referrer A submits in B's name (B's identifier), with a reference B used and
     ``reply_to`` B's key; then in its own name, answered on B's key. Proves intake's
-    ``_in_own_name`` (services/intake/handlers.py): the referrer named must be the
+    ``in_own_name`` (services/intake/domain/senders.py): the referrer named must be the
     sender (taken out: a reference conflict answered on B's key, a rejection filed under
     B), and answered on its own key only (taken out: B reads the news of A's patient)."""
     s = stage

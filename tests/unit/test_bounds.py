@@ -19,8 +19,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Column, String, Table
 
-from services.intake import domain
-from services.intake.tables import referrals, rejections, status_history
+from services.intake.domain import submission as domain
+from services.intake.store.tables import referrals, rejections, status_history
 from services.notifier.store.tables import centres as notifier_centres
 from services.notifier.store.tables import deferred_outcomes, notifications, referrers
 from services.regulation.tables import cases, decisions, protocol_activations, protocols
@@ -141,7 +141,7 @@ def _columns_by_name() -> dict[str, list[Column[Any]]]:
 
 
 def _tables() -> list[Table]:
-    modules = [f"services.{service}.tables" for service in SERVICES]
+    modules = [f"services.{service}.store.tables" for service in SERVICES]
     metadatas = [import_module(m).metadata for m in [*modules, "shared.messaging_tables"]]
     return [table for metadata in metadatas for table in metadata.tables.values()]
 

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from services.intake import domain
+from services.intake.domain import submission as domain
 from shared.events import ReferralSubmitted
 
 TODAY = date(2020, 3, 25)

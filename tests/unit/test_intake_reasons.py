@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.intake import domain
+from services.intake.domain import submission as domain
 from shared.events import Reason, ReferralSubmitted
 from tests.strategies import valid_referral
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 import pytest
 
 import shared.events
-from services.intake.status import State, message
+from services.intake.domain.status import State, message
 from services.notifier.domain.templates import referrer_outcome
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.domain.rules import Outcome

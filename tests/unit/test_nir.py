@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.intake import domain
+from services.intake.domain import submission as domain
 from shared.events import PatientIdentity, ReferralSubmitted
 from shared.events.nir import check_nir, nir_key
 

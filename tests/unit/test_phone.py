@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.intake import domain
+from services.intake.domain import submission as domain
 from shared.events import Reason, ReferralSubmitted
 from shared.events.phone import e164, takes_sms
 from tests.strategies import valid_referral

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.intake.status import (
+from services.intake.domain.status import (
     FINAL,
     TRANSITIONS,
     Current,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.intake.status import Entry, Happening, State, entry_for_event, message, replay
+from services.intake.domain.status import Entry, Happening, State, entry_for_event, message, replay
 from shared.events import AppointmentCancelled, CancelledBy, ReferralCancelled, WithdrawalReason
 from shared.labels import WITHDRAWAL_REASONS as WITHDRAWAL_REASONS_FR
 

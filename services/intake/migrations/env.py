@@ -1,6 +1,6 @@
 """Alembic environment of the intake service (run through shared.migrations.upgrade)."""
 
-from services.intake.tables import metadata
+from services.intake.store.tables import metadata
 from shared.messaging_tables import metadata as messaging_metadata
 from shared.migrations import run_env
 

@@ -1,7 +1,7 @@
-"""Intake's referrals, and the module of intake that speaks SQL for them: each
-referral with its current status, the patient's identity (the only copy outside the
-notifier's contacts), every status a referral went through, and the refused
-submissions. (The registered referrers and their quotas are ``registry``'s.)
+"""Intake's referrals: each with its current status, and the patient's identity (the
+only copy outside the notifier's contacts). (Every status a referral went through is
+``history``'s, the refused submissions ``rejections``', the registered referrers and
+their quotas ``registry``'s.)
 
 Each statement is built once, here, with its parameters bound per call
 (``bindparam``): a message costs the execution, not the construction, and SQLAlchemy's
@@ -13,17 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Any, TypeAlias
+from typing import Any
 
-from sqlalchemy import Integer, Row, bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.tables import identities, referrals, rejections, status_history
-
-# A row of any shape: the callers read its columns by name.
-AnyRow: TypeAlias = Row[*tuple[Any, ...]]
-
-# -- referrals ----------------------------------------------------------------------
+from services.intake.store import AnyRow
+from services.intake.store.tables import identities, referrals
 
 _BY_REFERENCE = select(
     referrals.c.id, referrals.c.fingerprint, referrals.c.status, referrals.c.detail
@@ -185,85 +181,58 @@ async def with_status(
     return (await session.execute(query, {"status": status, "limit": limit})).all()
 
 
-# -- history ------------------------------------------------------------------------
-
-_INSERT_HISTORY = insert(status_history)
-_HISTORY = select(
-    status_history.c.status,
-    status_history.c.detail,
-    status_history.c.at,
-    status_history.c.event_id,
-).where(status_history.c.referral_id == bindparam("referral_id"))
-_HISTORY_BY_TIME = (
-    select(status_history)
-    .where(status_history.c.referral_id == bindparam("referral_id"))
-    .order_by(status_history.c.at)
+# The patient's door: the status and the appointment, the row locked until the
+# cancellation is recorded.
+_STATUS_LOCKED = (
+    select(referrals.c.status, referrals.c.detail)
+    .where(referrals.c.id == bindparam("referral_id"))
+    .with_for_update()
 )
 
 
-async def add_history(
-    session: AsyncSession,
-    *,
-    referral_id: str,
-    event_id: str,
-    status: str,
-    detail: dict[str, Any],
-    at: datetime,
-) -> None:
-    await session.execute(
-        _INSERT_HISTORY,
-        {
-            "referral_id": referral_id,
-            "event_id": event_id,
-            "status": status,
-            "detail": detail,
-            "at": at,
-        },
+async def status_locked(session: AsyncSession, referral_id: str) -> AnyRow | None:
+    """The referral's ``status`` and ``detail``, its row held until the transaction
+    ends; None for an unknown referral."""
+    return (await session.execute(_STATUS_LOCKED, {"referral_id": referral_id})).first()
+
+
+# A referrer's own referrals ("Mes demandes"), with the patient's names only.
+_OWN = (
+    select(
+        referrals.c.id,
+        referrals.c.reference,
+        referrals.c.status,
+        referrals.c.detail,
+        referrals.c.received_at,
+        referrals.c.updated_at,
+        identities.c.first_name,
+        identities.c.last_name,
     )
-
-
-async def history(session: AsyncSession, referral_id: str) -> Sequence[AnyRow]:
-    """Every entry of the referral's history (``status``, ``detail``, ``at``,
-    ``event_id``), in no particular order: the replay orders them."""
-    return (await session.execute(_HISTORY, {"referral_id": referral_id})).all()
-
-
-async def history_by_time(session: AsyncSession, referral_id: str) -> Sequence[AnyRow]:
-    """The referral's history as its referrer reads it, oldest first."""
-    return (await session.execute(_HISTORY_BY_TIME, {"referral_id": referral_id})).all()
-
-
-# -- refused submissions ------------------------------------------------------------
-
-_INSERT_REJECTION = insert(rejections)
-_REJECTION = select(rejections).where(rejections.c.id == bindparam("rejection_id"))
-
-
-async def add_rejection(
-    session: AsyncSession,
-    *,
-    rejection_id: str,
-    referrer_kind: str | None,
-    referrer_id: str | None,
-    reference: str | None,
-    referral_id: str | None,
-    reasons: list[dict[str, Any]],
-    rejected_at: datetime,
-) -> None:
-    await session.execute(
-        _INSERT_REJECTION,
-        {
-            "id": rejection_id,
-            "referrer_kind": referrer_kind,
-            "referrer_id": referrer_id,
-            "reference": reference,
-            "referral_id": referral_id,
-            "reasons": reasons,
-            "rejected_at": rejected_at,
-        },
+    .join(identities, identities.c.referral_id == referrals.c.id)
+    .where(
+        referrals.c.referrer_kind == bindparam("referrer_kind"),
+        referrals.c.referrer_id == bindparam("referrer_id"),
     )
+    .order_by(referrals.c.received_at.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
 
 
-async def rejection(session: AsyncSession, rejection_id: str) -> AnyRow | None:
-    """The refused submission filed under this id (every column of ``rejections``)."""
-    return (await session.execute(_REJECTION, {"rejection_id": rejection_id})).first()
+async def of_referrer(
+    session: AsyncSession, referrer_kind: str, referrer_id: str, words: Iterable[str], limit: int
+) -> Sequence[AnyRow]:
+    """The referrer's referrals, newest first, at most ``limit``, each with every one of
+    ``words`` in its reference, the patient's names or its status (case ignored)."""
+    query = _OWN
+    for word in words:
+        pattern = f"%{word.replace('%', '').replace('_', '')}%"
+        query = query.where(
+            or_(
+                func.lower(referrals.c.reference).like(pattern),
+                func.lower(identities.c.last_name).like(pattern),
+                func.lower(identities.c.first_name).like(pattern),
+                func.lower(referrals.c.status).like(pattern),
+            )
+        )
+    parameters = {"referrer_kind": referrer_kind, "referrer_id": referrer_id, "limit": limit}
+    return (await session.execute(query, parameters)).all()

@@ -1,5 +1,10 @@
 """Intake's rules: what makes a referral acceptable, and how identity becomes a
-pseudonym. Plain functions: no broker, no database."""
+pseudonym. Plain functions: no broker, no database.
+
+A door asks once (``examine``): the schema, then every rule that can run, so that the
+sender gets every reason at once. On a submission that fits the schema the rules read
+the model (``check``); on one that does not, the fields that did validate, one by one
+(``reasons_beyond_schema``): each rule is written once and runs once either way."""
 
 from __future__ import annotations
 
@@ -45,6 +50,9 @@ class Accepted:
 @dataclass(frozen=True)
 class Refused:
     reasons: tuple[Reason, ...]
+    # The submission when it fit the schema (only the rules refused it): its personal
+    # values are then known, for the logs to leave out.
+    submission: ReferralSubmitted | None = None
 
 
 def age_on(birth_date: date, today: date) -> int:
@@ -147,6 +155,17 @@ def reasons_from_validation_error(exc: ValidationError) -> tuple[Reason, ...]:
     return tuple(reasons)
 
 
+def examine(data: Mapping[str, Any], today: date) -> Accepted | Refused:
+    """A submission's raw data, judged: accepted, or refused with every reason, the
+    schema's and the rules' on what did validate."""
+    try:
+        submission = ReferralSubmitted.model_validate(data)
+    except ValidationError as exc:
+        reasons = reasons_from_validation_error(exc)
+        return Refused(reasons + reasons_beyond_schema(data, today, reasons))
+    return check(submission, today)
+
+
 def check(submission: ReferralSubmitted, today: date) -> Accepted | Refused:
     """The checks a schema cannot express; all of them, so the sender fixes all at once."""
     patient, clinical = submission.patient, submission.clinical
@@ -162,7 +181,7 @@ def check(submission: ReferralSubmitted, today: date) -> Accepted | Refused:
     )
     reasons += commune_reasons
     if reasons:
-        return Refused(tuple(reasons))
+        return Refused(tuple(reasons), submission)
     assert commune is not None
     return Accepted(submission, commune, age_on(patient.birth_date, today))
 
