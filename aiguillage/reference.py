@@ -134,7 +134,6 @@ def _producer(channel_key: str) -> str:
 def events_page(document: Schema) -> str:
     """The events reference, from the AsyncAPI document."""
     schemas: dict[str, Schema] = document["components"]["schemas"]
-    messages: dict[str, Schema] = document["components"]["messages"]
     channels: dict[str, Schema] = document["channels"]
     lines = [
         "# Events",
@@ -147,42 +146,61 @@ def events_page(document: Schema) -> str:
         "with each: [a referral's status](../architecture/states.md).",
         "",
     ]
-
-    def envelope_of(channel: Schema) -> Schema | None:
-        message = next(iter(channel["messages"].values()))
-        payload = messages[_ref_name(message["$ref"])]["payload"]
-        envelope = schemas[_ref_name(payload["$ref"])]
-        return envelope if "data" in envelope.get("properties", {}) else None
-
-    published = {key: c for key, c in channels.items() if envelope_of(c) is not None}
+    envelopes = {key: _envelope_of(document, c) for key, c in channels.items()}
+    published = {key: c for key, c in channels.items() if envelopes[key] is not None}
     queues = {key: c for key, c in channels.items() if key not in published}
-
-    first = next((envelope_of(c) for c in published.values()), None)
+    first = next((envelopes[key] for key in published), None)
     if first is not None:
-        envelope = {
-            **first,
-            "properties": {
-                name: {"description": "The payload: see each message below."}
-                if name == "data"
-                else field
-                for name, field in first["properties"].items()
-                if name not in {"type", "version"}
-            },
-        }
-        lines += [
-            "## The envelope",
-            "",
-            "Every message is one envelope, its payload under `data`; `type` is the event's",
-            "type and `version` its version (a constant per model).",
-            "",
-            *_fields(envelope),
-            "",
-        ]
+        lines += _envelope_section(first)
+    payloads, by_exchange = _messages(published, envelopes)
+    lines += _messages_section(by_exchange)
+    lines += _queues_section(queues)
+    seen = sorted(payloads)
+    lines += _payloads_section(schemas, payloads)
+    lines += _types_section(schemas, seen)
+    return "\n".join(lines)
 
+
+def _envelope_of(document: Schema, channel: Schema) -> Schema | None:
+    """A channel's envelope, if its messages are published ones (with a ``data``)."""
+    schemas: dict[str, Schema] = document["components"]["schemas"]
+    messages: dict[str, Schema] = document["components"]["messages"]
+    message = next(iter(channel["messages"].values()))
+    payload = messages[_ref_name(message["$ref"])]["payload"]
+    envelope = schemas[_ref_name(payload["$ref"])]
+    return envelope if "data" in envelope.get("properties", {}) else None
+
+
+def _envelope_section(first: Schema) -> list[str]:
+    envelope = {
+        **first,
+        "properties": {
+            name: {"description": "The payload: see each message below."}
+            if name == "data"
+            else field
+            for name, field in first["properties"].items()
+            if name not in {"type", "version"}
+        },
+    }
+    return [
+        "## The envelope",
+        "",
+        "Every message is one envelope, its payload under `data`; `type` is the event's",
+        "type and `version` its version (a constant per model).",
+        "",
+        *_fields(envelope),
+        "",
+    ]
+
+
+def _messages(
+    published: dict[str, Schema], envelopes: dict[str, Schema | None]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Where each payload is published, and each exchange's table rows."""
     payloads: dict[str, list[str]] = {}
     by_exchange: dict[str, list[str]] = {}
     for key, channel in published.items():
-        envelope_schema = envelope_of(channel)
+        envelope_schema = envelopes[key]
         assert envelope_schema is not None
         data = _ref_name(envelope_schema["properties"]["data"]["$ref"])
         version = envelope_schema["properties"].get("version", {}).get("const", "")
@@ -194,8 +212,11 @@ def events_page(document: Schema) -> str:
         )
         by_exchange.setdefault(exchange, []).append(row)
         payloads.setdefault(data, []).append(f"`{channel['address']}` ({_producer(key)})")
+    return payloads, by_exchange
 
-    lines += ["## Messages", ""]
+
+def _messages_section(by_exchange: dict[str, list[str]]) -> list[str]:
+    lines = ["## Messages", ""]
     lines += [
         "Names are shown in the default namespace, `aiguillage` (`AIGUILLAGE_NAMESPACE`,",
         "the `<ns>` of the other pages).",
@@ -218,8 +239,11 @@ def events_page(document: Schema) -> str:
             *rows,
             "",
         ]
+    return lines
 
-    lines += [
+
+def _queues_section(queues: dict[str, Schema]) -> list[str]:
+    lines = [
         "## The services' queues",
         "",
         "| queue | what it takes |",
@@ -228,12 +252,13 @@ def events_page(document: Schema) -> str:
     for channel in queues.values():
         lines.append(f"| `{channel['address']}` | {_cell(channel.get('description', ''))} |")
     lines.append("")
+    return lines
 
-    # Every payload, then every type they use (transitively), once each.
-    lines += ["## Payloads", ""]
-    seen: list[str] = []
-    pending = sorted(payloads)
-    for name in pending:
+
+def _payloads_section(schemas: dict[str, Schema], payloads: dict[str, list[str]]) -> list[str]:
+    """Every payload, once each."""
+    lines = ["## Payloads", ""]
+    for name in sorted(payloads):
         schema = schemas[name]
         lines += [
             f"### {name} {{#{_anchor(name)}}}",
@@ -245,7 +270,11 @@ def events_page(document: Schema) -> str:
             *_fields(schema),
             "",
         ]
-        seen.append(name)
+    return lines
+
+
+def _types_section(schemas: dict[str, Schema], seen: list[str]) -> list[str]:
+    """Every type the payloads ``seen`` use (transitively), once each."""
     types: list[str] = []
     queue = [used for name in seen for used in _uses(schemas[name])]
     while queue:
@@ -254,7 +283,7 @@ def events_page(document: Schema) -> str:
             continue
         types.append(name)
         queue += list(_uses(schemas[name]))
-    lines += ["## Types", ""]
+    lines = ["## Types", ""]
     for name in sorted(types):
         schema = schemas[name]
         lines += [f"### {name} {{#{_anchor(name)}}}", ""]
@@ -266,7 +295,7 @@ def events_page(document: Schema) -> str:
             lines += [*_fields(schema), ""]
         else:
             lines += [_type(schema), ""]
-    return "\n".join(lines)
+    return lines
 
 
 SERVICES = ("intake", "regulation", "scheduler", "notifier")

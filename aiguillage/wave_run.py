@@ -211,6 +211,14 @@ async def _centre_outcomes(run: Run, http: httpx.AsyncClient, centre_id: str) ->
     )
 
 
+@dataclass
+class _Opened:
+    """What a run opened that its end closes, whatever failed in between."""
+
+    alerts_connection: aio_pika.abc.AbstractConnection | None = None
+    ars_task: asyncio.Task[None] | None = None
+
+
 async def run_scenario(
     settings: Settings,
     name: str,
@@ -233,7 +241,41 @@ async def run_scenario(
     run_id = f"demo-{uuid.uuid4().hex[:8]}"
     namespace = f"{settings.namespace}-{run_id}"
     run_dir = settings.data_dir / run_id
-    env = {
+    console.print(
+        f"[bold]Aiguillage — {scenario.title}[/] ({run_id}): {len(scenario.centres)} centres "
+        f"prévus, {len(scenario.initially_open)} ouverts au départ; {days} jours simulés de "
+        f"{day_seconds:.0f} s"
+    )
+    await declare_topology(settings.broker_url, namespace)
+    observer = Observer(settings.broker_url, namespace, keep_events=False)
+    await observer.start()
+    services = ServiceProcesses(_demo_env(settings, namespace, run_dir), run_dir / "logs")
+    opened = _Opened()
+    try:
+        url = await _start_processes(services, settings, namespace, console_port)
+        console.print(f"console : [bold]{url}/[/] (identifiants : voir la fin)")
+        return await _drive(
+            scenario,
+            settings,
+            namespace,
+            services,
+            observer,
+            opened,
+            url,
+            days=days,
+            day_seconds=day_seconds,
+            seed=seed,
+            timeout=timeout,
+            screenshots=screenshots,
+            watch=watch,
+        )
+    finally:
+        await _end(settings, namespace, run_dir, scenario, services, observer, opened, keep)
+
+
+def _demo_env(settings: Settings, namespace: str, run_dir: Path) -> dict[str, str]:
+    """The settings of the run's processes."""
+    return {
         # A demo (the services and the console take it): development secrets accepted.
         "AIGUILLAGE_ENVIRONMENT": Environment.DEVELOPMENT.value,
         "AIGUILLAGE_NAMESPACE": namespace,
@@ -244,76 +286,103 @@ async def run_scenario(
         # The demo's console is plain http on 127.0.0.1: Secure cookies would not stick.
         "AIGUILLAGE_CONSOLE_SECURE_COOKIES": "false",
     }
-    console.print(
-        f"[bold]Aiguillage — {scenario.title}[/] ({run_id}): {len(scenario.centres)} centres "
-        f"prévus, {len(scenario.initially_open)} ouverts au départ; {days} jours simulés de "
-        f"{day_seconds:.0f} s"
-    )
-    await declare_topology(settings.broker_url, namespace)
-    observer = Observer(settings.broker_url, namespace, keep_events=False)
-    await observer.start()
-    services = ServiceProcesses(env, run_dir / "logs")
-    alerts_connection = None
-    ars_task: asyncio.Task[None] | None = None
-    try:
-        with console.status("démarrage des quatre services et de la console..."):
-            # The console first (on the port asked, or one the system picks): the
-            # patient's link in the notices leads to this run's console.
-            port = await asyncio.to_thread(services.start_console, console_port or 0)
-            url = f"http://127.0.0.1:{port}"
-            services.env["AIGUILLAGE_PATIENT_LINK_BASE_URL"] = url
-            await asyncio.to_thread(services.start)
-            await wait_for_consumers(settings.broker_url, namespace)
-        console.print(f"console : [bold]{url}/[/] (identifiants : voir la fin)")
-        async with (
-            EventPublisher(settings.broker_url, namespace, "demo") as publisher,
-            httpx.AsyncClient(timeout=10) as http,
-        ):
-            run = Run(
-                scenario,
-                settings,
-                namespace,
-                services,
-                publisher,
-                ArsPolicy.for_scenario(scenario, cooldown=day_seconds / 2),
-            )
-            alerts_connection = await _listen_alerts(run)
-            first: list[EventPayload] = list(scenario.first_centres())
-            await run.decide(first)
-            await wait_for_drain(settings.broker_url, f"{namespace}.scheduler.centres")
-            ars_task = asyncio.create_task(_ars(run, http, poll=min(2.0, day_seconds / 10)))
-            try:
-                code = await _play(run, observer, http, days, day_seconds, seed, timeout)
-                if screenshots is not None:
-                    await _screenshots(run, http, url, screenshots)
-                _summary(run, observer)
-                if watch:
-                    await _explain_console(run, url)
-                    await asyncio.Event().wait()  # until Ctrl-C
-                return code
-            finally:
-                # Stopped while its HTTP client is still open: a read of the territory
-                # after the client closed fails the whole run (a RuntimeError, not an
-                # HTTP error), as it did when the task outlived the client.
-                await _cancel(ars_task)
-    finally:
+
+
+async def _start_processes(
+    services: ServiceProcesses, settings: Settings, namespace: str, console_port: int
+) -> str:
+    """The run's console, then its four services, each consuming: the console's URL."""
+    with console.status("démarrage des quatre services et de la console..."):
+        # The console first (on the port asked, or one the system picks): the
+        # patient's link in the notices leads to this run's console.
+        port = await asyncio.to_thread(services.start_console, console_port or 0)
+        url = f"http://127.0.0.1:{port}"
+        services.env["AIGUILLAGE_PATIENT_LINK_BASE_URL"] = url
+        await asyncio.to_thread(services.start)
+        await wait_for_consumers(settings.broker_url, namespace)
+    return url
+
+
+async def _drive(
+    scenario: Scenario,
+    settings: Settings,
+    namespace: str,
+    services: ServiceProcesses,
+    observer: Observer,
+    opened: _Opened,
+    url: str,
+    *,
+    days: int,
+    day_seconds: float,
+    seed: int,
+    timeout: float,
+    screenshots: Path | None,
+    watch: bool,
+) -> int:
+    """The scenario played on the running services, its ARS deciding as alerts come."""
+    async with (
+        EventPublisher(settings.broker_url, namespace, "demo") as publisher,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        run = Run(
+            scenario,
+            settings,
+            namespace,
+            services,
+            publisher,
+            ArsPolicy.for_scenario(scenario, cooldown=day_seconds / 2),
+        )
+        opened.alerts_connection = await _listen_alerts(run)
+        first: list[EventPayload] = list(scenario.first_centres())
+        await run.decide(first)
+        await wait_for_drain(settings.broker_url, f"{namespace}.scheduler.centres")
+        ars_task = asyncio.create_task(_ars(run, http, poll=min(2.0, day_seconds / 10)))
+        opened.ars_task = ars_task
         try:
-            if ars_task is not None:
-                await _cancel(ars_task)
-            if alerts_connection is not None:
-                await alerts_connection.close()
+            code = await _play(run, observer, http, days, day_seconds, seed, timeout)
+            if screenshots is not None:
+                await _screenshots(run, http, url, screenshots)
+            _summary(run, observer)
+            if watch:
+                await _explain_console(run, url)
+                await asyncio.Event().wait()  # until Ctrl-C
+            return code
         finally:
-            # Whatever failed above, no process of the run outlives it.
-            services.stop_console()
-            services.stop()
-        await observer.stop()
-        if not keep:
-            await delete_topology(
-                settings.broker_url, namespace, [c.centre_id for c in scenario.centres]
-            )
-            shutil.rmtree(run_dir, ignore_errors=True)
-        else:
-            console.print(f"conservé : namespace {namespace}, données dans {run_dir}")
+            # Stopped while its HTTP client is still open: a read of the territory
+            # after the client closed fails the whole run (a RuntimeError, not an
+            # HTTP error), as it did when the task outlived the client.
+            await _cancel(ars_task)
+
+
+async def _end(
+    settings: Settings,
+    namespace: str,
+    run_dir: Path,
+    scenario: Scenario,
+    services: ServiceProcesses,
+    observer: Observer,
+    opened: _Opened,
+    keep: bool,
+) -> None:
+    """The run's end, whatever failed: its processes stopped, its queues and data gone
+    unless kept."""
+    try:
+        if opened.ars_task is not None:
+            await _cancel(opened.ars_task)
+        if opened.alerts_connection is not None:
+            await opened.alerts_connection.close()
+    finally:
+        # Whatever failed above, no process of the run outlives it.
+        services.stop_console()
+        services.stop()
+    await observer.stop()
+    if not keep:
+        await delete_topology(
+            settings.broker_url, namespace, [c.centre_id for c in scenario.centres]
+        )
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        console.print(f"conservé : namespace {namespace}, données dans {run_dir}")
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

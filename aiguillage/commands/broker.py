@@ -77,80 +77,94 @@ def describe_passwords(
     return "\n".join(lines)
 
 
+# The options of `provision`, one alias each (the command's signature stays readable).
+Centres = Annotated[
+    list[str] | None,
+    typer.Option("--centre", help="A centre's id: a user that reads its queue only. Repeat."),
+]
+Referrers = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--referrer",
+        help="A referrer's reply key (its reply_to): a user answered on it only. Repeat.",
+    ),
+]
+Samus = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--samu",
+        help="A SAMU (samu-35): a Centre 15 user for its own départements, answered on "
+        "its own key. Repeat.",
+    ),
+]
+NationalCentre15 = Annotated[
+    bool | None,
+    typer.Option(
+        "--national-centre-15/--no-national-centre-15",
+        help="The national centre_15 user, every département (default: "
+        "AIGUILLAGE_CENTRE_15_NATIONAL).",
+    ),
+]
+ArsRegions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ars-region",
+        help="A region's INSEE code (53): its ARS's user ars-<region>, for the centres "
+        "of its region and its départements' alerts only. Repeat.",
+    ),
+]
+Vhost = Annotated[str | None, typer.Option(help="Virtual host (default: the namespace).")]
+Namespace = Annotated[
+    str | None, typer.Option(help="Namespace of exchanges and queues (AIGUILLAGE_NAMESPACE).")
+]
+UserSuffix = Annotated[
+    str, typer.Option(help="Appended to every user name (several deployments, one broker).")
+]
+PasswordFile = Annotated[
+    Path | None,
+    typer.Option(help="JSON {user: password}: these passwords are set, the rest generated."),
+]
+RotatePasswords = Annotated[
+    bool, typer.Option(help="New passwords for existing users too (else they keep theirs).")
+]
+DefinitionsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--definitions",
+        help="Write a RabbitMQ definitions file (users, permissions, topology) instead "
+        "of changing the broker, for brokers that import definitions at boot.",
+    ),
+]
+Administrator = Annotated[
+    str | None,
+    typer.Option(
+        "--administrator",
+        help="Also an administrator with every right on the virtual host (a broker that "
+        "imports definitions at boot creates no default user).",
+    ),
+]
+RabbitmqctlPath = Annotated[str, typer.Option(help="The rabbitmqctl to run.")]
+Node = Annotated[str | None, typer.Option(help="RabbitMQ node (rabbitmqctl -n).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")]
+
+
 @app.command()
 def provision(
-    centre: Annotated[
-        list[str] | None,
-        typer.Option("--centre", help="A centre's id: a user that reads its queue only. Repeat."),
-    ] = None,
-    referrer: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--referrer",
-            help="A referrer's reply key (its reply_to): a user answered on it only. Repeat.",
-        ),
-    ] = None,
-    samu: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--samu",
-            help="A SAMU (samu-35): a Centre 15 user for its own départements, answered on "
-            "its own key. Repeat.",
-        ),
-    ] = None,
-    national_centre_15: Annotated[
-        bool | None,
-        typer.Option(
-            "--national-centre-15/--no-national-centre-15",
-            help="The national centre_15 user, every département (default: "
-            "AIGUILLAGE_CENTRE_15_NATIONAL).",
-        ),
-    ] = None,
-    ars_region: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ars-region",
-            help="A region's INSEE code (53): its ARS's user ars-<region>, for the centres "
-            "of its region and its départements' alerts only. Repeat.",
-        ),
-    ] = None,
-    vhost: Annotated[
-        str | None, typer.Option(help="Virtual host (default: the namespace).")
-    ] = None,
-    namespace: Annotated[
-        str | None, typer.Option(help="Namespace of exchanges and queues (AIGUILLAGE_NAMESPACE).")
-    ] = None,
-    user_suffix: Annotated[
-        str, typer.Option(help="Appended to every user name (several deployments, one broker).")
-    ] = "",
-    password_file: Annotated[
-        Path | None,
-        typer.Option(help="JSON {user: password}: these passwords are set, the rest generated."),
-    ] = None,
-    rotate_passwords: Annotated[
-        bool, typer.Option(help="New passwords for existing users too (else they keep theirs).")
-    ] = False,
-    definitions_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--definitions",
-            help="Write a RabbitMQ definitions file (users, permissions, topology) instead "
-            "of changing the broker, for brokers that import definitions at boot.",
-        ),
-    ] = None,
-    administrator: Annotated[
-        str | None,
-        typer.Option(
-            "--administrator",
-            help="Also an administrator with every right on the virtual host (a broker that "
-            "imports definitions at boot creates no default user).",
-        ),
-    ] = None,
-    rabbitmqctl: Annotated[str, typer.Option(help="The rabbitmqctl to run.")] = "rabbitmqctl",
-    node: Annotated[str | None, typer.Option(help="RabbitMQ node (rabbitmqctl -n).")] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan, change nothing.")
-    ] = False,
+    centre: Centres = None,
+    referrer: Referrers = None,
+    samu: Samus = None,
+    national_centre_15: NationalCentre15 = None,
+    ars_region: ArsRegions = None,
+    vhost: Vhost = None,
+    namespace: Namespace = None,
+    user_suffix: UserSuffix = "",
+    password_file: PasswordFile = None,
+    rotate_passwords: RotatePasswords = False,
+    definitions_file: DefinitionsFile = None,
+    administrator: Administrator = None,
+    rabbitmqctl: RabbitmqctlPath = "rabbitmqctl",
+    node: Node = None,
+    dry_run: DryRun = False,
 ) -> None:
     """Create the virtual host, the users and their permissions (idempotent)."""
     settings = get_settings()
@@ -176,12 +190,8 @@ def provision(
         unknown = sorted(set(given) - set(plan.users))
         if unknown:
             raise ProvisioningError(f"{password_file}: users not in the plan: {unknown}")
-        passwords: dict[str, str | None]
         if definitions_file is not None:
-            passwords = {user: given.get(user) or new_password() for user in plan.users}
-            document = definitions(plan, {u: p for u, p in passwords.items() if p})
-            definitions_file.write_text(json.dumps(document, indent=2) + "\n")
-            typer.echo(f"\nwrote {definitions_file}")
+            passwords = write_definitions(plan, given, definitions_file)
         else:
             ctl = Rabbitmqctl(rabbitmqctl, node)
             passwords = apply(plan, ctl, given, rotate=rotate_passwords)
@@ -190,3 +200,15 @@ def provision(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(describe_passwords(plan, passwords, settings.broker_url, frozenset(given)))
+
+
+def write_definitions(plan: Plan, given: Mapping[str, str], path: Path) -> dict[str, str | None]:
+    """The definitions file for a broker that imports them at boot: the passwords given,
+    the others new; the passwords, to show."""
+    passwords: dict[str, str | None] = {
+        user: given.get(user) or new_password() for user in plan.users
+    }
+    document = definitions(plan, {u: p for u, p in passwords.items() if p})
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    typer.echo(f"\nwrote {path}")
+    return passwords
