@@ -124,7 +124,7 @@ def test_the_escalation_names_its_findings_tersely() -> None:
 
 @pytest.mark.parametrize("kind", list(ReferrerKind))
 def test_the_console_says_the_labels(kind: ReferrerKind) -> None:
-    from aiguillage.console.app import REFERRER_LABELS
+    from aiguillage.console.common import REFERRER_LABELS
     from aiguillage.console.referral_form import KIND_LABELS
 
     assert REFERRER_LABELS[kind.value] == labels.label(kind)
