@@ -1,15 +1,73 @@
-"""The scheduler service process."""
+"""The scheduler service process: its wiring, and ``ROUTES``, which handler takes each
+event its queues receive (the queues' bindings are in shared/topology.py)."""
 
 from __future__ import annotations
 
-from services.scheduler.api import build_router
 from services.scheduler.domain.assignment import Weights
 from services.scheduler.domain.policy import PolicySettings
 from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
-from services.scheduler.patient_requests import build_patient_router
-from shared.runtime import ServiceRuntime
+from services.scheduler.http.patient import build_patient_router
+from services.scheduler.http.state import SchedulerApi
+from services.scheduler.http.territory import router as territory_router
+from shared.auth import authenticator
+from shared.events import (
+    CentreActivated,
+    CentreCapacityChanged,
+    CentreClosed,
+    CentreSuspended,
+    ConsultationCompleted,
+    ConsultationCorrected,
+    ConsultationNoShow,
+    PatientEscalated,
+    ReferralCancelled,
+    ReferralRegulated,
+    ReinforcementRequested,
+)
+from shared.routing import Route
+from shared.runtime import ConsumeOptions, ServiceRuntime
 from shared.settings import ServiceName, Settings
 from shared.topology import CentreQueues
+
+H = SchedulerHandlers
+ROUTES: tuple[Route[SchedulerHandlers], ...] = (
+    # The ARS's door: its decisions about centres, in order on one queue.
+    Route("centres", CentreActivated, H.on_centre_activated),
+    Route("centres", CentreCapacityChanged, H.on_capacity_changed),
+    Route("centres", CentreSuspended, H.on_centre_suspended),
+    Route("centres", CentreClosed, H.on_centre_closed),
+    # Regulated referrals (booked in batches: plan_batch below) and withdrawn ones.
+    Route("referrals", ReferralRegulated, H.on_regulated),
+    Route("referrals", ReferralCancelled, H.on_cancelled),
+    # The centres' door: what each reports of its own appointments.
+    Route("consultations", ConsultationCompleted, H.on_completed),
+    Route("consultations", ConsultationNoShow, H.on_no_show),
+    Route("consultations", ConsultationCorrected, H.on_corrected),
+    Route("consultations", PatientEscalated, H.on_escalated),
+    Route("consultations", ReinforcementRequested, H.on_reinforcement),
+)
+
+
+def _config(settings: Settings) -> SchedulerConfig:
+    return SchedulerConfig(
+        weights=Weights(travel_per_km=settings.travel_weight, wait_per_minute=settings.wait_weight),
+        max_travel_km=settings.max_travel_km,
+        candidate_centres=settings.candidate_centres,
+        lead_minutes=settings.booking_lead_minutes,
+        joint_batch=settings.joint_batch,
+        saturation_threshold=settings.saturation_threshold,
+        policy=PolicySettings(
+            forecast_minutes=settings.policy_forecast_minutes,
+            rate_window_minutes=settings.policy_rate_window_minutes,
+            area_km=settings.policy_area_km,
+            reserve_minutes=settings.policy_reserve_minutes,
+            reserve_factor=settings.policy_reserve_factor,
+            few_options=settings.policy_few_options,
+            few_hold_minutes=settings.policy_few_hold_minutes,
+            few_hold_factor=settings.policy_few_hold_factor,
+            few_urgent_factor=settings.policy_few_urgent_factor,
+            rate_floor_minutes=settings.policy_rate_floor_minutes,
+        ),
+    )
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
@@ -24,37 +82,16 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         if not in_memory:
             await centre_queues.ensure(centre_id)
 
-    handlers = SchedulerHandlers(
-        SchedulerConfig(
-            weights=Weights(
-                travel_per_km=settings.travel_weight, wait_per_minute=settings.wait_weight
-            ),
-            max_travel_km=settings.max_travel_km,
-            candidate_centres=settings.candidate_centres,
-            lead_minutes=settings.booking_lead_minutes,
-            joint_batch=settings.joint_batch,
-            saturation_threshold=settings.saturation_threshold,
-            policy=PolicySettings(
-                forecast_minutes=settings.policy_forecast_minutes,
-                rate_window_minutes=settings.policy_rate_window_minutes,
-                area_km=settings.policy_area_km,
-                reserve_minutes=settings.policy_reserve_minutes,
-                reserve_factor=settings.policy_reserve_factor,
-                few_options=settings.policy_few_options,
-                few_hold_minutes=settings.policy_few_hold_minutes,
-                few_hold_factor=settings.policy_few_hold_factor,
-                few_urgent_factor=settings.policy_few_urgent_factor,
-                rate_floor_minutes=settings.policy_rate_floor_minutes,
-            ),
-        ),
-        provision_centre,
+    handlers = SchedulerHandlers(_config(settings), provision_centre)
+    # A batch of the referrals queue is planned together before its handlers run (the
+    # joint assignment); the batch holds its cancellations too, which plan_batch skips.
+    runtime.route(handlers, ROUTES, {"referrals": ConsumeOptions(prepare=handlers.plan_batch)})
+    runtime.http_app.state.scheduler = SchedulerApi(
+        runtime.database,
+        runtime.publish_at_door,
+        authenticator(settings, ServiceName.SCHEDULER),
     )
-    runtime.consume("centres", handlers.on_centre)
-    runtime.consume("referrals", handlers.on_referral, prepare=handlers.plan_batch)
-    runtime.consume("consultations", handlers.on_consultation)
-    runtime.http_app.include_router(
-        build_router(runtime.database, runtime.publish_at_door, settings)
-    )
+    runtime.http_app.include_router(territory_router)
     # Issue 17: the patient's link reads their appointment and asks for another slot.
     runtime.http_app.include_router(
         build_patient_router(handlers, runtime.database, runtime.relay, settings.patient_link_key)

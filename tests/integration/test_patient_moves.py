@@ -25,7 +25,7 @@ from sqlalchemy import select
 from services.scheduler import store
 from services.scheduler.domain.assignment import Candidate
 from services.scheduler.handlers import SchedulerHandlers
-from services.scheduler.patient_requests import build_patient_router
+from services.scheduler.http.patient import build_patient_router
 from services.scheduler.store.tables import appointment_moves, appointments
 from shared.db import Database, as_utc
 from shared.events import CentreSuspended, new_id, utcnow

@@ -1,0 +1,79 @@
+"""The scheduler's handlers: one class, ``SchedulerHandlers``, assembled from one
+module per concern; ``app.py``'s ``ROUTES`` says which of its methods takes each event.
+
+- ``centres``: the ARS's decisions about centres (activated, capacity changed,
+  suspended, closed);
+- ``referrals``: referrals regulated (booked, or waiting) and withdrawn;
+- ``consultations``: what centres report (outcomes and their corrections,
+  escalations, requests for reinforcement);
+- ``patient_requests``: another slot a patient asks for by their link;
+- ``booking``: the booking engine they all call (a batch's joint plan, the candidate
+  search, the ranking, the booking itself), no consumer;
+- ``waiting``: the waiting list and the ARS's alerts; ``messages``: the events staged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from services.scheduler.handlers.booking import (
+    JOINT_BATCH,
+    PLAN,
+    Booked,
+    Nearby,
+    Patient,
+    SchedulerConfig,
+)
+from services.scheduler.handlers.centres import CentreHandlers
+from services.scheduler.handlers.consultations import ConsultationHandlers
+from services.scheduler.handlers.patient_requests import Offer, PatientRequests
+from services.scheduler.handlers.referrals import ReferralHandlers
+from shared.consumer import Delivery
+from shared.events import utcnow
+from shared.routing import dispatcher
+
+__all__ = [
+    "JOINT_BATCH",
+    "PLAN",
+    "Booked",
+    "Nearby",
+    "Offer",
+    "Patient",
+    "SchedulerConfig",
+    "SchedulerHandlers",
+]
+
+
+class SchedulerHandlers(CentreHandlers, ReferralHandlers, ConsultationHandlers, PatientRequests):
+    def __init__(
+        self,
+        config: SchedulerConfig | None = None,
+        provision_centre: Callable[[str], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config or SchedulerConfig()
+        self.provision_centre = provision_centre
+        # What the centres' outcomes are judged by (handlers/consultations.py): this
+        # service's own clock, never a time the message carries; tests set it.
+        self.clock = clock
+        self._checked = {}
+
+    # Each queue's handler as the runtime wires it (every delivery to its event type's
+    # route, ROUTES in app.py): for a test or a replay that hands in a queue's delivery
+    # without naming its type's handler.
+
+    async def on_centre(self, delivery: Delivery) -> None:
+        await self._on_queue("centres", delivery)
+
+    async def on_referral(self, delivery: Delivery) -> None:
+        await self._on_queue("referrals", delivery)
+
+    async def on_consultation(self, delivery: Delivery) -> None:
+        await self._on_queue("consultations", delivery)
+
+    async def _on_queue(self, subscription: str, delivery: Delivery) -> None:
+        # Imported here: app.py imports this package to build its table.
+        from services.scheduler.app import ROUTES
+
+        await dispatcher(self, ROUTES, subscription)(delivery)
