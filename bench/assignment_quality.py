@@ -182,7 +182,7 @@ def online(
         i = j
         batches += 1
         now = batch[-1].arrival  # the batch is answered when its last one is in
-        # As the scheduler's consumer does (services/scheduler/handlers.py): the first
+        # As the scheduler's consumer does (services/scheduler/handlers/booking.py): the first
         # JOINT_BATCH of a batch planned together, then each handler in turn books its
         # planned place if still free, or its own choice (rank_priced) otherwise.
         plan: dict[int, Candidate] = {}

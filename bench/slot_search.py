@@ -1,6 +1,6 @@
 """Time to assign one patient as the number of active centres grows (national scale).
 
-The scheduler's real booking path (services.scheduler.handlers: spatial prefilter,
+The scheduler's real booking path (services.scheduler.handlers.booking: spatial prefilter,
 row locks, schedules, booked slots, ranking, the insert under the unique key) against
 a real database holding N active centres spread over France in proportion to
 population, each with 30 days of slots and a third of its next days booked. Each
