@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 Schema = dict[str, Any]
@@ -317,10 +317,21 @@ def _body(operation: Schema) -> str:
     return ""
 
 
-def http_page() -> str:
-    """The HTTP reference: each service's routes from its OpenAPI, the console's routes."""
+def _api_routes(routes: Sequence[Any]) -> Iterator[Any]:
+    """An app's routes, each router it includes opened (FastAPI keeps an included router
+    whole, as one route holding it: the console's actors' routers), in their order."""
     from fastapi.routing import APIRoute
 
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _api_routes(included.routes)
+        elif isinstance(route, APIRoute):
+            yield route
+
+
+def http_page() -> str:
+    """The HTTP reference: each service's routes from its OpenAPI, the console's routes."""
     from aiguillage.console.app import create_app
     from shared.settings import ServiceName, Settings
 
@@ -370,9 +381,7 @@ def http_page() -> str:
             "| method | path | handler |",
             "| --- | --- | --- |",
         ]
-        for route in console.routes:
-            if not isinstance(route, APIRoute):
-                continue
+        for route in _api_routes(console.routes):
             doc = (route.endpoint.__doc__ or "").strip().split("\n\n")[0]
             handler = f"`{route.name}`" + (f": {_cell(doc)}" if doc else "")
             for method in sorted(route.methods or ()):

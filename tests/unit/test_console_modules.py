@@ -69,3 +69,16 @@ def test_the_console_modules_import_no_circle() -> None:
     except CycleError as circle:
         circle_at = circle.args[1]
         raise AssertionError(f"an import circle in the console: {circle_at}") from None
+
+
+def test_the_http_reference_sees_every_actors_route(tmp_path: Path) -> None:
+    """The site's HTTP page lists the console's routes: FastAPI keeps each included
+    router whole, as one route holding it, and the reference opens them."""
+    from aiguillage.console.app import ROUTERS, create_app
+    from aiguillage.reference import _api_routes
+    from shared.settings import Settings
+
+    app = create_app(Settings(environment="development", data_dir=str(tmp_path)), listen=False)
+    listed = [route.endpoint for route in _api_routes(app.routes)]
+    assert listed == [route.endpoint for actor in ROUTERS for route in actor.router.routes]
+    assert {module.__name__.rsplit(".", 1)[-1] for module in ROUTERS} == ACTORS
