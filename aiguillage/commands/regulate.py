@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from aiguillage.commands.common import publish
 from aiguillage.reach import http_api, reaching
-from services.regulation.domain.protocol import Protocol, load_protocol
+from services.regulation import Protocol, load_protocol
 from shared.auth import Role, issue_token
 from shared.events import Decision, Priority, ProtocolPublished, RegulationDecided
 from shared.paris import paris_zone

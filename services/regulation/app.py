@@ -1,18 +1,28 @@
-"""The regulation service process."""
+"""The regulation service process: wiring only (what each queue's events go to is
+``ROUTES``; the rooms are described in README.md)."""
 
 from __future__ import annotations
 
 import structlog
 
-from services.regulation.api import build_router
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.handlers import RegulationHandlers
-from services.regulation.store import ProtocolBook
+from services.regulation.http import RegulationApi, router
+from services.regulation.store.protocols import ProtocolBook
+from shared.auth import authenticator
+from shared.events import ProtocolPublished, ReferralReceived, RegulationDecided
+from shared.routing import Route
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 from shared.territory import Territories
 
 log = structlog.get_logger(__name__)
+
+ROUTES: tuple[Route[RegulationHandlers], ...] = (
+    Route("referrals", ReferralReceived, RegulationHandlers.on_received),
+    Route("decisions", ProtocolPublished, RegulationHandlers.on_protocol_published),
+    Route("decisions", RegulationDecided, RegulationHandlers.on_regulation_decided),
+)
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
@@ -29,10 +39,13 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
 
     runtime.on_startup(protocol_at_start)
     territories = Territories.of(settings)
-    handlers = RegulationHandlers(book, territories)
-    runtime.consume("referrals", handlers.on_received)
-    runtime.consume("decisions", handlers.on_decision)
-    runtime.http_app.include_router(
-        build_router(runtime.database, runtime.relay, book, settings, territories)
+    runtime.route(RegulationHandlers(book, territories), ROUTES)
+    runtime.http_app.state.regulation = RegulationApi(
+        runtime.database,
+        runtime.relay,
+        book,
+        authenticator(settings, ServiceName.REGULATION),
+        territories,
     )
+    runtime.http_app.include_router(router)
     return runtime

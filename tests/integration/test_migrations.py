@@ -22,7 +22,7 @@ async def _tables(database: Database) -> set[str]:
 async def test_migrations_on_sqlite_and_postgres(service: str, tmp_path: Path, postgres) -> None:
     from importlib import import_module
 
-    metadata = import_module(f"services.{service}.tables").metadata
+    metadata = import_module(f"services.{service}.store.tables").metadata
     expected = set(metadata.tables) | {"outbox", "inbox", "refusals", "alembic_version"}
     for url in [f"sqlite+aiosqlite:///{tmp_path / service}.db", await postgres.create(service)]:
         database = Database(url)

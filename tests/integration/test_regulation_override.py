@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from aiguillage.cli import app as cli
 from services.regulation.app import build
-from services.regulation.tables import cases, decisions
+from services.regulation.store.tables import cases, decisions
 from shared.auth import Role, issue_token
 from shared.events import (
     Clinical,

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from aiguillage.cli import app as cli
 from services.regulation.app import build
 from services.regulation.domain.protocol import default_protocol
-from services.regulation.tables import decisions, protocol_activations
+from services.regulation.store.tables import decisions, protocol_activations
 from shared.auth import Role, issue_token
 from shared.events import (
     Clinical,
@@ -227,9 +227,10 @@ async def test_replicas_agree_and_a_restart_keeps_the_version(
                 await intake.publish(received(f"rep-{i}", 91.0), correlation_id=f"rep-{i}")
             await tap.wait_for(lambda es: len(es) == 12, timeout=30)
             for replica in (first, second):
-                handlers = replica.consumers[0].handler.__self__  # type: ignore[attr-defined]
+                # The one book of the replica, its handlers' and its HTTP API's (app.py).
+                book = replica.http_app.state.regulation.book
                 async with replica.database.transaction() as session:
-                    assert (await handlers.book.active(session)).version == "2"
+                    assert (await book.active(session)).version == "2"
         assert {(e.data["decision"], e.data["protocol_version"]) for e in tap.envelopes} == {
             ("escalate", "2")
         }

@@ -23,7 +23,7 @@ from services.intake.domain import submission as domain
 from services.intake.store.tables import referrals, rejections, status_history
 from services.notifier.store.tables import centres as notifier_centres
 from services.notifier.store.tables import deferred_outcomes, notifications, referrers
-from services.regulation.tables import cases, decisions, protocol_activations, protocols
+from services.regulation.store.tables import cases, decisions, protocol_activations, protocols
 from services.scheduler.store.tables import capacity_changes
 from services.scheduler.store.tables import centres as scheduler_centres
 from shared.contracts import PUBLISHERS

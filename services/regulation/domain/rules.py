@@ -320,12 +320,69 @@ def orientation_rule(case: Case, protocol: Protocol) -> PriorityRule:
     return _orientation_rule(_criteria(_findings(case, protocol)), protocol)
 
 
+def _escalation(found: _Findings, clinical: Clinical, protocol: Protocol) -> Reason:
+    """The lead reason of an escalation: every severity finding, named."""
+    words, stat = protocol.messages, protocol.priorities.escalate
+    signs = " ; ".join(_named(r, clinical, protocol) for r in found.severity) + "."
+    return Reason(
+        code="escalate",
+        message=words.reason("escalate", signs=signs, priority=words.priorities[stat.priority]),
+    )
+
+
+def _held(found: _Findings, clinical: Clinical, protocol: Protocol) -> Reason | None:
+    """At risk with none of the protocol's hold vitals measured: too little to decide
+    safely, held for a regulator; None otherwise."""
+    hold, words = protocol.hold, protocol.messages
+    if (
+        hold is not None
+        and found.risks
+        and all(getattr(clinical.vitals, name) is None for name in hold.when_at_risk_and_none_of)
+    ):
+        missing = ", ".join(words.vitals[name] for name in hold.when_at_risk_and_none_of)
+        return Reason(
+            code="hold.no_vitals",
+            field="clinical.vitals",
+            message=words.reason("hold.no_vitals", vitals=missing),
+        )
+    return None
+
+
+def _mild(found: _Findings, case: Case, protocol: Protocol) -> Reason | None:
+    """A mild picture from a referrer the protocol lists: followed up at home; None
+    otherwise."""
+    words = protocol.messages
+    mild = not (found.risks or found.pregnant or found.minor)
+    if mild and case.referrer_kind in protocol.home_follow_up.mild_from_referrers:
+        return Reason(
+            code=f"home.mild_{case.referrer_kind.value}",
+            field="referrer.kind",
+            message=words.reason(
+                f"home.mild_{case.referrer_kind.value}",
+                referrer=words.referrers[case.referrer_kind],
+            ),
+        )
+    return None
+
+
+def _orientation(rule: PriorityRule, protocol: Protocol) -> Reason:
+    words = protocol.messages
+    return Reason(
+        code="orient",
+        message=words.reason(
+            "orient",
+            priority=words.priorities[rule.priority],
+            hours=_num(rule.deadline_hours),
+        ),
+    )
+
+
 def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
     """The protocol's decision for ``case``; ``now`` must be timezone-aware."""
     if now.tzinfo is None or now.utcoffset() is None:
         # A naive deadline would be read in whatever zone the reader happens to be in.
         raise ValueError("now must be timezone-aware")
-    clinical, words = case.clinical, protocol.messages
+    clinical = case.clinical
     found = _findings(case, protocol)
     criteria = _criteria(found)
     test_eligible = clinical.symptomatic and any(
@@ -345,18 +402,8 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
     # Severity first, before the screening request: a severe patient is escalated
     # whatever the referral asked for (see the module docstring).
     if found.severity:
-        stat = protocol.priorities.escalate
-        signs = " ; ".join(_named(r, clinical, protocol) for r in found.severity) + "."
-        return conclude(
-            Decision.ESCALATE,
-            Reason(
-                code="escalate",
-                message=words.reason(
-                    "escalate", signs=signs, priority=words.priorities[stat.priority]
-                ),
-            ),
-            stat,
-        )
+        escalate = protocol.priorities.escalate
+        return conclude(Decision.ESCALATE, _escalation(found, clinical, protocol), escalate)
     if found.screening is not None:
         return conclude(Decision.REFUSE, found.screening)
     if found.asymptomatic is not None:
@@ -365,44 +412,11 @@ def decide(case: Case, protocol: Protocol, now: datetime) -> Outcome:
         return conclude(Decision.HOME_FOLLOW_UP, found.paediatric)
     if found.not_needed is not None:
         return conclude(Decision.HOME_FOLLOW_UP, found.not_needed)
-    hold = protocol.hold
-    if (
-        hold is not None
-        and found.risks
-        and all(getattr(clinical.vitals, name) is None for name in hold.when_at_risk_and_none_of)
-    ):
-        missing = ", ".join(words.vitals[name] for name in hold.when_at_risk_and_none_of)
-        return conclude(
-            Decision.HOLD,
-            Reason(
-                code="hold.no_vitals",
-                field="clinical.vitals",
-                message=words.reason("hold.no_vitals", vitals=missing),
-            ),
-        )
-    mild = not (found.risks or found.pregnant or found.minor)
-    if mild and case.referrer_kind in protocol.home_follow_up.mild_from_referrers:
-        return conclude(
-            Decision.HOME_FOLLOW_UP,
-            Reason(
-                code=f"home.mild_{case.referrer_kind.value}",
-                field="referrer.kind",
-                message=words.reason(
-                    f"home.mild_{case.referrer_kind.value}",
-                    referrer=words.referrers[case.referrer_kind],
-                ),
-            ),
-        )
+    held = _held(found, clinical, protocol)
+    if held is not None:
+        return conclude(Decision.HOLD, held)
+    mild = _mild(found, case, protocol)
+    if mild is not None:
+        return conclude(Decision.HOME_FOLLOW_UP, mild)
     rule = _orientation_rule(criteria, protocol)
-    return conclude(
-        Decision.ORIENT,
-        Reason(
-            code="orient",
-            message=words.reason(
-                "orient",
-                priority=words.priorities[rule.priority],
-                hours=_num(rule.deadline_hours),
-            ),
-        ),
-        rule,
-    )
+    return conclude(Decision.ORIENT, _orientation(rule, protocol), rule)

@@ -1,6 +1,6 @@
 """Alembic environment of the regulation service (run through shared.migrations.upgrade)."""
 
-from services.regulation.tables import metadata
+from services.regulation.store.tables import metadata
 from shared.messaging_tables import metadata as messaging_metadata
 from shared.migrations import run_env
 

@@ -1,6 +1,5 @@
-"""Regulation's consumers: each received referral gets a decision from the protocol
-that applies; a published protocol becomes the one that applies; a regulator's
-decision supersedes the one that stood."""
+"""A regulator's decision supersedes the one that stood: from Centre 15's door
+(regulation.decided) or its HTTP API, which share ``apply_override``."""
 
 from __future__ import annotations
 
@@ -8,30 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.regulation.domain.override import InvalidOverride, regulator_outcome
-from services.regulation.domain.protocol import load_protocol
-from services.regulation.domain.rules import decide
-from services.regulation.store import (
-    CaseRecord,
-    ProtocolBook,
-    ProtocolConflict,
-    add_case,
-    load_case,
-    record_decision,
-)
+from services.regulation.handlers.decisions import record_decision
+from services.regulation.store.cases import load_case
+from services.regulation.store.protocols import ProtocolBook
 from shared.consumer import Delivery, PermanentError
-from shared.events import (
-    Decision,
-    Priority,
-    ProtocolPublished,
-    ReferralReceived,
-    ReferralRegulated,
-    RegulationDecided,
-    utcnow,
-)
+from shared.events import Decision, Priority, ReferralRegulated, RegulationDecided, utcnow
 from shared.senders import ActorKind, Sender, SenderRefused
 from shared.territory import NATIONAL, OUTSIDE_TERRITORY, OutsideTerritory, Scope, Territories
 
@@ -96,10 +79,11 @@ async def apply_override(
     return regulated
 
 
-class RegulationHandlers:
-    def __init__(self, book: ProtocolBook, territories: Territories | None = None) -> None:
-        self.book = book
-        self.territories = territories or Territories()
+class OverrideHandlers:
+    """The ``decisions`` door's regulation.decided."""
+
+    book: ProtocolBook
+    territories: Territories
 
     def _scope(self, sender: Sender | None) -> Scope | None:
         """The territory a decision's sender decides for: a SAMU's, the national Centre
@@ -113,63 +97,12 @@ class RegulationHandlers:
         # acting for the national Centre 15 where it is not enabled covers it all.
         return scope or Scope(NATIONAL, frozenset(), national=True)
 
-    async def on_received(self, delivery: Delivery) -> None:
-        referral = delivery.payload_as(ReferralReceived)
-        session = delivery.session
-        if await load_case(session, referral.referral_id) is not None:
-            # The same referral under another event id: its decision already stands.
-            log.info("referral already regulated", referral_id=referral.referral_id)
-            return
-        record = CaseRecord(
-            referral_id=referral.referral_id,
-            patient_ref=referral.patient_ref,
-            age=referral.age,
-            commune_insee=referral.commune_insee,
-            departement=referral.departement,
-            referrer_kind=referral.referrer.kind,
-            purpose=referral.purpose,
-            clinical=referral.clinical,
-        )
-        await add_case(session, record, received_at=referral.submitted_at)
-        protocol = await self.book.active(session)
-        now = utcnow()
-        outcome = decide(record.case(), protocol, now)
-        regulated = await record_decision(session, record, outcome, decided_by="protocol", now=now)
-        await delivery.emit(regulated, correlation_id=referral.referral_id)
-
-    async def on_decision(self, delivery: Delivery) -> None:
-        """The ``decisions`` queue: protocol versions and regulators' decisions."""
-        payload = delivery.envelope.payload()
-        if isinstance(payload, ProtocolPublished):
-            await self._protocol(delivery, payload)
-        elif isinstance(payload, RegulationDecided):
-            await self._override(delivery, payload)
-
-    async def _protocol(self, delivery: Delivery, event: ProtocolPublished) -> None:
-        try:
-            protocol = load_protocol(event.document)
-        except ValidationError as exc:
-            raise PermanentError("invalid_protocol", str(exc)) from exc
-        if protocol.version != event.protocol_version:
-            raise PermanentError(
-                "protocol_version_mismatch",
-                f"protocol_version {event.protocol_version!r} but the document is version "
-                f"{protocol.version!r}",
-            )
-        try:
-            activated = await self.book.activate(
-                delivery.session,
-                protocol,
-                source=delivery.envelope.source,
-                event_id=delivery.envelope.id,
-                now=utcnow(),
-            )
-        except ProtocolConflict as exc:
-            raise PermanentError("protocol_version_conflict", str(exc)) from exc
-        log.info(
-            "protocol version applies" if activated else "protocol version already applies",
-            protocol_version=protocol.version,
-        )
+    async def on_regulation_decided(self, delivery: Delivery) -> None:
+        # Parsed by its (type, version), as before the table of routes: a version the
+        # catalogue lacks is dead-lettered as invalid at once, not retried.
+        event = delivery.envelope.payload()
+        if isinstance(event, RegulationDecided):
+            await self._override(delivery, event)
 
     async def _override(self, delivery: Delivery, event: RegulationDecided) -> None:
         override = Override(
