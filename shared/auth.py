@@ -209,7 +209,7 @@ def verify_token(
 
 # Declares the scheme in each service's OpenAPI (so clients and schemathesis know to
 # send a token); without auto_error, so that the 401 says what is wrong, as below.
-_BEARER = HTTPBearer(auto_error=False, description="A token from `aiguillage token`.")
+BEARER = HTTPBearer(auto_error=False, description="A token from `aiguillage token`.")
 
 
 def authenticator(keys: Keys, service: ServiceName) -> Callable[..., Principal]:
@@ -218,7 +218,7 @@ def authenticator(keys: Keys, service: ServiceName) -> Callable[..., Principal]:
     ring = Keyring.of(keys)
 
     def authenticate(
-        credentials: HTTPAuthorizationCredentials | None = Depends(_BEARER),
+        credentials: HTTPAuthorizationCredentials | None = Depends(BEARER),
     ) -> Principal:
         try:
             if credentials is None or not credentials.credentials.strip():

@@ -42,22 +42,6 @@ CONSTRUCTORS = frozenset(
     }
 )
 
-# Modules that still speak SQL outside their store, each with why it may for now.
-# The list only shrinks: a module listed that no longer speaks SQL fails the test too,
-# so that it is struck off and never grows back unnoticed.
-NOT_YET_IN_STORE = {
-    # The dispatcher's claim / record cycle (SKIP LOCKED, the per-address quota upsert)
-    # runs outside a consumer's transaction; its move is the next step of issue 19.
-    "notifier/dispatcher.py",
-    # The operator's registry of referrers and their quotas (dialect upserts), read by
-    # the CLI as well as the doors: a store of its own already.
-    "intake/registry.py",
-    # Issue 17's console hooks, added while the stores were being made.
-    "intake/patient_link.py",
-    "intake/referrer_list.py",
-}
-
-
 def _exempt(path: Path) -> bool:
     relative = path.relative_to(SERVICES)
     return "store" in relative.parts or "migrations" in relative.parts
@@ -138,16 +122,8 @@ def test_only_the_stores_speak_sql() -> None:
         for p in modules
         if (uses := sql_uses(p.read_text()))
     }
-    unexpected = {k: v for k, v in offending.items() if k not in NOT_YET_IN_STORE}
-    assert not unexpected, (
-        f"SQL outside the services' stores (move it into services/<name>/store.py): {unexpected}"
-    )
-    struck_off = sorted(
-        m for m in NOT_YET_IN_STORE if m not in offending and (SERVICES / m).exists()
-    )
-    gone = sorted(m for m in NOT_YET_IN_STORE if not (SERVICES / m).exists())
-    assert not struck_off and not gone, (
-        f"no longer speaking SQL, or gone: strike them off NOT_YET_IN_STORE: {struck_off + gone}"
+    assert not offending, (
+        f"SQL outside the services' stores (move it into services/<name>/store/): {offending}"
     )
 
 

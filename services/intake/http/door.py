@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from services.intake.handlers import IntakeHandlers
-from shared.auth import _BEARER, Principal, Role, forbid
+from shared.auth import BEARER, Principal, Role, forbid
 from shared.db import Database
 from shared.events import Reason
 from shared.outbox import OutboxRelay
@@ -40,7 +40,7 @@ def door(request: Request) -> Door:
 def caller(
     request: Request,
     # The scheme every service's authenticator documents: one in the OpenAPI.
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> Principal:
     return door(request).authenticate(credentials)
 

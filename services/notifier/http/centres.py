@@ -26,7 +26,7 @@ from services.notifier.store import centres
 
 # The bearer scheme every service's authenticator reads (one security scheme in the
 # OpenAPI for all of them).
-from shared.auth import _BEARER, Keys, Principal, Role, authenticator, forbid
+from shared.auth import BEARER, Keys, Principal, Role, authenticator, forbid
 from shared.db import Database, as_utc
 from shared.events import (
     ConsultationCompleted,
@@ -139,7 +139,7 @@ def _api(request: Request) -> CentresApi:
 
 def _caller(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> Principal:
     """The caller whose token is for the notifier, or a 401 (shared.auth)."""
     return _api(request).authenticate(credentials)

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
 from services.regulation.store.protocols import ProtocolBook
-from shared.auth import _BEARER, Principal
+from shared.auth import BEARER, Principal
 from shared.db import Database
 from shared.outbox import OutboxRelay
 from shared.territory import Scope, Territories, centre_15_scope
@@ -39,7 +39,7 @@ def the_caller(
     request: Request,
     # The same bearer scheme as shared.auth.authenticator's, so that the OpenAPI
     # document names the same security scheme.
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> Principal:
     """The caller whose token is for regulation, or a 401 that says what is wrong."""
     return the_api(request).authenticate(credentials)

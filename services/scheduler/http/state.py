@@ -10,7 +10,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from shared.auth import _BEARER, Principal
+from shared.auth import BEARER, Principal
 from shared.db import Database
 from shared.events import Envelope
 
@@ -34,7 +34,7 @@ def the_caller(
     request: Request,
     # The same bearer scheme as shared.auth.authenticator's, so that the OpenAPI
     # document names the same security scheme.
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> Principal:
     """The caller whose token is for the scheduler, or a 401 that says what is wrong."""
     return the_api(request).authenticate(credentials)
