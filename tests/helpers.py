@@ -234,3 +234,12 @@ async def running(runtime: ServiceRuntime) -> AsyncIterator[ServiceRuntime]:
         yield runtime
     finally:
         await asyncio.wait_for(app.stop(), 60)
+
+
+def scheduler_queue(handlers: Any, subscription: str) -> Callable[[Delivery], Any]:
+    """What the scheduler's consumer of ``subscription`` does with a delivery: its
+    ``app.py`` table's handler for the event's type (the runtime's own dispatcher)."""
+    from services.scheduler.app import ROUTES
+    from shared.routing import dispatcher
+
+    return dispatcher(handlers, ROUTES, subscription)

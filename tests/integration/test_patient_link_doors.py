@@ -37,7 +37,7 @@ from shared.events import (
 from shared.patient_link import HEADER, issue_link
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
-from tests.helpers import running
+from tests.helpers import running, scheduler_queue
 from tests.strategies import valid_referral
 
 
@@ -184,7 +184,7 @@ async def test_the_scheduler_shows_and_moves_only_with_a_genuine_current_link(
     today = utcnow().date()
     await _deliver(
         scheduler,
-        handlers.on_centre,
+        scheduler_queue(handlers, "centres"),
         CentreActivated(
             centre_id="rennes-lien",
             name="Centre du lien",
@@ -203,7 +203,7 @@ async def test_the_scheduler_shows_and_moves_only_with_a_genuine_current_link(
     referral_id = new_id()
     await _deliver(
         scheduler,
-        handlers.on_referral,
+        scheduler_queue(handlers, "referrals"),
         ReferralRegulated(
             referral_id=referral_id,
             patient_ref="pat-lien",

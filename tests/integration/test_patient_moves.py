@@ -33,7 +33,7 @@ from shared.messaging_tables import outbox
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay
 from shared.patient_link import HEADER, issue_link
-from tests.helpers import centre, handle, oriented
+from tests.helpers import centre, handle, oriented, scheduler_queue
 
 KEY = "patient-link-key-of-the-moves-tests-0123456789"
 LATER = 4102444800  # 2100: a link that has not expired
@@ -86,8 +86,10 @@ async def _booked(database: Database, referral_id: str) -> dict[str, Any]:
         ("rennes-b", "35238", 1),
         ("st-gregoire", "35278", 1),
     ]:
-        await handle(database, handlers.on_centre, centre(centre_id, insee, boxes=boxes))
-    await handle(database, handlers.on_referral, oriented(referral_id))
+        await handle(
+            database, scheduler_queue(handlers, "centres"), centre(centre_id, insee, boxes=boxes)
+        )
+    await handle(database, scheduler_queue(handlers, "referrals"), oriented(referral_id))
     async with database.transaction() as session:
         row = await store.booked_appointment(session, referral_id)
     assert row is not None
@@ -301,7 +303,7 @@ async def test_a_suspension_moves_at_once_and_says_why(database: Database) -> No
     current = await _booked(database, referral_id)
     await handle(
         database,
-        SchedulerHandlers().on_centre,
+        scheduler_queue(SchedulerHandlers(), "centres"),
         CentreSuspended(centre_id=current["centre_id"], reason="dégât des eaux"),
     )
     rescheduled = await _events(database, "appointment.rescheduled")

@@ -25,7 +25,7 @@ from shared.events import Envelope, Priority, ReferralRegulated, new_id
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import declare_topology
-from tests.helpers import Tap, centre, oriented, running
+from tests.helpers import Tap, centre, oriented, running, scheduler_queue
 
 # From now + the lead time (30 min; no travel, the centre is in the patient's commune)
 # to the deadline, one hour: one slot of the centre starts in it, the next after.
@@ -94,7 +94,7 @@ async def test_one_by_one_the_routine_patient_takes_it(settings: Settings) -> No
                     envelope=Envelope.wrap(event, source="test", correlation_id=new_id()),
                     source="scheduler",
                 )
-                await handlers.on_referral(delivery)
+                await scheduler_queue(handlers, "referrals")(delivery)
             outcomes[event.referral_id] = delivery.emitted[0].type
     assert outcomes == {"r-routine": "slot.assigned", "r-urgent": "referral.waitlisted"}
 
@@ -111,7 +111,7 @@ async def test_a_plan_is_made_for_new_referrals_only(settings: Settings) -> None
         async with runtime.database.transaction() as session:
             await handlers.plan_batch(session, [envelope])
             assert PLAN not in session.info
-            await handlers.on_referral(
+            await scheduler_queue(handlers, "referrals")(
                 Delivery(session=session, envelope=envelope, source="scheduler")
             )
         again = Envelope.wrap(first, source="test", correlation_id=new_id())

@@ -21,7 +21,7 @@ from shared.events import (
     utcnow,
 )
 from shared.migrations import upgrade
-from tests.helpers import centre, handle, oriented
+from tests.helpers import centre, handle, oriented, scheduler_queue
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -49,9 +49,19 @@ async def test_each_booking_records_its_options_and_the_demand_counts_the_few(
         ("st-gregoire", "35278"),
         ("paris", "75115"),
     ]:
-        await handle(database, handlers.on_centre, centre(centre_id, insee, boxes=4))
-    await handle(database, handlers.on_referral, oriented("r-rennes", "35238", Priority.ASAP))
-    await handle(database, handlers.on_referral, oriented("r-paris", "75115", Priority.ROUTINE))
+        await handle(
+            database, scheduler_queue(handlers, "centres"), centre(centre_id, insee, boxes=4)
+        )
+    await handle(
+        database,
+        scheduler_queue(handlers, "referrals"),
+        oriented("r-rennes", "35238", Priority.ASAP),
+    )
+    await handle(
+        database,
+        scheduler_queue(handlers, "referrals"),
+        oriented("r-paris", "75115", Priority.ROUTINE),
+    )
     async with database.transaction() as session:
         rows = (await session.execute(select(appointments))).all()
         options = {row.referral_id: row.options for row in rows}

@@ -31,7 +31,7 @@ from shared.events import (
 )
 from shared.migrations import upgrade
 from shared.senders import ActorKind, Sender, SenderRefused
-from tests.helpers import centre, handle, oriented
+from tests.helpers import centre, handle, oriented, scheduler_queue
 
 CENTRE = "rennes-a"
 # What the centre's own broker user proves (shared/senders.py); via the notifier's
@@ -76,7 +76,7 @@ async def at_door(
             sender=sender,
             routing_key=payload.routing_key(),
         )
-        await handlers.on_consultation(delivery)
+        await scheduler_queue(handlers, "consultations")(delivery)
     return delivery
 
 
@@ -118,8 +118,8 @@ class Booked:
 
 
 async def booked(database: Database, handlers: SchedulerHandlers, referral: str) -> Booked:
-    await handle(database, handlers.on_centre, centre(CENTRE, "35238"))
-    delivery = await handle(database, handlers.on_referral, oriented(referral))
+    await handle(database, scheduler_queue(handlers, "centres"), centre(CENTRE, "35238"))
+    delivery = await handle(database, scheduler_queue(handlers, "referrals"), oriented(referral))
     [slot] = [e for e in delivery.emitted if e.type == "slot.assigned"]
     return Booked(slot.data)
 

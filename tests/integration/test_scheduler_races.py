@@ -30,7 +30,7 @@ from shared.events import (
     utcnow,
 )
 from shared.migrations import upgrade
-from tests.helpers import centre, handle, oriented
+from tests.helpers import centre, handle, oriented, scheduler_queue
 
 pytestmark = pytest.mark.postgres
 
@@ -70,7 +70,7 @@ async def test_two_replicas_draining_at_once_book_a_waiting_patient_once(
 ) -> None:
     handlers = SchedulerHandlers()
     # No centre yet: the patient waits.
-    waiting = await handle(database, handlers.on_referral, oriented("r-wait"))
+    waiting = await handle(database, scheduler_queue(handlers, "referrals"), oriented("r-wait"))
     assert [e.type for e in waiting.emitted][:1] == ["referral.waitlisted"]
 
     # Replica A activates a centre near them, drains and books them; not committed yet.
@@ -78,7 +78,7 @@ async def test_two_replicas_draining_at_once_book_a_waiting_patient_once(
     first = asyncio.create_task(
         handle(
             database,
-            handlers.on_centre,
+            scheduler_queue(handlers, "centres"),
             centre("rennes-a", "35238"),
             handled=first_done,
             commit=first_go,
@@ -88,7 +88,11 @@ async def test_two_replicas_draining_at_once_book_a_waiting_patient_once(
     # Replica B activates another centre near them and drains the list, which (read
     # before A commits) still holds the patient.
     second = asyncio.create_task(
-        handle(database, SchedulerHandlers().on_centre, centre("st-gregoire-b", "35278"))
+        handle(
+            database,
+            scheduler_queue(SchedulerHandlers(), "centres"),
+            centre("st-gregoire-b", "35278"),
+        )
     )
     await asyncio.sleep(1.0)
     assert not second.done(), "the second drain should wait for the first's hold"
@@ -105,7 +109,7 @@ async def test_a_new_decision_books_a_waiting_patient_and_takes_them_off_the_lis
     database: Database,
 ) -> None:
     handlers = SchedulerHandlers()
-    await handle(database, handlers.on_centre, centre("rennes-c", "35238"))
+    await handle(database, scheduler_queue(handlers, "centres"), centre("rennes-c", "35238"))
     # Listed while a slot was free (a drain the list missed): a decision then books them.
     async with database.transaction() as session:
         now = utcnow()
@@ -123,12 +127,14 @@ async def test_a_new_decision_books_a_waiting_patient_and_takes_them_off_the_lis
             test_eligible=False,
             queued_at=now,
         )
-    decided = await handle(database, handlers.on_referral, oriented("r-listed"))
+    decided = await handle(database, scheduler_queue(handlers, "referrals"), oriented("r-listed"))
     assert assigned(decided) == ["r-listed"]
     async with database.transaction() as session:
         assert not await store.hold_waiting(session, "r-listed")
     # The next centre's drain finds nobody to book again.
-    drained = await handle(database, handlers.on_centre, centre("st-gregoire-c", "35278"))
+    drained = await handle(
+        database, scheduler_queue(handlers, "centres"), centre("st-gregoire-c", "35278")
+    )
     assert assigned(drained) == []
     assert await booked_count(database, "r-listed") == 1
 
@@ -137,8 +143,8 @@ async def test_the_database_refuses_a_second_booked_appointment_for_a_referral(
     database: Database,
 ) -> None:
     handlers = SchedulerHandlers()
-    await handle(database, handlers.on_centre, centre("rennes-d", "35238"))
-    await handle(database, handlers.on_referral, oriented("r-once"))
+    await handle(database, scheduler_queue(handlers, "centres"), centre("rennes-d", "35238"))
+    await handle(database, scheduler_queue(handlers, "referrals"), oriented("r-once"))
     async with database.transaction() as session:
         row = (
             await session.execute(

@@ -38,7 +38,7 @@ from shared.geo import commune, haversine_km
 from shared.patient_link import HEADER, issue_link
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
-from tests.helpers import centre, handle, oriented, running
+from tests.helpers import centre, handle, oriented, running, scheduler_queue
 
 pytestmark = pytest.mark.postgres
 
@@ -101,10 +101,16 @@ async def test_every_path_that_books_leaves_the_patient_time_to_get_there(
 
     async def decide(referral_id: str) -> Delivery:
         insee = PATIENTS[referral_id][0]
-        return await handle(database, handlers.on_referral, oriented(referral_id, insee))
+        return await handle(
+            database, scheduler_queue(handlers, "referrals"), oriented(referral_id, insee)
+        )
 
     # A first booking: a rural patient 13 km from the only centre, and one of Rennes.
-    await handle(database, handlers.on_centre, centre("rennes", "35238", boxes=1, minutes=5))
+    await handle(
+        database,
+        scheduler_queue(handlers, "centres"),
+        centre("rennes", "35238", boxes=1, minutes=5),
+    )
     since = utcnow()
     first = [await decide("p-mouaze"), await decide("p-rennes")]
     await assert_reachable(database, booked_ids(*first), since)
@@ -124,14 +130,20 @@ async def test_every_path_that_books_leaves_the_patient_time_to_get_there(
     waiting = await decide("p-issy")
     assert [e.type for e in waiting.emitted][:1] == ["referral.waitlisted"]
     since = utcnow()
-    drained = await handle(database, handlers.on_centre, centre("paris-15", "75115", minutes=5))
+    drained = await handle(
+        database, scheduler_queue(handlers, "centres"), centre("paris-15", "75115", minutes=5)
+    )
     await assert_reachable(database, booked_ids(drained), since)
 
     # A suspension: Rennes's patients move to Saint-Grégoire.
-    await handle(database, handlers.on_centre, centre("st-gregoire", "35278", minutes=5))
+    await handle(
+        database, scheduler_queue(handlers, "centres"), centre("st-gregoire", "35278", minutes=5)
+    )
     since = utcnow()
     suspended = await handle(
-        database, handlers.on_centre, CentreSuspended(centre_id="rennes", reason="travaux")
+        database,
+        scheduler_queue(handlers, "centres"),
+        CentreSuspended(centre_id="rennes", reason="travaux"),
     )
     moved = booked_ids(suspended)
     assert len(moved) == 2
@@ -143,7 +155,9 @@ async def test_every_path_that_books_leaves_the_patient_time_to_get_there(
 
     # A consumer batch planned jointly: two patients of Villeurbanne, one Lyon centre of
     # two boxes, nobody booked there before them: the same slot, boxes 1 and 2.
-    await handle(database, handlers.on_centre, centre("lyon", "69381", boxes=2, minutes=5))
+    await handle(
+        database, scheduler_queue(handlers, "centres"), centre("lyon", "69381", boxes=2, minutes=5)
+    )
     since = utcnow()
     batch = await planned_batch(database, handlers, ["p-villeurbanne-1", "p-villeurbanne-2"])
     planned = booked_ids(*batch)
@@ -154,7 +168,7 @@ async def test_every_path_that_books_leaves_the_patient_time_to_get_there(
     since = utcnow()
     reduced = await handle(
         database,
-        handlers.on_centre,
+        scheduler_queue(handlers, "centres"),
         CentreCapacityChanged(centre_id="lyon", boxes=1, from_date=today),
     )
     assert len(booked_ids(reduced)) == 1
@@ -209,7 +223,7 @@ async def planned_batch(
         await handlers.plan_batch(session, envelopes)
         for envelope in envelopes:
             delivery = Delivery(session=session, envelope=envelope, source="scheduler")
-            await handlers.on_referral(delivery)
+            await scheduler_queue(handlers, "referrals")(delivery)
             deliveries.append(delivery)
     starts = {e.data["start"] for d in deliveries for e in d.emitted if e.type in BOOKINGS}
     assert len(starts) == 1, "both in the first slot they can reach, one box each"

@@ -264,8 +264,8 @@ async def test_3_a_referrer_cannot_cancel_another_s_referral_even_from_the_futur
 
 async def test_4_a_centre_cannot_report_on_another_centre_s_appointment(stage: Stage) -> None:
     """Centre A reports a no-show for an appointment at centre B. On its own key
-    (``consultation.no_show.A``), the scheduler's door refuses it: proves
-    ``SchedulerHandlers.on_consultation``'s check that the appointment is the reporting
+    (``consultation.no_show.A``), the scheduler's door refuses it: proves the check
+    of ``services/scheduler/handlers/consultations.py`` that the appointment is the reporting
     centre's (taken out, B's slot is freed). On B's key, the broker refuses it: proves
     the provisioning's topic permission on the ingress (a centre's own id only)."""
     s = stage

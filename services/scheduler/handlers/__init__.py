@@ -29,9 +29,7 @@ from services.scheduler.handlers.centres import CentreHandlers
 from services.scheduler.handlers.consultations import ConsultationHandlers
 from services.scheduler.handlers.patient_requests import Offer, PatientRequests
 from services.scheduler.handlers.referrals import ReferralHandlers
-from shared.consumer import Delivery
 from shared.events import utcnow
-from shared.routing import dispatcher
 
 __all__ = [
     "JOINT_BATCH",
@@ -58,22 +56,3 @@ class SchedulerHandlers(CentreHandlers, ReferralHandlers, ConsultationHandlers, 
         # service's own clock, never a time the message carries; tests set it.
         self.clock = clock
         self._checked = {}
-
-    # Each queue's handler as the runtime wires it (every delivery to its event type's
-    # route, ROUTES in app.py): for a test or a replay that hands in a queue's delivery
-    # without naming its type's handler.
-
-    async def on_centre(self, delivery: Delivery) -> None:
-        await self._on_queue("centres", delivery)
-
-    async def on_referral(self, delivery: Delivery) -> None:
-        await self._on_queue("referrals", delivery)
-
-    async def on_consultation(self, delivery: Delivery) -> None:
-        await self._on_queue("consultations", delivery)
-
-    async def _on_queue(self, subscription: str, delivery: Delivery) -> None:
-        # Imported here: app.py imports this package to build its table.
-        from services.scheduler.app import ROUTES
-
-        await dispatcher(self, ROUTES, subscription)(delivery)
