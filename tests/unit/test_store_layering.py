@@ -42,6 +42,7 @@ CONSTRUCTORS = frozenset(
     }
 )
 
+
 def _exempt(path: Path) -> bool:
     relative = path.relative_to(SERVICES)
     return "store" in relative.parts or "migrations" in relative.parts
