@@ -22,6 +22,7 @@ from shared.events import (
     CentreCapacityChanged,
     CentreClosed,
     CentreSuspended,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -51,6 +52,7 @@ _ARS = (CentreActivated, CentreCapacityChanged, CentreSuspended, CentreClosed)
 _CENTRES = (
     ConsultationCompleted,
     ConsultationNoShow,
+    ConsultationCancelled,
     ConsultationCorrected,
     PatientEscalated,
     ReinforcementRequested,

@@ -23,6 +23,7 @@ from typing import Any
 from shared.events import (
     AlertKind,
     CancelledBy,
+    CentreCancelReason,
     CentreKind,
     Channel,
     ConsultationOutcome,
@@ -61,6 +62,15 @@ DECISIONS: Mapping[Decision, str] = {
 CONSULTATION_OUTCOMES: Mapping[ConsultationOutcome, str] = {
     ConsultationOutcome.SEEN: "vu",
     ConsultationOutcome.NO_SHOW: "absent",
+    ConsultationOutcome.CANCELLED: "annulé",
+}
+# Why a centre could not hold a consultation ("annulé"): the page's short list, and
+# what the patient's notice and the referrer's status say.
+CENTRE_CANCEL_REASONS: Mapping[CentreCancelReason, str] = {
+    CentreCancelReason.DOCTOR_ABSENT: "médecin absent",
+    CentreCancelReason.BOX_CLOSED: "box de consultation fermé",
+    CentreCancelReason.EQUIPMENT_FAILURE: "matériel en panne",
+    CentreCancelReason.OTHER: "empêchement du centre",
 }
 SEVERITY_SIGNS: Mapping[SeveritySign, str] = {
     SeveritySign.DYSPNOEA: "essoufflement inhabituel à la parole ou au moindre effort",
@@ -144,6 +154,7 @@ _BY_ENUM: Mapping[type[StrEnum], Mapping[Any, str]] = {
     Priority: PRIORITIES,
     Decision: DECISIONS,
     ConsultationOutcome: CONSULTATION_OUTCOMES,
+    CentreCancelReason: CENTRE_CANCEL_REASONS,
     SeveritySign: SEVERITY_SIGNS,
     RiskFactor: RISK_FACTORS,
     CancelledBy: CANCELLED_BY,

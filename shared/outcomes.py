@@ -9,9 +9,19 @@ time, changes nothing.
 
 - "vu" (seen) from the slot's start: the consultation may have begun;
 - "absent" (no-show) from the slot's end: until then the patient may still come;
+- "annulé" (the consultation did not take place because of the centre: a doctor
+  missing, a box closed) from the slot's start, as "vu": before it, the centre's
+  trouble is the ARS's to decide (a suspension moves every patient);
 - once recorded, "vu" or "absent" is corrected into the other (never recorded again)
   within ``CORRECTION_WINDOW`` of its first recording: a correction does not extend
   it. The outcome a correction sets is held to the same rule ("absent" from the end).
+  "annulé" is never corrected, nor corrected into: its patient was booked again at once
+  (or waits on the list), so "vu" or "absent" would be about an appointment that no
+  longer exists; and one seen or absent has nothing to rebook.
+
+An appointment cancelled for another reason (moved by a suspension, withdrawn) has the
+same status as one the centre cancelled, "cancelled": nothing may be recorded on it
+either, and the refusals say so in words true of both.
 
 Plain functions of their arguments: no clock, no I/O. A refusal has a stable code (what
 machines act on) and a French message (what the person at the centre reads).
@@ -30,9 +40,15 @@ CORRECTION_WINDOW = timedelta(hours=24)
 
 # The appointment's status (FHIR Appointment) each outcome sets, in the scheduler's and
 # the notifier's tables.
-STATUS_OF = {ConsultationOutcome.SEEN: "fulfilled", ConsultationOutcome.NO_SHOW: "noshow"}
+STATUS_OF = {
+    ConsultationOutcome.SEEN: "fulfilled",
+    ConsultationOutcome.NO_SHOW: "noshow",
+    ConsultationOutcome.CANCELLED: "cancelled",
+}
 OUTCOME_OF = {status: outcome for outcome, status in STATUS_OF.items()}
-LABEL_FR = CONSULTATION_OUTCOMES  # "vu", "absent"
+LABEL_FR = CONSULTATION_OUTCOMES  # "vu", "absent", "annulé"
+# The outcomes a correction turns into each other.
+CORRECTABLE = frozenset({ConsultationOutcome.SEEN, ConsultationOutcome.NO_SHOW})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +82,19 @@ def _in_time(
     if now < start:
         return OutcomeRefused(
             "outcome_before_start",
-            f"La consultation commence le {paris_fr(start)} : « vu » ne peut être noté "
-            "qu'à partir de cette heure.",
+            f"La consultation commence le {paris_fr(start)} : « {LABEL_FR[outcome]} » ne "
+            "peut être noté qu'à partir de cette heure.",
         )
     return None
+
+
+def _cancelled_already() -> OutcomeRefused:
+    return OutcomeRefused(
+        "appointment_cancelled",
+        "Ce rendez-vous est annulé : le patient a reçu un autre rendez-vous ou attend sur "
+        "la liste d'attente. Son issue ne peut plus être notée ni corrigée en « vu » ou "
+        "« absent ».",
+    )
 
 
 def refuse_record(
@@ -82,6 +107,15 @@ def refuse_record(
 ) -> OutcomeRefused | None:
     """None if ``outcome`` may be recorded now for the slot [start, end); ``already``:
     the outcome recorded before, which only a correction changes."""
+    if already is ConsultationOutcome.CANCELLED:
+        return _cancelled_already()
+    if already is not None and outcome is ConsultationOutcome.CANCELLED:
+        return OutcomeRefused(
+            "outcome_already_recorded",
+            f"Ce rendez-vous est déjà noté « {LABEL_FR[already]} » : il ne peut plus être "
+            "noté « annulé » (une correction ne fait que passer de « vu » à « absent », "
+            "ou l'inverse).",
+        )
     if already is not None:
         return OutcomeRefused(
             "outcome_already_recorded",
@@ -109,6 +143,14 @@ def refuse_correction(
             "Aucune issue (« vu » ou « absent ») n'est notée pour ce rendez-vous : "
             "il n'y a rien à corriger.",
         )
+    if already is ConsultationOutcome.CANCELLED:
+        return _cancelled_already()
+    if outcome not in CORRECTABLE:
+        return OutcomeRefused(
+            "correction_to_cancelled",
+            f"Ce rendez-vous est noté « {LABEL_FR[already]} » : une correction ne fait que "
+            "passer de « vu » à « absent », ou l'inverse ; elle ne l'annule pas.",
+        )
     if recorded_at is None or now >= correctable_until(recorded_at):
         since = f" le {paris_fr(recorded_at)}" if recorded_at is not None else ""
         return OutcomeRefused(
@@ -131,6 +173,8 @@ class Offer:
 
     seen: OutcomeRefused | None
     no_show: OutcomeRefused | None
+    # "annulé": from the slot's start, as "vu".
+    cancel: OutcomeRefused | None
     # The correction into the other outcome, when one is recorded (None otherwise).
     correct_to: ConsultationOutcome | None
     correction: OutcomeRefused | None
@@ -138,7 +182,7 @@ class Offer:
 
     @property
     def awaiting(self) -> bool:
-        """No outcome recorded yet: the page shows "vu" / "absent"."""
+        """No outcome recorded yet: the page shows "vu" / "absent" / "annulé"."""
         return self.correct_to is None
 
 
@@ -150,8 +194,13 @@ def offer(
     no_show = refuse_record(
         ConsultationOutcome.NO_SHOW, start=start, end=end, now=now, already=already
     )
-    if already is None:
-        return Offer(seen, no_show, correct_to=None, correction=None, correctable_until=None)
+    cancel = refuse_record(
+        ConsultationOutcome.CANCELLED, start=start, end=end, now=now, already=already
+    )
+    if already is None or already not in CORRECTABLE:
+        return Offer(
+            seen, no_show, cancel, correct_to=None, correction=None, correctable_until=None
+        )
     other = (
         ConsultationOutcome.NO_SHOW
         if already is ConsultationOutcome.SEEN
@@ -160,6 +209,7 @@ def offer(
     return Offer(
         seen,
         no_show,
+        cancel,
         correct_to=other,
         correction=refuse_correction(
             other, start=start, end=end, now=now, already=already, recorded_at=recorded_at

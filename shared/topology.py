@@ -80,6 +80,7 @@ class QueueSpec:
 CENTRE_REPORT_TYPES = (
     "consultation.completed",
     "consultation.no_show",
+    "consultation.cancelled",
     "consultation.corrected",
     "patient.escalated",
     "reinforcement.requested",
@@ -110,6 +111,7 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
                 "appointment.cancelled.*",
                 "consultation.completed.*",
                 "consultation.no_show.*",
+                "consultation.cancelled.*",
                 "consultation.corrected.*",
                 "patient.escalated.*",
             ),
@@ -153,9 +155,9 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             "consultations",
             tuple(f"{t}.*" for t in CENTRE_REPORT_TYPES),
             "The door of what centres report, each for its own appointments: an outcome "
-            "in its time (seen from the slot's start, no-show from its end), corrected "
-            "within 24 hours; a no-show or an escalation frees the slot; applied, it goes "
-            "on the bus.",
+            "in its time (seen or cancelled by the centre from the slot's start, no-show "
+            "from its end), corrected within 24 hours; a no-show or an escalation frees "
+            "the slot, a cancellation books the patient again; applied, it goes on the bus.",
             INGRESS,
         ),
     ),
@@ -187,6 +189,7 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
                 "patient.escalated.*",
                 "consultation.no_show.*",
                 "consultation.completed.*",
+                "consultation.cancelled.*",
                 "consultation.corrected.*",
             ),
             "What the referrer (and the SAMUs covering the patient, for escalations) must be told.",

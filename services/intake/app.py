@@ -7,6 +7,7 @@ from services.intake.http import install
 from shared.events import (
     AppointmentCancelled,
     AppointmentRescheduled,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -33,6 +34,7 @@ ROUTES: tuple[Route[IntakeHandlers], ...] = (
     Route("outcomes", AppointmentCancelled, H.on_outcome),
     Route("outcomes", ConsultationCompleted, H.on_outcome),
     Route("outcomes", ConsultationNoShow, H.on_outcome),
+    Route("outcomes", ConsultationCancelled, H.on_outcome),
     Route("outcomes", ConsultationCorrected, H.on_outcome),
     Route("outcomes", PatientEscalated, H.on_outcome),
 )

@@ -15,6 +15,7 @@ from shared.events import (
     AppointmentCancelled,
     AppointmentRescheduled,
     CentreActivated,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -48,6 +49,7 @@ ROUTES: tuple[Route[NotifierHandlers], ...] = (
     Route("referrals", PatientEscalated, NotifierHandlers.on_escalated),
     Route("referrals", ConsultationNoShow, NotifierHandlers.on_no_show),
     Route("referrals", ConsultationCompleted, NotifierHandlers.on_completed),
+    Route("referrals", ConsultationCancelled, NotifierHandlers.on_consultation_cancelled),
     Route("referrals", ConsultationCorrected, NotifierHandlers.on_corrected),
     Route("centres", CentreActivated, NotifierHandlers.on_centre_activated),
 )

@@ -15,6 +15,7 @@ from shared.events import (
     CentreCapacityChanged,
     CentreClosed,
     CentreSuspended,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -41,6 +42,7 @@ ROUTES: tuple[Route[SchedulerHandlers], ...] = (
     # The centres' door: what each reports of its own appointments.
     Route("consultations", ConsultationCompleted, H.on_completed),
     Route("consultations", ConsultationNoShow, H.on_no_show),
+    Route("consultations", ConsultationCancelled, H.on_consultation_cancelled),
     Route("consultations", ConsultationCorrected, H.on_corrected),
     Route("consultations", PatientEscalated, H.on_escalated),
     Route("consultations", ReinforcementRequested, H.on_reinforcement),

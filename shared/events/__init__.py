@@ -10,6 +10,8 @@ from shared.events.centre import (
     CentreSuspended,
 )
 from shared.events.consultation import (
+    CentreCancelReason,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -58,12 +60,14 @@ __all__ = [
     "CancelledBy",
     "CapacityAlert",
     "CentreActivated",
+    "CentreCancelReason",
     "CentreCapacityChanged",
     "CentreClosed",
     "CentreKind",
     "CentreSuspended",
     "Channel",
     "Clinical",
+    "ConsultationCancelled",
     "ConsultationCompleted",
     "ConsultationCorrected",
     "ConsultationNoShow",

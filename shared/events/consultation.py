@@ -44,10 +44,38 @@ class ConsultationNoShow(_CentreReport):
 
 
 class ConsultationOutcome(StrEnum):
-    """What a centre records of a consultation, and may correct into the other."""
+    """What a centre records of a consultation; "seen" and "no_show" may be corrected
+    into each other, "cancelled" never (its patient is booked again at once)."""
 
     SEEN = "seen"  # consultation.completed
     NO_SHOW = "no_show"  # consultation.no_show
+    CANCELLED = "cancelled"  # consultation.cancelled
+
+
+class CentreCancelReason(StrEnum):
+    """Why a centre could not hold a consultation: stable codes, a short list its page
+    offers (French words in shared/labels.py)."""
+
+    DOCTOR_ABSENT = "doctor_absent"
+    BOX_CLOSED = "box_closed"
+    EQUIPMENT_FAILURE = "equipment_failure"
+    OTHER = "other"
+
+
+class ConsultationCancelled(_CentreReport):
+    """The consultation did not take place because of the centre (a doctor missing, a
+    box closed), recorded from the slot's start (``shared/outcomes.py``). The scheduler
+    books the patient again at once, at the best slot within their reach, or puts them
+    on the waiting list; it is never corrected into "seen" or "no_show"."""
+
+    event_type: ClassVar[str] = "consultation.cancelled"
+
+    appointment_id: RecordId
+    referral_id: RecordId
+    centre_id: RoutingWord
+    reason_code: CentreCancelReason | None = Field(
+        None, description="Why, from the short list the centre's page offers."
+    )
 
 
 class ConsultationCorrected(_CentreReport):

@@ -12,6 +12,7 @@ from shared.events.centre import (
     CentreSuspended,
 )
 from shared.events.consultation import (
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -54,6 +55,7 @@ CATALOGUE: tuple[type[EventPayload], ...] = (
     CentreClosed,
     ConsultationCompleted,
     ConsultationNoShow,
+    ConsultationCancelled,
     ConsultationCorrected,
     PatientEscalated,
     CapacityAlert,

@@ -22,7 +22,7 @@ BEFORE = datetime(2020, 3, 25, 9, 0, tzinfo=UTC)
 LINK = "https://rdv.example/patient/p1.a.b.1.sig"
 POTERIE = Visit(START, "École de la Poterie", "12 rue de la Poterie", "35238")
 KINDS = ("gp", "centre_15", "sos_medecins", "emergency_department", None)
-MOVERS = ("service", "patient", "regulator", None)
+MOVERS = ("service", "patient", "regulator", "centre", None)
 CANCELLERS = ("patient", "referrer", "service", "regulator", "centre")
 
 
@@ -137,6 +137,18 @@ TABLE = [
     ),
     Told(
         "appointment.rescheduled",
+        "moved_by centre: the consultation cancelled at the centre (consultation.cancelled), "
+        "booked again at once",
+        f"RDV Covid-19 annulé par le centre, nouveau RDV : {_AT}, {_SMS_THERE} Voir, annuler, "
+        f"changer : {LINK}",
+        f"Bonjour, le centre n'a pas pu assurer votre consultation du {_WAS} (consultation "
+        "annulée par le centre : médecin absent). Un nouveau rendez-vous vous est réservé : le "
+        f"{_WHEN} {_THERE}. {_WORSE} {_LINK_LINE}",
+        f"Rendez-vous déplacé : {_REF_AT} Motif : consultation annulée par le centre : médecin "
+        "absent. Test à prescrire : oui.",
+    ),
+    Told(
+        "appointment.rescheduled",
         "moved_by patient: another slot asked from the link",
         f"RDV Covid-19 changé comme demandé : {_AT}, {_SMS_THERE} Voir, annuler, changer : {LINK}",
         f"Bonjour, comme vous l'avez demandé, votre rendez-vous du {_WAS} est déplacé : le "
@@ -213,12 +225,14 @@ TABLE = [
     ),
     Told(
         "appointment.cancelled",
-        "cancelled_by centre",
-        f"RDV Covid-19 du {_AT} annulé par le centre. Pour la suite, contactez votre médecin. "
-        "Si aggravation, appelez le 15.",
-        f"Bonjour, votre rendez-vous du {_WHEN} est annulé par le centre (motif : fermeture "
-        f"exceptionnelle). Pour la suite, contactez votre médecin. {_WORSE}",
-        "Rendez-vous annulé par le centre (fermeture exceptionnelle).",
+        "cancelled_by centre: the consultation cancelled at the centre, no other slot (waitlisted)",
+        f"RDV Covid-19 du {_AT} annulé par le centre. Vous recevrez un SMS dès qu'un nouveau "
+        "RDV vous sera réservé. Si aggravation, appelez le 15.",
+        f"Bonjour, votre rendez-vous du {_WHEN} est annulé par le centre (motif : consultation "
+        "annulée par le centre : médecin absent), et aucun autre créneau n'est libre pour "
+        "l'instant près de chez vous. Vous êtes en liste d'attente : vous recevrez un nouveau "
+        f"message dès qu'un rendez-vous vous sera réservé. {_WORSE}",
+        "Rendez-vous annulé par le centre (consultation annulée par le centre : médecin absent).",
     ),
     Told(
         "referral.cancelled",
@@ -342,6 +356,13 @@ TABLE = [
         "réservé : adressez-le à nouveau si besoin.",
     ),
     Told(
+        "consultation.cancelled",
+        "recorded on the centre's day list: the move (or the cancellation) that follows tells",
+        None,
+        None,
+        "",
+    ),
+    Told(
         "consultation.completed",
         "seen",
         None,
@@ -359,6 +380,7 @@ def _rendered(row: Told) -> tuple[PatientNotice | None, str]:
         "moved_by service": ("service", "centre suspendu : plus de médecin"),
         "moved_by patient": ("patient", "à la demande du patient (lien de l'avis de rendez-vous)"),
         "moved_by regulator": ("regulator", "priorité « dès que possible » décidée par DR-1"),
+        "moved_by centre": ("centre", "consultation annulée par le centre : médecin absent"),
     }
     if row.event == "slot.assigned":
         return notices.appointment(POTERIE, "gp", LINK), templates.referrer_outcome(
@@ -375,6 +397,8 @@ def _rendered(row: Told) -> tuple[PatientNotice | None, str]:
         return _withdrawn(row)
     if row.event == "referral.regulated":
         return _decided(row)
+    if row.event == "consultation.cancelled":
+        return None, ""  # the notifier's handler tells nobody (on_consultation_cancelled)
     return _reported(row)
 
 
@@ -390,7 +414,7 @@ def _cancelled(row: Told) -> tuple[PatientNotice | None, str]:
         else "le patient va mieux",
         "service": "centre suspendu : plus de médecin",
         "regulator": "décision de régulation : suivi à domicile par le médecin traitant",
-        "centre": "fermeture exceptionnelle",
+        "centre": "consultation annulée par le centre : médecin absent",
     }[by]
     detail: dict[str, object] = {"reason": reason, "by": by}
     return notices.cancelled(START, by, reason, kind), templates.referrer_outcome(
@@ -480,14 +504,15 @@ def test_no_text_promises_what_no_process_does(row: Told) -> None:
         if _NEW_MESSAGE.search(text):
             # Waiting: the booking is a notice; held: the decision is an outcome.
             assert row.event == "referral.waitlisted" or row.cause.startswith(
-                ("cancelled_by service", "hold")
+                ("cancelled_by service", "cancelled_by centre", "hold")
             ), (row.cause, text)
 
 
 def test_the_table_covers_every_cause() -> None:
     causes = {(r.event, r.cause.split(":")[0]) for r in TABLE}
-    for by in ("service", "patient", "regulator"):
+    for by in ("service", "patient", "regulator", "centre"):
         assert ("appointment.rescheduled", f"moved_by {by}") in causes
+    assert ("consultation.cancelled", "recorded on the centre's day list") in causes
     for by in CANCELLERS:
         assert ("appointment.cancelled", f"cancelled_by {by}") in causes
     decided = {c.split(",")[0] for e, c in causes if e == "referral.regulated"}

@@ -31,7 +31,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.labels import CANCELLED_BY, CONSULTATION_OUTCOMES, PRIORITIES, by_code
+from shared.labels import (
+    CANCELLED_BY,
+    CENTRE_CANCEL_REASONS,
+    CONSULTATION_OUTCOMES,
+    PRIORITIES,
+    by_code,
+)
 from shared.paris import paris_fr
 
 
@@ -77,6 +83,10 @@ class Happening(StrEnum):
     WITHDRAWN = "withdrawn"  # referral.cancelled
     SEEN = "seen"  # consultation.completed
     NO_SHOW = "no_show"  # consultation.no_show
+    # consultation.cancelled: the centre could not hold it; history only, as the
+    # scheduler's move (or the cancellation and the waiting list) that follows at once
+    # says where the patient stands now.
+    CONSULTATION_CANCELLED = "consultation_cancelled"
     # consultation.corrected: the centre corrects the outcome it recorded (issue 27)
     CORRECTED_TO_SEEN = "corrected_to_seen"
     CORRECTED_TO_NO_SHOW = "corrected_to_no_show"
@@ -133,6 +143,7 @@ TRANSITIONS: dict[Happening, dict[State | None, State]] = {
     Happening.WITHDRAWN: _to(S.WITHDRAWN, OPEN),
     Happening.SEEN: {S.APPOINTMENT: S.SEEN},
     Happening.NO_SHOW: {S.APPOINTMENT: S.NO_SHOW},
+    Happening.CONSULTATION_CANCELLED: {},
     Happening.CORRECTED_TO_SEEN: {S.NO_SHOW: S.SEEN},
     Happening.CORRECTED_TO_NO_SHOW: {S.SEEN: S.NO_SHOW},
     Happening.ESCALATED_BY_CENTRE: _to(S.ESCALATED, set(State) - {S.REJECTED}),
@@ -265,6 +276,8 @@ def entry_for_event(
         return Happening.SEEN, pick("appointment_id", "centre_id", "test_prescribed")
     if event_type == "consultation.no_show":
         return Happening.NO_SHOW, pick("appointment_id", "centre_id")
+    if event_type == "consultation.cancelled":
+        return Happening.CONSULTATION_CANCELLED, pick("appointment_id", "centre_id", "reason_code")
     if event_type == "consultation.corrected":
         seen = data.get("outcome") == "seen"
         corrected = pick("appointment_id", "centre_id", "outcome", "previous_outcome", "reason")
@@ -351,6 +364,7 @@ def _centre(detail: Mapping[str, Any]) -> str:
 
 
 OUTCOME_FR = by_code(CONSULTATION_OUTCOMES)
+CANCEL_REASON_FR = by_code(CENTRE_CANCEL_REASONS)
 
 
 def _corrected(detail: Mapping[str, Any]) -> str:
@@ -362,6 +376,15 @@ def _corrected(detail: Mapping[str, Any]) -> str:
 def _by(detail: Mapping[str, Any]) -> str:
     by = BY_FR.get(str(detail.get("by")))
     return f" {by}" if by else ""
+
+
+def _consultation_cancelled(detail: Mapping[str, Any]) -> str:
+    why = CANCEL_REASON_FR.get(str(detail.get("reason_code")))
+    return (
+        f"Consultation annulée par le centre {detail.get('centre_id')}"
+        f"{f' ({why})' if why else ''} : le patient reçoit aussitôt un autre rendez-vous, "
+        "ou attend sur la liste d'attente."
+    )
 
 
 def message(code: str, detail: Mapping[str, Any]) -> str:
@@ -427,6 +450,8 @@ def message(code: str, detail: Mapping[str, Any]) -> str:
     if code == "seen":
         prescribed = " Test prescrit." if detail.get("test_prescribed") else ""
         return f"Patient vu au centre {detail.get('centre_id')}.{prescribed}{_corrected(detail)}"
+    if code == "consultation_cancelled":
+        return _consultation_cancelled(detail)
     if code == "no_show":
         return (
             "Le patient ne s'est pas présenté à son rendez-vous au centre "

@@ -151,6 +151,13 @@ _MOVED = {
         "({reason}). Votre rendez-vous est déplacé",
         "RDV Covid-19 déplacé (centre fermé) :",
     ),
+    # The centre could not hold the consultation (a doctor missing, a box closed): the
+    # scheduler booked the patient again at once; the link changes the new slot.
+    "centre": (
+        "le centre n'a pas pu assurer votre consultation du {previous} ({reason}). Un "
+        "nouveau rendez-vous vous est réservé",
+        "RDV Covid-19 annulé par le centre, nouveau RDV :",
+    ),
     # The patient asked for another slot from their link.
     "patient": (
         "comme vous l'avez demandé, votre rendez-vous du {previous} est déplacé",
@@ -208,6 +215,15 @@ def cancelled(
             "sera réservé.",
             "annulé : le centre ne peut plus vous recevoir. Vous recevrez un SMS dès qu'un "
             "nouveau RDV vous sera réservé.",
+        ),
+        # The centre could not hold the consultation, and no other slot is free in reach
+        # (otherwise the patient is moved): waitlisted, booked when a place frees up.
+        "centre": (
+            f"est annulé par le centre (motif : {reason.rstrip('.')}), et aucun autre "
+            "créneau n'est libre pour l'instant près de chez vous. Vous êtes en liste "
+            "d'attente : vous recevrez un nouveau message dès qu'un rendez-vous vous sera "
+            "réservé.",
+            "annulé par le centre. Vous recevrez un SMS dès qu'un nouveau RDV vous sera réservé.",
         ),
         # A regulator's new decision (its own notice follows) or Centre 15's withdrawal:
         # no promise either way.

@@ -14,6 +14,7 @@ from services.notifier.store import cancellations, centres, notifications
 from shared.consumer import Delivery
 from shared.events import (
     Channel,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -154,6 +155,15 @@ class ReferralHandlers(Teller):
             payload.referral_id,
             "seen",
             {"centre_id": payload.centre_id, "appointment_id": payload.appointment_id},
+        )
+
+    async def on_consultation_cancelled(self, delivery: Delivery) -> None:
+        """The centre could not hold the consultation: its day list says so, and when.
+        Nobody is told here: the scheduler's move (or the cancellation and the waiting
+        list) that follows tells the patient and the referrer what comes next."""
+        payload = delivery.payload_as(ConsultationCancelled)
+        await centres.set_appointment_outcome(
+            delivery.session, payload.appointment_id, "cancelled", delivery.envelope.time
         )
 
     async def on_corrected(self, delivery: Delivery) -> None:

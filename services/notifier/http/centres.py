@@ -29,6 +29,8 @@ from services.notifier.store import centres
 from shared.auth import BEARER, Keys, Principal, Role, authenticator, forbid
 from shared.db import Database, as_utc
 from shared.events import (
+    CentreCancelReason,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -59,12 +61,16 @@ PARIS = ZoneInfo("Europe/Paris")
 class Outcome(StrEnum):
     SEEN = "seen"
     NO_SHOW = "no_show"
+    # The centre could not hold the consultation: the patient is booked again.
+    CANCELLED = "cancelled"
     ESCALATED = "escalated"
 
 
 class OutcomeReport(BaseModel):
     outcome: Outcome
     reason: str = Field("", max_length=500)
+    # Why a consultation was cancelled ("cancelled" only), from the page's short list.
+    reason_code: CentreCancelReason | None = None
     # Strict: lax mode would read 1 or "yes" as a prescription.
     test_prescribed: StrictBool = False
 
@@ -79,9 +85,10 @@ class Correction(BaseModel):
 OUT_OF_TIME: Responses = {
     409: {
         "model": ProblemBody,
-        "description": "Not now: before the slot's start (seen) or end (no-show), an "
-        "outcome already recorded, nothing to correct, or past the 24 hours a correction "
-        "is allowed (shared/outcomes.py).",
+        "description": "Not now: before the slot's start (seen, cancelled) or end "
+        "(no-show), an outcome already recorded, nothing to correct, a cancelled "
+        "consultation (never corrected, nor corrected into), or past the 24 hours a "
+        "correction is allowed (shared/outcomes.py).",
     }
 }
 
@@ -218,7 +225,8 @@ def _listed(r: Any) -> dict[str, Any]:
 @router.post(
     "/centres/{centre_id}/appointments/{appointment_id}/outcome",
     status_code=202,
-    summary="Seen, no-show, or escalated to Centre 15",
+    summary="Seen, no-show, cancelled by the centre (the patient booked again), or "
+    "escalated to Centre 15",
     response_model=dict[str, str],
     responses={**not_found("No such appointment at this centre."), **OUT_OF_TIME, **BODY},
 )
@@ -250,6 +258,13 @@ async def report(
     elif body.outcome is Outcome.NO_SHOW:
         payload = ConsultationNoShow(
             appointment_id=appointment_id, referral_id=row.referral_id, centre_id=centre_id
+        )
+    elif body.outcome is Outcome.CANCELLED:
+        payload = ConsultationCancelled(
+            appointment_id=appointment_id,
+            referral_id=row.referral_id,
+            centre_id=centre_id,
+            reason_code=body.reason_code,
         )
     else:
         payload = PatientEscalated(

@@ -1,8 +1,9 @@
 """What centres report, at their door (the ``consultations`` queue): each for its own
 appointments only (the routing key names the centre, which the broker holds it to; the
 appointment's centre is checked here). An outcome in its time, or its correction
-(issue 27); an escalation gives the slot back; a request for reinforcement is kept for
-the ARS. What is applied goes on the bus.
+(issue 27); a consultation the centre could not hold ("annulé") books its patient again
+at once, as a suspension does; an escalation gives the slot back; a request for
+reinforcement is kept for the ARS. What is applied goes on the bus.
 
 The rule of outcomes is ``shared/outcomes.py``, judged with this service's clock
 (``clock``, injectable), never with a time the message carries. A refusal is a door's
@@ -20,10 +21,13 @@ from typing import Any
 import structlog
 
 from services.scheduler import store
-from services.scheduler.handlers.messages import payload_of
+from services.scheduler.handlers.messages import announce_cancel, announce_move, payload_of
+from services.scheduler.handlers.waiting import WaitingList
 from shared.consumer import Delivery
 from shared.db import as_utc
 from shared.events import (
+    CancelledBy,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -31,15 +35,33 @@ from shared.events import (
     PatientEscalated,
     ReinforcementRequested,
 )
+from shared.labels import CENTRE_CANCEL_REASONS
 from shared.outcomes import STATUS_OF, OutcomeRefused, recorded, refuse_correction, refuse_record
 from shared.senders import ActorKind, SenderRefused
 
 log = structlog.get_logger(__name__)
 
-Report = ConsultationCompleted | ConsultationNoShow | ConsultationCorrected | PatientEscalated
+Report = (
+    ConsultationCompleted
+    | ConsultationNoShow
+    | ConsultationCancelled
+    | ConsultationCorrected
+    | PatientEscalated
+)
+
+# Why the patient was booked again, as the patient, the referrer and the new centre
+# read it (French; the codes travel in consultation.cancelled).
+CANCELLED_FR = "consultation annulée par le centre"
 
 
-class ConsultationHandlers:
+def cancelled_reason(report: ConsultationCancelled) -> str:
+    """``consultation annulée par le centre : médecin absent``."""
+    if report.reason_code is None:
+        return CANCELLED_FR
+    return f"{CANCELLED_FR} : {CENTRE_CANCEL_REASONS[report.reason_code]}"
+
+
+class ConsultationHandlers(WaitingList):
     # What the centres' outcomes are judged by: this service's own clock, never a time
     # the message carries; set by SchedulerHandlers' constructor (tests set it).
     clock: Callable[[], datetime]
@@ -53,6 +75,43 @@ class ConsultationHandlers:
         report = payload_of(delivery, ConsultationNoShow)
         appointment = await _reported(delivery, report)
         await _record(delivery, report, appointment, self.clock())
+
+    async def on_consultation_cancelled(self, delivery: Delivery) -> None:
+        """The centre could not hold the consultation (from the slot's start): the
+        outcome recorded, never to be corrected, and the patient booked again at once
+        at the best slot within their reach, or waitlisted: none is left without care."""
+        report = payload_of(delivery, ConsultationCancelled)
+        appointment = await _reported(delivery, report)
+        now = self.clock()
+        refused = refuse_record(
+            ConsultationOutcome.CANCELLED,
+            start=as_utc(appointment.start),
+            end=as_utc(appointment.end),
+            now=now,
+            already=recorded(appointment.status),
+        )
+        if refused is not None:
+            raise _refuse(refused)
+        session = delivery.session
+        await self._cancel(session, appointment.id)  # status "cancelled", slot released
+        await store.record_outcome(
+            session, appointment.id, ConsultationOutcome.CANCELLED.value, now, _who(delivery)[0]
+        )
+        await delivery.emit(report, correlation_id=report.referral_id)
+        await self._rebook(delivery, appointment, cancelled_reason(report), now)
+
+    async def _rebook(self, delivery: Delivery, appointment: Any, why: str, now: datetime) -> None:
+        """As a suspension moves a patient (handlers/centres.py): another slot, or the
+        waiting list; the moves' record says the centre did it."""
+        patient = await self._patient_of(delivery.session, appointment, now)
+        booked = await self._book(delivery.session, patient, now)
+        if booked is not None:
+            await announce_move(
+                delivery, appointment, booked, patient.priority, why, CancelledBy.CENTRE
+            )
+            return
+        await announce_cancel(delivery, appointment, CancelledBy.CENTRE, why)
+        await self._waitlist(delivery, patient, now, why)
 
     async def on_corrected(self, delivery: Delivery) -> None:
         report = payload_of(delivery, ConsultationCorrected)
