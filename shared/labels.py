@@ -223,6 +223,14 @@ CENTRE_STATUSES: Mapping[str, str] = {
     "suspended": "suspendu",
     "closed": "fermé",
 }
+# Who decided a referral's orientation (the scheduler's ``by``, the regulation trail's
+# ``decided_by`` being "protocol" or a regulator's identifier): the actor of a decision
+# on the centre's page and on Centre 15's timeline.
+DECIDERS: Mapping[str, str] = {
+    "protocol": "le protocole (décision automatique)",
+    "regulator": "un médecin régulateur du Centre 15",
+    "received": "le service d'accueil",
+}
 # What a person did, as the console's audit trail records it (its ``action``).
 AUDIT_ACTIONS: Mapping[str, str] = {
     "centre.activated": "activation d'un centre",

@@ -39,13 +39,29 @@ async def centre_context(console: Console, actor: Actor, day: str | None) -> dic
         return {"service_error": str(exc), "appointments": [], "day": day}
     # What may be recorded now, and when that changes (the page is read again then).
     appointments, next_change = with_offers(listing["appointments"], datetime.now(UTC))
+    decided = await _regulations(console, actor, listing["day"])
+    for appointment in appointments:
+        appointment["regulation"] = decided.get(appointment["appointment_id"])
     return {
+        "centre": listing.get("centre"),
         "appointments": appointments,
         "next_change": next_change,
         "issues": CONSULTATION_OUTCOMES,
         "day": listing["day"],
         "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
     }
+
+
+async def _regulations(console: Console, actor: Actor, day: str) -> dict[str, Any]:
+    """What regulation decided for each appointment of the day (the scheduler keeps it),
+    by appointment; none when the scheduler cannot say: the list is shown without."""
+    try:
+        found = await console.call(
+            actor, "GET", "scheduler", f"/centres/{actor.subject}/regulations", day=day
+        )
+    except ServiceError:
+        return {}
+    return {r["appointment_id"]: r for r in found["regulations"]}
 
 
 @router.get("/centre")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -23,6 +24,7 @@ from aiguillage.console.common import (
     page,
     record,
 )
+from aiguillage.console.timeline import timeline
 from shared.auth import Role
 from shared.territory import OUTSIDE_TERRITORY
 
@@ -55,6 +57,25 @@ async def desk(request: Request, console: ConsoleDep) -> HTMLResponse:
 async def desk_fragment(request: Request, console: ConsoleDep) -> HTMLResponse:
     actor = await actor_of(request, Role.CENTRE_15)
     return page(request, "_centre15.html", actor, **await desk_context(console, actor))
+
+
+@router.get("/centre-15/dossiers/{referral_id}")
+async def referral_timeline(request: Request, referral_id: str, console: ConsoleDep) -> Response:
+    """A referral's decisions as a timeline; another SAMU's referral reads as unknown."""
+    actor = await actor_of(request, Role.CENTRE_15)
+    try:
+        trail = await console.call(
+            actor, "GET", "regulation", f"/referrals/{quote(referral_id, safe='')}/decisions"
+        )
+    except ServiceError as exc:
+        return back("/centre-15", f"Historique du dossier {referral_id[:8]} : {exc}", False)
+    return page(
+        request,
+        "dossier.html",
+        actor,
+        referral_id=referral_id,
+        entries=timeline(trail),
+    )
 
 
 @router.post("/centre-15/dossiers/{referral_id}/decision")

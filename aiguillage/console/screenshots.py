@@ -125,7 +125,8 @@ def full_page(driver: Any, path: Path) -> None:
 
 def take_screenshots(base_url: str, out: Path, logins: list[tuple[str, str, str]]) -> list[Path]:
     """Log in as each person (login, password, page name) in turn and save their page:
-    territoire, centre, centre-15."""
+    territoire, centre, centre-15; and each at a phone's and a laptop's width
+    (<name>-360.png, <name>-1280.png), with a referral's timeline of Centre 15."""
     import time
 
     find_chromium()  # before anything is written: a missing browser is said at once
@@ -140,7 +141,47 @@ def take_screenshots(base_url: str, out: Path, logins: list[tuple[str, str, str]
             full_page(driver, path)
             driver.set_window_size(1400, 1000)
             written.append(path)
+            written += at_widths(driver, base_url, f"/{name}", out, name)
+            if name == "centre-15":
+                written += _first_timeline(driver, base_url, out)
     return written
+
+
+# A phone's width (the smallest in common use) and a laptop's (issue 30).
+PAGE_WIDTHS = (360, 1280)
+
+
+def at_widths(
+    driver: Any,
+    base_url: str,
+    path: str,
+    out: Path,
+    name: str,
+    widths: tuple[int, ...] = PAGE_WIDTHS,
+) -> list[Path]:
+    """The page at ``path`` at each width: <name>-<width>.png."""
+    written = []
+    for width in widths:
+        driver.set_window_size(width, 900)
+        driver.get(f"{base_url}{path}")
+        shot = out / f"{name}-{width}.png"
+        full_page(driver, shot)
+        written.append(shot)
+    driver.set_window_size(1400, 1000)
+    return written
+
+
+def _first_timeline(driver: Any, base_url: str, out: Path) -> list[Path]:
+    """The timeline of the first referral Centre 15's desk links to, if any:
+    centre-15-dossier-<width>.png."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base_url}/centre-15")
+    links = driver.find_elements(By.CSS_SELECTOR, "#bureau a[href^='/centre-15/dossiers/']")
+    if not links:
+        return []
+    path = str(links[0].get_attribute("href")).removeprefix(base_url)
+    return at_widths(driver, base_url, path, out, "centre-15-dossier")
 
 
 def take_referrer_screenshots(
@@ -202,6 +243,8 @@ def take_referrer_screenshots(
         full_page(driver, path)
         driver.set_window_size(1400, 1000)
         written.append(path)
+        # The referrer's list of referrals (issue 30), a phone's and a laptop's width.
+        written += at_widths(driver, base_url, "/mes-demandes", out, "mes-demandes")
         notices = driver.find_elements(By.ID, "imprimer-avis")
         if notices:
             notices[0].click()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from services.scheduler.domain.assignment import Weights
 from services.scheduler.domain.policy import PolicySettings
 from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
+from services.scheduler.http.centres import router as centres_router
 from services.scheduler.http.patient import build_patient_router
 from services.scheduler.http.state import SchedulerApi
 from services.scheduler.http.territory import router as territory_router
@@ -94,6 +95,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         authenticator(settings, ServiceName.SCHEDULER),
     )
     runtime.http_app.include_router(territory_router)
+    # What a centre reads of the decisions behind its patients (its page, issue 30).
+    runtime.http_app.include_router(centres_router)
     # Issue 17: the patient's link reads their appointment and asks for another slot.
     runtime.http_app.include_router(
         build_patient_router(handlers, runtime.database, runtime.relay, settings.patient_link_key)

@@ -29,6 +29,7 @@ from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import centre_queue
 from tests.browser.axe import assert_accessible
+from tests.browser.fit import assert_fits
 from tests.console_session import person
 from tests.consultation_time import consultation_over
 from tests.helpers import Tap, centre, referral
@@ -56,11 +57,36 @@ def rows(driver: Any, selector: str) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, selector))
 
 
-async def activate_centres(settings: Settings, *centres: tuple[str, str]) -> None:
-    """The ARS activates these (id, INSEE code) centres; returns once the scheduler has them."""
+def decide_on(referral_id: str, decision: str, comment: str) -> Callable[[Any], bool]:
+    """A regulator's decision on a held referral from Centre 15's desk."""
+
+    def decide(driver: Any) -> bool:
+        # The list is refreshed live: a row found before may have been replaced.
+        try:
+            row = driver.find_element(
+                By.CSS_SELECTOR, f'#en-attente tr[data-referral="{referral_id}"]'
+            )
+            Select(row.find_element(By.NAME, "decision")).select_by_value(decision)
+            row.find_element(By.NAME, "commentaire").send_keys(comment)
+            row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    return decide
+
+
+async def activate_centres(
+    settings: Settings, *centres: tuple[str, str], described: dict[str, Any] | None = None
+) -> None:
+    """The ARS activates these (id, INSEE code) centres, the first ``described`` (its
+    name, address...); returns once the scheduler has them."""
     async with EventPublisher(settings.broker_url, settings.namespace, "ars") as ars:
-        for centre_id, insee in centres:
-            await ars.publish(centre(centre_id, insee), correlation_id=centre_id)
+        for i, (centre_id, insee) in enumerate(centres):
+            made = centre(centre_id, insee)
+            if i == 0 and described:
+                made = made.model_copy(update=described)
+            await ars.publish(made, correlation_id=centre_id)
     await wait_for_drain(settings.broker_url, f"{settings.namespace}.scheduler.centres")
 
 
@@ -158,7 +184,12 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
     await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
     try:
         async with Tap(s.broker_url, s.namespace) as tap:
-            await activate_centres(s, ("rennes-a", "35238"), ("paris-b", "75115"))
+            await activate_centres(
+                s,
+                ("rennes-a", "35238"),
+                ("paris-b", "75115"),
+                described={"name": "Centre de Rennes-Sud", "address": "12 rue de Nantes"},
+            )
             async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
                 for i, first in enumerate(["Annick", "Armelle"]):
                     sent = referral(f"b-a-{i}", insee="35238", first_name=first)
@@ -211,6 +242,30 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
             "Armelle Dupont-Lajoie": "Test à prescrire : oui",
         }
         assert "Heure (Paris)" in text
+        # Issue 30: the centre by its name and address, not its id; what regulation
+        # decided for each patient, in words; who referred them (a kind, not who).
+        heading = browser.find_element(By.CSS_SELECTOR, ".bandeau .sous-titre").text
+        assert heading.startswith("Centre de Rennes-Sud") and "rennes-a" not in heading
+        address = browser.find_element(By.CLASS_NAME, "adresse-centre").text
+        assert address == "12 rue de Nantes, Rennes"
+
+        def regulation_column(driver: Any) -> dict[str, str]:
+            read: dict[str, str] = {}
+            for row in rows(driver, "#rdv tr[data-appointment]"):
+                name = row.find_element(By.CSS_SELECTOR, "td.patient").text.splitlines()[0]
+                read[name] = row.find_element(By.CSS_SELECTOR, "td.regulation").text
+            return read
+
+        regulated = wait_until(browser, regulation_column)
+        armelle = regulated["Armelle Dupont-Lajoie"]
+        assert (
+            "Régulé à" in armelle
+            and "par le protocole" in armelle
+            and "(protocole version 1)" in armelle
+        )
+        assert "respiratoire" in armelle  # her risk factor, in regulation's words
+        assert "respiratoire" not in regulated["Annick Dupont-Lajoie"]
+        assert "Adressé par : médecin traitant" in text
         assert_accessible(browser, "a centre's day with its patients")
 
         # A centre is not the ARS.
@@ -243,7 +298,10 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
         browser.get(f"{stack.url}/centre?jour={in_paris(start).date().isoformat()}")
         selector = f'#rdv tr[data-appointment="{appointment}"]'
         wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, f"{selector} button.vu"))
-        assert browser.execute_script("return document.documentElement.scrollWidth") <= 360
+        # Every action of the page within a phone's width (issue 30).
+        assert_fits(
+            browser, f"{selector} button, {selector} input[name=motif], #form-renforts button"
+        )
         assert_accessible(browser, "a centre's day at 360 px, a consultation under way")
         started = time.monotonic()
 
@@ -274,7 +332,24 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
                 d.find_element(By.CSS_SELECTOR, f"{selector} td.etat").text.strip() == "absent"
             ),
         )
+        # At a laptop's width, the other patient, once their slot is over: "Absent".
+        other = next(
+            str(r.get_attribute("data-appointment"))
+            for r in rows(browser, "#rdv tr[data-appointment]")
+            if r.get_attribute("data-appointment") != appointment
+        )
+        other_start, _ = await consultation_over(s.data_dir, other)
         browser.set_window_size(1280, 900)
+        browser.get(f"{stack.url}/centre?jour={in_paris(other_start).date().isoformat()}")
+        selector = f'#rdv tr[data-appointment="{other}"]'
+        wait_until(browser, click("button.absent"))
+        wait_until(
+            browser,
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, f"{selector} td.etat").text.strip() == "absent"
+            ),
+        )
+        assert_accessible(browser, "a centre's day at 1280 px")
         browser.get(f"{stack.url}/centre")
 
         # The centre asks the ARS for staff: it goes out as reinforcement.requested.
@@ -293,6 +368,14 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
             2,
             "infirmier",
         )
+        # And from a phone: the form's button within the screen, the request sent.
+        browser.set_window_size(360, 900)
+        browser.get(f"{stack.url}/centre")
+        assert_fits(browser, "#form-renforts button, #form-renforts input, #form-renforts select")
+        async with Tap(s.broker_url, s.namespace, "reinforcement.requested.*") as asks:
+            browser.find_element(By.CSS_SELECTOR, "#form-renforts button[type=submit]").click()
+            wait_until(browser, lambda d: "Demande de renfort envoyée" in d.page_source)
+            await asks.wait_for(lambda events: bool(events), timeout=30)
     finally:
         await forget_centre_queues(s, "rennes-a", "paris-b")
 
@@ -312,10 +395,18 @@ async def test_centre_15_decides_on_a_held_referral(
             )
             async with EventPublisher(s.broker_url, s.namespace, "gp") as gp:
                 await gp.publish(held.model_copy(update={"clinical": clinical}), correlation_id="h")
+                # A second one, decided at a phone's width.
+                second = referral("b-h-1", first_name="Soizic")
+                await gp.publish(
+                    second.model_copy(update={"clinical": clinical}), correlation_id="h1"
+                )
             await tap.wait_for(
-                lambda events: any(
-                    e.type == "referral.regulated" and e.data.get("decision") == "hold"
-                    for e in events
+                lambda events: (
+                    sum(
+                        e.type == "referral.regulated" and e.data.get("decision") == "hold"
+                        for e in events
+                    )
+                    >= 2
                 ),
                 timeout=60,
             )
@@ -324,9 +415,31 @@ async def test_centre_15_decides_on_a_held_referral(
             password = person(s, login, "R. Le Gall", Role.CENTRE_15, "samu-35")
             log_in(browser, stack.url, login, password)
             assert browser.current_url.endswith("/centre-15")
-            row = wait_until(browser, lambda d: rows(d, "#en-attente tr[data-referral]"))[0]
-            referral_id = row.get_attribute("data-referral")
+
+            def two_held(driver: Any) -> list[Any] | None:
+                found = rows(driver, "#en-attente tr[data-referral]")
+                return found if len(found) >= 2 else None
+
+            found = wait_until(browser, two_held)
+            referral_id, phone_id = (r.get_attribute("data-referral") for r in found[:2])
             assert_accessible(browser, "Centre 15's desk with a held referral")
+
+            # At a phone's width: each held referral a card, its decision within reach.
+            browser.set_window_size(360, 900)
+            browser.get(f"{stack.url}/centre-15")
+            phone_row = f'#en-attente tr[data-referral="{phone_id}"]'
+            wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, phone_row))
+            assert_fits(
+                browser,
+                "#en-attente form.decision button, #en-attente form.decision select, "
+                "#en-attente form.decision input:not([type=hidden]), #en-attente a",
+            )
+            assert_accessible(browser, "Centre 15's desk at 360 px")
+            wait_until(browser, decide_on(phone_id, "refuse", "Rappelé, guéri"))
+            wait_until(browser, lambda d: "Décision enregistrée" in d.page_source)
+            wait_until(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, phone_row))
+            browser.set_window_size(1280, 900)
+            browser.get(f"{stack.url}/centre-15")
 
             def decide(driver: Any) -> bool:
                 # The list is refreshed live: a row found before may have been replaced.
@@ -361,6 +474,28 @@ async def test_centre_15_decides_on_a_held_referral(
                 ),
                 timeout=60,
             )
+
+        # The referral's decisions as a timeline (issue 30): when, who, what, in French,
+        # with the protocol version; the record itself only behind "détails".
+        for width in (1280, 360):
+            browser.set_window_size(width, 900)
+            browser.get(f"{stack.url}/centre-15/dossiers/{referral_id}")
+            entries = rows(browser, "#chronologie > li")
+            assert len(entries) == 2
+            held_entry, decided_entry = (e.text for e in entries)
+            assert "Le protocole (décision automatique)" in held_entry
+            assert "Garder en attente d'un médecin régulateur" in held_entry
+            assert f"Un médecin régulateur du Centre 15 ({login})" in decided_entry
+            assert "Orienter vers un centre" in decided_entry
+            assert "(décision en vigueur)" in decided_entry
+            assert "Vu au téléphone, stable" in decided_entry
+            assert "protocole version 1" in decided_entry
+            assert '"decision"' not in decided_entry  # the JSON is folded away
+            toggle = entries[1].find_element(By.TAG_NAME, "details")
+            toggle.find_element(By.TAG_NAME, "summary").click()
+            assert '"decided_by"' in toggle.text
+            assert_fits(browser, "#chronologie summary, main a")
+            assert_accessible(browser, f"a referral's timeline at {width} px")
     finally:
         await forget_centre_queues(s, "rennes-c")
 

@@ -25,6 +25,7 @@ from shared.auth import Role, issue_token
 from shared.patient_link import issue_link
 from shared.settings import ServiceName, Settings
 from tests.browser.axe import assert_accessible
+from tests.browser.fit import assert_fits
 from tests.browser.test_console import activate_centres, forget_centre_queues, rows, wait_until
 from tests.console_session import person
 from tests.helpers import Tap
@@ -317,6 +318,28 @@ async def test_a_gp_withdraws_a_referral_from_its_page_with_a_reason_and_a_confi
         referral_id = await _booked_over_http(s, stack, "10009998886", "retrait-1")
         log_in(browser, stack.url, login, password)
         page = f"{stack.url}/adresser/demandes/{referral_id}"
+        # Issue 30: from a phone, the list of referrals, each a card with its link, and
+        # the withdrawal's form and confirmation within the screen; no confirmation yet.
+        browser.set_window_size(360, 900)
+        browser.get(f"{stack.url}/mes-demandes")
+        assert_fits(browser, "#demandes a, .recherche input, .recherche button")
+        assert_accessible(browser, "Mes demandes at 360 px")
+        browser.find_element(
+            By.CSS_SELECTOR, f'#demandes tr[data-referral="{referral_id}"] a'
+        ).click()
+        wait_until(browser, lambda d: d.find_element(By.ID, "form-retirer"))
+        assert_fits(browser, "#form-retirer select, #form-retirer button")
+        Select(browser.find_element(By.ID, "motif-retrait")).select_by_value("other")
+        browser.find_element(By.ID, "retirer").click()
+        wait_until(browser, lambda d: d.find_element(By.ID, "confirmer-retrait"))
+        assert_fits(browser, "#confirmer-retrait, #ne-pas-retirer")
+        assert_accessible(browser, "the withdrawal's confirmation at 360 px")
+        browser.find_element(By.ID, "ne-pas-retirer").click()
+        wait_until(browser, lambda d: d.find_element(By.ID, "form-retirer"))
+        browser.set_window_size(1280, 900)
+        browser.get(f"{stack.url}/mes-demandes")
+        assert_fits(browser, "#demandes a")
+        assert_accessible(browser, "Mes demandes at 1280 px")
         browser.get(page)
         choices = Select(browser.find_element(By.ID, "motif-retrait"))
         assert [o.get_attribute("value") for o in choices.options][1:] == [

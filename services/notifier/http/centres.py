@@ -192,8 +192,17 @@ async def day_list(
     end = start + timedelta(days=1)
     async with api.database.transaction() as session:
         rows = await centres.day_appointments(session, centre_id, start, end)
+        described = await centres.centre_description(session, centre_id)
     return {
         "centre_id": centre_id,
+        # Its name and address as the ARS described it (None: not heard of yet).
+        "centre": None
+        if described is None
+        else {
+            "name": described.name,
+            "address": described.address,
+            "commune_insee": described.commune_insee,
+        },
         "day": local_day.isoformat(),
         "appointments": [_listed(r) for r in rows],
     }
@@ -214,6 +223,8 @@ def _listed(r: Any) -> dict[str, Any]:
         "status": r.status,
         # What the consultation is for: the test the centre prescribes.
         "test_eligible": r.test_eligible,
+        # Who referred the patient, as a kind (GP, pharmacist...): None if not known.
+        "referrer_kind": r.referrer_kind,
         # When its outcome was recorded, and until when it may be corrected.
         "outcome_at": _iso(_outcome_at(r)),
         "correctable_until": _iso(

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.store import AnyRow
-from services.notifier.store.tables import centre_appointments, centres, contacts
+from services.notifier.store.tables import centre_appointments, centres, contacts, referrers
 
 _CENTRE_EXISTS = select(centres.c.id).where(centres.c.id == bindparam("centre_id"))
 _INSERT_CENTRE = insert(centres)
@@ -44,8 +44,15 @@ _APPOINTMENT = select(centre_appointments).where(
     centre_appointments.c.appointment_id == bindparam("appointment_id")
 )
 _DAY_APPOINTMENTS = (
-    select(centre_appointments, contacts.c.first_name, contacts.c.last_name)
+    select(
+        centre_appointments,
+        contacts.c.first_name,
+        contacts.c.last_name,
+        # Who referred the patient (a kind, never who): the centre's page says it.
+        referrers.c.kind.label("referrer_kind"),
+    )
     .outerjoin(contacts, contacts.c.referral_id == centre_appointments.c.referral_id)
+    .outerjoin(referrers, referrers.c.referral_id == centre_appointments.c.referral_id)
     .where(
         centre_appointments.c.centre_id == bindparam("centre_id"),
         centre_appointments.c.start >= bindparam("day_start"),
@@ -55,6 +62,10 @@ _DAY_APPOINTMENTS = (
 )
 
 
+# The centre as its page heads it: its name and address, not its id.
+_CENTRE = select(centres.c.name, centres.c.address, centres.c.commune_insee).where(
+    centres.c.id == bindparam("centre_id")
+)
 _APPOINTMENT_STATUSES = select(centre_appointments.c.status).where(
     centre_appointments.c.referral_id == bindparam("referral_id")
 )
@@ -140,8 +151,8 @@ async def day_appointments(
     session: AsyncSession, centre_id: str, start: datetime, end: datetime
 ) -> Sequence[AnyRow]:
     """The centre's appointments starting in [start, end), by time then box; each row
-    has the appointment's columns and the patient's ``first_name`` and ``last_name``
-    (None while the contact has not arrived)."""
+    has the appointment's columns, the patient's ``first_name`` and ``last_name``
+    (None while the contact has not arrived) and the ``referrer_kind``."""
     return (
         await session.execute(
             _DAY_APPOINTMENTS, {"centre_id": centre_id, "day_start": start, "day_end": end}
@@ -153,3 +164,8 @@ async def appointment_statuses(session: AsyncSession, referral_id: str) -> set[s
     """The statuses of the referral's appointments the notifier heard of (booked,
     cancelled, fulfilled, noshow, escalated)."""
     return set((await session.scalars(_APPOINTMENT_STATUSES, {"referral_id": referral_id})).all())
+
+
+async def centre_description(session: AsyncSession, centre_id: str) -> AnyRow | None:
+    """The centre's name, address and commune as the ARS last described them."""
+    return (await session.execute(_CENTRE, {"centre_id": centre_id})).first()

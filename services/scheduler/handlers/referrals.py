@@ -56,6 +56,15 @@ class ReferralHandlers(WaitingList):
         # the appointment it booked.
         waiting = await store.hold_waiting(session, event.referral_id)
         current = await store.booked_appointment(session, event.referral_id)
+        # What the centre receiving the patient will read of the decision.
+        await store.remember_regulation(
+            session,
+            event.referral_id,
+            reasons=[r.model_dump(mode="json") for r in event.reasons],
+            protocol_version=event.protocol_version,
+            decided_by=event.decided_by,
+            regulated_at=delivery.envelope.time,
+        )
         if event.decision is not Decision.ORIENT:
             await self._not_oriented(delivery, event, current, now)
             return

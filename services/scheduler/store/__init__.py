@@ -4,7 +4,8 @@
 centres, read as schedules), ``bookings`` (slots held and the appointments they are
 for), ``waitlist``, ``origins`` (where each patient comes from), ``alerts`` (a
 département's load and the ARS's alerts), ``reinforcements``, ``moves`` (who moved an
-appointment) and ``outcomes`` (what centres record of their consultations).
+appointment), ``outcomes`` (what centres record of their consultations) and
+``regulations`` (the decision that stands for each referral, for its centre).
 
 Each statement is built once, at import (or once per shape, ``centres._schedules``),
 with its parameters bound per call: a message costs the execution, not the
@@ -65,6 +66,7 @@ from services.scheduler.store.outcomes import (
     correct_outcome,
     record_outcome,
 )
+from services.scheduler.store.regulations import day_regulations, remember_regulation
 from services.scheduler.store.reinforcements import add_reinforcement, reinforcement_requests
 from services.scheduler.store.waitlist import (
     hold_waiting,
@@ -95,6 +97,7 @@ __all__ = [
     "clear_alert",
     "consultation_outcome",
     "correct_outcome",
+    "day_regulations",
     "departement_load",
     "future_appointments",
     "hold_again",
@@ -116,6 +119,7 @@ __all__ = [
     "reinforcement_requests",
     "release",
     "remember_origin",
+    "remember_regulation",
     "reported_appointment",
     "set_appointment_priority",
     "set_appointment_status",

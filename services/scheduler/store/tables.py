@@ -154,6 +154,19 @@ origins = Table(
     Column("commune_insee", String(5), nullable=False),
 )
 
+# The decision that stands for each referral as regulation gave it (its reasons: the
+# severity findings and risk factors; its protocol version; when): what the centre
+# that receives the patient reads (GET /centres/{id}/regulations). The latest wins.
+regulations = Table(
+    "regulations",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("reasons", JSON, nullable=False),
+    Column("protocol_version", Text, nullable=False),
+    Column("decided_by", Text, nullable=False),
+    Column("regulated_at", DateTime(timezone=True), nullable=False),
+)
+
 # What centres asked the ARS for, kept for the ARS to read (GET /reinforcements) even
 # when no console was open when the request came.
 reinforcements = Table(
