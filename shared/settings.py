@@ -420,6 +420,13 @@ class Settings(BaseSettings):
         "acts for it (empty: for the national Centre 15, through an operator's user).",
         pattern=r"^(samu-[A-Za-z0-9_-]{1,59})?$",
     )
+    hubsante_regulator_email: str = Field(
+        "",
+        description="The SAMU's functional e-mail for its regulators (regulation@samu35.fr), "
+        "sent in every RS-SAS-RDV's regulator block (the hub requires it): required "
+        "outside development, where the door refuses to start without it.",
+        pattern=r"^([^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63})?$",
+    )
     hubsante_database_url: str | None = Field(
         None,
         description="The Hub Santé door's database: case id <-> referral id and the "

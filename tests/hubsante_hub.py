@@ -250,6 +250,11 @@ async def door_on_hub(
             finally:
                 await door.stop()
         assert sent and all(schema.errors(m) == [] for m in sent)
+        # Every RS-SAS-RDV names its regulator: a name and the SAMU's e-mail, none empty.
+        for rdv in (m for m in sent if "appointment" in body(m)):
+            block = body(rdv)["appointment"]["regulator"]
+            assert all(block[k].strip() for k in ("regulatorName", "regulatorFirstname")), block
+            assert "@" in block["regulatorEmail"], block
         assert all(m["distributionID"].startswith(f"{DOOR}_") for m in sent)
 
 

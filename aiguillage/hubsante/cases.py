@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -21,8 +22,10 @@ from shared.events import (
     ReferralSubmitted,
     Referrer,
     ReferrerKind,
+    SeveritySign,
     Sex,
 )
+from shared.events.vocabulary import AttachedDecision
 from shared.senders import CENTRE_15_KEY
 
 _AGE = re.compile(r"^P(\d{1,3})([YMWD])$")
@@ -44,6 +47,43 @@ _ORIENTATION = {
     "DOMICILE": Decision.HOME_FOLLOW_UP,
 }
 SYMPTOM_LENGTH = 100  # Clinical.symptoms' bound: each note is cut to it
+# The severity signs a regulator's notes name, in their words (lower case, without
+# accents): the case carries no coded sign, and a sign written in a note must still
+# escalate (clinical safety first: a sign read where there is none sends a patient to
+# SAMU, which the regulator hears; a sign missed sends a severe patient to a centre).
+_SIGN_WORDS: dict[SeveritySign, tuple[str, ...]] = {
+    SeveritySign.DYSPNOEA: (
+        "dyspne",
+        "essouffl",
+        "detresse respiratoire",
+        "polypne",
+        "difficulte a respirer",
+        "difficultes a respirer",
+    ),
+    SeveritySign.CONFUSION: (
+        "confus",
+        "somnolen",
+        "desorient",
+        "trouble de la conscience",
+        "troubles de la conscience",
+        "alteration de la conscience",
+    ),
+    SeveritySign.UNABLE_TO_EAT_OR_DRINK: (
+        "ne s'alimente plus",
+        "ne boit plus",
+        "ne mange plus",
+        "impossible de s'alimenter",
+        "impossibilite de s'alimenter",
+    ),
+    SeveritySign.DEHYDRATION: ("deshydrat",),
+    SeveritySign.SUDDEN_DECLINE_ELDERLY: (
+        "degradation brutale",
+        "alteration brutale",
+        "aggravation brutale",
+    ),
+}
+# A sign denied just before its word ("pas de dyspnée", "sans confusion") is not one.
+_NEGATION = re.compile(r"(?:\bpas\b|\bsans\b|\babsence\b|\baucun\w*|\bni\b|\bnie\b)[^.;,]{0,20}$")
 
 
 class Insufficient(Exception):
@@ -89,6 +129,44 @@ def last_decision(case: dict[str, Any]) -> RegulatorDecision | None:
         cancel=kind == "PASPLUS",
         regulator=regulator,
         patient_id=latest.get("patientId"),
+    )
+
+
+def _plain(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def severity_signs(notes: list[str]) -> tuple[SeveritySign, ...]:
+    """The severity signs the case's notes name, each once, in the vocabulary's order;
+    a sign the note denies just before naming it ("pas de dyspnée") is not counted."""
+    found: list[SeveritySign] = []
+    for note in (_plain(n) for n in notes):
+        for sign, words in _SIGN_WORDS.items():
+            if sign not in found and any(_named(note, word) for word in words):
+                found.append(sign)
+    return tuple(sign for sign in SeveritySign if sign in found)
+
+
+def _named(note: str, word: str) -> bool:
+    start = note.find(word)
+    while start >= 0:
+        if not _NEGATION.search(note[:start]):
+            return True
+        start = note.find(word, start + 1)
+    return False
+
+
+def attached(case: dict[str, Any], decision: RegulatorDecision) -> AttachedDecision | None:
+    """The regulator's decision, as it travels with the referral (regulation applies it
+    as Centre 15's regulation.decided): the case's priority, the regulator's label."""
+    if decision.decision is None:
+        return None
+    return AttachedDecision(
+        regulator_id=decision.regulator,
+        decision=decision.decision,
+        priority=priority(case) if decision.decision is Decision.ORIENT else None,
+        comment=f"Hub Santé, dossier {str(case.get('caseId', ''))[:100]}",
     )
 
 
@@ -164,11 +242,12 @@ def referral(case: dict[str, Any], sender: str, decision: RegulatorDecision) -> 
     if reasons:
         raise Insufficient([f"missing {r}" for r in reasons])
     assert born is not None
-    notes = [
-        str(n.get("freetext", "")).strip()[:SYMPTOM_LENGTH]
+    whole = [
+        str(n.get("freetext", "")).strip()
         for n in case.get("medicalNote") or []
         if isinstance(n, dict) and n.get("freetext")
     ]
+    notes = [n[:SYMPTOM_LENGTH] for n in whole]
     return ReferralSubmitted(
         referrer=Referrer(
             kind=ReferrerKind.CENTRE_15,
@@ -185,9 +264,12 @@ def referral(case: dict[str, Any], sender: str, decision: RegulatorDecision) -> 
             commune_insee=str(insee),
         ),
         # The regulator (a physician) oriented the patient to a Covid consultation: that
-        # is the judgement "symptomatic" records. What the case does not carry (vitals,
-        # risk factors) stays unknown, and the protocol handles it (a patient at risk
-        # without vitals is held for a regulator: the door then gives the regulator's
-        # decision, see door.py).
-        clinical=Clinical(symptomatic=True, symptoms=tuple(notes[:30])),
+        # is the judgement "symptomatic" records, and their decision travels with the
+        # referral (regulation applies it, never the protocol's own orientation). What
+        # the case does not carry (vitals, risk factors) stays unknown; a severity sign
+        # its notes name still escalates.
+        clinical=Clinical(
+            symptomatic=True, symptoms=tuple(notes[:30]), severity_signs=severity_signs(whole)
+        ),
+        regulator_decision=attached(case, decision),
     )

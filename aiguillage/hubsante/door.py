@@ -41,6 +41,7 @@ from shared.events import (
     RegulationDecided,
     new_id,
 )
+from shared.http import development
 from shared.publisher import EventPublisher
 from shared.settings import Settings
 from shared.topology import declare_topology, hubsante_queue
@@ -69,7 +70,24 @@ _NOTE = {
     "refused": "Aiguillage : orientation en centre de consultation refusée",
     "home_follow_up": "Aiguillage : suivi à domicile par le médecin traitant",
     "waitlisted": "Aiguillage : patient en liste d'attente, aucun créneau disponible",
+    "held_for_regulator": "Aiguillage : décision du régulateur inapplicable telle quelle, "
+    "dossier en attente d'un régulateur d'Aiguillage",
 }
+# Development only (tests, the demo): a reserved domain, never a mailbox of anyone's.
+DEVELOPMENT_REGULATOR_EMAIL = "regulation@samu.invalid"
+
+
+def regulator_email(settings: Settings) -> str:
+    """The SAMU's functional e-mail for RS-SAS-RDV's regulator block: the setting, or
+    in development only a reserved address; refused empty anywhere else."""
+    if settings.hubsante_regulator_email:
+        return settings.hubsante_regulator_email
+    if development(settings):
+        return DEVELOPMENT_REGULATOR_EMAIL
+    raise ValueError(
+        "AIGUILLAGE_HUBSANTE_REGULATOR_EMAIL is empty: every RS-SAS-RDV names the SAMU's "
+        "functional e-mail (docs/operations/settings.md)"
+    )
 
 
 def _as_samu(referral: ReferralSubmitted, samu: str | None) -> ReferralSubmitted:
@@ -91,6 +109,7 @@ class HubSanteDoor:
             raise ValueError("AIGUILLAGE_HUBSANTE_URL is empty: the Hub Santé door is off")
         self.settings = settings
         self.client_id = settings.hubsante_client_id
+        self.regulator_email = regulator_email(settings)
         # The SAMU whose LRM it relays (issue 28): its cases, its territory, its answers.
         self.samu = settings.hubsante_samu or None
         self.publisher = EventPublisher(
@@ -243,7 +262,7 @@ class HubSanteDoor:
         if problems:
             # Even a message that says it is an Ack: an error is not an acknowledgement.
             if to:
-                cause = "Could not validate message against schema: " + "; ".join(problems)
+                cause = schema.cause(problems)
                 await self._error(to, ErrorCode.INVALID_MESSAGE, cause, referenced, message)
             return
         if message["distributionKind"] in ("Ack", "Error"):
@@ -313,7 +332,9 @@ class HubSanteDoor:
                     decision=decision.decision.value,
                     priority=priority.value if priority else None,
                     regulator=decision.regulator,
-                    released=False,
+                    # The decision travels with the referral (cases.attached): regulation
+                    # applies it, there is nothing left to release on a hold.
+                    released=True,
                     appointment_seq=0,
                     appointment_open=False,
                     created_at=datetime.now(UTC),
@@ -477,18 +498,20 @@ class HubSanteDoor:
         if row is None:
             return
         status, detail = str(data.get("status")), data.get("detail") or {}
-        if status == "held_for_regulator":
-            if row.decision and not row.released:
-                # The protocol lacked what the case does not carry: the LRM's regulator
-                # already decided, and that decision is the one that stands.
-                priority = Priority(row.priority) if row.priority else None
-                await self._decide(row, Decision(row.decision), priority, row.regulator)
-                async with self.database.transaction() as session:
-                    await session.execute(update(table).where(_same(row)).values(released=True))
+        if status == "held_for_regulator" and row.decision and not row.released:
+            # A case taken before its decision travelled with the referral: the protocol
+            # held it, and the LRM's regulator's decision is the one that stands.
+            priority = Priority(row.priority) if row.priority else None
+            await self._decide(row, Decision(row.decision), priority, row.regulator)
+            async with self.database.transaction() as session:
+                await session.execute(update(table).where(_same(row)).values(released=True))
             return
+        # Held although the decision travelled with the referral: regulation could not
+        # apply it as given (its reasons say why); the LRM's regulator is told (_NOTE).
         if status in ("appointment", "rescheduled"):
             await self._appointment(row, "booked", detail)
-        elif status == "cancelled" and row.appointment_open:
+            return
+        if status == "cancelled" and row.appointment_open:
             await self._appointment(row, "cancelled", detail)
         elif status == "no_show" and row.appointment_open:
             await self._appointment(row, "noshow", detail)
@@ -511,7 +534,6 @@ class HubSanteDoor:
             centre_id, centre_name = row.centre_id, row.centre_name
         if not start:
             return
-        names = row.regulator.split(" ", 1)
         await self.send(
             messages.appointment(
                 self.client_id,
@@ -523,13 +545,9 @@ class HubSanteDoor:
                 end=str(end) if end else None,
                 centre_id=centre_id,
                 centre_name=centre_name,
-                # The case names its regulator by a label only; RS-SAS-RDV wants names
-                # and an e-mail the case does not carry (left empty).
-                regulator={
-                    "regulatorName": names[-1],
-                    "regulatorFirstname": names[0] if len(names) > 1 else "",
-                    "regulatorEmail": "",
-                },
+                # The case names its regulator by a label only, and carries no e-mail:
+                # the SAMU's functional one (a setting).
+                regulator=messages.regulator(row.regulator, self.regulator_email),
             )
         )
         async with self.database.transaction() as session:

@@ -3,6 +3,7 @@ use case (RC-REF ack, RS-ERROR, RS-SAS-RDV appointment, RS-EDA-MAJ case update).
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -92,6 +93,26 @@ def error(
     return envelope(client_id, recipient, "Error", "error", content)
 
 
+# A title before the regulator's name in the case's operator label ("Dr. Sophie Bernard").
+_TITLE = re.compile(r"^(?:dr|docteur|pr|professeur|mme|m)\.?\s+", re.IGNORECASE)
+# RS-SAS-RDV requires a first name: the case's label may give a surname only.
+UNKNOWN_FIRST_NAME = "non renseigné"
+_REGULATOR_FIELDS = ("regulatorName", "regulatorFirstname", "regulatorEmail")
+
+
+def regulator(label: str, email: str) -> dict[str, str]:
+    """RS-SAS-RDV's regulator block (every field required by the hub's schema) from the
+    case's operator label and the SAMU's functional e-mail: never an empty field."""
+    if not email.strip():
+        raise ValueError("the regulator block needs the SAMU's functional e-mail")
+    words = _TITLE.sub("", label.strip()).split() or [label.strip() or "régulateur"]
+    return {
+        "regulatorName": " ".join(words[1:]) if len(words) > 1 else words[0],
+        "regulatorFirstname": words[0] if len(words) > 1 else UNKNOWN_FIRST_NAME,
+        "regulatorEmail": email.strip(),
+    }
+
+
 def appointment(
     client_id: str,
     recipient: str,
@@ -105,6 +126,8 @@ def appointment(
     centre_name: str | None,
     regulator: dict[str, str],
 ) -> dict[str, Any]:
+    if not all(str(regulator.get(k, "")).strip() for k in _REGULATOR_FIELDS):
+        raise ValueError("RS-SAS-RDV's regulator block has an empty field")
     content: dict[str, Any] = {
         "appointmentId": appointment_id,
         "method": method,

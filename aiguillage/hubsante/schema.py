@@ -113,24 +113,52 @@ def validator(name: str = FULL) -> Any:
 
 def errors(message: Any, name: str = FULL) -> list[str]:
     """Every error of a message, as ``$.path: message`` lines (the hub's manner); a
-    oneOf's error names the branch's own errors for the use case the message carries."""
+    oneOf's error names every error of the branch for the use case the message carries."""
     found: list[str] = []
     for error in sorted(validator(name).iter_errors(message), key=lambda e: list(e.path)):
         found.extend(_lines(error))
     return found
 
 
+def _where(error: Any) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+
+
 def _lines(error: Any) -> list[str]:
-    path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
-    if error.validator == "oneOf" and error.context:
-        # Only the branches about the use case the message carries say something useful.
-        deepest = max(len(list(e.absolute_path)) for e in error.context)
-        inner = [e for e in error.context if len(list(e.absolute_path)) == deepest]
-        lines = []
-        for sub in inner:
-            sub_path = "$" + "".join(
-                f"[{p}]" if isinstance(p, int) else f".{p}" for p in sub.absolute_path
-            )
-            lines.append(f"{sub_path}: {sub.message}")
-        return sorted(set(lines)) or [f"{path}: {error.message}"]
-    return [f"{path}: {error.message}"]
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # Each branch is a use case: the one the message carries got furthest (its
+        # errors lie deepest); the others only say their own use case is missing. Every
+        # error of that branch is named, at whatever depth (not its deepest only).
+        branches: dict[Any, list[Any]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        depth = {
+            key: max(len(list(e.absolute_path)) for e in subs) for key, subs in branches.items()
+        }
+        deepest = max(depth.values())
+        lines: list[str] = []
+        for key, subs in branches.items():
+            if depth[key] == deepest:
+                for sub in sorted(subs, key=lambda e: [str(p) for p in e.absolute_path]):
+                    lines.extend(line for line in _lines(sub) if line not in lines)
+        return lines or [f"{_where(error)}: {error.message}"]
+    return [f"{_where(error)}: {error.message}"]
+
+
+# The hub's bounds on what goes back (RS-ERROR's errorCause, within a message the hub
+# takes): so many lines at most, each cut, the rest counted on a last line.
+MAX_CAUSE_LINES = 50
+MAX_LINE_CHARS = 300
+
+
+def cause(problems: list[str]) -> str:
+    """RS-ERROR 300's errorCause: every schema error, one per line (path and message),
+    within ``MAX_CAUSE_LINES`` lines of ``MAX_LINE_CHARS`` characters."""
+    shown = [
+        p if len(p) <= MAX_LINE_CHARS else p[: MAX_LINE_CHARS - 1] + "…"
+        for p in problems[:MAX_CAUSE_LINES]
+    ]
+    if len(problems) > MAX_CAUSE_LINES:
+        shown.append(f"… et {len(problems) - MAX_CAUSE_LINES} autres erreurs")
+    count = f"{len(problems)} erreur" + ("s" if len(problems) > 1 else "")
+    return "\n".join([f"Could not validate message against schema: {count}", *shown])

@@ -11,6 +11,7 @@ from shared.events.base import EventPayload
 from shared.events.nir import Nir
 from shared.events.phone import OptionalPhone
 from shared.events.vocabulary import (
+    AttachedDecision,
     CancelledBy,
     Clinical,
     Decision,
@@ -108,6 +109,8 @@ class ReferralSubmitted(EventPayload):
     patient: PatientIdentity
     clinical: Clinical
     purpose: Purpose = Purpose.CONSULTATION
+    # Centre 15 only: its regulator already decided (issue 36, the Hub Santé door).
+    regulator_decision: AttachedDecision | None = None
 
 
 class ReferralReceived(EventPayload):
@@ -125,6 +128,8 @@ class ReferralReceived(EventPayload):
     referrer: ReferrerRef
     purpose: Purpose
     submitted_at: datetime
+    # Centre 15's regulator's decision, passed on as submitted: regulation applies it.
+    regulator_decision: AttachedDecision | None = None
 
 
 class ReferralRejected(EventPayload):

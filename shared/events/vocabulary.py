@@ -120,6 +120,19 @@ class Priority(StrEnum):
         return list(Priority).index(self)
 
 
+class AttachedDecision(Frozen):
+    """A Centre 15 regulator's decision that travels with the referral it decides
+    (``referral.submitted``, then ``referral.received``): regulation applies it as a
+    ``regulation.decided`` from the moment the case exists, and the protocol's own
+    decision never stands in its place. Only a Centre 15 referrer may attach one."""
+
+    # As RegulationDecided's: the decision's decided_by (64) and its comment.
+    regulator_id: str = Field(min_length=1, max_length=64)
+    decision: Decision
+    priority: Priority | None = None
+    comment: str = Field("", max_length=2000)
+
+
 class CentreKind(StrEnum):
     TEMPORARY_DEDICATED = "temporary_dedicated"
     HOSPITAL_ATTACHED = "hospital_attached"

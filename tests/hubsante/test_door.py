@@ -3,6 +3,7 @@ test's own, a small hub routing as the real one, and an LRM played by the test."
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import uuid
@@ -113,3 +114,27 @@ async def test_an_update_of_an_unknown_case_gets_702(hub: tuple[Lrm, HubSanteDoo
     await lrm.publish(update)
     answer = await lrm.wait_for(answers(update["distributionID"]))
     assert kind_of(answer) == "Error" and error_code(answer) == 702
+
+
+async def test_three_schema_errors_get_one_300_naming_all_three(
+    hub: tuple[Lrm, HubSanteDoor],
+) -> None:
+    lrm, _ = hub
+    message = lrm.case(DOOR, oriented_case(f"{LRM}.DRFR15000000004"))
+    health = body(message)["createCaseHealth"]
+    health["patient"][0]["identity"]["strictFeatures"]["sex"] = "X"
+    health["qualification"]["details"]["priority"] = "P9"
+    health["location"]["city"]["inseeCode"] = 12
+    await lrm.publish(message)
+    answer = await lrm.wait_for(answers(message["distributionID"]))
+    assert kind_of(answer) == "Error" and error_code(answer) == 300
+    cause = body(answer)["error"]["errorCause"].splitlines()
+    assert cause[0].startswith("Could not validate") and len(cause) == 4, cause
+    for path, value in (
+        ("strictFeatures.sex", "'X'"),
+        ("details.priority", "'P9'"),
+        ("city.inseeCode", "12"),
+    ):
+        assert any(path in line and value in line for line in cause[1:]), (path, cause)
+    await asyncio.sleep(0.5)  # room for a wrong second answer to show up
+    assert [m for m in lrm.received if answers(message["distributionID"])(m)] == [answer]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from aiguillage.hubsante import cases, messages, schema
-from shared.events import Decision, Sex
+from shared.events import Decision, Priority, SeveritySign, Sex
 
 HUB = Path(__file__).parent / "data"  # the hub's published files (Apache 2.0, LICENSE_HEADER.txt)
 CLIENT, LRM = "fr.health.aiguillage", "fr.health.samuA"
@@ -47,7 +47,7 @@ def test_what_the_door_sends_validates() -> None:
             end="2026-12-01T09:50:00+00:00",
             centre_id="rennes-poterie",
             centre_name="École de la Poterie",
-            regulator={"regulatorName": "X", "regulatorFirstname": "", "regulatorEmail": ""},
+            regulator=messages.regulator("Dr. Sophie Bernard", "regulation@samu35.fr"),
         ),
         messages.case_note(CLIENT, LRM, "fr.health.samuA.DRFR1", "Aiguillage : refus"),
     ]
@@ -91,3 +91,93 @@ def test_a_case_without_names_is_insufficient() -> None:
     decision = cases.RegulatorDecision(Decision.ORIENT, False, "Dr", None)
     with pytest.raises(cases.Insufficient):
         cases.referral(case, LRM, decision)
+
+
+def test_the_regulator_block_is_never_empty() -> None:
+    assert messages.regulator("Dr. Sophie Bernard", "regulation@samu35.fr") == {
+        "regulatorName": "Bernard",
+        "regulatorFirstname": "Sophie",
+        "regulatorEmail": "regulation@samu35.fr",
+    }
+    # A label without a first name (a role): the name, and a first name said unknown.
+    only = messages.regulator("MEDECIN", "regulation@samu35.fr")
+    assert only["regulatorName"] == "MEDECIN" and only["regulatorFirstname"]
+    with pytest.raises(ValueError, match="e-mail"):
+        messages.regulator("Dr. Sophie Bernard", " ")
+    with pytest.raises(ValueError, match="empty"):
+        messages.appointment(
+            CLIENT,
+            LRM,
+            appointment_id="c.rdv.1",
+            method="CreateAppointment",
+            status="booked",
+            start="2026-12-01T09:30:00+00:00",
+            end=None,
+            centre_id=None,
+            centre_name=None,
+            regulator={"regulatorName": "X", "regulatorFirstname": "", "regulatorEmail": "a@b.fr"},
+        )
+
+
+@pytest.mark.parametrize(
+    ("notes", "signs"),
+    [
+        (["Dyspnée au moindre effort."], [SeveritySign.DYSPNOEA]),
+        (["Fièvre 38,5, toux depuis 3 jours, pas de dyspnée."], []),
+        (["Sans détresse respiratoire ; patient confus depuis ce matin"], [SeveritySign.CONFUSION]),
+        (["Essoufflée", "DÉSHYDRATATION"], [SeveritySign.DYSPNOEA, SeveritySign.DEHYDRATION]),
+        (["Toux sèche"], []),
+    ],
+)
+def test_severity_signs_are_read_in_the_notes(notes: list[str], signs: list[SeveritySign]) -> None:
+    assert list(cases.severity_signs(notes)) == signs
+
+
+def test_the_regulators_decision_travels_with_the_referral() -> None:
+    content = json.loads(next((HUB / "examples/RS-EDA").glob("*.json")).read_text())
+    case = content["createCaseHealth"]
+    case["decision"] = [
+        {
+            "operator": {"role": "MEDECIN", "label": "Dr. Sophie Bernard"},
+            "creation": "2026-12-01T08:05:00+01:00",
+            "decisionType": "ORIENT",
+            "orientationType": "SANTE",
+        }
+    ]
+    case.setdefault("qualification", {}).setdefault("details", {})["priority"] = "P3"
+    decision = cases.last_decision(case)
+    assert decision is not None
+    attached = cases.attached(case, decision)
+    assert attached is not None
+    assert (attached.regulator_id, attached.decision, attached.priority) == (
+        "Dr. Sophie Bernard",
+        Decision.ORIENT,
+        Priority.ROUTINE,
+    )
+
+
+def test_every_schema_error_is_named_one_per_line() -> None:
+    content = {"createCaseHealth": _case()}
+    message = wrapped("createCaseHealth", content["createCaseHealth"])
+    inner = message["content"][0]["jsonContent"]["embeddedJsonContent"]["message"]
+    health = inner["createCaseHealth"]
+    health["patient"][0]["identity"]["strictFeatures"]["sex"] = "X"  # deep
+    health["qualification"]["details"]["priority"] = "P9"  # shallower
+    health["location"]["city"]["inseeCode"] = 12  # another branch of the case
+    lines = schema.cause(schema.errors(message)).splitlines()
+    assert lines[0] == "Could not validate message against schema: 3 erreurs"
+    assert sorted(line.split(":")[0].rsplit(".", 1)[-1] for line in lines[1:]) == [
+        "inseeCode",
+        "priority",
+        "sex",
+    ]
+    many = schema.cause([f"$.x{i}: wrong" for i in range(schema.MAX_CAUSE_LINES + 7)])
+    assert many.splitlines()[-1] == "… et 7 autres erreurs"
+    assert len(many.splitlines()) == schema.MAX_CAUSE_LINES + 2
+
+
+def _case() -> dict[str, Any]:
+    from tests.hubsante_hub import oriented_case
+
+    case: dict[str, Any] = oriented_case(f"{LRM}.DRFR15000000009")["createCaseHealth"]
+    return case

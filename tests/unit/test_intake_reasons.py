@@ -4,6 +4,8 @@ field by field, for the fields that did validate."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from datetime import date
 from ipaddress import IPv4Address
 from typing import Any
@@ -158,3 +160,27 @@ def test_a_custom_refusal_is_told_in_french_and_an_unlisted_one_not_in_english()
         TypeAdapter(IPv4Address).validate_python("not an address")
     [reason] = domain.reasons_from_validation_error(caught.value)
     assert (reason.code, reason.message) == ("invalid_ip_v4_address", "Valeur invalide.")
+
+
+def test_only_centre_15_attaches_a_regulators_decision() -> None:
+    decision = {"regulator_id": "Dr Sophie Bernard", "decision": "orient", "priority": "urgent"}
+    from_gp = valid_referral() | {"regulator_decision": decision}
+    refused = domain.examine(from_gp, TODAY)
+    assert isinstance(refused, domain.Refused)
+    assert ("regulator_decision", "decision_not_allowed") in {
+        (r.field, r.code) for r in refused.reasons
+    }
+    from_centre_15 = copy.deepcopy(from_gp)
+    from_centre_15["referrer"] = {"kind": "centre_15", "identifier": "samu-35"}
+    accepted = domain.examine(from_centre_15, TODAY)
+    assert isinstance(accepted, domain.Accepted), accepted
+    assert accepted.submission.regulator_decision is not None
+
+
+def test_a_referral_without_a_decision_keeps_its_fingerprint() -> None:
+    """A referral kept before the field existed is resubmitted without a conflict."""
+    submission = ReferralSubmitted.model_validate(valid_referral())
+    before = json.dumps(
+        submission.model_dump(mode="json", exclude={"regulator_decision"}), sort_keys=True
+    )
+    assert domain.fingerprint(submission) == hashlib.sha256(before.encode()).hexdigest()

@@ -16,7 +16,11 @@ from typing import Any, get_args
 import pytest
 from pydantic import ValidationError
 
-from services.regulation.domain.override import InvalidOverride, regulator_outcome
+from services.regulation.domain.override import (
+    InvalidOverride,
+    attached_outcome,
+    regulator_outcome,
+)
 from services.regulation.domain.protocol import (
     MessageKey,
     Protocol,
@@ -855,3 +859,51 @@ def test_the_orientation_rule_is_the_one_decide_uses() -> None:
         automatic = run(c)
         if automatic.decision is Decision.ORIENT:
             assert automatic.priority is rule.priority
+
+
+# --- a decision Centre 15 attached to its referral (issue 36) --------------------------
+
+
+def attached(c: Case, decision: Decision, priority: Priority | None = None) -> Outcome:
+    return attached_outcome(
+        c,
+        V1,
+        decision=decision,
+        priority=priority,
+        regulator_id="Dr Sophie Bernard",
+        comment="Hub Santé, dossier x",
+        now=NOW,
+    )
+
+
+def test_centre_15s_orientation_stands_where_the_protocol_sends_home() -> None:
+    mild = case(age=32, referrer=ReferrerKind.CENTRE_15, measured={})
+    assert run(mild).decision is Decision.HOME_FOLLOW_UP  # what the protocol alone says
+    outcome = attached(mild, Decision.ORIENT, Priority.URGENT)
+    assert outcome.decision is Decision.ORIENT and outcome.priority is Priority.URGENT
+    assert outcome.deadline is not None
+    assert codes(outcome)[:2] == ["regulator.orient", "protocol.home_follow_up"]
+    assert "Dr Sophie Bernard" in outcome.reasons[0].message
+
+
+def test_a_severity_sign_the_case_carries_escalates_the_regulators_orientation() -> None:
+    severe = case(age=32, referrer=ReferrerKind.CENTRE_15, severity_signs=[SeveritySign.DYSPNOEA])
+    outcome = attached(severe, Decision.ORIENT, Priority.URGENT)
+    assert outcome.decision is Decision.ESCALATE
+    assert outcome.priority is V1.priorities.escalate.priority
+    assert codes(outcome)[:3] == [
+        "regulator.overruled_by_severity",
+        "escalate",
+        "severity.sign.dyspnoea",
+    ]
+    assert "Dr Sophie Bernard a décidé : orienter vers un centre" in outcome.reasons[0].message
+    # The escalation's own reason names the sign, as the protocol words it.
+    assert V1.severity.signs[SeveritySign.DYSPNOEA] in outcome.reasons[1].message
+
+
+def test_an_attached_decision_that_cannot_stand_is_held_not_guessed() -> None:
+    # P0 (stat) for an orientation: the escalation's priority, refused as an override.
+    outcome = attached(case(age=32), Decision.ORIENT, Priority.STAT)
+    assert outcome.decision is Decision.HOLD and outcome.priority is None
+    assert codes(outcome)[0] == "regulator.invalid"
+    assert "Dr Sophie Bernard" in outcome.reasons[0].message

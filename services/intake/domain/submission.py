@@ -26,6 +26,7 @@ from shared.events import (
     Purpose,
     Reason,
     ReferralSubmitted,
+    ReferrerKind,
     Vitals,
 )
 from shared.events.phone import takes_sms
@@ -175,6 +176,7 @@ def check(submission: ReferralSubmitted, today: date) -> Accepted | Refused:
         *_onset(clinical.onset_date, today),
         *(r for name in VITAL_LIMITS for r in _vital(name, getattr(clinical.vitals, name))),
         *_consent(patient.sms_consent, patient.phone),
+        *_attached_decision(submission),
     ]
     commune, commune_reasons = _commune(
         patient.commune_insee, patient.postcode, patient.commune_name
@@ -184,6 +186,20 @@ def check(submission: ReferralSubmitted, today: date) -> Accepted | Refused:
         return Refused(tuple(reasons), submission)
     assert commune is not None
     return Accepted(submission, commune, age_on(patient.birth_date, today))
+
+
+def _attached_decision(submission: ReferralSubmitted) -> list[Reason]:
+    """Only Centre 15 regulates: a decision attached by another referrer would let it
+    choose its own patient's orientation over the protocol's."""
+    if submission.regulator_decision is None or submission.referrer.kind is ReferrerKind.CENTRE_15:
+        return []
+    return [
+        Reason(
+            code="decision_not_allowed",
+            field="regulator_decision",
+            message="Seul le Centre 15 joint une décision de régulation à une demande.",
+        )
+    ]
 
 
 def reasons_beyond_schema(
@@ -410,5 +426,7 @@ def pseudonym(secret: str, submission: ReferralSubmitted) -> str:
 
 def fingerprint(submission: ReferralSubmitted) -> str:
     """Content hash: the same reference with other content is a conflict."""
-    canonical = json.dumps(submission.model_dump(mode="json"), sort_keys=True)
+    # Without an absent decision: a referral kept before the field existed reads the same.
+    absent = {"regulator_decision"} if submission.regulator_decision is None else None
+    canonical = json.dumps(submission.model_dump(mode="json", exclude=absent), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()

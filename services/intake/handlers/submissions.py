@@ -386,6 +386,7 @@ async def _pass_on(
             referrer=referrer_ref,
             purpose=submission.purpose,
             submitted_at=delivery.occurred_at,
+            regulator_decision=submission.regulator_decision,
         ),
         correlation_id=referral_id,
     )

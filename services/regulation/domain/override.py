@@ -132,3 +132,68 @@ def regulator_outcome(
         reasons=(lead, protocol_view, *findings(case, protocol)),
         protocol_version=protocol.version,
     )
+
+
+def attached_outcome(
+    case: Case,
+    protocol: Protocol,
+    *,
+    decision: Decision,
+    priority: Priority | None,
+    regulator_id: str,
+    comment: str,
+    now: datetime,
+) -> Outcome:
+    """The outcome of a decision Centre 15 attached to its referral (``referral.received``
+    carries it): the regulator's, as ``regulator_outcome`` makes it, never the protocol's
+    own orientation. Two exceptions, both for the patient's safety:
+
+    - a severity sign (or vital) the case itself carries escalates, whatever the
+      regulator chose: the lead reason says what the regulator decided and that the
+      case's severity overrode it, the protocol's escalation reason names every sign;
+    - a decision that cannot stand as given (``InvalidOverride``: a priority as urgent
+      as an escalation for an orientation) is held for a regulator, with the reason,
+      rather than guessed at or dropped.
+    """
+    automatic = decide(case, protocol, now)
+    if automatic.decision is Decision.ESCALATE and decision is not Decision.ESCALATE:
+        lead = Reason(
+            code="regulator.overruled_by_severity",
+            message=f"Le médecin régulateur {regulator_id} a décidé : {DECISION_FR[decision]}. "
+            "Le dossier porte un signe de gravité : le patient est adressé au SAMU / aux "
+            "urgences.",
+        )
+        return Outcome(
+            decision=Decision.ESCALATE,
+            priority=automatic.priority,
+            deadline=automatic.deadline,
+            test_eligible=automatic.test_eligible,
+            reasons=(lead, *automatic.reasons),
+            protocol_version=protocol.version,
+        )
+    try:
+        return regulator_outcome(
+            case,
+            protocol,
+            decision=decision,
+            priority=priority,
+            regulator_id=regulator_id,
+            comment=comment,
+            now=now,
+        )
+    except InvalidOverride as exc:
+        return Outcome(
+            decision=Decision.HOLD,
+            priority=None,
+            deadline=None,
+            test_eligible=automatic.test_eligible,
+            reasons=(
+                Reason(
+                    code="regulator.invalid",
+                    message=f"Décision du médecin régulateur {regulator_id[:64]} "
+                    f"inapplicable : {exc}. Dossier en attente d'un régulateur.",
+                ),
+                *findings(case, protocol),
+            ),
+            protocol_version=protocol.version,
+        )

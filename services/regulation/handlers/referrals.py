@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import structlog
 
-from services.regulation.domain.rules import decide
+from services.regulation.domain.override import attached_outcome
+from services.regulation.domain.protocol import Protocol
+from services.regulation.domain.rules import Outcome, decide
 from services.regulation.handlers.decisions import record_decision
 from services.regulation.store.cases import CaseRecord, add_case, load_case
 from services.regulation.store.protocols import ProtocolBook
 from shared.consumer import Delivery
 from shared.events import ReferralReceived, utcnow
+from shared.events.vocabulary import AttachedDecision
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +44,37 @@ class ReferralHandlers:
         await add_case(session, record, received_at=referral.submitted_at)
         protocol = await self.book.active(session)
         now = utcnow()
-        outcome = decide(record.case(), protocol, now)
-        regulated = await record_decision(session, record, outcome, decided_by="protocol", now=now)
+        attached = referral.regulator_decision
+        outcome = _outcome(record, protocol, attached, now)
+        # The regulator's when their decision stands; the protocol's when the case's
+        # severity (or a decision that cannot stand) overrode it: the reasons say which.
+        stands = attached is not None and outcome.decision is attached.decision
+        decided_by = attached.regulator_id if attached is not None and stands else "protocol"
+        regulated = await record_decision(
+            session,
+            record,
+            outcome,
+            decided_by=decided_by,
+            now=now,
+            comment=attached.comment if attached is not None else None,
+        )
         await delivery.emit(regulated, correlation_id=referral.referral_id)
+
+
+def _outcome(
+    record: CaseRecord, protocol: Protocol, attached: AttachedDecision | None, now: datetime
+) -> Outcome:
+    """The protocol's decision, or the one Centre 15's regulator attached to the
+    referral: applied as a regulation.decided would be, from the first decision on, so
+    that the protocol's own orientation never stands in its place."""
+    if attached is None:
+        return decide(record.case(), protocol, now)
+    return attached_outcome(
+        record.case(),
+        protocol,
+        decision=attached.decision,
+        priority=attached.priority,
+        regulator_id=attached.regulator_id,
+        comment=attached.comment,
+        now=now,
+    )
