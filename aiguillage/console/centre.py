@@ -25,7 +25,7 @@ from aiguillage.console.common import (
     record,
 )
 from shared.auth import Role
-from shared.labels import CONSULTATION_OUTCOMES
+from shared.labels import CENTRE_CANCEL_REASONS, CONSULTATION_OUTCOMES
 
 router = APIRouter()
 
@@ -47,6 +47,8 @@ async def centre_context(console: Console, actor: Actor, day: str | None) -> dic
         "appointments": appointments,
         "next_change": next_change,
         "issues": CONSULTATION_OUTCOMES,
+        # Why the centre could not hold a consultation ("Annulé"): the short list.
+        "cancel_reasons": CENTRE_CANCEL_REASONS,
         "day": listing["day"],
         "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
     }
@@ -106,6 +108,15 @@ async def centre_action(
     return RedirectResponse(f"{back}{'ok' if ok else 'erreur'}={quote(message)}", status_code=303)
 
 
+def _outcome_body(form: dict[str, str]) -> dict[str, str | None]:
+    """What the notifier's door reads of the outcome's form: the reason chosen from the
+    list for an "annulé" only (the other outcomes carry none)."""
+    body: dict[str, str | None] = {"outcome": form.get("issue"), "reason": form.get("motif", "")}
+    if form.get("issue") == "cancelled":
+        body["reason_code"] = form.get("cause") or None
+    return body
+
+
 @router.post("/centre/rendez-vous/{appointment_id}/issue")
 async def outcome(request: Request, appointment_id: str, console: ConsoleDep) -> Response:
     async def report(actor: Actor, form: dict[str, str]) -> str:
@@ -114,8 +125,13 @@ async def outcome(request: Request, appointment_id: str, console: ConsoleDep) ->
             "POST",
             "notifier",
             f"/centres/{actor.subject}/appointments/{appointment_id}/outcome",
-            {"outcome": form.get("issue"), "reason": form.get("motif", "")},
+            _outcome_body(form),
         )
+        if form.get("issue") == "cancelled":
+            return (
+                "Consultation notée « annulé » : le patient reçoit aussitôt un autre "
+                "rendez-vous, ou attend sur la liste d'attente s'il n'y en a aucun."
+            )
         return "Issue de la consultation enregistrée."
 
     return await centre_action(request, report, "consultation.outcome", appointment_id)

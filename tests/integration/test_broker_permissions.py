@@ -32,6 +32,8 @@ from services.scheduler.app import build as build_scheduler
 from shared.events import (
     AlertKind,
     CapacityAlert,
+    CentreCancelReason,
+    ConsultationCancelled,
     Envelope,
     PatientEscalated,
     Priority,
@@ -172,6 +174,15 @@ async def test_centre_15_refers_but_cannot_activate_a_centre(shared: Deployment)
         await c15.refused(consuming(f"{ns}.intake.submissions"))
 
 
+def cancelled(centre_id: str, referral_id: str) -> ConsultationCancelled:
+    return ConsultationCancelled(
+        appointment_id=f"a-{referral_id}",
+        referral_id=referral_id,
+        centre_id=centre_id,
+        reason_code=CentreCancelReason.BOX_CLOSED,
+    )
+
+
 async def test_a_centre_reads_its_own_queue_only(shared: Deployment) -> None:
     d, ns = shared, shared.namespace
     own, other = (centre_queue(ns, c).name(ns) for c in CENTRES)
@@ -212,7 +223,11 @@ async def test_a_centre_reads_its_own_queue_only(shared: Deployment) -> None:
             )
         )
         assert "patient.escalated.cleunay" in refusal
-    assert await message_count(d, "centre-poterie", f"{ns}.scheduler.consultations") == 1
+        # "Annulé" too (issue 27): its own consultations only.
+        await poterie.publish(cancelled("poterie", "r-poterie"))
+        refusal = await poterie.refused(poterie.publishing(cancelled("cleunay", "r-cleunay")))
+        assert "consultation.cancelled.cleunay" in refusal
+    assert await message_count(d, "centre-poterie", f"{ns}.scheduler.consultations") == 2
     # The other centre's patient is still there, for that centre alone.
     assert await message_count(d, "centre-cleunay", other) == 1
     async with Actor(d, "centre-cleunay") as cleunay:

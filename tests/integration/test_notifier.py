@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
@@ -30,6 +31,7 @@ from shared.events import (
     AppointmentCancelled,
     CancelledBy,
     Clinical,
+    ConsultationCancelled,
     ConsultationCorrected,
     ConsultationNoShow,
     Envelope,
@@ -484,6 +486,82 @@ async def test_a_centre_corrects_an_outcome_and_the_referrer_hears_it(
         return bool(row.status == "fulfilled")
 
     await _until(shown)
+
+
+async def test_a_centre_cancels_a_consultation_from_its_start_and_never_corrects_it(
+    settings: Settings, notifier: ServiceRuntime
+) -> None:
+    """ "Annulé" at the centre's HTTP door: refused before the slot's start (by the
+    door's clock), said at once; from it, sent to the scheduler's door in the centre's
+    name with its reason; applied there (on the bus), the day list says "cancelled",
+    and no correction turns it into "vu" or "absent"."""
+    s = settings
+    received, contact, booked = _events()
+    slot = booked[0].payload_as(SlotAssigned)
+    start = datetime.now(UTC) + timedelta(minutes=30)
+    slot = slot.model_copy(update={"start": start, "end": start + timedelta(minutes=20)})
+    async with EventPublisher(s.broker_url, s.namespace, "scheduler") as pub:
+        await pub.publish_envelope(*received)
+        await pub.publish_envelope(*contact)
+        await pub.publish(slot, correlation_id=REFERRAL)
+
+    async def listed() -> bool:
+        from services.notifier.store.tables import centre_appointments
+
+        return bool(await _rows(notifier, centre_appointments))
+
+    await _until(listed)
+    token = issue_token(s, Role.CENTRE, "rennes-1", ServiceName.NOTIFIER)
+    own = {"Authorization": f"Bearer {token}"}
+    url = "/centres/rennes-1/appointments"
+    transport = httpx.ASGITransport(app=notifier.http_app)
+    cancel = {"outcome": "cancelled", "reason_code": "doctor_absent"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as http:
+        early = await http.post(f"{url}/appt-1/outcome", json=cancel, headers=own)
+        assert early.status_code == 409 and early.json()["error_code"] == "outcome_before_start"
+        assert "« annulé » ne peut être noté" in early.json()["reasons"][0]["message"]
+        bad = await http.post(
+            f"{url}/appt-1/outcome", json={**cancel, "reason_code": "lunch"}, headers=own
+        )
+        assert bad.status_code == 422
+
+    # The slot has started, by the door's own clock (what it judges by).
+    api = notifier.http_app.state.centres_api
+    notifier.http_app.state.centres_api = replace(api, clock=lambda: start + timedelta(minutes=1))
+    async with (
+        Tap(s.broker_url, s.namespace, "consultation.#", exchange="ingress") as door,
+        httpx.AsyncClient(transport=transport, base_url="http://notifier") as http,
+    ):
+        sent_now = await http.post(f"{url}/appt-1/outcome", json=cancel, headers=own)
+        assert sent_now.status_code == 202, sent_now.text
+        assert sent_now.json()["event_type"] == "consultation.cancelled"
+        await door.wait_for(lambda es: any(e.type == "consultation.cancelled" for e in es))
+    [sent] = door.of_type("consultation.cancelled")
+    assert (sent.data["appointment_id"], sent.data["reason_code"]) == ("appt-1", "doctor_absent")
+    [message] = [m for m in door.messages if m.message_id == sent.id]
+    assert message.headers["x-aiguillage-actor"] == "centre-rennes-1"
+
+    # Applied by the scheduler's door: the day list says so; nothing corrects it.
+    async with EventPublisher(s.broker_url, s.namespace, "scheduler") as pub:
+        applied = ConsultationCancelled.model_validate(sent.data)
+        envelope = Envelope.wrap(applied, source="scheduler", correlation_id=REFERRAL)
+        await pub.publish_envelope(envelope, applied.routing_key(), exchange="events")
+
+    async def shown() -> bool:
+        from services.notifier.store.tables import centre_appointments
+
+        [row] = await _rows(notifier, centre_appointments)
+        return bool(row.status == "cancelled" and row.outcome_at is not None)
+
+    await _until(shown)
+    async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as http:
+        for into in ("seen", "no_show"):
+            fixed = await http.post(f"{url}/appt-1/correction", json={"outcome": into}, headers=own)
+            assert (
+                fixed.status_code == 409 and fixed.json()["error_code"] == "appointment_cancelled"
+            )
+        again = await http.post(f"{url}/appt-1/outcome", json={"outcome": "seen"}, headers=own)
+        assert again.json()["error_code"] == "appointment_cancelled"
 
 
 def _escalation(referral_id: str, referrer: ReferrerRef) -> list[tuple[Envelope, str]]:

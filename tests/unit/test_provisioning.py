@@ -128,6 +128,10 @@ def test_a_centre_queue_is_read_by_that_centre_and_declared_by_the_services() ->
     # Its answers come with its assignments.
     assert "reply.centre-poterie.#" in poterie.bindings
     assert not allows(PLAN.account("centre-poterie").read, centre_queue(NS, "cleunay").name(NS))
+    # A centre reports ("vu", "absent", "annulé"...) on keys ending with its own id only.
+    poterie_writes = PLAN.account("centre-poterie").ingress_write
+    assert allows(poterie_writes, "consultation.cancelled.poterie")
+    assert not allows(poterie_writes, "consultation.cancelled.cleunay")
     for service in SERVICES - CENTRE_QUEUE_DECLARERS:
         assert not allows(PLAN.account(service).configure, poterie.name(NS)), service
 
@@ -235,6 +239,7 @@ def test_the_http_doors_publish_on_the_ingress_for_their_actor_only() -> None:
     assert not allows(scheduler.ingress_write, "referral.submitted")
     assert not allows(scheduler.ingress_write, "consultation.no_show.poterie")
     assert allows(notifier.ingress_write, "consultation.no_show.poterie")
+    assert allows(notifier.ingress_write, "consultation.cancelled.poterie")
     assert not allows(notifier.ingress_write, "centre.activated")
     for service in ("intake", "regulation"):
         assert PLAN.account(service).ingress_write == "^$", service

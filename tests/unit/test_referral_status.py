@@ -24,6 +24,8 @@ from shared.events import (
     AppointmentCancelled,
     AppointmentRescheduled,
     CancelledBy,
+    CentreCancelReason,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -496,3 +498,50 @@ def test_what_a_person_reads_is_french() -> None:
         assert message(state.status, {}) != state.status
     for happening in Happening:
         assert message(happening.value, {}) != happening.value
+
+
+def test_a_consultation_the_centre_cancelled_reads_the_patient_s_new_appointment() -> None:
+    """Issue 27, "annulé": the report is history; the move that follows at once (or the
+    cancellation and the waiting list) says where the patient stands, in any order."""
+    report = entry(
+        ConsultationCancelled(
+            appointment_id="a-1",
+            referral_id=REFERRAL,
+            centre_id="rennes",
+            reason_code=CentreCancelReason.DOCTOR_ABSENT,
+        ),
+        3,
+    )
+    assert report.happening is Happening.CONSULTATION_CANCELLED
+    assert message(report.happening.value, report.detail) == (
+        "Consultation annulée par le centre rennes (médecin absent) : le patient reçoit "
+        "aussitôt un autre rendez-vous, ou attend sur la liste d'attente."
+    )
+    rebooked = (
+        received(),
+        regulated(1),
+        booked(2, "a-1", "rennes"),
+        report,
+        moved(3, "a-2", "a-1", "rennes", "rennes"),
+        cancelled(3, "a-1", by=CancelledBy.CENTRE, replaced_by="a-2"),
+    )
+    assert in_every_order(*rebooked) == {("appointment", "a-2")}
+    waiting = (
+        received(),
+        regulated(1),
+        booked(2, "a-1", "rennes"),
+        report,
+        cancelled(3.001, "a-1", by=CancelledBy.CENTRE),
+        entry(
+            ReferralWaitlisted(
+                referral_id=REFERRAL,
+                patient_ref="pat-1",
+                priority=Priority.URGENT,
+                departement="35",
+                reason="consultation annulée par le centre",
+                waiting_in_departement=1,
+            ),
+            3.002,
+        ),
+    )
+    assert final(*waiting).status == "waitlisted"
