@@ -35,6 +35,7 @@ from shared.events import (
     Vitals,
     utcnow,
 )
+from shared.events.vocabulary import AttachedDecision
 from shared.http import read_port_file
 from shared.publisher import EventPublisher
 from shared.runtime import ServiceRuntime
@@ -355,3 +356,60 @@ async def test_the_commands_decide_and_read_the_trail(settings: Settings) -> Non
     assert held.exit_code == 0 and "0 held" in held.stdout.splitlines()
     assert unknown.exit_code == 1 and "404" in unknown.stderr
     assert national.exit_code == 1 and "403" in national.stderr
+
+
+def centre_15_referral(referral_id: str, samu: str) -> ReferralReceived:
+    """32, no risk factor, no vitals, from a SAMU in Rennes (35), with its regulator's
+    orientation attached (the Hub Santé door's): v1 alone would send them home."""
+    return held_referral(referral_id).model_copy(
+        update={
+            "age": 32,
+            "clinical": Clinical(symptomatic=True, symptoms=("cough",)),
+            "referrer": ReferrerRef(kind=ReferrerKind.CENTRE_15, identifier=samu),
+            "regulator_decision": AttachedDecision(
+                regulator_id="Dr Sophie Bernard",
+                decision=Decision.ORIENT,
+                priority=Priority.URGENT,
+                comment="Hub Santé, dossier x",
+            ),
+        }
+    )
+
+
+async def test_a_decision_attached_by_centre_15_is_the_first_decision(
+    settings: Settings,
+) -> None:
+    s = settings
+    async with (
+        running(s) as runtime,
+        Tap(s.broker_url, s.namespace, "referral.regulated.*") as tap,
+    ):
+        await refer(
+            s,
+            tap,
+            centre_15_referral("c15-own", "samu-35"),
+            # Another SAMU's decision for a patient of 35: not applied, the protocol decides.
+            centre_15_referral("c15-other", "samu-75"),
+        )
+        await asyncio.sleep(0.3)  # room for a wrong second decision to show up
+        async with runtime.database.transaction() as session:
+            trail = (
+                await session.execute(
+                    select(decisions.c.referral_id, decisions.c.decided_by, decisions.c.comment)
+                    .where(decisions.c.referral_id.in_(["c15-own", "c15-other"]))
+                    .order_by(decisions.c.referral_id)
+                )
+            ).all()
+    [own] = regulated_of(tap, "c15-own")
+    assert (own.data["decision"], own.data["priority"]) == ("orient", "urgent")
+    assert own.data["decided_by"] == "Dr Sophie Bernard"
+    assert [r["code"] for r in own.data["reasons"]][:2] == [
+        "regulator.orient",
+        "protocol.home_follow_up",
+    ]
+    [other] = regulated_of(tap, "c15-other")
+    assert (other.data["decision"], other.data["decided_by"]) == ("home_follow_up", "protocol")
+    assert [tuple(r) for r in trail] == [
+        ("c15-other", "protocol", None),
+        ("c15-own", "Dr Sophie Bernard", "Hub Santé, dossier x"),
+    ]

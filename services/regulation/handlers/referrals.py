@@ -15,6 +15,7 @@ from services.regulation.store.protocols import ProtocolBook
 from shared.consumer import Delivery
 from shared.events import ReferralReceived, utcnow
 from shared.events.vocabulary import AttachedDecision
+from shared.territory import Territories
 
 log = structlog.get_logger(__name__)
 
@@ -23,6 +24,27 @@ class ReferralHandlers:
     """The ``referrals`` queue (referral.received)."""
 
     book: ProtocolBook
+    territories: Territories
+
+    def _attached(self, referral: ReferralReceived) -> AttachedDecision | None:
+        """The regulator's decision the referral carries, when its SAMU decides for the
+        patient's département (as a regulation.decided must: ``OverrideHandlers``);
+        intake passes one on from Centre 15 only. A SAMU's decision outside its
+        territory is not applied: the protocol decides, as for any referral."""
+        attached = referral.regulator_decision
+        samu = referral.referrer.identifier
+        if attached is None or not samu.startswith("samu-"):
+            return attached  # the national Centre 15 (an operator's user) covers all
+        scope = self.territories.scope(samu)
+        if scope is not None and scope.covers(referral.departement):
+            return attached
+        log.warning(
+            "attached decision outside the SAMU's territory: not applied",
+            referral_id=referral.referral_id,
+            samu=samu,
+            departement=referral.departement,
+        )
+        return None
 
     async def on_received(self, delivery: Delivery) -> None:
         referral = delivery.payload_as(ReferralReceived)
@@ -44,7 +66,7 @@ class ReferralHandlers:
         await add_case(session, record, received_at=referral.submitted_at)
         protocol = await self.book.active(session)
         now = utcnow()
-        attached = referral.regulator_decision
+        attached = self._attached(referral)
         outcome = _outcome(record, protocol, attached, now)
         # The regulator's when their decision stands; the protocol's when the case's
         # severity (or a decision that cannot stand) overrode it: the reasons say which.
