@@ -8,13 +8,15 @@ trail in the person's name, and an ARS person acts on their own region only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from aiguillage.console.auth import Actor
@@ -32,13 +34,14 @@ from aiguillage.console.common import (
     page,
     record,
 )
+from aiguillage.console.notice import DAYS, MONTHS
 from aiguillage.console.people import (
     ACTOR_ID,
     AuditEntry,
     region_codes,
     region_departements,
 )
-from aiguillage.console.svgmap import region_maps
+from aiguillage.console.svgmap import SATURATION, region_map
 from aiguillage.hours import parse_hours
 from shared.auth import Role
 from shared.events import (
@@ -47,6 +50,7 @@ from shared.events import (
     CentreKind,
     CentreSuspended,
     EventPayload,
+    OpeningPeriod,
 )
 from shared.geo import commune
 from shared.labels import AUDIT_ACTIONS
@@ -83,11 +87,14 @@ async def territory_context(console: Console, actor: Actor) -> dict[str, Any]:
         # Kept by the scheduler: a request sent while no console was open is there.
         asked = await console.call(actor, "GET", "scheduler", "/reinforcements?limit=50")
     except ServiceError as exc:
-        return {"service_error": str(exc), "departements": [], "centres": [], "maps": []}
+        return {"service_error": str(exc), "departements": [], "centres": [], "map": None}
     return {
         "departements": deps,
         "centres": centres,
-        "maps": region_maps(centres),
+        "map": region_map(actor.acts_for, deps, centres),
+        "SATURATION": SATURATION,
+        # Declared but not receiving: what the ARS can open again in two clicks.
+        "reserve": [c for c in centres if c["status"] != "active"],
         "reinforcements": [r for r in asked["reinforcements"] if r["departement"] in mine],
         "region_name": region_codes().get(actor.acts_for, actor.acts_for),
         "updated": datetime.now(PARIS).strftime("%H:%M:%S"),
@@ -108,14 +115,88 @@ def check_commune(actor: Actor, payload: EventPayload) -> None:
 
 
 @router.get("/territoire")
-async def territory(request: Request, console: ConsoleDep) -> HTMLResponse:
+async def territory(request: Request, console: ConsoleDep, jour: str = "") -> HTMLResponse:
     actor = await actor_of(request, Role.ARS)
+    day = _day(jour)
+    try:
+        history = await day_history(console, actor, day)
+    except ServiceError as exc:
+        history = {"departements": [], "error": str(exc)}
     return page(
         request,
         "territory.html",
         actor,
         kinds=KIND_LABELS,
+        day=day.isoformat(),
+        day_label=f"{DAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year}",
+        history=history,
         **await territory_context(console, actor),
+    )
+
+
+def _day(raw: str) -> date:
+    """The day asked for (``jour=YYYY-MM-DD``), today in Paris by default or when
+    unreadable."""
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        return datetime.now(PARIS).date()
+
+
+async def day_history(console: Console, actor: Actor, day: date) -> dict[str, Any]:
+    """Booked, honoured, missed, waitlisted that day per département of the region
+    (the scheduler counts; the region is the token's)."""
+    answer: dict[str, Any] = await console.call(
+        actor, "GET", "scheduler", f"/territory/days/{day.isoformat()}"
+    )
+    mine = region_departements(actor.acts_for)
+    answer["departements"] = [d for d in answer["departements"] if d["departement"] in mine]
+    return answer
+
+
+# The export's columns: French headers, as a French spreadsheet shows them.
+EXPORT_COLUMNS = (
+    ("Date", "date"),
+    ("Code département", "departement"),
+    ("Département", "name"),
+    ("Rendez-vous réservés", "booked"),
+    ("Consultations honorées", "seen"),
+    ("Patients absents", "no_show"),
+    ("Mis en liste d'attente", "waitlisted"),
+)
+
+
+async def _csv_rows(rows: list[dict[str, Any]], day: str) -> AsyncIterator[bytes]:
+    # The BOM first: without it a French spreadsheet reads UTF-8 as Windows-1252.
+    yield "\ufeff".encode()
+    for values in [[label for label, _ in EXPORT_COLUMNS]] + [
+        [day if key == "date" else _cell(row.get(key)) for _, key in EXPORT_COLUMNS] for row in rows
+    ]:
+        line = io.StringIO()
+        csv.writer(line, delimiter=";", lineterminator="\r\n").writerow(values)
+        yield line.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    # A count of 0 is a figure, not a blank; a département without a name is blank.
+    return "" if value is None else value
+
+
+@router.get("/territoire/export.csv")
+async def export(request: Request, console: ConsoleDep, jour: str = "") -> Response:
+    """The ARS's table of the day as CSV (``;``, UTF-8 with BOM), streamed: counts per
+    département, no identity (the scheduler's day has none)."""
+    actor = await actor_of(request, Role.ARS)
+    day = _day(jour)
+    try:
+        history = await day_history(console, actor, day)
+    except ServiceError as exc:
+        return back("/territoire", str(exc), False)
+    name = f"territoire-{actor.acts_for}-{day.isoformat()}.csv"
+    return StreamingResponse(
+        _csv_rows(history["departements"], day.isoformat()),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -199,6 +280,40 @@ async def activate(request: Request, console: ConsoleDep) -> Response:
     return await ars_decision(
         request, console, _activation, "Activation du centre {centre} publiée."
     )
+
+
+@router.post("/territoire/reactiver")
+async def reactivate(request: Request, console: ConsoleDep) -> Response:
+    """A reserve centre (suspended or closed) activated again as the scheduler stores
+    it, from today: the same ``centre.activated`` as the activation form."""
+    actor = await actor_of(request, Role.ARS)
+    form = await form_of(request)
+    dep = form.get("departement", "")
+    if dep not in region_departements(actor.acts_for):
+        raise Refused(f"Le département {dep!r} n'est pas dans votre région.")
+    try:
+        detail = await console.call(actor, "GET", "scheduler", f"/territory/{quote(dep)}")
+    except ServiceError as exc:
+        return back("/territoire", str(exc), False)
+    stored = next((c for c in detail["centres"] if c["centre_id"] == form.get("centre_id")), None)
+    if stored is None:
+        return back("/territoire", "Centre inconnu dans ce département.", False)
+
+    def again(_: dict[str, str]) -> EventPayload:
+        assert stored is not None
+        return CentreActivated(
+            centre_id=stored["centre_id"],
+            name=stored["name"],
+            kind=CentreKind(stored["kind"]),
+            commune_insee=stored["commune_insee"],
+            address=stored.get("address") or None,
+            opening_hours=tuple(OpeningPeriod.model_validate(p) for p in stored["opening_hours"]),
+            boxes=int(stored["boxes"]),
+            consultation_minutes=int(stored["consultation_minutes"]),
+            first_day=datetime.now(PARIS).date(),
+        )
+
+    return await ars_decision(request, console, again, "Centre {centre} activé à nouveau.")
 
 
 @router.post("/territoire/capacite")

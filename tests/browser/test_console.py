@@ -136,7 +136,7 @@ async def test_the_ars_activates_a_centre_and_sees_it_appear(
         assert "Gymnase Paris 13e" in row.text
         assert "actif" in row.text
         assert rows(browser, '#departements tr[data-departement="75"]')
-        assert rows(browser, 'svg circle[data-centre="paris-13-navigateur"]')
+        assert rows(browser, '#carte-region a[data-centre="paris-13-navigateur"] circle')
         assert_accessible(browser, "the ARS's territory with a centre")
 
         # A decision published elsewhere reaches the open page too.

@@ -5,7 +5,7 @@ reinforcement. Every route is held to the caller's region (shared.regions)."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from services.scheduler import store
 from services.scheduler.domain.slots import capacity_between
 from services.scheduler.http.state import ApiDep, Caller, SchedulerApi
+from services.scheduler.store import history
 from shared.auth import Principal
 from shared.db import as_utc
 from shared.events import (
@@ -27,6 +28,7 @@ from shared.events import (
 )
 from shared.events.base import JSON_INTEGER, IsoDate
 from shared.geo import departement
+from shared.geo import departement as departement_of
 from shared.openapi import AUTHENTICATED, BODY, CentreId, TerritoryRefusal, not_found
 from shared.regions import Region, ars_actor, ars_region, judge_centre_decision
 
@@ -156,6 +158,10 @@ async def _centre_figures(session: Any, dep: str | None, region: Region) -> list
             "status": row.status,
             # In force today, the ARS's capacity changes included.
             "boxes": schedule.on(today).boxes if schedule else row.boxes,
+            # What the ARS activates a reserve centre again with (issue 30).
+            "consultation_minutes": row.consultation_minutes,
+            "opening_hours": row.opening_hours,
+            "address": row.address,
         }
         for label, start, end in _days():
             capacity = capacity_between(receiving, start, end) if receiving else 0
@@ -253,6 +259,36 @@ async def one_departement(code: str, caller: Caller, api: ApiDep) -> dict[str, A
         "centres": figures,
         "waiting": int(waiting or 0),
     }
+
+
+@router.get(
+    "/territory/days/{day}",
+    summary="One day per département of the caller's region: booked, honoured, missed, "
+    "waitlisted (counts, no identity)",
+    responses=not_found("No such département in the caller's region."),
+)
+async def one_day(
+    day: date, caller: Caller, api: ApiDep, departement: str | None = None
+) -> dict[str, Any]:
+    region = ars_region(caller)
+    if departement is not None and not region.covers(departement):
+        # As /territory/{code}: another region's département reads as none.
+        raise HTTPException(
+            404, f"Aucun département « {departement} » dans votre région ({region.name})."
+        )
+    # The day of Paris, from midnight to midnight (23 or 25 hours when the clocks change).
+    # In UTC, as every time is stored (SQLite keeps the wall time it is given).
+    start = datetime.combine(day, time(0), PARIS).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), PARIS).astimezone(UTC)
+    async with api.database.transaction() as session:
+        figures = await history.day_figures(session, start, end)
+    codes = sorted(region.departements) if departement is None else [departement]
+    rows = []
+    for code in codes:
+        known = departement_of(code)
+        counts = figures.get(code) or dict.fromkeys(history.FIGURES, 0)
+        rows.append({"departement": code, "name": known.name if known else None, **counts})
+    return {"date": day.isoformat(), "departements": rows}
 
 
 def _empty(code: str) -> dict[str, Any]:

@@ -131,6 +131,18 @@ waitlist = Table(
 )
 Index("ix_waitlist_order", waitlist.c.departement, waitlist.c.priority_rank, waitlist.c.deadline)
 
+# Every time a patient was put on the waiting list (issue 30): the list itself forgets
+# them once served; the ARS's history of a day counts who waited that day. No identity.
+waitlist_entries = Table(
+    "waitlist_entries",
+    metadata,
+    Column("referral_id", String(36), nullable=False),
+    Column("departement", String(3), nullable=False),
+    Column("queued_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("referral_id", "queued_at", name="pk_waitlist_entries"),
+)
+Index("ix_waitlist_entries_day", waitlist_entries.c.queued_at, waitlist_entries.c.departement)
+
 # The spatial prefilter's bounding boxes.
 Index("ix_centres_location", centres.c.status, centres.c.lat, centres.c.lon)
 Index("ix_waitlist_location", waitlist.c.lat, waitlist.c.lon)

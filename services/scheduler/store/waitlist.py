@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scheduler.store.centres import KM_PER_DEGREE
-from services.scheduler.store.tables import waitlist
+from services.scheduler.store.tables import waitlist, waitlist_entries
 from shared.geo import haversine_km
 
 _WAITING_IN_BOX = (
@@ -90,6 +90,14 @@ async def put_on_waitlist(
             "queued_at": queued_at,
         },
     )
+    # Kept after the wait ends, for the ARS's history of the day.
+    await session.execute(
+        _INSERT_ENTRY,
+        {"referral_id": referral_id, "departement": departement, "queued_at": queued_at},
+    )
+
+
+_INSERT_ENTRY = insert(waitlist_entries)
 
 
 async def leave_waitlist(session: AsyncSession, referral_id: str) -> None:
