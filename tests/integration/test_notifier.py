@@ -381,6 +381,10 @@ async def test_centre_day_list_is_its_own_only(
         assert appointment["appointment_id"] == "appt-1"
         assert appointment["patient_name"] == "Éloïse Dupont"
         assert appointment["test_eligible"] is True  # the point of the consultation
+        # Who referred the patient, as a kind (issue 30); the centre as the ARS described
+        # it, not heard of here (no centre.activated among these events).
+        assert appointment["referrer_kind"] == "gp"
+        assert response.json()["centre"] is None
         # In two hours: neither "absent" nor "vu" yet (shared/outcomes.py), said at once.
         early = await http.post(f"{url}/appt-1/outcome", json={"outcome": "no_show"}, headers=own)
         assert early.status_code == 409 and early.json()["error_code"] == "no_show_before_end"
