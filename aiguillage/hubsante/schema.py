@@ -132,6 +132,9 @@ def _lines(error: Any) -> list[str]:
         branches: dict[Any, list[Any]] = {}
         for sub in error.context:
             branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        carried = _carried_branches(error)
+        if carried:  # the branches of the use case(s) the message carries
+            branches = {key: subs for key, subs in branches.items() if key in carried}
         depth = {
             key: max(len(list(e.absolute_path)) for e in subs) for key, subs in branches.items()
         }
@@ -143,6 +146,32 @@ def _lines(error: Any) -> list[str]:
                     lines.extend(line for line in _lines(sub) if line not in lines)
         return lines or [f"{_where(error)}: {error.message}"]
     return [f"{_where(error)}: {error.message}"]
+
+
+def _use_case_keys(branch: Any) -> set[str]:
+    """The use case a branch of the hub's content oneOf stands for: the keys it requires
+    of ``message`` (``createCaseHealth``...), beside the RC-DE header it refers to."""
+    parts = branch.get("allOf", [branch]) if isinstance(branch, dict) else []
+    keys: set[str] = set()
+    for part in parts:
+        message = (part.get("properties") or {}).get("message") if isinstance(part, dict) else None
+        if isinstance(message, dict):
+            keys.update(k for k in message.get("required", []) if isinstance(k, str))
+    return keys
+
+
+def _carried_branches(error: Any) -> set[int]:
+    """The oneOf's branches whose use case the message carries, so that a header error
+    is named once rather than beside every other use case's "is a required property";
+    empty when no branch's use case is there (then every branch speaks)."""
+    message = error.instance.get("message") if isinstance(error.instance, dict) else None
+    if not isinstance(error.validator_value, list) or not isinstance(message, dict):
+        return set()
+    return {
+        index
+        for index, branch in enumerate(error.validator_value)
+        if (keys := _use_case_keys(branch)) and keys <= message.keys()
+    }
 
 
 # The hub's bounds on what goes back (RS-ERROR's errorCause, within a message the hub
