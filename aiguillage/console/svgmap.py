@@ -35,12 +35,13 @@ _LON_LAT_TO_Y = (1949.674, -0.7063796, -11.03110, 0.01242041, 0.01774962, -0.530
 
 # Where the small départements of the inner ring put their label (degrees of longitude,
 # latitude from the département's centre), a leader line back to it: drawn in place
-# they would cover one another at the scale of Île-de-France.
+# they would cover one another at the scale of Île-de-France (placed between the
+# labels of the outer ring, looked at in docs/screenshots/territoire.png).
 LABEL_SHIFT = {
-    "75": (0.0, 0.13),
-    "92": (-0.42, -0.02),
-    "93": (0.38, 0.12),
-    "94": (0.36, -0.16),
+    "75": (-0.34, 0.09),
+    "92": (-0.29, -0.19),
+    "93": (0.27, 0.10),
+    "94": (0.38, 0.02),
 }
 
 # The département's fill, by its occupancy today: light, so that its label reads on it.
@@ -154,12 +155,12 @@ def project(lat: float, lon: float) -> tuple[float, float]:
 
 
 def _centre_of(code: str) -> tuple[float, float]:
-    """The département's centre of population (lat, lon): inside it, where people are."""
+    """The département's middle (lat, lon): the mean of its communes' points, which
+    cover it about evenly, so that the label sits inside it and not on its city."""
     places = [c for c in communes_in_departement(code) if c.kind != "ARM" or code == "75"]
-    weight = sum(c.population for c in places) or 1
     return (
-        sum(c.lat * c.population for c in places) / weight,
-        sum(c.lon * c.population for c in places) / weight,
+        sum(c.lat for c in places) / len(places),
+        sum(c.lon for c in places) / len(places),
     )
 
 
