@@ -135,13 +135,15 @@ def take_screenshots(base_url: str, out: Path, logins: list[tuple[str, str, str]
     with chromium() as driver:
         for login, password, name in logins:
             log_in(driver, base_url, login, password)
+            page = _day_with_patients(driver, base_url) if name == "centre" else f"/{name}"
+            driver.get(f"{base_url}{page}")
             # The live stream connects after load: the screenshot shows it connected.
             time.sleep(1.5)
             path = out / f"{name}.png"
             full_page(driver, path)
             driver.set_window_size(1400, 1000)
             written.append(path)
-            written += at_widths(driver, base_url, f"/{name}", out, name)
+            written += at_widths(driver, base_url, page, out, name)
             if name == "centre-15":
                 written += _first_timeline(driver, base_url, out)
     return written
@@ -169,6 +171,21 @@ def at_widths(
         written.append(shot)
     driver.set_window_size(1400, 1000)
     return written
+
+
+def _day_with_patients(driver: Any, base_url: str) -> str:
+    """The centre's page on the first day from today that has patients (slots are
+    booked on the real clock: late in the day, the next morning's), or today's."""
+    from datetime import date, timedelta
+
+    from selenium.webdriver.common.by import By
+
+    for offset in range(3):
+        path = f"/centre?jour={(date.today() + timedelta(days=offset)).isoformat()}"
+        driver.get(f"{base_url}{path}")
+        if driver.find_elements(By.CSS_SELECTOR, "#rdv tr[data-appointment]"):
+            return path
+    return "/centre"
 
 
 def _first_timeline(driver: Any, base_url: str, out: Path) -> list[Path]:

@@ -259,9 +259,9 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
         regulated = wait_until(browser, regulation_column)
         armelle = regulated["Armelle Dupont-Lajoie"]
         assert (
-            "Régulé à" in armelle
+            "Régulé le" in armelle
             and "par le protocole" in armelle
-            and "(protocole version 1)" in armelle
+            and ", protocole version 1" in armelle
         )
         assert "respiratoire" in armelle  # her risk factor, in regulation's words
         assert "respiratoire" not in regulated["Annick Dupont-Lajoie"]
