@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Annotated
 
 import aio_pika
@@ -12,6 +13,8 @@ import typer
 
 from aiguillage.commands.common import publish
 from shared.events import (
+    CentreCancelReason,
+    ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
     ConsultationNoShow,
@@ -135,13 +138,41 @@ def no_show(centre_id: Centre, appointment: Appointment, referral: Referral) -> 
 
 
 @app.command()
+def cancel(
+    centre_id: Centre,
+    appointment: Appointment,
+    referral: Referral,
+    reason: Annotated[
+        CentreCancelReason | None, typer.Option(help="Why the centre could not hold it.")
+    ] = None,
+) -> None:
+    """The centre could not hold the consultation (consultation.cancelled), from the
+    slot's start: the patient is booked again at once, or waitlisted. Never corrected."""
+    _report(
+        centre_id,
+        ConsultationCancelled(
+            appointment_id=appointment,
+            referral_id=referral,
+            centre_id=centre_id,
+            reason_code=reason,
+        ),
+        referral,
+    )
+
+
+# "annulé" is not a correction (a cancelled consultation is never corrected, nor
+# corrected into: shared/outcomes.py): the option offers seen and no-show only.
+class Corrected(StrEnum):
+    SEEN = ConsultationOutcome.SEEN.value
+    NO_SHOW = ConsultationOutcome.NO_SHOW.value
+
+
+@app.command()
 def correct(
     centre_id: Centre,
     appointment: Appointment,
     referral: Referral,
-    outcome: Annotated[
-        ConsultationOutcome, typer.Option(help="The outcome that stands from now on.")
-    ],
+    outcome: Annotated[Corrected, typer.Option(help="The outcome that stands from now on.")],
     reason: Annotated[str, typer.Option(help="Why (kept in the audit).")] = "",
     test_prescribed: bool = False,
 ) -> None:
@@ -153,7 +184,7 @@ def correct(
             appointment_id=appointment,
             referral_id=referral,
             centre_id=centre_id,
-            outcome=outcome,
+            outcome=ConsultationOutcome(outcome.value),
             reason=reason,
             test_prescribed=test_prescribed,
         ),

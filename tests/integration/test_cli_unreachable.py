@@ -37,6 +37,7 @@ BROKER = {
     "centre listen": ["centre", "listen", "c1", "--timeout", "5"],
     "centre seen": ["centre", "seen", "c1", "--appointment", "a", "--referral", "r"],
     "centre no-show": ["centre", "no-show", "c1", "--appointment", "a", "--referral", "r"],
+    "centre cancel": ["centre", "cancel", "c1", "--appointment", "a", "--referral", "r"],
     "centre correct": [
         *("centre", "correct", "c1", "--appointment", "a", "--referral", "r"),
         *("--outcome", "seen"),

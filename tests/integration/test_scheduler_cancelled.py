@@ -171,7 +171,7 @@ async def test_cancelled_books_the_patient_again_within_reach_and_says_so(
     assert types == ["consultation.cancelled", "appointment.rescheduled", "appointment.cancelled"]
     report, moved, old = done.emitted
     assert report.data["reason_code"] == "doctor_absent"
-    why = "consultation annulée par le centre : médecin absent"
+    why = "médecin absent"
     assert (moved.data["moved_by"], moved.data["reason"]) == ("centre", why)
     assert moved.data["previous_appointment_id"] == appt.appointment_id
     assert (old.data["cancelled_by"], old.data["replaced_by"]) == (
@@ -216,7 +216,7 @@ async def test_cancelled_waitlists_the_patient_when_no_slot_is_in_reach(
     ]
     cancelled, waiting = done.emitted[1], done.emitted[2]
     assert cancelled.data["cancelled_by"] == "centre" and cancelled.data["replaced_by"] is None
-    assert cancelled.data["reason"] == "consultation annulée par le centre"
+    assert cancelled.data["reason"] == "empêchement du centre"
     assert waiting.data["referral_id"] == appt.referral_id
     async with database.transaction() as session:
         queued = await session.scalar(

@@ -141,11 +141,11 @@ TABLE = [
         "booked again at once",
         f"RDV Covid-19 annulé par le centre, nouveau RDV : {_AT}, {_SMS_THERE} Voir, annuler, "
         f"changer : {LINK}",
-        f"Bonjour, le centre n'a pas pu assurer votre consultation du {_WAS} (consultation "
-        "annulée par le centre : médecin absent). Un nouveau rendez-vous vous est réservé : le "
+        f"Bonjour, le centre n'a pas pu assurer votre consultation du {_WAS} (médecin "
+        "absent). Un nouveau rendez-vous vous est réservé : le "
         f"{_WHEN} {_THERE}. {_WORSE} {_LINK_LINE}",
-        f"Rendez-vous déplacé : {_REF_AT} Motif : consultation annulée par le centre : médecin "
-        "absent. Test à prescrire : oui.",
+        f"Rendez-vous déplacé : {_REF_AT} Le centre n'a pas pu assurer la consultation "
+        "(médecin absent). Test à prescrire : oui.",
     ),
     Told(
         "appointment.rescheduled",
@@ -228,11 +228,11 @@ TABLE = [
         "cancelled_by centre: the consultation cancelled at the centre, no other slot (waitlisted)",
         f"RDV Covid-19 du {_AT} annulé par le centre. Vous recevrez un SMS dès qu'un nouveau "
         "RDV vous sera réservé. Si aggravation, appelez le 15.",
-        f"Bonjour, votre rendez-vous du {_WHEN} est annulé par le centre (motif : consultation "
-        "annulée par le centre : médecin absent), et aucun autre créneau n'est libre pour "
+        f"Bonjour, votre rendez-vous du {_WHEN} est annulé par le centre (motif : médecin "
+        "absent), et aucun autre créneau n'est libre pour "
         "l'instant près de chez vous. Vous êtes en liste d'attente : vous recevrez un nouveau "
         f"message dès qu'un rendez-vous vous sera réservé. {_WORSE}",
-        "Rendez-vous annulé par le centre (consultation annulée par le centre : médecin absent).",
+        "Rendez-vous annulé par le centre (médecin absent).",
     ),
     Told(
         "referral.cancelled",
@@ -380,7 +380,7 @@ def _rendered(row: Told) -> tuple[PatientNotice | None, str]:
         "moved_by service": ("service", "centre suspendu : plus de médecin"),
         "moved_by patient": ("patient", "à la demande du patient (lien de l'avis de rendez-vous)"),
         "moved_by regulator": ("regulator", "priorité « dès que possible » décidée par DR-1"),
-        "moved_by centre": ("centre", "consultation annulée par le centre : médecin absent"),
+        "moved_by centre": ("centre", "médecin absent"),
     }
     if row.event == "slot.assigned":
         return notices.appointment(POTERIE, "gp", LINK), templates.referrer_outcome(
@@ -414,7 +414,7 @@ def _cancelled(row: Told) -> tuple[PatientNotice | None, str]:
         else "le patient va mieux",
         "service": "centre suspendu : plus de médecin",
         "regulator": "décision de régulation : suivi à domicile par le médecin traitant",
-        "centre": "consultation annulée par le centre : médecin absent",
+        "centre": "médecin absent",
     }[by]
     detail: dict[str, object] = {"reason": reason, "by": by}
     return notices.cancelled(START, by, reason, kind), templates.referrer_outcome(

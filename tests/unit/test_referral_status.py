@@ -538,7 +538,7 @@ def test_a_consultation_the_centre_cancelled_reads_the_patient_s_new_appointment
                 patient_ref="pat-1",
                 priority=Priority.URGENT,
                 departement="35",
-                reason="consultation annulée par le centre",
+                reason="médecin absent",
                 waiting_in_departement=1,
             ),
             3.002,

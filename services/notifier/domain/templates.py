@@ -178,6 +178,9 @@ def referrer_outcome(status: str, detail: dict[str, object]) -> str:
     test = f" {_test(bool(detail['test_eligible']))}" if "test_eligible" in detail else ""
     why = f" ({detail['reason']})" if detail.get("reason") else ""
     motive = f" Motif : {detail['reason']}." if detail.get("reason") else ""
+    if detail.get("by") == "centre" and detail.get("reason"):
+        # The reason is the centre's own words (``médecin absent``): say whose it is.
+        motive = f" Le centre n'a pas pu assurer la consultation ({detail.get('reason')})."
     # What happens next, where a process of ours does it: Centre 15 has the escalated
     # patient's contact and lists them to call back; the scheduler books a waiting
     # patient when a place frees up, and that booking is told; a regulator's decision

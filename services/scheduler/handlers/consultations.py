@@ -27,6 +27,7 @@ from shared.consumer import Delivery
 from shared.db import as_utc
 from shared.events import (
     CancelledBy,
+    CentreCancelReason,
     ConsultationCancelled,
     ConsultationCompleted,
     ConsultationCorrected,
@@ -49,16 +50,12 @@ Report = (
     | PatientEscalated
 )
 
-# Why the patient was booked again, as the patient, the referrer and the new centre
-# read it (French; the codes travel in consultation.cancelled).
-CANCELLED_FR = "consultation annulée par le centre"
-
 
 def cancelled_reason(report: ConsultationCancelled) -> str:
-    """``consultation annulée par le centre : médecin absent``."""
-    if report.reason_code is None:
-        return CANCELLED_FR
-    return f"{CANCELLED_FR} : {CENTRE_CANCEL_REASONS[report.reason_code]}"
+    """Why the patient was booked again, as the patient, the referrer and the new centre
+    read it: the reason's words alone (``médecin absent``), since every notice already
+    says that the centre cancelled (a label is not repeated in its own value)."""
+    return CENTRE_CANCEL_REASONS[report.reason_code or CentreCancelReason.OTHER]
 
 
 class ConsultationHandlers(WaitingList):
