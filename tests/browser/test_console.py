@@ -288,7 +288,9 @@ async def test_a_centre_sees_only_its_own_patients_and_marks_one_seen(
         before = wait_until(browser, offered)
         assert set(before.values()) == {(False, False, True)}
         first = rows(browser, "#rdv tr[data-appointment]")[0]
-        assert "« Vu » à partir de" in first.find_element(By.CSS_SELECTOR, ".quand").text
+        assert (
+            "« Vu » et « Annulé » à partir de" in first.find_element(By.CSS_SELECTOR, ".quand").text
+        )
         appointment = str(first.get_attribute("data-appointment"))
 
         # Its time comes (the appointment moved into the past, where the services read
