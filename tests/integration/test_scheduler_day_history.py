@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -15,8 +16,10 @@ from sqlalchemy import insert
 
 from services.scheduler import store
 from services.scheduler.app import build
+from services.scheduler.store.history import day_figures
 from services.scheduler.store.tables import appointments, centres, consultation_outcomes
 from shared.auth import Role, issue_token
+from shared.db import Database
 from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
@@ -72,8 +75,9 @@ def _appointment(n: int, centre_id: str, start: datetime, status: str) -> dict[s
     }
 
 
-async def _the_day(runtime: ServiceRuntime) -> None:
-    async with runtime.database.transaction() as session:
+async def _the_day(runtime: ServiceRuntime | Database) -> None:
+    database = runtime if isinstance(runtime, Database) else runtime.database
+    async with database.transaction() as session:
         await session.execute(
             insert(centres),
             [_centre("rennes-a", "35238", "35"), _centre("paris-a", "75113", "75")],
@@ -168,3 +172,18 @@ async def test_another_region_or_role_is_refused(runtime: ServiceRuntime) -> Non
     assert paris["departements"][0]["seen"] == 1
     async with _client(runtime, Role.CENTRE, "rennes-a") as centre:
         assert (await centre.get(f"/territory/days/{DAY}")).status_code == 403
+
+
+async def test_the_day_of_paris_on_postgresql(postgres: Any) -> None:
+    """The same day on PostgreSQL (timestamptz): the boundaries are Paris's midnights."""
+    database = Database(await postgres.create("scheduler"))
+    await upgrade(database, "services.scheduler:migrations")
+    try:
+        await _the_day(database)
+        start = datetime(2026, 12, 3, tzinfo=PARIS).astimezone(UTC)
+        async with database.transaction() as session:
+            figures = await day_figures(session, start, start + timedelta(days=1))
+    finally:
+        await database.dispose()
+    assert figures["35"] == {"booked": 3, "seen": 1, "no_show": 1, "waitlisted": 1}
+    assert figures["75"] == {"booked": 1, "seen": 1, "no_show": 0, "waitlisted": 0}
