@@ -32,6 +32,7 @@ from shared.events import (
     Purpose,
     RecipientKind,
     ReferrerKind,
+    ReinforcementState,
     RiskFactor,
     SeveritySign,
     Sex,
@@ -136,6 +137,13 @@ ALERT_KINDS: Mapping[AlertKind, str] = {
     AlertKind.SATURATION: "saturation",
     AlertKind.WAITING_LIST: "liste d'attente",
 }
+# Where a centre's request for reinforcement stands, as its page and the ARS's say it.
+REINFORCEMENT_STATES: Mapping[ReinforcementState, str] = {
+    ReinforcementState.REQUESTED: "en attente de réponse",
+    ReinforcementState.ACKNOWLEDGED: "prise en compte par l'ARS",
+    ReinforcementState.GRANTED: "accordée",
+    ReinforcementState.DECLINED: "refusée",
+}
 RECIPIENT_KINDS: Mapping[RecipientKind, str] = {
     RecipientKind.CENTRE: "centre",
     RecipientKind.REFERRER: "médecin adresseur",
@@ -164,6 +172,7 @@ _BY_ENUM: Mapping[type[StrEnum], Mapping[Any, str]] = {
     Sex: SEXES,
     Purpose: PURPOSES,
     AlertKind: ALERT_KINDS,
+    ReinforcementState: REINFORCEMENT_STATES,
     RecipientKind: RECIPIENT_KINDS,
     Channel: CHANNELS,
 }
@@ -240,6 +249,9 @@ AUDIT_ACTIONS: Mapping[str, str] = {
     "consultation.outcome": "issue d'une consultation",
     "consultation.correction": "correction de l'issue d'une consultation",
     "reinforcement.requested": "demande de renfort",
+    "reinforcement.acknowledged": "demande de renfort prise en compte",
+    "reinforcement.granted": "renfort accordé",
+    "reinforcement.declined": "renfort refusé",
     "regulation.decision": "décision de régulation",
     "referral.submitted": "adressage d'un patient",
     "referral.withdrawn": "retrait d'une demande",
@@ -265,4 +277,24 @@ VITAL_UNITS: Mapping[str, str] = {
     "respiratory_rate": "/min",
     "systolic_bp": " mmHg",
     "temperature_c": " °C",
+}
+
+# The FHIR door's own words (services/intake/domain/fhir.py): what a referrer's
+# software shows of a ServiceRequest, an Appointment and the CapabilityStatement.
+FHIR_SERVICE_REQUEST_NOTES: Mapping[str, str] = {
+    "code": "Consultation en centre dédié, après régulation",
+    "subject": "Patient de la demande (identité conservée par l'admission)",
+    "implementation": "Aiguillage : porte FHIR R4 de l'admission des demandes d'orientation",
+    "security": "Jeton porteur (Bearer) de l'adresseur, le même que pour l'API JSON.",
+}
+
+# The FHIR door's refusals that are not a resource's fault, by HTTP status: the
+# OperationOutcome's diagnostics (the JSON door's are the handlers' reasons).
+FHIR_REFUSALS: Mapping[int, str] = {
+    401: "Jeton absent, expiré, révoqué ou non reconnu : authentifiez-vous.",
+    403: "Ce jeton ne permet pas cette action : seuls les adresseurs et le Centre 15 "
+    "adressent, chacun en son nom.",
+    404: "Aucune demande de cet adresseur sous cet identifiant.",
+    405: "Méthode non prise en charge sur cette ressource.",
+    422: "La requête ne correspond pas à ce que la ressource attend.",
 }

@@ -1,14 +1,15 @@
 """Intake's HTTP doors: referrals submitted and read, Centre 15's escalations
 (``referrals``), a referrer's own list (``own_referrals``), its withdrawals
-(``withdrawal``), and the patient's cancellation by their link (``patient``).
-``install`` puts them on an app, with what they need in its state (``door``)."""
+(``withdrawal``), the FHIR R4 door (``fhir``), and the patient's cancellation by
+their link (``patient``). ``install`` puts them on an app, with what they need in its
+state (``door``)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from services.intake.handlers import IntakeHandlers
-from services.intake.http import own_referrals, patient, referrals, withdrawal
+from services.intake.http import fhir, own_referrals, patient, referrals, withdrawal
 from services.intake.http.door import Door
 from shared.auth import authenticator
 from shared.db import Database
@@ -39,4 +40,6 @@ def install(
     app.include_router(patient.router)
     # Issue 27: a referrer withdraws its own referral, with a reason from the list.
     app.include_router(withdrawal.router)
+    # Issue 36: the same referrals as FHIR R4 resources, for referrers' software.
+    app.include_router(fhir.router)
     referrals.document_referral_schema(app)
