@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,11 @@ async def test_the_cookie_is_secure_httponly_strict_and_holds_only_a_session_id(
 async def test_log_in_is_throttled_after_repeated_failures_even_across_restarts(
     console_settings: Settings, console: Console, store: AccountStore
 ) -> None:
+    # One instant for both consoles: the delay after the fifth failure is a second or
+    # two, and a console restarting on a loaded machine may take longer than that
+    # (the gate would rightly be open again by then, and the test would prove nothing).
+    frozen = datetime.now(UTC)
+    console.app.state.accounts.clock = lambda: frozen
     await store.add("a.martin@ars.fr", "A. Martin", Role.ARS, "11", PASSWORD)
     async with console.client() as client:
         for _ in range(MAX_FAILURES):
@@ -215,6 +221,7 @@ async def test_log_in_is_throttled_after_repeated_failures_even_across_restarts(
     # Counted in the database: a console started again still refuses.
     again = Console(console_settings)
     async with again.app.router.lifespan_context(again.app), again.client() as client:
+        again.app.state.accounts.clock = lambda: frozen
         assert (await log_in(client, "a.martin@ars.fr", PASSWORD)).status_code == 429
         # Per login and address: a colleague behind the same address is not held up.
         await store.add("b.morvan@ars.fr", "B. Morvan", Role.ARS, "53", PASSWORD)
@@ -364,7 +371,10 @@ async def test_security_headers_on_every_response(console: Console) -> None:
 
 @pytest.mark.postgres
 async def test_accounts_sessions_and_failures_on_postgres(postgres: Any) -> None:
-    store = AccountStore(await postgres.create("console"))
+    # One instant: the gate reopens a second after the fifth failure, less than an
+    # argon2id check takes on a loaded machine.
+    frozen = datetime.now(UTC)
+    store = AccountStore(await postgres.create("console"), clock=lambda: frozen)
     try:
         await store.migrate()
         await store.add("a.martin@ars.fr", "A. Martin", Role.ARS, "11", PASSWORD)
