@@ -25,6 +25,7 @@ from shared.auth import Role, issue_token
 from shared.events import Decision
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
+from tests.fhir_examples import bundle
 from tests.helpers import running
 from tests.integration.test_intake_http import _on_bus, _regulated, _slot
 
@@ -50,74 +51,6 @@ async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             headers={**bearer(settings, "gp:10001234567"), **FHIR},
         ) as client:
             yield client
-
-
-def bundle(reference: str) -> dict[str, Any]:
-    """A transaction: the Patient, the ServiceRequest, a symptom and a vital."""
-    patient = "urn:uuid:8b1e6a8e-0000-4000-8000-000000000001"
-
-    def entry(resource: dict[str, Any], url: str) -> dict[str, Any]:
-        full = patient if url == "Patient" else f"urn:uuid:{reference}-{len(url)}-{id(resource)}"
-        return {"fullUrl": full, "resource": resource, "request": {"method": "POST", "url": url}}
-
-    observation = {
-        "resourceType": "Observation",
-        "status": "final",
-        "subject": {"reference": patient},
-    }
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            entry(
-                {
-                    "resourceType": "Patient",
-                    "name": [{"use": "official", "family": "Martin", "given": ["Jeanne"]}],
-                    "birthDate": "1960-02-01",
-                    "gender": "female",
-                    "telecom": [{"system": "phone", "value": "0612345678", "use": "mobile"}],
-                    "extension": [{"url": fhir.SMS_CONSENT, "valueBoolean": True}],
-                    "address": [
-                        {
-                            "extension": [{"url": fhir.COMMUNE_INSEE, "valueCode": "35238"}],
-                            "city": "Rennes",
-                        }
-                    ],
-                },
-                "Patient",
-            ),
-            entry(
-                {
-                    "resourceType": "ServiceRequest",
-                    "identifier": [{"system": "urn:oid:1.2.3.4", "value": reference}],
-                    "status": "active",
-                    "intent": "order",
-                    "subject": {"reference": patient},
-                    "reasonCode": [
-                        {"coding": [{"system": fhir.RISK_FACTOR, "code": "chronic_respiratory"}]}
-                    ],
-                },
-                "ServiceRequest",
-            ),
-            entry(
-                {
-                    **observation,
-                    "code": {"coding": [{"system": fhir.LOINC, "code": fhir.SYMPTOM}]},
-                    "effectiveDateTime": (datetime.now(UTC) - timedelta(days=2)).date().isoformat(),
-                    "valueCodeableConcept": {"text": "toux"},
-                },
-                "Observation",
-            ),
-            entry(
-                {
-                    **observation,
-                    "code": {"coding": [{"system": fhir.LOINC, "code": "59408-5"}]},
-                    "valueQuantity": {"value": 96, "unit": "%"},
-                },
-                "Observation",
-            ),
-        ],
-    }
 
 
 async def _submitted(http: httpx.AsyncClient, reference: str) -> str:
