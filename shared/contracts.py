@@ -41,6 +41,10 @@ from shared.events import (
     ReferralSubmitted,
     ReferralWaitlisted,
     RegulationDecided,
+    ReinforcementAcknowledged,
+    ReinforcementDeclined,
+    ReinforcementGranted,
+    ReinforcementRaisedAgain,
     ReinforcementRequested,
     RequestRefused,
     SlotAssigned,
@@ -48,7 +52,17 @@ from shared.events import (
     SubmissionError,
 )
 
-_ARS = (CentreActivated, CentreCapacityChanged, CentreSuspended, CentreClosed)
+_ARS = (
+    CentreActivated,
+    CentreCapacityChanged,
+    CentreSuspended,
+    CentreClosed,
+    # Its answers to its region's centres' requests for reinforcement (issue 30).
+    ReinforcementAcknowledged,
+    ReinforcementGranted,
+    ReinforcementDeclined,
+)
+_ANSWERS = (ReinforcementAcknowledged, ReinforcementGranted, ReinforcementDeclined)
 _CENTRES = (
     ConsultationCompleted,
     ConsultationNoShow,
@@ -81,6 +95,7 @@ PUBLISHERS: dict[str, tuple[type[EventPayload], ...]] = {
         AppointmentCancelled,
         ReferralWaitlisted,
         CapacityAlert,
+        ReinforcementRaisedAgain,
         *_ARS,
         *_CENTRES,
         RequestRefused,
@@ -121,13 +136,14 @@ _PER_CENTRE = {
     AppointmentRescheduled,
     AppointmentCancelled,
     *_CENTRES,
+    *_ANSWERS,
 }
 
 
 def routing_key_pattern(cls: type[EventPayload]) -> str:
     if cls in _PER_CENTRE:
         return f"{cls.event_type}.{{centre_id}}"
-    if cls is CapacityAlert:
+    if cls in (CapacityAlert, ReinforcementRaisedAgain):
         return f"{cls.event_type}.{{departement}}"
     if cls in (SubmissionAcknowledged, SubmissionError, ReferralOutcome, RequestRefused):
         return f"reply.{{reply_to}}.{cls.event_type}"

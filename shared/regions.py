@@ -130,6 +130,25 @@ def judge_centre_decision(
         _in_region(region, stored_departement)
 
 
+def judge_reinforcement_answer(region: Region | None, stored_departement: str | None) -> None:
+    """Raises CentreDecisionRefused unless the ARS (None: an operator) may answer a request
+    for reinforcement of a centre stored in ``stored_departement`` (None: no such
+    request): its region's centres only, as for its decisions about centres."""
+    if stored_departement is None:
+        raise CentreDecisionRefused(
+            "unknown_request",
+            "Aucune demande de renfort de ce centre ne porte cet identifiant.",
+            "request_id",
+        )
+    if region is not None and not region.covers(stored_departement):
+        raise CentreDecisionRefused(
+            OUTSIDE_TERRITORY,
+            f"Ce centre n'est pas un centre de votre région ({region.name}) : vous ne "
+            "pouvez pas répondre à ses demandes de renfort.",
+            "centre_id",
+        )
+
+
 def _in_region(region: Region, stored: str) -> None:
     """A centre of another region, as stored, is not the ARS's to decide on."""
     if not region.covers(stored):

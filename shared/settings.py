@@ -295,6 +295,12 @@ class Settings(BaseSettings):
     mail_from: str = Field("ne-pas-repondre@aiguillage.example", description="Sender address.")
     sms_gateway_url: str | None = Field(None, description="HTTP SMS gateway (POST JSON).")
     sms_api_key: str | None = Field(None, description="Bearer key of the SMS gateway.")
+    oncall_contacts: str | None = Field(
+        None,
+        description="The ARS's on-call contacts per département, told of saturation alerts "
+        'by e-mail and SMS: JSON ({"35": [{"email": "...", "phone": "+336..."}]}) or the '
+        "path of a file holding it. Personal data: never logged.",
+    )
     webhook_secret: str = Field(
         "change-me-webhooks",
         description="Key of the HMAC-SHA256 signature (X-Aiguillage-Signature) on webhooks.",

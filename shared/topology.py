@@ -86,6 +86,14 @@ CENTRE_REPORT_TYPES = (
     "reinforcement.requested",
 )
 
+# The ARS's answers to a centre's request for reinforcement, keyed by the centre: at
+# the ARS's door, then on the bus to the centre's own queue.
+REINFORCEMENT_ANSWER_TYPES = (
+    "reinforcement.acknowledged",
+    "reinforcement.granted",
+    "reinforcement.declined",
+)
+
 # The decisions (shared.events.Decision) the notifier tells the referrer of when they
 # are made: all but "orient", whose news is the appointment.
 REGULATED_TOLD = ("escalate", "home_follow_up", "refuse", "hold")
@@ -138,9 +146,16 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
         QueueSpec(
             "scheduler",
             "centres",
-            ("centre.activated", "centre.capacity_changed", "centre.suspended", "centre.closed"),
+            (
+                "centre.activated",
+                "centre.capacity_changed",
+                "centre.suspended",
+                "centre.closed",
+                *(f"{t}.*" for t in REINFORCEMENT_ANSWER_TYPES),
+            ),
             "The door of the ARS's decisions about centres (one queue, so that they apply "
-            "in order); applied, they go on the bus for the other services.",
+            "in order), and of its answers to the centres' requests for reinforcement "
+            "(keyed by the centre); applied, they go on the bus for the other services.",
             INGRESS,
         ),
         QueueSpec(
@@ -200,6 +215,13 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             ("centre.activated",),
             "Centres to provision a queue for, and to name in messages.",
         ),
+        QueueSpec(
+            "notifier",
+            "alerts",
+            ("capacity.alert.*",),
+            "The départements' saturation alerts, for the ARS's on-call contacts (e-mail "
+            "and SMS).",
+        ),
     ),
 }
 
@@ -241,7 +263,13 @@ DEAD_LETTER_QUEUE_ARGUMENTS: dict[str, Any] = {
 }
 
 
-CENTRE_EVENT_TYPES = ("slot.assigned", "appointment.rescheduled", "appointment.cancelled")
+CENTRE_EVENT_TYPES = (
+    "slot.assigned",
+    "appointment.rescheduled",
+    "appointment.cancelled",
+    # What its ARS answers to its requests for reinforcement.
+    *REINFORCEMENT_ANSWER_TYPES,
+)
 
 
 def reply_key(actor_key: str) -> str:
@@ -255,8 +283,9 @@ def centre_reply_key(centre_id: str) -> str:
 
 
 def centre_queue(namespace: str, centre_id: str) -> QueueSpec:
-    """A centre's own queue: its assignments, reschedules and cancellations, and the
-    answers to what it sent; nothing else."""
+    """A centre's own queue: its assignments, reschedules and cancellations, its ARS's
+    answers to its requests for reinforcement, and the answers to what it sent; nothing
+    else."""
     return QueueSpec(
         CENTRE_OWNER,
         centre_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
 from typing import Any
@@ -359,3 +360,63 @@ def _short(exc: Exception) -> str:
             f"{'.'.join(str(p) for p in e['loc'])} : {e['msg']}" for e in exc.errors()[:3]
         )
     return str(exc)
+
+
+# -- the answers to the centres' requests for reinforcement (issue 30) ------------------
+
+# The page's word for each answer: the scheduler's route, the event it becomes, the
+# form's fields it takes, and what the page says once it is sent.
+ANSWERS: dict[str, tuple[str, str, str]] = {
+    "prendre-en-compte": (
+        "acknowledge",
+        "reinforcement.acknowledged",
+        "Demande de renfort de {centre} prise en compte.",
+    ),
+    "accorder": ("grant", "reinforcement.granted", "Renfort accordé à {centre}."),
+    "refuser": ("decline", "reinforcement.declined", "Demande de renfort de {centre} refusée."),
+}
+
+
+def _answer_body(route: str, form: dict[str, str]) -> dict[str, Any]:
+    """The scheduler's body for an answer, from the page's French form fields."""
+    if route == "grant":
+        return {
+            "boxes": int(form.get("boxes") or 0),
+            "staff": int(form.get("personnels") or 0),
+            "hours": int(form.get("heures") or 0),
+            "note": form.get("note", ""),
+        }
+    if route == "decline":
+        return {"reason": form.get("motif", "")}
+    return {"note": form.get("note", "")}
+
+
+@router.post("/territoire/renfort/{reponse}")
+async def answer_reinforcement(request: Request, reponse: str, console: ConsoleDep) -> Response:
+    """Acknowledge, grant or decline a request, through the scheduler (the ARS's door,
+    which judges it on the request and the region as it stores them)."""
+    actor = await actor_of(request, Role.ARS)
+    form = await form_of(request)
+    if reponse not in ANSWERS:
+        return back("/territoire", "Réponse inconnue.", False)
+    route, action, done = ANSWERS[reponse]
+    request_id, centre_id = form.get("demande", ""), form.get("centre_id", "")
+    try:
+        body = _answer_body(route, form)
+    except ValueError:
+        return back("/territoire", "Formulaire incomplet ou invalide : un nombre attendu.", False)
+    path = f"/reinforcements/{quote(request_id, safe='')}/{route}"
+    try:
+        answer = await console.call(actor, "POST", "scheduler", path, body)
+    except ServiceError as exc:
+        if exc.code in REGION_REFUSALS:
+            raise Refused(exc.detail) from exc  # 403, said in French
+        return back("/territoire", str(exc), False)
+    await record(
+        request,
+        action,
+        json.dumps({"request_id": request_id, **body}, ensure_ascii=False),
+        centre_id=centre_id or None,
+        event_id=str(answer["event_id"]),
+    )
+    return back("/territoire", done.format(centre=centre_id or "ce centre"))

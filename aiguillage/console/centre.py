@@ -71,7 +71,26 @@ async def centre_page(
     request: Request, console: ConsoleDep, jour: str | None = None
 ) -> HTMLResponse:
     actor = await actor_of(request, Role.CENTRE)
-    return page(request, "centre.html", actor, **await centre_context(console, actor, jour))
+    context = await centre_context(console, actor, jour)
+    return page(
+        request,
+        "centre.html",
+        actor,
+        reinforcements=await _reinforcements(console, actor),
+        **context,
+    )
+
+
+async def _reinforcements(console: Console, actor: Actor) -> list[dict[str, Any]]:
+    """The centre's requests for reinforcement and where each stands, as the scheduler
+    keeps them (the ARS's answers, issue 30); none when it cannot say."""
+    try:
+        found = await console.call(
+            actor, "GET", "scheduler", f"/centres/{actor.subject}/reinforcements"
+        )
+    except ServiceError:
+        return []
+    return list(found["reinforcements"])
 
 
 @router.get("/centre/fragment")

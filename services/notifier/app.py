@@ -4,16 +4,19 @@ event type its queues receive (``ROUTES``)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from faststream.rabbit import RabbitExchange
 
+from services.notifier.domain.oncall import OnCallContacts, parse_contacts
 from services.notifier.handlers import Dispatcher, NotifierHandlers
-from services.notifier.handlers.channels import Webhook, patient_channels
+from services.notifier.handlers.channels import Webhook, oncall_channels, patient_channels
 from services.notifier.http import centres
 from shared.events import (
     AppointmentCancelled,
     AppointmentRescheduled,
+    CapacityAlert,
     CentreActivated,
     ConsultationCancelled,
     ConsultationCompleted,
@@ -52,7 +55,17 @@ ROUTES: tuple[Route[NotifierHandlers], ...] = (
     Route("referrals", ConsultationCancelled, NotifierHandlers.on_consultation_cancelled),
     Route("referrals", ConsultationCorrected, NotifierHandlers.on_corrected),
     Route("centres", CentreActivated, NotifierHandlers.on_centre_activated),
+    # The départements' alerts, e-mailed and texted to the ARS's on-call.
+    Route("alerts", CapacityAlert, NotifierHandlers.on_capacity_alert),
 )
+
+
+def _oncall_contacts(settings: Settings) -> OnCallContacts:
+    """AIGUILLAGE_ONCALL_CONTACTS: the JSON itself, or the path of a file holding it."""
+    raw = settings.oncall_contacts
+    if raw and not raw.lstrip().startswith("{"):
+        raw = Path(raw).read_text(encoding="utf-8")
+    return parse_contacts(raw)
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
@@ -100,6 +113,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     handlers = NotifierHandlers(
         channels, provision_centre, patient_link_for(settings), Territories.of(settings)
     )
+    handlers.oncall_contacts = _oncall_contacts(settings)
+    handlers.oncall_channels = oncall_channels(settings)
     runtime.route(handlers, ROUTES)
     runtime.on_startup(dispatcher.start)
     runtime.on_shutdown(dispatcher.stop)

@@ -6,8 +6,10 @@ from __future__ import annotations
 from services.scheduler.domain.assignment import Weights
 from services.scheduler.domain.policy import PolicySettings
 from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
+from services.scheduler.handlers.reinforcements import ReinforcementWatch
 from services.scheduler.http.centres import router as centres_router
 from services.scheduler.http.patient import build_patient_router
+from services.scheduler.http.reinforcements import router as reinforcements_router
 from services.scheduler.http.state import SchedulerApi
 from services.scheduler.http.territory import router as territory_router
 from shared.auth import authenticator
@@ -23,6 +25,9 @@ from shared.events import (
     PatientEscalated,
     ReferralCancelled,
     ReferralRegulated,
+    ReinforcementAcknowledged,
+    ReinforcementDeclined,
+    ReinforcementGranted,
     ReinforcementRequested,
 )
 from shared.routing import Route
@@ -37,6 +42,10 @@ ROUTES: tuple[Route[SchedulerHandlers], ...] = (
     Route("centres", CentreCapacityChanged, H.on_capacity_changed),
     Route("centres", CentreSuspended, H.on_centre_suspended),
     Route("centres", CentreClosed, H.on_centre_closed),
+    # ... and its answers to its region's centres' requests for reinforcement.
+    Route("centres", ReinforcementAcknowledged, H.on_reinforcement_acknowledged),
+    Route("centres", ReinforcementGranted, H.on_reinforcement_granted),
+    Route("centres", ReinforcementDeclined, H.on_reinforcement_declined),
     # Regulated referrals (booked in batches: plan_batch below) and withdrawn ones.
     Route("referrals", ReferralRegulated, H.on_regulated),
     Route("referrals", ReferralCancelled, H.on_cancelled),
@@ -89,12 +98,19 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     # A batch of the referrals queue is planned together before its handlers run (the
     # joint assignment); the batch holds its cancellations too, which plan_batch skips.
     runtime.route(handlers, ROUTES, {"referrals": ConsumeOptions(prepare=handlers.plan_batch)})
+    # Requests left unanswered for two hours, raised again to the ARS (once each).
+    watch = ReinforcementWatch(runtime.database, handlers.clock, runtime.relay.notify)
+    if not in_memory:
+        runtime.on_startup(watch.start)
+        runtime.on_shutdown(watch.stop)
     runtime.http_app.state.scheduler = SchedulerApi(
         runtime.database,
         runtime.publish_at_door,
         authenticator(settings, ServiceName.SCHEDULER),
     )
     runtime.http_app.include_router(territory_router)
+    # The requests for reinforcement: the ARS answers, the centre reads (issue 30).
+    runtime.http_app.include_router(reinforcements_router)
     # What a centre reads of the decisions behind its patients (its page, issue 30).
     runtime.http_app.include_router(centres_router)
     # Issue 17: the patient's link reads their appointment and asks for another slot.

@@ -1,7 +1,17 @@
 """The event contracts: one envelope, and a versioned payload model per event type."""
 
 from shared.events.appointment import AppointmentCancelled, AppointmentRescheduled, SlotAssigned
-from shared.events.ars import AlertKind, CapacityAlert, ReinforcementRequested
+from shared.events.ars import (
+    AlertKind,
+    CapacityAlert,
+    ReinforcementAcknowledged,
+    ReinforcementAnswer,
+    ReinforcementDeclined,
+    ReinforcementGranted,
+    ReinforcementRaisedAgain,
+    ReinforcementRequested,
+    ReinforcementState,
+)
 from shared.events.base import Envelope, EventPayload, new_id, utcnow
 from shared.events.centre import (
     CentreActivated,
@@ -97,7 +107,13 @@ __all__ = [
     "ReferrerKind",
     "ReferrerRef",
     "RegulationDecided",
+    "ReinforcementAcknowledged",
+    "ReinforcementAnswer",
+    "ReinforcementDeclined",
+    "ReinforcementGranted",
+    "ReinforcementRaisedAgain",
     "ReinforcementRequested",
+    "ReinforcementState",
     "RequestRefused",
     "RiskFactor",
     "SeveritySign",

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from shared.events.appointment import AppointmentCancelled, AppointmentRescheduled, SlotAssigned
-from shared.events.ars import CapacityAlert, ReinforcementRequested
+from shared.events.ars import (
+    CapacityAlert,
+    ReinforcementAcknowledged,
+    ReinforcementDeclined,
+    ReinforcementGranted,
+    ReinforcementRaisedAgain,
+    ReinforcementRequested,
+)
 from shared.events.base import EventPayload
 from shared.events.centre import (
     CentreActivated,
@@ -60,6 +67,10 @@ CATALOGUE: tuple[type[EventPayload], ...] = (
     PatientEscalated,
     CapacityAlert,
     ReinforcementRequested,
+    ReinforcementAcknowledged,
+    ReinforcementGranted,
+    ReinforcementDeclined,
+    ReinforcementRaisedAgain,
     NotificationSent,
     NotificationFailed,
 )

@@ -170,10 +170,15 @@ def test_reply_queues_are_declared_by_the_plan_on_their_own_answers() -> None:
         replies("referrer-sos-rennes"): ("reply.sos-rennes.#",),
         replies("ars-53"): (
             *(f"capacity.alert.{d}" for d in ("22", "29", "35", "56")),
+            *(f"reinforcement.raised_again.{d}" for d in ("22", "29", "35", "56")),
             "reply.ars-53.#",
         ),
         replies("ars-11"): (
             *(f"capacity.alert.{d}" for d in ("75", "77", "78", "91", "92", "93", "94", "95")),
+            *(
+                f"reinforcement.raised_again.{d}"
+                for d in ("75", "77", "78", "91", "92", "93", "94", "95")
+            ),
             "reply.ars-11.#",
         ),
     }
@@ -575,3 +580,24 @@ def test_one_ars_user_per_region_and_no_national_one() -> None:
         build_plan(NS, NS, referrers=["ars-53"])
     # A former national user is stale: provisioning again removes it.
     assert plan_user_pattern(PLAN).match("ars") and plan_user_pattern(PLAN).match("ars-53")
+
+
+def test_the_ars_answers_reinforcement_requests_and_a_centre_cannot() -> None:
+    """Issue 30: the ARS's answers to a centre's request go through the ARS's door; the
+    centre that asked may not grant itself anything, nor hear another centre's answers."""
+    answers = ("reinforcement.acknowledged", "reinforcement.granted", "reinforcement.declined")
+    ars = PLAN.account("ars-53")
+    poterie = PLAN.account("centre-poterie")
+    for kind in answers:
+        assert allows(ars.ingress_write, f"{kind}.poterie"), kind
+        assert not allows(poterie.ingress_write, f"{kind}.poterie"), kind
+        assert not allows(poterie.ingress_write, f"{kind}.cleunay"), kind
+        # The scheduler puts what it applied on the bus, to the centre's own queue.
+        assert allows(PLAN.account("scheduler").topic_write, f"{kind}.poterie"), kind
+        assert f"{kind}.poterie" in centre_queue(NS, "poterie").bindings
+        assert f"{kind}.poterie" not in centre_queue(NS, "cleunay").bindings
+    assert who("ingress_write", "reinforcement.granted.poterie") == {
+        "ars-53",
+        "ars-11",
+        "scheduler",
+    }

@@ -272,3 +272,21 @@ def patient_channels(settings: Settings) -> list[PatientChannel]:
         else:
             raise ValueError(f"unknown patient channel {name!r} (record, email, sms)")
     return channels
+
+
+def oncall_channels(settings: Settings) -> list[PatientChannel]:
+    """How the ARS's on-call contacts are reached: e-mail, and SMS where a gateway is
+    set (whatever the patients' channels are)."""
+    channels: list[PatientChannel] = [
+        SmtpEmail(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.mail_from,
+            settings.smtp_username,
+            settings.smtp_password,
+            settings.smtp_starttls,
+        )
+    ]
+    if settings.sms_gateway_url:
+        channels.append(HttpSms(settings.sms_gateway_url, settings.sms_api_key))
+    return channels

@@ -2,7 +2,8 @@
 centres and their appointments (``centres``), the patients' contacts (``contacts``),
 who referred each patient and the outcomes kept until that referrer is known
 (``referrers``), the cancellations told (``cancellations``), every notification
-(``notifications``), and the dispatcher's claim, record and quota (``dispatch``). The
+(``notifications``), the dispatcher's claim, record and quota (``dispatch``), and what
+the ARS's on-call was told of each département's alerts (``oncall``). The
 schema is ``tables``.
 
 Each statement is built once, at import, with its parameters bound per call

@@ -149,3 +149,16 @@ cancellations = Table(
     Column("withdrawal", Boolean, nullable=False),
     Column("told", Boolean, nullable=False),
 )
+
+# What the ARS's on-call contacts of each département were told of its alerts (issue
+# 30): ``open``, an alert of this cause is running and they heard of it (its end is
+# told once); ``told_at``, when they were last told one began (at most one an hour per
+# département). No contact here: they come from the settings.
+oncall_notices = Table(
+    "oncall_notices",
+    metadata,
+    Column("departement", String(3), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("open", Boolean, nullable=False),
+    Column("told_at", DateTime(timezone=True), nullable=True),
+)

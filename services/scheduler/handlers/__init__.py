@@ -6,6 +6,8 @@ module per concern; ``app.py``'s ``ROUTES`` says which of its methods takes each
 - ``referrals``: referrals regulated (booked, or waiting) and withdrawn;
 - ``consultations``: what centres report (outcomes and their corrections,
   escalations, requests for reinforcement);
+- ``reinforcements``: the ARS's answers to the centres' requests for reinforcement,
+  and the requests left unanswered raised again to it;
 - ``patient_requests``: another slot a patient asks for by their link;
 - ``booking``: the booking engine they all call (a batch's joint plan, the candidate
   search, the ranking, the booking itself), no consumer;
@@ -29,6 +31,7 @@ from services.scheduler.handlers.centres import CentreHandlers
 from services.scheduler.handlers.consultations import ConsultationHandlers
 from services.scheduler.handlers.patient_requests import Offer, PatientRequests
 from services.scheduler.handlers.referrals import ReferralHandlers
+from services.scheduler.handlers.reinforcements import ReinforcementHandlers
 from shared.events import utcnow
 
 __all__ = [
@@ -43,7 +46,13 @@ __all__ = [
 ]
 
 
-class SchedulerHandlers(CentreHandlers, ReferralHandlers, ConsultationHandlers, PatientRequests):
+class SchedulerHandlers(
+    CentreHandlers,
+    ReferralHandlers,
+    ConsultationHandlers,
+    ReinforcementHandlers,
+    PatientRequests,
+):
     def __init__(
         self,
         config: SchedulerConfig | None = None,

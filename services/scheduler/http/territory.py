@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from services.scheduler import store
 from services.scheduler.domain.slots import capacity_between
+from services.scheduler.http.reinforcements import reinforcement_view
 from services.scheduler.http.state import ApiDep, Caller, SchedulerApi
 from services.scheduler.store import history
 from shared.auth import Principal
@@ -187,21 +188,8 @@ async def requested(
         rows = await store.reinforcement_requests(
             session, deps & region.departements, limit=max(1, min(limit, 500))
         )
-    return {
-        "reinforcements": [
-            {
-                "request_id": r.id,
-                "centre_id": r.centre_id,
-                "departement": r.departement,
-                "count": r.count,
-                "profession": r.profession,
-                "from_date": r.from_date.isoformat(),
-                "note": r.note,
-                "requested_at": as_utc(r.requested_at).isoformat(),
-            }
-            for r in rows
-        ]
-    }
+    # With where each stands (acknowledged, granted, declined: issue 30).
+    return {"reinforcements": [reinforcement_view(r) for r in rows]}
 
 
 @router.get("/territory", summary="Per département: centres, capacity, occupancy, waiting")

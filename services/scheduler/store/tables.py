@@ -192,7 +192,18 @@ reinforcements = Table(
     Column("from_date", Date, nullable=False),
     Column("note", String(500), nullable=False),
     Column("requested_at", DateTime(timezone=True), nullable=False),
+    # Its life (migration 0013): requested, acknowledged, granted or declined.
+    Column("state", String(16), nullable=False, server_default="requested"),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("answered_at", DateTime(timezone=True)),  # granted or declined
+    Column("granted_boxes", Integer),
+    Column("granted_staff", Integer),
+    Column("granted_hours", Integer),
+    Column("answer", String(500)),  # the ARS's note, or its reason to decline
+    # Raised again to the ARS for want of an answer (once per request).
+    Column("raised_again_at", DateTime(timezone=True)),
 )
+Index("ix_reinforcements_unanswered", reinforcements.c.state, reinforcements.c.requested_at)
 Index("ix_reinforcements_departement", reinforcements.c.departement, reinforcements.c.requested_at)
 
 # What a centre recorded of each consultation (issue 27): the outcome that stands, and
