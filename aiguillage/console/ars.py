@@ -291,7 +291,11 @@ async def reactivate(request: Request, console: ConsoleDep) -> Response:
     form = await form_of(request)
     dep = form.get("departement", "")
     if dep not in region_departements(actor.acts_for):
-        raise Refused(f"Le département {dep!r} n'est pas dans votre région.")
+        # Said as the scheduler's refusals are (outside_territory).
+        raise Refused(
+            f"Le centre {form.get('centre_id', '')} n'est pas un centre de votre région "
+            f"(département {dep!r})."
+        )
     try:
         detail = await console.call(actor, "GET", "scheduler", f"/territory/{quote(dep)}")
     except ServiceError as exc:

@@ -161,6 +161,7 @@ CASES: list[Case] = [
     *_pair("scheduler GET /territory/{code}", SAMU_35, NOT_ITS_ROLE, NOT_ITS_ROLE),
     Case("scheduler GET /territory", SAMU_35, NONE, NOT_ITS_ROLE),
     Case("scheduler GET /reinforcements", SAMU_35, NONE, NOT_ITS_ROLE),
+    Case("scheduler GET /territory/days/{day}", SAMU_35, NONE, NOT_ITS_ROLE),
     Case("notifier GET /centres/{centre_id}/appointments", SAMU_35, NONE, NOT_ITS_ROLE),
     # The console's Centre 15 desk and the decision form.
     *_pair("console GET /centre-15", SAMU_35, LISTED, NOT_LISTED),
@@ -196,6 +197,8 @@ CASES: list[Case] = [
     *_pair("scheduler GET /territory", ARS_53, LISTED, NOT_LISTED),
     *_pair("scheduler GET /territory/{code}", ARS_53, LISTED, NOT_FOUND),
     *_pair("scheduler GET /reinforcements", ARS_53, LISTED, NOT_LISTED),
+    # A day's history (issue 30): its region's départements; another's, the 404 of none.
+    *_pair("scheduler GET /territory/days/{day}", ARS_53, LISTED, NOT_FOUND),
     # OTHER: Paris's centre id activated again with a Breton commune (issue 28's attack).
     *_pair("scheduler POST /centres", ARS_53, Seen(202), Seen(403, CENTRE_IN_OTHER_REGION)),
     # OTHER: a new centre in a Paris commune.
@@ -211,6 +214,9 @@ CASES: list[Case] = [
     ),
     *_pair("console POST /territoire/capacite", ARS_53, Seen(303), REFUSED),
     *_pair("console POST /territoire/suspendre", ARS_53, Seen(303), REFUSED),
+    # A reserve centre activated again (issue 30); the day's export: counts of its region.
+    *_pair("console POST /territoire/reactiver", ARS_53, Seen(303), REFUSED),
+    *_pair("console GET /territoire/export.csv", ARS_53, LISTED, NOT_LISTED),
     *_pair("console GET /audit", ARS_53, LISTED, NOT_LISTED),
     *_pair("console GET /evenements", ARS_53, TOLD, NOT_TOLD, "capacity"),
     # The broker door: the region's ARS user (or an operator acting for it) on another
@@ -786,6 +792,15 @@ async def _one_departement(w: World, case: Case) -> Seen:
     return Seen(200, listed=any(c["centre_id"] == CENTRES[case.territory] for c in body["centres"]))
 
 
+@probe("scheduler GET /territory/days/{day}")
+async def _one_day(w: World, case: Case) -> Seen:
+    query = "" if case.territory == NONE else f"?departement={_dep(case)}"
+    seen, body = await _scheduler_read(w, case, f"/territory/days/{date.today()}{query}")
+    if body is None:
+        return seen
+    return Seen(200, listed=any(d["departement"] == _dep(case) for d in body["departements"]))
+
+
 @probe("scheduler GET /reinforcements")
 async def _reinforcements(w: World, case: Case) -> Seen:
     seen, body = await _scheduler_read(w, case, "/reinforcements")
@@ -890,6 +905,20 @@ async def _console_suspends(w: World, case: Case) -> Seen:
     return await _console_decides(w, case, "/territoire/suspendre", form)
 
 
+@probe("console POST /territoire/reactiver")
+async def _console_reactivates(w: World, case: Case) -> Seen:
+    """OWN: a Breton centre activated again as stored; OTHER: Paris's, named with its
+    département."""
+    form = {"centre_id": CENTRES[case.territory], "departement": _dep(case)}
+    return await _console_decides(w, case, "/territoire/reactiver", form)
+
+
+@probe("console GET /territoire/export.csv")
+async def _console_export(w: World, case: Case) -> Seen:
+    response = await w.ars[case.actor].get("/territoire/export.csv")
+    return Seen(response.status_code, listed=f";{_dep(case)};" in response.text)
+
+
 @probe("console GET /audit")
 async def _audit(w: World, case: Case) -> Seen:
     """OWN: Bretagne's own action on its centre; OTHER: Paris's ARS's on Paris's."""
@@ -973,7 +1002,7 @@ def test_every_route_is_in_the_table(tmp_path: Path) -> None:
         if route.path.startswith(("/centre-15", "/territoire", "/audit"))
         or route.path == "/evenements"
     }
-    assert len(console) == 10, console
+    assert len(console) == 14, console
     listed = {case.route for case in CASES} | set(PENDING)
     missing = sorted((routes | console) - listed)
     assert not missing, f"routes in no row of the tenancy table: {missing}"
