@@ -5,6 +5,7 @@ and an Appointment."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -128,9 +129,20 @@ def test_a_referrals_status_as_a_service_request_and_its_appointment() -> None:
     cancelled = _referral("cancelled", {**BOOKED, "by": "centre"})
     assert fhir.service_request(cancelled)["status"] == "active"
     assert fhir.appointment(cancelled)["status"] == "cancelled"  # type: ignore[index]
-    # Withdrawn: the request is revoked.
+    # Withdrawn: the request is revoked, the appointment it had (the history's last
+    # booking, the status no longer holds it) cancelled.
     withdrawn = _referral("cancelled", {"by": "referrer"}, final=True)
     assert fhir.service_request(withdrawn)["status"] == "revoked"
+    assert fhir.appointment(withdrawn) is None
+    moved = {**BOOKED, "appointment_id": "a-2", "centre_name": "Rennes Sud"}
+    withdrawn = replace(withdrawn, history=(("appointment", BOOKED), ("moved", moved)))
+    was = fhir.appointment(withdrawn)
+    assert was is not None
+    assert (was["id"], was["status"], was["participant"][0]["actor"]["display"]) == (
+        "a-2",
+        "cancelled",
+        "Rennes Sud",
+    )
     seen = _referral("seen", BOOKED, final=True)
     assert fhir.service_request(seen)["status"] == "completed"
     assert fhir.appointment(seen)["status"] == "fulfilled"  # type: ignore[index]

@@ -116,6 +116,9 @@ class Referral:
     final: bool
     received_at: str
     updated_at: str
+    # Its history, oldest first: (what happened, its detail), where a booking the
+    # status no longer holds (withdrawn, escalated...) is still found.
+    history: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
 
 def issues_from_reasons(reasons: Iterable[Reason]) -> list[Issue]:
@@ -343,12 +346,30 @@ def service_request(referral: Referral) -> dict[str, Any]:
     return _valid(ServiceRequest, body)
 
 
-def appointment(referral: Referral) -> dict[str, Any] | None:
-    """The referral's booking, if it has had one: the status's appointment (``None``
-    before any), with the centre as a Location and its Organization."""
+# The history's entries that book an appointment (slot.assigned, a move).
+BOOKINGS = frozenset({"appointment", "moved"})
+
+
+def _booking(referral: Referral) -> tuple[Mapping[str, Any], str] | None:
+    """The appointment the referral has, or last had, and its FHIR status: the status's
+    own (booked, then fulfilled, no-show, cancelled); else the history's last booking,
+    which the referral no longer holds (withdrawn, escalated...): cancelled."""
     detail = referral.detail
-    if not detail.get("appointment_id") or not detail.get("start"):
+    if detail.get("appointment_id") and detail.get("start"):
+        return detail, APPOINTMENT_STATUSES.get(referral.status, "cancelled")
+    booked = [d for status, d in referral.history if status in BOOKINGS]
+    if booked and booked[-1].get("appointment_id") and booked[-1].get("start"):
+        return booked[-1], "cancelled"
+    return None
+
+
+def appointment(referral: Referral) -> dict[str, Any] | None:
+    """The referral's booking, if it has had one (``None`` before any), with the centre
+    as a Location and its Organization."""
+    found = _booking(referral)
+    if found is None:
         return None
+    detail, status = found
     centre_id = str(detail.get("centre_id"))
     name = detail.get("centre_name") or centre_id
     location: dict[str, Any] = {
@@ -372,7 +393,7 @@ def appointment(referral: Referral) -> dict[str, Any] | None:
         "contained": [location, organisation],
         # As the SAS guide's FrAppointmentSAS: one identifier, with its system.
         "identifier": [{"system": APPOINTMENT_SYSTEM, "value": str(detail["appointment_id"])}],
-        "status": APPOINTMENT_STATUSES.get(referral.status, "cancelled"),
+        "status": status,
         "description": referral.message,
         "start": detail["start"],
         **({"end": detail["end"]} if detail.get("end") else {}),

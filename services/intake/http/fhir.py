@@ -30,7 +30,7 @@ from services.intake.domain.status import FINAL, message
 from services.intake.domain.withdrawal import Standing
 from services.intake.handlers import Outcome, Verdict, replayed
 from services.intake.http.door import Caller, Door, TheDoor, referrer_of
-from services.intake.store import referrals
+from services.intake.store import history, referrals
 from shared.consumer import Delivery
 from shared.db import as_utc
 from shared.events import Envelope, ReferralSubmitted, WithdrawalReason, new_id, utcnow
@@ -295,6 +295,7 @@ async def _own(door: Door, referral_id: str, owner: tuple[str, str]) -> fhir.Ref
         if row is None or (row.referrer_kind, row.referrer_id) != owner:
             return None
         current = await replayed(session, referral_id)
+        entries = await history.history_by_time(session, referral_id)
     detail = dict(row.detail or {})
     return fhir.Referral(
         referral_id=row.id,
@@ -305,6 +306,7 @@ async def _own(door: Door, referral_id: str, owner: tuple[str, str]) -> fhir.Ref
         final=current is not None and current.state in FINAL,
         received_at=as_utc(row.received_at).isoformat(),
         updated_at=as_utc(row.updated_at).isoformat(),
+        history=tuple((h.status, dict(h.detail or {})) for h in entries),
     )
 
 
