@@ -32,6 +32,7 @@ from shared.events import (
     NotificationSent,
     PatientContact,
     PatientEscalated,
+    PatientRelocated,
     ProtocolPublished,
     ReferralCancelled,
     ReferralOutcome,
@@ -39,6 +40,7 @@ from shared.events import (
     ReferralRegulated,
     ReferralRejected,
     ReferralSubmitted,
+    ReferralUpdated,
     ReferralWaitlisted,
     RegulationDecided,
     ReinforcementAcknowledged,
@@ -74,7 +76,7 @@ _CENTRES = (
 
 PUBLISHERS: dict[str, tuple[type[EventPayload], ...]] = {
     # Outside actors, on the ingress exchange.
-    "referrers": (ReferralSubmitted, ReferralCancelled),
+    "referrers": (ReferralSubmitted, ReferralCancelled, ReferralUpdated),
     "ars": _ARS,
     "centre_15": (RegulationDecided, ProtocolPublished),
     "centres": _CENTRES,
@@ -84,6 +86,8 @@ PUBLISHERS: dict[str, tuple[type[EventPayload], ...]] = {
         ReferralRejected,
         ReferralCancelled,
         PatientContact,
+        # A referral's patient in another commune (from referral.updated), pseudonymous.
+        PatientRelocated,
         SubmissionAcknowledged,
         SubmissionError,
         RequestRefused,

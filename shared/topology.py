@@ -103,9 +103,10 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
         QueueSpec(
             "intake",
             "submissions",
-            ("referral.submitted", "referral.cancelled"),
-            "The door of referrals and their cancellations, from Centre 15, GPs, SOS "
-            "Médecins and emergency departments: each is checked against its sender.",
+            ("referral.submitted", "referral.cancelled", "referral.updated"),
+            "The door of referrals, their cancellations and their corrections (the "
+            "patient's name, birth date, commune), from Centre 15, GPs, SOS Médecins and "
+            "emergency departments: each is checked against its sender.",
             INGRESS,
         ),
         QueueSpec(
@@ -161,9 +162,10 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
         QueueSpec(
             "scheduler",
             "referrals",
-            ("referral.regulated.*", "referral.cancelled"),
-            "Regulated referrals (those oriented to a centre get a slot), and cancelled "
-            "ones (their slot is freed).",
+            ("referral.regulated.*", "referral.cancelled", "patient.relocated"),
+            "Regulated referrals (those oriented to a centre get a slot), cancelled "
+            "ones (their slot is freed), and patients now elsewhere (booked nearer if a "
+            "slot as early is free there).",
         ),
         QueueSpec(
             "scheduler",

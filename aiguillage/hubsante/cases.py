@@ -1,4 +1,5 @@
-"""An RS-EDA case (createCaseHealth) read as an Aiguillage referral from Centre 15.
+"""An RS-EDA case (createCaseHealth) read as an Aiguillage referral from Centre 15, and
+an RS-EDA-MAJ update as its correction (``correction``).
 
 Pure functions: no broker, no database. What a referral needs and the case does not
 say is named (``Insufficient``): the door answers it with the hub's 704.
@@ -20,6 +21,7 @@ from shared.events import (
     PatientIdentity,
     Priority,
     ReferralSubmitted,
+    ReferralUpdated,
     Referrer,
     ReferrerKind,
     SeveritySign,
@@ -46,6 +48,9 @@ _ORIENTATION = {
     "REA-USI": Decision.ESCALATE,
     "DOMICILE": Decision.HOME_FOLLOW_UP,
 }
+# A BAN address key (Base Adresse Nationale): the commune's INSEE code, then the
+# street's and the number's codes, joined by "_".
+_BAN_KEY = re.compile(r"^(\d{5}|2[AB]\d{3})(?:_|$)")
 SYMPTOM_LENGTH = 100  # Clinical.symptoms' bound: each note is cut to it
 # The severity signs a regulator's notes name, in their words (lower case, without
 # accents): the case carries no coded sign, and a sign written in a note must still
@@ -273,3 +278,44 @@ def referral(case: dict[str, Any], sender: str, decision: RegulatorDecision) -> 
         ),
         regulator_decision=attached(case, decision),
     )
+
+
+def _commune(location: dict[str, Any]) -> str | None:
+    """The commune a case's location names: its city's INSEE code, or (RS-EDA-MAJ's
+    location carries no city) a BAN address key's, whose first part is the commune's
+    INSEE code (``35288_0150_00012``: Saint-Malo)."""
+    insee = (location.get("city") or {}).get("inseeCode")
+    if insee:
+        return str(insee)
+    for info in location.get("externalInfo") or []:
+        if isinstance(info, dict) and info.get("freetext") == "BAN":
+            match = _BAN_KEY.match(str(info.get("uri", "")))
+            if match:
+                return match.group(1)
+    return None
+
+
+def correction(case: dict[str, Any], referral_id: str) -> ReferralUpdated | None:
+    """What an update of the case (RS-EDA-MAJ) corrects of its referral's patient: the
+    names and birth date of its one patient, the commune of its location (``_commune``).
+    None when it names none of them (notes, a qualification: received, nothing to
+    apply). An update naming several patients corrects none of their identities: which
+    is the referral's is not said."""
+    patients = [p for p in case.get("patient") or [] if isinstance(p, dict)]
+    identity = (patients[0].get("identity") or {}) if len(patients) == 1 else {}
+    names = identity.get("nonStrictFeatures") or {}
+    strict = identity.get("strictFeatures") or {}
+    fields: dict[str, Any] = {
+        "first_name": str(names.get("firstName") or "").strip()[:100] or None,
+        "last_name": str(names.get("lastName") or "").strip()[:100] or None,
+        "birth_date": date.fromisoformat(str(strict["birthDate"]))
+        if strict.get("birthDate")
+        else None,
+        "commune_insee": _commune(case.get("location") or {}),
+    }
+    named = {k: v for k, v in fields.items() if v is not None}
+    if not named:
+        return None
+    # A value the referral cannot hold (an INSEE code of another shape) raises
+    # ValueError: the door answers it 704, as for a case it cannot read.
+    return ReferralUpdated(referral_id=referral_id, **named)

@@ -4,7 +4,9 @@ broker, and a Centre 15 on Aiguillage's.
 - In: ``<id>.message`` on the hub. A case the regulator oriented to a consultation is
   published on ``<ns>.ingress`` as ``referral.submitted`` from Centre 15 (operator user
   acting for ``centre_15``, or the ``centre_15`` user itself); updates and ``Cancel``
-  become ``regulation.decided`` / ``referral.cancelled``.
+  become ``regulation.decided`` / ``referral.cancelled``; an update's patient details
+  or location become ``referral.updated`` (intake applies them, the scheduler may book
+  nearer).
 - Answers: the AMQP ack once the case is held (in the door's table and confirmed by
   Aiguillage's broker), then the hub's functional Ack or an RS-ERROR, always to the
   publisher. Several messages at once, one case's in arrival order (``lanes``), each
@@ -403,10 +405,20 @@ class HubSanteDoor:
         if decision is not None and decision.cancel:
             await self.cancel(case, sender, distribution_id)
             return
+        try:
+            correction = cases.correction(case, str(row.referral_id))
+        except ValueError as exc:
+            await self._error(sender, ErrorCode.INSUFFICIENT_DATA, str(exc), distribution_id)
+            return
         if decision is not None and decision.decision is not None:
             priority = cases.priority(case) or (Priority(row.priority) if row.priority else None)
             await self._decide(row, decision.decision, priority, decision.regulator)
-        # Other changes (notes, patient details) are received, not applied (README).
+        if correction is not None:
+            # The patient's details or place, applied by intake to the SAMU's own referral
+            # (the broker user is the sender); a new commune may book nearer, told back
+            # as an RS-SAS-RDV UpdateAppointment (_outcome, "rescheduled").
+            await self.publisher.publish(correction, correlation_id=row.referral_id)
+        # Other changes (notes, a qualification) are received, not applied (README).
         await self.send(messages.ack(self.client_id, sender, distribution_id))
 
     async def _decide(

@@ -15,6 +15,7 @@ from shared.events import (
     ReferralCancelled,
     ReferralRegulated,
     ReferralSubmitted,
+    ReferralUpdated,
     ReferralWaitlisted,
     SlotAssigned,
 )
@@ -26,6 +27,7 @@ H = IntakeHandlers
 ROUTES: tuple[Route[IntakeHandlers], ...] = (
     Route("submissions", ReferralSubmitted, H.on_submitted),
     Route("submissions", ReferralCancelled, H.on_cancelled),
+    Route("submissions", ReferralUpdated, H.on_updated),
     # What became of each referral downstream: one path for all (domain.status).
     Route("outcomes", ReferralRegulated, H.on_outcome),
     Route("outcomes", ReferralWaitlisted, H.on_outcome),

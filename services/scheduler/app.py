@@ -23,6 +23,7 @@ from shared.events import (
     ConsultationCorrected,
     ConsultationNoShow,
     PatientEscalated,
+    PatientRelocated,
     ReferralCancelled,
     ReferralRegulated,
     ReinforcementAcknowledged,
@@ -49,6 +50,8 @@ ROUTES: tuple[Route[SchedulerHandlers], ...] = (
     # Regulated referrals (booked in batches: plan_batch below) and withdrawn ones.
     Route("referrals", ReferralRegulated, H.on_regulated),
     Route("referrals", ReferralCancelled, H.on_cancelled),
+    # A booked patient now elsewhere (intake, from the referrer's correction).
+    Route("referrals", PatientRelocated, H.on_relocated),
     # The centres' door: what each reports of its own appointments.
     Route("consultations", ConsultationCompleted, H.on_completed),
     Route("consultations", ConsultationNoShow, H.on_no_show),

@@ -199,6 +199,39 @@ class ReferralCancelled(EventPayload):
     )
 
 
+class ReferralUpdated(EventPayload):
+    """A referrer corrects its own referral's patient (issue 36: Centre 15 relays the
+    LRM's RS-EDA-MAJ): what it names replaces what intake keeps; what it omits stays.
+
+    Sent on the ingress: the sender is the broker user, never a field of this event;
+    intake applies it to the sender's own referrals only. Identity: intake's alone
+    (its ingress queue); what goes on the bus is ``patient.relocated``, pseudonymous."""
+
+    event_type: ClassVar[str] = "referral.updated"
+
+    referral_id: RecordId
+    first_name: str | None = Field(None, min_length=1, max_length=100)
+    last_name: str | None = Field(None, min_length=1, max_length=100)
+    birth_date: date | None = None
+    commune_insee: InseeCode | None = Field(
+        None, description="Where the patient is now: a new commune may move the appointment."
+    )
+
+
+class PatientRelocated(EventPayload):
+    """The patient of a referral is now in another commune (intake, from a
+    ``referral.updated``): the scheduler books them nearer if it can. The commune only,
+    no identity; the referral keeps its pseudonym."""
+
+    event_type: ClassVar[str] = "patient.relocated"
+
+    referral_id: RecordId
+    patient_ref: PatientRef
+    commune_insee: InseeCode
+    departement: str = Field(max_length=3)
+    previous_commune_insee: InseeCode | None = None
+
+
 class PatientContact(EventPayload):
     """The patient's contact details, for the notifier alone.
 

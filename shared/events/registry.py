@@ -28,12 +28,14 @@ from shared.events.consultation import (
 from shared.events.notification import NotificationFailed, NotificationSent
 from shared.events.referral import (
     PatientContact,
+    PatientRelocated,
     ReferralCancelled,
     ReferralOutcome,
     ReferralReceived,
     ReferralRegulated,
     ReferralRejected,
     ReferralSubmitted,
+    ReferralUpdated,
     ReferralWaitlisted,
 )
 from shared.events.regulation import ProtocolPublished, RegulationDecided
@@ -46,6 +48,8 @@ CATALOGUE: tuple[type[EventPayload], ...] = (
     ReferralRegulated,
     ReferralWaitlisted,
     ReferralCancelled,
+    ReferralUpdated,
+    PatientRelocated,
     ReferralOutcome,
     PatientContact,
     SubmissionAcknowledged,

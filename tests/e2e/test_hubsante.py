@@ -144,3 +144,57 @@ async def test_the_regulators_orientation_stands_and_severity_still_escalates(
     assert decision["decision"] == "escalate"
     codes = [r["code"] for r in decision["reasons"]]
     assert codes[:2] == ["regulator.overruled_by_severity", "escalate"], codes
+
+
+async def test_a_new_commune_in_an_update_books_nearer_and_the_lrm_hears_it(
+    settings: Settings, processes: ServiceProcesses
+) -> None:
+    """Issue 36, "Updates applied": the LRM's RS-EDA-MAJ gives the patient's new place
+    (Saint-Malo, a BAN address key) and a corrected name; the appointment, not yet due,
+    moves to the centre in Saint-Malo, no later, and the LRM hears it as an RS-SAS-RDV
+    UpdateAppointment of the same appointment, its regulator named (every RS-SAS-RDV
+    sent is checked by ``door_on_hub``: it validates, its regulator block filled)."""
+    s = settings
+    await wait_for_consumers(s.broker_url, s.namespace, timeout=60)
+    async with EventPublisher(s.broker_url, s.namespace, "ars") as ars:
+        for centre_id, insee in (("rennes-maj", "35238"), ("malo-maj", "35288")):
+            await ars.publish(centre(centre_id, insee), correlation_id=centre_id)
+        await wait_for_drain(s.broker_url, f"{s.namespace}.scheduler.centres")
+        async with door_on_hub(s) as (lrm, _door):
+            case_id = f"{LRM}.DRFR15350000004"
+            message = lrm.case(DOOR, oriented_case(case_id))
+            await lrm.publish(message)
+            ack = await lrm.wait_for(answers(message["distributionID"]), timeout=60)
+            assert ack["distributionKind"] == "Ack", body(ack)
+            booked = await lrm.wait_for(appointment("booked", "CreateAppointment"), timeout=60)
+            rdv = body(booked)["appointment"]
+            assert rdv["appointmentId"].startswith(case_id)
+            assert rdv["organization"]["organizationId"] != "malo-maj"
+
+            patient_id = f"{LRM}.patient.DRFR15350000004.1"
+            update = {
+                "caseId": case_id,
+                "location": {"externalInfo": [{"freetext": "BAN", "uri": "35288_0150_00012"}]},
+                "patient": [
+                    {
+                        "patientId": patient_id,
+                        "identity": {
+                            "nonStrictFeatures": {
+                                "complete": "Jeanne Martin-Leroy",
+                                "firstName": "Jeanne",
+                                "lastName": "Martin-Leroy",
+                            }
+                        },
+                    }
+                ],
+            }
+            maj = lrm.case(DOOR, {"createCaseHealthUpdate": update}, kind="Update")
+            await lrm.publish(maj)
+            done = await lrm.wait_for(answers(maj["distributionID"]), timeout=60)
+            assert done["distributionKind"] == "Ack", body(done)
+            moved = await lrm.wait_for(appointment("booked", "UpdateAppointment"), timeout=60)
+            nearer = body(moved)["appointment"]
+            assert nearer["appointmentId"] == rdv["appointmentId"]
+            assert nearer["organization"]["organizationId"] == "malo-maj"
+            assert nearer["start"] <= rdv["start"]  # never later for being nearer
+            assert nearer["regulator"]["regulatorName"] == "Bernard"

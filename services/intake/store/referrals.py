@@ -48,6 +48,21 @@ _SET_STATUS = (
     )
 )
 _IDENTITY = select(identities).where(identities.c.referral_id == bindparam("referral_id"))
+# A referrer's correction (issue 36): the identity's fields it names, and the commune.
+_CORRECT_IDENTITY = (
+    update(identities)
+    .where(identities.c.referral_id == bindparam("which"))
+    .values(
+        first_name=bindparam("new_first_name"),
+        last_name=bindparam("new_last_name"),
+        birth_date=bindparam("new_birth_date"),
+    )
+)
+_RELOCATE = (
+    update(referrals)
+    .where(referrals.c.id == bindparam("referral_id"))
+    .values(commune_insee=bindparam("new_commune"), departement=bindparam("new_departement"))
+)
 _ESCALATED = (
     select(referrals, identities)
     .join(identities, identities.c.referral_id == referrals.c.id)
@@ -161,6 +176,31 @@ async def set_status(
             "new_detail": detail,
             "new_updated_at": at,
         },
+    )
+
+
+async def correct_identity(
+    session: AsyncSession, referral_id: str, first_name: str, last_name: str, birth_date: date
+) -> None:
+    """The patient's name and birth date as the referrer corrected them; the referral's
+    pseudonym (``patient_ref``) is left as it was (``domain/correction.py`` says why)."""
+    await session.execute(
+        _CORRECT_IDENTITY,
+        {
+            "which": referral_id,
+            "new_first_name": first_name,
+            "new_last_name": last_name,
+            "new_birth_date": birth_date,
+        },
+    )
+
+
+async def relocate(
+    session: AsyncSession, referral_id: str, commune_insee: str, departement: str
+) -> None:
+    await session.execute(
+        _RELOCATE,
+        {"referral_id": referral_id, "new_commune": commune_insee, "new_departement": departement},
     )
 
 

@@ -4,6 +4,7 @@ module per concern; ``app.py``'s ``ROUTES`` says which of its methods takes each
 - ``centres``: the ARS's decisions about centres (activated, capacity changed,
   suspended, closed);
 - ``referrals``: referrals regulated (booked, or waiting) and withdrawn;
+- ``relocations``: a booked patient now elsewhere, moved nearer if it is worth it;
 - ``consultations``: what centres report (outcomes and their corrections,
   escalations, requests for reinforcement);
 - ``reinforcements``: the ARS's answers to the centres' requests for reinforcement,
@@ -32,6 +33,7 @@ from services.scheduler.handlers.consultations import ConsultationHandlers
 from services.scheduler.handlers.patient_requests import Offer, PatientRequests
 from services.scheduler.handlers.referrals import ReferralHandlers
 from services.scheduler.handlers.reinforcements import ReinforcementHandlers
+from services.scheduler.handlers.relocations import Relocations
 from shared.events import utcnow
 
 __all__ = [
@@ -52,6 +54,7 @@ class SchedulerHandlers(
     ConsultationHandlers,
     ReinforcementHandlers,
     PatientRequests,
+    Relocations,
 ):
     def __init__(
         self,

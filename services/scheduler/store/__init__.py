@@ -59,6 +59,7 @@ from services.scheduler.store.moves import moved_into, moves_by, record_move
 from services.scheduler.store.origins import (
     referral_departement,
     referral_origin,
+    relocate_origin,
     remember_origin,
 )
 from services.scheduler.store.outcomes import (
@@ -132,6 +133,7 @@ __all__ = [
     "reinforcement",
     "reinforcement_requests",
     "release",
+    "relocate_origin",
     "remember_origin",
     "remember_regulation",
     "reported_appointment",
