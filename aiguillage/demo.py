@@ -219,14 +219,31 @@ async def _run(settings: Settings, referrals: int, seed: int, timeout: float, ke
             )
     finally:
         services.stop()
-        await gateway.stop()
-        await observer.stop()
+        steps: list[Callable[[], Awaitable[object]]] = [gateway.stop, observer.stop]
         if not keep:
             centre_ids = [c.centre_id for c in demo_centres(date.today())]
-            await delete_topology(settings.broker_url, namespace, centre_ids)
+            steps.append(lambda: delete_topology(settings.broker_url, namespace, centre_ids))
+        await _clean_up(steps)
+        if not keep:
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
             console.print(f"kept: namespace {namespace}, data in {run_dir}")
+
+
+async def _clean_up(steps: list[Callable[[], Awaitable[object]]]) -> None:
+    """Every clean-up step carried out, even when Ctrl-C lands on one: a Ctrl-C during
+    the services' start (synchronous code) is delivered at the first await, here, and
+    would otherwise skip the rest and leave the run's queues on the broker. The
+    interruption goes on once they are done."""
+    interrupted = False
+    for step in steps:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            interrupted = True
+            await step()
+    if interrupted:
+        raise asyncio.CancelledError
 
 
 async def _run_in_memory(settings: Settings, referrals: int, seed: int, timeout: float) -> int:

@@ -75,14 +75,20 @@ def _alive(pid: int) -> bool:
 
 
 def test_ctrl_c_leaves_no_process_behind(broker_url: str, tmp_path: Path) -> None:
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "aiguillage", "demo", "--referrals", "2000", "--timeout", "300"],
-        env=_env(broker_url, tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
+    # Its output to a file, not a pipe nobody reads while it runs: a full pipe would hold
+    # the demo on a write, and what it said is there to read when the test fails.
+    output = tmp_path / "demo.out"
+    with output.open("wb") as out:
+        demo = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "aiguillage", "demo"),
+                *("--referrals", "2000", "--timeout", "300"),
+            ],
+            env=_env(broker_url, tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
     try:
         deadline = time.monotonic() + 60
         children: set[int] = set()
@@ -92,7 +98,10 @@ def test_ctrl_c_leaves_no_process_behind(broker_url: str, tmp_path: Path) -> Non
         assert len(children) == 4, "the demo did not start four services"
         time.sleep(3)  # mid-flow
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        demo.wait(timeout=60)
+        try:
+            demo.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the demo did not stop on Ctrl-C; it said:\n{output.read_text()[-3000:]}")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(_alive(c) for c in children):
             time.sleep(0.2)
