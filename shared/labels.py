@@ -297,4 +297,5 @@ FHIR_REFUSALS: Mapping[int, str] = {
     404: "Aucune demande de cet adresseur sous cet identifiant.",
     405: "Méthode non prise en charge sur cette ressource.",
     422: "La requête ne correspond pas à ce que la ressource attend.",
+    429: "Trop de demandes de cet adresseur : réessayez dans {seconds} s.",
 }

@@ -232,3 +232,23 @@ async def test_a_referrer_reads_and_withdraws_its_own_referrals_only(
     status = (await http.get(f"/referrals/{referral_id}")).json()
     assert status["status"] == "cancelled"
     assert status["detail"]["by"] == "referrer"
+
+
+async def test_past_its_quota_a_referrer_is_told_in_french_when_to_come_back(
+    settings: Settings,
+) -> None:
+    runtime = build(settings.model_copy(update={"referrer_per_minute": 1}))
+    async with running(runtime):
+        transport = httpx.ASGITransport(app=runtime.http_app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://intake",
+            headers={**bearer(settings, "gp:10001234567"), **FHIR},
+        ) as client:
+            assert (await client.post("/fhir", json=bundle("quota-1"))).status_code == 200
+            refused = await client.post("/fhir", json=bundle("quota-2"))
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) > 0
+    [issue] = refused.json()["issue"]
+    assert issue["code"] == "throttled"
+    assert issue["diagnostics"].startswith("Trop de demandes de cet adresseur : réessayez dans")

@@ -173,7 +173,8 @@ async def _admitted(door: Door, owner: tuple[str, str]) -> Any:
             return await door.handlers.admit(session, *owner, utcnow())
     except RateLimited as limited:
         retry = {"Retry-After": str(limited.retry_after)}
-        return outcome(429, [fhir.Issue("throttled", limited.cause)], retry)
+        text = FHIR_REFUSALS[429].format(seconds=limited.retry_after)
+        return outcome(429, [fhir.Issue("throttled", text)], retry)
     except SenderRefused:
         issue = fhir.Issue("forbidden", FHIR_REFUSALS[403], "ServiceRequest.requester")
         return outcome(403, [issue])
