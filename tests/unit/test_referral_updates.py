@@ -14,8 +14,10 @@ import pytest
 from aiguillage.hubsante import cases, messages, schema
 from services.intake.domain.correction import Kept, correction
 from services.scheduler.domain.assignment import Candidate
-from services.scheduler.domain.relocation import due, nearer
+from services.scheduler.domain.centres import CentreSchedule
+from services.scheduler.domain.relocation import closer_centres, due, nearer
 from shared.events import ReferralUpdated
+from shared.geo import haversine_km
 from shared.senders import SenderRefused
 from shared.territory import Scope
 
@@ -144,3 +146,22 @@ def test_an_appointment_due_is_never_moved() -> None:
     assert due(HELD, HELD) and not due(HELD, HELD - timedelta(seconds=1))
     assert nearer(HELD, 30.0, HELD, ranked) == []
     assert nearer(HELD, 30.0, HELD + timedelta(minutes=5), ranked) == []
+
+
+def test_only_centres_strictly_nearer_are_ranked_for_a_move() -> None:
+    def at(centre_id: str, lat: float, lon: float) -> CentreSchedule:
+        return CentreSchedule(centre_id, lat, lon, "35", (), 1, 20, NOW.date())
+
+    home = (48.6493, -2.0257)  # Saint-Malo
+    rennes, malo = at("rennes", 48.1147, -1.6794), at("malo", *home)
+    dinard = at("dinard", 48.6325, -2.0617)
+    everyone = [rennes, malo, dinard]
+
+    def held_at(centre: CentreSchedule) -> list[str]:
+        km = haversine_km(*home, centre.lat, centre.lon)
+        return [c.centre_id for c in closer_centres(everyone, *home, km)]
+
+    # Held in Rennes (about 65 km away): Saint-Malo and Dinard; Rennes itself is no nearer.
+    assert held_at(rennes) == ["malo", "dinard"]
+    assert held_at(dinard) == ["malo"]  # 3 km: only the centre in Saint-Malo
+    assert held_at(malo) == []

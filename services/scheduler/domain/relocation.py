@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from services.scheduler.domain.assignment import Candidate
+from services.scheduler.domain.centres import CentreSchedule
+from shared.geo import haversine_km
 
 
 def due(start: datetime, now: datetime) -> bool:
@@ -30,3 +32,12 @@ def nearer(
     if due(start, now):
         return []
     return [c for c in candidates if c.start <= start and c.distance_km < distance_km]
+
+
+def closer_centres(
+    schedules: Sequence[CentreSchedule], lat: float, lon: float, distance_km: float
+) -> list[CentreSchedule]:
+    """The centres strictly nearer (lat, lon) than ``distance_km``: the only ones worth
+    ranking for a move, so that a farther centre's better places never crowd out a
+    nearer one's from the ranking's few."""
+    return [c for c in schedules if haversine_km(lat, lon, c.lat, c.lon) < distance_km]

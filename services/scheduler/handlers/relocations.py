@@ -13,7 +13,7 @@ import structlog
 
 from services.scheduler import store
 from services.scheduler.domain import relocation
-from services.scheduler.handlers.booking import Booked, Booking, Patient, place_of
+from services.scheduler.handlers.booking import Booked, Booking, Nearby, Patient, place_of
 from services.scheduler.handlers.messages import announce_move
 from shared.consumer import Delivery
 from shared.db import as_utc
@@ -64,12 +64,17 @@ class Relocations(Booking):
             commune_insee=event.commune_insee,
             test_eligible=bool(current.test_eligible),
         )
-        near = await self.nearby(session, patient)
+        found = await self.nearby(session, patient)
         centre = await store.centre_row(session, current.centre_id)
-        if near is None or centre is None:
+        if found is None or centre is None:
             return None
         lat, lon = place_of(event.commune_insee)
         held_km = haversine_km(lat, lon, centre.lat, centre.lon)
+        closer = relocation.closer_centres(found.schedules, lat, lon, held_km)
+        if not closer:
+            return None
+        ids = [c.centre_id for c in closer]
+        near = Nearby(found.lat, found.lon, ids, closer, found.options)
         ranked = await self.rank(session, patient, near, now, until=start)
         await store.set_appointment_status(session, current.id, "cancelled")
         for candidate in relocation.nearer(start, held_km, now, ranked):
