@@ -286,6 +286,7 @@ FHIR_SERVICE_REQUEST_NOTES: Mapping[str, str] = {
     "subject": "Patient de la demande (identité conservée par l'admission)",
     "implementation": "Aiguillage : porte FHIR R4 de l'admission des demandes d'orientation",
     "security": "Jeton porteur (Bearer) de l'adresseur, le même que pour l'API JSON.",
+    "unknown_referrer": "Cet adresseur n'est pas enregistré : demandez-le à l'opérateur.",
 }
 
 # The FHIR door's refusals that are not a resource's fault, by HTTP status: the

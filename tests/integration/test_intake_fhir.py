@@ -24,7 +24,7 @@ from services.intake.domain import fhir
 from shared.auth import Role, issue_token
 from shared.events import Decision
 from shared.runtime import ServiceRuntime
-from shared.settings import ServiceName, Settings
+from shared.settings import Environment, ServiceName, Settings
 from tests.fhir_examples import bundle
 from tests.helpers import running
 from tests.integration.test_intake_http import _on_bus, _regulated, _slot
@@ -252,3 +252,23 @@ async def test_past_its_quota_a_referrer_is_told_in_french_when_to_come_back(
     [issue] = refused.json()["issue"]
     assert issue["code"] == "throttled"
     assert issue["diagnostics"].startswith("Trop de demandes de cet adresseur : réessayez dans")
+
+
+async def test_an_unregistered_referrer_is_refused_in_production(settings: Settings) -> None:
+    runtime = build(settings)
+    # The handlers judge as in production (the service itself would not start on the
+    # tests' public secrets): an unregistered referrer is refused.
+    production = settings.model_copy(update={"environment": Environment.PRODUCTION})
+    runtime.http_app.state.intake.handlers.settings = production
+    async with running(runtime):
+        transport = httpx.ASGITransport(app=runtime.http_app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://intake",
+            headers={**bearer(settings, "gp:10001234567"), **FHIR},
+        ) as client:
+            refused = await client.post("/fhir", json=bundle("unknown-1"))
+    assert refused.status_code == 403
+    [issue] = refused.json()["issue"]
+    assert (issue["code"], issue["expression"]) == ("forbidden", ["ServiceRequest.requester"])
+    assert "n'est pas enregistré" in issue["diagnostics"]

@@ -34,7 +34,7 @@ from services.intake.store import history, referrals
 from shared.consumer import Delivery
 from shared.db import as_utc
 from shared.events import Envelope, ReferralSubmitted, WithdrawalReason, new_id, utcnow
-from shared.labels import FHIR_REFUSALS
+from shared.labels import FHIR_REFUSALS, FHIR_SERVICE_REQUEST_NOTES
 from shared.labels import WITHDRAWAL_REASONS as WITHDRAWAL_REASONS_FR
 from shared.openapi import BODY
 from shared.senders import SenderRefused
@@ -176,7 +176,8 @@ async def _admitted(door: Door, owner: tuple[str, str]) -> Any:
         text = FHIR_REFUSALS[429].format(seconds=limited.retry_after)
         return outcome(429, [fhir.Issue("throttled", text)], retry)
     except SenderRefused:
-        issue = fhir.Issue("forbidden", FHIR_REFUSALS[403], "ServiceRequest.requester")
+        text = FHIR_SERVICE_REQUEST_NOTES["unknown_referrer"]
+        issue = fhir.Issue("forbidden", text, "ServiceRequest.requester")
         return outcome(403, [issue])
 
 
