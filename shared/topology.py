@@ -221,8 +221,7 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
             "notifier",
             "alerts",
             ("capacity.alert.*",),
-            "The départements' saturation alerts, for the ARS's on-call contacts (e-mail "
-            "and SMS).",
+            "The départements' saturation alerts, for the ARS's on-call contacts (e-mail and SMS).",
         ),
     ),
 }

@@ -90,9 +90,7 @@ async def test_a_centre_reads_the_decision_behind_its_own_patients_only(
             params={"day": day},
             headers=_as(Role.CENTRE, "rennes-a"),
         )
-        other = await http.get(
-            "/centres/rennes-a/regulations", headers=_as(Role.CENTRE, "paris-b")
-        )
+        other = await http.get("/centres/rennes-a/regulations", headers=_as(Role.CENTRE, "paris-b"))
         ars = await http.get("/centres/rennes-a/regulations", headers=_as(Role.ARS, "53"))
     assert own.status_code == 200, own.text
     [found] = own.json()["regulations"]  # not paris-b's patient
