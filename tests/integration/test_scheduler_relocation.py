@@ -16,7 +16,7 @@ from sqlalchemy import select
 from services.scheduler.domain.reach import Area, travel_minutes
 from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
 from services.scheduler.handlers.relocations import RELOCATED_FR
-from services.scheduler.store.tables import appointments, bookings, centres, origins
+from services.scheduler.store.tables import appointments, bookings, centres, origins, waitlist
 from shared.db import Database, as_utc
 from shared.events import PatientRelocated, utcnow
 from shared.geo import commune, haversine_km
@@ -146,3 +146,19 @@ async def test_a_patient_never_booked_is_only_relocated(database: Database) -> N
         database, scheduler_queue(handlers, "referrals"), relocated("r-none", SAINT_MALO)
     )
     assert done.emitted == []
+
+
+async def test_a_waiting_patient_waits_from_their_new_place(database: Database) -> None:
+    handlers = SchedulerHandlers(SchedulerConfig(lead_minutes=LEAD), clock=Clock())
+    done = await handle(database, scheduler_queue(handlers, "referrals"), oriented("r-wait"))
+    assert "referral.waitlisted" in [e.type for e in done.emitted]  # no centre at all
+    moved = relocated("r-wait", "22278")  # Saint-Brieuc, another département
+    assert (await handle(database, scheduler_queue(handlers, "referrals"), moved)).emitted == []
+    brieuc = commune("22278")
+    assert brieuc is not None
+    async with database.transaction() as session:
+        waiting = (
+            await session.execute(select(waitlist).where(waitlist.c.referral_id == "r-wait"))
+        ).one()
+    assert (waiting.departement, waiting.commune_insee) == ("22", "22278")
+    assert (waiting.lat, waiting.lon) == pytest.approx((brieuc.lat, brieuc.lon))

@@ -36,6 +36,14 @@ class Relocations(Booking):
         await store.relocate_origin(
             session, event.referral_id, event.departement, event.commune_insee
         )
+        # Waiting: served from the new place, in its département's list.
+        await store.relocate_waiting(
+            session,
+            event.referral_id,
+            event.departement,
+            event.commune_insee,
+            place_of(event.commune_insee),
+        )
         current = await store.booked_appointment(session, event.referral_id)
         now = self.clock()
         if current is None or relocation.due(as_utc(current.start), now):

@@ -7,7 +7,7 @@ from datetime import datetime
 from math import cos, radians
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scheduler.store.centres import KM_PER_DEGREE
@@ -98,6 +98,39 @@ async def put_on_waitlist(
 
 
 _INSERT_ENTRY = insert(waitlist_entries)
+
+
+# A waiting patient now elsewhere: served from their new place, in its département.
+_RELOCATE_WAITING = (
+    update(waitlist)
+    .where(waitlist.c.referral_id == bindparam("which"))
+    .values(
+        departement=bindparam("new_departement"),
+        commune_insee=bindparam("new_commune"),
+        lat=bindparam("new_lat"),
+        lon=bindparam("new_lon"),
+    )
+)
+
+
+async def relocate_waiting(
+    session: AsyncSession,
+    referral_id: str,
+    departement: str,
+    commune_insee: str,
+    place: tuple[float, float],
+) -> None:
+    """A waiting patient's new place (none waiting: nothing changes)."""
+    await session.execute(
+        _RELOCATE_WAITING,
+        {
+            "which": referral_id,
+            "new_departement": departement,
+            "new_commune": commune_insee,
+            "new_lat": place[0],
+            "new_lon": place[1],
+        },
+    )
 
 
 async def leave_waitlist(session: AsyncSession, referral_id: str) -> None:
