@@ -131,8 +131,9 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
         QueueSpec(
             "regulation",
             "referrals",
-            ("referral.received",),
-            "Referrals accepted by intake, to regulate with the protocol.",
+            ("referral.received", "patient.relocated"),
+            "Referrals accepted by intake, to regulate with the protocol; a patient now "
+            "elsewhere (the case's commune and département follow).",
         ),
         QueueSpec(
             "regulation",

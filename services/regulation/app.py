@@ -10,7 +10,7 @@ from services.regulation.handlers import RegulationHandlers
 from services.regulation.http import RegulationApi, router
 from services.regulation.store.protocols import ProtocolBook
 from shared.auth import authenticator
-from shared.events import ProtocolPublished, ReferralReceived, RegulationDecided
+from shared.events import PatientRelocated, ProtocolPublished, ReferralReceived, RegulationDecided
 from shared.routing import Route
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
@@ -20,6 +20,7 @@ log = structlog.get_logger(__name__)
 
 ROUTES: tuple[Route[RegulationHandlers], ...] = (
     Route("referrals", ReferralReceived, RegulationHandlers.on_received),
+    Route("referrals", PatientRelocated, RegulationHandlers.on_relocated),
     Route("decisions", ProtocolPublished, RegulationHandlers.on_protocol_published),
     Route("decisions", RegulationDecided, RegulationHandlers.on_regulation_decided),
 )

@@ -10,10 +10,10 @@ from services.regulation.domain.override import attached_outcome
 from services.regulation.domain.protocol import Protocol
 from services.regulation.domain.rules import Outcome, decide
 from services.regulation.handlers.decisions import record_decision
-from services.regulation.store.cases import CaseRecord, add_case, load_case
+from services.regulation.store.cases import CaseRecord, add_case, load_case, relocate_case
 from services.regulation.store.protocols import ProtocolBook
 from shared.consumer import Delivery
-from shared.events import ReferralReceived, utcnow
+from shared.events import PatientRelocated, ReferralReceived, utcnow
 from shared.events.vocabulary import AttachedDecision
 from shared.territory import Territories
 
@@ -21,7 +21,7 @@ log = structlog.get_logger(__name__)
 
 
 class ReferralHandlers:
-    """The ``referrals`` queue (referral.received)."""
+    """The ``referrals`` queue (referral.received, patient.relocated)."""
 
     book: ProtocolBook
     territories: Territories
@@ -45,6 +45,15 @@ class ReferralHandlers:
             departement=referral.departement,
         )
         return None
+
+    async def on_relocated(self, delivery: Delivery) -> None:
+        """The patient is now elsewhere (intake, from the referrer's correction): the
+        case's commune follows, so that a decision taken later (a regulator's, on a case
+        held) books from the new place. A case not yet received changes nothing."""
+        moved = delivery.payload_as(PatientRelocated)
+        await relocate_case(
+            delivery.session, moved.referral_id, moved.commune_insee, moved.departement
+        )
 
     async def on_received(self, delivery: Delivery) -> None:
         referral = delivery.payload_as(ReferralReceived)

@@ -192,6 +192,24 @@ async def decision_trail(session: AsyncSession, referral_id: str) -> dict[str, A
     }
 
 
+# A patient now elsewhere (patient.relocated): a later decision books from there, and
+# the case is the new département's SAMU's to see.
+_RELOCATE = (
+    update(cases)
+    .where(cases.c.referral_id == bindparam("which"))
+    .values(commune_insee=bindparam("new_commune"), departement=bindparam("new_departement"))
+)
+
+
+async def relocate_case(
+    session: AsyncSession, referral_id: str, commune_insee: str, departement: str
+) -> None:
+    await session.execute(
+        _RELOCATE,
+        {"which": referral_id, "new_commune": commune_insee, "new_departement": departement},
+    )
+
+
 async def case_departement(session: AsyncSession, referral_id: str) -> str | None:
     """The département of the referral's patient, None for an unknown referral."""
     found: str | None = await session.scalar(_DEPARTEMENT, {"referral_id": referral_id})
