@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -62,6 +63,7 @@ from shared.events import (
     Envelope,
     EventPayload,
     ReferralCancelled,
+    ReferralUpdated,
     ReferrerKind,
     RegulationDecided,
     ReinforcementRequested,
@@ -140,6 +142,12 @@ NOT_FOUND = Seen(404)
 REFUSED = Seen(403, OUTSIDE_TERRITORY)
 NOT_ITS_ROLE = Seen(403)
 TOLD, NOT_TOLD = Seen(None, listed=True), Seen(None, listed=False)
+# A centre's routes: its own only (shared.auth.forbid, no code).
+NOT_THIS_CENTRE = Seen(403)
+# Rennes's centre, as its own token names it (``principal``).
+RENNES = f"centre-{CENTRES[OWN]}"
+# The scheduler's answers to a request for reinforcement, and the state each leaves.
+ANSWERS = {"acknowledge": "acknowledged", "grant": "granted", "decline": "declined"}
 
 CASES: list[Case] = [
     # intake: Centre 15's reads of the patients to call back, with their identity.
@@ -167,11 +175,17 @@ CASES: list[Case] = [
     *_pair("console GET /centre-15", SAMU_35, LISTED, NOT_LISTED),
     *_pair("console GET /centre-15/fragment", SAMU_35, LISTED, NOT_LISTED),
     *_pair("console POST /centre-15/dossiers/{referral_id}/decision", SAMU_35, Seen(303), REFUSED),
+    # A referral's timeline: OTHER, Paris's, is sent back to the desk as a missing one is.
+    *_pair(
+        "console GET /centre-15/dossiers/{referral_id}", SAMU_35, LISTED, Seen(303, listed=False)
+    ),
+    Case("console GET /centre-15/dossiers/{referral_id}", ARS_53, NONE, NOT_ITS_ROLE),
     # The live stream: escalations to the SAMU of the patient's département; alerts and
     # reinforcement requests to the ARS of the region.
     *_pair("console GET /evenements", SAMU_35, TOLD, NOT_TOLD, "escalation"),
     *_pair("console GET /evenements", ARS_53, TOLD, NOT_TOLD, "alert"),
     *_pair("console GET /evenements", ARS_53, TOLD, NOT_TOLD, "reinforcement"),
+    *_pair("console GET /evenements", ARS_53, TOLD, NOT_TOLD, "raised_again"),
     # The broker door: a SAMU's decision (its own user, or the Hub Santé door acting
     # for it) on another territory's referral is refused and answered.
     *_pair(
@@ -187,6 +201,13 @@ CASES: list[Case] = [
     ),
     *_pair(
         "broker referral.cancelled",
+        SAMU_35,
+        Seen(None, "applied"),
+        Seen(None, "sender_inconsistent"),
+    ),
+    # Corrects its own referrals only (issue 36: the patient now in Saint-Malo).
+    *_pair(
+        "broker referral.updated",
         SAMU_35,
         Seen(None, "applied"),
         Seen(None, "sender_inconsistent"),
@@ -216,6 +237,9 @@ CASES: list[Case] = [
     *_pair("console POST /territoire/suspendre", ARS_53, Seen(303), REFUSED),
     # A reserve centre activated again (issue 30); the day's export: counts of its region.
     *_pair("console POST /territoire/reactiver", ARS_53, Seen(303), REFUSED),
+    # Its answer to a centre's request for reinforcement (OWN: Rennes's; OTHER: Paris's).
+    *_pair("console POST /territoire/renfort/{reponse}", ARS_53, Seen(303), REFUSED),
+    Case("console POST /territoire/renfort/{reponse}", SAMU_35, NONE, NOT_ITS_ROLE),
     *_pair("console GET /territoire/export.csv", ARS_53, LISTED, NOT_LISTED),
     *_pair("console GET /audit", ARS_53, LISTED, NOT_LISTED),
     *_pair("console GET /evenements", ARS_53, TOLD, NOT_TOLD, "capacity"),
@@ -237,6 +261,40 @@ CASES: list[Case] = [
     *_pair("broker centre.closed", ARS_53, Seen(None, "applied"), Seen(None, OUTSIDE_TERRITORY)),
     # A token that names no region (the former "idf", "bzh") acts on nothing.
     Case("scheduler GET /territory", "ars-bzh", NONE, NOT_ITS_ROLE),
+    # The ARS answers its region's centres' requests for reinforcement (OWN: a request
+    # of Rennes's centre; OTHER: of Paris's, which Paris's ARS alone answers); a centre,
+    # even on its own request, and a SAMU answer none.
+    *[
+        case
+        for answer in ANSWERS
+        for case in (
+            *_pair(
+                f"scheduler POST /reinforcements/{{request_id}}/{answer}",
+                ARS_53,
+                Seen(202),
+                REFUSED,
+            ),
+            Case(
+                f"scheduler POST /reinforcements/{{request_id}}/{answer}",
+                RENNES,
+                NONE,
+                NOT_ITS_ROLE,
+            ),
+            Case(
+                f"scheduler POST /reinforcements/{{request_id}}/{answer}",
+                SAMU_35,
+                NONE,
+                NOT_ITS_ROLE,
+            ),
+        )
+    ],
+    # A centre's own reads (OWN: Rennes's centre's own; OTHER: Paris's centre's).
+    *_pair("scheduler GET /centres/{centre_id}/regulations", RENNES, Seen(200), NOT_THIS_CENTRE),
+    *_pair("scheduler GET /centres/{centre_id}/reinforcements", RENNES, LISTED, NOT_THIS_CENTRE),
+    Case("scheduler GET /centres/{centre_id}/regulations", SAMU_35, NONE, NOT_ITS_ROLE),
+    Case("scheduler GET /centres/{centre_id}/regulations", ARS_53, NONE, NOT_ITS_ROLE),
+    Case("scheduler GET /centres/{centre_id}/reinforcements", SAMU_35, NONE, NOT_ITS_ROLE),
+    Case("scheduler GET /centres/{centre_id}/reinforcements", ARS_53, NONE, NOT_ITS_ROLE),
 ]
 
 # Routes listed with no row of this part's actors yet, and why.
@@ -681,6 +739,18 @@ def _live_events(case: Case) -> tuple[Actor, list[Envelope], str]:
     activated = _envelope(
         "centre.activated", centre_id=centre_id, commune_insee=INSEE[case.territory]
     )
+    if case.what == "raised_again":
+        # Keyed and judged by its département, as the alerts are.
+        again = _envelope(
+            "reinforcement.raised_again",
+            request_id=new_id(),
+            centre_id=centre_id,
+            departement=dep,
+            count=2,
+            profession="IDE",
+            requested_at="2026-03-29T08:00:00+00:00",
+        )
+        return actor, [again], f"{centre_id} (2 IDE) relanc"  # JSON escapes é
     asked = _envelope("reinforcement.requested", centre_id=centre_id, count=2, profession="IDE")
     return actor, [activated, asked], f"{centre_id} demande 2 IDE"
 
@@ -750,6 +820,13 @@ async def _door_cancels(w: World, case: Case) -> Seen:
         referral_id=referral_id, cancelled_by=CancelledBy.REFERRER, reason="erreur"
     )
     return Seen(None, await _on_the_broker(w, cancelled, referral_id, "referral.cancelled"))
+
+
+@probe("broker referral.updated")
+async def _door_updates(w: World, case: Case) -> Seen:
+    referral_id = w.ids["mine-0" if case.territory == OWN else "theirs-0"]
+    updated = ReferralUpdated(referral_id=referral_id, commune_insee="35288")
+    return Seen(None, await _on_the_broker(w, updated, referral_id, "patient.relocated"))
 
 
 @probe("broker regulation.decided")
@@ -947,6 +1024,108 @@ async def _door_centre(w: World, case: Case) -> Seen:
 
 for _kind in ("activated", "capacity_changed", "suspended", "closed"):
     PROBES[f"broker centre.{_kind}"] = _door_centre
+
+
+# -- the answers to a centre's request for reinforcement, and a centre's own reads -----
+
+
+async def _requested(w: World, territory: str) -> str:
+    """A request for reinforcement of the territory's centre, kept by the scheduler: a
+    new one of Rennes's (OWN, so that each answer is seen applied), the stage's of
+    Paris's (OTHER: refused before anything). Its id is the event's."""
+    if territory == OTHER:
+        async with w.api(ServiceName.SCHEDULER, ARS_11) as api:
+            asks = (await api.get("/reinforcements")).json()["reinforcements"]
+        return next(str(r["request_id"]) for r in asks if r["centre_id"] == CENTRES[OTHER])
+    s, centre_id = w.settings, CENTRES[OWN]
+    asked = ReinforcementRequested(
+        centre_id=centre_id, count=1, profession="IDE", from_date=date.today()
+    )
+    async with EventPublisher(s.broker_url, s.namespace, "c", actor=f"centre-{centre_id}") as c:
+        sent = await c.publish(asked, correlation_id=centre_id)
+    await _until(lambda: _state_of(w, sent.id, "requested"), f"{sent.id} not kept")
+    return sent.id
+
+
+async def _state_of(w: World, request_id: str, state: str) -> bool:
+    """Whether Bretagne's ARS reads the request in that state."""
+    async with w.api(ServiceName.SCHEDULER, ARS_53) as api:
+        asks = (await api.get("/reinforcements")).json()["reinforcements"]
+    return any(r["request_id"] == request_id and r["state"] == state for r in asks)
+
+
+async def _scheduler_answers(w: World, case: Case) -> Seen:
+    """OWN: a new request of Rennes's, answered and seen in its new state (the door
+    took it); OTHER: Paris's. A centre and a SAMU try Rennes's."""
+    answer = case.route.rsplit("/", 1)[1]
+    request_id = await _requested(w, OWN if case.territory == NONE else case.territory)
+    body = {"boxes": 2, "reason": "pas de renfort disponible", "note": "vu"}
+    async with w.api(ServiceName.SCHEDULER, case.actor) as api:
+        response = await api.post(f"/reinforcements/{request_id}/{answer}", json=body)
+    if response.status_code == 202:
+        await _until(
+            lambda: _state_of(w, request_id, ANSWERS[answer]), f"{request_id} not {answer}"
+        )
+    return Seen(response.status_code, _code(response))
+
+
+for _answer in ANSWERS:
+    PROBES[f"scheduler POST /reinforcements/{{request_id}}/{_answer}"] = _scheduler_answers
+
+
+@probe("console POST /territoire/renfort/{reponse}")
+async def _console_answers(w: World, case: Case) -> Seen:
+    """Bretagne's ARS grants from its page (OWN: a new request of Rennes's, seen
+    granted; OTHER: Paris's); a SAMU's regulator posts the same form."""
+    request_id = await _requested(w, OWN if case.territory == NONE else case.territory)
+    form = {"demande": request_id, "centre_id": CENTRES[OWN], "boxes": "2"}
+    if case.actor == SAMU_35:
+        csrf = csrf_of((await w.browser.get("/centre-15")).text)
+        response = await w.browser.post("/territoire/renfort/accorder", data={"csrf": csrf, **form})
+        return Seen(response.status_code, _code(response))
+    seen = await _console_decides(w, case, "/territoire/renfort/accorder", form)
+    if seen.status == 303:
+        await _until(lambda: _state_of(w, request_id, "granted"), f"{request_id} not granted")
+    return seen
+
+
+def _centre_path(case: Case, what: str) -> str:
+    """A centre's route on Rennes's centre (OWN, and for the others' roles) or Paris's."""
+    return f"/centres/{CENTRES[OTHER if case.territory == OTHER else OWN]}/{what}"
+
+
+@probe("scheduler GET /centres/{centre_id}/regulations")
+async def _centre_regulations(w: World, case: Case) -> Seen:
+    seen, body = await _scheduler_read(w, case, _centre_path(case, "regulations"))
+    if body is not None:
+        assert body["centre_id"] == CENTRES[OWN], body
+    return seen
+
+
+@probe("scheduler GET /centres/{centre_id}/reinforcements")
+async def _centre_requests(w: World, case: Case) -> Seen:
+    seen, body = await _scheduler_read(w, case, _centre_path(case, "reinforcements"))
+    if body is None:
+        return seen
+    # Its own requests only: the stage's (and any a row made), none of another centre.
+    centres = {r["centre_id"] for r in body["reinforcements"]}
+    assert centres <= {CENTRES[OWN]}, centres
+    return Seen(200, listed=CENTRES[OWN] in centres)
+
+
+@probe("console GET /centre-15/dossiers/{referral_id}")
+async def _desk_timeline(w: World, case: Case) -> Seen:
+    """OWN: the held referral's timeline (the protocol's hold); OTHER: Paris's held
+    referral, which must come back as one that does not exist does (same words)."""
+    browser = w.ars[case.actor] if case.actor == ARS_53 else w.browser
+    referral_id = w.ids[f"held-{OTHER if case.territory == OTHER else OWN}"]
+    response = await browser.get(f"/centre-15/dossiers/{referral_id}")
+    if response.status_code == 303:
+        missing = f"{referral_id}x"  # the same first characters, the page's title
+        unknown = await browser.get(f"/centre-15/dossiers/{missing}")
+        said = unknown.headers["location"].replace(quote(missing, safe=""), "")
+        assert response.headers["location"].replace(quote(referral_id, safe=""), "") == said
+    return Seen(response.status_code, listed='data-current="oui"' in response.text)
 
 
 # -- the tests ----------------------------------------------------------------------------
