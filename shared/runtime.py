@@ -68,6 +68,7 @@ class ConsumeOptions:
     prepare: Prepare | None = None
     gate: Gate | None = None
 
+
 DEAD_LETTER_CHECK_SECONDS = 30.0
 DEAD_LETTER_ALERT = 0.8  # of the bound
 
