@@ -144,6 +144,9 @@ REINFORCEMENT_STATES: Mapping[ReinforcementState, str] = {
     ReinforcementState.GRANTED: "accordée",
     ReinforcementState.DECLINED: "refusée",
 }
+# A request left two hours without a word from the ARS, raised to it again, once
+# (reinforcement.raised_again): the ARS's page and its live journal.
+REINFORCEMENT_RAISED_AGAIN = "relancée faute de réponse"
 RECIPIENT_KINDS: Mapping[RecipientKind, str] = {
     RecipientKind.CENTRE: "centre",
     RecipientKind.REFERRER: "médecin adresseur",

@@ -404,7 +404,7 @@ async def answer_reinforcement(request: Request, reponse: str, console: ConsoleD
     if reponse not in ANSWERS:
         return back("/territoire", "Réponse inconnue.", False)
     route, action, done = ANSWERS[reponse]
-    request_id, centre_id = form.get("demande", ""), form.get("centre_id", "")
+    request_id = form.get("demande", "")
     try:
         body = _answer_body(route, form)
     except ValueError:
@@ -416,6 +416,9 @@ async def answer_reinforcement(request: Request, reponse: str, console: ConsoleD
         if exc.code in REGION_REFUSALS:
             raise Refused(exc.detail) from exc  # 403, said in French
         return back("/territoire", str(exc), False)
+    # Whose request it is, as the scheduler stores it: the form's centre is only a
+    # word of the page, and another region's in it must not enter this region's trail.
+    centre_id = str(answer.get("centre_id") or "")
     await record(
         request,
         action,

@@ -25,6 +25,7 @@ from aiguillage.console.people import region_departements
 from shared.auth import Role
 from shared.events import Envelope
 from shared.geo import commune
+from shared.labels import REINFORCEMENT_RAISED_AGAIN
 from shared.territory import Territories
 from shared.topology import events_exchange
 
@@ -34,6 +35,7 @@ BINDINGS = (
     "centre.#",
     "capacity.alert.#",
     "reinforcement.requested.*",
+    "reinforcement.raised_again.*",
     "slot.assigned.#",
     "appointment.#",
     "referral.waitlisted",
@@ -158,6 +160,15 @@ def classify(envelope: Envelope) -> Change | None:
             ("territory",),
             centre_id,
             f"{centre_id} demande {data.get('count')} {data.get('profession')}",
+        )
+    if kind == "reinforcement.raised_again":
+        # Its département says whose it is (the ARS of the centre's region).
+        return Change(
+            kind,
+            ("territory",),
+            centre_id,
+            f"Demande de renfort de {centre_id} ({data.get('count')} {data.get('profession')}) "
+            f"{REINFORCEMENT_RAISED_AGAIN}",
         )
     if kind in ("slot.assigned", "appointment.rescheduled", "appointment.cancelled"):
         return Change(kind, ("territory", "appointments"), centre_id, f"{kind} {centre_id}")

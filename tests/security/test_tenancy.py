@@ -14,7 +14,11 @@ console's pages and forms, the live stream, the broker door); reading another re
 département is a 404, acting on another region's centre 403 ``outside_territory``, and
 activating a Paris centre's id again with a Breton commune 403
 ``centre_in_other_region`` (``test_a_paris_centre_cannot_be_taken_over_from_bretagne``:
-the attack of issue 28, every way).
+the attack of issue 28, every way). Its answers to the centres' requests for
+reinforcement (acknowledge, grant, decline; the console's form) are its region's
+centres' only, each seen applied; a centre or a SAMU answers none. A centre's token
+(``centre-rennes-ars``) reads its own decisions and requests only: another centre's,
+403.
 
 Another part of issue 28 adds its actors' rows (the centres) to ``CASES``
 (``principal`` makes their tokens; a probe per route, ``@probe``, says what the actor
@@ -1076,9 +1080,11 @@ for _answer in ANSWERS:
 @probe("console POST /territoire/renfort/{reponse}")
 async def _console_answers(w: World, case: Case) -> Seen:
     """Bretagne's ARS grants from its page (OWN: a new request of Rennes's, seen
-    granted; OTHER: Paris's); a SAMU's regulator posts the same form."""
+    granted; OTHER: Paris's); a SAMU's regulator posts the same form. The form names
+    Paris's centre: a page's word, which must not put Paris's centre in Bretagne's audit
+    trail (it names the request's centre as the scheduler stores it)."""
     request_id = await _requested(w, OWN if case.territory == NONE else case.territory)
-    form = {"demande": request_id, "centre_id": CENTRES[OWN], "boxes": "2"}
+    form = {"demande": request_id, "centre_id": CENTRES[OTHER], "boxes": "2"}
     if case.actor == SAMU_35:
         csrf = csrf_of((await w.browser.get("/centre-15")).text)
         response = await w.browser.post("/territoire/renfort/accorder", data={"csrf": csrf, **form})
@@ -1086,6 +1092,10 @@ async def _console_answers(w: World, case: Case) -> Seen:
     seen = await _console_decides(w, case, "/territoire/renfort/accorder", form)
     if seen.status == 303:
         await _until(lambda: _state_of(w, request_id, "granted"), f"{request_id} not granted")
+        trail = await w.console.state.accounts.audit_of_region(principal(case.actor)[1])
+        [entry] = [e for e in trail if request_id in e.detail]
+        assert entry.centre_id == CENTRES[OWN], entry
+        assert CENTRES[OTHER] not in {e.centre_id for e in trail}
     return seen
 
 
@@ -1125,6 +1135,8 @@ async def _desk_timeline(w: World, case: Case) -> Seen:
         unknown = await browser.get(f"/centre-15/dossiers/{missing}")
         said = unknown.headers["location"].replace(quote(missing, safe=""), "")
         assert response.headers["location"].replace(quote(referral_id, safe=""), "") == said
+    if response.status_code not in (200, 303):
+        return Seen(response.status_code, _code(response))
     return Seen(response.status_code, listed='data-current="oui"' in response.text)
 
 

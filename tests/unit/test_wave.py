@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 from aiguillage.console.auth import Actor, actor_of_account
-from aiguillage.console.live import classify
+from aiguillage.console.live import BINDINGS, EventHub, classify, departements_of
 from aiguillage.console.people import Account
 from aiguillage.wave import (
     IDF_2020_03_29,
@@ -28,7 +29,9 @@ from shared.events import (
     CentreKind,
     Envelope,
     ReferralSubmitted,
+    ReinforcementRaisedAgain,
 )
+from shared.labels import REINFORCEMENT_RAISED_AGAIN
 
 DAY = date(2020, 3, 29)
 
@@ -187,3 +190,36 @@ def test_centre_15_hears_of_escalations_and_held_cases() -> None:
     alert = classify(_envelope("capacity.alert", departement="93", kind="saturation"))
     assert alert is not None and not alert.concerns(regulator)
     assert alert.concerns(Actor(Role.ARS, "idf"))
+
+
+def test_the_ars_hears_of_a_request_raised_again_in_its_region_only() -> None:
+    """A request left unanswered, raised again (reinforcement.raised_again): a line of
+    the ARS's journal in the labels' words, judged on its département; the console's
+    queue is bound to its key."""
+    again = ReinforcementRaisedAgain(
+        request_id="r-1",
+        centre_id="rennes-a",
+        departement="35",
+        count=2,
+        profession="infirmiers",
+        requested_at=datetime(2020, 3, 29, 8, tzinfo=UTC),
+    )
+    key = again.routing_key()
+    assert f"{key.rsplit('.', 1)[0]}.*" in BINDINGS
+    envelope = _envelope(again.event_type, **again.model_dump(mode="json"))
+    found = classify(envelope)
+    assert found is not None
+    # As the hub places it (EventHub.feed): on its département, whatever the centre.
+    assert departements_of(envelope, {}) == ("35", None)
+    change = replace(found, departement="35")
+    assert change.line == (
+        f"Demande de renfort de rennes-a (2 infirmiers) {REINFORCEMENT_RAISED_AGAIN}"
+    )
+    bretagne = Actor(Role.ARS, "53", "b.morvan@ars.bzh", "B. Morvan", "53")
+    idf = Actor(Role.ARS, "11", "a.martin@ars.fr", "A. Martin", "11")
+    hub = EventHub("amqp://unused", "test")
+    told = hub.told(change, bretagne)
+    assert told is not None and "Demande de renfort de rennes-a" in told
+    assert hub.told(change, idf) is None  # not even that it happened
+    assert not change.concerns(Actor(Role.CENTRE_15, "regulateur"))
+    assert not change.concerns(Actor(Role.CENTRE, "rennes-a"))

@@ -107,7 +107,8 @@ async def _answer(
     envelope = await api.publish_at_door(
         payload, actor=ars_actor(region.code), correlation_id=request_id
     )
-    return {"event_id": envelope.id, "event_type": envelope.type}
+    # The centre as stored: the console's audit trail names it, not what a form said.
+    return {"event_id": envelope.id, "event_type": envelope.type, "centre_id": row.centre_id}
 
 
 @router.post(
