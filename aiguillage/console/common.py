@@ -39,6 +39,7 @@ from shared.labels import (
     PRIORITY_MEANINGS,
     REFERRAL_STATES,
     REFERRER_KINDS,
+    REINFORCEMENT_RAISED_AGAIN,
     by_code,
 )
 from shared.settings import Settings
@@ -211,6 +212,7 @@ def templates() -> Jinja2Templates:
         ALERT_LABELS=ALERT_LABELS,
         OUTCOME_LABELS=OUTCOME_LABELS,
         REFERRER_LABELS=REFERRER_LABELS,
+        RAISED_AGAIN=REINFORCEMENT_RAISED_AGAIN,
         ROLE_LABELS={r.value: label for r, label in ROLE_LABELS.items()},
     )
     return made
