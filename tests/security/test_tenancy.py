@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -163,6 +164,14 @@ CASES: list[Case] = [
     *_pair("intake GET /referrals", SAMU_35, LISTED, NOT_LISTED),
     *_pair("intake POST /referrals/{referral_id}/withdraw", SAMU_35, Seen(200), NOT_FOUND),
     *_pair("intake DELETE /referrals/{referral_id}", SAMU_35, Seen(200), NOT_FOUND),
+    # The FHIR door: the same rules as the JSON one (another's referral is none; a
+    # search for it is empty, as FHIR answers a search); a SAMU refers any patient.
+    Case("intake GET /fhir/metadata", SAMU_35, NONE, Seen(200)),
+    *_pair("intake POST /fhir", SAMU_35, Seen(200), Seen(200)),
+    *_pair("intake POST /fhir/ServiceRequest", SAMU_35, Seen(201), Seen(201)),
+    *_pair("intake GET /fhir/ServiceRequest/{referral_id}", SAMU_35, Seen(200), NOT_FOUND),
+    *_pair("intake GET /fhir/Appointment", SAMU_35, Seen(200), NOT_LISTED),
+    *_pair("intake POST /fhir/ServiceRequest/{referral_id}/$cancel", SAMU_35, Seen(200), NOT_FOUND),
     # regulation: the held queue, the trail, the decision.
     *_pair("regulation GET /held", SAMU_35, LISTED, NOT_LISTED),
     *_pair("regulation GET /referrals/{referral_id}/decisions", SAMU_35, Seen(200), NOT_FOUND),
@@ -412,7 +421,7 @@ async def _referrals(world: World) -> None:
             world.ids[f"held-{where}"] = await _submit(gp, _referral(insee, held=True))
     for samu, role in ((SAMU_35, "mine"), (SAMU_75, "theirs")):
         async with world.api(ServiceName.INTAKE, samu) as client:
-            for n in range(4):
+            for n in range(5):
                 body = _referral(INSEE[OWN])
                 body["referrer"] = {"kind": "centre_15", "identifier": samu}
                 world.ids[f"{role}-{n}"] = await _submit(client, body)
@@ -622,6 +631,85 @@ async def _withdraw_post(w: World, case: Case) -> Seen:
 @probe("intake DELETE /referrals/{referral_id}")
 async def _withdraw_delete(w: World, case: Case) -> Seen:
     return await _withdraw(w, case, "DELETE", "/referrals/{referral_id}", 2)
+
+
+FHIR_BUNDLE = Path(__file__).resolve().parents[2] / "docs/examples/fhir-transaction.json"
+FHIR_JSON = {"content-type": "application/fhir+json"}
+
+
+def _fhir_bundle(insee: str) -> Any:
+    """The docs' transaction Bundle, its patient living in ``insee``, a new referral."""
+    bundle = json.loads(FHIR_BUNDLE.read_text())
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            resource["address"][0]["extension"][0]["valueCode"] = insee
+            resource["address"][0].pop("city", None)
+        elif resource["resourceType"] == "ServiceRequest":
+            # Its own reference: the same one with another patient is a conflict (409).
+            resource["identifier"][0]["value"] = f"t-{uuid.uuid4().hex[:12]}"
+    return bundle
+
+
+@probe("intake GET /fhir/metadata")
+async def _fhir_metadata(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
+        response = await api.get("/fhir/metadata")
+    return Seen(response.status_code, _code(response))
+
+
+async def _fhir_submit(w: World, case: Case, path: str) -> Seen:
+    bundle = _fhir_bundle(INSEE[case.territory])
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
+        response = await api.post(path, content=json.dumps(bundle), headers=FHIR_JSON)
+    return Seen(response.status_code, _code(response))
+
+
+@probe("intake POST /fhir")
+async def _fhir_transaction(w: World, case: Case) -> Seen:
+    return await _fhir_submit(w, case, "/fhir")
+
+
+@probe("intake POST /fhir/ServiceRequest")
+async def _fhir_create(w: World, case: Case) -> Seen:
+    return await _fhir_submit(w, case, "/fhir/ServiceRequest")
+
+
+@probe("intake GET /fhir/ServiceRequest/{referral_id}")
+async def _fhir_read(w: World, case: Case) -> Seen:
+    referral_id = w.ids["mine-0" if case.territory == OWN else "theirs-0"]
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
+        response = await api.get(f"/fhir/ServiceRequest/{referral_id}")
+    if response.status_code == 200:
+        assert response.json()["id"] == referral_id
+    return Seen(response.status_code, _code(response))
+
+
+@probe("intake GET /fhir/Appointment")
+async def _fhir_search(w: World, case: Case) -> Seen:
+    referral_id = w.ids["mine-0" if case.territory == OWN else "theirs-0"]
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
+        response = await api.get("/fhir/Appointment", params={"based-on": referral_id})
+    if case.territory == OWN:  # its own: a searchset, booked or not yet
+        assert response.json()["type"] == "searchset"
+        return Seen(response.status_code, _code(response))
+    return Seen(response.status_code, listed=bool(response.json().get("entry")))
+
+
+@probe("intake POST /fhir/ServiceRequest/{referral_id}/$cancel")
+async def _fhir_cancel(w: World, case: Case) -> Seen:
+    referral_id = w.ids["mine-4" if case.territory == OWN else "theirs-4"]
+    reason = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "reason", "valueCode": "referral_error"}],
+    }
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
+        response = await api.post(
+            f"/fhir/ServiceRequest/{referral_id}/$cancel",
+            content=json.dumps(reason),
+            headers=FHIR_JSON,
+        )
+    return Seen(response.status_code, _code(response))
 
 
 @probe("regulation GET /held")
