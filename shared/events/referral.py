@@ -257,6 +257,10 @@ class PatientContact(EventPayload):
     # as well (one delivery per referral fewer). Optional so that a contact staged
     # before it was added still parses; the notifier then waits for no referrer.
     referrer: ReferrerRef | None = None
+    # A correction of the names only (Centre 15's RS-EDA-MAJ, intake's update): the
+    # notifier renames the contact it keeps and leaves its channels as they were.
+    # Optional, so that readers and contacts of before it still parse.
+    corrected: bool = False
 
     def routing_key(self) -> str:
         return "contact.notifier"

@@ -34,7 +34,7 @@ def samu_referral(samu: str, reference: str) -> ReferralSubmitted:
 
 async def test_a_samu_corrects_its_own_referral(settings: Settings, intake: ServiceRuntime) -> None:
     s = settings
-    keys = ("reply.#", "patient.relocated", "referral.received")
+    keys = ("reply.#", "patient.relocated", "referral.received", "contact.notifier")
     async with (
         Tap(s.broker_url, s.namespace, *keys) as tap,
         EventPublisher(s.broker_url, s.namespace, "lrm35", actor="samu-35") as samu35,
@@ -63,6 +63,7 @@ async def test_a_samu_corrects_its_own_referral(settings: Settings, intake: Serv
         )
         await samu35.publish(correction, correlation_id=referral_id)
         await tap.wait_for(lambda es: len(tap.of_type("patient.relocated")) == 1)
+        await tap.wait_for(lambda es: len(tap.of_type("patient.contact")) == 2)
 
     refusals = {
         (m.routing_key, e.data["error_code"])
@@ -82,6 +83,16 @@ async def test_a_samu_corrects_its_own_referral(settings: Settings, intake: Serv
         "departement": "35",
         "previous_commune_insee": "35238",
     }
+    # The notifier, which keeps the only other copy of the names, is told them: the names
+    # alone, marked a correction (its phone, e-mail and consent stay as they were).
+    first, renamed = tap.of_type("patient.contact")
+    assert first.data["corrected"] is False and first.data["phone"]
+    assert renamed.data["corrected"] is True
+    assert (renamed.data["first_name"], renamed.data["last_name"]) == (
+        "Éloïse-Marie",
+        "Dupont-Lajoie",
+    )
+    assert renamed.data["phone"] is None and renamed.data["referrer"] is None
     async with intake.database.transaction() as session:
         person = await referrals.identity(session, referral_id)
         row = await referrals.referral(session, referral_id)

@@ -22,7 +22,13 @@ from sqlalchemy import select
 from services.notifier.app import build
 from services.notifier.domain.sms import measure
 from services.notifier.handlers.channels import signature
-from services.notifier.store.tables import attempts, deferred_outcomes, notifications, referrers
+from services.notifier.store.tables import (
+    attempts,
+    contacts,
+    deferred_outcomes,
+    notifications,
+    referrers,
+)
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.domain.rules import Case, decide
 from shared.auth import Role, issue_token
@@ -969,3 +975,39 @@ async def test_a_booked_referral_withdrawn_is_told_once_with_its_appointment(
         "referrer.cancelled",
         "referrer.cancelled",
     ]
+
+
+async def test_a_corrected_name_renames_the_contact_and_keeps_its_channels(
+    settings: Settings, notifier: ServiceRuntime
+) -> None:
+    """Centre 15 corrects the patient's name (intake's patient.contact, ``corrected``):
+    the notifier's copy takes the new names, and keeps the phone, e-mail and consent
+    the correction does not carry."""
+    s = settings
+    referral_id = "ref-renamed"
+    gp = ReferrerRef(kind=ReferrerKind.GP, identifier="gp-9", reply_to="gp-9")
+    first = _contact(referral_id, "pat-renamed", gp)
+    renamed = PatientContact(
+        referral_id=referral_id,
+        patient_ref="pat-renamed",
+        first_name="Éloïse-Marie",
+        last_name="Dupont-Lajoie",
+        corrected=True,
+    )
+    async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
+        await pub.publish(first, correlation_id=referral_id)
+        await asyncio.sleep(0.5)  # the contacts queue's order: the first one first
+        await pub.publish(renamed, correlation_id=referral_id)
+
+    async def kept() -> bool:
+        rows = [r for r in await _rows(notifier, contacts) if r.referral_id == referral_id]
+        return bool(rows) and rows[0].first_name == "Éloïse-Marie"
+
+    await _until(kept)
+    [row] = [r for r in await _rows(notifier, contacts) if r.referral_id == referral_id]
+    assert (row.last_name, row.phone, row.email, row.sms_consent) == (
+        "Dupont-Lajoie",
+        first.phone,
+        "eloise@exemple.fr",
+        True,
+    )

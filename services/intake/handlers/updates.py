@@ -11,7 +11,7 @@ from services.intake.domain import senders
 from services.intake.domain.correction import Kept, correction
 from services.intake.store import referrals
 from shared.consumer import Delivery
-from shared.events import PatientRelocated, ReferralUpdated
+from shared.events import PatientContact, PatientRelocated, ReferralUpdated
 from shared.senders import ActorKind, Sender, SenderRefused
 from shared.settings import Settings
 from shared.territory import NATIONAL, Scope, Territories
@@ -52,6 +52,18 @@ class Updates:
         change = correction(kept, update, sender_scope(Territories.of(self.settings), sender))
         if change.identity is not None:
             await referrals.correct_identity(session, update.referral_id, *change.identity)
+            first_name, last_name = change.identity[0], change.identity[1]
+            # The notifier keeps the only other copy of the names (its notices say them).
+            await delivery.emit(
+                PatientContact(
+                    referral_id=update.referral_id,
+                    patient_ref=row.patient_ref,
+                    first_name=first_name,
+                    last_name=last_name,
+                    corrected=True,
+                ),
+                correlation_id=update.referral_id,
+            )
         if change.commune is not None:
             insee, departement = change.commune
             await referrals.relocate(session, update.referral_id, insee, departement)

@@ -12,6 +12,9 @@ from shared.events import PatientContact, ReferrerRef
 class ContactHandlers(Teller):
     async def on_contact(self, delivery: Delivery) -> None:
         contact = delivery.payload_as(PatientContact)
+        if contact.corrected:
+            await contacts.rename_contact(delivery.session, contact)
+            return
         await contacts.keep_contact(delivery.session, contact)
         if contact.referrer is not None:
             await self._learn_referrer(delivery, contact.referral_id, contact.referrer)

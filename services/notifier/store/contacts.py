@@ -3,7 +3,7 @@ the patient notices and for Centre 15 to call an escalated patient back."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.store.tables import contacts
@@ -13,6 +13,11 @@ _CONTACT_EXISTS = select(contacts.c.referral_id).where(
     contacts.c.referral_id == bindparam("referral_id")
 )
 _INSERT_CONTACT = insert(contacts)
+_RENAME_CONTACT = (
+    update(contacts)
+    .where(contacts.c.referral_id == bindparam("renamed_referral_id"))
+    .values(first_name=bindparam("new_first_name"), last_name=bindparam("new_last_name"))
+)
 _CALL_BACK = select(contacts.c.first_name, contacts.c.last_name, contacts.c.phone).where(
     contacts.c.referral_id == bindparam("referral_id")
 )
@@ -25,6 +30,18 @@ async def keep_contact(session: AsyncSession, contact: PatientContact) -> None:
         await session.execute(
             _INSERT_CONTACT, contact.model_dump(mode="json", exclude={"referrer"})
         )
+
+
+async def rename_contact(session: AsyncSession, contact: PatientContact) -> None:
+    """A corrected name (``contact.corrected``): the channels are left as they were."""
+    await session.execute(
+        _RENAME_CONTACT,
+        {
+            "renamed_referral_id": contact.referral_id,
+            "new_first_name": contact.first_name,
+            "new_last_name": contact.last_name,
+        },
+    )
 
 
 async def call_back(session: AsyncSession, referral_id: str) -> dict[str, str | None] | None:
