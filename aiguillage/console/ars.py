@@ -8,16 +8,14 @@ trail in the person's name, and an ARS person acts on their own region only.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from aiguillage.console.auth import Actor
@@ -35,6 +33,7 @@ from aiguillage.console.common import (
     page,
     record,
 )
+from aiguillage.console.export import csv_download
 from aiguillage.console.notice import DAYS, MONTHS
 from aiguillage.console.people import (
     ACTOR_ID,
@@ -167,22 +166,6 @@ EXPORT_COLUMNS = (
 )
 
 
-async def _csv_rows(rows: list[dict[str, Any]], day: str) -> AsyncIterator[bytes]:
-    # The BOM first: without it a French spreadsheet reads UTF-8 as Windows-1252.
-    yield "\ufeff".encode()
-    for values in [[label for label, _ in EXPORT_COLUMNS]] + [
-        [day if key == "date" else _cell(row.get(key)) for _, key in EXPORT_COLUMNS] for row in rows
-    ]:
-        line = io.StringIO()
-        csv.writer(line, delimiter=";", lineterminator="\r\n").writerow(values)
-        yield line.getvalue().encode()
-
-
-def _cell(value: Any) -> Any:
-    # A count of 0 is a figure, not a blank; a département without a name is blank.
-    return "" if value is None else value
-
-
 @router.get("/territoire/export.csv")
 async def export(request: Request, console: ConsoleDep, jour: str = "") -> Response:
     """The ARS's table of the day as CSV (``;``, UTF-8 with BOM), streamed: counts per
@@ -194,11 +177,11 @@ async def export(request: Request, console: ConsoleDep, jour: str = "") -> Respo
     except ServiceError as exc:
         return back("/territoire", str(exc), False)
     name = f"territoire-{actor.acts_for}-{day.isoformat()}.csv"
-    return StreamingResponse(
-        _csv_rows(history["departements"], day.isoformat()),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    rows = (
+        [day.isoformat() if key == "date" else row.get(key) for _, key in EXPORT_COLUMNS]
+        for row in history["departements"]
     )
+    return csv_download(name, [label for label, _ in EXPORT_COLUMNS], rows)
 
 
 @router.get("/territoire/fragment")

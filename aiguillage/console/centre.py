@@ -4,7 +4,7 @@ reinforcement to the ARS, all through the notifier's API (the centres' door)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
@@ -20,12 +20,20 @@ from aiguillage.console.common import (
     ConsoleDep,
     ServiceError,
     actor_of,
+    back,
     form_of,
     page,
     record,
 )
+from aiguillage.console.export import csv_download
 from shared.auth import Role
-from shared.labels import CENTRE_CANCEL_REASONS, CONSULTATION_OUTCOMES
+from shared.events import Priority, ReferrerKind
+from shared.labels import (
+    CENTRE_CANCEL_REASONS,
+    CONSULTATION_OUTCOMES,
+    appointment_status,
+    label,
+)
 
 router = APIRouter()
 
@@ -91,6 +99,51 @@ async def _reinforcements(console: Console, actor: Actor) -> list[dict[str, Any]
     except ServiceError:
         return []
     return list(found["reinforcements"])
+
+
+# A centre's day as a spreadsheet: its own patients (whom it receives, names included),
+# in French words; codes a machine would read stay out of a page a person prints.
+DAY_COLUMNS = (
+    "Date",
+    "Début",
+    "Fin",
+    "Box",
+    "Patient",
+    "Priorité",
+    "Test à prescrire",
+    "Adressé par",
+    "État",
+)
+
+
+def _day_rows(context: dict[str, Any]) -> Iterator[list[Any]]:
+    for appointment in context["appointments"]:
+        start = datetime.fromisoformat(appointment["start"]).astimezone(PARIS)
+        end = datetime.fromisoformat(appointment["end"]).astimezone(PARIS)
+        kind = appointment.get("referrer_kind")
+        yield [
+            start.date().isoformat(),
+            start.strftime("%H:%M"),
+            end.strftime("%H:%M"),
+            appointment["box"],
+            appointment.get("patient_name"),
+            label(Priority(appointment["priority"])),
+            "oui" if appointment.get("test_eligible") else "non",
+            label(ReferrerKind(kind)) if kind else None,
+            appointment_status(appointment["status"]),
+        ]
+
+
+@router.get("/centre/export.csv")
+async def centre_export(request: Request, console: ConsoleDep, jour: str | None = None) -> Response:
+    """The centre's day as CSV (``;``, UTF-8 with BOM), streamed: its own patients only,
+    as its page lists them."""
+    actor = await actor_of(request, Role.CENTRE)
+    context = await centre_context(console, actor, jour)
+    if "service_error" in context:
+        return back("/centre", context["service_error"], False)
+    name = f"centre-{actor.subject}-{context['day']}.csv"
+    return csv_download(name, DAY_COLUMNS, _day_rows(context))
 
 
 @router.get("/centre/fragment")

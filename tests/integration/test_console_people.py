@@ -404,3 +404,53 @@ async def test_a_body_over_the_bound_is_refused_before_it_is_read(console: Conso
 
 def console_limit() -> int:
     return Settings().max_body_bytes
+
+
+async def test_a_centre_exports_its_day_as_a_french_spreadsheet(
+    console: Console, store: AccountStore
+) -> None:
+    """Its own day's patients, as the notifier lists them to it: ``;`` between cells,
+    UTF-8 announced by a BOM (the accents intact in a French spreadsheet), French words,
+    Paris times; asked for its own centre only (the notifier's route is its own)."""
+    day = {
+        "centre_id": "rennes-a",
+        "centre": {"name": "Centre Covid Rennes", "address": None, "commune_insee": "35238"},
+        "day": "2020-03-30",
+        "appointments": [
+            {
+                "appointment_id": "a-1",
+                "referral_id": "r-1",
+                "patient_ref": "p-1",
+                "patient_name": "Éloïse Dupont-Lajoie",
+                "start": "2020-03-30T07:00:00+00:00",
+                "end": "2020-03-30T07:20:00+00:00",
+                "box": 2,
+                "priority": "urgent",
+                "status": "booked",
+                "test_eligible": True,
+                "referrer_kind": "gp",
+                "outcome_at": None,
+                "correctable_until": None,
+            }
+        ],
+    }
+    TERRITORY["/centres/rennes-a/appointments"] = day
+    try:
+        await store.add("c.durand@chu-rennes.fr", "C. Durand", Role.CENTRE, "rennes-a", PASSWORD)
+        async with console.client() as client:
+            assert (await log_in(client, "c.durand@chu-rennes.fr", PASSWORD)).status_code == 303
+            response = await client.get("/centre/export.csv", params={"jour": "2020-03-30"})
+    finally:
+        del TERRITORY["/centres/rennes-a/appointments"]
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert 'filename="centre-rennes-a-2020-03-30.csv"' in response.headers["content-disposition"]
+    assert response.content.startswith("\ufeff".encode())
+    lines = response.content.decode("utf-8-sig").split("\r\n")
+    assert lines[0] == "Date;Début;Fin;Box;Patient;Priorité;Test à prescrire;Adressé par;État"
+    [row] = [line for line in lines[1:] if line]
+    cells = row.split(";")
+    # 07:00 UTC is 09:00 in Paris (summer time from 29 March 2020).
+    assert cells[:5] == ["2020-03-30", "09:00", "09:20", "2", "Éloïse Dupont-Lajoie"]
+    assert cells[6] == "oui" and cells[5] and cells[7] and cells[8]
+    assert not any(code in cells for code in ("urgent", "gp", "booked"))
