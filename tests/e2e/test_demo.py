@@ -74,6 +74,10 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_leaves_no_process_behind(broker_url: str, tmp_path: Path) -> None:
     # Its output to a file, not a pipe nobody reads while it runs: a full pipe would hold
     # the demo on a write, and what it said is there to read when the test fails.
@@ -88,6 +92,10 @@ def test_ctrl_c_leaves_no_process_behind(broker_url: str, tmp_path: Path) -> Non
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal's foreground job
+            # Ctrl-C as a terminal delivers it: a shell starts a background job, and so
+            # this test when the suite itself runs in the background, with SIGINT
+            # ignored, and a process inherits that (the demo then never heard it).
+            preexec_fn=_default_sigint,
         )
     try:
         deadline = time.monotonic() + 60

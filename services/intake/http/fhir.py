@@ -357,7 +357,9 @@ def _reason(raw: bytes) -> WithdrawalReason | Response:
     body = _read_json(raw)
     given = None
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
-        for parameter in body.get("parameter") or []:
+        parameters = body.get("parameter")
+        # Whatever a client sends: a "parameter" that is no list names no reason.
+        for parameter in parameters if isinstance(parameters, list) else []:
             if isinstance(parameter, dict) and parameter.get("name") == "reason":
                 given = parameter.get("valueCode")
     try:

@@ -38,7 +38,12 @@ ANSWER: dict[int | str, dict[str, Any]] = {
     },
 }
 
-Count = Annotated[int, Field(ge=0), JSON_INTEGER]
+# The bounds before the validator, each in one Field: nested (an alias bounded again),
+# the schema said "le" where JSON Schema says "maximum", and a client reading it sent
+# what is refused.
+Boxes = Annotated[int, Field(ge=0, le=200), JSON_INTEGER]
+Staff = Annotated[int, Field(ge=0, le=100), JSON_INTEGER]
+Hours = Annotated[int, Field(ge=0, le=10_000), JSON_INTEGER]
 
 
 class Acknowledgement(BaseModel):
@@ -46,9 +51,9 @@ class Acknowledgement(BaseModel):
 
 
 class Grant(BaseModel):
-    boxes: Annotated[Count, Field(le=200)] = 0
-    staff: Annotated[Count, Field(le=100)] = 0
-    hours: Annotated[Count, Field(le=10_000)] = 0
+    boxes: Boxes = 0
+    staff: Staff = 0
+    hours: Hours = 0
     note: str = Field("", max_length=500)
 
 
