@@ -7,7 +7,7 @@ server in UTC and a browser anywhere read the same 16h40, and know which clock i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -30,3 +30,12 @@ def paris_fr(value: datetime, fmt: str = "%d/%m/%Y à %Hh%M") -> str:
 def paris_zone(value: datetime, fmt: str = "%d/%m %H:%M") -> str:
     """``24/03 16:40 Europe/Paris``, for the commands' lines."""
     return f"{in_paris(value).strftime(fmt)} {LABEL_ZONE}"
+
+
+def paris_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """A day in France as a UTC interval [start, end): what stored times (UTC) are
+    compared with, on SQLite as text as on PostgreSQL. 23 or 25 hours long on the days
+    the clocks change."""
+    start = datetime.combine(day, time(0), PARIS).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), PARIS).astimezone(UTC)
+    return start, end

@@ -46,7 +46,7 @@ class Probe:
         self.calls += 1
         contact = delivery.payload_as(PatientContact)
         # The referrer it now carries goes to the notifier's referrers table, not here.
-        row = contact.model_dump(exclude={"referrer"})
+        row = contact.model_dump(exclude={"referrer", "corrected"})
         await delivery.session.execute(contacts.insert().values(**row))
         await delivery.emit(
             NotificationSent(

@@ -51,7 +51,7 @@ class Probe:
     async def __call__(self, delivery: Delivery) -> None:
         payload = delivery.payload_as(PatientContact)
         self.calls[payload.referral_id] = self.calls.get(payload.referral_id, 0) + 1
-        row = payload.model_dump(exclude={"referrer"})
+        row = payload.model_dump(exclude={"referrer", "corrected"})
         await delivery.session.execute(contacts.insert().values(**row))
         await delivery.emit(
             NotificationSent(

@@ -12,7 +12,7 @@ state, read per request by ``Depends``.
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -50,6 +50,7 @@ from shared.outcomes import (
     refuse_correction,
     refuse_record,
 )
+from shared.paris import paris_day_bounds
 from shared.settings import ServiceName
 
 # Sends an actor's request on the ingress, in its name (ServiceRuntime.publish_at_door).
@@ -188,8 +189,10 @@ async def day_list(
 ) -> dict[str, Any]:
     own_centre(caller, centre_id)
     local_day = day or datetime.now(PARIS).date()
-    start = datetime.combine(local_day, time(0), PARIS)
-    end = start + timedelta(days=1)
+    # The day's bounds in UTC, as the appointments are kept: a Paris time compared as
+    # it is on SQLite (text) missed the appointments of 23:00-24:00 UTC (the day after
+    # in Paris); and a day is not 24 hours when the clocks change.
+    start, end = paris_day_bounds(local_day)
     async with api.database.transaction() as session:
         rows = await centres.day_appointments(session, centre_id, start, end)
         described = await centres.centre_description(session, centre_id)

@@ -13,6 +13,7 @@ _CONTACT_EXISTS = select(contacts.c.referral_id).where(
     contacts.c.referral_id == bindparam("referral_id")
 )
 _INSERT_CONTACT = insert(contacts)
+_KEPT = tuple(contacts.c.keys())
 _RENAME_CONTACT = (
     update(contacts)
     .where(contacts.c.referral_id == bindparam("renamed_referral_id"))
@@ -27,9 +28,10 @@ async def keep_contact(session: AsyncSession, contact: PatientContact) -> None:
     """The patient's contact, once: a repeated one is the same patient's."""
     exists = await session.scalar(_CONTACT_EXISTS, {"referral_id": contact.referral_id})
     if exists is None:
-        await session.execute(
-            _INSERT_CONTACT, contact.model_dump(mode="json", exclude={"referrer"})
-        )
+        # The table's own columns, named: a field the event gains later (``corrected``
+        # says how to apply it, ``referrer`` whom to tell) is not a column to write.
+        dumped = contact.model_dump(mode="json")
+        await session.execute(_INSERT_CONTACT, {name: dumped[name] for name in _KEPT})
 
 
 async def rename_contact(session: AsyncSession, contact: PatientContact) -> None:

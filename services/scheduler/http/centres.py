@@ -6,7 +6,7 @@ notifier's day list names the patient)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,7 @@ from services.scheduler.http.state import ApiDep, Caller
 from shared.auth import Role, forbid
 from shared.db import as_utc
 from shared.openapi import AUTHENTICATED, CentreId
+from shared.paris import paris_day_bounds
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -55,9 +56,9 @@ async def day_regulations(
     if not caller.may_act_as(Role.CENTRE, centre_id):
         raise forbid("a centre reads the decisions behind its own patients only")
     local_day = day or datetime.now(PARIS).date()
-    start = datetime.combine(local_day, time(0), PARIS)
+    start, end = paris_day_bounds(local_day)
     async with api.database.transaction() as session:
-        rows = await store.day_regulations(session, centre_id, start, start + timedelta(days=1))
+        rows = await store.day_regulations(session, centre_id, start, end)
     return {
         "centre_id": centre_id,
         "day": local_day.isoformat(),

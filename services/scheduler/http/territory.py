@@ -5,7 +5,7 @@ reinforcement. Every route is held to the caller's region (shared.regions)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,7 @@ from shared.events.base import JSON_INTEGER, IsoDate
 from shared.geo import departement
 from shared.geo import departement as departement_of
 from shared.openapi import AUTHENTICATED, BODY, CentreId, TerritoryRefusal, not_found
+from shared.paris import paris_day_bounds
 from shared.regions import Region, ars_actor, ars_region, judge_centre_decision
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -42,8 +43,7 @@ def _days() -> list[tuple[str, datetime, datetime]]:
     today = datetime.now(PARIS).date()
     out = []
     for label, offset in (("today", 0), ("tomorrow", 1)):
-        start = datetime.combine(today + timedelta(days=offset), time(0), PARIS)
-        out.append((label, start, start + timedelta(days=1)))
+        out.append((label, *paris_day_bounds(today + timedelta(days=offset))))
     return out
 
 
@@ -266,8 +266,7 @@ async def one_day(
         )
     # The day of Paris, from midnight to midnight (23 or 25 hours when the clocks change).
     # In UTC, as every time is stored (SQLite keeps the wall time it is given).
-    start = datetime.combine(day, time(0), PARIS).astimezone(UTC)
-    end = datetime.combine(day + timedelta(days=1), time(0), PARIS).astimezone(UTC)
+    start, end = paris_day_bounds(day)
     async with api.database.transaction() as session:
         figures = await history.day_figures(session, start, end)
     codes = sorted(region.departements) if departement is None else [departement]
