@@ -150,13 +150,15 @@ async def test_the_ars_activates_a_centre_and_sees_it_appear(
         form.find_element(By.NAME, "centre_id").send_keys("paris-13-navigateur")
         form.find_element(By.NAME, "boxes").send_keys("5")
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        # Its row is replaced as the page reads the change: absent for a moment, which
+        # is no answer yet (not an error).
         wait_until(
             browser,
-            lambda d: (
-                d.find_elements(
+            lambda d: any(
+                cell.text.strip() == "5"
+                for cell in d.find_elements(
                     By.CSS_SELECTOR, '#centres tr[data-centre="paris-13-navigateur"] td.n'
-                )[0].text.strip()
-                == "5"
+                )[:1]
             ),
         )
 
