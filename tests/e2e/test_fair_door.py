@@ -45,7 +45,10 @@ from shared.settings import Settings
 from shared.topology import declare_topology, events_exchange
 from tests.helpers import referral
 
-pytestmark = pytest.mark.e2e
+# Alone: B's acknowledgement under A's flood is compared with B's alone, and another
+# test on the same two cores would be part of what is measured (a clean-clone run saw
+# p99 0.156 s against a bound of 0.140 s with the other worker busy).
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 FLOOD, FLOOD_PER_SECOND = 3000, 150
 SAMPLES, EVERY = 100, 0.12  # B's submissions in each phase, one every 0.12 s
