@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-from unittest.mock import AsyncMock
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -44,10 +43,15 @@ async def database(request: Any, postgres: Any, tmp_path: Path) -> AsyncIterator
         await db.dispose()
 
 
+async def _publishes_nothing(*args: object, **kwargs: object) -> NoReturn:
+    # A read: the route publishes nothing at the door (and this test has no broker).
+    raise AssertionError("a read published at the door")
+
+
 def _client(database: Database) -> httpx.AsyncClient:
     app = FastAPI()
     app.state.scheduler = SchedulerApi(
-        database, AsyncMock(), authenticator(KEYS, ServiceName.SCHEDULER)
+        database, _publishes_nothing, authenticator(KEYS, ServiceName.SCHEDULER)
     )
     app.include_router(router)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
