@@ -152,6 +152,7 @@ RECIPIENT_KINDS: Mapping[RecipientKind, str] = {
     RecipientKind.REFERRER: "médecin adresseur",
     RecipientKind.PATIENT: "patient",
     RecipientKind.CENTRE_15: "Centre 15",
+    RecipientKind.ONCALL: "astreinte de l'ARS",
 }
 CHANNELS: Mapping[Channel, str] = {
     Channel.BROKER: "message AMQP",

@@ -16,6 +16,7 @@ class RecipientKind(StrEnum):
     REFERRER = "referrer"
     PATIENT = "patient"
     CENTRE_15 = "centre_15"
+    ONCALL = "oncall"  # the ARS's on-call of a département (its alerts)
 
 
 class Channel(StrEnum):
