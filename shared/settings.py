@@ -35,7 +35,14 @@ class Environment(StrEnum):
 
 # The settings that are secrets: a service or the console in production refuses to start
 # when one is missing, a known default or short. `aiguillage secrets generate` writes them.
-SECRET_SETTINGS = ("auth_secret", "webhook_secret", "pseudonym_secret", "patient_link_key")
+SECRET_SETTINGS = (
+    "auth_secret",
+    "webhook_secret",
+    "pseudonym_secret",
+    "patient_link_key",
+    "identity_kek",
+    "identity_lookup_key",
+)
 # Secrets that may hold several values (older token keys still accepted): each is checked.
 SECRET_LIST_SETTINGS = ("auth_keys",)
 # 32 bytes (as UTF-8): what secrets.token_urlsafe(24) and more give; below it a key is
@@ -49,6 +56,8 @@ KNOWN_DEFAULT_SECRETS = frozenset(
         "change-me-too",
         "change-me-webhooks",
         "change-me-patient-links",
+        "change-me-identity-kek",
+        "change-me-identity-lookup",
         "change-me-in-production",
         "changeme",
         "secret",
@@ -258,6 +267,24 @@ class Settings(BaseSettings):
         "pseudonymous reference carried downstream.",
     )
 
+    # Identity at rest (shared/sealing.py, issue 34): the KEK wraps intake's data keys,
+    # the lookup key hashes the values looked up by equality (the NIR).
+    identity_kek: str = Field(
+        "change-me-identity-kek",
+        description="Key-encryption key of the patients' identities at rest: it wraps "
+        "intake's data keys (AES-256-GCM). AIGUILLAGE_IDENTITY_KEK_FILE takes precedence.",
+    )
+    identity_kek_file: Path | None = Field(
+        None,
+        description="A file holding the key-encryption key (a mounted secret), instead of "
+        "AIGUILLAGE_IDENTITY_KEK.",
+    )
+    identity_lookup_key: str = Field(
+        "change-me-identity-lookup",
+        description="Key of the HMAC-SHA256 that intake compares for equality lookups on "
+        "an identity (the NIR), instead of the plain value.",
+    )
+
     auth_secret: str = Field(
         "change-me-too",
         description="Key of the HMAC in the per-actor bearer tokens of the HTTP APIs "
@@ -319,6 +346,45 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(5, ge=1, description="Tries of a notification.")
     notify_backoff_seconds: float = Field(
         1.0, ge=0, description="First wait before a failed notification is tried again; doubles."
+    )
+    # Retention (issue 34, shared/retention.py): how long past the referral's final
+    # state each category is kept; the pseudonymous record (state, times, centre,
+    # priority) stays for the ARS's figures.
+    retention_identity_days: int = Field(
+        92,
+        ge=1,
+        description="Identity and contact (name, NIR, birth date, phone, e-mail, address): "
+        "days kept after the referral's final state (3 months).",
+    )
+    retention_clinical_days: int = Field(
+        92,
+        ge=1,
+        description="Clinical details (symptoms, signs, risk factors, a decision's reasons "
+        "and comment): days kept after the referral's final state (3 months).",
+    )
+    retention_messaging_days: int = Field(
+        7,
+        ge=1,
+        description="Outbox rows once published and inbox rows once processed: days kept "
+        "(the deduplication window: a duplicate comes back within it).",
+    )
+    retention_dead_letter_days: int = Field(
+        30,
+        ge=1,
+        description="Dead letters: days kept (a message TTL policy on the dead-letter "
+        "queues, docs/operations/settings.md).",
+    )
+    purge_batch: int = Field(
+        200, ge=1, description="Rows a purge deletes per transaction (`aiguillage purge`)."
+    )
+    purge_pause_ms: float = Field(
+        50.0, ge=0, description="A purge's pause between two batches, so that others go first."
+    )
+    purge_interval_minutes: float = Field(
+        360.0,
+        ge=0,
+        description="How often each service purges what is past its retention (0: never; "
+        "then `aiguillage purge` or a CronJob does).",
     )
 
     travel_weight: float = Field(
@@ -513,6 +579,8 @@ class Settings(BaseSettings):
         problems: dict[str, str] = {}
         for field in SECRET_SETTINGS:
             value: str = getattr(self, field)
+            if field == "identity_kek" and self.identity_kek_file is not None:
+                continue  # read from its file (shared/sealing.py)
             if field not in self.model_fields_set:
                 problems[env_name(field)] = "is not set (its public development default)"
             elif (why := _weakness(value)) is not None:
