@@ -91,3 +91,28 @@ def drop_outbox_notify() -> None:
         return
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute("DROP FUNCTION IF EXISTS aiguillage_outbox_notify()")
+
+
+def create_purge_table() -> None:
+    """The record of each purge: what it purged, counts per category (shared.retention)."""
+    op.create_table(
+        "purges",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("trigger", sa.String(16), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("clock", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("counts", sa.JSON, nullable=False),
+        sa.Column("complete", sa.Boolean, nullable=False),
+    )
+
+
+def add_outbox_traceparent() -> None:
+    """The outbox keeps the trace context of the span that staged each row."""
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("traceparent", sa.String(55), nullable=True))
+
+
+def drop_outbox_traceparent() -> None:
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("traceparent")

@@ -35,6 +35,8 @@ referrals = Table(
     Column("source_message_id", String(64), nullable=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # When its clinical details were purged past their retention (issue 34).
+    Column("clinical_purged_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("referrer_kind", "referrer_id", "reference", name="uq_referrals_reference"),
 )
 

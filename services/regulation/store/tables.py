@@ -30,6 +30,8 @@ cases = Table(
     Column("clinical", JSON, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("current_decision_id", String(36), nullable=True),
+    # When its clinical details were purged past their retention (issue 34).
+    Column("clinical_purged_at", DateTime(timezone=True), nullable=True),
 )
 
 # Append-only: a new decision supersedes the previous one, nothing is overwritten.
