@@ -37,6 +37,9 @@ outbox = Table(
     # A row the broker refused (or this service may not publish) is set aside, so that
     # it never blocks the rows behind it; an operator looks at it.
     Column("set_aside_at", DateTime(timezone=True), nullable=True),
+    # The W3C traceparent of the span that staged it (shared.tracing; null when off): the
+    # relay puts it back in the message's headers.
+    Column("traceparent", String(55), nullable=True),
 )
 Index("ix_outbox_pending", outbox.c.published_at, outbox.c.seq)
 # The PostgreSQL channel on which a commit that staged outbox rows wakes every relay.
