@@ -95,6 +95,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
             mandatory=False,
         )
 
+    oncall = _oncall_contacts(settings)
+    to_oncall = oncall_channels(settings)
     dispatcher = Dispatcher(
         runtime.database,
         runtime.relay,
@@ -109,12 +111,14 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         backoff_seconds=settings.notify_backoff_seconds,
         poll_seconds=min(settings.outbox_poll_seconds, 0.5),
         contact_messages_per_day=settings.contact_messages_per_day,
+        oncall=oncall,
+        oncall_channels={c.name: c for c in to_oncall},
     )
     handlers = NotifierHandlers(
         channels, provision_centre, patient_link_for(settings), Territories.of(settings)
     )
-    handlers.oncall_contacts = _oncall_contacts(settings)
-    handlers.oncall_channels = oncall_channels(settings)
+    handlers.oncall_contacts = oncall
+    handlers.oncall_channels = to_oncall
     runtime.route(handlers, ROUTES)
     runtime.on_startup(dispatcher.start)
     runtime.on_shutdown(dispatcher.stop)

@@ -57,6 +57,16 @@ def tell_beginning(last_told: datetime | None, now: datetime) -> bool:
     return last_told is None or now - last_told >= QUIET
 
 
+def recipient(departement: str, index: int) -> str:
+    """Who a notification goes to, as its row and its event name them: the
+    département's on-call by rank in the settings, never their address."""
+    return f"astreinte-{departement}-{index}"
+
+
+def template(alert: CapacityAlert) -> str:
+    return f"oncall.{alert.kind.value}.{'ended' if alert.cleared else 'began'}"
+
+
 def words(alert: CapacityAlert) -> tuple[str, str]:
     """The subject and the text (short enough for an SMS) of an alert or its end."""
     known = departement_of(alert.departement)

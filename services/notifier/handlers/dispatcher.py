@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.domain import sms
+from services.notifier.domain.oncall import OnCallContacts
 from services.notifier.handlers.channels import (
     Contact,
     PatientChannel,
@@ -73,6 +74,8 @@ class Dispatcher:
         poll_seconds: float = 0.5,
         concurrency: int = 16,
         contact_messages_per_day: int = 5,
+        oncall: OnCallContacts | None = None,
+        oncall_channels: Mapping[str, PatientChannel] | None = None,
     ) -> None:
         self.database = database
         self.relay = relay
@@ -83,6 +86,10 @@ class Dispatcher:
         self.backoff = backoff_seconds
         self.poll = poll_seconds
         self.contact_messages_per_day = contact_messages_per_day
+        # The ARS's on-call, by département, and the channels that reach them (e-mail,
+        # SMS): read when a notification to them is sent, never stored with it.
+        self.oncall: OnCallContacts = oncall or {}
+        self.oncall_channels: Mapping[str, PatientChannel] = oncall_channels or {}
         self.concurrency = concurrency
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
@@ -185,6 +192,9 @@ class Dispatcher:
         if row.channel == Channel.WEBHOOK.value:
             await self.webhook.send(row.target["url"], row.id, row.target["payload"])
             return
+        if "oncall" in row.target:
+            await self._deliver_oncall(row)
+            return
         channel = self.channels.get(row.channel)
         if channel is None:
             raise PermanentFailure(f"no {row.channel} channel configured")
@@ -218,6 +228,23 @@ class Dispatcher:
             if key is not None:
                 await self._give_back_quota(key)  # not sent: it does not count
             raise
+
+    async def _deliver_oncall(self, row: Any) -> None:
+        """To the ARS's on-call of a département, by their rank in the settings: no
+        patient's quota nor referrer's rule applies (at most one an hour is the
+        handler's)."""
+        channel = self.oncall_channels.get(row.channel)
+        if channel is None:
+            raise PermanentFailure(f"no {row.channel} channel configured for the on-call")
+        people = self.oncall.get(row.target["oncall"], ())
+        index = int(row.target.get("index", 0))
+        if index >= len(people):
+            raise Refused("oncall_unknown", "no such on-call contact in the settings now")
+        person = people[index]
+        contact = Contact("", "", person.phone, person.email, sms_consent=True)
+        if not channel.reaches(contact):
+            raise Refused("not_reachable", f"the on-call contact has no {row.channel} address")
+        await channel.send(contact, PatientMessage(row.id, row.subject, row.body))
 
     def _today(self) -> Any:
         # The patient's day is a day in France.

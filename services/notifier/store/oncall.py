@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.store.tables import oncall_notices as t
+from shared.db import as_utc
 
 _ROW = select(t.c.open).where(
     t.c.departement == bindparam("dep"), t.c.kind == bindparam("alert_kind")
@@ -41,7 +42,7 @@ _CLOSE = (
 async def last_told(session: AsyncSession, departement: str) -> datetime | None:
     """When the département's on-call was last told an alert began (any cause)."""
     value = (await session.execute(_LAST_TOLD, {"dep": departement})).scalar()
-    return value if isinstance(value, datetime) else None
+    return as_utc(value) if isinstance(value, datetime) else None
 
 
 async def open_alert(session: AsyncSession, departement: str, kind: str) -> None:
