@@ -18,6 +18,7 @@ from shared.auth import Role, issue_token
 from shared.events import ReferralSubmitted, new_id
 from shared.logging import configure_logging
 from shared.memory import tune_allocator
+from shared.release import VERSION
 from shared.settings import ServiceName, get_settings
 
 # KnownErrors: a broker refusing, a broker away, a topology not provisioned, Chromium
@@ -35,6 +36,24 @@ class Scenario(StrEnum):
 
     IDF_2020_03 = "idf-2020-03"
     RENNES = "rennes"
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"aiguillage {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Say this release and stop."
+        ),
+    ] = False,
+) -> None:
+    """Aiguillage: routes Covid-19 patients to consultation centres."""
 
 
 # Each area's commands live in their own module under aiguillage/commands.

@@ -289,10 +289,16 @@ def add_health_routes(
     app: FastAPI,
     checks: dict[str, Check],
     details: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    *,
+    version: str | None = None,
 ) -> None:
-    @app.get("/health", tags=["operations"], summary="The process is up")
+    """``/health`` (the process is up) and ``/ready`` (every check passes: 503 if one
+    fails); both name the release (``version``) when given."""
+    release = {} if version is None else {"version": version}
+
+    @app.get("/health", tags=["operations"], summary="The process is up, and its release")
     async def health() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "ok", **release}
 
     @app.get(
         "/ready",
@@ -309,7 +315,7 @@ def add_health_routes(
             except Exception:
                 results[name] = False
         status = 200 if all(results.values()) else 503
-        body: dict[str, Any] = {"ready": status == 200, "checks": results}
+        body: dict[str, Any] = {"ready": status == 200, "checks": results, **release}
         if details is not None:
             try:
                 body["details"] = await asyncio.wait_for(details(), timeout=5)

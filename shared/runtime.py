@@ -41,6 +41,7 @@ from shared.http import (
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.provisioning import service_account
+from shared.release import VERSION
 from shared.publisher import ConfirmedChannel
 from shared.routing import Route, check_routes, dispatcher, subscriptions
 from shared.senders import ACTOR_HEADER, SenderPolicy
@@ -138,8 +139,11 @@ class ServiceRuntime:
                 "consumers": self._consumers_ready,
             },
             self._ready_details,
+            version=VERSION,
         )
         self.http: HttpServer | None = None
+        # Set on SIGTERM: /ready answers 503 from then on (a load balancer stops sending).
+        self.draining = False
         self._exchange = events_exchange_ref(self.settings.namespace)
         # Publishes go on a channel of their own, in this service's user's name: a
         # refusal closes that channel only, and it opens again for the next event.
@@ -327,6 +331,8 @@ class ServiceRuntime:
         return True
 
     async def _consumers_ready(self) -> bool:
+        if self.draining:
+            return False
         return all(subscriber.running for subscriber in self.broker.subscribers)
 
     async def started(self) -> None:
@@ -343,10 +349,14 @@ class ServiceRuntime:
         log.info("service started", namespace=self.settings.namespace)
 
     async def stopping(self) -> None:
-        # Stop taking deliveries and let those in hand finish, then relay what they
-        # committed while the connection is still open.
-        for subscriber in self.broker.subscribers:
-            await subscriber.stop()
+        # The hand-over (SIGTERM): not ready from now on; every consumer stops taking
+        # deliveries at once (each stop marks its subscriber stopped before it waits),
+        # and those in hand finish and are acknowledged, for up to the broker's graceful
+        # timeout; then relay what they committed while the connection is still open.
+        # What the broker sent but no handler took yet goes back to the queue unacked.
+        self.draining = True
+        log.info("service stopping: finishing the deliveries in hand")
+        await asyncio.gather(*(subscriber.stop() for subscriber in self.broker.subscribers))
         for hook in self._shutdown:
             await hook()
         await self.relay.stop()
