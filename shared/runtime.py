@@ -41,8 +41,8 @@ from shared.http import (
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.provisioning import service_account
-from shared.release import VERSION
 from shared.publisher import ConfirmedChannel
+from shared.release import VERSION
 from shared.routing import Route, check_routes, dispatcher, subscriptions
 from shared.senders import ACTOR_HEADER, SenderPolicy
 from shared.settings import ServiceName, Settings
