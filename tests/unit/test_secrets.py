@@ -130,6 +130,8 @@ def test_each_kind_of_unsafe_secret_is_named() -> None:
         "AIGUILLAGE_WEBHOOK_SECRET": "is a known default",
         "AIGUILLAGE_PSEUDONYM_SECRET": f"is shorter than {MIN_SECRET_LENGTH} bytes",
         "AIGUILLAGE_PATIENT_LINK_KEY": "is a known default",
+        "AIGUILLAGE_IDENTITY_KEK": "is not set (its public development default)",
+        "AIGUILLAGE_IDENTITY_LOOKUP_KEY": "is not set (its public development default)",
     }
     with pytest.raises(UnsafeSecrets) as raised:
         settings.check_secrets("scheduler")
