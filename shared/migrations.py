@@ -6,12 +6,17 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
+import structlog
 from alembic import command, context
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
 from shared.db import Database
+
+log = structlog.get_logger(__name__)
 
 
 def _config(script_location: str, connection: Connection) -> Config:
@@ -29,10 +34,25 @@ async def upgrade(database: Database, script_location: str, revision: str = "hea
             # Replicas of one service share a database: one migrates, the others wait.
             key = zlib.crc32(script_location.encode())
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-        command.upgrade(_config(script_location, connection), revision)
+        config = _config(script_location, connection)
+        ahead = _unknown_revisions(config, connection)
+        if ahead:
+            # A later release migrated this database (a rolling update, this replica
+            # the old one): its migrations only add to what this code reads (expand,
+            # then contract a release later), so this code runs on it as it is.
+            log.warning("database migrated by a later release", revisions=sorted(ahead))
+            return
+        command.upgrade(config, revision)
 
     async with database.engine.begin() as connection:
         await connection.run_sync(run)
+
+
+def _unknown_revisions(config: Config, connection: Connection) -> set[str]:
+    """The database's current revisions that this code's scripts do not know."""
+    current = MigrationContext.configure(connection).get_current_heads()
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    return set(current) - known
 
 
 def run_env(target_metadata: MetaData | Sequence[MetaData]) -> None:
