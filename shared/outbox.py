@@ -23,6 +23,7 @@ from shared.db import Database
 from shared.events import Envelope, EventPayload, utcnow
 from shared.messaging_tables import OUTBOX_CHANNEL, outbox
 from shared.publisher import PublishRefused
+from shared.release import versioned_source
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +87,8 @@ def outbox_row(
     (group commit stages a whole batch's events in one statement)."""
     envelope = Envelope.wrap(
         payload,
-        source=source,
+        # A service names its release in what it publishes (scheduler@0.3.0).
+        source=versioned_source(source),
         correlation_id=correlation_id,
         causation_id=causation_id,
         event_id=event_id,
