@@ -13,6 +13,7 @@ from aiguillage.demo import wait_for_consumers, wait_for_drain
 from aiguillage.processes import ServiceProcesses
 from shared.events import CentreCancelReason, ConsultationCancelled, Envelope
 from shared.publisher import EventPublisher
+from shared.release import source_name
 from shared.settings import Settings
 from tests.consultation_time import consultation_over
 from tests.helpers import Tap, centre, referral
@@ -64,7 +65,9 @@ async def test_a_cancelled_consultation_rebooks_the_patient_and_tells_them(
             return bool(patient and told)
 
         await tap.wait_for(settled, timeout=60)
-    [applied] = [e for e in tap.of_type("consultation.cancelled") if e.source == "scheduler"]
+    [applied] = [
+        e for e in tap.of_type("consultation.cancelled") if source_name(e.source) == "scheduler"
+    ]
     assert applied.data["reason_code"] == "doctor_absent"
     [moved] = tap.of_type("appointment.rescheduled")
     assert moved.data["previous_appointment_id"] == appointment

@@ -46,6 +46,7 @@ from shared.events import (
 )
 from shared.events.referral import Referrer
 from shared.provisioning import Rabbitmqctl, build_plan, remove
+from shared.release import source_name
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
 from shared.topology import (
@@ -435,7 +436,7 @@ async def test_the_four_services_run_under_their_own_users(
         await ars.publish(centre("poterie"))
         await gp.publish(by_referrer("least-1", REFERRER))
         [assigned] = await collect(poterie, poterie.replies, lambda es: len(es) == 1)
-        assert (assigned.type, assigned.source) == ("slot.assigned", "scheduler")
+        assert (assigned.type, source_name(assigned.source)) == ("slot.assigned", "scheduler")
         referral_id = assigned.data["referral_id"]
         told = await collect(gp, gp.replies, lambda es: "appointment" in outcomes(es))
         [ack] = [e for e in told if e.type == "submission.acknowledged"]
@@ -450,7 +451,7 @@ async def test_the_four_services_run_under_their_own_users(
             )
         )
         [to_c15] = await collect(c15, c15.replies, lambda es: len(es) == 1)
-        assert (to_c15.type, to_c15.source) == ("referral.outcome", "notifier")
+        assert (to_c15.type, source_name(to_c15.source)) == ("referral.outcome", "notifier")
         assert to_c15.data["status"] == "escalated_by_centre"
         assert to_c15.data["referral_id"] == referral_id
         await collect(gp, gp.replies, lambda es: "escalated_by_centre" in outcomes(es))

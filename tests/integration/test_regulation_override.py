@@ -38,6 +38,7 @@ from shared.events import (
 from shared.events.vocabulary import AttachedDecision
 from shared.http import read_port_file
 from shared.publisher import EventPublisher
+from shared.release import versioned_source
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings, get_settings
 from shared.topology import declare_topology
@@ -285,7 +286,7 @@ async def test_http_decision_audit_trail_and_held_queue(settings: Settings) -> N
     ) == timedelta(hours=6)
     # The HTTP decision reaches the others as any decision does, through the outbox.
     event = regulated_of(tap, "h-1")[1]
-    assert event.id == body["event_id"] and event.source == "regulation"
+    assert event.id == body["event_id"] and event.source == versioned_source("regulation")
     assert event.data["decision_id"] == body["decision_id"]
     assert event.data["supersedes"] == first["decision_id"]
     assert regulated_of(tap, "m-1")[1].data["decision"] == "escalate"

@@ -29,6 +29,7 @@ from shared.auth import Role, issue_token
 from shared.events import Envelope, ReferralSubmitted, ReferrerKind
 from shared.events.referral import Referrer
 from shared.provisioning import Rabbitmqctl
+from shared.release import source_name
 from shared.settings import ServiceName
 from shared.topology import dead_letter_queue
 from tests.helpers import centre, referral
@@ -61,7 +62,7 @@ def refusal_of(message_id: str, source: str | None = None) -> Callable[[Envelope
         return (
             envelope.type == "request.refused"
             and envelope.data.get("source_message_id") == message_id
-            and (source is None or envelope.source == source)
+            and (source is None or source_name(envelope.source) == source)
         )
 
     return match
