@@ -164,8 +164,11 @@ async def run_purge(
             },
         )
     for step in steps:
-        while await _batch(database, step, now, options.batch, report):
-            await asyncio.sleep(options.pause_seconds)
+        more = True
+        while more:
+            more = await _batch(database, step, now, options.batch, report)
+            if more:
+                await asyncio.sleep(options.pause_seconds)
     async with database.transaction() as session:
         await session.execute(_FINISH, {"run_id": report.run_id, "finished_at": utcnow()})
     report.complete = True

@@ -28,7 +28,7 @@ from shared.consumer import (
     register,
 )
 from shared.db import Database
-from shared.events import Envelope, EventPayload
+from shared.events import Envelope, EventPayload, utcnow
 from shared.http import (
     BodyLimit,
     HttpServer,
@@ -42,6 +42,7 @@ from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.provisioning import service_account
 from shared.publisher import ConfirmedChannel
+from shared.retention import PurgeOptions, Step, run_purge
 from shared.release import VERSION
 from shared.routing import Route, check_routes, dispatcher, subscriptions
 from shared.senders import ACTOR_HEADER, SenderPolicy
@@ -113,6 +114,9 @@ class ServiceRuntime:
     consumers: list[Consumer] = field(default_factory=list, init=False)
     _startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list, init=False)
     _shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list, init=False)
+    # What the service purges past its retention, every purge_interval_minutes (issue 34).
+    _purge_steps: list[Step] = field(default_factory=list, init=False)
+    _purger: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.broker = make_broker(self.settings, self.service.value)
@@ -268,6 +272,23 @@ class ServiceRuntime:
                 gate=extra.gate,
             )
 
+    def retain(self, steps: Sequence[Step]) -> None:
+        """Purge ``steps`` (the service's ``handlers.retention``) on a schedule, every
+        ``purge_interval_minutes`` (0: never; `aiguillage purge` does it then)."""
+        self._purge_steps = list(steps)
+
+    async def _purge_periodically(self) -> None:
+        interval = self.settings.purge_interval_minutes * 60
+        options = PurgeOptions(
+            self.settings.purge_batch, self.settings.purge_pause_ms / 1000, "schedule"
+        )
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await run_purge(self.database, self._purge_steps, utcnow(), options)
+            except Exception as exc:  # the database is away: the next run goes on
+                log.warning("purge failed; the next one goes on", error=str(exc)[:200])
+
     def on_startup(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._startup.append(hook)
 
@@ -340,6 +361,8 @@ class ServiceRuntime:
             await self.channel.open()
             self._watcher = asyncio.create_task(self._watch_dead_letters(), name="dlq-watch")
         self.relay.start()
+        if self._purge_steps and self.settings.purge_interval_minutes > 0:
+            self._purger = asyncio.create_task(self._purge_periodically(), name="purge")
         port = self.settings.http_port(self.service)
         if port is not None and not self.in_memory:
             self.http = HttpServer(self.http_app, self.settings.http_host, port)
@@ -366,6 +389,8 @@ class ServiceRuntime:
     async def stopped(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        if self._purger is not None:
+            self._purger.cancel()
         await self.channel.close()
         await self.database.dispose()
         log.info("service stopped")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.intake.handlers import IntakeHandlers, by_referrer
+from services.intake.handlers.retention import purge_steps
 from services.intake.http import install
 from shared.events import (
     AppointmentCancelled,
@@ -19,6 +20,7 @@ from shared.events import (
     ReferralWaitlisted,
     SlotAssigned,
 )
+from shared.retention import Retention
 from shared.routing import Route
 from shared.runtime import ConsumeOptions, ServiceRuntime
 from shared.settings import ServiceName, Settings
@@ -50,4 +52,6 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     submissions = ConsumeOptions(order=by_referrer, gate=handlers.gate)
     runtime.route(handlers, ROUTES, {"submissions": submissions})
     install(runtime.http_app, handlers, runtime.database, runtime.relay, settings)
+    # What is past its retention goes, on a schedule (issue 34).
+    runtime.retain(purge_steps(Retention.of(settings)))
     return runtime

@@ -12,6 +12,7 @@ from faststream.rabbit import RabbitExchange
 from services.notifier.domain.oncall import OnCallContacts, parse_contacts
 from services.notifier.handlers import Dispatcher, NotifierHandlers
 from services.notifier.handlers.channels import Webhook, oncall_channels, patient_channels
+from services.notifier.handlers.retention import purge_steps
 from services.notifier.http import centres
 from shared.events import (
     AppointmentCancelled,
@@ -32,6 +33,7 @@ from shared.events import (
 )
 from shared.http import development
 from shared.patient_link import patient_link_for
+from shared.retention import Retention
 from shared.routing import Route
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
@@ -123,4 +125,6 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.on_startup(dispatcher.start)
     runtime.on_shutdown(dispatcher.stop)
     centres.install(runtime.http_app, runtime.database, runtime.publish_at_door, settings)
+    # What is past its retention goes, on a schedule (issue 34).
+    runtime.retain(purge_steps(Retention.of(settings)))
     return runtime

@@ -7,10 +7,12 @@ import structlog
 
 from services.regulation.domain.protocol import default_protocol
 from services.regulation.handlers import RegulationHandlers
+from services.regulation.handlers.retention import purge_steps
 from services.regulation.http import RegulationApi, router
 from services.regulation.store.protocols import ProtocolBook
 from shared.auth import authenticator
 from shared.events import PatientRelocated, ProtocolPublished, ReferralReceived, RegulationDecided
+from shared.retention import Retention
 from shared.routing import Route
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceName, Settings
@@ -49,4 +51,6 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         territories,
     )
     runtime.http_app.include_router(router)
+    # What is past its retention goes, on a schedule (issue 34).
+    runtime.retain(purge_steps(Retention.of(settings)))
     return runtime

@@ -3,10 +3,14 @@ event its queues receive (the queues' bindings are in shared/topology.py)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from services.scheduler.domain.assignment import Weights
 from services.scheduler.domain.policy import PolicySettings
 from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
+from services.scheduler.handlers.figures import collect_figures
 from services.scheduler.handlers.reinforcements import ReinforcementWatch
+from services.scheduler.handlers.retention import purge_steps
 from services.scheduler.http.centres import router as centres_router
 from services.scheduler.http.patient import build_patient_router
 from services.scheduler.http.reinforcements import router as reinforcements_router
@@ -31,6 +35,7 @@ from shared.events import (
     ReinforcementGranted,
     ReinforcementRequested,
 )
+from shared.retention import Retention
 from shared.routing import Route
 from shared.runtime import ConsumeOptions, ServiceRuntime
 from shared.settings import ServiceName, Settings
@@ -101,6 +106,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     # A batch of the referrals queue is planned together before its handlers run (the
     # joint assignment); the batch holds its cancellations too, which plan_batch skips.
     runtime.route(handlers, ROUTES, {"referrals": ConsumeOptions(prepare=handlers.plan_batch)})
+    # /metrics: the waiting list and today's free places, read before a scrape.
+    runtime.metrics.on_collect(partial(collect_figures, runtime.database))
     # Requests left unanswered for two hours, raised again to the ARS (once each).
     watch = ReinforcementWatch(runtime.database, handlers.clock, runtime.relay.notify)
     if not in_memory:
@@ -120,4 +127,6 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.http_app.include_router(
         build_patient_router(handlers, runtime.database, runtime.relay, settings.patient_link_key)
     )
+    # What is past its retention goes, on a schedule (issue 34).
+    runtime.retain(purge_steps(Retention.of(settings)))
     return runtime

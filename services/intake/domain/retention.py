@@ -1,0 +1,53 @@
+"""What intake purges past its retention (issue 34), and what of a referral stays.
+
+A referral's identity and its clinical details are due once the referral has been in a
+final state (rejected, withdrawn, seen, no-show) for the retention the settings give;
+what stays is the pseudonymous record: its state, its times, its centre and priority.
+Pure: the clock is the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.intake.domain.status import FINAL
+
+# The states after which nothing follows (a centre's correction keeps it final).
+FINAL_STATES: tuple[str, ...] = tuple(sorted(s.value for s in FINAL))
+
+# What a status's detail keeps once its clinical details are purged: the record of
+# what happened when and where, never a reason, a comment or a test.
+KEPT_DETAIL = frozenset(
+    {
+        "decision",
+        "priority",
+        "deadline",
+        "test_eligible",
+        "protocol_version",
+        "by",
+        "appointment_id",
+        "centre_id",
+        "start",
+        "end",
+        "box",
+        "previous_appointment_id",
+        "previous_centre_id",
+        "previous_start",
+        "replaced_by",
+        "reason_code",
+        "outcome",
+        "previous_outcome",
+    }
+)
+
+
+def is_due(status: str, final_since: datetime, now: datetime, keep: timedelta) -> bool:
+    """Whether a referral in ``status`` since ``final_since`` is past ``keep`` at ``now``."""
+    return status in FINAL_STATES and final_since <= now - keep
+
+
+def pseudonymous_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A status's detail with its clinical details taken out."""
+    return {key: value for key, value in detail.items() if key in KEPT_DETAIL}

@@ -1,0 +1,93 @@
+"""The purge of what is past its retention (issue 34): the identities of referrals
+final long enough, and their clinical details (``domain.retention`` says which). Each
+call handles one batch of keys, in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.store.tables import identities, referrals, status_history
+
+_FINAL_LONG_ENOUGH = (
+    referrals.c.status.in_(bindparam("statuses", expanding=True)),
+    referrals.c.updated_at <= bindparam("cutoff"),
+)
+_IDENTITIES_DUE = (
+    select(identities.c.referral_id)
+    .join(referrals, referrals.c.id == identities.c.referral_id)
+    .where(*_FINAL_LONG_ENOUGH)
+    .order_by(identities.c.referral_id)
+    .limit(bindparam("limit"))
+)
+_DELETE_IDENTITIES = delete(identities).where(
+    identities.c.referral_id.in_(bindparam("ids", expanding=True))
+)
+_CLINICAL_DUE = (
+    select(referrals.c.id)
+    .where(*_FINAL_LONG_ENOUGH, referrals.c.clinical_purged_at.is_(None))
+    .order_by(referrals.c.id)
+    .limit(bindparam("limit"))
+)
+_DETAILS = select(referrals.c.id, referrals.c.detail).where(
+    referrals.c.id.in_(bindparam("ids", expanding=True))
+)
+_HISTORY_DETAILS = select(status_history.c.event_id, status_history.c.detail).where(
+    status_history.c.referral_id.in_(bindparam("ids", expanding=True))
+)
+_SET_DETAIL = (
+    update(referrals)
+    .where(referrals.c.id == bindparam("id_"))
+    .values(detail=bindparam("detail"), clinical_purged_at=bindparam("now"))
+)
+_SET_HISTORY_DETAIL = (
+    update(status_history)
+    .where(status_history.c.event_id == bindparam("event_id_"))
+    .values(detail=bindparam("detail"))
+)
+
+Strip = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+async def identities_due(
+    session: AsyncSession, statuses: Sequence[str], cutoff: datetime, limit: int
+) -> list[str]:
+    """Referrals whose identity is still kept though final since ``cutoff`` or before."""
+    params = {"statuses": list(statuses), "cutoff": cutoff, "limit": limit}
+    return list((await session.scalars(_IDENTITIES_DUE, params)).all())
+
+
+async def delete_identities(session: AsyncSession, referral_ids: Sequence[str]) -> int:
+    await session.execute(_DELETE_IDENTITIES, {"ids": list(referral_ids)})
+    return len(referral_ids)
+
+
+async def clinical_due(
+    session: AsyncSession, statuses: Sequence[str], cutoff: datetime, limit: int
+) -> list[str]:
+    """Referrals final since ``cutoff`` or before whose details are not purged yet."""
+    params = {"statuses": list(statuses), "cutoff": cutoff, "limit": limit}
+    return list((await session.scalars(_CLINICAL_DUE, params)).all())
+
+
+async def strip_clinical(
+    session: AsyncSession, referral_ids: Sequence[str], strip: Strip, now: datetime
+) -> int:
+    """Each referral's detail and its history's, as ``strip`` leaves them; marked purged."""
+    ids = list(referral_ids)
+    current = (await session.execute(_DETAILS, {"ids": ids})).all()
+    await session.execute(
+        _SET_DETAIL,
+        [{"id_": row.id, "detail": strip(row.detail or {}), "now": now} for row in current],
+    )
+    entries = (await session.execute(_HISTORY_DETAILS, {"ids": ids})).all()
+    if entries:
+        await session.execute(
+            _SET_HISTORY_DETAIL,
+            [{"event_id_": e.event_id, "detail": strip(e.detail or {})} for e in entries],
+        )
+    return len(current)
