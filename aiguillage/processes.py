@@ -27,7 +27,10 @@ class ServiceProcesses:
     takes an ephemeral port too) may take it before the service binds it.
     """
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_dir: Path, cwd: Path | None = None) -> None:
+        # ``cwd``: where the services run from; with ``PYTHONPATH`` in ``env``, another
+        # checkout's code (a previous release's worktree) on this interpreter.
+        self.cwd = cwd
         self.port_dir = log_dir / "ports"
         chosen = {f"AIGUILLAGE_{s.value.upper()}_HTTP_PORT": "0" for s in ServiceName}
         # The port folder is always this object's own: replicas (another ServiceProcesses
@@ -56,6 +59,7 @@ class ServiceProcesses:
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "aiguillage", "run", name],
                 env=self.env,
+                cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -133,6 +137,17 @@ class ServiceProcesses:
         proc = self.procs.pop(ServiceName(service).value)
         proc.kill()
         proc.wait()
+
+    def terminate(self, service: ServiceName | str, timeout: float = 30.0) -> int:
+        """SIGTERM one service and wait for it to hand over and exit; its exit code."""
+        proc = self.procs.pop(ServiceName(service).value)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM everything, wait for a graceful stop, SIGKILL what lingers."""
