@@ -1,3 +1,9 @@
 """The notifier service: tells each centre of its patients, each referrer of its
 referral's outcome, each patient of the appointment, Centre 15 of escalations
-(README.md)."""
+(README.md).
+
+What the CLI uses of it: its purge (``aiguillage purge``)."""
+
+from services.notifier.handlers.retention import purge_steps
+
+__all__ = ["purge_steps"]

@@ -1,9 +1,11 @@
 """The regulation service: each referral gets the decision of the protocol that applies,
 which a regulator of Centre 15 may supersede (README.md).
 
-What the CLI (``aiguillage regulate``) uses of it: the protocol as data.
+What the CLI uses of it: the protocol as data (``aiguillage regulate``), its purge
+(``aiguillage purge``).
 """
 
 from services.regulation.domain.protocol import Protocol, load_protocol
+from services.regulation.handlers.retention import purge_steps
 
-__all__ = ["Protocol", "load_protocol"]
+__all__ = ["Protocol", "load_protocol", "purge_steps"]
