@@ -57,7 +57,18 @@ def _options(
 
 
 # Each area's commands live in their own module under aiguillage/commands.
-for _name in ("ars", "centre", "regulate", "broker", "console", "secrets", "referrer", "purge"):
+for _name in (
+    "ars",
+    "centre",
+    "regulate",
+    "broker",
+    "console",
+    "secrets",
+    "referrer",
+    "purge",
+    "backup",
+    "restore",
+):
     _module = importlib.import_module(f"aiguillage.commands.{_name}")
     app.add_typer(_module.app, name=_name)
 
