@@ -68,6 +68,7 @@ for _name in (
     "purge",
     "backup",
     "restore",
+    "keys",
 ):
     _module = importlib.import_module(f"aiguillage.commands.{_name}")
     app.add_typer(_module.app, name=_name)

@@ -133,9 +133,11 @@ def unseal(data_key: bytes, sealed: str, context: str) -> str:
     key_id, _, body = sealed.partition(":")
     raw = _unb64(body)
     try:
-        return AESGCM(data_key).decrypt(
-            raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode()
-        ).decode()
+        return (
+            AESGCM(data_key)
+            .decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode())
+            .decode()
+        )
     except InvalidTag as exc:
         field = context.rsplit("|", 1)[-1]
         raise SealBroken(f"the {field} under key {key_id} does not open") from exc

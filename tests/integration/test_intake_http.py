@@ -17,6 +17,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from services.intake.app import build
+from services.intake.handlers.identities import Vault
 from services.intake.store.tables import identities
 from shared.auth import Role, issue_token
 from shared.events import (
@@ -207,11 +208,11 @@ async def test_a_phone_number_is_a_real_one(
     created = await http.post("/referrals", json=overseas)
     assert created.status_code == 201, created.text
     async with intake.database.transaction() as session:
-        kept = await session.scalar(
-            select(identities.c.phone).where(
-                identities.c.referral_id == created.json()["referral_id"]
-            )
+        row = await session.execute(
+            select(identities).where(identities.c.referral_id == created.json()["referral_id"])
         )
+        # Sealed at rest (issue 34): the number is kept normalised, read through the vault.
+        kept = await Vault.of(intake.settings).field(session, row.one(), "phone")
     assert kept == "+262692123456"
 
 

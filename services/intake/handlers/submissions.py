@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ from services.intake.domain import submission as rules
 from services.intake.domain.referrers import Registration
 from services.intake.domain.status import Happening, State
 from services.intake.handlers.history import add_entry
+from services.intake.handlers.identities import Person, Vault
 from services.intake.store import referrals, registry, rejections
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
@@ -65,6 +67,11 @@ class Submissions:
     today: Callable[[], date] = field(default=date.today)
     # Quotas this process found spent: refused until their window ends, no database.
     quotas: referrers.SpentQuotas = field(default_factory=referrers.SpentQuotas)
+
+    @cached_property
+    def vault(self) -> Vault:
+        """The identity's keys (``handlers.identities``), one per process."""
+        return Vault.of(self.settings)
 
     async def on_submitted(self, delivery: Delivery) -> None:
         """The broker door: every submission is answered on the referrer's reply key."""
@@ -184,12 +191,15 @@ class Submissions:
     ) -> Outcome:
         submission = accepted.submission
         referrer = submission.referrer
-        fingerprint = rules.fingerprint(submission)
+        # Keyed: the content holds the identity, and an unkeyed hash of it could be
+        # matched against guesses; a referral kept before issue 34 has the plain one.
+        canonical = rules.fingerprint(submission)
+        fingerprint = self.vault.keyed("fingerprint", canonical)
         existing = await referrals.by_reference(
             delivery.session, referrer.kind.value, referrer.identifier, submission.reference
         )
         if existing is not None:
-            if existing.fingerprint == fingerprint:
+            if existing.fingerprint in (fingerprint, canonical):
                 log.info("resubmission of a known referral", referral_id=existing.id)
                 await self._reply_ack(delivery, existing.id, submission, duplicate=True)
                 return Outcome(
@@ -201,7 +211,7 @@ class Submissions:
             return await self._conflict(delivery, existing, submission, registration)
         referral_id = new_id()
         patient_ref = rules.pseudonym(self.settings.pseudonym_secret, submission)
-        await _keep(delivery, accepted, referral_id, patient_ref, fingerprint)
+        await _keep(self.vault, delivery, accepted, referral_id, patient_ref, fingerprint)
         # The registered values; self-described only in development.
         referrer_ref = registration.ref() if registration is not None else referrer.ref()
         await _pass_on(delivery, accepted, referral_id, patient_ref, referrer_ref)
@@ -325,6 +335,7 @@ class Submissions:
 
 
 async def _keep(
+    vault: Vault,
     delivery: Delivery,
     accepted: rules.Accepted,
     referral_id: str,
@@ -347,9 +358,7 @@ async def _keep(
         source_message_id=delivery.envelope.id,
         received_at=delivery.occurred_at,
     )
-    await referrals.add_identity(
-        delivery.session,
-        referral_id=referral_id,
+    person = Person(
         first_name=patient.first_name,
         last_name=patient.last_name,
         birth_date=patient.birth_date,
@@ -358,6 +367,11 @@ async def _keep(
         phone=patient.phone,
         email=patient.email,
         address=patient.address,
+    )
+    # Sealed (AES-GCM under the current data key): nothing of it in clear on disk.
+    sealed = await vault.sealed(delivery.session, referral_id, person)
+    await referrals.add_identity(
+        delivery.session, referral_id=referral_id, sex=person.sex, sealed=sealed
     )
     # The row above already holds the status: only its history is written.
     await add_entry(delivery, referral_id, Happening.RECEIVED, {})

@@ -5,11 +5,14 @@ commune alone, under the referral's pseudonym), whence the scheduler may book ne
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import structlog
 
 from services.intake.domain import senders
 from services.intake.domain.correction import Kept, correction
-from services.intake.store import referrals
+from services.intake.handlers.identities import Vault
+from services.intake.store import keys, referrals
 from shared.consumer import Delivery
 from shared.events import PatientContact, PatientRelocated, ReferralUpdated
 from shared.senders import ActorKind, Sender, SenderRefused
@@ -31,6 +34,10 @@ def sender_scope(territories: Territories, sender: Sender | None) -> Scope | Non
 class Updates:
     settings: Settings  # the submissions' (IntakeHandlers is both)
 
+    @property
+    def vault(self) -> Vault:  # the submissions' (IntakeHandlers is both)
+        raise NotImplementedError
+
     async def on_updated(self, delivery: Delivery) -> None:
         """The sender's own referral only (another's is refused as unknown is: the
         same answer, nothing told); applied, then the commune on the bus."""
@@ -46,13 +53,19 @@ class Updates:
             senders.check_owner(sender, *owner)
         await referrals.lock(session, update.referral_id)
         row = await referrals.referral(session, update.referral_id)
-        person = await referrals.identity(session, update.referral_id)
-        assert row is not None and person is not None  # the owner's row, locked
+        sealed = await referrals.identity(session, update.referral_id)
+        assert row is not None and sealed is not None  # the owner's row, locked
+        person = await self.vault.person(session, sealed)
         kept = Kept(person.first_name, person.last_name, person.birth_date, row.commune_insee)
         change = correction(kept, update, sender_scope(Territories.of(self.settings), sender))
         if change.identity is not None:
-            await referrals.correct_identity(session, update.referral_id, *change.identity)
-            first_name, last_name = change.identity[0], change.identity[1]
+            first_name, last_name, birth_date = change.identity
+            corrected = replace(
+                person, first_name=first_name, last_name=last_name, birth_date=birth_date
+            )
+            # The whole row re-sealed under the current key: one key per row.
+            values = await self.vault.sealed(session, update.referral_id, corrected)
+            await keys.reseal(session, update.referral_id, values)
             # The notifier keeps the only other copy of the names (its notices say them).
             await delivery.emit(
                 PatientContact(

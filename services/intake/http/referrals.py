@@ -13,7 +13,8 @@ from services.intake.domain.referrers import RateLimited, Registration
 from services.intake.domain.status import FINAL, State, message
 from services.intake.handlers import Outcome, Verdict, replayed
 from services.intake.http.door import Caller, Door, TheDoor, problem, referrer_of
-from services.intake.store import history, referrals, rejections
+from services.intake.http.reads import read_entry
+from services.intake.store import history, reads, referrals, rejections
 from shared.auth import Role, forbid
 from shared.consumer import Delivery
 from shared.db import as_utc
@@ -177,7 +178,7 @@ def _answer(outcome: Outcome, submission_id: str) -> Response:
     summary="What became of a referral",
     responses=not_found("No such referral or submission of the caller's."),
 )
-async def read(referral_id: str, caller: Caller, door: TheDoor) -> dict[str, Any]:
+async def read(referral_id: str, caller: Caller, door: TheDoor, request: Request) -> dict[str, Any]:
     kind, identifier = referrer_of(caller, door.territories)
     async with door.database.transaction() as session:
         row = await referrals.referral(session, referral_id)
@@ -204,13 +205,16 @@ async def read(referral_id: str, caller: Caller, door: TheDoor) -> dict[str, Any
         if not own and not call_back:
             raise HTTPException(404, f"no referral or submission {referral_id}")
         entries = await history.history_by_time(session, referral_id)
-        person = await referrals.identity(session, referral_id) if call_back else None
+        sealed = await referrals.identity(session, referral_id) if call_back else None
+        person = None if sealed is None else await door.handlers.vault.person(session, sealed)
+        if person is not None:
+            # Who read which patient's identity, written with the read (issue 34).
+            entry = read_entry(caller, request, "GET /referrals/{id}", row.id, row.patient_ref)
+            await reads.add(session, [entry])
         current = await replayed(session, referral_id)
     body = _referral(row, entries, final=current is not None and current.state in FINAL)
     if person is not None:
         body["identity"] = _call_back(person, row)
-        # Who read which patient's identity: the trail of an access to health data
-        # (the identity itself never goes to a log).
         log.info("identity read by centre 15", referral_id=row.id, reader=caller.subject)
     return body
 
@@ -258,7 +262,9 @@ def _referral(row: Any, entries: Any, *, final: bool) -> dict[str, Any]:
     "/escalations",
     summary="Centre 15's list: the patients escalated to it, to call back (Centre 15)",
 )
-async def escalations(caller: Caller, door: TheDoor, limit: int = 100) -> dict[str, Any]:
+async def escalations(
+    caller: Caller, door: TheDoor, request: Request, limit: int = 100
+) -> dict[str, Any]:
     """Every referral of the SAMU's départements whose status is escalated (by the
     protocol, a regulator or a centre), newest first, with what a regulator needs to
     call the patient back. Kept here, so Centre 15 reads it whether or not a page was
@@ -271,6 +277,12 @@ async def escalations(caller: Caller, door: TheDoor, limit: int = 100) -> dict[s
             limit=max(1, min(limit, 500)),
             departements=None if scope.national else scope.departements,
         )
+        people = [await door.handlers.vault.person(session, r) for r in rows]
+        # Every identity answered is a read, written down (issue 34).
+        route = "GET /escalations"
+        await reads.add(
+            session, [read_entry(caller, request, route, r.id, r.patient_ref) for r in rows]
+        )
     log.info("escalations read by centre 15", count=len(rows), reader=caller.subject)
     return {
         "escalations": [
@@ -280,9 +292,9 @@ async def escalations(caller: Caller, door: TheDoor, limit: int = 100) -> dict[s
                 "detail": r.detail,
                 "message": message(r.status, r.detail or {}),
                 "updated_at": as_utc(r.updated_at).isoformat(),
-                "identity": _call_back(r, r),
+                "identity": _call_back(person, r),
             }
-            for r in rows
+            for r, person in zip(rows, people, strict=True)
         ]
     }
 

@@ -12,10 +12,10 @@ PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, insert, or_, select, update
+from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.store import AnyRow
@@ -35,6 +35,7 @@ _OWNER = select(referrals.c.referrer_kind, referrals.c.referrer_id).where(
 # one writer anyway) lines up the status events of one referral.
 _LOCK = select(referrals.c.id).where(referrals.c.id == bindparam("referral_id")).with_for_update()
 _REFERRAL = select(referrals).where(referrals.c.id == bindparam("referral_id"))
+_RECEIVED_AT = select(referrals.c.received_at).where(referrals.c.id == bindparam("referral_id"))
 _INSERT_REFERRAL = insert(referrals)
 _INSERT_IDENTITY = insert(identities)
 # The bound names differ from the columns': an UPDATE reserves the column names for SET.
@@ -48,16 +49,6 @@ _SET_STATUS = (
     )
 )
 _IDENTITY = select(identities).where(identities.c.referral_id == bindparam("referral_id"))
-# A referrer's correction (issue 36): the identity's fields it names, and the commune.
-_CORRECT_IDENTITY = (
-    update(identities)
-    .where(identities.c.referral_id == bindparam("which"))
-    .values(
-        first_name=bindparam("new_first_name"),
-        last_name=bindparam("new_last_name"),
-        birth_date=bindparam("new_birth_date"),
-    )
-)
 _RELOCATE = (
     update(referrals)
     .where(referrals.c.id == bindparam("referral_id"))
@@ -94,6 +85,12 @@ async def owner(session: AsyncSession, referral_id: str) -> tuple[str, str] | No
 async def lock(session: AsyncSession, referral_id: str) -> bool:
     """Hold the referral's row until the transaction ends; False when there is none."""
     return await session.scalar(_LOCK, {"referral_id": referral_id}) is not None
+
+
+async def received_at(session: AsyncSession, referral_id: str) -> datetime | None:
+    """When the referral was submitted (its row's ``received_at``), or None."""
+    found: datetime | None = await session.scalar(_RECEIVED_AT, {"referral_id": referral_id})
+    return found
 
 
 async def referral(session: AsyncSession, referral_id: str) -> AnyRow | None:
@@ -137,32 +134,11 @@ async def add_referral(
 
 
 async def add_identity(
-    session: AsyncSession,
-    *,
-    referral_id: str,
-    first_name: str,
-    last_name: str,
-    birth_date: date,
-    sex: str,
-    nir: str | None,
-    phone: str | None,
-    email: str | None,
-    address: str | None,
+    session: AsyncSession, *, referral_id: str, sex: str, sealed: dict[str, Any]
 ) -> None:
-    await session.execute(
-        _INSERT_IDENTITY,
-        {
-            "referral_id": referral_id,
-            "first_name": first_name,
-            "last_name": last_name,
-            "birth_date": birth_date,
-            "sex": sex,
-            "nir": nir,
-            "phone": phone,
-            "email": email,
-            "address": address,
-        },
-    )
+    """The patient's identity, sealed (``sealed``: the ``sealed_*`` columns, ``key_id``,
+    ``nir_hash``; ``handlers.identities`` seals them): nothing in clear."""
+    await session.execute(_INSERT_IDENTITY, {"referral_id": referral_id, "sex": sex, **sealed})
 
 
 async def set_status(
@@ -175,22 +151,6 @@ async def set_status(
             "new_status": status,
             "new_detail": detail,
             "new_updated_at": at,
-        },
-    )
-
-
-async def correct_identity(
-    session: AsyncSession, referral_id: str, first_name: str, last_name: str, birth_date: date
-) -> None:
-    """The patient's name and birth date as the referrer corrected them; the referral's
-    pseudonym (``patient_ref``) is left as it was (``domain/correction.py`` says why)."""
-    await session.execute(
-        _CORRECT_IDENTITY,
-        {
-            "which": referral_id,
-            "new_first_name": first_name,
-            "new_last_name": last_name,
-            "new_birth_date": birth_date,
         },
     )
 
@@ -236,7 +196,8 @@ async def status_locked(session: AsyncSession, referral_id: str) -> AnyRow | Non
     return (await session.execute(_STATUS_LOCKED, {"referral_id": referral_id})).first()
 
 
-# A referrer's own referrals ("Mes demandes"), with the patient's names only.
+# A referrer's own referrals ("Mes demandes"), with the patient's names (sealed, or the
+# plain columns of a row not sealed yet).
 _OWN = (
     select(
         referrals.c.id,
@@ -245,6 +206,10 @@ _OWN = (
         referrals.c.detail,
         referrals.c.received_at,
         referrals.c.updated_at,
+        identities.c.referral_id,
+        identities.c.key_id,
+        identities.c.sealed_first_name,
+        identities.c.sealed_last_name,
         identities.c.first_name,
         identities.c.last_name,
     )
@@ -259,20 +224,19 @@ _OWN = (
 
 
 async def of_referrer(
-    session: AsyncSession, referrer_kind: str, referrer_id: str, words: Iterable[str], limit: int
+    session: AsyncSession, referrer_kind: str, referrer_id: str, limit: int
 ) -> Sequence[AnyRow]:
-    """The referrer's referrals, newest first, at most ``limit``, each with every one of
-    ``words`` in its reference, the patient's names or its status (case ignored)."""
-    query = _OWN
-    for word in words:
-        pattern = f"%{word.replace('%', '').replace('_', '')}%"
-        query = query.where(
-            or_(
-                func.lower(referrals.c.reference).like(pattern),
-                func.lower(identities.c.last_name).like(pattern),
-                func.lower(identities.c.first_name).like(pattern),
-                func.lower(referrals.c.status).like(pattern),
-            )
-        )
+    """The referrer's referrals, newest first, at most ``limit``, with the sealed names
+    (a search by name is the caller's, once unsealed: the database holds no name to
+    compare)."""
     parameters = {"referrer_kind": referrer_kind, "referrer_id": referrer_id, "limit": limit}
-    return (await session.execute(query, parameters)).all()
+    return (await session.execute(_OWN, parameters)).all()
+
+
+_BY_NIR = select(identities.c.referral_id).where(identities.c.nir_hash == bindparam("nir_hash"))
+
+
+async def by_nir_hash(session: AsyncSession, nir_hash: str) -> list[str]:
+    """The referrals of the patient whose NIR has this keyed hash (``handlers.identities``
+    computes it): the lookup compares the hash, never the NIR."""
+    return list((await session.scalars(_BY_NIR, {"nir_hash": nir_hash})).all())

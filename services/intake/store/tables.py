@@ -40,19 +40,68 @@ referrals = Table(
     UniqueConstraint("referrer_kind", "referrer_id", "reference", name="uq_referrals_reference"),
 )
 
+# The patient's identity, each field sealed (AES-256-GCM, shared/sealing.py) under the
+# data key ``key_id`` names; ``nir_hash`` is the NIR's keyed hash, for lookups. The
+# plain columns (first_name ... address) are the release before's: empty once `aiguillage
+# keys seal` has sealed them, dropped a release later (expand, then contract).
+SEALED_FIELDS = ("first_name", "last_name", "birth_date", "nir", "phone", "email", "address")
 identities = Table(
     "identities",
     metadata,
     Column("referral_id", String(36), ForeignKey("referrals.id"), primary_key=True),
-    Column("first_name", String(100), nullable=False),
-    Column("last_name", String(100), nullable=False),
-    Column("birth_date", Date, nullable=False),
+    Column("first_name", String(100), nullable=True),
+    Column("last_name", String(100), nullable=True),
+    Column("birth_date", Date, nullable=True),
     Column("sex", String(16), nullable=False),
     Column("nir", String(21), nullable=True),
     Column("phone", String(32), nullable=True),
     Column("email", String(320), nullable=True),
     Column("address", Text, nullable=True),
+    *(Column(f"sealed_{name}", Text, nullable=True) for name in SEALED_FIELDS),
+    Column("key_id", String(16), nullable=True),
+    Column("nir_hash", String(64), nullable=True),
 )
+Index("ix_identities_key", identities.c.key_id)
+Index("ix_identities_nir_hash", identities.c.nir_hash)
+
+# The data keys, each wrapped under the KEK its ``kek_id`` names (never in clear here).
+identity_keys = Table(
+    "identity_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("wrapped", Text, nullable=False),
+    Column("kek_id", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+# Which data key seals new values: one row (slot 1). A sealing transaction reads it
+# FOR SHARE, a rotation updates it: a value is never sealed under a key a committed
+# rotation has left behind.
+identity_key_current = Table(
+    "identity_key_current",
+    metadata,
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("key_id", String(16), nullable=False),
+)
+
+# Every read of a patient's identity (issue 34): who, when, which referral, from which
+# route and page, and why when the page asked. Names no identity itself.
+identity_reads = Table(
+    "identity_reads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("referral_id", String(36), nullable=False),
+    Column("patient_ref", String(40), nullable=True),
+    Column("reader_role", String(16), nullable=False),
+    Column("reader", String(200), nullable=False),
+    Column("account", String(320), nullable=True),
+    Column("route", String(100), nullable=False),
+    Column("page", String(100), nullable=True),
+    Column("reason", Text, nullable=True),
+)
+Index("ix_identity_reads_referral", identity_reads.c.referral_id, identity_reads.c.at)
+Index("ix_identity_reads_patient", identity_reads.c.patient_ref, identity_reads.c.at)
+Index("ix_identity_reads_account", identity_reads.c.account, identity_reads.c.at)
 
 # Every status a referral went through, for its referrer.
 status_history = Table(
