@@ -39,6 +39,9 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=10000")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Freed and overwritten cells are zeroed: a row deleted or rewritten (an
+            # identity sealed, a contact emptied once published) leaves nothing readable.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
@@ -137,10 +137,19 @@ _SET_ASIDE = (
 _COUNT_SET_ASIDE = (
     select(func.count()).select_from(outbox).where(outbox.c.set_aside_at.is_not(None))
 )
+# Events whose body holds a patient's contact (names, phone, e-mail): once published,
+# the stored body is emptied, so that no identity stays in clear at rest outside the
+# identity store's sealed columns (issue 34; intake's outbox is the only one with them).
+CLEARED_ONCE_PUBLISHED = ("patient.contact",)
 _MARK_PUBLISHED = (
     update(outbox)
     .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
-    .values(published_at=bindparam("now"))
+    .values(
+        published_at=bindparam("now"),
+        body=case(
+            (outbox.c.event_type.in_(CLEARED_ONCE_PUBLISHED), "{}"), else_=outbox.c.body
+        ),
+    )
 )
 
 
