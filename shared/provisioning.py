@@ -124,6 +124,9 @@ class Plan:
     accounts: tuple[Account, ...]
     centres: tuple[str, ...]
     suffix: str = ""  # of its users' names (``--user-suffix``)
+    # How long a dead letter is kept (issue 34): a message-ttl policy on the plan's
+    # dead-letter queues (quorum queues honour it from RabbitMQ 3.10).
+    dead_letter_ttl_days: int = 30
 
     def account(self, actor: str) -> Account:
         """The account of an actor (``intake``, ``centre_15``, ``centre-<id>``...)."""
@@ -485,6 +488,7 @@ def topology_definitions(plan: Plan) -> dict[str, Any]:
         queues.append(queue(spec.name(ns), queue_arguments(ns, spec)))
         bindings += [binding(exchange_of(ns, spec), spec.name(ns), key) for key in spec.bindings]
     return {
+        "policies": [dead_letter_policy(ns, vhost, plan.dead_letter_ttl_days)],
         "exchanges": [
             exchange(events, "topic"),
             exchange(ingress, "topic"),
@@ -492,6 +496,20 @@ def topology_definitions(plan: Plan) -> dict[str, Any]:
         ],
         "queues": queues,
         "bindings": bindings,
+    }
+
+
+def dead_letter_policy(namespace: str, vhost: str, days: int) -> dict[str, Any]:
+    """The namespace's dead letters expire ``days`` after they were dead-lettered (a
+    quorum queue expires from its head: the oldest go first)."""
+    owners = "|".join(re.escape(owner) for owner in DEAD_LETTER_OWNERS)
+    return {
+        "vhost": vhost,
+        "name": f"{namespace}-dead-letters-ttl",
+        "pattern": f"^{re.escape(namespace)}\\.({owners})\\.dlq$",
+        "apply-to": "queues",
+        "definition": {"message-ttl": days * 24 * 3600 * 1000},
+        "priority": 0,
     }
 
 

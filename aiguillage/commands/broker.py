@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -183,6 +184,7 @@ def provision(
             ),
             ars_regions=ars_region or [],
         )
+        plan = replace(plan, dead_letter_ttl_days=settings.retention_dead_letter_days)
         typer.echo(describe(plan))
         if dry_run:
             return

@@ -3,14 +3,17 @@ rules, pure."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from services.intake.domain import retention as intake
 from services.notifier.domain import retention as notifier
 from services.regulation.domain import retention as regulation
 from services.scheduler.domain import retention as scheduler
+from shared.provisioning import build_plan, definitions
 from shared.retention import Retention
 from shared.settings import Settings
+from shared.topology import DEAD_LETTER_OWNERS, dead_letter_queue
 
 NOW = datetime(2026, 9, 1, 12, tzinfo=UTC)
 KEEP = timedelta(days=92)
@@ -76,3 +79,14 @@ def test_the_notifier_counts_from_the_last_thing_done_and_keeps_an_untouched_con
     assert notifier.is_due([old, NOW - KEEP], NOW, KEEP)
     assert not notifier.is_due([old, NOW - timedelta(days=1)], NOW, KEEP)
     assert not notifier.is_due([], NOW, KEEP)
+
+
+def test_dead_letters_expire_by_a_policy_on_the_namespace_s_dead_letter_queues() -> None:
+    plan = build_plan("aiguillage", "aiguillage", centres=["c1"])
+    policy = definitions(plan, {})["policies"][0]
+    assert policy["definition"] == {"message-ttl": 30 * 24 * 3600 * 1000}
+    assert policy["apply-to"] == "queues"
+    pattern = re.compile(policy["pattern"])
+    assert all(pattern.match(dead_letter_queue("aiguillage", o)) for o in DEAD_LETTER_OWNERS)
+    assert not pattern.match("aiguillage.intake.submissions")
+    assert not pattern.match(dead_letter_queue("aiguillage-other", "intake"))
