@@ -34,6 +34,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import perf_counter
 from typing import Annotated, Any, TypeVar
 
 import structlog
@@ -42,17 +43,20 @@ from faststream._internal.context import Context
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.message import RabbitMessage as IncomingMessage
+from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import tracing
 from shared.db import Database
 from shared.door_guard import DoorGuard
 from shared.events import Envelope, EventPayload, RequestRefused, UnknownEventError, utcnow
 from shared.inbox import claim, claim_id, claim_many
 from shared.messaging_tables import refusals
+from shared.metrics import CounterChild, HistogramChild, ServiceMetrics
 from shared.nesting import MAX_DEPTH, too_deep
 from shared.outbox import OutboxRelay, OutgoingPayload, add_to_outbox, outbox_row, stage_rows
 from shared.senders import ActorKind, Sender, SenderPolicy, SenderRefused, SenderThrottled
@@ -117,6 +121,13 @@ class Delivery:
     # Under group commit, the outbox rows of the whole batch, staged in one statement
     # when every handler of the batch is done (None: staged at once).
     staged: list[dict[str, Any]] | None = None
+    # Figures the handler measured (shared.metrics), recorded once the transaction commits.
+    measures: list[tuple[str, float]] = field(default_factory=list)
+
+    def measure(self, name: str, value: float) -> None:
+        """A figure of this delivery (``shared.metrics.SUBMISSION_TO_BOOKING``...), kept
+        if its transaction commits."""
+        self.measures.append((name, value))
 
     @property
     def occurred_at(self) -> datetime:
@@ -176,6 +187,7 @@ class _Held:
     received_at: datetime
     message_id: str | None
     attempt: int
+    span: Span | None = None  # the delivery's span (shared.tracing), None when off
     outcome: asyncio.Future[Delivery | None] = field(init=False)
 
     def settle(self, delivery: Delivery | None, error: BaseException | None = None) -> None:
@@ -232,6 +244,8 @@ class ConsumerConfig:
     # FastStream's in-memory broker (the one-process demo) carries no user_id: there is
     # no broker to prove a sender, and nobody outside to send.
     in_memory: bool = False
+    # The service's figures (shared.metrics); None: not counted.
+    metrics: ServiceMetrics | None = None
 
 
 class Consumer:
@@ -264,16 +278,51 @@ class Consumer:
         self._waiting: list[_Held] = []
         self._committer: asyncio.Task[None] | None = None
         self.batches = 0  # transactions committed by group commit (for tests and benches)
+        self.metrics = config.metrics
+        # Bound once: a delivery's figures cost a few increments, no label lookup.
+        self._handled: CounterChild | None = None
+        self._handling: HistogramChild | None = None
+        self._failed: CounterChild | None = None
+        self._duplicate: CounterChild | None = None
+        if self.metrics is not None:
+            self._handled = self.metrics.deliveries.labels(self.name)
+            self._handling = self.metrics.handling.labels(self.name)
+            self._failed = self.metrics.failures.labels(self.name)
+            self._duplicate = self.metrics.duplicates.labels(self.name)
 
     async def __call__(self, message: RabbitMessage) -> None:
+        began = perf_counter()
         try:
-            await self._consume(message)
+            with tracing.span(
+                f"{self.name} process",
+                service=self.config.service,
+                parent=tracing.parent_of(message.raw_message.headers),
+                kind=SpanKind.CONSUMER,
+            ) as span:
+                await self._consume(message, span)
         finally:
             # Handlers may bind more (intake binds the names it must redact): none of
             # it may outlive the message, whatever task runs the next one.
             structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
+            if self._handling is not None:
+                self._handling.observe(perf_counter() - began)
 
-    async def _consume(self, message: RabbitMessage) -> None:
+    def _counted(self, envelope: Envelope, delivery: Delivery | None) -> None:
+        """A delivery committed: its figures (shared.metrics)."""
+        if self.metrics is None:
+            return
+        if delivery is None:
+            if self._duplicate is not None:
+                self._duplicate.inc()
+            return
+        if self._handled is not None:
+            self._handled.inc()
+        if delivery.emitted:
+            self.metrics.observe_emitted(envelope, delivery.emitted)
+        for name, value in delivery.measures:
+            self.metrics.measure(name, value)
+
+    async def _consume(self, message: RabbitMessage, span: Span | None = None) -> None:
         received_at = utcnow()
         attempt = _delivery_count(message) + 1
         structlog.contextvars.bind_contextvars(
@@ -308,13 +357,14 @@ class Consumer:
         structlog.contextvars.bind_contextvars(
             event_id=envelope.id, event_type=envelope.type, correlation_id=envelope.correlation_id
         )
+        tracing.tag_referral(span, envelope.correlation_id)
         routing_key = message.raw_message.routing_key or ""
         try:
             if sender is not None:
                 _check_door(sender, envelope, routing_key, self.spec)
                 self._gate(sender, envelope)
             delivery = await self._group_commit(
-                _Held(envelope, sender, routing_key, received_at, message.message_id, attempt)
+                _Held(envelope, sender, routing_key, received_at, message.message_id, attempt, span)
             )
         except SenderRefused as refused:
             await self._refuse(message, envelope, sender, refused, received_at)
@@ -330,6 +380,7 @@ class Consumer:
             return
         if delivery is not None and delivery.emitted:
             self.relay.notify(len(delivery.emitted))
+        self._counted(envelope, delivery)
         await message.ack()
 
     def _out_of_bounds(self, body: bytes) -> SenderRefused | None:
@@ -378,6 +429,8 @@ class Consumer:
         """Answer a refusal, and record and log it, while its sender's budgets allow
         (shared.door_guard); nothing of it is applied."""
         raw = message.raw_message
+        if self.metrics is not None:
+            self.metrics.refused.labels(self.name, refused.code).inc()
         key = sender.name if sender is not None else (raw.user_id or "")
         if self._records(sender, refused, key):
             await self._record_refusal(message, envelope, sender, refused, received_at)
@@ -605,9 +658,10 @@ class Consumer:
                 continue  # refused since: its sender held by a delivery replayed before it
             _bind(held, self.name)
             try:
-                delivery = await self._process_while_database_away(
-                    held.envelope, held.sender, held.routing_key, held.received_at
-                )
+                with tracing.within(held.span):
+                    delivery = await self._process_while_database_away(
+                        held.envelope, held.sender, held.routing_key, held.received_at
+                    )
             except Exception as exc:
                 held.settle(None, exc)
             else:
@@ -666,7 +720,8 @@ class Consumer:
                         received_at=held.received_at,
                         staged=staged,
                     )
-                    await self.handler(delivery)
+                    with tracing.within(held.span):
+                        await self.handler(delivery)
                 finally:
                     structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
                 results[turn] = delivery
@@ -710,6 +765,8 @@ class Consumer:
             return
         delay = self.config.retry_backoff_seconds * 2 ** (attempt - 1)
         log.warning("handling failed; will retry", error=safe_error(exc), retry_in=delay)
+        if self._failed is not None:
+            self._failed.inc()
         # The wait holds one prefetch slot: a failing dependency slows the consumer
         # down instead of spinning on redeliveries.
         await asyncio.sleep(delay)
@@ -755,6 +812,8 @@ class Consumer:
             message_type=raw.type,
         )
         log.error("message dead-lettered", error_code=code, error=error)
+        if self.metrics is not None:
+            self.metrics.dead_lettered.labels(self.name, code).inc()
         await message.ack()
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from shared.tracing import add_trace_ids
+
 REDACTED = "[redacted]"
 
 # Keys whose values are personal data whatever they hold.
@@ -133,6 +135,8 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     redacting pipeline."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        # The trace a line belongs to (shared.tracing; nothing when tracing is off).
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         # Tracebacks quote values (a failed validation echoes its input): format them

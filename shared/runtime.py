@@ -11,12 +11,14 @@ from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from faststream import FastStream
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 from faststream.rabbit.schemas import Channel
+from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 
+from shared import tracing
 from shared.broker_nodes import ClusterRabbitBroker, connect_first
 from shared.consumer import (
     Consumer,
@@ -27,7 +29,7 @@ from shared.consumer import (
     Prepare,
     register,
 )
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.events import Envelope, EventPayload, utcnow
 from shared.http import (
     BodyLimit,
@@ -38,12 +40,13 @@ from shared.http import (
     allow_every_method,
     write_port_file,
 )
+from shared.metrics import ServiceMetrics
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.provisioning import service_account
 from shared.publisher import ConfirmedChannel
-from shared.retention import PurgeOptions, Step, run_purge
 from shared.release import VERSION
+from shared.retention import PurgeOptions, Step, run_purge
 from shared.routing import Route, check_routes, dispatcher, subscriptions
 from shared.senders import ACTOR_HEADER, SenderPolicy
 from shared.settings import ServiceName, Settings
@@ -112,6 +115,7 @@ class ServiceRuntime:
     database: Database = field(init=False)
     relay: OutboxRelay = field(init=False)
     consumers: list[Consumer] = field(default_factory=list, init=False)
+    metrics: ServiceMetrics = field(init=False)
     _startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list, init=False)
     _shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list, init=False)
     # What the service purges past its retention, every purge_interval_minutes (issue 34).
@@ -121,9 +125,14 @@ class ServiceRuntime:
     def __post_init__(self) -> None:
         self.broker = make_broker(self.settings, self.service.value)
         self.database = Database(self.settings.database_url(self.service))
+        # This runtime's own registry (tests run several services in one process).
+        self.metrics = ServiceMetrics(self.service.value)
+        self.database.observe = self.metrics.transactions.observe
+        self.metrics.on_collect(self._outbox_figures)
         self.http_app = FastAPI(
             title=f"Aiguillage {self.service.value}",
             description=f"HTTP API of the {self.service.value} service.",
+            **tracing.NO_FASTAPI_TELEMETRY,
         )
         # Every HTTP door bounds what it reads (413), before routing or authentication.
         self.http_app.add_middleware(BodyLimit, max_bytes=self.settings.max_body_bytes)
@@ -133,6 +142,8 @@ class ServiceRuntime:
             SecurityHeaders, proxies=Proxies(self.settings.trusted_proxies)
         )
         allow_every_method(self.http_app)
+        # Each request a span, the door of a referral's trace (shared.tracing).
+        self.http_app.add_middleware(tracing.HttpSpans, service=self.service.value)
         # A SAMU acting on another territory's referral: 403 with a stable code.
         self.http_app.add_exception_handler(OutsideTerritory, _outside_territory)
         add_health_routes(
@@ -146,6 +157,14 @@ class ServiceRuntime:
             version=VERSION,
         )
         self.http: HttpServer | None = None
+        self.http_app.add_api_route(
+            "/metrics",
+            self._metrics,
+            methods=["GET"],
+            tags=["operations"],
+            summary="Prometheus figures of this service",
+            response_class=Response,
+        )
         # Set on SIGTERM: /ready answers 503 from then on (a load balancer stops sending).
         self.draining = False
         self._exchange = events_exchange_ref(self.settings.namespace)
@@ -170,6 +189,17 @@ class ServiceRuntime:
             territories=Territories.of(self.settings),
         )
 
+    async def _metrics(self) -> Response:
+        body, content_type = await self.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    async def _outbox_figures(self, metrics: ServiceMetrics) -> None:
+        pending, oldest, set_aside = await self.relay.figures()
+        metrics.outbox_pending.set(pending)
+        age = (utcnow() - as_utc(oldest)).total_seconds() if oldest is not None else 0.0
+        metrics.outbox_oldest.set(max(0.0, age))
+        metrics.outbox_set_aside.set(set_aside)
+
     async def publish(self, event: OutgoingEvent) -> None:
         """Publish one event, persistent, and wait for the broker's confirm."""
         if self.in_memory:
@@ -182,6 +212,7 @@ class ServiceRuntime:
                 correlation_id=event.correlation_id,
                 message_type=event.event_type,
                 content_type="application/json",
+                headers=tracing.headers(event.traceparent),
             )
             return
         await self.channel.publish(
@@ -191,6 +222,7 @@ class ServiceRuntime:
             message_id=event.event_id,
             correlation_id=event.correlation_id,
             message_type=event.event_type,
+            headers=tracing.headers(event.traceparent),
         )
 
     async def publish_at_door(
@@ -200,15 +232,22 @@ class ServiceRuntime:
         asked on the ingress, in the actor's name, to the door's consumer that checks and
         applies it: the same path as the actor's own broker messages."""
         envelope = Envelope.wrap(payload, source=self.service.value, correlation_id=correlation_id)
-        await self.channel.publish(
-            ingress_exchange(self.settings.namespace),
-            payload.routing_key(),
-            envelope.model_dump_json().encode(),
-            message_id=envelope.id,
-            correlation_id=correlation_id,
-            message_type=envelope.type,
-            headers={ACTOR_HEADER: actor},
-        )
+        # The HTTP door's span: the root of the referral's trace (shared.tracing).
+        with tracing.span(
+            f"{self.service.value} door {envelope.type}",
+            service=self.service.value,
+            referral_id=correlation_id,
+            kind=SpanKind.PRODUCER,
+        ):
+            await self.channel.publish(
+                ingress_exchange(self.settings.namespace),
+                payload.routing_key(),
+                envelope.model_dump_json().encode(),
+                message_id=envelope.id,
+                correlation_id=correlation_id,
+                message_type=envelope.type,
+                headers={ACTOR_HEADER: actor, **(tracing.headers(tracing.traceparent()) or {})},
+            )
         return envelope
 
     def consume(
@@ -236,6 +275,7 @@ class ServiceRuntime:
                 in_memory=self.in_memory,
                 max_batch=min(self.settings.batch_max, self.settings.prefetch),
                 batch_window_seconds=self.settings.batch_window_ms / 1000,
+                metrics=self.metrics,
             ),
             spec,
             handler,
@@ -399,6 +439,7 @@ class ServiceRuntime:
         # Before anything connects: in production a public or short secret stops the
         # start here (UnsafeSecrets: one line from the command), in development a warning.
         self.settings.check_secrets(self.service.value)
+        tracing.configure(self.service.value, self.settings.tracing)
         return FastStream(
             self.broker,
             on_startup=[self.prepare],

@@ -174,6 +174,11 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", description="Log level.")
     log_json: bool = Field(True, description="JSON log lines (false: readable console lines).")
+    tracing: bool = Field(
+        False,
+        description="Send OpenTelemetry traces to the OTLP collector (shared/tracing.py); also "
+        "on when OTEL_EXPORTER_OTLP_ENDPOINT is set.",
+    )
 
     prefetch: int = Field(
         32,

@@ -113,6 +113,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         backoff_seconds=settings.notify_backoff_seconds,
         poll_seconds=min(settings.outbox_poll_seconds, 0.5),
         contact_messages_per_day=settings.contact_messages_per_day,
+        metrics=runtime.metrics,
         oncall=oncall,
         oncall_channels={c.name: c for c in to_oncall},
     )

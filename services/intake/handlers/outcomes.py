@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from services.intake.domain import status as referral_status
 from services.intake.handlers.history import record_status
+from services.intake.store import referrals
 from shared.consumer import Delivery
+from shared.db import as_utc
+from shared.events import SlotAssigned
+from shared.metrics import SUBMISSION_TO_BOOKING
 
 
 class Outcomes:
@@ -22,3 +26,10 @@ class Outcomes:
         if entry is None:
             return
         await record_status(delivery, referral_id, *entry)
+        if envelope.type == SlotAssigned.event_type:
+            # Submission to booking (the objective's figure): from the referral's receipt
+            # here to the scheduler's booking, however long it waited on the way.
+            submitted = await referrals.received_at(delivery.session, referral_id)
+            if submitted is not None:
+                waited = (envelope.time - as_utc(submitted)).total_seconds()
+                delivery.measure(SUBMISSION_TO_BOOKING, max(0.0, waited))

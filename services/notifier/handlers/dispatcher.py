@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.domain import sms
@@ -35,8 +36,10 @@ from services.notifier.handlers.channels import (
     Webhook,
 )
 from services.notifier.store import dispatch
+from shared import tracing
 from shared.db import Database, as_utc
 from shared.events import Channel, NotificationFailed, NotificationSent, RecipientKind, utcnow
+from shared.metrics import ServiceMetrics
 from shared.outbox import OutboxRelay, outbox_row, stage_rows
 from shared.paris import in_paris
 
@@ -74,6 +77,7 @@ class Dispatcher:
         poll_seconds: float = 0.5,
         concurrency: int = 16,
         contact_messages_per_day: int = 5,
+        metrics: ServiceMetrics | None = None,
         oncall: OnCallContacts | None = None,
         oncall_channels: Mapping[str, PatientChannel] | None = None,
     ) -> None:
@@ -86,6 +90,7 @@ class Dispatcher:
         self.backoff = backoff_seconds
         self.poll = poll_seconds
         self.contact_messages_per_day = contact_messages_per_day
+        self.metrics = metrics  # notifications sent and failed per channel (/metrics)
         # The ARS's on-call, by département, and the channels that reach them (e-mail,
         # SMS): read when a notification to them is sent, never stored with it.
         self.oncall: OnCallContacts = oncall or {}
@@ -171,7 +176,16 @@ class Dispatcher:
             refused: Refused | None = None
             try:
                 # Bounded, so that the send ends well within its claim (claim_seconds).
-                await asyncio.wait_for(self._deliver(row, known), SEND_TIMEOUT_SECONDS)
+                # Its span is a child of the handler's that recorded it (shared.tracing).
+                target = row.target or {}
+                with tracing.span(
+                    f"notifier send {row.channel}",
+                    service="notifier",
+                    parent=target.get(tracing.TRACEPARENT),
+                    referral_id=row.referral_id,
+                    kind=SpanKind.CLIENT,
+                ):
+                    await asyncio.wait_for(self._deliver(row, known), SEND_TIMEOUT_SECONDS)
             except NotArrived as exc:
                 if utcnow() - as_utc(row.created_at) < WAIT_FOR_CONTACT:
                     return _Outcome(row, str(exc), waits=True)
@@ -321,6 +335,11 @@ class Dispatcher:
                 await dispatch.put_back(session, waits)
         if events:
             self.relay.notify(len(events))  # each try records one event
+        if self.metrics is not None:
+            for outcome in outcomes:
+                if not outcome.waits:
+                    final = outcome.error is None or outcome in finals
+                    self.metrics.notification(outcome.row.channel, outcome.error is None, final)
         for outcome in outcomes:
             if outcome.waits:
                 continue

@@ -17,6 +17,7 @@ from services.notifier.domain import patient_notices, templates
 from services.notifier.handlers.channels import PatientChannel
 from services.notifier.store import centres, contacts, notifications, referrers
 from services.notifier.store.referrers import Referrer
+from shared import tracing
 from shared.consumer import Delivery
 from shared.events import (
     AppointmentCancelled,
@@ -334,7 +335,8 @@ class Teller:
             template=template,
             subject=subject,
             body=body,
-            target=target,
+            # The trace goes along, for the send's span (the dispatcher, after the commit).
+            target=tracing.carried(target),
             next_attempt_at=due or utcnow(),
             created_at=utcnow(),
         )

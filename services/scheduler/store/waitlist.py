@@ -167,6 +167,17 @@ async def waiting_count(session: AsyncSession, departement: str) -> int:
     return int(count or 0)
 
 
+_WAITING_BY_PRIORITY = select(waitlist.c.departement, waitlist.c.priority, func.count()).group_by(
+    waitlist.c.departement, waitlist.c.priority
+)
+
+
+async def waiting_by_priority(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Patients waiting per (département, priority)."""
+    rows = (await session.execute(_WAITING_BY_PRIORITY)).all()
+    return {(departement, priority): int(count) for departement, priority, count in rows}
+
+
 async def waiting_by_departement(session: AsyncSession) -> dict[str, int]:
     rows = (await session.execute(_WAITING_BY_DEPARTEMENT)).all()
     return {departement: int(count) for departement, count in rows}
