@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 
 from shared.db import Database
 from shared.migrations import upgrade
@@ -73,5 +74,56 @@ async def test_appointments_from_before_test_eligibility_read_false(
             async with database.engine.connect() as connection:
                 found = (await connection.execute(text(f"SELECT test_eligible FROM {table}"))).all()
             assert [bool(row[0]) for row in found] == [False], url
+        finally:
+            await database.dispose()
+
+
+async def test_identities_kept_in_clear_before_sealing_are_sealed_in_batches(
+    tmp_path: Path, postgres
+) -> None:
+    """The expand step (intake 0008): a row written in clear by the release before reads
+    as it did, then `aiguillage keys seal` seals it and empties the plain columns."""
+    from services.intake import Vault, identities_by_key, seal_identities
+    from services.intake.store.tables import identities
+    from shared.settings import Settings
+
+    vault = Vault.of(Settings())
+    for url in [f"sqlite+aiosqlite:///{tmp_path / 'intake'}.db", await postgres.create("seal")]:
+        database = Database(url)
+        try:
+            await upgrade(database, "services.intake:migrations", "0007")
+            async with database.transaction() as session:
+                for n in range(7):
+                    await session.execute(
+                        text(
+                            "INSERT INTO referrals (id, referrer_kind, referrer_id, reference, "
+                            "fingerprint, patient_ref, commune_insee, departement, status, "
+                            "detail, received_at, updated_at) VALUES (:id, 'gp', 'g', :id, "
+                            "'f', 'p', '35238', '35', 'received', '{}', :t, :t)"
+                        ),
+                        {"id": f"r-{n}", "t": datetime(2026, 12, 1, tzinfo=UTC)},
+                    )
+                    await session.execute(
+                        text(
+                            "INSERT INTO identities (referral_id, first_name, last_name, "
+                            "birth_date, sex, nir, phone) VALUES (:id, 'Anselme', 'Clairvoyant', "
+                            "'1970-01-02', 'male', NULL, '+33611223344')"
+                        ),
+                        {"id": f"r-{n}"},
+                    )
+            await upgrade(database, "services.intake:migrations")
+            async with database.transaction() as session:
+                row = (await session.execute(select(identities))).first()
+                assert row is not None
+                assert (await vault.person(session, row)).last_name == "Clairvoyant"
+            assert await seal_identities(database, vault, batch=3) == 7
+            async with database.transaction() as session:
+                [(key_id, count)] = (await identities_by_key(session)).items()
+                assert key_id is not None and count == 7
+                rows = (await session.execute(select(identities))).all()
+                assert {r.last_name for r in rows} == {None} and {r.phone for r in rows} == {None}
+                person = await vault.person(session, rows[0])
+                assert (person.last_name, person.phone) == ("Clairvoyant", "+33611223344")
+            assert await seal_identities(database, vault) == 0  # resumable: nothing left
         finally:
             await database.dispose()
