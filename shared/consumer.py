@@ -54,6 +54,7 @@ from shared import tracing
 from shared.db import Database
 from shared.door_guard import DoorGuard
 from shared.events import Envelope, EventPayload, RequestRefused, UnknownEventError, utcnow
+from shared.events.versions import UnreadableVersionError
 from shared.inbox import claim, claim_id, claim_many
 from shared.messaging_tables import refusals
 from shared.metrics import CounterChild, HistogramChild, ServiceMetrics
@@ -135,8 +136,21 @@ class Delivery:
         the time of receipt for what came through a door."""
         return self.envelope.time if self.sender is None else self.received_at
 
+    @property
+    def from_door(self) -> bool:
+        """Whether an outsider published it (a door's queue): read strictly, an unknown
+        field refused; another service's event on the bus is read tolerantly."""
+        return self.sender is not None
+
     def payload_as(self, cls: type[P]) -> P:
-        return self.envelope.payload_as(cls)
+        """The event as ``cls``, the version this consumer handles (older versions upcast,
+        unknown fields ignored on the bus: ``shared.events.versions``)."""
+        return self.envelope.payload_as(cls, tolerant=not self.from_door)
+
+    def payload(self) -> EventPayload:
+        """The event as the catalogue's class of its type and version (tolerant on the
+        bus, strict at a door), for a handler that takes several types."""
+        return self.envelope.payload(tolerant=not self.from_door)
 
     async def emit(
         self,
@@ -350,7 +364,11 @@ class Consumer:
                 await self._dead_letter(message, out_of_bounds.code, out_of_bounds.cause, attempt)
             return
         try:
-            envelope = Envelope.model_validate_json(message.body)
+            # An envelope field this release does not know is ignored on the bus (a newer
+            # service's), refused at a door (an outsider's mistake).
+            envelope = Envelope.model_validate_json(
+                message.body, extra=None if self.spec.is_door else "ignore"
+            )
         except ValidationError as exc:
             await self._dead_letter(message, "invalid_envelope", safe_error(exc), attempt)
             return
@@ -370,6 +388,9 @@ class Consumer:
             await self._refuse(message, envelope, sender, refused, received_at)
             return
         except PermanentError as exc:
+            await self._dead_letter(message, exc.code, str(exc), attempt)
+            return
+        except UnreadableVersionError as exc:  # its message names fields, never values
             await self._dead_letter(message, exc.code, str(exc), attempt)
             return
         except (ValidationError, UnknownEventError) as exc:

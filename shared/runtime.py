@@ -31,6 +31,7 @@ from shared.consumer import (
 )
 from shared.db import Database, as_utc
 from shared.events import Envelope, EventPayload, utcnow
+from shared.events.versions import set_emit_versions
 from shared.http import (
     BodyLimit,
     HttpServer,
@@ -125,6 +126,8 @@ class ServiceRuntime:
     def __post_init__(self) -> None:
         self.broker = make_broker(self.settings, self.service.value)
         self.database = Database(self.settings.database_url(self.service))
+        # The versions it emits while its consumers are older (a type it cannot: not started).
+        set_emit_versions(self.service.value, self.settings.emit_versions)
         # This runtime's own registry (tests run several services in one process).
         self.metrics = ServiceMetrics(self.service.value)
         self.database.observe = self.metrics.transactions.observe

@@ -7,6 +7,7 @@ Every service reads the same settings class and uses the part it needs, so one
 from __future__ import annotations
 
 import ipaddress
+import json
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -178,6 +179,13 @@ class Settings(BaseSettings):
         False,
         description="Send OpenTelemetry traces to the OTLP collector (shared/tracing.py); also "
         "on when OTEL_EXPORTER_OTLP_ENDPOINT is set.",
+    )
+
+    emit_versions: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="The version this service emits of an event type, while its consumers "
+        "are older (`referral.regulated=1,slot.assigned=1`); unnamed types at their newest "
+        "(shared/events/versions.py). A type or version it cannot emit: not started.",
     )
 
     prefetch: int = Field(
@@ -527,6 +535,19 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("emit_versions", mode="before")
+    @classmethod
+    def _type_equals_version(cls, value: object) -> object:
+        # "referral.regulated=1,slot.assigned=1" (or a JSON object, or a dict).
+        if isinstance(value, str):
+            if value.strip().startswith("{"):
+                return json.loads(value)
+            pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError("expected type=version pairs, comma-separated")
+            return {name.strip(): version.strip() for name, version in pairs}
         return value
 
     @field_validator("samu_departements")

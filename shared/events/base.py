@@ -103,26 +103,41 @@ class Envelope(BaseModel):
         event_id: str | None = None,
         time: datetime | None = None,
     ) -> Self:
+        """The envelope of ``payload``, at the version this process emits of its type
+        (optional fields that are None left out: ``shared.events.versions.emitted_data``)."""
+        from shared.events.versions import emitted_data
+
+        version, data = emitted_data(payload, source)
         return cls(
             id=event_id or new_id(),
             type=payload.event_type,
-            version=payload.version,
+            version=version,
             time=time or utcnow(),
             source=source,
             correlation_id=correlation_id,
             causation_id=causation_id,
-            data=payload.model_dump(mode="json"),
+            data=data,
         )
 
-    def payload(self) -> EventPayload:
-        """Parse ``data`` into the registered payload class (raises on unknown or invalid)."""
-        from shared.events.registry import payload_class
+    def payload(self, *, tolerant: bool = False) -> EventPayload:
+        """Parse ``data`` into the registered payload class (raises on unknown or invalid);
+        a version the catalogue lacks is read as the newest it has of the type
+        (``shared.events.versions.read_as``).
 
-        return payload_class(self.type, self.version).model_validate(self.data)
+        ``tolerant``: ignore unknown fields (a reader on the bus); strict by default (a
+        door: an outsider's unknown field is refused)."""
+        from shared.events.registry import UnknownEventError, newest_class, payload_class
+        from shared.events.versions import read_as
 
-    def payload_as(self, cls: builtins.type[P]) -> P:
-        if (self.type, self.version) != (cls.event_type, cls.version):
-            raise ValueError(
-                f"expected {cls.event_type} v{cls.version}, got {self.type} v{self.version}"
-            )
-        return cls.model_validate(self.data)
+        try:
+            cls = payload_class(self.type, self.version)
+        except UnknownEventError:
+            cls = newest_class(self.type)
+        return read_as(self.type, self.version, self.data, cls, tolerant=tolerant)
+
+    def payload_as(self, cls: builtins.type[P], *, tolerant: bool = False) -> P:
+        """``data`` as ``cls``, the version the reader handles: an older version upcast,
+        a newer one read as it if it validates as it (``shared.events.versions``)."""
+        from shared.events.versions import read_as
+
+        return read_as(self.type, self.version, self.data, cls, tolerant=tolerant)

@@ -93,3 +93,11 @@ def payload_class(event_type: str, version: int) -> type[EventPayload]:
         return _BY_KEY[(event_type, version)]
     except KeyError:
         raise UnknownEventError(f"unknown event {event_type} v{version}") from None
+
+
+def newest_class(event_type: str) -> type[EventPayload]:
+    """The newest version the catalogue has of ``event_type`` (raises when none)."""
+    versions = [cls for (known, _), cls in _BY_KEY.items() if known == event_type]
+    if not versions:
+        raise UnknownEventError(f"unknown event {event_type}")
+    return max(versions, key=lambda cls: cls.version)

@@ -17,7 +17,7 @@ class Outcomes:
     async def on_outcome(self, delivery: Delivery) -> None:
         """What became of a referral downstream: the status its referrer reads."""
         envelope = delivery.envelope
-        envelope.payload()  # an invalid event is dead-lettered, not silently skipped
+        delivery.payload()  # an invalid event is dead-lettered, not silently skipped
         data = envelope.data
         referral_id = data.get("referral_id")
         if not isinstance(referral_id, str):

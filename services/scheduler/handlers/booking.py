@@ -129,7 +129,8 @@ class Booking:
             event
             for envelope in envelopes
             if envelope.type == ReferralRegulated.event_type
-            and (event := envelope.payload_as(ReferralRegulated)).decision is Decision.ORIENT
+            and (event := envelope.payload_as(ReferralRegulated, tolerant=True)).decision
+            is Decision.ORIENT
         ]
         if len(regulated) < 2:
             return
