@@ -43,6 +43,8 @@ class Role(StrEnum):
     CENTRE = "centre"
     REFERRER = "referrer"
     CENTRE_15 = "centre_15"
+    # The data-protection officer: reads who read which patient's identity (issue 34).
+    DPO = "dpo"
 
 
 @dataclass(frozen=True)
