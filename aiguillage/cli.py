@@ -69,6 +69,7 @@ for _name in (
     "backup",
     "restore",
     "keys",
+    "privacy",
 ):
     _module = importlib.import_module(f"aiguillage.commands.{_name}")
     app.add_typer(_module.app, name=_name)

@@ -3,20 +3,26 @@ the purge's tests (issue 34): rows as the services write them, dated by the test
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import insert
 
+from services.intake.handlers.identities import Person, Vault
 from services.intake.store import tables as intake
+from services.intake.store.referrals import add_identity
 from services.notifier.store import tables as notifier
 from services.regulation.store import tables as regulation
 from services.scheduler.store import tables as scheduler
 from shared.db import Database
 from shared.migrations import upgrade
+from shared.settings import Settings
 
 NAME = "Zéphirine Purgeable"
 PHONE = "+33612345678"
 EMAIL = "zephirine@example.org"
+NIR = "260017512345678"
+# The development keys: what intake seals with when nothing is set.
+VAULT = Vault.of(Settings(_env_file=None))  # type: ignore[call-arg]
 
 
 async def migrated(url: str, service: str) -> Database:
@@ -25,7 +31,9 @@ async def migrated(url: str, service: str) -> Database:
     return db
 
 
-async def seed_intake(db: Database, referral: str, status: str, at: datetime) -> None:
+async def seed_intake(
+    db: Database, referral: str, status: str, at: datetime, patient: str | None = None
+) -> None:
     async with db.transaction() as s:
         await s.execute(
             insert(intake.referrals).values(
@@ -34,7 +42,7 @@ async def seed_intake(db: Database, referral: str, status: str, at: datetime) ->
                 referrer_id="10001234567",
                 reference=f"ref-{referral}",
                 fingerprint="f" * 64,
-                patient_ref=f"p-{referral}",
+                patient_ref=patient or f"p-{referral}",
                 commune_insee="35238",
                 departement="35",
                 status=status,
@@ -43,19 +51,18 @@ async def seed_intake(db: Database, referral: str, status: str, at: datetime) ->
                 updated_at=at,
             )
         )
-        await s.execute(
-            insert(intake.identities).values(
-                referral_id=referral,
-                first_name="Zéphirine",
-                last_name="Purgeable",
-                birth_date=datetime(1960, 1, 2).date(),
-                sex="female",
-                nir="260017512345678",
-                phone=PHONE,
-                email=EMAIL,
-                address="1 rue de la Purge, Rennes",
-            )
+        person = Person(
+            first_name="Zéphirine",
+            last_name="Purgeable",
+            birth_date=date(1960, 1, 2),
+            sex="female",
+            nir=NIR,
+            phone=PHONE,
+            email=EMAIL,
+            address="1 rue de la Purge, Rennes",
         )
+        sealed = await VAULT.sealed(s, referral, person)
+        await add_identity(s, referral_id=referral, sex=person.sex, sealed=sealed)
         await s.execute(
             insert(intake.status_history).values(
                 event_id=f"h-{referral}",
@@ -67,12 +74,14 @@ async def seed_intake(db: Database, referral: str, status: str, at: datetime) ->
         )
 
 
-async def seed_regulation(db: Database, referral: str, decision: str, at: datetime) -> None:
+async def seed_regulation(
+    db: Database, referral: str, decision: str, at: datetime, patient: str | None = None
+) -> None:
     async with db.transaction() as s:
         await s.execute(
             insert(regulation.cases).values(
                 referral_id=referral,
-                patient_ref=f"p-{referral}",
+                patient_ref=patient or f"p-{referral}",
                 age=66,
                 commune_insee="35238",
                 departement="35",
@@ -100,7 +109,9 @@ async def seed_regulation(db: Database, referral: str, decision: str, at: dateti
         )
 
 
-async def seed_scheduler(db: Database, referral: str, at: datetime, centre: bool) -> None:
+async def seed_scheduler(
+    db: Database, referral: str, at: datetime, centre: bool, patient: str | None = None
+) -> None:
     async with db.transaction() as s:
         if centre:
             await s.execute(
@@ -133,7 +144,7 @@ async def seed_scheduler(db: Database, referral: str, at: datetime, centre: bool
             insert(scheduler.appointments).values(
                 id=f"a-{referral}",
                 referral_id=referral,
-                patient_ref=f"p-{referral}",
+                patient_ref=patient or f"p-{referral}",
                 centre_id="c1",
                 start=at - timedelta(minutes=15),
                 end=at,
@@ -151,12 +162,14 @@ async def seed_scheduler(db: Database, referral: str, at: datetime, centre: bool
         )
 
 
-async def seed_notifier(db: Database, referral: str, at: datetime) -> None:
+async def seed_notifier(
+    db: Database, referral: str, at: datetime, patient: str | None = None
+) -> None:
     async with db.transaction() as s:
         await s.execute(
             insert(notifier.contacts).values(
                 referral_id=referral,
-                patient_ref=f"p-{referral}",
+                patient_ref=patient or f"p-{referral}",
                 first_name="Zéphirine",
                 last_name="Purgeable",
                 phone=PHONE,
@@ -190,7 +203,7 @@ async def seed_notifier(db: Database, referral: str, at: datetime) -> None:
                 appointment_id=f"a-{referral}",
                 centre_id="c1",
                 referral_id=referral,
-                patient_ref=f"p-{referral}",
+                patient_ref=patient or f"p-{referral}",
                 start=at - timedelta(minutes=15),
                 end=at,
                 box=1,

@@ -2,12 +2,14 @@
 
 What the CLI uses of it (``aiguillage referrer``): the operator's registry of referrers,
 read and written in intake's database; ``aiguillage purge``: ``purge_steps``;
+``aiguillage privacy``: ``patient_record``;
 ``aiguillage keys``: the identity's data keys (rotation, sealing)."""
 
 from services.intake.domain.referrers import Registration
 from services.intake.handlers.identities import Vault
 from services.intake.handlers.identities import reseal as seal_identities
 from services.intake.handlers.identities import rotate as rotate_identity_key
+from services.intake.handlers.privacy import patient_record
 from services.intake.handlers.retention import purge_steps
 from services.intake.store.keys import rows_by_key as identities_by_key
 from services.intake.store.registry import every_registration
@@ -19,6 +21,7 @@ __all__ = [
     "Vault",
     "every_registration",
     "identities_by_key",
+    "patient_record",
     "purge_steps",
     "register_referrer",
     "remove_referrer",
