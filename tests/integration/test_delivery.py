@@ -174,7 +174,15 @@ async def test_graceful_shutdown_finishes_the_messages_in_hand(settings: Setting
         async with EventPublisher(s.broker_url, s.namespace, "t") as pub:
             await pub.publish(CONTACT, correlation_id="r-1")
         await asyncio.wait_for(started.wait(), 10)
-        await app.stop()  # while the handler sleeps
+        stop = asyncio.create_task(app.stop())  # while the handler sleeps
+        for _ in range(1000):
+            if runtime.draining:
+                break
+            await asyncio.sleep(0.01)
+        # Not ready from the first moment (a load balancer stops sending), the
+        # delivery still in hand.
+        assert not await runtime._consumers_ready() and probe.calls == 0
+        await stop
         # The event it committed was relayed before the connection closed.
         await tap.wait_for(lambda es: len(es) == 1, timeout=10)
     assert probe.calls == 1
