@@ -71,6 +71,37 @@ def _cell(driver: Any, table: str, dep: str, column: int) -> str:
     return str(row.find_elements(By.CSS_SELECTOR, "td")[column].text.strip())
 
 
+# The height on screen of a label's first line, in CSS pixels.
+_HEIGHT = "return arguments[0].getBoundingClientRect().height"
+
+
+def _assert_labels_read(driver: Any, width: int) -> None:
+    """At a laptop's width each département's name and figures; at a phone's, where
+    they would be 5 px high, its code alone, readable (the figures in the table)."""
+    full = driver.find_element(
+        By.CSS_SELECTOR, '#carte-region .etiquettes text[data-departement="75"]'
+    )
+    short = driver.find_element(
+        By.CSS_SELECTOR, '#carte-region .etiquettes-courtes text[data-departement="75"]'
+    )
+    if width >= 1000:
+        assert "Paris (75)" in full.text and "places libres" in full.text
+        assert "en attente" in full.text
+        assert not short.is_displayed()
+        name = full.find_element(By.CSS_SELECTOR, "tspan.nom")
+        assert driver.execute_script(_HEIGHT, name) >= 11, "the names are too small to read"
+    else:
+        assert not full.is_displayed() and short.text == "75"
+        for code in ("75", "77", "92", "93", "94", "95"):
+            shown = driver.find_element(
+                By.CSS_SELECTOR,
+                f'#carte-region .etiquettes-courtes text[data-departement="{code}"]',
+            )
+            assert driver.execute_script(_HEIGHT, shown) >= 12, f"{code}'s label is too small"
+        row = driver.find_element(By.CSS_SELECTOR, '#departements tr[data-departement="75"]')
+        assert "75 Paris" in row.text  # the code's name and figures, in the table
+
+
 @pytest.mark.parametrize("width", [360, 1280])
 async def test_the_ars_reads_its_map_its_days_and_opens_a_reserve_centre(
     settings: Settings, stack: Stack, browser: Any, width: int
@@ -103,9 +134,7 @@ async def test_the_ars_reads_its_map_its_days_and_opens_a_reserve_centre(
             "94",
             "95",
         ]
-        label = browser.find_element(By.CSS_SELECTOR, '#carte-region text[data-departement="75"]')
-        assert "Paris (75)" in label.text and "places libres" in label.text
-        assert "en attente" in label.text
+        _assert_labels_read(browser, width)
         # A centre's marker: a link, its name shown when it has the keyboard's focus.
         marker = browser.find_element(By.CSS_SELECTOR, f'#carte-region a[data-centre="{OPEN}"]')
         name = marker.find_element(By.CSS_SELECTOR, ".nom-centre")
