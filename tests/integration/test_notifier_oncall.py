@@ -100,3 +100,28 @@ async def test_a_saturation_is_told_to_the_on_call_once_an_hour_and_its_end_once
     assert ended["Subject"] == "Fin d'alerte saturation : Ille-et-Vilaine (35)"
     assert [m["to"] for m in sms] == ["+33611223344", "+33611223344"]
     assert sms[1]["text"] == "Aiguillage : fin de l'alerte saturation en Ille-et-Vilaine (35)."
+
+
+@pytest.mark.parametrize("mailbox", [1], indirect=True)  # the first mail refused (451)
+async def test_an_alert_redelivered_or_refused_once_reaches_the_on_call_once(
+    settings: Settings,
+    notifier: ServiceRuntime,
+    mailbox: tuple[Mailbox, int],
+    gateway: tuple[Gateway, int],
+) -> None:
+    """Through the dispatcher like any notice: the same alert delivered twice (one
+    envelope id) stages its messages once, and a mail server's temporary refusal is
+    tried again, not lost."""
+    box, sms = mailbox[0], gateway[0].sms
+    envelope = Envelope.wrap(
+        _alert("35", AlertKind.SATURATION), source="scheduler", correlation_id="departement"
+    )
+    async with EventPublisher(settings.broker_url, settings.namespace, "t") as pub:
+        for _ in range(2):
+            await pub.publish_envelope(envelope, "capacity.alert.35", exchange="events")
+        await _until(lambda: len(box.delivered) == 1 and len(sms) == 1)
+        await asyncio.sleep(1.5)  # room for a wrong second
+    assert box.refused == 1 and len(box.delivered) == 1 and len(sms) == 1
+    # The notification's own Message-ID: a resend after a crash repeats it.
+    [mail] = box.delivered
+    assert message_from_bytes(mail.content, policy=default)["Message-ID"].endswith("@aiguillage>")
