@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.events import Envelope
 from shared.events.vocabulary import ReferrerKind
@@ -109,6 +110,12 @@ class ServiceMetrics:
             "aiguillage_outbox_set_aside", "Outbox rows the broker refused, set aside",
             registry=r,
         )  # fmt: skip
+        self.http_requests = Counter(
+            "aiguillage_http_requests",
+            "HTTP requests answered, per route template and status class (the doors' "
+            "availability: 5xx against all)",
+            ["method", "route", "status"], registry=r,
+        )  # fmt: skip
         self._business(r)
         self._collectors: list[Collect] = []
         self._collected_at = float("-inf")
@@ -189,6 +196,41 @@ class ServiceMetrics:
                 except Exception as exc:  # the database is away: the other figures still go
                     log.warning("figures not read for /metrics", error=str(exc)[:200])
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_UNCOUNTED = frozenset({"/metrics", "/health", "/ready"})
+
+
+class HttpMetrics:
+    """ASGI middleware: each answer counted by method, route template (never the path,
+    which holds ids and a patient's personal link) and status class."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.counter = metrics.http_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in _UNCOUNTED:
+            await self.app(scope, receive, send)
+            return
+        status = 500  # an exception that escapes every handler is answered 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.counter.labels(
+                method if method in _METHODS else "other", template, f"{status // 100}xx"
+            ).inc()
 
 
 def replace_gauge(gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:

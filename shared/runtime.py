@@ -41,7 +41,7 @@ from shared.http import (
     allow_every_method,
     write_port_file,
 )
-from shared.metrics import ServiceMetrics
+from shared.metrics import HttpMetrics, ServiceMetrics
 from shared.migrations import upgrade
 from shared.outbox import OutboxRelay, OutgoingEvent
 from shared.provisioning import service_account
@@ -147,6 +147,8 @@ class ServiceRuntime:
         allow_every_method(self.http_app)
         # Each request a span, the door of a referral's trace (shared.tracing).
         self.http_app.add_middleware(tracing.HttpSpans, service=self.service.value)
+        # Each answer counted (shared.metrics), by route template and status class.
+        self.http_app.add_middleware(HttpMetrics, metrics=self.metrics)
         # A SAMU acting on another territory's referral: 403 with a stable code.
         self.http_app.add_exception_handler(OutsideTerritory, _outside_territory)
         add_health_routes(
