@@ -82,14 +82,24 @@ class Target:
         return plain.render_as_string(hide_password=False), env
 
 
+# The order of the copies: downstream first. A referral's id is made by intake, an
+# appointment's by the scheduler; copied before the service that made it, a database
+# never knows an id its maker's copy does not (what it learnt came from a commit of the
+# maker's, earlier than the maker's copy). The other way round, regulation's copy could
+# hold a case for a referral that intake's earlier copy lacks, and the referral sent
+# again would be a second one under a new id.
+BACKUP_ORDER = ("notifier", "scheduler", "regulation", "intake", "hubsante", "console")
+
+
 def targets(settings: Settings) -> list[Target]:
-    """Every database: the four services', the console's, the Hub Santé door's."""
+    """Every database: the four services', the Hub Santé door's, the console's, in the
+    order of the copies."""
     from aiguillage.hubsante.store import database_url as hubsante_url
 
-    found = [Target(s.value, settings.database_url(s)) for s in ServiceName]
-    found.append(Target("console", settings.console_database()))
-    found.append(Target("hubsante", hubsante_url(settings)))
-    return found
+    urls = {s.value: settings.database_url(s) for s in ServiceName}
+    urls["console"] = settings.console_database()
+    urls["hubsante"] = hubsante_url(settings)
+    return [Target(name, urls[name]) for name in BACKUP_ORDER]
 
 
 def _now() -> datetime:
@@ -104,6 +114,8 @@ def _sqlite_copy(source: Path, destination: Path) -> None:
     try:
         with dst:
             src.backup(dst, pages=256)
+        # The copy is one file: no write-ahead log beside it (the service sets its own).
+        dst.execute("PRAGMA journal_mode=DELETE")
     finally:
         dst.close()
         src.close()
