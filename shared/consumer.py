@@ -307,6 +307,9 @@ class Consumer:
     async def __call__(self, message: RabbitMessage) -> None:
         began = perf_counter()
         try:
+            if not tracing.enabled():  # the common case: not even a context manager
+                await self._consume(message)
+                return
             with tracing.span(
                 f"{self.name} process",
                 service=self.config.service,
@@ -741,8 +744,11 @@ class Consumer:
                         received_at=held.received_at,
                         staged=staged,
                     )
-                    with tracing.within(held.span):
+                    if held.span is None:
                         await self.handler(delivery)
+                    else:
+                        with tracing.within(held.span):
+                            await self.handler(delivery)
                 finally:
                     structlog.contextvars.unbind_contextvars(*_MESSAGE_CONTEXT)
                 results[turn] = delivery
