@@ -93,6 +93,8 @@ def _actor(
         Role.CENTRE: ("--centre", centre),
         Role.CENTRE_15: ("--samu", samu),
         Role.REFERRER: ("--referrer", referrer),
+        # The data-protection officer acts for the organisation (its name is enough).
+        Role.DPO: ("--centre", centre or "dpo"),
     }
     option, value = wanted[role]
     if not value:
@@ -117,7 +119,7 @@ def _referrer_actor(kind: str, identifier: str) -> str:
 def user_add(
     login: Annotated[str, typer.Option(help="Identifier, e-mail-like: a.martin@ars.fr.")],
     name: Annotated[str, typer.Option(help="Display name: A. Martin.")],
-    role: Annotated[Role, typer.Option(help="ars, centre, centre_15 or referrer.")],
+    role: Annotated[Role, typer.Option(help="ars, centre, centre_15, referrer or dpo.")],
     region: Annotated[
         str | None, typer.Option(help="ARS: the region's code (11 Île-de-France, 53 Bretagne).")
     ] = None,

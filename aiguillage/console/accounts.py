@@ -32,6 +32,7 @@ HOME = {
     Role.CENTRE: "/centre",
     Role.CENTRE_15: "/centre-15",
     Role.REFERRER: "/adresser",
+    Role.DPO: "/protection-des-donnees",
 }
 # The live stream's last message when the session ends: the page says so (console.js)
 # rather than try to reconnect.

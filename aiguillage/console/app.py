@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from aiguillage.console import accounts, ars, centre, centre15, patient, referrer
+from aiguillage.console import accounts, ars, centre, centre15, dpo, patient, referrer
 from aiguillage.console.common import (
     HERE,
     SECURITY_HEADERS,
@@ -41,7 +41,7 @@ from shared.territory import Territories
 from shared.topology import declare_topology
 
 # In the order their routes were added before the routers (none of their paths overlap).
-ROUTERS = (accounts, ars, centre, centre15, referrer, patient)
+ROUTERS = (accounts, ars, centre, centre15, referrer, patient, dpo)
 
 
 @asynccontextmanager

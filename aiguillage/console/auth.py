@@ -25,9 +25,10 @@ ROLE_LABELS = {
     Role.CENTRE: "Centre",
     Role.CENTRE_15: "Centre 15",
     Role.REFERRER: "Médecin adresseur",
+    Role.DPO: "Délégué à la protection des données",
 }
 # The roles with pages in the console.
-CONSOLE_ROLES = (Role.ARS, Role.CENTRE, Role.CENTRE_15, Role.REFERRER)
+CONSOLE_ROLES = (Role.ARS, Role.CENTRE, Role.CENTRE_15, Role.REFERRER, Role.DPO)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def actor_of_account(account: Account) -> Actor:
     # A regulator acts for their SAMU and decides in their own name (the token's subject
     # names both: the territory, then the regulator_id); the others act for their
     # centre, region or referrer.
-    subject = (
-        f"{account.actor}:{account.login}" if account.role is Role.CENTRE_15 else account.actor
-    )
+    # The DPO reads in their own name (the log of identity reads names the reader).
+    by_person = account.role in (Role.CENTRE_15, Role.DPO)
+    subject = f"{account.actor}:{account.login}" if by_person else account.actor
     return Actor(account.role, subject, account.login, account.name, account.actor)

@@ -61,20 +61,49 @@ async def desk_fragment(request: Request, console: ConsoleDep) -> HTMLResponse:
 
 @router.get("/centre-15/dossiers/{referral_id}")
 async def referral_timeline(request: Request, referral_id: str, console: ConsoleDep) -> Response:
-    """A referral's decisions as a timeline; another SAMU's referral reads as unknown."""
-    actor = await actor_of(request, Role.CENTRE_15)
-    try:
-        trail = await console.call(
-            actor, "GET", "regulation", f"/referrals/{quote(referral_id, safe='')}/decisions"
+    """A referral's decisions as a timeline, and the patient's identity when the file is
+    in the regulator's queue (escalated); outside it, the page asks why before showing
+    it (issue 34). Another SAMU's referral reads as unknown."""
+    return await _dossier(request, referral_id, console, reason=None)
+
+
+@router.post("/centre-15/dossiers/{referral_id}/identite")
+async def identity_with_reason(request: Request, referral_id: str, console: ConsoleDep) -> Response:
+    """A file outside the regulator's queue: its identity, once they said why (the
+    reason is written down with the read, by intake)."""
+    await actor_of(request, Role.CENTRE_15)
+    reason = (await form_of(request)).get("motif", "")
+    if len(reason) < 5:
+        path = f"/centre-15/dossiers/{quote(referral_id, safe='')}"
+        return back(
+            path, "Indiquez le motif de l'accès à ce dossier (5 caractères au moins).", False
         )
+    return await _dossier(request, referral_id, console, reason=reason)
+
+
+async def _dossier(
+    request: Request, referral_id: str, console: Console, reason: str | None
+) -> Response:
+    actor = await actor_of(request, Role.CENTRE_15)
+    quoted = quote(referral_id, safe="")
+    try:
+        trail = await console.call(actor, "GET", "regulation", f"/referrals/{quoted}/decisions")
     except ServiceError as exc:
         return back("/centre-15", f"Historique du dossier {referral_id[:8]} : {exc}", False)
+    try:
+        answer = await console.call(actor, "GET", "intake", f"/referrals/{quoted}", reason=reason)
+        identity = answer.get("identity")
+    except ServiceError:
+        identity = None  # not in the queue (nor its territory's, nor asked with a reason)
     return page(
         request,
         "dossier.html",
         actor,
         referral_id=referral_id,
         entries=timeline(trail),
+        identity=identity,
+        hors_file=reason is not None,
+        motif=reason,
     )
 
 

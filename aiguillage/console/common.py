@@ -10,6 +10,7 @@ request. Nothing here imports an actor's module: they import this one.
 from __future__ import annotations
 
 import hmac
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -104,8 +105,18 @@ class Console:
         return f"http://{host}:{service_port(self.settings, service)}"
 
     async def call(
-        self, actor: Actor, method: str, service: str, path: str, body: Any = None, **params: Any
+        self,
+        actor: Actor,
+        method: str,
+        service: str,
+        path: str,
+        body: Any = None,
+        *,
+        reason: str | None = None,
+        **params: Any,
     ) -> Any:
+        """``reason``: why the person reads an identity outside their queue (issue 34),
+        written down by intake with the read."""
         assert self.http is not None
         try:
             response = await self.http.request(
@@ -113,7 +124,7 @@ class Console:
                 self.base_url(service) + path,
                 json=body,
                 params={k: v for k, v in params.items() if v is not None},
-                headers={"Authorization": f"Bearer {actor.token(self.settings, service)}"},
+                headers=service_headers(actor, self.settings, service, reason),
             )
         except httpx.HTTPError as exc:
             raise ServiceError(
@@ -130,6 +141,28 @@ class Console:
                 f"{service} a refusé ({response.status_code}) : {detail}", str(detail), code
             )
         return response.json()
+
+
+# The page the person is on (set by ``actor_of``): intake writes it down with each read
+# of an identity (issue 34), beside the person's login.
+PAGE: ContextVar[str | None] = ContextVar("console_page", default=None)
+
+
+def service_headers(
+    actor: Actor, settings: Settings, service: str, reason: str | None = None
+) -> dict[str, str]:
+    """The bearer token, and who reads from which page (intake writes them down with
+    each read of an identity)."""
+    headers = {"Authorization": f"Bearer {actor.token(settings, service)}"}
+    if actor.login:
+        headers["X-Aiguillage-Account"] = actor.login
+    page = PAGE.get()
+    if page:
+        headers["X-Aiguillage-Page"] = page
+    if reason:
+        # A header's value is one line of Latin-1: the reason travels percent-encoded.
+        headers["X-Aiguillage-Reason"] = quote(" ".join(reason.split())[:1000], safe=" ")
+    return headers
 
 
 def _said(body: Any, text: str) -> str:
@@ -272,6 +305,7 @@ async def actor_of(request: Request, role: Role | None = None, touch: bool = Tru
         if not hmac.compare_digest(given.encode(), found.csrf.encode()):
             raise Refused("Formulaire expiré ou falsifié : rechargez la page et recommencez.")
     actor = actor_of_account(found.account)
+    PAGE.set(request.url.path)
     if role is not None and actor.role is not role:
         raise Refused("Cette page n'est pas celle de votre rôle.")
     return actor

@@ -280,7 +280,7 @@ def check_actor(role: Role, actor: str) -> str:
     elif role is Role.CENTRE_15:
         if not SAMU.match(actor) or departement(actor.removeprefix("samu-")) is None:
             raise AccountError(f"Centre 15 inconnu {actor!r} (attendu samu-<département>)")
-    elif role in (Role.CENTRE, Role.REFERRER):
+    elif role in (Role.CENTRE, Role.REFERRER, Role.DPO):
         if not ACTOR_ID.match(actor):
             raise AccountError(f"identifiant invalide {actor!r} (lettres, chiffres, - et _)")
     else:

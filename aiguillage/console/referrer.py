@@ -31,6 +31,7 @@ from aiguillage.console.common import (
     back,
     page,
     record,
+    service_headers,
 )
 from aiguillage.console.notice import WHAT_TO_BRING, day_and_time
 from shared.auth import Role
@@ -81,7 +82,8 @@ async def intake(
         console.base_url("intake") + path,
         json=body,
         params={k: v for k, v in params.items() if v is not None},
-        headers={"Authorization": f"Bearer {as_referrer.token(console.settings, 'intake')}"},
+        # The login and the page too: intake writes them down with a read of names.
+        headers=service_headers(as_referrer, console.settings, "intake"),
     )
 
 

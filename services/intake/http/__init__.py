@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.intake.handlers import IntakeHandlers
-from services.intake.http import fhir, own_referrals, patient, referrals, withdrawal
+from services.intake.http import fhir, own_referrals, patient, reads, referrals, withdrawal
 from services.intake.http.door import Door
 from shared.auth import authenticator
 from shared.db import Database
@@ -42,4 +42,6 @@ def install(
     app.include_router(withdrawal.router)
     # Issue 36: the same referrals as FHIR R4 resources, for referrers' software.
     app.include_router(fhir.router)
+    # Issue 34: who read which patient's identity, for the data-protection officer.
+    app.include_router(reads.router)
     referrals.document_referral_schema(app)

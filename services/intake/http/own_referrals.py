@@ -7,10 +7,11 @@ referrer wrote them; it must recognise its patients), nothing more of the identi
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from services.intake.domain.status import message
 from services.intake.http.door import Caller, TheDoor, referrer_of
+from services.intake.http.reads import read_entry, write_reads
 from services.intake.store import referrals
 from shared.db import as_utc
 from shared.openapi import AUTHENTICATED
@@ -26,12 +27,14 @@ router = APIRouter(tags=["referrals"], responses=AUTHENTICATED)
 async def own_referrals(
     caller: Caller,
     door: TheDoor,
+    request: Request,
     q: Annotated[str, Query(max_length=100)] = "",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
 ) -> dict[str, Any]:
     kind, identifier = referrer_of(caller, door.territories)  # 403 for anyone else
     words = q.strip().lower().split()[:5]
     found: list[dict[str, Any]] = []
+    shown: list[dict[str, Any]] = []
     async with door.database.transaction() as session:
         # The names are sealed: the search reads the newest SCAN, unsealed, here.
         rows = await referrals.of_referrer(session, kind, identifier, SCAN if words else limit)
@@ -42,8 +45,11 @@ async def own_referrals(
             text = " ".join((r.reference, first, last, r.status)).lower()
             if all(word in text for word in words):
                 found.append(_own(r, first, last))
+                shown.append(read_entry(caller, request, "GET /referrals", r.id, r.patient_ref))
             if len(found) == limit:
                 break
+        # The names shown are reads of the identity, written down (issue 34).
+        await write_reads(session, shown)
     return {"referrals": found}
 
 

@@ -13,8 +13,8 @@ from services.intake.domain.referrers import RateLimited, Registration
 from services.intake.domain.status import FINAL, State, message
 from services.intake.handlers import Outcome, Verdict, replayed
 from services.intake.http.door import Caller, Door, TheDoor, problem, referrer_of
-from services.intake.http.reads import read_entry
-from services.intake.store import history, reads, referrals, rejections
+from services.intake.http.reads import read_entry, write_reads
+from services.intake.store import history, referrals, rejections
 from shared.auth import Role, forbid
 from shared.consumer import Delivery
 from shared.db import as_utc
@@ -197,11 +197,13 @@ async def read(referral_id: str, caller: Caller, door: TheDoor, request: Request
         # with the identity it needs to call; any other referral, another
         # territory's escalation too, is as invisible to it as to a referrer that did
         # not send it.
-        call_back = (
-            caller.role is Role.CENTRE_15
-            and row.status == State.ESCALATED.value
-            and centre_15_scope(door.territories, caller).covers(row.departement)
-        )
+        in_territory = caller.role is Role.CENTRE_15 and centre_15_scope(
+            door.territories, caller
+        ).covers(row.departement)
+        # Outside its queue, a regulator reads a file of its territory by saying why
+        # (the console's prompt): the reason is written down with the read (issue 34).
+        reasoned = bool(request.headers.get("x-aiguillage-reason", "").strip())
+        call_back = in_territory and (row.status == State.ESCALATED.value or reasoned)
         if not own and not call_back:
             raise HTTPException(404, f"no referral or submission {referral_id}")
         entries = await history.history_by_time(session, referral_id)
@@ -210,7 +212,7 @@ async def read(referral_id: str, caller: Caller, door: TheDoor, request: Request
         if person is not None:
             # Who read which patient's identity, written with the read (issue 34).
             entry = read_entry(caller, request, "GET /referrals/{id}", row.id, row.patient_ref)
-            await reads.add(session, [entry])
+            await write_reads(session, [entry])
         current = await replayed(session, referral_id)
     body = _referral(row, entries, final=current is not None and current.state in FINAL)
     if person is not None:
@@ -280,7 +282,7 @@ async def escalations(
         people = [await door.handlers.vault.person(session, r) for r in rows]
         # Every identity answered is a read, written down (issue 34).
         route = "GET /escalations"
-        await reads.add(
+        await write_reads(
             session, [read_entry(caller, request, route, r.id, r.patient_ref) for r in rows]
         )
     log.info("escalations read by centre 15", count=len(rows), reader=caller.subject)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, insert, select
+from sqlalchemy import Integer, bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.store import AnyRow
@@ -28,6 +28,20 @@ async def add(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
         await session.execute(_ADD, list(entries))
 
 
+_RECENT = select(identity_reads.c.referral_id).where(
+    identity_reads.c.reader == bindparam("reader"),
+    identity_reads.c.route == bindparam("route"),
+    identity_reads.c.at >= bindparam("since"),
+    identity_reads.c.reason.is_(None),
+)
+
+
+async def recent(session: AsyncSession, reader: str, route: str, since: datetime) -> set[str]:
+    """The referrals ``reader`` read by ``route`` since ``since``, without a reason."""
+    parameters = {"reader": reader, "route": route, "since": since}
+    return set((await session.scalars(_RECENT, parameters)).all())
+
+
 async def newest(
     session: AsyncSession,
     *,
@@ -44,7 +58,10 @@ async def newest(
     if patient_ref is not None:
         query = query.where(identity_reads.c.patient_ref == patient_ref)
     if account is not None:
-        query = query.where(identity_reads.c.account == account)
+        # The console's login, or a token's subject (an API's reader).
+        query = query.where(
+            or_(identity_reads.c.account == account, identity_reads.c.reader == account)
+        )
     if since is not None:
         query = query.where(identity_reads.c.at >= since)
     return (await session.execute(query, {"limit": limit})).all()

@@ -202,6 +202,7 @@ _OWN = (
     select(
         referrals.c.id,
         referrals.c.reference,
+        referrals.c.patient_ref,
         referrals.c.status,
         referrals.c.detail,
         referrals.c.received_at,
