@@ -39,6 +39,7 @@ from shared.events import (
     ReferralReceived,
     ReferralRegulated,
     ReferralRejected,
+    ReferralRestricted,
     ReferralSubmitted,
     ReferralUpdated,
     ReferralWaitlisted,
@@ -88,6 +89,8 @@ PUBLISHERS: dict[str, tuple[type[EventPayload], ...]] = {
         PatientContact,
         # A referral's patient in another commune (from referral.updated), pseudonymous.
         PatientRelocated,
+        # A patient's restriction of processing (GDPR article 18), pseudonymous.
+        ReferralRestricted,
         SubmissionAcknowledged,
         SubmissionError,
         RequestRefused,

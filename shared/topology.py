@@ -209,6 +209,9 @@ SUBSCRIPTIONS: dict[ServiceName, tuple[QueueSpec, ...]] = {
                 "consultation.completed.*",
                 "consultation.cancelled.*",
                 "consultation.corrected.*",
+                # The patient restricted its processing: they and their referrer are
+                # told nothing more of it (issue 34).
+                "referral.restricted",
             ),
             "What the referrer (and the SAMUs covering the patient, for escalations) must be told.",
         ),

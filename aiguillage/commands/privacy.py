@@ -7,6 +7,10 @@ the notifier: the contact it keeps and every notification sent) into one JSON fi
 one page in French, for the patient or the data-protection officer. Intake finds the
 person (by NIR, compared by its keyed hash, or by one referral); the other services
 answer by the pseudonym downstream, each through its own package's function.
+
+``restrict`` records the patient's restriction of processing in intake, whose relay
+tells the notifier (``referral.restricted``): the patient and their referrer are told
+nothing more of that referral.
 """
 
 from __future__ import annotations
@@ -237,3 +241,31 @@ def export(
     json_path.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
     html_path.write_text(render(document), encoding="utf-8")
     typer.echo(f"{json_path}\n{html_path}")
+
+
+async def _restrict(settings: Settings, referral_id: str, by: str) -> bool | None:
+    intake = await _migrated(settings, ServiceName.INTAKE)
+    try:
+        return await services.intake.restrict_referral(intake, referral_id, by)
+    finally:
+        await intake.dispose()
+
+
+@app.command()
+def restrict(
+    referral: Annotated[str, typer.Option(help="The referral whose processing stops.")],
+    by: Annotated[
+        str, typer.Option(help="Who records the patient's request (the DPO, say).")
+    ] = "operator",
+) -> None:
+    """Restrict a referral's processing (GDPR article 18): its patient and referrer are
+    told nothing more; what the law needs goes on, and it is purged at its term."""
+    done = asyncio.run(_restrict(get_settings(), referral, by))
+    if done is None:
+        typer.echo(f"Aucun adressage « {referral} ».", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        "Traitement limité : plus aucun message au patient ni à son médecin."
+        if done
+        else "Ce traitement était déjà limité."
+    )

@@ -2,7 +2,7 @@
 
 What the CLI uses of it (``aiguillage referrer``): the operator's registry of referrers,
 read and written in intake's database; ``aiguillage purge``: ``purge_steps``;
-``aiguillage privacy``: ``patient_record``;
+``aiguillage privacy``: ``patient_record``, ``restrict_referral``;
 ``aiguillage keys``: the identity's data keys (rotation, sealing)."""
 
 from services.intake.domain.referrers import Registration
@@ -10,6 +10,7 @@ from services.intake.handlers.identities import Vault
 from services.intake.handlers.identities import reseal as seal_identities
 from services.intake.handlers.identities import rotate as rotate_identity_key
 from services.intake.handlers.privacy import patient_record
+from services.intake.handlers.privacy import restrict as restrict_referral
 from services.intake.handlers.retention import purge_steps
 from services.intake.store.keys import rows_by_key as identities_by_key
 from services.intake.store.registry import every_registration
@@ -25,6 +26,7 @@ __all__ = [
     "purge_steps",
     "register_referrer",
     "remove_referrer",
+    "restrict_referral",
     "rotate_identity_key",
     "seal_identities",
 ]

@@ -28,6 +28,7 @@ from shared.events import (
     ReferralCancelled,
     ReferralRegulated,
     ReferralRejected,
+    ReferralRestricted,
     ReferralWaitlisted,
     SlotAssigned,
 )
@@ -56,6 +57,7 @@ ROUTES: tuple[Route[NotifierHandlers], ...] = (
     Route("referrals", ConsultationCompleted, NotifierHandlers.on_completed),
     Route("referrals", ConsultationCancelled, NotifierHandlers.on_consultation_cancelled),
     Route("referrals", ConsultationCorrected, NotifierHandlers.on_corrected),
+    Route("referrals", ReferralRestricted, NotifierHandlers.on_restricted),
     Route("centres", CentreActivated, NotifierHandlers.on_centre_activated),
     # The départements' alerts, e-mailed and texted to the ARS's on-call.
     Route("alerts", CapacityAlert, NotifierHandlers.on_capacity_alert),

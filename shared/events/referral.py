@@ -232,6 +232,20 @@ class PatientRelocated(EventPayload):
     previous_commune_insee: InseeCode | None = None
 
 
+class ReferralRestricted(EventPayload):
+    """The patient asked that the processing of their referral be restricted (GDPR
+    article 18; `aiguillage privacy restrict`, issue 34): from now on they and their
+    referrer are told nothing of it; what the law requires goes on (the centre and
+    Centre 15 keep what care needs), and it is purged at the end of its retention.
+    Pseudonymous."""
+
+    event_type: ClassVar[str] = "referral.restricted"
+
+    referral_id: RecordId
+    patient_ref: PatientRef
+    restricted_at: datetime
+
+
 class PatientContact(EventPayload):
     """The patient's contact details, for the notifier alone.
 

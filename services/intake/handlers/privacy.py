@@ -1,17 +1,23 @@
 """Intake's part of a patient's request of access (issue 34, `aiguillage privacy
 export`): their identity, their referrals and every status each went through, and who
 read their identity. Found by NIR (its keyed hash) or by one referral; every referral
-of the same pseudonym comes with it. The export is itself a read, written down."""
+of the same pseudonym comes with it. The export is itself a read, written down.
+
+``restrict``: the patient's restriction of processing (article 18), told to the
+notifier by ``referral.restricted``."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.intake.handlers.identities import Vault
-from services.intake.store import history, privacy, reads, referrals
+from services.intake.store import history, privacy, reads, referrals, restrictions
 from shared.db import Database, as_utc
-from shared.events import utcnow
+from shared.events import ReferralRestricted, utcnow
+from shared.outbox import add_to_outbox
 
 EXPORT_ROUTE = "aiguillage privacy export"
 EXPORT_REASON = "demande d'accès du patient (RGPD, article 15)"
@@ -60,9 +66,32 @@ async def patient_record(
     return {"patient_refs": patient_refs, "referrals": out}
 
 
-async def _referral(session: Any, vault: Vault, referral_id: str) -> dict[str, Any]:
+async def restrict(database: Database, referral_id: str, by: str) -> bool | None:
+    """Restrict the referral's processing (GDPR article 18): recorded, and
+    ``referral.restricted`` staged in the outbox for the notifier (intake's relay
+    publishes it). None: no such referral; False: restricted already."""
+    async with database.transaction() as session:
+        row = await referrals.referral(session, referral_id)
+        if row is None:
+            return None
+        now = utcnow()
+        if not await restrictions.restrict(session, referral_id, now, by):
+            return False
+        await add_to_outbox(
+            session,
+            ReferralRestricted(
+                referral_id=referral_id, patient_ref=row.patient_ref, restricted_at=now
+            ),
+            source="intake",
+            correlation_id=referral_id,
+        )
+    return True
+
+
+async def _referral(session: AsyncSession, vault: Vault, referral_id: str) -> dict[str, Any]:
     row = await referrals.referral(session, referral_id)
     assert row is not None
+    restricted = await restrictions.restriction(session, referral_id)
     identity = await referrals.identity(session, referral_id)
     person = None if identity is None else asdict(await vault.person(session, identity))
     if person is not None:
@@ -79,6 +108,9 @@ async def _referral(session: Any, vault: Vault, referral_id: str) -> dict[str, A
         "detail": row.detail,
         "received_at": as_utc(row.received_at).isoformat(),
         "updated_at": as_utc(row.updated_at).isoformat(),
+        "restricted_at": None
+        if restricted is None
+        else as_utc(restricted.restricted_at).isoformat(),
         "history": [
             {"status": h.status, "detail": h.detail, "at": as_utc(h.at).isoformat()}
             for h in await history.history_by_time(session, referral_id)

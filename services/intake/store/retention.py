@@ -42,12 +42,12 @@ _HISTORY_DETAILS = select(status_history.c.event_id, status_history.c.detail).wh
 _SET_DETAIL = (
     update(referrals)
     .where(referrals.c.id == bindparam("id_"))
-    .values(detail=bindparam("detail"), clinical_purged_at=bindparam("now"))
+    .values(detail=bindparam("new_detail"), clinical_purged_at=bindparam("purged_at"))
 )
 _SET_HISTORY_DETAIL = (
     update(status_history)
     .where(status_history.c.event_id == bindparam("event_id_"))
-    .values(detail=bindparam("detail"))
+    .values(detail=bindparam("new_detail"))
 )
 
 Strip = Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -82,12 +82,15 @@ async def strip_clinical(
     current = (await session.execute(_DETAILS, {"ids": ids})).all()
     await session.execute(
         _SET_DETAIL,
-        [{"id_": row.id, "detail": strip(row.detail or {}), "now": now} for row in current],
+        [
+            {"id_": row.id, "new_detail": strip(row.detail or {}), "purged_at": now}
+            for row in current
+        ],
     )
     entries = (await session.execute(_HISTORY_DETAILS, {"ids": ids})).all()
     if entries:
         await session.execute(
             _SET_HISTORY_DETAIL,
-            [{"event_id_": e.event_id, "detail": strip(e.detail or {})} for e in entries],
+            [{"event_id_": e.event_id, "new_detail": strip(e.detail or {})} for e in entries],
         )
     return len(current)

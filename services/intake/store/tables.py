@@ -155,3 +155,13 @@ submission_counts = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("count", Integer, nullable=False),
 )
+
+# Referrals whose patient restricted their processing (GDPR article 18, issue 34): who
+# asked it when; ``referral.restricted`` tells the notifier.
+restrictions = Table(
+    "restrictions",
+    metadata,
+    Column("referral_id", String(36), ForeignKey("referrals.id"), primary_key=True),
+    Column("restricted_at", DateTime(timezone=True), nullable=False),
+    Column("restricted_by", String(200), nullable=False),
+)

@@ -13,9 +13,9 @@ from typing import Any
 
 import structlog
 
-from services.notifier.domain import patient_notices, templates
+from services.notifier.domain import patient_notices, restriction, templates
 from services.notifier.handlers.channels import PatientChannel
-from services.notifier.store import centres, contacts, notifications, referrers
+from services.notifier.store import centres, contacts, notifications, referrers, restrictions
 from services.notifier.store.referrers import Referrer
 from shared import tracing
 from shared.consumer import Delivery
@@ -179,6 +179,17 @@ class Teller:
         if kept:
             await referrers.drop_deferred(session, referral_id)
 
+    async def _may_tell(
+        self, delivery: Delivery, referral_id: str, recipient: RecipientKind
+    ) -> bool:
+        """Whether ``recipient`` is told of the referral: not when its patient restricted
+        its processing and the recipient is not one care or the law needs (issue 34)."""
+        restricted = await restrictions.is_restricted(delivery.session, referral_id)
+        if not restriction.may_tell(recipient, restricted):
+            log.info("not told: processing restricted", recipient_kind=recipient.value)
+            return False
+        return True
+
     async def _tell_referrer(
         self,
         delivery: Delivery,
@@ -188,6 +199,8 @@ class Teller:
         cause: str,
     ) -> None:
         referral_id = referrer.referral_id
+        if not await self._may_tell(delivery, referral_id, RecipientKind.REFERRER):
+            return
         if referrer.reply_to:
             await self._outcome_on_broker(
                 delivery,
@@ -253,6 +266,8 @@ class Teller:
     ) -> None:
         """The notice on every patient channel: the SMS its short text, the others (the
         e-mail, the demos' record) the whole one."""
+        if not await self._may_tell(delivery, referral_id, RecipientKind.PATIENT):
+            return
         for channel in self.patient_channels:
             await self._pending(
                 delivery,

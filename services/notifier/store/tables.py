@@ -162,3 +162,13 @@ oncall_notices = Table(
     Column("open", Boolean, nullable=False),
     Column("told_at", DateTime(timezone=True), nullable=True),
 )
+
+# Referrals whose patient restricted their processing (GDPR article 18, issue 34): the
+# patient and their referrer are told nothing more of them.
+restrictions = Table(
+    "restrictions",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("patient_ref", String(40), nullable=False),
+    Column("restricted_at", DateTime(timezone=True), nullable=False),
+)
