@@ -169,6 +169,9 @@ class ServiceRuntime:
             tags=["operations"],
             summary="Prometheus figures of this service",
             response_class=Response,
+            # Prometheus's text format, for the scraper (docs/operations/runbook.md), not
+            # an API of the service's actors.
+            include_in_schema=False,
         )
         # Set on SIGTERM: /ready answers 503 from then on (a load balancer stops sending).
         self.draining = False
