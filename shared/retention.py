@@ -54,6 +54,7 @@ class Category(StrEnum):
     IDENTITY = "identity"  # names, NIR, birth date, phone, e-mail, address
     CLINICAL = "clinical"  # symptoms, signs, risk factors, a decision's reasons
     MESSAGING = "messaging"  # outbox and inbox rows, once past the deduplication window
+    ACCESS_LOG = "access_log"  # who read whose identity, once past its year
     DEAD_LETTERS = "dead_letters"  # on the broker: a queue policy (docs)
 
 
@@ -66,6 +67,7 @@ class Retention:
     clinical: timedelta
     messaging: timedelta
     dead_letters: timedelta
+    access_log: timedelta = timedelta(days=365)
 
     @classmethod
     def of(cls, settings: Settings) -> Retention:
@@ -74,6 +76,7 @@ class Retention:
             clinical=timedelta(days=settings.retention_clinical_days),
             messaging=timedelta(days=settings.retention_messaging_days),
             dead_letters=timedelta(days=settings.retention_dead_letter_days),
+            access_log=timedelta(days=settings.retention_access_log_days),
         )
 
 

@@ -381,6 +381,12 @@ class Settings(BaseSettings):
         description="Outbox rows once published and inbox rows once processed: days kept "
         "(the deduplication window: a duplicate comes back within it).",
     )
+    retention_access_log_days: int = Field(
+        365,
+        ge=1,
+        description="The log of identity reads (who read whose file): days kept (a year, "
+        "for the DPO to answer a patient's or the CNIL's question).",
+    )
     retention_dead_letter_days: int = Field(
         30,
         ge=1,

@@ -42,10 +42,23 @@ async def test_intake_forgets_the_identity_of_a_referral_final_long_ago(tmp_path
         await data.seed_intake(db, "old-withdrawn", "withdrawn", OLD)
         await data.seed_intake(db, "recent", "no_show", RECENT)
         await data.seed_intake(db, "open", "appointment", NOW - timedelta(days=300))
+        async with db.transaction() as s:
+            for at in (NOW - timedelta(days=400), NOW - timedelta(days=300)):
+                await s.execute(
+                    intake.identity_reads.insert().values(
+                        at=at,
+                        referral_id="open",
+                        patient_ref="p-open",
+                        reader_role="centre_15",
+                        reader="samu-35",
+                        route="GET /referrals/{id}",
+                    )
+                )
         report = await run_purge(db, services.intake.purge_steps(RETENTION), NOW, OPTIONS)
         assert report.counts == {
             "identity": {"identities": 2},
             "clinical": {"referrals": 2},
+            "access_log": {"identity_reads": 1},  # the year-old read; not the other
         }
         async with db.transaction() as s:
             kept = set((await s.scalars(select(intake.identities.c.referral_id))).all())

@@ -15,8 +15,9 @@ from shared.retention import Category, Retention, Step, cutoff, messaging_steps
 
 
 def purge_steps(retention: Retention) -> list[Step]:
-    """Identities, then clinical details, of referrals final for long enough; then the
-    outbox and inbox past the deduplication window."""
+    """Identities, then clinical details, of referrals final for long enough; the log of
+    identity reads past its year; then the outbox and inbox past the deduplication
+    window."""
 
     async def identities(session: AsyncSession, now: datetime, limit: int) -> Sequence[Any]:
         return await store.identities_due(
@@ -34,8 +35,15 @@ def purge_steps(retention: Retention) -> list[Step]:
     async def strip(session: AsyncSession, keys: Sequence[Any], now: datetime) -> int:
         return await store.strip_clinical(session, keys, pseudonymous_detail, now)
 
+    async def reads(session: AsyncSession, now: datetime, limit: int) -> Sequence[Any]:
+        return await store.reads_due(session, cutoff(now, retention.access_log), limit)
+
+    async def drop_reads(session: AsyncSession, keys: Sequence[Any], now: datetime) -> int:
+        return await store.delete_reads(session, keys)
+
     return [
         Step(Category.IDENTITY, "identities", identities, drop_identities),
         Step(Category.CLINICAL, "referrals", clinical, strip),
+        Step(Category.ACCESS_LOG, "identity_reads", reads, drop_reads),
         *messaging_steps(retention),
     ]

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.store.tables import identities, referrals, status_history
+from services.intake.store.tables import identities, identity_reads, referrals, status_history
 
 _FINAL_LONG_ENOUGH = (
     referrals.c.status.in_(bindparam("statuses", expanding=True)),
@@ -94,3 +94,24 @@ async def strip_clinical(
             [{"event_id_": e.event_id, "new_detail": strip(e.detail or {})} for e in entries],
         )
     return len(current)
+
+
+_READS_DUE = (
+    select(identity_reads.c.id)
+    .where(identity_reads.c.at <= bindparam("cutoff"))
+    .order_by(identity_reads.c.id)
+    .limit(bindparam("limit"))
+)
+_DELETE_READS = delete(identity_reads).where(
+    identity_reads.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+async def reads_due(session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
+    """Entries of the log of identity reads written at ``cutoff`` or before."""
+    return list((await session.scalars(_READS_DUE, {"cutoff": cutoff, "limit": limit})).all())
+
+
+async def delete_reads(session: AsyncSession, ids: Sequence[int]) -> int:
+    await session.execute(_DELETE_READS, {"ids": list(ids)})
+    return len(ids)
