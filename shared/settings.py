@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     )
 
     http_host: str = Field("127.0.0.1", description="Interface the services' HTTP APIs listen on.")
+    services_host: str | None = Field(
+        None,
+        description="Where the console reaches each service's HTTP API: a host name with "
+        "{service} in it (Kubernetes: '{service}', each service's Service); empty: "
+        "AIGUILLAGE_HTTP_HOST (one host for all).",
+    )
     intake_http_port: int | None = Field(8001, description="Intake's HTTP port (empty: no HTTP).")
     regulation_http_port: int | None = Field(8002, description="Regulation's HTTP port.")
     scheduler_http_port: int | None = Field(8003, description="The scheduler's HTTP port.")

@@ -100,8 +100,11 @@ class Console:
     http: httpx.AsyncClient | None = None
 
     def base_url(self, service: str) -> str:
-        host = self.settings.http_host
-        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        if self.settings.services_host:  # each service on its own host (Kubernetes)
+            host = self.settings.services_host.replace("{service}", service)
+        else:
+            host = self.settings.http_host
+            host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         return f"http://{host}:{service_port(self.settings, service)}"
 
     async def call(
