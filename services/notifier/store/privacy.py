@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from services.notifier.store.tables import centre_appointments, contacts, notifications
 
-_REFS = bindparam("refs", expanding=True)
+_REFS: BindParameter[Any] = bindparam("refs", expanding=True)
 _CONTACTS = select(contacts).where(contacts.c.patient_ref.in_(_REFS))
 _APPOINTMENTS = (
     select(centre_appointments)

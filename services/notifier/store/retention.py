@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from services.notifier.store.tables import (
     attempts,
@@ -17,7 +19,7 @@ from services.notifier.store.tables import (
     notifications,
 )
 
-_CUTOFF = bindparam("cutoff")
+_CUTOFF: BindParameter[Any] = bindparam("cutoff")
 _DONE_FOR = or_(
     exists().where(centre_appointments.c.referral_id == contacts.c.referral_id),
     exists().where(notifications.c.referral_id == contacts.c.referral_id),
@@ -38,7 +40,7 @@ _DUE = (
     .order_by(contacts.c.referral_id)
     .limit(bindparam("limit"))
 )
-_IDS = bindparam("ids", expanding=True)
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 _DELETE_ATTEMPTS = delete(attempts).where(
     attempts.c.notification_id.in_(
         select(notifications.c.id).where(notifications.c.referral_id.in_(_IDS))

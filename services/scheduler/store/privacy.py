@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from services.scheduler.store.tables import (
     appointment_moves,
@@ -33,7 +34,7 @@ _APPOINTMENTS = (
     .where(appointments.c.patient_ref.in_(bindparam("refs", expanding=True)))
     .order_by(appointments.c.created_at)
 )
-_IDS = bindparam("ids", expanding=True)
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 _MOVES = select(appointment_moves).where(appointment_moves.c.referral_id.in_(_IDS))
 _WAITING = select(waitlist).where(waitlist.c.patient_ref.in_(bindparam("refs", expanding=True)))
 _REGULATIONS = select(regulations).where(regulations.c.referral_id.in_(_IDS))

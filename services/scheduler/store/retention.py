@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from services.scheduler.store.tables import appointments, regulations, waitlist
 
-_CUTOFF = bindparam("cutoff")
+_CUTOFF: BindParameter[Any] = bindparam("cutoff")
 _DUE = (
     select(regulations.c.referral_id)
     .where(
