@@ -87,6 +87,13 @@ def install(provider: TracerProvider) -> None:
     _enabled = True
 
 
+def pause(paused: bool = True) -> None:
+    """Stop tracing (or start again) with the provider installed: tests trace for a while
+    in a process that goes on with other tests."""
+    global _enabled
+    _enabled = not paused and isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
 def traceparent() -> str | None:
     """The current span's ``traceparent``, to store with an outbox row (None: off)."""
     if not _enabled:

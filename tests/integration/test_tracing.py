@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.intake.app import build as build_intake
@@ -32,20 +31,16 @@ from shared.http import HttpServer
 from shared.publisher import EventPublisher
 from shared.settings import ServiceName, Settings
 from tests.helpers import centre, running
+from tests.spans import traced
 from tests.strategies import valid_referral
 
 pytestmark = pytest.mark.integration
 
-_EXPORTER = InMemorySpanExporter()
 
-
-def _spans() -> InMemorySpanExporter:
-    """The process's spans (OpenTelemetry takes one tracer provider per process)."""
-    if not tracing.enabled():
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        tracing.install(provider)
-    return _EXPORTER
+@pytest.fixture
+def span_exporter() -> Iterator[InMemorySpanExporter]:
+    with traced() as exporter:
+        yield exporter
 
 
 class Hooks:
@@ -90,10 +85,9 @@ def _chain(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[ReadableS
 
 
 async def test_one_referral_is_one_trace_from_the_door_to_the_webhook(
-    settings: Settings, hooks: tuple[Hooks, int]
+    settings: Settings, hooks: tuple[Hooks, int], span_exporter: InMemorySpanExporter
 ) -> None:
-    exporter = _spans()
-    exporter.clear()
+    exporter = span_exporter
     receiver, port = hooks
     referral = valid_referral("trace-1")
     referral["referrer"]["webhook_url"] = f"http://127.0.0.1:{port}/hook"

@@ -7,25 +7,28 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Iterator
 
 import httpx
+import pytest
 from fastapi import FastAPI
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import tracing
 from shared.logging import configure_logging, get_logger
 from shared.metrics import HttpMetrics, ServiceMetrics
+from tests.spans import traced
 
 
-def _traced() -> None:
-    if not tracing.enabled():  # one tracer provider per process
-        tracing.install(TracerProvider())
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    with traced() as exporter:
+        yield exporter
 
 
-def test_a_log_line_inside_a_span_names_its_trace() -> None:
-    _traced()
+def test_a_log_line_inside_a_span_names_its_trace(spans: InMemorySpanExporter) -> None:
     configure_logging("test", json=True)
     stream = io.StringIO()
     logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
@@ -43,8 +46,7 @@ def test_a_log_line_inside_a_span_names_its_trace() -> None:
     assert "trace_id" not in outside
 
 
-def test_a_traceparent_stored_then_restored_makes_a_child() -> None:
-    _traced()
+def test_a_traceparent_stored_then_restored_makes_a_child(spans: InMemorySpanExporter) -> None:
     with tracing.span("parent", service="test") as parent:
         assert parent is not None
         stored = tracing.staged("r-2")
