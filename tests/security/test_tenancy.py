@@ -193,6 +193,16 @@ CASES: list[Case] = [
         "console GET /centre-15/dossiers/{referral_id}", SAMU_35, LISTED, Seen(303, listed=False)
     ),
     Case("console GET /centre-15/dossiers/{referral_id}", ARS_53, NONE, NOT_ITS_ROLE),
+    # Issue 34: a file outside the queue, its identity once a reason is given; Paris's
+    # is sent back to the desk as a missing one is, its identity never shown.
+    *_pair(
+        "console POST /centre-15/dossiers/{referral_id}/identite",
+        SAMU_35,
+        LISTED,
+        Seen(303, listed=False),
+    ),
+    # The log of identity reads: the DPO's alone (no territory: every read).
+    Case("intake GET /identity-reads", SAMU_35, NONE, NOT_ITS_ROLE),
     # The live stream: escalations to the SAMU of the patient's département; alerts and
     # reinforcement requests to the ARS of the region.
     *_pair("console GET /evenements", SAMU_35, TOLD, NOT_TOLD, "escalation"),
@@ -796,6 +806,25 @@ async def _desk_decides(w: World, case: Case) -> Seen:
     return Seen(response.status_code, OUTSIDE_TERRITORY if said else None)
 
 
+@probe("console POST /centre-15/dossiers/{referral_id}/identite")
+async def _desk_identity_with_reason(w: World, case: Case) -> Seen:
+    csrf = csrf_of((await w.browser.get("/centre-15")).text)
+    referral_id = w.ids[f"held-{case.territory}"]
+    response = await w.browser.post(
+        f"/centre-15/dossiers/{referral_id}/identite",
+        data={"csrf": csrf, "motif": "rappel à la demande du patient"},
+        follow_redirects=False,
+    )
+    return Seen(response.status_code, listed='class="identite"' in response.text)
+
+
+@probe("intake GET /identity-reads")
+async def _identity_reads(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.INTAKE, case.actor) as api:
+        response = await api.get("/identity-reads")
+    return Seen(response.status_code)
+
+
 def _envelope(event_type: str, **data: Any) -> Envelope:
     return Envelope(type=event_type, source="test", correlation_id=new_id(), data=data)
 
@@ -1281,7 +1310,7 @@ def test_every_route_is_in_the_table(tmp_path: Path) -> None:
         if route.path.startswith(("/centre-15", "/territoire", "/audit"))
         or route.path == "/evenements"
     }
-    assert len(console) == 14, console
+    assert len(console) == 15, console
     listed = {case.route for case in CASES} | set(PENDING)
     missing = sorted((routes | console) - listed)
     assert not missing, f"routes in no row of the tenancy table: {missing}"
