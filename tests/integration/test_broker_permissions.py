@@ -440,7 +440,7 @@ async def test_the_four_services_run_under_their_own_users(
         referral_id = assigned.data["referral_id"]
         told = await collect(gp, gp.replies, lambda es: "appointment" in outcomes(es))
         [ack] = [e for e in told if e.type == "submission.acknowledged"]
-        assert (ack.source, ack.data["referral_id"]) == ("intake", referral_id)
+        assert (source_name(ack.source), ack.data["referral_id"]) == ("intake", referral_id)
 
         await poterie.publish(
             PatientEscalated(
