@@ -99,6 +99,9 @@ class Step:
     table: str
     find: FindDue
     purge: Purge
+    # Called as each run starts the step: a step that pages through candidates by a
+    # cursor of its own starts it over.
+    start: Callable[[], None] | None = None
 
 
 purge_metadata = MetaData()
@@ -167,6 +170,8 @@ async def run_purge(
             },
         )
     for step in steps:
+        if step.start is not None:
+            step.start()
         more = True
         while more:
             more = await _batch(database, step, now, options.batch, report)

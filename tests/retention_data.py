@@ -32,7 +32,12 @@ async def migrated(url: str, service: str) -> Database:
 
 
 async def seed_intake(
-    db: Database, referral: str, status: str, at: datetime, patient: str | None = None
+    db: Database,
+    referral: str,
+    status: str,
+    at: datetime,
+    patient: str | None = None,
+    happened: str | None = None,
 ) -> None:
     async with db.transaction() as s:
         await s.execute(
@@ -63,15 +68,18 @@ async def seed_intake(
         )
         sealed = await VAULT.sealed(s, referral, person)
         await add_identity(s, referral_id=referral, sex=person.sex, sealed=sealed)
-        await s.execute(
-            insert(intake.status_history).values(
-                event_id=f"h-{referral}",
-                referral_id=referral,
-                status=status,
-                detail={"reason": "toux sèche", "centre_id": "c1"},
-                at=at,
+        # Its history as intake writes it: received, then what the status says (a
+        # withdrawal reads "cancelled" in the referrals' table, "withdrawn" here).
+        for label, when in (("received", at - timedelta(days=2)), (happened or status, at)):
+            await s.execute(
+                insert(intake.status_history).values(
+                    event_id=f"h-{referral}-{label}",
+                    referral_id=referral,
+                    status=label,
+                    detail={"reason": "toux sèche", "centre_id": "c1"},
+                    at=when,
+                )
             )
-        )
 
 
 async def seed_regulation(

@@ -39,7 +39,11 @@ async def test_intake_forgets_the_identity_of_a_referral_final_long_ago(tmp_path
     db = await data.migrated(_url(tmp_path, "intake"), "intake")
     try:
         await data.seed_intake(db, "old", "seen", OLD)
-        await data.seed_intake(db, "old-withdrawn", "withdrawn", OLD)
+        await data.seed_intake(db, "old-withdrawn", "cancelled", OLD, happened="withdrawn")
+        # An appointment cancelled reads "cancelled" too, and is not final: kept.
+        await data.seed_intake(
+            db, "old-cancelled", "cancelled", OLD, happened="appointment_cancelled"
+        )
         await data.seed_intake(db, "recent", "no_show", RECENT)
         await data.seed_intake(db, "open", "appointment", NOW - timedelta(days=300))
         async with db.transaction() as s:
@@ -67,11 +71,11 @@ async def test_intake_forgets_the_identity_of_a_referral_final_long_ago(tmp_path
                 r.referral_id: r.detail for r in await s.execute(select(intake.status_history))
             }
             audit = (await s.execute(select(purges))).one()
-        assert kept == {"recent", "open"}
+        assert kept == {"recent", "open", "old-cancelled"}
         # The pseudonymous record stays: its state, its times, its centre and priority.
         assert rows["old"].status == "seen" and rows["old"].received_at is not None
         assert rows["old"].detail == {"centre_id": "c1", "priority": "urgent"}
-        assert history["old"] == {"centre_id": "c1"}
+        assert history["old"] == {"centre_id": "c1"}  # each entry's reason gone
         assert rows["recent"].detail["reasons"] == ["dyspnée"]
         assert history["open"]["reason"] == "toux sèche"
         assert audit.complete and audit.counts == report.counts

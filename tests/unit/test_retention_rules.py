@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from services.intake.domain import retention as intake
+from services.intake.domain.status import State
 from services.notifier.domain import retention as notifier
 from services.regulation.domain import retention as regulation
 from services.scheduler.domain import retention as scheduler
@@ -28,13 +29,20 @@ def test_the_defaults_are_the_issue_s() -> None:
 
 def test_intake_purges_a_final_referral_once_its_retention_is_over() -> None:
     final_at = NOW - KEEP
-    assert intake.is_due("seen", final_at, NOW, KEEP)
-    assert intake.is_due("withdrawn", final_at, NOW, KEEP)
+    assert intake.is_due(State.SEEN, final_at, NOW, KEEP)
+    assert intake.is_due(State.WITHDRAWN, final_at, NOW, KEEP)
     # A second earlier it is still kept; an open referral is kept however old.
-    assert not intake.is_due("seen", final_at + timedelta(seconds=1), NOW, KEEP)
-    assert not intake.is_due("appointment", NOW - 10 * KEEP, NOW, KEEP)
-    assert not intake.is_due("waitlisted", NOW - 10 * KEEP, NOW, KEEP)
+    assert not intake.is_due(State.SEEN, final_at + timedelta(seconds=1), NOW, KEEP)
+    assert not intake.is_due(State.APPOINTMENT, NOW - 10 * KEEP, NOW, KEEP)
+    assert not intake.is_due(State.CANCELLED, NOW - 10 * KEEP, NOW, KEEP)
     assert set(intake.FINAL_STATES) == {"rejected", "withdrawn", "seen", "no_show"}
+
+
+def test_a_cancelled_referral_s_history_says_whether_it_is_final() -> None:
+    # A withdrawal reads "cancelled" in the table, as an appointment's cancellation does.
+    assert set(intake.CANDIDATE_STATUSES) == {"rejected", "cancelled", "seen", "no_show"}
+    assert intake.needs_history("cancelled")
+    assert not intake.needs_history("seen")
 
 
 def test_intake_keeps_the_record_not_the_reasons() -> None:

@@ -12,10 +12,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.intake.domain.status import FINAL
+from services.intake.domain.status import FINAL, State
 
 # The states after which nothing follows (a centre's correction keeps it final).
 FINAL_STATES: tuple[str, ...] = tuple(sorted(s.value for s in FINAL))
+# What the referrals' table says of them: a withdrawal reads "cancelled", as an
+# appointment's cancellation does (not final), so a "cancelled" referral's history
+# tells which it is (``status.replay``).
+CANDIDATE_STATUSES: tuple[str, ...] = tuple(sorted({s.status for s in FINAL}))
 
 # What a status's detail keeps once its clinical details are purged: the record of
 # what happened when and where, never a reason, a comment or a test.
@@ -43,9 +47,14 @@ KEPT_DETAIL = frozenset(
 )
 
 
-def is_due(status: str, final_since: datetime, now: datetime, keep: timedelta) -> bool:
-    """Whether a referral in ``status`` since ``final_since`` is past ``keep`` at ``now``."""
-    return status in FINAL_STATES and final_since <= now - keep
+def needs_history(status: str) -> bool:
+    """Whether a referral's status alone does not say if it is final."""
+    return status == State.CANCELLED.value
+
+
+def is_due(state: State, final_since: datetime, now: datetime, keep: timedelta) -> bool:
+    """Whether a referral in ``state`` since ``final_since`` is past ``keep`` at ``now``."""
+    return state in FINAL and final_since <= now - keep
 
 
 def pseudonymous_detail(detail: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,24 +11,28 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.store import AnyRow
 from services.intake.store.tables import identities, identity_reads, referrals, status_history
 
+# Candidates, by id after a cursor: the domain then says which are final.
 _FINAL_LONG_ENOUGH = (
     referrals.c.status.in_(bindparam("statuses", expanding=True)),
     referrals.c.updated_at <= bindparam("cutoff"),
+    referrals.c.id > bindparam("after"),
 )
+_CANDIDATE = (referrals.c.id, referrals.c.status, referrals.c.updated_at)
 _IDENTITIES_DUE = (
-    select(identities.c.referral_id)
-    .join(referrals, referrals.c.id == identities.c.referral_id)
+    select(*_CANDIDATE)
+    .join(identities, referrals.c.id == identities.c.referral_id)
     .where(*_FINAL_LONG_ENOUGH)
-    .order_by(identities.c.referral_id)
+    .order_by(referrals.c.id)
     .limit(bindparam("limit"))
 )
 _DELETE_IDENTITIES = delete(identities).where(
     identities.c.referral_id.in_(bindparam("ids", expanding=True))
 )
 _CLINICAL_DUE = (
-    select(referrals.c.id)
+    select(*_CANDIDATE)
     .where(*_FINAL_LONG_ENOUGH, referrals.c.clinical_purged_at.is_(None))
     .order_by(referrals.c.id)
     .limit(bindparam("limit"))
@@ -53,12 +57,13 @@ _SET_HISTORY_DETAIL = (
 Strip = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
-async def identities_due(
-    session: AsyncSession, statuses: Sequence[str], cutoff: datetime, limit: int
-) -> list[str]:
-    """Referrals whose identity is still kept though final since ``cutoff`` or before."""
-    params = {"statuses": list(statuses), "cutoff": cutoff, "limit": limit}
-    return list((await session.scalars(_IDENTITIES_DUE, params)).all())
+async def identity_candidates(
+    session: AsyncSession, statuses: Sequence[str], cutoff: datetime, after: str, limit: int
+) -> Sequence[AnyRow]:
+    """Referrals whose identity is still kept, in ``statuses`` since ``cutoff`` or
+    before, ids after ``after``: ``id``, ``status``, ``updated_at``."""
+    params = {"statuses": list(statuses), "cutoff": cutoff, "after": after, "limit": limit}
+    return (await session.execute(_IDENTITIES_DUE, params)).all()
 
 
 async def delete_identities(session: AsyncSession, referral_ids: Sequence[str]) -> int:
@@ -66,12 +71,12 @@ async def delete_identities(session: AsyncSession, referral_ids: Sequence[str]) 
     return len(referral_ids)
 
 
-async def clinical_due(
-    session: AsyncSession, statuses: Sequence[str], cutoff: datetime, limit: int
-) -> list[str]:
-    """Referrals final since ``cutoff`` or before whose details are not purged yet."""
-    params = {"statuses": list(statuses), "cutoff": cutoff, "limit": limit}
-    return list((await session.scalars(_CLINICAL_DUE, params)).all())
+async def clinical_candidates(
+    session: AsyncSession, statuses: Sequence[str], cutoff: datetime, after: str, limit: int
+) -> Sequence[AnyRow]:
+    """Referrals whose details are not purged yet, as ``identity_candidates``."""
+    params = {"statuses": list(statuses), "cutoff": cutoff, "after": after, "limit": limit}
+    return (await session.execute(_CLINICAL_DUE, params)).all()
 
 
 async def strip_clinical(
