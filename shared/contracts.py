@@ -18,6 +18,7 @@ from shared.events import (
     AppointmentCancelled,
     AppointmentRescheduled,
     CapacityAlert,
+    CapacityForecast,
     CentreActivated,
     CentreCapacityChanged,
     CentreClosed,
@@ -102,6 +103,7 @@ PUBLISHERS: dict[str, tuple[type[EventPayload], ...]] = {
         AppointmentCancelled,
         ReferralWaitlisted,
         CapacityAlert,
+        CapacityForecast,
         ReinforcementRaisedAgain,
         *_ARS,
         *_CENTRES,
@@ -150,7 +152,7 @@ _PER_CENTRE = {
 def routing_key_pattern(cls: type[EventPayload]) -> str:
     if cls in _PER_CENTRE:
         return f"{cls.event_type}.{{centre_id}}"
-    if cls in (CapacityAlert, ReinforcementRaisedAgain):
+    if cls in (CapacityAlert, CapacityForecast, ReinforcementRaisedAgain):
         return f"{cls.event_type}.{{departement}}"
     if cls in (SubmissionAcknowledged, SubmissionError, ReferralOutcome, RequestRefused):
         return f"reply.{{reply_to}}.{cls.event_type}"

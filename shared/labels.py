@@ -136,6 +136,7 @@ PURPOSES: Mapping[Purpose, str] = {
 ALERT_KINDS: Mapping[AlertKind, str] = {
     AlertKind.SATURATION: "saturation",
     AlertKind.WAITING_LIST: "liste d'attente",
+    AlertKind.FORECAST: "saturation prévue",
 }
 # Where a centre's request for reinforcement stands, as its page and the ARS's say it.
 REINFORCEMENT_STATES: Mapping[ReinforcementState, str] = {

@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from shared.contracts import HTTP_DOORS, PUBLISHERS, routing_key_pattern
-from shared.events import CapacityAlert, EventPayload, ReinforcementRaisedAgain
+from shared.events import CapacityAlert, CapacityForecast, EventPayload, ReinforcementRaisedAgain
 from shared.regions import ARS_PREFIX, ars_actor, region_departements, regions
 from shared.senders import CENTRE_15_KEY
 from shared.settings import ServiceName
@@ -80,10 +80,15 @@ OUTSIDER_LIMITS: dict[str, int] = {"max-connections": 5, "max-channels": 20}
 _DOOR_PRODUCERS = {"centre": "centres", "ars": "ars"}
 
 # What an ARS is told on the broker, of its region's départements only (a key that
-# names a département): the alerts, and the requests for reinforcement raised again for
-# want of an answer; the territory, and the requests themselves (keyed by the centre,
-# which says no region), it reads over the scheduler's API.
-ARS_RECEIVES: tuple[type[EventPayload], ...] = (CapacityAlert, ReinforcementRaisedAgain)
+# names a département): the alerts, the saturation forecasts (issue 31), and the
+# requests for reinforcement raised again for want of an answer; the territory, and the
+# requests themselves (keyed by the centre, which says no region), it reads over the
+# scheduler's API.
+ARS_RECEIVES: tuple[type[EventPayload], ...] = (
+    CapacityAlert,
+    CapacityForecast,
+    ReinforcementRaisedAgain,
+)
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 

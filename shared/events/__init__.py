@@ -28,6 +28,7 @@ from shared.events.consultation import (
     ConsultationOutcome,
     PatientEscalated,
 )
+from shared.events.forecast import CapacityForecast
 from shared.events.notification import Channel, NotificationFailed, NotificationSent, RecipientKind
 from shared.events.referral import (
     PatientContact,
@@ -72,6 +73,7 @@ __all__ = [
     "AppointmentRescheduled",
     "CancelledBy",
     "CapacityAlert",
+    "CapacityForecast",
     "CentreActivated",
     "CentreCancelReason",
     "CentreCapacityChanged",

@@ -15,6 +15,8 @@ from shared.events.vocabulary import RoutingWord
 class AlertKind(StrEnum):
     SATURATION = "saturation"  # next-24-hour occupancy over the threshold
     WAITING_LIST = "waiting_list"  # patients waiting for a slot
+    # The forecast hours until full under the ARS's threshold (capacity.forecast).
+    FORECAST = "forecast"
 
 
 class ReinforcementState(StrEnum):

@@ -25,6 +25,7 @@ from shared.events.consultation import (
     ConsultationNoShow,
     PatientEscalated,
 )
+from shared.events.forecast import CapacityForecast
 from shared.events.notification import NotificationFailed, NotificationSent
 from shared.events.referral import (
     PatientContact,
@@ -72,6 +73,7 @@ CATALOGUE: tuple[type[EventPayload], ...] = (
     ConsultationCorrected,
     PatientEscalated,
     CapacityAlert,
+    CapacityForecast,
     ReinforcementRequested,
     ReinforcementAcknowledged,
     ReinforcementGranted,

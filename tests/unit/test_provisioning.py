@@ -170,11 +170,13 @@ def test_reply_queues_are_declared_by_the_plan_on_their_own_answers() -> None:
         replies("referrer-sos-rennes"): ("reply.sos-rennes.#",),
         replies("ars-53"): (
             *(f"capacity.alert.{d}" for d in ("22", "29", "35", "56")),
+            *(f"capacity.forecast.{d}" for d in ("22", "29", "35", "56")),
             *(f"reinforcement.raised_again.{d}" for d in ("22", "29", "35", "56")),
             "reply.ars-53.#",
         ),
         replies("ars-11"): (
             *(f"capacity.alert.{d}" for d in ("75", "77", "78", "91", "92", "93", "94", "95")),
+            *(f"capacity.forecast.{d}" for d in ("75", "77", "78", "91", "92", "93", "94", "95")),
             *(
                 f"reinforcement.raised_again.{d}"
                 for d in ("75", "77", "78", "91", "92", "93", "94", "95")
