@@ -17,10 +17,12 @@ shrunk towards ``DEFAULT_PROFILE`` (referrals follow the GP surgeries' hours) wi
 weight of ``profile_prior`` arrivals.
 
 **The arrivals to come** (``simulate_arrivals``): each path draws ``(a, b)`` from the
-fit's normal approximation, each future day a gamma level of mean 1 whose variance
-makes the day's count negative-binomial with variance ``phi`` times its mean (the
-over-dispersion is between days, as in the data: a busy day is busy all day), and each
-hour's arrivals per priority are Poisson at ``exp(a + b t)`` x profile x share x level.
+fit's normal approximation (within three standard deviations, and no faster than
+doubling or halving in a day: a fit on two noisy days may be that wide), each future
+day a gamma level of mean 1 whose variance makes the day's count negative-binomial
+with variance ``phi`` times its mean (the over-dispersion is between days, as in the
+data: a busy day is busy all day), and each hour's arrivals per priority are Poisson
+at ``exp(a + b t)`` x profile x share x level.
 
 **The booking rule** (``first_full_hour``), per path, in hours from now: ``free[h]``
 free places start in hour ``h`` (already booked ones out, ``free_places_by_hour``);
@@ -78,6 +80,8 @@ DEFAULT_DEADLINES: Mapping[Priority, int] = MappingProxyType(
     {Priority.ASAP: 6, Priority.URGENT: 12, Priority.ROUTINE: 24}
 )
 BOOKED = tuple(p for p in Priority if p is not Priority.STAT)
+# The fastest daily growth (log) a simulated path may have: doubling in a day.
+MAX_GROWTH = math.log(2)
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,11 @@ def simulate_arrivals(
         return out
     mean = np.array([math.log(rate.per_day), rate.growth])
     params = rng.multivariate_normal(mean, np.array(rate.covariance), size=paths)
+    # A fit on a few noisy days may be wide: no path doubles, or halves, in under a day,
+    # nor starts more than three standard deviations from the rate now.
+    spread = 3 * math.sqrt(max(rate.covariance[0][0], 0.0))
+    params[:, 0] = params[:, 0].clip(mean[0] - spread, mean[0] + spread)
+    params[:, 1] = params[:, 1].clip(-MAX_GROWTH, MAX_GROWTH)
     zone = ZoneInfo(settings.timezone)
     local = [(now + timedelta(hours=h)).astimezone(zone).hour for h in range(hours)]
     t_days = (np.arange(hours) + 0.5) / 24.0
