@@ -446,6 +446,19 @@ class Settings(BaseSettings):
         description="Occupancy of a département's next 24 hours that "
         "raises a capacity.alert for the ARS.",
     )
+    # The saturation forecast (issue 31, services/scheduler/domain/forecast.py).
+    forecast_alert_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Scheduler: a capacity.alert (kind forecast) is raised when a "
+        "département's forecast median hours until full falls below this.",
+    )
+    forecast_every_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="Scheduler: how often each département's capacity.forecast is "
+        "computed again (and on every capacity change).",
+    )
     # The scheduler's online policy (services/scheduler/domain/policy.py says why).
     policy_forecast_minutes: float = Field(
         60.0,
