@@ -32,7 +32,7 @@ from tests.faults.conftest import Cluster
 
 pytestmark = pytest.mark.faults
 
-REFERRALS = 60
+REFERRALS = 40
 
 
 class Recorded(Cluster):
