@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, inspect, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from shared.db import Database
 from shared.messaging_tables import outbox
@@ -78,7 +78,14 @@ class Target:
         ssl = query.pop("ssl", None)
         if isinstance(ssl, str):
             query["sslmode"] = ssl
-        plain = url.set(drivername="postgresql", password=None, query=query)
+        plain = URL.create(
+            "postgresql",
+            username=url.username,
+            host=url.host,
+            port=url.port,
+            database=url.database,
+            query=query,
+        )
         return plain.render_as_string(hide_password=False), env
 
 
