@@ -70,10 +70,11 @@ async def seed_intake(
         await add_identity(s, referral_id=referral, sex=person.sex, sealed=sealed)
         # Its history as intake writes it: received, then what the status says (a
         # withdrawal reads "cancelled" in the referrals' table, "withdrawn" here).
-        for label, when in (("received", at - timedelta(days=2)), (happened or status, at)):
+        entries = (("received", at - timedelta(days=2)), (happened or status, at))
+        for n, (label, when) in enumerate(entries):
             await s.execute(
                 insert(intake.status_history).values(
-                    event_id=f"h-{referral}-{label}",
+                    event_id=f"h{n}-{referral}",
                     referral_id=referral,
                     status=label,
                     detail={"reason": "toux sèche", "centre_id": "c1"},

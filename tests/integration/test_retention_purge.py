@@ -5,9 +5,11 @@ figures, and each run's audit says what it purged (counts, no content)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 import services.intake
@@ -23,6 +25,7 @@ from shared.messaging_tables import inbox
 from shared.retention import PurgeOptions, Retention, purges, run_purge
 from shared.settings import Settings
 from tests import retention_data as data
+from tests.conftest import PostgresDatabases
 
 NOW = datetime(2027, 3, 1, 12, tzinfo=UTC)
 OLD = NOW - timedelta(days=100)  # past the 92 days
@@ -31,12 +34,21 @@ OPTIONS = PurgeOptions(batch=1, pause_seconds=0)  # one row per transaction: man
 RETENTION = Retention.of(Settings(_env_file=None))  # type: ignore[call-arg]
 
 
-def _url(tmp_path: Path, name: str) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / name}.db"
+Urls = Callable[[str], Awaitable[str]]
 
 
-async def test_intake_forgets_the_identity_of_a_referral_final_long_ago(tmp_path: Path) -> None:
-    db = await data.migrated(_url(tmp_path, "intake"), "intake")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def urls(request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresDatabases) -> Urls:
+    """A fresh database per service, on SQLite or PostgreSQL (both run the purge)."""
+
+    async def sqlite(name: str) -> str:
+        return f"sqlite+aiosqlite:///{tmp_path / name}.db"
+
+    return sqlite if request.param == "sqlite" else postgres.create
+
+
+async def test_intake_forgets_the_identity_of_a_referral_final_long_ago(urls: Urls) -> None:
+    db = await data.migrated(await urls("intake"), "intake")
     try:
         await data.seed_intake(db, "old", "seen", OLD)
         await data.seed_intake(db, "old-withdrawn", "cancelled", OLD, happened="withdrawn")
@@ -87,8 +99,8 @@ async def test_intake_forgets_the_identity_of_a_referral_final_long_ago(tmp_path
         await db.dispose()
 
 
-async def test_regulation_forgets_clinical_details_of_decided_cases(tmp_path: Path) -> None:
-    db = await data.migrated(_url(tmp_path, "regulation"), "regulation")
+async def test_regulation_forgets_clinical_details_of_decided_cases(urls: Urls) -> None:
+    db = await data.migrated(await urls("regulation"), "regulation")
     try:
         await data.seed_regulation(db, "old", "orient", OLD)
         await data.seed_regulation(db, "held", "hold", OLD)
@@ -107,8 +119,8 @@ async def test_regulation_forgets_clinical_details_of_decided_cases(tmp_path: Pa
         await db.dispose()
 
 
-async def test_the_scheduler_keeps_what_the_ars_counts(tmp_path: Path) -> None:
-    db = await data.migrated(_url(tmp_path, "scheduler"), "scheduler")
+async def test_the_scheduler_keeps_what_the_ars_counts(urls: Urls) -> None:
+    db = await data.migrated(await urls("scheduler"), "scheduler")
     try:
         await data.seed_scheduler(db, "old", OLD, centre=True)
         await data.seed_scheduler(db, "recent", RECENT, centre=False)
@@ -126,8 +138,8 @@ async def test_the_scheduler_keeps_what_the_ars_counts(tmp_path: Path) -> None:
         await db.dispose()
 
 
-async def test_the_notifier_forgets_contacts_and_what_it_told_them(tmp_path: Path) -> None:
-    db = await data.migrated(_url(tmp_path, "notifier"), "notifier")
+async def test_the_notifier_forgets_contacts_and_what_it_told_them(urls: Urls) -> None:
+    db = await data.migrated(await urls("notifier"), "notifier")
     try:
         await data.seed_notifier(db, "old", OLD)
         await data.seed_notifier(db, "recent", RECENT)
