@@ -222,6 +222,20 @@ def test_each_process_reaches_its_own_database_only(overlay: str) -> None:
     assert policies["default-deny"]["spec"]["podSelector"] == {}
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_notifier_and_the_hub_sante_door_call_outside(overlay: str) -> None:
+    """The notifier sends e-mails, SMS and the referrers' webhooks; the door speaks to
+    the national Hub Santé. No other process of ours reaches a public address."""
+    outside = {
+        name
+        for name, policy in _by(overlay, "NetworkPolicy").items()
+        for rule in policy["spec"].get("egress", [])
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+    }
+    assert outside == {"notifier", "hubsante"}
+
+
 def test_production_databases_replicate_synchronously_and_back_up() -> None:
     clusters = _by("production", "Cluster")
     scheduled = {
