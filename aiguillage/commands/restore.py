@@ -3,7 +3,7 @@ publish again what the consumers may have lost."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -46,12 +46,13 @@ def restore(
             force=force,
             say=typer.echo,
         )
-        began = read_manifest(source)["started_at"]
+        began = datetime.fromisoformat(read_manifest(source)["started_at"])
     except BackupError as exc:
         typer.echo(f"restore failed: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(
         f"restored {len(replayed)} databases; {sum(replayed.values())} events to publish again. "
         f"Ask the referrers, centres, Centre 15 and the ARS to send again what they sent "
-        f"since {began}."
+        f"since {(began - timedelta(minutes=replay_minutes)).isoformat(timespec='seconds')} "
+        "(the backup's start, less the margin)."
     )
