@@ -2,9 +2,11 @@
 when, from which page and why, per patient (a referral's number: every referral of
 that patient) and per account, in French, and its export as a CSV file.
 
-The log itself is intake's (the owner of the identities: every read, the console's
-pages' and the APIs', goes through its routes and is written there with the read);
-this page reads it with the DPO's token."""
+The log is kept where the identity is served, and written there with the read:
+intake's (the owner of the identities: the Centre 15 desk and files, the referrers'
+lists, the APIs) and the notifier's (the names on a centre's day list, from the contacts
+it keeps to tell the patients). This page reads both with the DPO's token, and lists
+them together, newest first."""
 
 from __future__ import annotations
 
@@ -27,7 +29,10 @@ ROUTE_LABELS = {
     "GET /referrals/{id}": "dossier d'un patient (rappel par le Centre 15)",
     "GET /escalations": "liste des patients à rappeler (Centre 15)",
     "GET /referrals": "liste « Mes demandes » de l'adresseur",
+    "GET /centres/{id}/appointments": "liste du jour d'un centre (patients attendus)",
 }
+# The services that keep a log of identity reads (``GET /identity-reads``).
+LOGS = ("intake", "notifier")
 HEADER = ("Date (heure de Paris)", "Dossier", "Lecteur", "Rôle", "Compte", "Accès", "Page", "Motif")
 
 
@@ -43,19 +48,26 @@ async def _reads(
     console: Console, request: Request, actor: Actor
 ) -> tuple[list[dict[str, Any]], str | None]:
     wanted = _filters(request)
-    try:
-        answer = await console.call(
-            actor,
-            "GET",
-            "intake",
-            "/identity-reads",
-            referral_id=wanted["dossier"] or None,
-            account=wanted["compte"] or None,
-            limit=2000,
-        )
-    except ServiceError as exc:
-        return [], str(exc)
-    return [_in_french(r) for r in answer["reads"]], None
+    found: list[dict[str, Any]] = []
+    errors = []
+    for service in LOGS:
+        try:
+            answer = await console.call(
+                actor,
+                "GET",
+                service,
+                "/identity-reads",
+                referral_id=wanted["dossier"] or None,
+                account=wanted["compte"] or None,
+                limit=2000,
+            )
+        except ServiceError as exc:
+            # The other log is still shown; the page says which one is missing.
+            errors.append(str(exc))
+            continue
+        found += answer["reads"]
+    found.sort(key=lambda r: datetime.fromisoformat(r["at"]), reverse=True)
+    return [_in_french(r) for r in found], " ; ".join(errors) or None
 
 
 def _in_french(read: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from services.notifier.domain.oncall import OnCallContacts, parse_contacts
 from services.notifier.handlers import Dispatcher, NotifierHandlers
 from services.notifier.handlers.channels import Webhook, oncall_channels, patient_channels
 from services.notifier.handlers.retention import purge_steps
+from services.notifier.handlers.sealing import ContactVault
 from services.notifier.http import centres
 from shared.events import (
     AppointmentCancelled,
@@ -101,6 +102,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
 
     oncall = _oncall_contacts(settings)
     to_oncall = oncall_channels(settings)
+    # The contacts sealed at rest under the notifier's own data keys (issue 34).
+    vault = ContactVault.of(settings)
     dispatcher = Dispatcher(
         runtime.database,
         runtime.relay,
@@ -118,16 +121,19 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         metrics=runtime.metrics,
         oncall=oncall,
         oncall_channels={c.name: c for c in to_oncall},
+        vault=vault,
     )
     handlers = NotifierHandlers(
-        channels, provision_centre, patient_link_for(settings), Territories.of(settings)
+        channels, provision_centre, patient_link_for(settings), Territories.of(settings), vault
     )
     handlers.oncall_contacts = oncall
     handlers.oncall_channels = to_oncall
     runtime.route(handlers, ROUTES)
     runtime.on_startup(dispatcher.start)
     runtime.on_shutdown(dispatcher.stop)
-    centres.install(runtime.http_app, runtime.database, runtime.publish_at_door, settings)
+    centres.install(
+        runtime.http_app, runtime.database, runtime.publish_at_door, settings, vault=vault
+    )
     # What is past its retention goes, on a schedule (issue 34).
     runtime.retain(purge_steps(Retention.of(settings)))
     return runtime

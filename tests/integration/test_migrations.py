@@ -127,3 +127,50 @@ async def test_identities_kept_in_clear_before_sealing_are_sealed_in_batches(
             assert await seal_identities(database, vault) == 0  # resumable: nothing left
         finally:
             await database.dispose()
+
+
+async def test_contacts_kept_in_clear_before_sealing_are_sealed_in_batches(
+    tmp_path: Path, postgres
+) -> None:
+    """The expand step (notifier 0014): a contact written in clear by the release before
+    reads as it did (a centre's day list, a notice), then `aiguillage keys seal
+    --service notifier` seals it and empties the plain columns."""
+    from services.notifier import ContactVault, contacts_by_key, seal_contacts
+    from services.notifier.store.tables import contacts
+    from shared.settings import Settings
+
+    vault = ContactVault.of(Settings())
+    for url in [f"sqlite+aiosqlite:///{tmp_path / 'notifier'}.db", await postgres.create("sealc")]:
+        database = Database(url)
+        try:
+            await upgrade(database, "services.notifier:migrations", "0013")
+            async with database.transaction() as session:
+                for n in range(5):
+                    await session.execute(
+                        text(
+                            "INSERT INTO contacts (referral_id, patient_ref, first_name, "
+                            "last_name, phone, email, sms_consent) VALUES (:id, 'p', "
+                            "'Anselme', 'Clairvoyant', '+33611223344', 'a.c@exemple.fr', true)"
+                        ),
+                        {"id": f"r-{n}"},
+                    )
+            await upgrade(database, "services.notifier:migrations")
+            async with database.transaction() as session:
+                row = (await session.execute(select(contacts))).first()
+                assert row is not None
+                assert (await vault.contact(session, row))["last_name"] == "Clairvoyant"
+            assert await seal_contacts(database, vault, batch=2) == 5
+            async with database.transaction() as session:
+                [(key_id, count)] = (await contacts_by_key(session)).items()
+                assert key_id is not None and count == 5
+                rows = (await session.execute(select(contacts))).all()
+                assert {r.last_name for r in rows} == {None} and {r.email for r in rows} == {None}
+                assert await vault.contact(session, rows[0]) == {
+                    "first_name": "Anselme",
+                    "last_name": "Clairvoyant",
+                    "phone": "+33611223344",
+                    "email": "a.c@exemple.fr",
+                }
+            assert await seal_contacts(database, vault) == 0  # resumable: nothing left
+        finally:
+            await database.dispose()

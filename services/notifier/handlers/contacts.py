@@ -4,7 +4,7 @@ receives, and with them who referred the patient."""
 from __future__ import annotations
 
 from services.notifier.handlers.telling import Teller
-from services.notifier.store import contacts, referrers
+from services.notifier.store import contacts, keys, referrers
 from shared.consumer import Delivery
 from shared.events import PatientContact, ReferrerRef
 
@@ -13,11 +13,39 @@ class ContactHandlers(Teller):
     async def on_contact(self, delivery: Delivery) -> None:
         contact = delivery.payload_as(PatientContact)
         if contact.corrected:
-            await contacts.rename_contact(delivery.session, contact)
+            await self._rename(delivery, contact)
             return
-        await contacts.keep_contact(delivery.session, contact)
+        session = delivery.session
+        # Once: a repeated contact is the same patient's. Sealed (issue 34).
+        if not await contacts.contact_known(session, contact.referral_id):
+            clear = {
+                "first_name": contact.first_name,
+                "last_name": contact.last_name,
+                "phone": contact.phone,
+                "email": contact.email,
+            }
+            await contacts.keep_contact(
+                session,
+                referral_id=contact.referral_id,
+                patient_ref=contact.patient_ref,
+                sms_consent=contact.sms_consent,
+                sealed=await self.vault.sealed(session, contact.referral_id, clear),
+            )
         if contact.referrer is not None:
             await self._learn_referrer(delivery, contact.referral_id, contact.referrer)
+
+    async def _rename(self, delivery: Delivery, contact: PatientContact) -> None:
+        """A corrected name (``contact.corrected``): the channels are left as they were;
+        the whole contact sealed again under the current key (one key a row)."""
+        session = delivery.session
+        row = await contacts.contact(session, contact.referral_id)
+        if row is None:
+            return
+        clear = await self.vault.contact(session, row)
+        clear.update(first_name=contact.first_name, last_name=contact.last_name)
+        await keys.reseal(
+            session, contact.referral_id, await self.vault.sealed(session, row.referral_id, clear)
+        )
 
     async def _learn_referrer(
         self, delivery: Delivery, referral_id: str, referrer: ReferrerRef

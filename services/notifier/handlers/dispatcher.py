@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -35,6 +34,7 @@ from services.notifier.handlers.channels import (
     TemporaryFailure,
     Webhook,
 )
+from services.notifier.handlers.sealing import ContactVault
 from services.notifier.store import dispatch
 from shared import tracing
 from shared.db import Database, as_utc
@@ -42,6 +42,7 @@ from shared.events import Channel, NotificationFailed, NotificationSent, Recipie
 from shared.metrics import ServiceMetrics
 from shared.outbox import OutboxRelay, outbox_row, stage_rows
 from shared.paris import in_paris
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -80,8 +81,11 @@ class Dispatcher:
         metrics: ServiceMetrics | None = None,
         oncall: OnCallContacts | None = None,
         oncall_channels: Mapping[str, PatientChannel] | None = None,
+        vault: ContactVault | None = None,
     ) -> None:
         self.database = database
+        # The contacts are sealed at rest (issue 34): unsealed for the send only.
+        self.vault = vault or ContactVault.of(Settings())
         self.relay = relay
         self.channels = patient_channels
         self.webhook = webhook
@@ -162,7 +166,7 @@ class Dispatcher:
             )
             if not rows:
                 return 0
-            known = await _recipients(session, rows)
+            known = await _recipients(session, self.vault, rows)
         pending = {asyncio.ensure_future(self._send(row, known)) for row in rows}
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -233,7 +237,7 @@ class Dispatcher:
             raise Refused(
                 "not_reachable", f"the patient gave no address or consent for {row.channel}"
             )
-        key = _address_key(row.channel, contact)
+        key = _address_key(row.channel, contact, self.vault)
         if key is not None:
             await self._take_quota(key)
         try:
@@ -436,7 +440,9 @@ class _Outcome:
     waits: bool = False
 
 
-async def _recipients(session: AsyncSession, rows: Iterable[Any]) -> dict[str, _Recipient]:
+async def _recipients(
+    session: AsyncSession, vault: ContactVault, rows: Iterable[Any]
+) -> dict[str, _Recipient]:
     """The contacts and referrers of the patient notices among ``rows``, by referral."""
     ids = sorted(
         {
@@ -452,21 +458,26 @@ async def _recipients(session: AsyncSession, rows: Iterable[Any]) -> dict[str, _
     known: dict[str, _Recipient] = {}
     for referral_id in ids:
         c = found.get(referral_id)
-        contact = (
-            None
-            if c is None
-            else Contact(c.first_name, c.last_name, c.phone, c.email, c.sms_consent)
-        )
+        contact = None
+        if c is not None:
+            clear = await vault.contact(session, c)
+            contact = Contact(
+                clear["first_name"] or "",
+                clear["last_name"] or "",
+                clear["phone"],
+                clear["email"],
+                c.sms_consent,
+            )
         known[referral_id] = _Recipient(
             contact, referral_id in registered, registered.get(referral_id)
         )
     return known
 
 
-def _address_key(channel: str, contact: Contact) -> str | None:
-    """The address a channel reaches, as a hash: what the quota counts by, never the
-    address itself (the table, like the log, holds none). An e-mail's case and a phone
-    number's spacing do not make it another address."""
+def _address_key(channel: str, contact: Contact, vault: ContactVault) -> str | None:
+    """The address a channel reaches, as a keyed hash: what the quota counts by, never
+    the address itself (the table, like the log, holds none). An e-mail's case and a
+    phone number's spacing do not make it another address."""
     if channel == "email" and contact.email:
         address = "email:" + contact.email.strip().lower()
     elif channel == "sms" and contact.phone:
@@ -474,7 +485,7 @@ def _address_key(channel: str, contact: Contact) -> str | None:
         address = "phone:" + (("+33" + digits[1:]) if digits.startswith("0") else digits)
     else:
         return None
-    return hashlib.sha256(address.encode()).hexdigest()
+    return vault.address_key(address)
 
 
 def dumps(document: dict[str, Any]) -> bytes:

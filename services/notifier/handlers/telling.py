@@ -15,6 +15,7 @@ import structlog
 
 from services.notifier.domain import patient_notices, restriction, templates
 from services.notifier.handlers.channels import PatientChannel
+from services.notifier.handlers.sealing import ContactVault
 from services.notifier.store import centres, contacts, notifications, referrers, restrictions
 from services.notifier.store.referrers import Referrer
 from shared import tracing
@@ -30,6 +31,7 @@ from shared.events import (
     new_id,
     utcnow,
 )
+from shared.settings import Settings
 from shared.territory import Territories
 
 log = structlog.get_logger(__name__)
@@ -68,8 +70,11 @@ class Teller:
         provision_centre: Callable[[str], Awaitable[None]] | None = None,
         patient_link: Callable[[str, str, datetime], str] | None = None,
         territories: Territories | None = None,
+        vault: ContactVault | None = None,
     ) -> None:
         self.patient_channels = list(patient_channels)
+        # What seals and unseals the contacts at rest (issue 34): the settings' KEK.
+        self.vault = vault or ContactVault.of(Settings())
         # Which SAMUs cover a département, and whether the national Centre 15 is enabled:
         # whom an escalation is told to (shared/territory.py).
         self.territories = territories or Territories()
@@ -94,9 +99,11 @@ class Teller:
         """What Centre 15 needs to call an escalated patient back, on the one key only
         Centre 15 reads (the notifier is the one service that holds a contact). If the
         contact has not arrived yet, Centre 15 reads it from intake (GET /escalations)."""
-        patient = await contacts.call_back(session, referral_id)
-        if patient is None:
+        row = await contacts.contact(session, referral_id)
+        if row is None:
             return detail
+        clear = await self.vault.contact(session, row)
+        patient = {name: clear[name] for name in ("first_name", "last_name", "phone")}
         return {**detail, "patient": patient}
 
     async def _to_samus(

@@ -11,7 +11,7 @@ state, read per request by ``Depends``.
 """
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -21,7 +21,11 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field, StrictBool
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notifier.handlers.sealing import ContactVault
+from services.notifier.http.reads import ReadsApi, read_entry, write_reads
+from services.notifier.http.reads import router as reads_router
 from services.notifier.store import centres
 
 # The bearer scheme every service's authenticator reads (one security scheme in the
@@ -51,7 +55,7 @@ from shared.outcomes import (
     refuse_record,
 )
 from shared.paris import paris_day_bounds
-from shared.settings import ServiceName
+from shared.settings import ServiceName, Settings
 
 # Sends an actor's request on the ingress, in its name (ServiceRuntime.publish_at_door).
 DoorPublish = Callable[..., Awaitable[Envelope]]
@@ -124,6 +128,8 @@ class CentresApi:
     publish_at_door: DoorPublish
     authenticate: Callable[..., Principal]
     clock: Callable[[], datetime] = utcnow
+    # Unseals the patients' names of the day list (issue 34).
+    vault: ContactVault = field(default_factory=lambda: ContactVault.of(Settings()))
 
 
 def install(
@@ -132,12 +138,21 @@ def install(
     publish_at_door: DoorPublish,
     auth_keys: Keys,
     clock: Callable[[], datetime] = utcnow,
+    vault: ContactVault | None = None,
 ) -> None:
-    """The centres' routes on ``app``, with what they need in its state."""
+    """The centres' routes on ``app``, and the log of the names they answered (the
+    DPO's), with what they need in its state."""
+    authenticate = authenticator(auth_keys, ServiceName.NOTIFIER)
     app.state.centres_api = CentresApi(
-        database, publish_at_door, authenticator(auth_keys, ServiceName.NOTIFIER), clock
+        database,
+        publish_at_door,
+        authenticate,
+        clock,
+        vault or ContactVault.of(Settings()),
     )
+    app.state.reads_api = ReadsApi(database, authenticate)
     app.include_router(router)
+    app.include_router(reads_router)
 
 
 def _api(request: Request) -> CentresApi:
@@ -185,8 +200,11 @@ async def own_appointment(api: CentresApi, centre_id: str, appointment_id: str) 
 
 @router.get("/centres/{centre_id}/appointments", summary="The centre's patients of a day")
 async def day_list(
-    centre_id: CentreId, caller: Caller, api: Api, day: date | None = None
+    centre_id: CentreId, caller: Caller, api: Api, request: Request, day: date | None = None
 ) -> dict[str, Any]:
+    """The day's appointments, each with its patient's name: every name answered is
+    written down (who, when, which referral, from which page), in the read's
+    transaction (issue 34)."""
     own_centre(caller, centre_id)
     local_day = day or datetime.now(PARIS).date()
     # The day's bounds in UTC, as the appointments are kept: a Paris time compared as
@@ -196,6 +214,15 @@ async def day_list(
     async with api.database.transaction() as session:
         rows = await centres.day_appointments(session, centre_id, start, end)
         described = await centres.centre_description(session, centre_id)
+        names = {r.appointment_id: await _patient_name(api.vault, session, r) for r in rows}
+        await write_reads(
+            session,
+            [
+                read_entry(caller, request, DAY_LIST_ROUTE, r.referral_id, r.patient_ref)
+                for r in rows
+                if names[r.appointment_id] is not None
+            ],
+        )
     return {
         "centre_id": centre_id,
         # Its name and address as the ARS described it (None: not heard of yet).
@@ -207,18 +234,31 @@ async def day_list(
             "commune_insee": described.commune_insee,
         },
         "day": local_day.isoformat(),
-        "appointments": [_listed(r) for r in rows],
+        "appointments": [_listed(r, names[r.appointment_id]) for r in rows],
     }
 
 
-def _listed(r: Any) -> dict[str, Any]:
+# The route as the log of identity reads names it.
+DAY_LIST_ROUTE = "GET /centres/{id}/appointments"
+
+
+async def _patient_name(vault: ContactVault, session: AsyncSession, row: Any) -> str | None:
+    """The patient's names, unsealed; None while the contact has not arrived."""
+    if row.key_id is None and row.first_name is None:
+        return None
+    first = await vault.field(session, row, "first_name")
+    last = await vault.field(session, row, "last_name")
+    return f"{first} {last}" if first else None
+
+
+def _listed(r: Any, patient_name: str | None) -> dict[str, Any]:
     """One appointment of the centre's day list."""
     return {
         "appointment_id": r.appointment_id,
         "referral_id": r.referral_id,
         "patient_ref": r.patient_ref,
         # The centre receives the patient: it may know who is coming.
-        "patient_name": f"{r.first_name} {r.last_name}" if r.first_name else None,
+        "patient_name": patient_name,
         "start": as_utc(r.start).isoformat(),
         "end": as_utc(r.end).isoformat(),
         "box": r.box,

@@ -46,8 +46,13 @@ _APPOINTMENT = select(centre_appointments).where(
 _DAY_APPOINTMENTS = (
     select(
         centre_appointments,
+        # The patient's names, sealed (issue 34; the plain ones of a contact kept before
+        # sealing, until ``keys seal``): None while the contact has not arrived.
         contacts.c.first_name,
         contacts.c.last_name,
+        contacts.c.sealed_first_name,
+        contacts.c.sealed_last_name,
+        contacts.c.key_id,
         # Who referred the patient (a kind, never who): the centre's page says it.
         referrers.c.kind.label("referrer_kind"),
     )
@@ -151,8 +156,10 @@ async def day_appointments(
     session: AsyncSession, centre_id: str, start: datetime, end: datetime
 ) -> Sequence[AnyRow]:
     """The centre's appointments starting in [start, end), by time then box; each row
-    has the appointment's columns, the patient's ``first_name`` and ``last_name``
-    (None while the contact has not arrived) and the ``referrer_kind``."""
+    has the appointment's columns, the patient's ``sealed_first_name`` and
+    ``sealed_last_name`` under ``key_id`` (or the plain ``first_name`` and ``last_name``
+    of a contact kept before sealing; None while the contact has not arrived) and the
+    ``referrer_kind``."""
     return (
         await session.execute(
             _DAY_APPOINTMENTS, {"centre_id": centre_id, "day_start": start, "day_end": end}

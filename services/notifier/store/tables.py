@@ -59,17 +59,64 @@ attempts = Table(
     UniqueConstraint("notification_id", "attempt", name="uq_attempt"),
 )
 
+# The contact's names, phone and e-mail are sealed at rest (issue 34, shared/sealing.py):
+# one ``sealed_<field>`` column each under the data key ``key_id``. The plain columns
+# are those of the release before (migration 0014, expand): written no more, emptied by
+# ``aiguillage keys seal --service notifier``, dropped by the next release.
+SEALED_FIELDS = ("first_name", "last_name", "phone", "email")
+
 contacts = Table(
     "contacts",
     metadata,
     Column("referral_id", String(36), primary_key=True),
     Column("patient_ref", String(40), nullable=False),
-    Column("first_name", String(100), nullable=False),
-    Column("last_name", String(100), nullable=False),
+    Column("first_name", String(100), nullable=True),
+    Column("last_name", String(100), nullable=True),
     Column("phone", String(32), nullable=True),
     Column("email", String(320), nullable=True),
     Column("sms_consent", Boolean, nullable=False),
+    *(Column(f"sealed_{name}", Text, nullable=True) for name in SEALED_FIELDS),
+    Column("key_id", String(16), nullable=True, index=True),
 )
+
+# The data keys that seal the contacts, wrapped by the KEK (never in clear here), and
+# the one that seals now (one row, read FOR SHARE by a sealing transaction).
+contact_keys = Table(
+    "contact_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("wrapped", Text, nullable=False),
+    Column("kek_id", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+contact_key_current = Table(
+    "contact_key_current",
+    metadata,
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("key_id", String(16), nullable=False),
+)
+
+# Who read a patient's name from the notifier (a centre's day list), when, by which
+# route and page (issue 34): intake's ``identity_reads``, for the identities the
+# notifier serves. It names no identity itself.
+identity_reads = Table(
+    "identity_reads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("referral_id", String(36), nullable=False),
+    Column("patient_ref", String(40), nullable=True),
+    Column("reader_role", String(16), nullable=False),
+    Column("reader", String(200), nullable=False),
+    Column("account", String(320), nullable=True),
+    Column("route", String(100), nullable=False),
+    Column("page", String(100), nullable=True),
+    Column("reason", Text, nullable=True),
+)
+Index("ix_identity_reads_at", identity_reads.c.at)
+Index("ix_identity_reads_patient", identity_reads.c.patient_ref, identity_reads.c.at)
+Index("ix_identity_reads_account", identity_reads.c.account, identity_reads.c.at)
 
 referrers = Table(
     "referrers",
@@ -84,7 +131,7 @@ referrers = Table(
 )
 
 # Messages sent to one patient address (phone or e-mail) per day, whatever the referral:
-# the key is a hash of the address, never the address itself.
+# the key is a keyed hash of the address (HMAC, the lookup key), never the address.
 contact_quota = Table(
     "contact_quota",
     metadata,
