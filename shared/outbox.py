@@ -139,8 +139,9 @@ _COUNT_SET_ASIDE = (
 )
 # Events whose body holds a patient's contact (names, phone, e-mail): once published,
 # the stored body is emptied, so that no identity stays in clear at rest outside the
-# identity store's sealed columns (issue 34; intake's outbox is the only one with them).
-CLEARED_ONCE_PUBLISHED = ("patient.contact",)
+# identity stores' sealed columns (issue 34): intake's patient.contact, and the
+# notifier's referral.outcome (an escalation tells Centre 15 whom to call back).
+CLEARED_ONCE_PUBLISHED = ("patient.contact", "referral.outcome")
 _MARK_PUBLISHED = (
     update(outbox)
     .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
