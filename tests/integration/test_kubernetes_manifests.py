@@ -160,8 +160,14 @@ def test_every_service_is_probed_budgeted_and_scaled(overlay: str) -> None:
         assert container["livenessProbe"]["httpGet"]["path"] == "/health"
         assert {"cpu", "memory"} <= set(container["resources"]["requests"])
         assert "memory" in container["resources"]["limits"]
-        # Longer than the 15 s a service takes to finish what it holds.
-        assert pod["terminationGracePeriodSeconds"] >= 20
+        # The hand-over (deploy/kubernetes.md): preStop 5 s, deliveries in hand 15 s,
+        # the outbox's flush 10 s, all before the kubelet's SIGKILL.
+        pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pod["terminationGracePeriodSeconds"] >= pre_stop + 15 + 10
+        assert deployments[service.value]["spec"]["strategy"]["rollingUpdate"] == {
+            "maxUnavailable": 0,
+            "maxSurge": 1,
+        }
         assert service.value in budgets and service.value in scaled
     hpa = _by(overlay, "HorizontalPodAutoscaler")["intake"]
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
