@@ -229,6 +229,11 @@ async def _day_list_names_each_patient_and_logs_it(runtime: Any, settings: Setti
             "/identity-reads", params={"account": "accueil@poterie.fr"}, headers=as_dpo
         )
         assert len(every.json()["reads"]) == 10
+        # Another person of the same centre (its token's subject, another account): read.
+        other = {**as_centre, "X-Aiguillage-Account": "infirmiere@poterie.fr"}
+        assert (await http.get(path, params={"day": DAY}, headers=other)).status_code == 200
+        all_reads = await http.get("/identity-reads", headers=as_dpo)
+        assert len(all_reads.json()["reads"]) == 20
 
 
 async def _nothing_in_clear(settings: Settings) -> None:

@@ -22,9 +22,9 @@ from shared.db import Database, as_utc
 from shared.events import utcnow
 from shared.openapi import AUTHENTICATED
 
-# A page read again within this window (a list refreshed on its own, a page reloaded) is
-# the same access: written once. Another page (the day's export after the page) is
-# another access.
+# A list read again within this window by the same account (refreshed on its own, a
+# page reloaded, the day exported) is the same access: written once. Another person of
+# the same centre (the same token subject, another console account) is another access.
 SAME_READ = timedelta(minutes=15)
 
 
@@ -46,12 +46,13 @@ def read_entry(
 
 
 async def write_reads(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
-    """The reads, each once per reader, route, page and referral within ``SAME_READ``."""
+    """The reads, each once per reader, account, route and referral within
+    ``SAME_READ``."""
     if not entries:
         return
     first = entries[0]
     known = await reads.recent(
-        session, first["reader"], first["route"], first["page"], first["at"] - SAME_READ
+        session, first["reader"], first["account"], first["route"], first["at"] - SAME_READ
     )
     await reads.add(session, [e for e in entries if e["referral_id"] not in known])
 

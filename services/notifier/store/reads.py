@@ -17,7 +17,7 @@ _ADD = insert(identity_reads)
 _RECENT = select(identity_reads.c.referral_id).where(
     identity_reads.c.reader == bindparam("reader"),
     identity_reads.c.route == bindparam("route"),
-    identity_reads.c.page.is_not_distinct_from(bindparam("page")),
+    identity_reads.c.account.is_not_distinct_from(bindparam("account")),
     identity_reads.c.at >= bindparam("since"),
     identity_reads.c.reason.is_(None),
 )
@@ -50,10 +50,11 @@ async def add(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
 
 
 async def recent(
-    session: AsyncSession, reader: str, route: str, page: str | None, since: datetime
+    session: AsyncSession, reader: str, account: str | None, route: str, since: datetime
 ) -> set[str]:
-    """The referrals ``reader`` read by ``route`` from ``page`` since ``since``."""
-    parameters = {"reader": reader, "route": route, "page": page, "since": since}
+    """The referrals ``reader`` (through the console's ``account``) read by ``route``
+    since ``since``."""
+    parameters = {"reader": reader, "account": account, "route": route, "since": since}
     return set((await session.scalars(_RECENT, parameters)).all())
 
 
