@@ -9,6 +9,7 @@ from services.scheduler.domain.assignment import Weights
 from services.scheduler.domain.policy import PolicySettings
 from services.scheduler.handlers import SchedulerConfig, SchedulerHandlers
 from services.scheduler.handlers.figures import collect_figures
+from services.scheduler.handlers.forecasts import ForecastWatch
 from services.scheduler.handlers.reinforcements import ReinforcementWatch
 from services.scheduler.handlers.retention import purge_steps
 from services.scheduler.http.centres import router as centres_router
@@ -75,6 +76,7 @@ def _config(settings: Settings) -> SchedulerConfig:
         lead_minutes=settings.booking_lead_minutes,
         joint_batch=settings.joint_batch,
         saturation_threshold=settings.saturation_threshold,
+        forecast_alert_hours=settings.forecast_alert_hours,
         policy=PolicySettings(
             forecast_minutes=settings.policy_forecast_minutes,
             rate_window_minutes=settings.policy_rate_window_minutes,
@@ -110,9 +112,19 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
     runtime.metrics.on_collect(partial(collect_figures, runtime.database))
     # Requests left unanswered for two hours, raised again to the ARS (once each).
     watch = ReinforcementWatch(runtime.database, handlers.clock, runtime.relay.notify)
+    # Each département's saturation forecast, every 15 minutes (issue 31).
+    forecasts = ForecastWatch(
+        runtime.database,
+        handlers.clock,
+        runtime.relay.notify,
+        settings.forecast_every_seconds,
+        settings.forecast_alert_hours,
+    )
     if not in_memory:
         runtime.on_startup(watch.start)
         runtime.on_shutdown(watch.stop)
+        runtime.on_startup(forecasts.start)
+        runtime.on_shutdown(forecasts.stop)
     runtime.http_app.state.scheduler = SchedulerApi(
         runtime.database,
         runtime.publish_at_door,

@@ -16,6 +16,7 @@ from services.scheduler.domain.forecast import (
     ArrivalRate,
     ForecastSettings,
     ReserveCentre,
+    deadline_ends,
     estimate_rate,
     first_full_hour,
     forecast,
@@ -157,3 +158,15 @@ def test_the_reserve_centres_nearest_the_demand_cover_the_boxes() -> None:
     chosen = reserve_to_open(reserves, (48.11, -1.68), 3)
     assert [c.centre_id for c in chosen] == ["near", "next"]
     assert [c.centre_id for c in reserve_to_open(reserves, (48.11, -1.68), 0)] == []
+
+
+def test_a_deadline_under_a_day_runs_in_the_opening_hours() -> None:
+    # Centres open hours 8-19 and 32-43. Oriented at hour 10, asap (6 h) is due by 16;
+    # at hour 21, nothing opens before 32: due by 38, the morning's sixth hour. Routine
+    # (24 h) runs on the wall clock.
+    opened = np.zeros(60)
+    opened[8:20] = opened[32:44] = 1
+    ends = deadline_ends(24, [6, 24], opened, 59)
+    assert ends[10].tolist() == [16, 34]
+    assert ends[21].tolist() == [38, 45]
+    assert deadline_ends(24, [6], None, 59)[21].tolist() == [27]

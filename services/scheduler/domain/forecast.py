@@ -4,7 +4,9 @@ arrays; the caller reads the arrivals, the schedules and the bookings, and gives
 
 **The arrival rate** (``estimate_rate``). The oriented patients of the last
 ``fit_days`` (7) are counted in 24-hour windows ending now (so the hour-of-day profile
-cancels out of them) and fitted by a Poisson log-linear regression,
+cancels out of them; the days before the first arrival seen are not history: a service
+just deployed has seen nothing, which is no evidence of growth) and fitted by a Poisson
+log-linear regression,
 ``log E[y_j] = a + b j`` (day ``j``, 0 the last), by iteratively reweighted least
 squares with a weak Gaussian prior on the growth ``b`` (mean 0, sd ``growth_prior_sd``
 per day): with a day or two of history the rate is the count, not a line through two
@@ -17,7 +19,7 @@ shrunk towards ``DEFAULT_PROFILE`` (referrals follow the GP surgeries' hours) wi
 weight of ``profile_prior`` arrivals.
 
 **The arrivals to come** (``simulate_arrivals``): each path draws ``(a, b)`` from the
-fit's normal approximation (within three standard deviations, and no faster than
+fit's normal approximation (within three standard deviations and a factor 4, no faster than
 doubling or halving in a day: a fit on two noisy days may be that wide), each future
 day a gamma level of mean 1 whose variance makes the day's count negative-binomial
 with variance ``phi`` times its mean (the over-dispersion is between days, as in the
@@ -36,7 +38,10 @@ consumed the free places up to index ``p_r``, a Lindley recursion in places:
 
 starting from the waiting list of ranks up to ``r``; hour ``h`` is **full** when, for
 some priority, ``p_r > F[h + deadline_r]``: a patient of it arriving then has no place
-left before their deadline. ``hours until full`` is the first such hour (0: full now),
+left before their deadline. A deadline under a day (asap, 6 h) runs in the hours the
+centres open (``deadline_ends``): at 21:00 nothing opens before the morning, and no
+number of boxes open by day would serve it by 03:00; a day or more runs on the wall
+clock. ``hours until full`` is the first such hour (0: full now),
 its 10th, 50th and 90th percentiles over the paths, ``None`` when not within the
 horizon (72 h).
 
@@ -182,6 +187,8 @@ def estimate_rate(
     if whole == 0 or int(total.sum()) == 0:
         return ArrivalRate(per_day=0.0)
     days = total[len(total) - 24 * whole :].reshape(whole, 24).sum(axis=1).astype(np.float64)
+    # The days before the first arrival seen are no history (a service just deployed).
+    days = days[int(np.argmax(days > 0)) :]
     beta, cov, phi = _fit_growth(days, settings.growth_prior_sd)
     # The last window's middle is half a day ago: the rate now is half a day further.
     a_now = float(beta[0] + beta[1] * 0.5)
@@ -224,8 +231,8 @@ def simulate_arrivals(
     mean = np.array([math.log(rate.per_day), rate.growth])
     params = rng.multivariate_normal(mean, np.array(rate.covariance), size=paths)
     # A fit on a few noisy days may be wide: no path doubles, or halves, in under a day,
-    # nor starts more than three standard deviations from the rate now.
-    spread = 3 * math.sqrt(max(rate.covariance[0][0], 0.0))
+    # nor starts more than three standard deviations (at most a factor 4) from the rate.
+    spread = min(3 * math.sqrt(max(rate.covariance[0][0], 0.0)), math.log(4))
     params[:, 0] = params[:, 0].clip(mean[0] - spread, mean[0] + spread)
     params[:, 1] = params[:, 1].clip(-MAX_GROWTH, MAX_GROWTH)
     zone = ZoneInfo(settings.timezone)
@@ -250,7 +257,8 @@ def _day_levels(rate: ArrivalRate, per_hour: Floats, rng: np.random.Generator) -
     levels = np.ones_like(per_hour)
     for start in range(0, hours, 24):
         day_mean = per_hour[:, start : start + 24].sum(axis=1)
-        shape = np.maximum(day_mean, 1e-9) / (rate.dispersion - 1.0)
+        # At least 1: a day at most about as variable as an exponential's.
+        shape = np.maximum(day_mean / (rate.dispersion - 1.0), 1.0)
         draw = rng.gamma(shape, 1.0 / shape)
         levels[:, start : start + 24] = draw[:, None]
     return levels
@@ -262,12 +270,14 @@ def first_full_hour(
     waiting: Sequence[int],
     deadlines: Sequence[int],
     lead_hours: int,
+    open_hours: Floats | None = None,
 ) -> Counts:
     """Per path, the first hour some priority's patient has no place left before their
     deadline (module, the booking rule); ``horizon`` (arrivals' second axis) when none.
     ``arrivals``: (paths, hours, priorities), most urgent first; ``free``: free places
     per hour from now, at least hours + lead + the longest deadline long; ``waiting``:
-    the waiting list per priority."""
+    the waiting list per priority; ``open_hours``: the hours the centres open (module:
+    a deadline under a day runs in them; ``None``: always open)."""
     paths, hours = arrivals.shape[:2]
     cumulative = np.concatenate([[0.0], np.cumsum(free, dtype=np.float64)])
     need = hours + lead_hours + max(deadlines, default=0)
@@ -278,12 +288,34 @@ def first_full_hour(
     upto = np.cumsum(arrivals, axis=2, dtype=np.float64)
     position = np.tile(np.cumsum(np.asarray(waiting, dtype=np.float64)), (paths, 1))
     full = np.full(paths, hours, dtype=np.int64)
-    limits = np.array([[cumulative[h + d] for d in deadlines] for h in range(hours)])
+    ends = deadline_ends(hours, deadlines, open_hours, len(cumulative) - 1)
+    limits = cumulative[ends]
     for h in range(hours):
         position = np.maximum(position, cumulative[h + lead_hours]) + upto[:, h, :]
         over = (position > limits[h][None, :] + 1e-9).any(axis=1)
         full = np.where(over & (full == hours), h, full)
     return full
+
+
+def deadline_ends(
+    hours: int, deadlines: Sequence[int], open_hours: Floats | None, last: int
+) -> Counts:
+    """(hours, priorities): the hour (from now) before which a patient arriving in each
+    hour must have their place. A deadline of a day or more runs on the wall clock; a
+    shorter one (asap 6 h) in the hours the centres open, so that a patient oriented at
+    21:00 is due by the morning's first hours, not by 03:00 when nothing opens."""
+    arrival = np.arange(hours)
+    ends = np.zeros((hours, len(deadlines)), dtype=np.int64)
+    opened = None
+    if open_hours is not None:
+        mask = np.resize(np.asarray(open_hours) > 0, last)
+        opened = np.concatenate([[0], np.cumsum(mask)])
+    for i, deadline in enumerate(deadlines):
+        if opened is None or deadline >= 24:
+            ends[:, i] = arrival + deadline
+        else:
+            ends[:, i] = np.searchsorted(opened, opened[arrival] + deadline, side="left")
+    return np.minimum(ends, last)
 
 
 def percentiles(full: Counts, horizon: int) -> tuple[int | None, int | None, int | None]:
@@ -303,22 +335,21 @@ def boxes_needed(
     box_places: Floats,
     within_hours: int,
     settings: ForecastSettings,
-    priorities: Sequence[Priority] = BOOKED,
+    open_hours: Floats | None = None,
 ) -> int:
     """The fewest boxes to add for no full hour within ``within_hours`` on at least
     ``service_probability`` of the paths (module, boxes needed); ``max_boxes`` when even
-    that many are not enough."""
+    that many are not enough. ``arrivals``' priorities are ``BOOKED``."""
     window = arrivals[:, :within_hours, :]
-    deadlines = [settings.deadlines[p] for p in priorities]
+    deadlines = [settings.deadlines[p] for p in BOOKED]
     length = len(free)
     added = np.zeros(length)
     start = min(length, settings.lead_hours)
     added[start:] = np.resize(box_places, length)[start:]
 
     def enough(boxes: int) -> bool:
-        full = first_full_hour(
-            window, free + boxes * added, waiting, deadlines, settings.lead_hours
-        )
+        more = free + boxes * added
+        full = first_full_hour(window, more, waiting, deadlines, settings.lead_hours, open_hours)
         return float((full >= within_hours).mean()) >= settings.service_probability
 
     if enough(0):
@@ -350,22 +381,24 @@ def forecast(
     now: datetime,
     settings: ForecastSettings,
     seed: int = 0,
+    open_hours: Floats | None = None,
 ) -> Forecast:
     """The département's forecast from its arrival rate, its free places per hour from
-    now (``free_places_by_hour``), its waiting list per priority and the places one
-    more box gives per hour (``box_places_by_hour``)."""
+    now (``free_places_by_hour``), its waiting list per priority, the places one more
+    box gives per hour (``box_places_by_hour``) and the hours its centres open."""
     rng = np.random.default_rng(seed)
     arrivals = simulate_arrivals(rate, now, settings, rng)
     queue = [waiting.get(p, 0) for p in BOOKED]
     deadlines = [settings.deadlines[p] for p in BOOKED]
-    full = first_full_hour(arrivals, free, queue, deadlines, settings.lead_hours)
+    full = first_full_hour(arrivals, free, queue, deadlines, settings.lead_hours, open_hours)
     horizon = settings.horizon_hours
+    day = min(24, horizon)
     return Forecast(
         hours_until_full=percentiles(full, horizon),
         full_within_horizon=float((full < horizon).mean()),
         rate=rate,
-        boxes_24h=boxes_needed(arrivals, free, queue, box_places, min(24, horizon), settings),
-        boxes_72h=boxes_needed(arrivals, free, queue, box_places, horizon, settings),
+        boxes_24h=boxes_needed(arrivals, free, queue, box_places, day, settings, open_hours),
+        boxes_72h=boxes_needed(arrivals, free, queue, box_places, horizon, settings, open_hours),
     )
 
 

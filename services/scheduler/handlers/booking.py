@@ -112,6 +112,8 @@ class SchedulerConfig:
     # A département's saturation is checked at most this often (per process); its alert
     # is raised once when it begins and cleared when it ends.
     saturation_check_seconds: float = 30.0
+    # The forecast median hours until full under which the ARS is alerted (forecasts.py).
+    forecast_alert_hours: float = 24.0
 
 
 class Booking:

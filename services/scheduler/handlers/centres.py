@@ -18,8 +18,8 @@ import structlog
 
 from services.scheduler import store
 from services.scheduler.domain.slots import has_place
+from services.scheduler.handlers.forecasts import Forecasting
 from services.scheduler.handlers.messages import announce_cancel, announce_move, payload_of
-from services.scheduler.handlers.waiting import WaitingList
 from services.scheduler.store import CentreFields
 from shared.consumer import Delivery, PermanentError
 from shared.db import as_utc
@@ -77,7 +77,7 @@ async def _decided(delivery: Delivery, payload: CentreDecision) -> None:
     await delivery.emit(payload, correlation_id=delivery.envelope.correlation_id)
 
 
-class CentreHandlers(WaitingList):
+class CentreHandlers(Forecasting):
     # Declares a new centre's own queue (app.py; None in memory and in tests); set by
     # SchedulerHandlers' constructor.
     provision_centre: Callable[[str], Awaitable[None]] | None
@@ -93,6 +93,7 @@ class CentreHandlers(WaitingList):
         await self._activate(delivery, event, now)
         await self._drain(delivery, event.centre_id, now)
         await _decided(delivery, event)
+        await self._forecast_after_change(delivery, event.centre_id)
 
     async def on_capacity_changed(self, delivery: Delivery) -> None:
         event = payload_of(delivery, CentreCapacityChanged)
@@ -117,18 +118,21 @@ class CentreHandlers(WaitingList):
         await self._move_unfit(delivery, event.centre_id, now)
         await self._drain(delivery, event.centre_id, now)
         await _decided(delivery, event)
+        await self._forecast_after_change(delivery, event.centre_id)
 
     async def on_centre_suspended(self, delivery: Delivery) -> None:
         event = payload_of(delivery, CentreSuspended)
         await _judge_centre(delivery, event)
         await self._withdraw(delivery, event.centre_id, "suspended", event.reason, utcnow())
         await _decided(delivery, event)
+        await self._forecast_after_change(delivery, event.centre_id)
 
     async def on_centre_closed(self, delivery: Delivery) -> None:
         event = payload_of(delivery, CentreClosed)
         await _judge_centre(delivery, event)
         await self._withdraw(delivery, event.centre_id, "closed", event.reason, utcnow())
         await _decided(delivery, event)
+        await self._forecast_after_change(delivery, event.centre_id)
 
     async def _activate(self, delivery: Delivery, event: CentreActivated, now: datetime) -> str:
         place = commune(event.commune_insee)

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from services.scheduler import store
-from services.scheduler.handlers.booking import PLAN, Patient
+from services.scheduler.handlers.booking import PLAN, Patient, place_of
 from services.scheduler.handlers.messages import (
     announce_assigned,
     announce_cancel,
@@ -83,6 +83,11 @@ class ReferralHandlers(WaitingList):
             commune_insee=event.commune_insee,
             test_eligible=event.test_eligible,
         )
+        if not waiting:  # an arrival, for the saturation forecast (not a new decision)
+            lat, lon = place_of(event.commune_insee)
+            await store.record_arrival(
+                session, event.departement, patient.priority.value, lat, lon, now
+            )
         planned = session.info.get(PLAN, {}).get(event.referral_id)
         booked = await self._book(session, patient, now, planned)
         if booked is None:

@@ -56,6 +56,15 @@ from services.scheduler.store.centres import (
     set_centre_status,
     update_centre,
 )
+from services.scheduler.store.forecasts import (
+    arrivals_since,
+    demand_point,
+    forecast_departements,
+    forget_arrivals,
+    record_arrival,
+    reserve_centres,
+    waiting_in,
+)
 from services.scheduler.store.moves import moved_into, moves_by, record_move
 from services.scheduler.store.origins import (
     referral_departement,
@@ -103,6 +112,7 @@ __all__ = [
     "alert_active",
     "answer_reinforcement",
     "appointment",
+    "arrivals_since",
     "booked_among",
     "booked_appointment",
     "booked_by_centre",
@@ -115,7 +125,10 @@ __all__ = [
     "consultation_outcome",
     "correct_outcome",
     "day_regulations",
+    "demand_point",
     "departement_load",
+    "forecast_departements",
+    "forget_arrivals",
     "future_appointments",
     "hold_again",
     "hold_waiting",
@@ -130,6 +143,7 @@ __all__ = [
     "raised_alerts",
     "recent_demand",
     "record_alert",
+    "record_arrival",
     "record_move",
     "record_outcome",
     "referral_departement",
@@ -142,6 +156,7 @@ __all__ = [
     "remember_origin",
     "remember_regulation",
     "reported_appointment",
+    "reserve_centres",
     "set_appointment_priority",
     "set_appointment_status",
     "set_centre_status",
@@ -152,5 +167,6 @@ __all__ = [
     "waiting_by_priority",
     "waiting_count",
     "waiting_departement",
+    "waiting_in",
     "waiting_near",
 ]

@@ -235,3 +235,18 @@ outcome_corrections = Table(
     Column("reason", String(500), nullable=False),
     Column("corrected_at", DateTime(timezone=True), nullable=False),
 )
+
+# Each oriented patient's arrival at the scheduler (issue 31): the saturation forecast
+# learns the arrival rate of each département and priority from them. No referral, no
+# identity: the département, the priority, the commune's point and when; kept 8 days.
+arrivals = Table(
+    "arrivals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("departement", String(3), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("arrived_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_arrivals_departement", arrivals.c.departement, arrivals.c.arrived_at)

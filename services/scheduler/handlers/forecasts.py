@@ -1,0 +1,246 @@
+"""The saturation forecast of each département (issue 31, ``domain/forecast.py``):
+computed every ``AIGUILLAGE_FORECAST_EVERY_SECONDS`` (``ForecastWatch``) and on every
+capacity change of one of its centres (``CentreHandlers``), published as
+``capacity.forecast.<département>``; when its median hours until full falls below
+``AIGUILLAGE_FORECAST_ALERT_HOURS`` the ARS's ``capacity.alert`` (kind ``forecast``) is
+raised, once while it lasts, and cleared when it ends.
+
+Inputs: the arrivals of the last 7 days (recorded as each oriented patient arrives), the
+active centres' schedules and their bookings (the free places of the next hours), the
+waiting list per priority, the suspended centres (the reserve). The simulation runs in
+a worker thread: the event loop keeps serving deliveries meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import structlog
+
+from services.scheduler import store
+from services.scheduler.domain.forecast import (
+    BOOKED,
+    Forecast,
+    ForecastSettings,
+    ReserveCentre,
+    box_places_by_hour,
+    estimate_rate,
+    forecast,
+    free_places_by_hour,
+    hourly_counts,
+    reserve_to_open,
+)
+from services.scheduler.handlers.waiting import WaitingList
+from shared.consumer import Delivery
+from shared.db import Database
+from shared.events import AlertKind, CapacityAlert, CapacityForecast, EventPayload, Priority
+from shared.events.forecast import MAX_SUGGESTED
+from shared.outbox import add_to_outbox
+from shared.settings import ServiceName
+
+log = structlog.get_logger(__name__)
+
+FIT = timedelta(days=7)
+KEEP = timedelta(days=8)  # arrivals older than this are forgotten
+# A box the ARS opens: 08:00-20:00 every day, 20-minute consultations.
+BOX_OPENS, BOX_CLOSES, BOX_MINUTES = 8, 20, 20
+SETTINGS = ForecastSettings()
+
+Emit = Callable[[EventPayload, str], Awaitable[None]]
+_PRIORITIES = frozenset(p.value for p in Priority)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    hourly: dict[Priority, Any]
+    free: Any
+    waiting: dict[Priority, int]
+    reserves: list[ReserveCentre]
+    near: tuple[float, float] | None
+
+
+async def _inputs(session: Any, departement: str, now: datetime) -> Inputs:
+    rows = await store.arrivals_since(session, departement, now - FIT)
+    hours = SETTINGS.fit_days * 24
+    hourly: dict[Priority, Any] = {
+        p: hourly_counts((t for t, q in rows if q == p.value), now, hours) for p in BOOKED
+    }
+    schedules = await store.active_schedules(session, departement=departement)
+    tail = SETTINGS.tail_hours
+    ids = [s.centre_id for s in schedules]
+    booked = await store.booked_slots(session, ids, now, now + timedelta(hours=tail))
+    waiting = {
+        Priority(p): n
+        for p, n in (await store.waiting_in(session, departement)).items()
+        if p in _PRIORITIES
+    }
+    reserves = [
+        ReserveCentre(r.id, r.lat, r.lon, r.boxes)
+        for r in await store.reserve_centres(session, departement)
+    ]
+    near = await store.demand_point(session, departement, now - FIT)
+    free = free_places_by_hour(schedules, booked, now, tail)
+    return Inputs(hourly, free, waiting, reserves, near)
+
+
+def _compute(inputs: Inputs, departement: str, now: datetime) -> Forecast:
+    rate = estimate_rate(inputs.hourly, now, SETTINGS)
+    box = box_places_by_hour(
+        BOX_OPENS, BOX_CLOSES, BOX_MINUTES, now, SETTINGS.tail_hours, SETTINGS.timezone
+    )
+    # The same département and hour draw the same paths: a forecast read twice agrees.
+    seed = zlib.crc32(f"{departement}:{now:%Y%m%d%H}".encode())
+    return forecast(
+        rate, inputs.free, inputs.waiting, box, now, SETTINGS, seed=seed, open_hours=box
+    )
+
+
+async def forecast_departement(
+    session: Any, emit: Emit, departement: str, now: datetime, alert_hours: float
+) -> CapacityForecast:
+    """Compute the département's forecast, publish it, and raise or clear its alert."""
+    inputs = await _inputs(session, departement, now)
+    result = await asyncio.to_thread(_compute, inputs, departement, now)
+    near = inputs.near
+    if near is None and inputs.reserves:
+        near = (
+            float(np.mean([r.lat for r in inputs.reserves])),
+            float(np.mean([r.lon for r in inputs.reserves])),
+        )
+    suggested = reserve_to_open(inputs.reserves, near, result.boxes_72h) if near else []
+    p10, p50, p90 = result.hours_until_full
+    event = CapacityForecast(
+        departement=departement,
+        computed_at=now,
+        horizon_hours=SETTINGS.horizon_hours,
+        hours_until_full_p10=p10,
+        hours_until_full_p50=p50,
+        hours_until_full_p90=p90,
+        full_within_horizon=round(result.full_within_horizon, 3),
+        arrivals_per_day=round(result.rate.per_day, 2),
+        growth_per_day=round(result.rate.growth, 4),
+        free_places_24h=int(inputs.free[:24].sum()),
+        waiting=sum(inputs.waiting.values()),
+        boxes_needed_24h=result.boxes_24h,
+        boxes_needed_72h=result.boxes_72h,
+        reserve_centres=[c.centre_id for c in suggested[:MAX_SUGGESTED]],
+        alert_hours=alert_hours,
+    )
+    await emit(event, f"departement-{departement}")
+    await _alert_on(session, emit, event, now)
+    return event
+
+
+async def _alert_on(session: Any, emit: Emit, event: CapacityForecast, now: datetime) -> None:
+    """The ARS's alert while the median hours until full is under its threshold."""
+    departement = event.departement
+    p50 = event.hours_until_full_p50
+    soon = p50 is not None and p50 < event.alert_hours
+    active = await store.alert_active(session, departement, AlertKind.FORECAST.value)
+    if soon == active:
+        return  # raised once while it lasts
+    if soon:
+        await store.record_alert(session, departement, AlertKind.FORECAST.value, now)
+    else:
+        await store.clear_alert(session, departement, AlertKind.FORECAST.value)
+    load = await store.departement_load(session, departement, now)
+    await emit(
+        CapacityAlert(
+            departement=departement,
+            kind=AlertKind.FORECAST,
+            occupancy_next_24h=round(load.booked / load.capacity, 3) if load.capacity else 1.0,
+            booked_next_24h=load.booked,
+            capacity_next_24h=load.capacity,
+            waiting=event.waiting,
+            threshold=event.alert_hours,
+            cleared=not soon,
+        ),
+        f"departement-{departement}",
+    )
+
+
+def outbox_emit(session: Any) -> Emit:
+    """Stage events in the session's transaction (no delivery: the periodic watch)."""
+
+    async def emit(payload: EventPayload, correlation_id: str) -> None:
+        await add_to_outbox(
+            session, payload, source=ServiceName.SCHEDULER.value, correlation_id=correlation_id
+        )
+
+    return emit
+
+
+async def forecast_all(database: Database, now: datetime, alert_hours: float) -> int:
+    """Every département with arrivals or an active centre, each in its own transaction;
+    the arrivals past ``KEEP`` forgotten. Returns how many were forecast."""
+    async with database.transaction() as session:
+        departements = await store.forecast_departements(session, now - FIT)
+        await store.forget_arrivals(session, now - KEEP)
+    for departement in departements:
+        async with database.transaction() as session:
+            await forecast_departement(session, outbox_emit(session), departement, now, alert_hours)
+    return len(departements)
+
+
+class Forecasting(WaitingList):
+    """A capacity change forecasts its département again, in the change's transaction."""
+
+    # The service's clock (tests inject one); set by SchedulerHandlers' constructor.
+    clock: Callable[[], datetime]
+
+    async def _forecast_after_change(self, delivery: Delivery, centre_id: str) -> None:
+        row = await store.centre_row(delivery.session, centre_id)
+        if row is None:
+            return
+
+        async def emit(payload: EventPayload, correlation_id: str) -> None:
+            await delivery.emit(payload, correlation_id=correlation_id)
+
+        await forecast_departement(
+            delivery.session,
+            emit,
+            row.departement,
+            self.clock(),
+            self.config.forecast_alert_hours,
+        )
+
+
+class ForecastWatch:
+    """Runs ``forecast_all`` every ``every`` seconds on the given clock."""
+
+    def __init__(
+        self,
+        database: Database,
+        clock: Callable[[], datetime],
+        notify: Callable[[], None],
+        every: float,
+        alert_hours: float,
+    ) -> None:
+        self.database, self.clock, self.notify = database, clock, notify
+        self.every, self.alert_hours = every, alert_hours
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if await forecast_all(self.database, self.clock(), self.alert_hours):
+                    self.notify()  # the relay publishes them now, not at its next poll
+            except Exception:  # a database away for a while: the next round tries again
+                log.exception("saturation forecast failed")
+            await asyncio.sleep(self.every)
