@@ -122,3 +122,19 @@ async def test_a_doubling_wave_shrinks_the_forecast_then_alerts_and_a_reserve_le
     assert await forecast_all(runtime.database, now, alert_hours=24.0) == 1
     assert (await _staged(runtime, "capacity.forecast"))[-1] == after
     assert len(await _staged(runtime, "capacity.alert")) == len(ended)
+
+
+async def test_a_forecast_from_less_than_a_day_of_arrivals_alerts_no_one(
+    runtime: ServiceRuntime,
+) -> None:
+    # No centre and 30 arrivals in the last hour: full at once, but a few minutes'
+    # count is no rate to alert the ARS on.
+    now = START + timedelta(hours=12)
+    async with runtime.database.transaction() as session:
+        for minute in range(30):
+            at = now - timedelta(minutes=minute + 1)
+            await store.record_arrival(session, "35", "routine", 48.11, -1.68, at)
+    assert await forecast_all(runtime.database, now, alert_hours=24.0) == 1
+    [published] = await _staged(runtime, "capacity.forecast")
+    assert _p50(published) < 24
+    assert await _staged(runtime, "capacity.alert") == []

@@ -3,7 +3,9 @@ computed every ``AIGUILLAGE_FORECAST_EVERY_SECONDS`` (``ForecastWatch``) and on 
 capacity change of one of its centres (``CentreHandlers``), published as
 ``capacity.forecast.<département>``; when its median hours until full falls below
 ``AIGUILLAGE_FORECAST_ALERT_HOURS`` the ARS's ``capacity.alert`` (kind ``forecast``) is
-raised, once while it lasts, and cleared when it ends.
+raised, once while it lasts, and cleared when it ends. A forecast from less than a day
+of arrivals is published but raises nothing: its rate is a few minutes' count, a guess
+(the first patients of a département just opened would alert it at once).
 
 Inputs: the arrivals of the last 7 days (recorded as each oriented patient arrives), the
 active centres' schedules and their bookings (the free places of the next hours), the
@@ -49,6 +51,7 @@ log = structlog.get_logger(__name__)
 
 FIT = timedelta(days=7)
 KEEP = timedelta(days=8)  # arrivals older than this are forgotten
+SETTLED = timedelta(days=1)  # the history a forecast needs before it alerts anyone
 # A box the ARS opens: 08:00-20:00 every day, 20-minute consultations.
 BOX_OPENS, BOX_CLOSES, BOX_MINUTES = 8, 20, 20
 SETTINGS = ForecastSettings()
@@ -64,6 +67,7 @@ class Inputs:
     waiting: dict[Priority, int]
     reserves: list[ReserveCentre]
     near: tuple[float, float] | None
+    first: datetime | None  # the earliest arrival of the last 7 days
 
 
 async def _inputs(session: Any, departement: str, now: datetime) -> Inputs:
@@ -87,7 +91,7 @@ async def _inputs(session: Any, departement: str, now: datetime) -> Inputs:
     ]
     near = await store.demand_point(session, departement, now - FIT)
     free = free_places_by_hour(schedules, booked, now, tail)
-    return Inputs(hourly, free, waiting, reserves, near)
+    return Inputs(hourly, free, waiting, reserves, near, rows[0][0] if rows else None)
 
 
 def _compute(inputs: Inputs, departement: str, now: datetime) -> Forecast:
@@ -134,15 +138,19 @@ async def forecast_departement(
         alert_hours=alert_hours,
     )
     await emit(event, f"departement-{departement}")
-    await _alert_on(session, emit, event, now)
+    settled = inputs.first is not None and now - inputs.first >= SETTLED
+    await _alert_on(session, emit, event, now, settled)
     return event
 
 
-async def _alert_on(session: Any, emit: Emit, event: CapacityForecast, now: datetime) -> None:
-    """The ARS's alert while the median hours until full is under its threshold."""
+async def _alert_on(
+    session: Any, emit: Emit, event: CapacityForecast, now: datetime, settled: bool
+) -> None:
+    """The ARS's alert while the median hours until full is under its threshold (and
+    the forecast stands on a day of arrivals: ``settled``)."""
     departement = event.departement
     p50 = event.hours_until_full_p50
-    soon = p50 is not None and p50 < event.alert_hours
+    soon = settled and p50 is not None and p50 < event.alert_hours
     active = await store.alert_active(session, departement, AlertKind.FORECAST.value)
     if soon == active:
         return  # raised once while it lasts
