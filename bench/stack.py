@@ -9,7 +9,7 @@ import os
 import signal
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -128,8 +128,11 @@ async def running_stack(
     centre_ids: Iterable[str],
     observer: Observer | None = None,
     env: dict[str, str] | None = None,
+    before_start: Callable[[dict[str, str]], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Stack]:
-    """The four services up and consuming; everything removed afterwards."""
+    """The four services up and consuming; everything removed afterwards.
+    ``before_start`` gets the services' environment once their databases exist (and
+    before they start): bench/history.py loads its history there."""
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     tmp = tempfile.mkdtemp(prefix="bench-")
     environment = {
@@ -159,6 +162,8 @@ async def running_stack(
                 environment[f"AIGUILLAGE_{service.value.upper()}_DATABASE_URL"] = url
         finally:
             await admin.close()
+    if before_start is not None:
+        await before_start(environment)
     await declare_topology(BROKER, namespace)
     observer = observer or Observer(BROKER, namespace)
     observer.namespace = namespace
