@@ -22,6 +22,7 @@ from sqlalchemy import select
 from services.notifier.app import build
 from services.notifier.domain.sms import measure
 from services.notifier.handlers.channels import signature
+from services.notifier.handlers.sealing import ContactVault
 from services.notifier.store.tables import (
     attempts,
     contacts,
@@ -999,13 +1000,24 @@ async def test_a_corrected_name_renames_the_contact_and_keeps_its_channels(
         await asyncio.sleep(0.5)  # the contacts queue's order: the first one first
         await pub.publish(renamed, correlation_id=referral_id)
 
+    vault = ContactVault.of(s)  # the contacts are sealed at rest (issue 34)
+
+    async def opened() -> tuple[dict[str, str | None], bool] | None:
+        async with notifier.database.transaction() as session:
+            row = (
+                await session.execute(select(contacts).where(contacts.c.referral_id == referral_id))
+            ).first()
+            return None if row is None else (await vault.contact(session, row), row.sms_consent)
+
     async def kept() -> bool:
-        rows = [r for r in await _rows(notifier, contacts) if r.referral_id == referral_id]
-        return bool(rows) and rows[0].first_name == "Éloïse-Marie"
+        found = await opened()
+        return found is not None and found[0]["first_name"] == "Éloïse-Marie"
 
     await _until(kept)
-    [row] = [r for r in await _rows(notifier, contacts) if r.referral_id == referral_id]
-    assert (row.last_name, row.phone, row.email, row.sms_consent) == (
+    found = await opened()
+    assert found is not None
+    clear, consent = found
+    assert (clear["last_name"], clear["phone"], clear["email"], consent) == (
         "Dupont-Lajoie",
         first.phone,
         "eloise@exemple.fr",
