@@ -39,6 +39,9 @@ PERSONAL_KEYS = frozenset(
 # patient's own values, NIR and phone patterns still go).
 STAFF_KEYS = frozenset({"reader"})
 
+# Libraries whose DEBUG lines quote the data they carry (configure_logging).
+RAW_DATA_LOGGERS = ("aiosqlite", "aiormq")
+
 # NIR: sex digit (3, 4, 7, 8 for special registrations), year, month, département
 # (digits or 2A/2B), commune, order, optional key.
 _NIR = re.compile(
@@ -166,6 +169,11 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Their DEBUG lines carry raw data no redactor can read: aiosqlite logs every
+    # statement with its parameters (a contact's names), aiormq every frame with its
+    # payload (a message's body). Held at INFO whatever the level asked (issue 34).
+    for name in RAW_DATA_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
 

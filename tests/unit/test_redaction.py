@@ -165,3 +165,17 @@ def test_a_reader_field_still_loses_a_patient_s_own_values() -> None:
     redactor = PersonalDataRedactor()
     cleaned = redactor._clean("reader", "Dupont 0612345678", _literals(["Dupont"]))
     assert cleaned == f"{REDACTED} {REDACTED}"
+
+
+def test_at_debug_the_libraries_that_quote_raw_data_stay_at_info(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # aiosqlite logs each statement with its parameters, aiormq each frame with its
+    # payload: a name there has no pattern and no key (tests/e2e/test_no_identity_leaks.py).
+    configure_logging("test", "DEBUG", json=True)
+    logging.getLogger("aiosqlite").debug("executing INSERT ... ('Zyxwvutsrqp',)")
+    logging.getLogger("aiormq.connection").debug("Prepare to send b'Zyxwvutsrqp'")
+    logging.getLogger("aiguillage.own").debug("our own debug line")
+    text = capsys.readouterr().err
+    assert "Zyxwvutsrqp" not in text
+    assert "our own debug line" in text
