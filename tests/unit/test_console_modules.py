@@ -11,7 +11,7 @@ from pathlib import Path
 
 CONSOLE = Path(__file__).resolve().parents[2] / "aiguillage" / "console"
 PACKAGE = "aiguillage.console"
-ACTORS = frozenset({"accounts", "ars", "centre", "centre15", "referrer", "patient"})
+ACTORS = frozenset({"dpo", "accounts", "ars", "centre", "centre15", "referrer", "patient"})
 
 
 def console_modules() -> set[str]:

@@ -100,6 +100,8 @@ def test_production_refuses_the_development_link_key() -> None:
         auth_secret="a" * 40,
         webhook_secret="b" * 40,
         pseudonym_secret="c" * 40,
+        identity_kek="e" * 40,
+        identity_lookup_key="f" * 40,
     )
     assert settings.secret_problems() == {
         "AIGUILLAGE_PATIENT_LINK_KEY": "is not set (its public development default)"
