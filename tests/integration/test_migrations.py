@@ -24,7 +24,7 @@ async def test_migrations_on_sqlite_and_postgres(service: str, tmp_path: Path, p
     from importlib import import_module
 
     metadata = import_module(f"services.{service}.store.tables").metadata
-    expected = set(metadata.tables) | {"outbox", "inbox", "refusals", "alembic_version"}
+    expected = set(metadata.tables) | {"outbox", "inbox", "refusals", "purges", "alembic_version"}
     for url in [f"sqlite+aiosqlite:///{tmp_path / service}.db", await postgres.create(service)]:
         database = Database(url)
         try:
