@@ -55,6 +55,9 @@ _PHONE = re.compile(
     r"(?<!\w)(\+33\s?|0033\s?|0)[1-9]([\s.-]?\d{2}){4}(?!\w)"
     r"|(?<![\w+])\+[1-9](?:[\s.-]?\d){7,14}(?!\w)"
 )
+# A search typed into a page (a referrer's list searched by a patient's name) travels in
+# the URL's query, which the HTTP client logs: its value goes, whatever it holds.
+_SEARCH_QUERY = re.compile(r"([?&]q=)[^&#\s\"']+")
 _PATIENT_LINK = re.compile(r"\bp1\.[A-Za-z0-9-]{1,36}\.[A-Za-z0-9-]{1,36}\.\d+\.[\w-]+")
 
 
@@ -107,6 +110,7 @@ def _scrub(text: str, sensitive: re.Pattern[str] | None, staff: bool = False) ->
     text = _NIR.sub(REDACTED, text)
     # A patient's link (shared/patient_link.py) opens their appointment: never logged.
     text = _PATIENT_LINK.sub(REDACTED, text)
+    text = _SEARCH_QUERY.sub(lambda found: found.group(1) + REDACTED, text)
     return _PHONE.sub(REDACTED, text)
 
 

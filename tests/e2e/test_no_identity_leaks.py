@@ -454,31 +454,41 @@ async def _refused(st: Stack) -> None:
     )
 
 
+@contextlib.asynccontextmanager
+async def _logged_in(st: Stack, login: str, role: Role, actor: str) -> AsyncIterator[Any]:
+    password = person(st.s, login, "Personne", role, actor)
+    async with httpx.AsyncClient(base_url=st.console, timeout=15) as browser:
+        assert (await log_in(browser, login, password)).status_code == 303
+        yield browser
+
+
 async def _console_pages(st: Stack, gp_referral: str, samu_referral: str) -> None:
-    """A centre's day and Centre 15's desk and files, as their people open them."""
-    s = st.s
-    accounts = (
-        ("accueil@fuites.fr", Role.CENTRE, CENTRE),
-        ("regulateur@samu35.fr", Role.CENTRE_15, "samu-35"),
-    )
-    for login, role, actor in accounts:
-        password = person(s, login, "Personne", role, actor)
-        async with httpx.AsyncClient(base_url=st.console, timeout=15) as browser:
-            assert (await log_in(browser, login, password)).status_code == 303
-            if role is Role.CENTRE:
-                day = await browser.get("/centre")
-                assert BY_GP.last_name in day.text, day.text[-2000:]
-                continue
-            desk = await browser.get("/centre-15")
-            assert desk.status_code == 200
-            own = await browser.get(f"/centre-15/dossiers/{samu_referral}")
-            assert BY_SAMU.last_name in own.text, own.text[-2000:]
-            other = await browser.get(f"/centre-15/dossiers/{gp_referral}")
-            asked = await browser.post(
-                f"/centre-15/dossiers/{gp_referral}/identite",
-                data={"csrf": csrf_of(other.text), "motif": "rappel du patient"},
-            )
-            assert BY_GP.last_name in asked.text, asked.text[-2000:]
+    """The pages that show a name, as their people open them: a centre's day, Centre
+    15's desk and files (one with a reason), the GP's list searched by name, the DPO's
+    log of reads; and the patient's own page, from the link in the SMS."""
+    async with _logged_in(st, "accueil@fuites.fr", Role.CENTRE, CENTRE) as centre:
+        day = await centre.get("/centre")
+        assert BY_GP.last_name in day.text, day.text[-2000:]
+    async with _logged_in(st, "regulateur@samu35.fr", Role.CENTRE_15, "samu-35") as regulator:
+        assert (await regulator.get("/centre-15")).status_code == 200
+        own = await regulator.get(f"/centre-15/dossiers/{samu_referral}")
+        assert BY_SAMU.last_name in own.text, own.text[-2000:]
+        other = await regulator.get(f"/centre-15/dossiers/{gp_referral}")
+        asked = await regulator.post(
+            f"/centre-15/dossiers/{gp_referral}/identite",
+            data={"csrf": csrf_of(other.text), "motif": "rappel du patient"},
+        )
+        assert BY_GP.last_name in asked.text, asked.text[-2000:]
+    async with _logged_in(st, "dr.fuites@exemple.fr", Role.REFERRER, f"gp-{GP}") as gp:
+        found = await gp.get("/mes-demandes", params={"q": BY_GP.last_name.upper()})
+        assert BY_GP.last_name in found.text, found.text[-2000:]
+    async with _logged_in(st, "dpo@fuites.fr", Role.DPO, "dpo") as dpo:
+        reads = await dpo.get("/protection-des-donnees", params={"compte": "regulateur@samu35.fr"})
+        assert reads.status_code == 200, reads.text[-2000:]
+    links = re.findall(r"https?://\S+/patient/[^\s\"]+", json.dumps(st.gateway.sms))
+    assert links, st.gateway.sms
+    async with httpx.AsyncClient(timeout=15) as patient:
+        assert (await patient.get(links[0].rstrip(".,"))).status_code == 200
 
 
 async def _gp_withdraws(st: Stack, referral_id: str) -> None:

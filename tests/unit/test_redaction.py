@@ -179,3 +179,12 @@ def test_at_debug_the_libraries_that_quote_raw_data_stay_at_info(
     text = capsys.readouterr().err
     assert "Zyxwvutsrqp" not in text
     assert "our own debug line" in text
+
+
+def test_a_search_in_a_logged_url_goes() -> None:
+    # The console's client logs each call: a referrer's list searched by a name.
+    line = 'HTTP Request: GET http://intake/referrals?q=DUPONT%20Eloise&limit=100 "200 OK"'
+    assert scrub_text(line) == (
+        f'HTTP Request: GET http://intake/referrals?q={REDACTED}&limit=100 "200 OK"'
+    )
+    assert scrub_text("/territoire?departement=35&q=") == "/territoire?departement=35&q="
