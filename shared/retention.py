@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Database
 from shared.events import new_id, utcnow
 from shared.messaging_tables import inbox, outbox
+from shared.outbox import CLEARED_ONCE_PUBLISHED
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -214,6 +215,18 @@ _OUTBOX_DUE = (
     .limit(bindparam("limit"))
 )
 _OUTBOX_PURGE = delete(outbox).where(outbox.c.seq.in_(bindparam("keys", expanding=True)))
+# A row never published (the broker refused it and it was set aside, or it was never
+# relayed) is kept no longer than what its body may hold: a contact (``patient.contact``,
+# ``referral.outcome``: those a publish empties) as long as an identity, any other
+# event (a referral's clinical details, pseudonymous) as long as clinical details.
+_UNPUBLISHED = (
+    select(outbox.c.seq)
+    .where(outbox.c.published_at.is_(None), outbox.c.created_at <= bindparam("cutoff"))
+    .order_by(outbox.c.seq)
+    .limit(bindparam("limit"))
+)
+_UNPUBLISHED_CONTACTS = _UNPUBLISHED.where(outbox.c.event_type.in_(CLEARED_ONCE_PUBLISHED))
+_UNPUBLISHED_OTHERS = _UNPUBLISHED.where(outbox.c.event_type.not_in(CLEARED_ONCE_PUBLISHED))
 _INBOX_DUE = (
     select(inbox.c.consumer, inbox.c.event_id)
     .where(inbox.c.processed_at <= bindparam("cutoff"))
@@ -223,11 +236,16 @@ _INBOX_DUE = (
 
 def messaging_steps(retention: Retention) -> list[Step]:
     """Outbox rows once published and inbox rows once processed, past the window in
-    which a duplicate may still come (a republish after a crash, a redelivery)."""
+    which a duplicate may still come (a republish after a crash, a redelivery); outbox
+    rows never published, whatever their state (set aside, pending), once past the
+    retention of what they carry (``_UNPUBLISHED``)."""
 
-    async def outbox_due(session: AsyncSession, now: datetime, limit: int) -> Sequence[Any]:
-        at = cutoff(now, retention.messaging)
-        return list((await session.scalars(_OUTBOX_DUE, {"cutoff": at, "limit": limit})).all())
+    def due(statement: Any, keep: timedelta) -> FindDue:
+        async def find(session: AsyncSession, now: datetime, limit: int) -> Sequence[Any]:
+            at = cutoff(now, keep)
+            return list((await session.scalars(statement, {"cutoff": at, "limit": limit})).all())
+
+        return find
 
     async def outbox_purge(session: AsyncSession, keys: Sequence[Any], now: datetime) -> int:
         await session.execute(_OUTBOX_PURGE, {"keys": list(keys)})
@@ -246,6 +264,18 @@ def messaging_steps(retention: Retention) -> list[Step]:
         return len(keys)
 
     return [
-        Step(Category.MESSAGING, "outbox", outbox_due, outbox_purge),
+        Step(Category.MESSAGING, "outbox", due(_OUTBOX_DUE, retention.messaging), outbox_purge),
+        Step(
+            Category.IDENTITY,
+            "outbox",
+            due(_UNPUBLISHED_CONTACTS, max(retention.identity, retention.messaging)),
+            outbox_purge,
+        ),
+        Step(
+            Category.CLINICAL,
+            "outbox",
+            due(_UNPUBLISHED_OTHERS, max(retention.clinical, retention.messaging)),
+            outbox_purge,
+        ),
         Step(Category.MESSAGING, "inbox", inbox_due, inbox_purge),
     ]
