@@ -117,7 +117,11 @@ DAY_COLUMNS = (
 
 
 def _day_rows(context: dict[str, Any]) -> Iterator[list[Any]]:
+    """The day's rows but those whose patient restricted the processing (issue 34): the
+    centre still receives them (its page lists them), but no copy leaves the system."""
     for appointment in context["appointments"]:
+        if appointment.get("restricted"):
+            continue
         start = datetime.fromisoformat(appointment["start"]).astimezone(PARIS)
         end = datetime.fromisoformat(appointment["end"]).astimezone(PARIS)
         kind = appointment.get("referrer_kind")

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.domain import sms
 from services.notifier.domain.oncall import OnCallContacts
+from services.notifier.domain.restriction import WITHHELD_REASON, withheld
 from services.notifier.handlers.channels import (
     Contact,
     PatientChannel,
@@ -166,8 +167,9 @@ class Dispatcher:
             )
             if not rows:
                 return 0
-            known = await _recipients(session, self.vault, rows)
-        pending = {asyncio.ensure_future(self._send(row, known)) for row in rows}
+            kept = await _withhold_restricted(session, rows)
+            known = await _recipients(session, self.vault, kept)
+        pending = {asyncio.ensure_future(self._send(row, known)) for row in kept}
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             await self._record_all([task.result() for task in done])
@@ -438,6 +440,19 @@ class _Outcome:
     permanent: bool = False
     refused: Refused | None = None
     waits: bool = False
+
+
+async def _withhold_restricted(session: AsyncSession, rows: Sequence[Any]) -> list[Any]:
+    """The claimed notifications still to send: those to the patient or the referrer of
+    a referral whose patient restricted its processing (``referral.restricted``, maybe
+    after they were recorded) are withheld in the claim's transaction, never sent."""
+    ids = sorted({r.referral_id for r in rows if r.referral_id and withheld(r.recipient_kind)})
+    restricted = await dispatch.restricted_among(session, ids) if ids else set()
+    dropped = {r.id for r in rows if r.referral_id in restricted and withheld(r.recipient_kind)}
+    if dropped:
+        await dispatch.withhold(session, sorted(dropped), WITHHELD_REASON)
+        log.info("notifications withheld: processing restricted", count=len(dropped))
+    return [r for r in rows if r.id not in dropped]
 
 
 async def _recipients(

@@ -268,6 +268,8 @@ def _listed(r: Any, patient_name: str | None) -> dict[str, Any]:
         "test_eligible": r.test_eligible,
         # Who referred the patient, as a kind (GP, pharmacist...): None if not known.
         "referrer_kind": r.referrer_kind,
+        # Its patient restricted its processing (issue 34): listed, never exported.
+        "restricted": bool(r.restricted),
         # When its outcome was recorded, and until when it may be corrected.
         "outcome_at": _iso(_outcome_at(r)),
         "correctable_until": _iso(

@@ -15,7 +15,13 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.store import AnyRow
-from services.notifier.store.tables import centre_appointments, centres, contacts, referrers
+from services.notifier.store.tables import (
+    centre_appointments,
+    centres,
+    contacts,
+    referrers,
+    restrictions,
+)
 
 _CENTRE_EXISTS = select(centres.c.id).where(centres.c.id == bindparam("centre_id"))
 _INSERT_CENTRE = insert(centres)
@@ -55,9 +61,12 @@ _DAY_APPOINTMENTS = (
         contacts.c.key_id,
         # Who referred the patient (a kind, never who): the centre's page says it.
         referrers.c.kind.label("referrer_kind"),
+        # Its patient restricted its processing (issue 34): listed for the care, not exported.
+        restrictions.c.referral_id.is_not(None).label("restricted"),
     )
     .outerjoin(contacts, contacts.c.referral_id == centre_appointments.c.referral_id)
     .outerjoin(referrers, referrers.c.referral_id == centre_appointments.c.referral_id)
+    .outerjoin(restrictions, restrictions.c.referral_id == centre_appointments.c.referral_id)
     .where(
         centre_appointments.c.centre_id == bindparam("centre_id"),
         centre_appointments.c.start >= bindparam("day_start"),

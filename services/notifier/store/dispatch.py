@@ -23,6 +23,7 @@ from services.notifier.store.tables import (
     contacts,
     notifications,
     referrers,
+    restrictions,
 )
 
 # Statements built once, their parameters bound per call (executemany for a group).
@@ -62,6 +63,22 @@ _WAIT = (
     update(notifications)
     .where(notifications.c.id == bindparam("b_id"))
     .values(status="pending", next_attempt_at=bindparam("due"), last_error=bindparam("error"))
+)
+_RESTRICTED = select(restrictions.c.referral_id).where(
+    restrictions.c.referral_id.in_(bindparam("ids", expanding=True))
+)
+# A notice of a restricted referral (issue 34): never sent, its words and target emptied.
+_WITHHOLD = (
+    update(notifications)
+    .where(notifications.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status="withheld",
+        next_attempt_at=None,
+        last_error=bindparam("reason"),
+        subject="",
+        body="",
+        target={},
+    )
 )
 # One more message to an address today, returning the new count. By "is SQLite": the
 # two dialects' upserts differ only in their construction.
@@ -111,6 +128,17 @@ async def registered_channels(
     any), by referral; a referral whose referrer has not arrived is absent."""
     found = await session.execute(_REFERRERS, {"ids": referral_ids})
     return {r.referral_id: r.patient_channels for r in found.all()}
+
+
+async def restricted_among(session: AsyncSession, referral_ids: list[str]) -> set[str]:
+    """Those of these referrals whose patient restricted their processing."""
+    return set((await session.scalars(_RESTRICTED, {"ids": referral_ids})).all())
+
+
+async def withhold(session: AsyncSession, ids: list[str], reason: str) -> None:
+    """These notifications are not sent (``withheld``, with why), nothing of their
+    content kept."""
+    await session.execute(_WITHHOLD, {"ids": ids, "reason": reason})
 
 
 async def record(

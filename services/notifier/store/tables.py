@@ -35,7 +35,8 @@ notifications = Table(
     Column("subject", String(200), nullable=False, server_default=""),
     Column("body", Text, nullable=False),
     Column("target", JSON, nullable=False, server_default="{}"),
-    # pending -> sending -> sent | failed (pending again after a temporary failure)
+    # pending -> sending -> sent | failed (pending again after a temporary failure);
+    # withheld: the patient restricted the referral's processing before it was sent.
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),
