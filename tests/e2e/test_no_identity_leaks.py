@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -424,7 +425,8 @@ async def _hub_refers_and_corrects(st: Stack, lrm: Lrm) -> None:
 
 
 async def _refused(st: Stack) -> None:
-    """A wrong NIR over HTTP and on the broker; a message that is no envelope."""
+    """A wrong NIR over HTTP and on the broker, a submission in another's name, and a
+    message that is no envelope."""
     s = st.s
     wrong = {
         "referrer": {"kind": "gp", "identifier": GP, "reply_to": "fuites"},
@@ -445,7 +447,12 @@ async def _refused(st: Stack) -> None:
     async with EventPublisher(s.broker_url, s.namespace, "gp") as gp_bus:
         await gp_bus.publish_raw(wrong_key.encode(), "referral.submitted", message_id=envelope.id)
         await gp_bus.publish_raw(body, "referral.submitted", message_id=str(uuid.uuid4()))
+    # SAMU 35 in SAMU 22's name: refused at the door (sender_inconsistent).
+    other = Referrer(kind=ReferrerKind.CENTRE_15, identifier="samu-22", reply_to="samu-35")
+    async with EventPublisher(s.broker_url, s.namespace, "lrm", actor="samu-35") as lrm:
+        await lrm.publish(valid.model_copy(update={"referrer": other}), correlation_id="x")
     await st.tap.wait_for("refusal", lambda: st.tap.of_type("submission.error"))
+    await st.tap.wait_for("door's refusal", lambda: st.tap.of_type("request.refused"))
     await st.tap.wait_for(
         "dead letter",
         lambda: any(
@@ -626,5 +633,10 @@ async def test_no_identity_outside_intake_and_the_patient_s_channels(
     leaks = _log_leaks(st.procs) + _bus_leaks(st) + dead_leaks + await _metrics_leaks(st)
     databases = _database_leaks(s)
     assert set(databases) >= {"regulation", "scheduler", "notifier", "console", "hubsante"}
+    # The notifier holds the contacts it needs (sealed): its bytes were worth reading.
+    with contextlib.closing(
+        sqlite3.connect(f"file:{s.data_dir / 'notifier.db'}?mode=ro", uri=True)
+    ) as db:
+        assert db.execute("SELECT count(*) FROM contacts").fetchone()[0] >= 3
     leaks += [leak for owner, found in databases.items() for leak in found]
     assert not leaks, "\n".join(leaks[:80])
