@@ -3,6 +3,14 @@ by population, in one burst, onto 2,000 active centres; time to drain, nothing l
 memory.
 
     python bench/wave.py [--n 100000] [--centres 2000] [--sqlite]
+                         [--curve ../shared/data/covid_hospit_2020.csv [--day-seconds 10]]
+
+``--curve``: the arrivals follow the first wave (issue 32) instead of one burst: each
+département's share of each day is its new hospital admissions that day in Santé
+publique France's figures (Δhospitalised + Δreturned home + Δdeaths, the data's
+README), scaled to N in all; a day of the wave lasts ``--day-seconds`` of the bench,
+its arrivals spread at random within it, each from a commune of its département drawn by
+population. The drain is timed from the first submission, as the burst's is.
 
 "Nothing lost": every referral reaches a final state the observer saw on the broker
 (the centre notified, waitlisted, escalated, home follow-up...), and every dead-letter
@@ -13,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import itertools
 import random
 import time
 import uuid
@@ -64,6 +74,51 @@ def spread(total: int, weights: dict[str, int]) -> dict[str, int]:
     return shares
 
 
+def admissions(path: Path) -> dict[tuple[int, str], int]:
+    """New hospital admissions per (day of the wave, département), from the SPF file:
+    Δhospitalised + Δreturned home + Δdeaths (the latter two are cumulative), none below
+    0. The first day has no day before it: the wave starts on the second."""
+    totals: dict[str, list[tuple[str, int]]] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if not row["departement"]:
+                continue  # no département: not placeable
+            stock = sum(int(row[k] or 0) for k in ("hospitalises", "retours_domicile", "deces"))
+            totals.setdefault(row["departement"], []).append((row["jour"], stock))
+    days = sorted({day for series in totals.values() for day, _ in series})
+    index = {day: i for i, day in enumerate(days)}
+    counts: dict[tuple[int, str], int] = {}
+    for code, series in totals.items():
+        series.sort()
+        for (_, before), (day, stock) in itertools.pairwise(series):
+            counts[(index[day] - 1, code)] = max(0, stock - before)
+    return counts
+
+
+def curve_arrivals(
+    path: Path, n: int, day_seconds: float, rng: random.Random
+) -> list[tuple[float, Commune]]:
+    """N arrivals shaped by the wave: (seconds after the start, home), in time order."""
+    homes: dict[str, tuple[list[Commune], list[int]]] = {}
+    for code in {code for _, code in admissions(path)}:
+        places = communes_in_departement(code)
+        if sum(c.population for c in places) > 0:  # a code the communes file does not know
+            homes[code] = (places, [c.population for c in places])
+    weights = {key: w for key, w in admissions(path).items() if w > 0 and key[1] in homes}
+    whole = sum(weights.values())
+    shares = {key: n * w // whole for key, w in weights.items()}
+    rest = sorted(weights, key=lambda k: (n * weights[k]) % whole, reverse=True)
+    for key in rest[: n - sum(shares.values())]:
+        shares[key] += 1
+    arrivals: list[tuple[float, Commune]] = []
+    for (day, code), count in shares.items():
+        places, population = homes[code]
+        for home in rng.choices(places, weights=population, k=count):
+            arrivals.append(((day + rng.random()) * day_seconds, home))
+    arrivals.sort(key=lambda a: a[0])
+    return arrivals
+
+
 def wave_centres(count: int, rng: random.Random) -> list[CentreActivated]:
     """Centres in each département's most populous communes, as many as its population
     calls for."""
@@ -107,13 +162,28 @@ async def dead_letters(namespace: str) -> dict[str, int]:
         return counts
 
 
-async def run(n: int, centre_count: int, sqlite: bool) -> dict[str, object]:
+async def run(
+    n: int, centre_count: int, sqlite: bool, curve: Path | None = None, day_seconds: float = 10.0
+) -> dict[str, object]:
     rng = random.Random(2020)
     centres = wave_centres(centre_count, rng)
-    homes = communes()
-    weights = [c.population for c in homes]
+    # The burst: every referral at once, homes drawn by population; the curve: when and
+    # where the first wave's admissions say.
+    offsets: list[float] | None = None
+    if curve is None:
+        homes = communes()
+        places = rng.choices(homes, weights=[c.population for c in homes], k=n)
+    else:
+        timed = curve_arrivals(curve, n, day_seconds, rng)
+        offsets = [t for t, _ in timed]
+        places = [home for _, home in timed]
+    step = 200 if offsets is None else 20
     observer = Observer(BROKER, "", keep_events=False)
-    results: dict[str, object] = {"n": n, "centres": len(centres)}
+    results: dict[str, object] = {
+        "n": n,
+        "centres": len(centres),
+        "arrivals": "burst" if curve is None else f"curve {curve.name}, {day_seconds} s a day",
+    }
     async with running_stack(sqlite, [c.centre_id for c in centres], observer) as stack:
         async with EventPublisher(BROKER, stack.namespace, "bench") as publisher:
             with console.status(f"activating {len(centres)} centres..."):
@@ -138,7 +208,6 @@ async def run(n: int, centre_count: int, sqlite: bool) -> dict[str, object]:
                 sent = progress.add_task("submitted", total=n)
                 final = progress.add_task("final state", total=n)
                 refs = [f"w-{uuid.uuid4().hex[:12]}" for _ in range(n)]
-                places = rng.choices(homes, weights=weights, k=n)
 
                 async def watch() -> None:
                     while True:
@@ -162,8 +231,10 @@ async def run(n: int, centre_count: int, sqlite: bool) -> dict[str, object]:
                             refused += 1
                             await asyncio.sleep(0.5)
 
-                for chunk in range(0, n, 200):
-                    batch = range(chunk, min(chunk + 200, n))
+                for chunk in range(0, n, step):
+                    batch = range(chunk, min(chunk + step, n))
+                    if offsets is not None:
+                        await asyncio.sleep(max(0.0, started + offsets[chunk] - time.monotonic()))
                     for i in batch:
                         observer.submitted(refs[i])
                     await asyncio.gather(
@@ -218,8 +289,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--centres", type=int, default=2000)
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument(
+        "--curve",
+        type=Path,
+        help="arrivals shaped by the first wave's daily admissions per département "
+        "(../shared/data/covid_hospit_2020.csv), not one burst",
+    )
+    parser.add_argument(
+        "--day-seconds", type=float, default=10.0, help="with --curve: a day of the wave lasts"
+    )
     args = parser.parse_args()
-    result = run_bench(run(args.n, args.centres, args.sqlite))
+    result = run_bench(run(args.n, args.centres, args.sqlite, args.curve, args.day_seconds))
     result |= {
         "database": "sqlite" if args.sqlite else "postgresql",
         "when": datetime.now(UTC).isoformat(),
@@ -228,6 +308,7 @@ def main() -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in (
+        "arrivals",
         "publish_s",
         "refused_by_the_full_door_then_sent_again",
         "drain_s",
