@@ -393,6 +393,18 @@ class Settings(BaseSettings):
         description="The log of identity reads (who read whose file): days kept (a year, "
         "for the DPO to answer a patient's or the CNIL's question).",
     )
+    retention_console_audit_days: int = Field(
+        365,
+        ge=1,
+        description="The console's own traces (its audit of actions, failed log-ins, ended "
+        "sessions): days kept (a year: the CNIL's 6 months to 1 year for access logs).",
+    )
+    retention_disabled_account_days: int = Field(
+        365,
+        ge=1,
+        description="A disabled console account (name, login, role): days kept after it was "
+        "disabled (as long as the audit that names it), then deleted.",
+    )
     retention_dead_letter_days: int = Field(
         30,
         ge=1,
