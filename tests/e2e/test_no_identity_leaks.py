@@ -1,14 +1,19 @@
-"""Nothing personal where it does not belong (issue 34): the four services and the
-console as processes, logging at DEBUG, run patients with recognisable identities
-through every path that carries one, then every form of every value is looked for in
-what each process wrote, on the bus, in the dead letters, in the metrics and in each
-database but intake's.
+"""Nothing personal where it does not belong (issue 34): the four services, the console
+and the Hub Santé door as processes, logging at DEBUG, run patients with recognisable
+identities through every path that carries one; then every form of every value (names
+in any case, the NIR with and without spaces, the phone national, dotted and E.164, the
+birth date ISO and French, the e-mail lowercased) is looked for in every line each
+process wrote, every message on the bus (a tap bound with ``#`` to every exchange of the
+topology: body and headers), every dead-letter queue, every /metrics and the raw bytes
+of every database but intake's.
 
 The paths: a GP's submission over HTTP (booked: an SMS and an e-mail), a SAMU's on the
-broker door (escalated: Centre 15 is told with whom to call), its correction
-(``referral.updated``), the GP's withdrawal, a wrong NIR refused over HTTP and on the
-broker, a message that is no envelope dead-lettered, and the console's pages that show
-a name (a centre's day, Centre 15's desk and files) opened.
+broker door (escalated) and its correction (``referral.updated``), a Hub Santé case and
+its RS-EDA-MAJ, the GP's withdrawal; refusals: a wrong NIR over HTTP and on the broker, a
+submission in another SAMU's name, a case the hub's schema refuses, a message that is no
+envelope (dead-lettered); the console's pages that show a name (a centre's day, Centre
+15's desk and files, one with a reason, the GP's list searched by name, the DPO's log)
+and the patient's own page, from the link in the SMS.
 
 Allowed, as documented (docs/security.md, docs/architecture/index.md): intake's
 database (sealed); the SMS and the e-mail to the patient; on the bus, what an actor
@@ -424,6 +429,20 @@ async def _hub_refers_and_corrects(st: Stack, lrm: Lrm) -> None:
     )
 
 
+async def _hub_refused(lrm: Lrm) -> None:
+    """A case the hub's schema refuses (a birth date written the French way): the LRM
+    is answered an RS-ERROR, which may quote it back; nothing else may."""
+    case = oriented_case(f"{LRM}.DRFR15350000043")
+    case["createCaseHealth"]["patient"][0]["identity"] = {
+        "nonStrictFeatures": {"firstName": REFUSED.first_name, "lastName": REFUSED.last_name},
+        "strictFeatures": {"sex": "F", "birthDate": REFUSED.birth_date.strftime("%d/%m/%Y")},
+    }
+    message = lrm.case(DOOR, case)
+    await lrm.publish(message)
+    error = await lrm.wait_for(answers(message["distributionID"]), timeout=60)
+    assert error["distributionKind"] == "Error", body(error)
+
+
 async def _refused(st: Stack) -> None:
     """A wrong NIR over HTTP and on the broker, a submission in another's name, and a
     message that is no envelope."""
@@ -615,6 +634,7 @@ async def test_no_identity_outside_intake_and_the_patient_s_channels(
     gp_referral = await _gp_refers(st)
     samu_referral = await _samu_refers_and_corrects(st)
     await _hub_refers_and_corrects(st, lrm)
+    await _hub_refused(lrm)
     await _refused(st)
     await _console_pages(st, gp_referral, samu_referral)
     await _gp_withdraws(st, gp_referral)
