@@ -57,6 +57,8 @@ class Category(StrEnum):
     MESSAGING = "messaging"  # outbox and inbox rows, once past the deduplication window
     ACCESS_LOG = "access_log"  # who read whose identity, once past its year
     DEAD_LETTERS = "dead_letters"  # on the broker: a queue policy (docs)
+    AUDIT = "audit"  # the console's own traces: its audit, failed log-ins, ended sessions
+    ACCOUNTS = "accounts"  # the console's accounts, once disabled long enough
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,9 @@ class Retention:
     messaging: timedelta
     dead_letters: timedelta
     access_log: timedelta = timedelta(days=365)
+    # The console's database (aiguillage/console/retention.py).
+    console_audit: timedelta = timedelta(days=365)
+    disabled_accounts: timedelta = timedelta(days=365)
 
     @classmethod
     def of(cls, settings: Settings) -> Retention:
@@ -78,6 +83,8 @@ class Retention:
             messaging=timedelta(days=settings.retention_messaging_days),
             dead_letters=timedelta(days=settings.retention_dead_letter_days),
             access_log=timedelta(days=settings.retention_access_log_days),
+            console_audit=timedelta(days=settings.retention_console_audit_days),
+            disabled_accounts=timedelta(days=settings.retention_disabled_account_days),
         )
 
 

@@ -1,4 +1,5 @@
-"""`aiguillage purge`: delete what is past its retention (issue 34), service by service.
+"""`aiguillage purge`: delete what is past its retention (issue 34), service by service,
+and the console's own traces and old disabled accounts (``--service console``).
 
 Each service's database is brought to its latest migration, then its purge runs
 (``shared.retention.run_purge``: small batches, each its own transaction, resumable):
@@ -13,6 +14,7 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -21,6 +23,8 @@ import services.intake
 import services.notifier
 import services.regulation
 import services.scheduler
+from aiguillage.console import retention as console_retention
+from aiguillage.console.people import MIGRATIONS
 from aiguillage.reach import database, reaching
 from shared.db import Database
 from shared.events import utcnow
@@ -30,11 +34,24 @@ from shared.settings import ServiceName, Settings, get_settings
 
 app = typer.Typer(help="Delete what is past its retention (identity, clinical details, ...).")
 
-STEPS: dict[ServiceName, Callable[[Retention], Sequence[Step]]] = {
-    ServiceName.INTAKE: services.intake.purge_steps,
-    ServiceName.REGULATION: services.regulation.purge_steps,
-    ServiceName.SCHEDULER: services.scheduler.purge_steps,
-    ServiceName.NOTIFIER: services.notifier.purge_steps,
+
+class Target(StrEnum):
+    """What a purge reaches: a service's database, or the console's."""
+
+    INTAKE = "intake"
+    REGULATION = "regulation"
+    SCHEDULER = "scheduler"
+    NOTIFIER = "notifier"
+    CONSOLE = "console"
+
+
+STEPS: dict[Target, Callable[[Retention], Sequence[Step]]] = {
+    Target.INTAKE: services.intake.purge_steps,
+    Target.REGULATION: services.regulation.purge_steps,
+    Target.SCHEDULER: services.scheduler.purge_steps,
+    Target.NOTIFIER: services.notifier.purge_steps,
+    # Its audit, failed log-ins and ended sessions, and the accounts disabled long ago.
+    Target.CONSOLE: console_retention.purge_steps,
 }
 
 
@@ -49,14 +66,17 @@ def _instant(text: str | None) -> datetime:
 
 
 async def purge_service(
-    settings: Settings, service: ServiceName, now: datetime, options: PurgeOptions
+    settings: Settings, service: ServiceName | Target, now: datetime, options: PurgeOptions
 ) -> PurgeReport:
-    """Bring the service's database to its latest migration and purge it at ``now``."""
-    db = Database(settings.database_url(service))
+    """Bring the service's (or the console's) database to its latest migration and purge
+    it at ``now``."""
+    target = Target(service.value)
+    console = target is Target.CONSOLE
+    db = Database(settings.console_database() if console else settings.database_url(target))
     try:
-        with reaching(database(settings, service)):
-            await upgrade(db, f"services.{service.value}:migrations")
-            steps = STEPS[service](Retention.of(settings))
+        with reaching(database(settings, target.value)):
+            await upgrade(db, MIGRATIONS if console else f"services.{target.value}:migrations")
+            steps = STEPS[target](Retention.of(settings))
             return await run_purge(db, steps, now, options)
     finally:
         await db.dispose()
@@ -65,7 +85,8 @@ async def purge_service(
 @app.callback(invoke_without_command=True)
 def purge(
     service: Annotated[
-        ServiceName | None, typer.Option(help="One service (default: all four).")
+        Target | None,
+        typer.Option(help="One service, or the console (default: the four and the console)."),
     ] = None,
     now: Annotated[
         str | None,
@@ -79,7 +100,7 @@ def purge(
     settings = get_settings()
     clock = _instant(now)
     options = PurgeOptions(batch or settings.purge_batch, settings.purge_pause_ms / 1000, "command")
-    chosen = [service] if service is not None else list(ServiceName)
+    chosen = [service] if service is not None else list(Target)
     for name in chosen:
         report = asyncio.run(purge_service(settings, name, clock, options))
         typer.echo(json.dumps({"service": name.value, "run": report.run_id, **report.counts}))

@@ -101,6 +101,9 @@ accounts = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Since when it is disabled (None: enabled): deleted a retention after it (issue 34,
+    # aiguillage/console/retention.py).
+    sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 sessions = sa.Table(
@@ -360,7 +363,12 @@ class AccountStore:
             await session.execute(
                 accounts.update()
                 .where(accounts.c.id == row.id)
-                .values(password_hash=hash_password(password), disabled=False, updated_at=now)
+                .values(
+                    password_hash=hash_password(password),
+                    disabled=False,
+                    disabled_at=None,
+                    updated_at=now,
+                )
             )
             await self._revoke_all(session, row.id, now)
         return password
@@ -373,7 +381,12 @@ class AccountStore:
             await session.execute(
                 accounts.update()
                 .where(accounts.c.id == row.id)
-                .values(disabled=True, updated_at=now)
+                # Disabled again: its retention still counts from the first time.
+                .values(
+                    disabled=True,
+                    disabled_at=sa.func.coalesce(accounts.c.disabled_at, now),
+                    updated_at=now,
+                )
             )
             return await self._revoke_all(session, row.id, now)
 
