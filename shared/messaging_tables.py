@@ -42,6 +42,23 @@ outbox = Table(
     Column("traceparent", String(55), nullable=True),
 )
 Index("ix_outbox_pending", outbox.c.published_at, outbox.c.seq)
+# The rows still to relay, and those set aside, each in a partial index of its own: the
+# relay's scan, /metrics's pending figures and /ready's set-aside count read only them,
+# however many published rows the table holds (issue 32). ix_outbox_pending serves the
+# purge (published before a time).
+_UNPUBLISHED = outbox.c.published_at.is_(None) & outbox.c.set_aside_at.is_(None)
+Index(
+    "ix_outbox_unpublished",
+    outbox.c.seq,
+    postgresql_where=_UNPUBLISHED,
+    sqlite_where=_UNPUBLISHED,
+)
+Index(
+    "ix_outbox_set_aside",
+    outbox.c.seq,
+    postgresql_where=outbox.c.set_aside_at.is_not(None),
+    sqlite_where=outbox.c.set_aside_at.is_not(None),
+)
 # The PostgreSQL channel on which a commit that staged outbox rows wakes every relay.
 OUTBOX_CHANNEL = "aiguillage_outbox"
 
@@ -55,6 +72,8 @@ inbox = Table(
     Column("outcome", JSON, nullable=True),
     PrimaryKeyConstraint("consumer", "event_id"),
 )
+# The purge finds the rows past the deduplication window by their time (issue 32).
+Index("ix_inbox_processed", inbox.c.processed_at)
 
 # What a door refused: recorded, never applied (shared.consumer).
 refusals = Table(

@@ -116,3 +116,36 @@ def add_outbox_traceparent() -> None:
 def drop_outbox_traceparent() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("traceparent")
+
+
+# The outbox's and inbox's indexes for a database that holds a wave's history (issue 32,
+# bench/history.py): the relay's scan of unpublished rows and /metrics's figures read a
+# partial index of the pending rows only, /ready's count of rows set aside one of those
+# only (it counted the whole outbox), and the purge finds the inbox rows past their
+# window by their time (it scanned the whole inbox per batch).
+_UNPUBLISHED = "published_at IS NULL AND set_aside_at IS NULL"
+_SET_ASIDE = "set_aside_at IS NOT NULL"
+
+
+def add_messaging_indexes() -> None:
+    op.create_index(
+        "ix_outbox_unpublished",
+        "outbox",
+        ["seq"],
+        postgresql_where=sa.text(_UNPUBLISHED),
+        sqlite_where=sa.text(_UNPUBLISHED),
+    )
+    op.create_index(
+        "ix_outbox_set_aside",
+        "outbox",
+        ["seq"],
+        postgresql_where=sa.text(_SET_ASIDE),
+        sqlite_where=sa.text(_SET_ASIDE),
+    )
+    op.create_index("ix_inbox_processed", "inbox", ["processed_at"])
+
+
+def drop_messaging_indexes() -> None:
+    op.drop_index("ix_inbox_processed", "inbox")
+    op.drop_index("ix_outbox_set_aside", "outbox")
+    op.drop_index("ix_outbox_unpublished", "outbox")

@@ -85,6 +85,9 @@ Index(
     postgresql_where=appointments.c.status == "booked",
     sqlite_where=appointments.c.status == "booked",
 )
+# The policy's recent demand of its candidate centres (store/bookings.py, recent_demand):
+# their appointments booked since a time, not the whole table (issue 32).
+Index("ix_appointments_centre_created", appointments.c.centre_id, appointments.c.created_at)
 
 # Every move, one row per appointment replaced: who moved it and why. The patient's
 # own moves are counted from it (at most three by their link, patient_requests.py),
@@ -112,6 +115,9 @@ bookings = Table(
     Column("appointment_id", String(36), nullable=False, unique=True),
     PrimaryKeyConstraint("centre_id", "start", "box", name="pk_bookings_slot"),
 )
+# The slots booked in a time range, every centre (/metrics's free places): the key leads
+# with the centre, and without this the figure read every booking ever made (issue 32).
+Index("ix_bookings_start", bookings.c.start)
 
 waitlist = Table(
     "waitlist",
