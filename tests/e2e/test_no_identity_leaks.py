@@ -59,6 +59,7 @@ from shared.topology import (
 )
 from tests.browser.test_console import activate_centres, forget_centre_queues
 from tests.console_session import csrf_of, log_in, person
+from tests.fhir_examples import bundle as fhir_bundle
 from tests.helpers import referral
 from tests.hubsante_hub import DOOR, LRM, HubRouter, Lrm, answers, body, hub_vhost, oriented_case
 from tests.integration.test_notifier import Gateway, Mailbox, gateway, mailbox
@@ -165,7 +166,23 @@ BY_HUB = Patient(
     None,
     extra={"corrected_last_name": "Vbqzwhxjtl"},
 )
-PATIENTS = {"gp": BY_GP, "samu": BY_SAMU, "refused": REFUSED, "hub": BY_HUB}
+# A GP's software on the FHIR door.
+BY_FHIR = Patient(
+    "Oanezig",
+    "Hxqtvzmwpl",
+    date(1973, 8, 9),
+    "1 73 08 35 238 521 20",
+    "06 23 71 84 59",
+    "Oanezig.Hxqtvzmwpl@Exemple-Patient.fr",
+    "5 venelle Asdfghjkl",
+)
+PATIENTS = {
+    "gp": BY_GP,
+    "samu": BY_SAMU,
+    "refused": REFUSED,
+    "hub": BY_HUB,
+    "fhir": BY_FHIR,
+}
 CORRECTED_BIRTH_DATE = date(1979, 4, 12)
 
 
@@ -429,6 +446,54 @@ async def _hub_refers_and_corrects(st: Stack, lrm: Lrm) -> None:
     )
 
 
+def _fhir_patient(patient: Patient, nir: str) -> dict[str, Any]:
+    commune = {"url": "https://aiguillage.fr/fhir/StructureDefinition/commune-insee"}
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": nir}],
+        "name": [{"use": "official", "family": patient.last_name, "given": [patient.first_name]}],
+        "birthDate": patient.birth_date.isoformat(),
+        "gender": "female",
+        "telecom": [
+            {"system": "phone", "value": patient.phone, "use": "mobile"},
+            {"system": "email", "value": patient.email},
+        ],
+        "extension": [
+            {
+                "url": "https://aiguillage.fr/fhir/StructureDefinition/sms-consent",
+                "valueBoolean": True,
+            }
+        ],
+        "address": [{"line": [patient.address], "extension": [{**commune, "valueCode": "35238"}]}],
+    }
+
+
+async def _fhir_refers(st: Stack) -> None:
+    """A GP's software posts a FHIR transaction: booked; then one with a wrong NIR."""
+    token = issue_token(st.s, Role.REFERRER, f"gp:{GP}", ServiceName.INTAKE)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{st.procs.ports['intake']}",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"},
+        timeout=15,
+    ) as software:
+        for reference, patient, nir, expected in (
+            ("fuites-fhir", BY_FHIR, BY_FHIR.nir, 200),
+            ("fuites-fhir-2", REFUSED, REFUSED.nir, 422),
+        ):
+            transaction = fhir_bundle(reference)
+            transaction["entry"][0]["resource"] = _fhir_patient(patient, nir or "")
+            sent = await software.post("/fhir", json=transaction)
+            assert sent.status_code == expected, sent.text
+            if expected == 200:
+                referral_id = sent.json()["entry"][0]["resource"]["id"]
+    await st.tap.wait_for(
+        "the FHIR referral's booking",
+        lambda: any(
+            e["data"]["referral_id"] == referral_id for e in st.tap.of_type("slot.assigned")
+        ),
+    )
+
+
 async def _hub_refused(lrm: Lrm) -> None:
     """A case the hub's schema refuses (a birth date written the French way): the LRM
     is answered an RS-ERROR, which may quote it back; nothing else may."""
@@ -523,7 +588,10 @@ async def _gp_withdraws(st: Stack, referral_id: str) -> None:
             f"/referrals/{referral_id}/withdraw", json={"reason": "patient_recovered"}
         )
         assert done.status_code == 200, done.text
-    await st.tap.wait_for("withdrawal SMS", lambda: len(st.gateway.sms) >= 2)
+    to_gp_patient = "+33" + (BY_GP.phone or "").replace(" ", "")[1:]
+    await st.tap.wait_for(
+        "withdrawal SMS", lambda: [m["to"] for m in st.gateway.sms].count(to_gp_patient) == 2
+    )
 
 
 async def _settled(s: Settings) -> None:
@@ -635,6 +703,7 @@ async def test_no_identity_outside_intake_and_the_patient_s_channels(
     samu_referral = await _samu_refers_and_corrects(st)
     await _hub_refers_and_corrects(st, lrm)
     await _hub_refused(lrm)
+    await _fhir_refers(st)
     await _refused(st)
     await _console_pages(st, gp_referral, samu_referral)
     await _gp_withdraws(st, gp_referral)
