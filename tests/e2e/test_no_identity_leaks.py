@@ -7,13 +7,13 @@ process wrote, every message on the bus (a tap bound with ``#`` to every exchang
 topology: body and headers), every dead-letter queue, every /metrics and the raw bytes
 of every database but intake's.
 
-The paths: a GP's submission over HTTP (booked: an SMS and an e-mail), a SAMU's on the
-broker door (escalated) and its correction (``referral.updated``), a Hub Santé case and
-its RS-EDA-MAJ, the GP's withdrawal; refusals: a wrong NIR over HTTP and on the broker, a
-submission in another SAMU's name, a case the hub's schema refuses, a message that is no
-envelope (dead-lettered); the console's pages that show a name (a centre's day, Centre
-15's desk and files, one with a reason, the GP's list searched by name, the DPO's log)
-and the patient's own page, from the link in the SMS.
+The paths: a GP's submission over HTTP (booked: an SMS and an e-mail) and over FHIR, a
+SAMU's on the broker door (escalated) and its correction (``referral.updated``), a Hub
+Santé case and its RS-EDA-MAJ, the GP's withdrawal; refusals: a wrong NIR over HTTP,
+over FHIR and on the broker, a submission in another SAMU's name, a case the hub's
+schema refuses, a message that is no envelope (dead-lettered); the console's pages that
+show a name (a centre's day, Centre 15's desk and files, one with a reason, the GP's
+list searched by name, the DPO's log) and the patient's own page, from the SMS's link.
 
 Allowed, as documented (docs/security.md, docs/architecture/index.md): intake's
 database (sealed); the SMS and the e-mail to the patient; on the bus, what an actor
@@ -55,6 +55,7 @@ from shared.topology import (
     dead_letter_queue,
     declare_topology,
     events_exchange,
+    hubsante_queue,
     ingress_exchange,
 )
 from tests.browser.test_console import activate_centres, forget_centre_queues
@@ -353,6 +354,12 @@ async def stack(
             yield Stack(settings, procs, services[1], tap, mailbox[0], gateway[0]), lrm
         finally:
             await forget_centre_queues(settings, CENTRE)
+            connection = await aio_pika.connect(settings.broker_url)
+            async with connection:  # the door's queue of Centre 15's answers
+                channel = await connection.channel()
+                await channel.queue_delete(
+                    hubsante_queue(settings.namespace).name(settings.namespace)
+                )
 
 
 # -- the flow ------------------------------------------------------------------------
