@@ -88,6 +88,8 @@ Index(
 # The policy's recent demand of its candidate centres (store/bookings.py, recent_demand):
 # their appointments booked since a time, not the whole table (issue 32).
 Index("ix_appointments_centre_created", appointments.c.centre_id, appointments.c.created_at)
+# The ARS's figures of a day (store/history.py): that day's appointments, not every one.
+Index("ix_appointments_start", appointments.c.start)
 
 # Every move, one row per appointment replaced: who moved it and why. The patient's
 # own moves are counted from it (at most three by their link, patient_requests.py),
