@@ -39,6 +39,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -60,6 +61,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from stack import BROKER, POSTGRES, run_bench, running_stack, write_results
 
 from aiguillage.demo import wait_for_drain
+from aiguillage.observer import FINAL
 from shared.db import Database
 from shared.events import Envelope
 from shared.messaging_tables import metadata as messaging_metadata
@@ -504,14 +506,63 @@ async def statement_times(databases: list[str]) -> dict[str, dict[str, float]]:
         )
     finally:
         await admin.close()
+    merged: dict[str, dict[str, float]] = {}
+    for r in rows:
+        key = f"{r['datname'].rsplit('_', 1)[1]}: {_normalised(r['query'])}"
+        figures = merged.setdefault(key, {"calls": 0, "total_ms": 0.0, "rows": 0})
+        figures["calls"] += r["calls"]
+        figures["total_ms"] += r["mean_exec_time"] * r["calls"]
+        figures["rows"] += r["rows"]
     return {
-        f"{r['datname'].rsplit('_', 1)[1]}: {' '.join(r['query'].split())}": {
-            "calls": r["calls"],
-            "mean_ms": r["mean_exec_time"],
-            "rows_per_call": r["rows"] / r["calls"],
+        key: {
+            "calls": f["calls"],
+            "mean_ms": f["total_ms"] / f["calls"],
+            "rows_per_call": f["rows"] / f["calls"],
         }
-        for r in rows
+        for key, f in merged.items()
     }
+
+
+async def table_scans(databases: list[str]) -> dict[str, tuple[int, int]]:
+    """Per ``service.table``: sequential scans so far and the rows they read."""
+    scans: dict[str, tuple[int, int]] = {}
+    for name in databases:
+        connection = await asyncpg.connect(_in(name))
+        try:
+            for r in await connection.fetch(
+                "SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables"
+            ):
+                key = f"{name.rsplit('_', 1)[1]}.{r['relname']}"
+                scans[key] = (r["seq_scan"], r["seq_tup_read"])
+        finally:
+            await connection.close()
+    return scans
+
+
+def whole_reads(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], n: int
+) -> dict[str, dict[str, float]]:
+    """The tables read by sequential scans in the window: scans and rows read per
+    referral (a table of history read whole shows as thousands of rows a referral)."""
+    reads = {}
+    for key, (scans, rows) in after.items():
+        was = before.get(key, (0, 0))
+        if rows - was[1] > 0:
+            reads[key] = {
+                "scans_per_referral": round((scans - was[0]) / n, 2),
+                "rows_per_referral": round((rows - was[1]) / n, 1),
+            }
+    return dict(sorted(reads.items(), key=lambda kv: -kv[1]["rows_per_referral"]))
+
+
+# The IN lists and multi-row VALUES of the services' statements are as long as their
+# batch: one statement for all lengths.
+_PARAMS = r"\(\$\d+::[A-Z ]+(?:, \$\d+::[A-Z ]+)*\)"
+_LIST = re.compile(_PARAMS + r"(?:, " + _PARAMS + r")*")
+
+
+def _normalised(query: str) -> str:
+    return _LIST.sub("(…)", " ".join(query.split()))
 
 
 async def reset_statements(databases: list[str]) -> None:
@@ -551,11 +602,13 @@ async def push(
 
 
 async def until_notified(observer: Any, references: set[str], timeout: float) -> None:
+    """Until every referral is in a final state (booked and its centre told, for nearly
+    all; one the policy waitlists is final too)."""
     deadline = time.monotonic() + timeout
-    while any(observer.tracks[r].notified_at is None for r in references):
+    while any(observer.tracks[r].state not in FINAL for r in references):
         if time.monotonic() > deadline:
-            missing = sum(observer.tracks[r].notified_at is None for r in references)
-            raise TimeoutError(f"{missing} referrals not notified")
+            missing = sum(observer.tracks[r].state not in FINAL for r in references)
+            raise TimeoutError(f"{missing} referrals not in a final state")
         await asyncio.sleep(0.05)
 
 
@@ -631,7 +684,10 @@ async def measure(
     ids = [c.centre_id for c in centres()]
     loaded: list[float] = []
 
+    data_dirs: list[str] = []
+
     async def load(environment: dict[str, str]) -> None:
+        data_dirs.append(environment["AIGUILLAGE_DATA_DIR"])
         loaded.append(await load_history(environment, template, size))
 
     async with (
@@ -641,14 +697,18 @@ async def measure(
         await activate_centres(publisher, stack.namespace)
         await until_notified(stack.observer, await push(publisher, stack.observer, 30, None), 300)
         await reset_statements(stack.databases)
+        scans = await table_scans(stack.databases)
         before = await cpu_groups(stack)
         sent = await push(publisher, stack.observer, int(rate * seconds), rate)
         await until_notified(stack.observer, sent, 600)
         cpu = await cpu_ms_per_referral(stack, before, len(sent))
         statements = await statement_times(stack.databases)
+        reads = whole_reads(scans, await table_scans(stack.databases), len(sent))
+    for folder in data_dirs:  # SQLite's files of a million referrals: gigabytes
+        shutil.rmtree(folder, ignore_errors=True)
+    tracks = [stack.observer.tracks[r] for r in sent]
     latencies = sorted(
-        1000 * ((stack.observer.tracks[r].notified_at or 0) - stack.observer.tracks[r].submitted_at)
-        for r in sent
+        1000 * (t.notified_at - t.submitted_at) for t in tracks if t.notified_at is not None
     )
     return {
         "size": size,
@@ -661,6 +721,7 @@ async def measure(
             "p99": round(_percentile(latencies, 0.99), 1),
         },
         "statements": statements,
+        "sequential_reads": reads,
     }
 
 
@@ -707,6 +768,11 @@ def print_run(run: dict[str, Any], base: dict[str, Any] | None) -> None:
         f"{lat['p50']:.0f} / {lat['p99']:.0f}",
     )
     console.print(table)
+    for key, figures in list(run.get("sequential_reads", {}).items())[:5]:
+        console.print(
+            f"  read by sequential scans: {key}, {figures['rows_per_referral']:,} rows a referral"
+            f" ({figures['scans_per_referral']} scans)"
+        )
     if base is not None and run["statements"]:
         run["grown"] = grown(run, base)
         console.print("  statements whose time per call grew most (ms per call, at 0 -> now):")
