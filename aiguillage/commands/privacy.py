@@ -196,8 +196,10 @@ durée de conservation.</p>{% endif %}
 {% else %}<p class="vide">Aucun rendez-vous.</p>{% endif %}
 
 <h3>Messages envoyés</h3>
+{# A notice withheld once the referral was restricted was never sent (the JSON has it). #}
 {% set sent = doc.notifier.notifications
-  | selectattr("referral_id", "equalto", r.referral_id) | list %}
+  | selectattr("referral_id", "equalto", r.referral_id)
+  | rejectattr("status", "equalto", "withheld") | list %}
 {% if sent %}
 <table>
 <tr><th>Date</th><th>Destinataire</th><th>Canal</th><th>Objet</th></tr>
