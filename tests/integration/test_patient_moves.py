@@ -178,7 +178,7 @@ async def test_three_offers_the_current_kept_until_the_patient_confirms_one(
         again = await client.post("/patient/appointment/move", headers=link, json=_choice(chosen))
         assert again.status_code == 410
     cancelled = await _events(database, "appointment.cancelled")
-    assert [(e["appointment_id"], e["cancelled_by"], e["replaced_by"]) for e in cancelled] == [
+    assert [(e["appointment_id"], e.get("cancelled_by"), e.get("replaced_by")) for e in cancelled] == [
         (current["appointment_id"], "patient", new["appointment_id"])
     ]
     rescheduled = await _events(database, "appointment.rescheduled")
@@ -313,7 +313,7 @@ async def test_a_suspension_moves_at_once_and_says_why(database: Database) -> No
     assert event["reason"] == "centre suspendu : dégât des eaux"
     assert event["previous_appointment_id"] == current["appointment_id"]
     cancelled = await _events(database, "appointment.cancelled")
-    assert [(e["cancelled_by"], e["replaced_by"]) for e in cancelled] == [
+    assert [(e.get("cancelled_by"), e.get("replaced_by")) for e in cancelled] == [
         ("service", event["appointment_id"])
     ]
     async with _client(database) as client:
