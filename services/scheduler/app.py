@@ -119,6 +119,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         runtime.relay.notify,
         settings.forecast_every_seconds,
         settings.forecast_alert_hours,
+        due=handlers.forecasts_due,  # the ARS's decisions' départements, coalesced
     )
     if not in_memory:
         runtime.on_startup(watch.start)

@@ -30,6 +30,7 @@ from services.scheduler.handlers.booking import (
 )
 from services.scheduler.handlers.centres import CentreHandlers
 from services.scheduler.handlers.consultations import ConsultationHandlers
+from services.scheduler.handlers.forecasts import DueForecasts
 from services.scheduler.handlers.patient_requests import Offer, PatientRequests
 from services.scheduler.handlers.referrals import ReferralHandlers
 from services.scheduler.handlers.reinforcements import ReinforcementHandlers
@@ -67,4 +68,6 @@ class SchedulerHandlers(
         # What the centres' outcomes are judged by (handlers/consultations.py): this
         # service's own clock, never a time the message carries; tests set it.
         self.clock = clock
+        # The départements a capacity change marked for a forecast (forecasts.py).
+        self.forecasts_due = DueForecasts()
         self._checked = {}

@@ -1,6 +1,9 @@
 """The saturation forecast of each département (issue 31, ``domain/forecast.py``):
-computed every ``AIGUILLAGE_FORECAST_EVERY_SECONDS`` (``ForecastWatch``) and on every
-capacity change of one of its centres (``CentreHandlers``), published as
+computed every ``AIGUILLAGE_FORECAST_EVERY_SECONDS`` (``ForecastWatch``) and after a
+capacity change of one of its centres (``CentreHandlers`` marks it due, ``DueForecasts``;
+the watch forecasts it a few seconds later, once for a burst of changes, never in the
+consumer's transaction: an ARS activating 155 centres in a row waits for no
+simulation), published as
 ``capacity.forecast.<département>``; when its median hours until full falls below
 ``AIGUILLAGE_FORECAST_ALERT_HOURS`` the ARS's ``capacity.alert`` (kind ``forecast``) is
 raised, once while it lasts, and cleared when it ends. A forecast from less than a day
@@ -25,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import structlog
+from sqlalchemy import event as sa_event
 
 from services.scheduler import store
 from services.scheduler.domain.forecast import (
@@ -191,37 +195,70 @@ async def forecast_all(database: Database, now: datetime, alert_hours: float) ->
     async with database.transaction() as session:
         departements = await store.forecast_departements(session, now - FIT)
         await store.forget_arrivals(session, now - KEEP)
+    return await forecast_some(database, departements, now, alert_hours)
+
+
+class DueForecasts:
+    """The départements whose capacity changed since their last forecast: a decision of
+    the ARS marks its département once its transaction commits, and ``ForecastWatch``
+    forecasts each marked one once, a few seconds later, off the consumer's path (155
+    centres activated in a row give one forecast per département, not 155)."""
+
+    def __init__(self) -> None:
+        self._due: set[str] = set()
+        self.wake = asyncio.Event()
+
+    def mark(self, departement: str) -> None:
+        self._due.add(departement)
+        self.wake.set()
+
+    @property
+    def pending(self) -> frozenset[str]:
+        return frozenset(self._due)
+
+    def take(self) -> list[str]:
+        """The départements due, forgotten here (sorted: a stable order)."""
+        due, self._due = sorted(self._due), set()
+        self.wake.clear()
+        return due
+
+
+class Forecasting(WaitingList):
+    """A capacity change marks its département due for a forecast (``DueForecasts``);
+    the forecast itself runs in ``ForecastWatch``, not in the change's transaction."""
+
+    # The service's clock (tests inject one) and the départements due; set by
+    # SchedulerHandlers' constructor.
+    clock: Callable[[], datetime]
+    forecasts_due: DueForecasts
+
+    async def _forecast_after_change(self, delivery: Delivery, centre_id: str) -> None:
+        row = await store.centre_row(delivery.session, centre_id)
+        if row is None:
+            return
+        departement, due = row.departement, self.forecasts_due
+
+        def committed(_session: object) -> None:
+            due.mark(departement)  # what the watch reads is then the committed change
+
+        sa_event.listen(delivery.session.sync_session, "after_commit", committed, once=True)
+
+
+async def forecast_some(
+    database: Database, departements: list[str], now: datetime, alert_hours: float
+) -> int:
+    """The given départements' forecasts, each in its own transaction."""
     for departement in departements:
         async with database.transaction() as session:
             await forecast_departement(session, outbox_emit(session), departement, now, alert_hours)
     return len(departements)
 
 
-class Forecasting(WaitingList):
-    """A capacity change forecasts its département again, in the change's transaction."""
-
-    # The service's clock (tests inject one); set by SchedulerHandlers' constructor.
-    clock: Callable[[], datetime]
-
-    async def _forecast_after_change(self, delivery: Delivery, centre_id: str) -> None:
-        row = await store.centre_row(delivery.session, centre_id)
-        if row is None:
-            return
-
-        async def emit(payload: EventPayload, correlation_id: str) -> None:
-            await delivery.emit(payload, correlation_id=correlation_id)
-
-        await forecast_departement(
-            delivery.session,
-            emit,
-            row.departement,
-            self.clock(),
-            self.config.forecast_alert_hours,
-        )
-
-
 class ForecastWatch:
-    """Runs ``forecast_all`` every ``every`` seconds on the given clock."""
+    """Runs ``forecast_all`` every ``every`` seconds on the given clock and, between
+    rounds, the départements ``due`` marks: ``coalesce`` seconds after the first mark
+    (the burst of an ARS's decisions gathers), then at most once per ``coalesce``
+    seconds."""
 
     def __init__(
         self,
@@ -230,10 +267,14 @@ class ForecastWatch:
         notify: Callable[[], None],
         every: float,
         alert_hours: float,
+        due: DueForecasts | None = None,
+        coalesce: float = 5.0,
     ) -> None:
         self.database, self.clock, self.notify = database, clock, notify
         self.every, self.alert_hours = every, alert_hours
+        self.due, self.coalesce = due or DueForecasts(), coalesce
         self._task: asyncio.Task[None] | None = None
+        self.rounded = asyncio.Event()  # a round over every département done (tests)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -244,11 +285,36 @@ class ForecastWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def run_due(self) -> int:
+        """Forecast the départements due now; how many."""
+        return await self._guarded(forecast_some, self.due.take())
+
+    async def run_all(self) -> int:
+        """Forecast every département (the marks it covers forgotten); how many."""
+        self.due.take()
+        return await self._guarded(forecast_all)
+
+    async def _guarded(self, step: Callable[..., Awaitable[int]], *args: Any) -> int:
+        try:
+            done = await step(self.database, *args, self.clock(), self.alert_hours)
+        except Exception:  # a database away for a while: the next round tries again
+            log.exception("saturation forecast failed")
+            return 0
+        if done:
+            self.notify()  # the relay publishes them now, not at its next poll
+        return int(done)
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_round = loop.time()
         while True:
-            try:
-                if await forecast_all(self.database, self.clock(), self.alert_hours):
-                    self.notify()  # the relay publishes them now, not at its next poll
-            except Exception:  # a database away for a while: the next round tries again
-                log.exception("saturation forecast failed")
-            await asyncio.sleep(self.every)
+            if loop.time() >= next_round:
+                await self.run_all()
+                self.rounded.set()
+                next_round = loop.time() + self.every
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.due.wake.wait(), next_round - loop.time())
+            if self.due.pending:
+                await asyncio.sleep(self.coalesce)  # the rest of the burst gathers
+                await self.run_due()
