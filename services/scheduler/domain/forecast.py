@@ -204,12 +204,22 @@ def estimate_rate(
     )
 
 
+def local_hours(start: datetime, hours: int, timezone: str) -> Counts:
+    """The local hour of each of the ``hours`` hours from ``start`` (an aware time) on:
+    one offset when both ends share it (no clock change lies between them in a week),
+    hour by hour otherwise."""
+    zone = ZoneInfo(timezone)
+    first = start.astimezone(zone)
+    last = (start + timedelta(hours=max(hours - 1, 0))).astimezone(zone)
+    if first.utcoffset() == last.utcoffset():
+        return (first.hour + np.arange(hours, dtype=np.int64)) % 24
+    return np.array([(start + timedelta(hours=h)).astimezone(zone).hour for h in range(hours)])
+
+
 def _profile(total: Counts, now: datetime, settings: ForecastSettings) -> tuple[float, ...]:
-    zone = ZoneInfo(settings.timezone)
-    by_hour = np.zeros(24)
-    for ago in range(len(total)):
-        hour = (now - timedelta(hours=ago + 1)).astimezone(zone).hour
-        by_hour[hour] += total[len(total) - 1 - ago]
+    # The oldest of the counts is the hour starting len(total) hours before now.
+    hours = local_hours(now - timedelta(hours=len(total)), len(total), settings.timezone)
+    by_hour = np.bincount(hours, weights=np.asarray(total, dtype=np.float64), minlength=24)
     prior = np.array(DEFAULT_PROFILE) * settings.profile_prior
     mixed = (by_hour + prior) / (by_hour.sum() + settings.profile_prior)
     return tuple(float(w) for w in mixed)
@@ -235,11 +245,10 @@ def simulate_arrivals(
     spread = min(3 * math.sqrt(max(rate.covariance[0][0], 0.0)), math.log(4))
     params[:, 0] = params[:, 0].clip(mean[0] - spread, mean[0] + spread)
     params[:, 1] = params[:, 1].clip(-MAX_GROWTH, MAX_GROWTH)
-    zone = ZoneInfo(settings.timezone)
-    local = [(now + timedelta(hours=h)).astimezone(zone).hour for h in range(hours)]
+    local = local_hours(now, hours, settings.timezone)
     t_days = (np.arange(hours) + 0.5) / 24.0
     per_hour = np.exp(params[:, :1] + params[:, 1:] * t_days[None, :])  # per day
-    per_hour *= np.array([rate.profile[h] for h in local])[None, :]
+    per_hour *= np.asarray(rate.profile)[local][None, :]
     per_hour = per_hour * _day_levels(rate, per_hour, rng)
     for i, priority in enumerate(priorities):
         share = rate.shares.get(priority, 0.0)
@@ -286,15 +295,18 @@ def first_full_hour(
             [cumulative, np.full(need + 1 - len(cumulative), cumulative[-1])]
         )
     upto = np.cumsum(arrivals, axis=2, dtype=np.float64)
-    position = np.tile(np.cumsum(np.asarray(waiting, dtype=np.float64)), (paths, 1))
-    full = np.full(paths, hours, dtype=np.int64)
     ends = deadline_ends(hours, deadlines, open_hours, len(cumulative) - 1)
     limits = cumulative[ends]
-    for h in range(hours):
-        position = np.maximum(position, cumulative[h + lead_hours]) + upto[:, h, :]
-        over = (position > limits[h][None, :] + 1e-9).any(axis=1)
-        full = np.where(over & (full == hours), h, full)
-    return full
+    # The recursion p_h = max(p_{h-1}, C_h) + a_h, with S_h the arrivals up to hour h,
+    # is p_h = S_h + max(p_-1, max over k <= h of (C_k - S_{k-1})): no loop over hours.
+    total = np.cumsum(upto, axis=1)
+    before = np.concatenate([np.zeros((paths, 1, upto.shape[2])), total[:, :-1, :]], axis=1)
+    opened = cumulative[lead_hours : lead_hours + hours][None, :, None] - before
+    start = np.cumsum(np.asarray(waiting, dtype=np.float64))[None, None, :]
+    position = total + np.maximum(start, np.maximum.accumulate(opened, axis=1))
+    over: npt.NDArray[np.bool_] = np.any(position > limits[None, :, :] + 1e-9, axis=2)
+    first: Counts = np.where(np.any(over, axis=1), np.argmax(over, axis=1), hours)
+    return first.astype(np.int64)
 
 
 def deadline_ends(
