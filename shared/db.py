@@ -3,10 +3,11 @@ PostgreSQL (asyncpg) when a URL says so. The same code runs on both."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from sqlalchemy import event
@@ -59,6 +60,8 @@ class Database:
         # The server processes of this pool's connections (PostgreSQL): a notification
         # sent by one of them is this process's own commit, already known in-process.
         self.backend_pids: set[int] = set()
+        # Told each transaction's time, begin to commit (shared.metrics), when set.
+        self.observe: Callable[[float], None] | None = None
         if not self.is_sqlite:
 
             @event.listens_for(self.engine.sync_engine, "connect")
@@ -84,8 +87,15 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on exit, rolled back on error."""
+        observe = self.observe
+        if observe is None:
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        began = perf_counter()
         async with self.sessions() as session, session.begin():
             yield session
+        observe(perf_counter() - began)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

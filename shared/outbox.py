@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ import structlog
 from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import tracing
 from shared.db import Database
 from shared.events import Envelope, EventPayload, utcnow
 from shared.messaging_tables import OUTBOX_CHANNEL, outbox
@@ -35,6 +37,8 @@ class OutgoingEvent:
     event_id: str
     event_type: str
     correlation_id: str
+    # The span that staged it (shared.tracing), for the message's headers.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ def outbox_row(
         "body": envelope.model_dump_json(),
         "created_at": envelope.time,
         "attempts": 0,
+        "traceparent": tracing.staged(correlation_id),
     }
     return envelope, row
 
@@ -123,6 +128,7 @@ _PENDING = (
         outbox.c.event_id,
         outbox.c.event_type,
         outbox.c.correlation_id,
+        outbox.c.traceparent,
     )
     .where(outbox.c.published_at.is_(None), outbox.c.set_aside_at.is_(None))
     .order_by(outbox.c.seq)
@@ -137,6 +143,10 @@ _SET_ASIDE = (
 _COUNT_SET_ASIDE = (
     select(func.count()).select_from(outbox).where(outbox.c.set_aside_at.is_not(None))
 )
+# What /metrics reads (ix_outbox_pending serves both): the pending rows, the oldest's time.
+_FIGURES = select(func.count(), func.min(outbox.c.created_at)).where(
+    outbox.c.published_at.is_(None), outbox.c.set_aside_at.is_(None)
+)
 # Events whose body holds a patient's contact (names, phone, e-mail): once published,
 # the stored body is emptied, so that no identity stays in clear at rest outside the
 # identity stores' sealed columns (issue 34): intake's patient.contact, and the
@@ -147,9 +157,7 @@ _MARK_PUBLISHED = (
     .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
     .values(
         published_at=bindparam("now"),
-        body=case(
-            (outbox.c.event_type.in_(CLEARED_ONCE_PUBLISHED), "{}"), else_=outbox.c.body
-        ),
+        body=case((outbox.c.event_type.in_(CLEARED_ONCE_PUBLISHED), "{}"), else_=outbox.c.body),
     )
 )
 
@@ -214,6 +222,13 @@ class OutboxRelay:
         async with self._db.transaction() as session:
             return int(await session.scalar(_COUNT_SET_ASIDE) or 0)
 
+    async def figures(self) -> tuple[int, datetime | None, int]:
+        """Rows pending, when the oldest of them was staged, rows set aside."""
+        async with self._db.transaction() as session:
+            pending, oldest = (await session.execute(_FIGURES)).one()
+            set_aside = int(await session.scalar(_COUNT_SET_ASIDE) or 0)
+        return int(pending or 0), oldest, set_aside
+
     def notify(self, staged: int = 1) -> None:
         """``staged`` events were just committed to the outbox: relay them now."""
         self._backlog += staged
@@ -246,6 +261,7 @@ class OutboxRelay:
                 row["event_id"],
                 row["event_type"],
                 event.correlation_id,
+                row["traceparent"],
             )
         )
 
@@ -423,5 +439,10 @@ class OutboxRelay:
 
 def _outgoing(row: Any) -> OutgoingEvent:
     return OutgoingEvent(
-        row.body.encode(), row.routing_key, row.event_id, row.event_type, row.correlation_id
+        row.body.encode(),
+        row.routing_key,
+        row.event_id,
+        row.event_type,
+        row.correlation_id,
+        row.traceparent,
     )
