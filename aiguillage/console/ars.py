@@ -34,6 +34,8 @@ from aiguillage.console.common import (
     record,
 )
 from aiguillage.console.export import csv_download
+from aiguillage.console.forecast_chart import forecast_chart, hours_text
+from aiguillage.console.forecast_chart import rows as chart_rows
 from aiguillage.console.notice import DAYS, MONTHS
 from aiguillage.console.people import (
     ACTOR_ID,
@@ -80,16 +82,65 @@ async def region_view(
     return deps, [c for detail in details for c in detail["centres"]]
 
 
+async def _forecast(console: Console, actor: Actor, code: str) -> dict[str, Any] | None:
+    """The département's saturation forecast (issue 31), or None when the scheduler
+    cannot give it now: the rest of the page stands without it."""
+    try:
+        view: dict[str, Any] = await console.call(
+            actor, "GET", "scheduler", f"/territory/{quote(code)}/forecast"
+        )
+    except ServiceError:
+        return None
+    return view
+
+
+async def region_forecasts(
+    console: Console, actor: Actor, deps: list[dict[str, Any]], centres: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each département's forecast, its chart, its table and the reserve centres it
+    suggests by name; put on the département too (``forecast``: the map says it)."""
+    views = await asyncio.gather(*(_forecast(console, actor, d["departement"]) for d in deps))
+    names = {c["centre_id"]: c for c in centres}
+    out = []
+    for dep, view in zip(deps, views, strict=True):
+        if view is None:
+            continue
+        dep["forecast"] = view
+        out.append(
+            {
+                "departement": dep["departement"],
+                "name": dep.get("name") or "",
+                "view": view,
+                "text": hours_text(view),
+                "chart": forecast_chart(view),
+                "rows": chart_rows(view),
+                "reserve": [
+                    names.get(c, {"centre_id": c, "name": c}) for c in view["reserve_centres"]
+                ],
+            }
+        )
+    return out
+
+
 async def territory_context(console: Console, actor: Actor) -> dict[str, Any]:
     mine = region_departements(actor.acts_for)
     try:
         deps, centres = await region_view(console, actor)
+        forecasts = await region_forecasts(console, actor, deps, centres)
         # Kept by the scheduler: a request sent while no console was open is there.
         asked = await console.call(actor, "GET", "scheduler", "/reinforcements?limit=50")
     except ServiceError as exc:
-        return {"service_error": str(exc), "departements": [], "centres": [], "map": None}
+        return {
+            "service_error": str(exc),
+            "departements": [],
+            "centres": [],
+            "map": None,
+            "forecasts": [],
+        }
     return {
         "departements": deps,
+        # Issue 31: when each département will be full, and what to open.
+        "forecasts": forecasts,
         "centres": centres,
         "map": region_map(actor.acts_for, deps, centres),
         "SATURATION": SATURATION,

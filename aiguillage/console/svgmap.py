@@ -189,11 +189,14 @@ def _area(code: str, figures: Mapping[str, Any] | None, in_region: bool) -> Area
     occupancy = booked / capacity if capacity else None
     free = max(capacity - booked, 0)
     waiting = int((figures or {}).get("waiting") or 0)
-    lines = (
+    lines: tuple[str, ...] = (
         f"{name} ({code})",
         f"{free} place{'s' if free > 1 else ''} libre{'s' if free > 1 else ''}",
         f"{waiting} en attente",
     )
+    full = _full_in((figures or {}).get("forecast"))
+    if full:  # issue 31: when its centres will be full (the forecast's median and band)
+        lines = (*lines, full)
     lat, lon = _centre_of(code)
     anchor = project(lat, lon)
     shift = LABEL_SHIFT.get(code)
@@ -205,11 +208,25 @@ def _area(code: str, figures: Mapping[str, Any] | None, in_region: bool) -> Area
         path,
         saturation_colour(occupancy),
         True,
-        title=f"{name} ({code}) : occupation {shown}, {free} places libres, {waiting} en attente",
+        title=f"{name} ({code}) : occupation {shown}, {free} places libres, {waiting} en attente"
+        + (f", {full}" if full else ""),
         label=label,
         anchor=anchor if shift else None,
         lines=lines,
     )
+
+
+def _full_in(forecast: Mapping[str, Any] | None) -> str:
+    """The map's short line of a département's forecast: "plein dans 11 h (7-19)"."""
+    if not forecast:
+        return ""
+    band = forecast.get("hours_until_full") or {}
+    p10, p50, p90 = band.get("p10"), band.get("p50"), band.get("p90")
+    if p50 is None:
+        return f"pas plein sous {forecast.get('horizon_hours', 72)} h"
+    if p50 == 0:
+        return "plein maintenant"
+    return f"plein dans {p50} h ({p10}-{p90 if p90 is not None else '72+'})"
 
 
 def _markers(centres: Iterable[Mapping[str, Any]]) -> tuple[Marker, ...]:

@@ -13,6 +13,7 @@ from services.scheduler.handlers.forecasts import ForecastWatch
 from services.scheduler.handlers.reinforcements import ReinforcementWatch
 from services.scheduler.handlers.retention import purge_steps
 from services.scheduler.http.centres import router as centres_router
+from services.scheduler.http.forecasts import router as forecasts_router
 from services.scheduler.http.patient import build_patient_router
 from services.scheduler.http.reinforcements import router as reinforcements_router
 from services.scheduler.http.state import SchedulerApi
@@ -132,6 +133,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> ServiceRuntime:
         authenticator(settings, ServiceName.SCHEDULER),
     )
     runtime.http_app.include_router(territory_router)
+    # A département's saturation forecast, as the ARS's page draws it (issue 31).
+    runtime.http_app.include_router(forecasts_router)
     # The requests for reinforcement: the ARS answers, the centre reads (issue 30).
     runtime.http_app.include_router(reinforcements_router)
     # What a centre reads of the decisions behind its patients (its page, issue 30).

@@ -180,6 +180,7 @@ CASES: list[Case] = [
     Case("regulation GET /protocols", SAMU_35, NONE, Seen(200)),
     # The ARS's and the centres' routes: not a SAMU's (their rows: their part).
     *_pair("scheduler GET /territory/{code}", SAMU_35, NOT_ITS_ROLE, NOT_ITS_ROLE),
+    *_pair("scheduler GET /territory/{code}/forecast", SAMU_35, NOT_ITS_ROLE, NOT_ITS_ROLE),
     Case("scheduler GET /territory", SAMU_35, NONE, NOT_ITS_ROLE),
     Case("scheduler GET /reinforcements", SAMU_35, NONE, NOT_ITS_ROLE),
     Case("scheduler GET /territory/days/{day}", SAMU_35, NONE, NOT_ITS_ROLE),
@@ -240,6 +241,8 @@ CASES: list[Case] = [
     # département is the 404 of a missing one.
     *_pair("scheduler GET /territory", ARS_53, LISTED, NOT_LISTED),
     *_pair("scheduler GET /territory/{code}", ARS_53, LISTED, NOT_FOUND),
+    # Issue 31: a département's saturation forecast; another region's, the 404 of none.
+    *_pair("scheduler GET /territory/{code}/forecast", ARS_53, LISTED, NOT_FOUND),
     *_pair("scheduler GET /reinforcements", ARS_53, LISTED, NOT_LISTED),
     # A day's history (issue 30): its region's départements; another's, the 404 of none.
     *_pair("scheduler GET /territory/days/{day}", ARS_53, LISTED, NOT_FOUND),
@@ -988,6 +991,14 @@ async def _one_departement(w: World, case: Case) -> Seen:
     if body is None:
         return seen
     return Seen(200, listed=any(c["centre_id"] == CENTRES[case.territory] for c in body["centres"]))
+
+
+@probe("scheduler GET /territory/{code}/forecast")
+async def _forecast(w: World, case: Case) -> Seen:
+    seen, body = await _scheduler_read(w, case, f"/territory/{_dep(case)}/forecast")
+    if body is None:
+        return seen
+    return Seen(200, listed=body["departement"] == _dep(case) and len(body["blocks"]) == 24)
 
 
 @probe("scheduler GET /territory/days/{day}")

@@ -42,7 +42,9 @@ from services.scheduler.domain.forecast import (
     free_places_by_hour,
     hourly_counts,
     reserve_to_open,
+    simulate_arrivals,
 )
+from services.scheduler.domain.slots import capacity_between
 from services.scheduler.handlers.waiting import WaitingList
 from shared.consumer import Delivery
 from shared.db import Database
@@ -103,11 +105,33 @@ def _compute(inputs: Inputs, departement: str, now: datetime) -> Forecast:
     box = box_places_by_hour(
         BOX_OPENS, BOX_CLOSES, BOX_MINUTES, now, SETTINGS.tail_hours, SETTINGS.timezone
     )
-    # The same département and hour draw the same paths: a forecast read twice agrees.
-    seed = zlib.crc32(f"{departement}:{now:%Y%m%d%H}".encode())
     return forecast(
-        rate, inputs.free, inputs.waiting, box, now, SETTINGS, seed=seed, open_hours=box
+        rate,
+        inputs.free,
+        inputs.waiting,
+        box,
+        now,
+        SETTINGS,
+        seed=_seed(departement, now),
+        open_hours=box,
     )
+
+
+def _suggested(inputs: Inputs, boxes: int) -> list[ReserveCentre]:
+    """The reserve centres nearest the demand (their own middle when no arrival yet)
+    whose boxes cover ``boxes``."""
+    near = inputs.near
+    if near is None and inputs.reserves:
+        near = (
+            float(np.mean([r.lat for r in inputs.reserves])),
+            float(np.mean([r.lon for r in inputs.reserves])),
+        )
+    return reserve_to_open(inputs.reserves, near, boxes) if near else []
+
+
+def _seed(departement: str, now: datetime) -> int:
+    # The same département and hour draw the same paths: a forecast read twice agrees.
+    return zlib.crc32(f"{departement}:{now:%Y%m%d%H}".encode())
 
 
 async def forecast_departement(
@@ -116,13 +140,7 @@ async def forecast_departement(
     """Compute the département's forecast, publish it, and raise or clear its alert."""
     inputs = await _inputs(session, departement, now)
     result = await asyncio.to_thread(_compute, inputs, departement, now)
-    near = inputs.near
-    if near is None and inputs.reserves:
-        near = (
-            float(np.mean([r.lat for r in inputs.reserves])),
-            float(np.mean([r.lon for r in inputs.reserves])),
-        )
-    suggested = reserve_to_open(inputs.reserves, near, result.boxes_72h) if near else []
+    suggested = _suggested(inputs, result.boxes_72h)
     p10, p50, p90 = result.hours_until_full
     event = CapacityForecast(
         departement=departement,
@@ -176,6 +194,65 @@ async def _alert_on(
         ),
         f"departement-{departement}",
     )
+
+
+BLOCK_HOURS = 6  # the ARS's chart: arrivals and places per 6 hours, 72 h each side
+
+
+def _arrival_band(forecast_: Forecast, departement: str, now: datetime) -> Any:
+    """(3, blocks): the 10th, 50th, 90th percentiles of the arrivals per block to come,
+    on the forecast's own paths (same seed)."""
+    rng = np.random.default_rng(_seed(departement, now))
+    paths = simulate_arrivals(forecast_.rate, now, SETTINGS, rng).sum(axis=2)
+    blocks = paths.reshape(len(paths), -1, BLOCK_HOURS).sum(axis=2)
+    return np.quantile(blocks, [0.1, 0.5, 0.9], axis=0, method="inverted_cdf")
+
+
+async def forecast_view(session: Any, departement: str, now: datetime) -> dict[str, Any]:
+    """The département's forecast as the ARS reads it (nothing published): hours until
+    full and its band, boxes needed, reserve centres suggested, and per 6 hours over
+    the last and next 72 hours the arrivals, the places of the active centres, the free
+    places ahead and the arrivals forecast (P10, P50, P90)."""
+    now = now.replace(minute=0, second=0, microsecond=0)
+    inputs = await _inputs(session, departement, now)
+    result = await asyncio.to_thread(_compute, inputs, departement, now)
+    band = await asyncio.to_thread(_arrival_band, result, departement, now)
+    horizon = SETTINGS.horizon_hours
+    rows = await store.arrivals_since(session, departement, now - timedelta(hours=horizon))
+    past = hourly_counts((t for t, _ in rows), now, horizon).reshape(-1, BLOCK_HOURS).sum(axis=1)
+    schedules = await store.active_schedules(session, departement=departement)
+    free = inputs.free[:horizon].reshape(-1, BLOCK_HOURS).sum(axis=1)
+    blocks = []
+    for k in range(-len(past), len(free)):
+        start = now + timedelta(hours=k * BLOCK_HOURS)
+        end = start + timedelta(hours=BLOCK_HOURS)
+        ahead = k >= 0
+        blocks.append(
+            {
+                "start": start.isoformat(),
+                "ahead": ahead,
+                "arrivals": None if ahead else int(past[k + len(past)]),
+                "places": sum(capacity_between(s, start, end) for s in schedules),
+                "free": int(free[k]) if ahead else None,
+                "forecast": [int(band[q][k]) for q in range(3)] if ahead else None,
+            }
+        )
+    p10, p50, p90 = result.hours_until_full
+    return {
+        "departement": departement,
+        "computed_at": now.isoformat(),
+        "horizon_hours": horizon,
+        "hours_until_full": {"p10": p10, "p50": p50, "p90": p90},
+        "full_within_horizon": round(result.full_within_horizon, 3),
+        "arrivals_per_day": round(result.rate.per_day, 1),
+        "growth_per_day": round(result.rate.growth, 3),
+        "waiting": sum(inputs.waiting.values()),
+        "boxes_needed_24h": result.boxes_24h,
+        "boxes_needed_72h": result.boxes_72h,
+        "reserve_centres": [c.centre_id for c in _suggested(inputs, result.boxes_72h)],
+        "block_hours": BLOCK_HOURS,
+        "blocks": blocks,
+    }
 
 
 def outbox_emit(session: Any) -> Emit:
