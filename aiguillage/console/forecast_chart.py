@@ -16,7 +16,7 @@ from typing import Any
 from shared.paris import in_paris
 
 WIDTH, HEIGHT = 640.0, 260.0
-LEFT, RIGHT, TOP, BOTTOM = 44.0, 10.0, 12.0, 34.0
+LEFT, RIGHT, TOP, BOTTOM = 48.0, 10.0, 12.0, 34.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Tick:
     x: float
     y: float
     text: str
+    anchor: str = "middle"  # the ends' labels kept inside the drawing
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,15 @@ def forecast_chart(view: Mapping[str, Any]) -> Chart | None:
             median.append((middle, y(p50)))
     now_index = next((i for i, b in enumerate(blocks) if b.get("ahead")), len(blocks))
     block_hours = int(view.get("block_hours") or 6)
+    marks = range(0, len(blocks) + 1, max(1, len(blocks) // 6))
     x_ticks = tuple(
-        Tick(LEFT + i * slot, bottom + 16, _when(block_hours * (i - now_index)))
-        for i in range(0, len(blocks) + 1, max(1, len(blocks) // 6))
+        Tick(
+            LEFT + i * slot,
+            bottom + 18,
+            _when(block_hours * (i - now_index)),
+            "start" if i == 0 else "end" if i == len(blocks) else "middle",
+        )
+        for i in marks
     )
     y_ticks = tuple(
         Tick(LEFT - 4, y(top_value * k / 4), f"{top_value * k / 4:g}") for k in range(5)
