@@ -79,6 +79,13 @@ DATABASE = {
     "console user disable": ("console", ["console", "user", "disable", "a@ars.fr"]),
     "console user list": ("console", ["console", "user", "list"]),
     "run": ("intake", ["run", "intake"]),
+    "keys seal": ("intake", ["keys", "seal"]),
+    "keys rotate": ("intake", ["keys", "rotate"]),
+    "keys status": ("notifier", ["keys", "status", "--service", "notifier"]),
+    "purge": ("regulation", ["purge", "--service", "regulation"]),
+    "privacy export": ("intake", ["privacy", "export", "--referral", "r"]),
+    "backup": ("scheduler", ["backup", "--to", "sauvegarde"]),
+    "privacy restrict": ("intake", ["privacy", "restrict", "--referral", "r"]),
 }
 # What reaches none of them: a file, a token, rabbitmqctl, Chromium, or serves.
 REACHES_NOTHING = {
@@ -89,6 +96,8 @@ REACHES_NOTHING = {
     "console",
     "console screenshots",
     "run-hubsante",
+    # Reads its backup folder first, and a missing one is said as such (tests/unit/test_backup.py).
+    "restore",
 }
 
 
