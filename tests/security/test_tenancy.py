@@ -204,6 +204,7 @@ CASES: list[Case] = [
     ),
     # The log of identity reads: the DPO's alone (no territory: every read).
     Case("intake GET /identity-reads", SAMU_35, NONE, NOT_ITS_ROLE),
+    Case("notifier GET /identity-reads", ARS_53, NONE, NOT_ITS_ROLE),
     # The live stream: escalations to the SAMU of the patient's département; alerts and
     # reinforcement requests to the ARS of the region.
     *_pair("console GET /evenements", SAMU_35, TOLD, NOT_TOLD, "escalation"),
@@ -336,7 +337,18 @@ PENDING: dict[str, str] = {
 }
 
 # Not a tenant's: the process's health and the documents.
-UNGUARDED = {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# /metrics: Prometheus's scrape, counts with bounded labels and no person's data
+# (tests/e2e/test_no_identity_leaks.py), reached only through the NetworkPolicy that
+# admits the monitoring namespace (deploy/kubernetes/base/network-policies.yaml).
+UNGUARDED = {
+    "/health",
+    "/ready",
+    "/metrics",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+}
 
 
 # -- the stage --------------------------------------------------------------------------
@@ -824,6 +836,13 @@ async def _desk_identity_with_reason(w: World, case: Case) -> Seen:
 @probe("intake GET /identity-reads")
 async def _identity_reads(w: World, case: Case) -> Seen:
     async with w.api(ServiceName.INTAKE, case.actor) as api:
+        response = await api.get("/identity-reads")
+    return Seen(response.status_code)
+
+
+@probe("notifier GET /identity-reads")
+async def _notifier_identity_reads(w: World, case: Case) -> Seen:
+    async with w.api(ServiceName.NOTIFIER, case.actor) as api:
         response = await api.get("/identity-reads")
     return Seen(response.status_code)
 
