@@ -41,7 +41,14 @@ def test_one_version_in_pyproject_the_code_and_the_changelog() -> None:
 def test_the_changelog_names_the_previous_release_and_its_commit() -> None:
     listed = {r.version: r for r in releases()}
     assert {"0.3.0", "0.2.0", "0.1.0"} <= set(listed)
-    assert listed["0.3.0"].commit is None  # written when it is cut
+    # Cut: its commit is the tree it was cut from, the changelog's commit on top of it.
+    assert listed["0.3.0"].commit is not None
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "cat-file", "-t", listed["0.3.0"].commit],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 or done.stdout.strip() == "commit"
     assert previous_release() == Release("0.2.0", "2026-12-07", "9ce97fb")
     # The commit is one of this repository's (a clone with its history).
     done = subprocess.run(
