@@ -6,6 +6,7 @@ commune alone, under the referral's pseudonym), whence the scheduler may book ne
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cached_property
 
 import structlog
 
@@ -34,9 +35,11 @@ def sender_scope(territories: Territories, sender: Sender | None) -> Scope | Non
 class Updates:
     settings: Settings  # the submissions' (IntakeHandlers is both)
 
-    @property
-    def vault(self) -> Vault:  # the submissions' (IntakeHandlers is both)
-        raise NotImplementedError
+    @cached_property
+    def vault(self) -> Vault:
+        """The identity's keys, one per process (``Vault.of``; the submissions' own when
+        IntakeHandlers is both)."""
+        return Vault.of(self.settings)
 
     async def on_updated(self, delivery: Delivery) -> None:
         """The sender's own referral only (another's is refused as unknown is: the
